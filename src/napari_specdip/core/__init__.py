@@ -1,0 +1,1 @@
+"""The Qt-free restoration engine (torch + numpy); knows nothing of napari."""

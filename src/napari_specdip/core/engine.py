@@ -1,0 +1,485 @@
+"""The fitting loop: one generator for every task."""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import time
+from collections import deque
+from collections.abc import Generator, Iterator
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import numpy as np
+import numpy.typing as npt
+import torch
+
+from napari_specdip.core.devices import describe_device, free_device_memory, resolve_device
+from napari_specdip.core.imaging import Layout, as_hwc, intensity_range, pad_amounts, pad_reflect
+from napari_specdip.core.networks import SkipNet, build_network
+from napari_specdip.core.operators import Downsampling, Identity, Inpainting, Operator
+from napari_specdip.core.params import RestoreParameters
+from napari_specdip.core.results import RestoreResult, StepReport
+from napari_specdip.stopping import make_rule
+
+RestoreGenerator = Generator[StepReport, None, RestoreResult]
+
+
+class Interrupt(Protocol):
+    """Anything with ``is_set()``, e.g. ``threading.Event``."""
+
+    def is_set(self) -> bool: ...
+
+
+@dataclass(frozen=True)
+class RestoreJob:
+    """A checked, self-contained restoration: snapshot of the data and every option.
+
+    Built on the caller's thread by :func:`plan_restore` (all input errors are
+    raised there); :meth:`run` does the heavy work and may run on any thread.
+    """
+
+    observation: npt.NDArray[np.float64]  # (H, W, C) in [0, 1]
+    known: npt.NDArray[np.bool_] | None  # (H, W) True where observed (inpainting)
+    reference: npt.NDArray[np.float64] | None  # (H*s, W*s, C) in [0, 1]
+    layout: Layout
+    params: RestoreParameters
+    output_dtype: np.dtype[Any] | None
+    interrupt: Interrupt | None
+
+    @property
+    def scale(self) -> int:
+        return self.params.factor if self.params.task == "super-resolve" and self.params.factor else 1
+
+    def run(self) -> RestoreGenerator:
+        """Generator of :class:`StepReport`; returns the :class:`RestoreResult`."""
+        return _run(self)
+
+
+def plan_restore(image: Any, task: str = "denoise", *, mask: Any = None, factor: int | None = None,
+                 channel_axis: int | None = None, reference: Any = None,
+                 parameters: RestoreParameters | None = None, output_dtype: Any = None,
+                 interrupt: Interrupt | None = None, **options: Any) -> RestoreJob:
+    """Check the input and options and snapshot them into a :class:`RestoreJob`.
+
+    Takes the same arguments as :func:`iter_restore`; raises ``ValueError`` (or
+    ``TypeError`` for an unknown option) with a message fit for a user.
+    """
+    options = {k: v for k, v in options.items() if v is not None}
+    if factor is not None:
+        options["factor"] = factor
+    if "sigmas" in options:
+        options["sigmas"] = tuple(float(s) for s in options["sigmas"])
+    if parameters is None:
+        params = RestoreParameters.for_task(task, **options)
+    else:
+        if task != parameters.task and task != "denoise":
+            raise ValueError(f"task {task!r} disagrees with parameters.task {parameters.task!r}")
+        params = parameters.replace(**options)
+    values, axis = as_hwc(image, channel_axis=channel_axis)
+    dtype = np.asarray(image).dtype
+    height, width = values.shape[:2]
+
+    known = None
+    if params.task == "inpaint":
+        if mask is None:
+            raise ValueError("inpainting needs a mask: True/nonzero where pixels are to be filled")
+        m = np.asarray(mask)
+        if m.shape != (height, width):
+            raise ValueError(f"mask shape {m.shape} does not match the image's spatial shape "
+                             f"{(height, width)}")
+        if m.dtype.kind not in "uifb":
+            raise ValueError(f"mask must be boolean or numeric, got dtype {m.dtype}")
+        known = ~(m.astype(bool))
+        if not known.any():
+            raise ValueError("the mask covers every pixel: nothing is left to fit")
+    elif mask is not None:
+        raise ValueError(f"a mask only makes sense for inpainting, not for task {params.task!r}")
+
+    low, high = intensity_range(values, dtype, known)
+    observation = np.clip((values - low) / (high - low), 0.0, 1.0)
+    layout = Layout(shape=np.shape(image), channel_axis=axis, dtype=dtype, low=low, high=high)
+
+    ref = None
+    if reference is not None:
+        ref_values, _ = as_hwc(reference, channel_axis=channel_axis, name="reference")
+        scale = params.factor if params.task == "super-resolve" and params.factor else 1
+        expected = (height * scale, width * scale, values.shape[2])
+        if ref_values.shape != expected:
+            raise ValueError(f"reference shape {ref_values.shape} (channels last) does not match "
+                             f"the output's {expected}")
+        ref = np.clip((ref_values - low) / (high - low), 0.0, 1.0)
+    out_dtype = None if output_dtype is None else np.dtype(output_dtype)
+    if out_dtype is not None and out_dtype.kind not in "uif":
+        raise ValueError(f"output_dtype must be an integer or float dtype, got {out_dtype}")
+    if interrupt is not None and not callable(getattr(interrupt, "is_set", None)):
+        raise TypeError("interrupt must have an is_set() method, e.g. threading.Event")
+    return RestoreJob(observation=observation, known=known, reference=ref, layout=layout,
+                      params=params, output_dtype=out_dtype, interrupt=interrupt)
+
+
+def iter_restore(image: Any, task: str = "denoise", *, mask: Any = None, factor: int | None = None,
+                 channel_axis: int | None = None, reference: Any = None,
+                 parameters: RestoreParameters | None = None, max_iterations: int | None = None,
+                 stop: str | None = None, seed: int | None = None, device: str | None = None,
+                 width: int | None = None, depth: int | None = None, lipschitz: float | None = None,
+                 upsampler: str | None = None, sigmas: tuple[float, ...] | None = None,
+                 learning_rate: float | None = None, network: str | None = None,
+                 output: str | None = None, gain: float | None = None,
+                 preview_every: int | None = None, signal_every: int | None = None,
+                 num_threads: int | None = None, output_dtype: Any = None,
+                 interrupt: Interrupt | None = None) -> RestoreGenerator:
+    """Restore ``image`` step by step: a generator of reports that returns the result.
+
+    Input errors are raised at the call, before the generator starts. Closing the
+    generator stops the work at once; setting ``interrupt`` ends it at the next
+    step with a result (``stop_reason="stopped"``).
+
+    Parameters
+    ----------
+    image : array_like
+        2D gray image, or 3D with ``channel_axis`` (RGB, multichannel); any
+        integer or float dtype.
+    task : str
+        ``"denoise"``, ``"deblock"``, ``"inpaint"``, ``"super-resolve"`` or ``"enhance"``.
+    mask : array_like, optional
+        Inpainting only: the image's spatial shape, True/nonzero on pixels to fill.
+    factor : int, optional
+        Super-resolution factor (2, 4 or 8; default 4).
+    channel_axis : int, optional
+        Axis of the colour channels; None for a 2D gray image.
+    reference : array_like, optional
+        Clean image of the output's shape: adds PSNR/SSIM to the signals.
+    parameters : RestoreParameters, optional
+        A whole snapshot of options; the keyword options below override it.
+    max_iterations, stop, seed, device, width, depth, lipschitz, upsampler, sigmas,
+    learning_rate, network, output, gain, preview_every, signal_every, num_threads
+        See :class:`~napari_specdip.RestoreParameters`; None takes the task default.
+    output_dtype : dtype, optional
+        dtype of the result; default the input's.
+    interrupt : threading.Event-like, optional
+        Set it to stop early and keep the result so far.
+
+    Returns
+    -------
+    generator
+        Yields :class:`~napari_specdip.StepReport`; its return value is a
+        :class:`~napari_specdip.RestoreResult`.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from napari_specdip import iter_restore
+    >>> noisy = np.random.default_rng(0).random((32, 32))
+    >>> run = iter_restore(noisy, "denoise", width=8, max_iterations=3, stop="none")
+    >>> [report.iteration for report in run]
+    [1, 2, 3]
+    """
+    job = plan_restore(
+        image, task, mask=mask, factor=factor, channel_axis=channel_axis, reference=reference,
+        parameters=parameters, output_dtype=output_dtype, interrupt=interrupt,
+        max_iterations=max_iterations, stop=stop, seed=seed, device=device, width=width,
+        depth=depth, lipschitz=lipschitz, upsampler=upsampler, sigmas=sigmas,
+        learning_rate=learning_rate, network=network, output=output, gain=gain,
+        preview_every=preview_every, signal_every=signal_every, num_threads=num_threads,
+    )
+    return job.run()
+
+
+def restore(image: Any, task: str = "denoise", **options: Any) -> RestoreResult:
+    """Restore ``image`` and return a :class:`~napari_specdip.RestoreResult`.
+
+    Takes exactly the arguments of :func:`iter_restore`.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from napari_specdip import restore
+    >>> noisy = (np.random.default_rng(0).random((32, 32, 3)) * 255).astype(np.uint8)
+    >>> result = restore(noisy, "denoise", channel_axis=-1, width=8, max_iterations=5, stop="none")
+    >>> result.image.shape, result.image.dtype, result.iterations, result.stop_reason
+    ((32, 32, 3), dtype('uint8'), 5, 'max_iterations')
+    """
+    return run_to_end(iter_restore(image, task, **options))
+
+
+def run_to_end(gen: RestoreGenerator) -> RestoreResult:
+    """Drain a restoration generator and return its result."""
+    while True:
+        try:
+            next(gen)
+        except StopIteration as done:
+            result: RestoreResult = done.value
+            return result
+
+
+# --------------------------------------------------------------------------- the loop
+
+
+@contextlib.contextmanager
+def _run_scope(device: torch.device, num_threads: int | None) -> Iterator[None]:
+    """Thread count and deterministic kernels for the run; restored afterwards."""
+    threads = torch.get_num_threads()
+    cudnn = (torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark)
+    try:
+        if num_threads is not None:
+            torch.set_num_threads(num_threads)
+        if device.type == "cuda":
+            torch.backends.cudnn.deterministic = True
+            torch.backends.cudnn.benchmark = False
+        yield
+    finally:
+        torch.set_num_threads(threads)
+        torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark = cudnn
+        free_device_memory(device)
+
+
+def _to_tensor(hwc: npt.NDArray[Any], device: torch.device) -> torch.Tensor:
+    return torch.from_numpy(np.ascontiguousarray(np.moveaxis(hwc, -1, 0))).float()[None].to(device)
+
+
+def _gray(x: torch.Tensor) -> torch.Tensor:
+    """(1, C, H, W) -> (H, W): luma for RGB, channel mean otherwise."""
+    from napari_specdip.metrics import to_gray_torch
+
+    return to_gray_torch(x[0])
+
+
+class _Signals:
+    """Everything measured on an evaluated step, on the device; one host sync per step."""
+
+    def __init__(self, job: RestoreJob, target: torch.Tensor, op: Operator,
+                 crop: tuple[slice, slice], obs_crop: tuple[slice, slice], device: torch.device,
+                 reference: torch.Tensor | None, track_variance: bool) -> None:
+        from napari_specdip.metrics import SignalMeter
+
+        p = job.params
+        self.op = op
+        self.crop = crop
+        self.obs_crop = obs_crop
+        self.target_gray = _gray(target[(..., *obs_crop)])
+        h, w = self.target_gray.shape
+        self.fbc_meter = SignalMeter(h, w, device=device)
+        hr_h = crop[0].stop - crop[0].start
+        hr_w = crop[1].stop - crop[1].start
+        self.hr_meter = self.fbc_meter if (hr_h, hr_w) == (h, w) else SignalMeter(hr_h, hr_w, device=device)
+        self.reference = reference
+        self.ref_gray = _gray(reference) if reference is not None else None
+        self.window: deque[torch.Tensor] | None = (
+            deque(maxlen=max(1, round(p.wmv_window / p.signal_every))) if track_variance else None
+        )
+
+    def measure(self, out: torch.Tensor) -> dict[str, float]:
+        from napari_specdip.metrics import psnr_torch, ssim_torch
+
+        canvas = out[(..., *self.crop)]
+        gray = _gray(canvas)
+        observed = self.op(out)[(..., *self.obs_crop)] if self.op.scale > 1 else canvas
+        names = ["fbc1", "fbc2", "fbc3", "fbc4", "fbc5", "blur", "sharpness"]
+        values = [self.fbc_meter.fbc(_gray(observed), self.target_gray),
+                  self.hr_meter.blur(gray)[None], self.hr_meter.sharpness(gray)[None]]
+        if self.window is not None:
+            self.window.append(canvas.detach().clone())
+            stack = torch.stack(tuple(self.window))
+            names.append("variance")
+            values.append(((stack - stack.mean(0)) ** 2).mean()[None])
+        if self.reference is not None and self.ref_gray is not None:
+            names += ["psnr", "ssim", "fbc_clean1", "fbc_clean2", "fbc_clean3", "fbc_clean4", "fbc_clean5"]
+            values += [psnr_torch(canvas, self.reference)[None], ssim_torch(gray, self.ref_gray)[None],
+                       self.hr_meter.fbc(gray, self.ref_gray)]
+        flat = torch.cat([v.reshape(-1).float() for v in values]).tolist()
+        signals = dict(zip(names, flat, strict=True))
+        signals["ratio"] = signals["blur"] / max(signals["sharpness"], 1e-12)
+        return signals
+
+
+def _run(job: RestoreJob) -> RestoreGenerator:
+    p = job.params
+    start = time.perf_counter()
+    device = resolve_device(p.device)
+    scale = job.scale
+    try:
+        with _run_scope(device, p.num_threads):
+            result = yield from _fit(job, device, scale, start)
+    except torch.OutOfMemoryError as exc:
+        raise MemoryError(
+            f"out of memory on {describe_device(device)} restoring a "
+            f"{job.observation.shape[0]}x{job.observation.shape[1]} image at width {p.width}: "
+            "try a smaller width, a crop, or another device"
+        ) from exc
+    return result
+
+
+def _fit(job: RestoreJob, device: torch.device, scale: int, start: float) -> RestoreGenerator:
+    p = job.params
+    obs = job.observation
+    height, width_px, channels = obs.shape
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(p.seed)
+        net = build_network(p.network, channels, width=p.width, depth=p.depth,
+                            lipschitz=p.lipschitz, upsampler=p.upsampler, sigmas=p.sigmas)
+        gen = torch.Generator().manual_seed(p.seed)
+        multiple = net.multiple
+        lr_multiple = max(1, multiple // scale)
+        pads = pad_amounts(height, width_px, lr_multiple)
+        obs_padded = pad_reflect(obs, pads)
+        ph, pw = obs_padded.shape[:2]
+        if (ph * scale) % multiple or (pw * scale) % multiple:
+            raise ValueError(f"super-resolution factor {scale} does not divide the network's "
+                             f"multiple {multiple}")
+        z = net.make_input(ph * scale, pw * scale, generator=gen)
+    jitter_gen = torch.Generator(device=device).manual_seed(p.seed + 1)
+    net = net.to(device)
+    z = z.to(device)
+    y = _to_tensor(obs_padded, device)
+    op: Operator
+    if p.task == "inpaint" and job.known is not None:
+        known = pad_reflect(job.known[..., None].astype(np.float32), pads)
+        op = Inpainting(_to_tensor(known, device)).to(device)
+        y = y * op.known
+    elif scale > 1:
+        op = Downsampling(scale)
+    else:
+        op = Identity()
+    top, _, left, _ = pads
+    obs_crop = (slice(top, top + height), slice(left, left + width_px))
+    crop = (slice(top * scale, (top + height) * scale), slice(left * scale, (left + width_px) * scale))
+    reference = _to_tensor(job.reference, device) if job.reference is not None else None
+    need_variance = p.stop == "wmv" or (p.output == "best" and reference is None)
+    signals_meter = _Signals(job, y, op, crop, obs_crop, device, reference, need_variance)
+    rule = make_rule(p.stop, window=p.stop_window, epsilon=p.stop_epsilon,
+                     patience=p.wmv_patience, every=p.signal_every)
+    optimizer = torch.optim.Adam(net.parameters(), lr=p.learning_rate)
+    jitter = isinstance(net, SkipNet)
+
+    history: dict[str, list[float]] = {"iteration": [], "loss": [], "elapsed": []}
+    signal_history: dict[str, list[float]] = {"signal_iteration": []}
+    ema: torch.Tensor | None = None
+    best: torch.Tensor | None = None
+    best_iteration = 0
+    best_score = -math.inf
+    last_good = [t.detach().clone() for t in net.parameters()] if p.backtrack else []
+    last_good_psnr = -math.inf
+    backtracks = 0
+    stop_reason = "max_iterations"
+    out = torch.zeros(1)
+    iteration = 0
+
+    def current_output() -> torch.Tensor:
+        if p.output == "ema" and ema is not None:
+            return ema
+        if p.output == "best" and best is not None:
+            return best
+        return out
+
+    try:
+        for iteration in range(1, p.max_iterations + 1):
+            if job.interrupt is not None and job.interrupt.is_set():
+                iteration -= 1
+                stop_reason = "stopped"
+                break
+            net_in = z + torch.randn(z.shape, generator=jitter_gen, device=device) * SkipNet.input_jitter if jitter else z
+            out = net(net_in)
+            loss = op.loss(out, y)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            out = out.detach()
+            if p.output == "ema":
+                ema = out.clone() if ema is None else ema.mul_(p.ema_decay).add_(out, alpha=1 - p.ema_decay)
+
+            signals: dict[str, float] = {}
+            stop_now = False
+            if iteration % p.signal_every == 0:
+                signals = signals_meter.measure(out)
+                value = signals["variance"] if p.stop == "wmv" else signals["ratio"]
+                stop_now = rule.update(iteration, value)
+                signals.update(rule.signals)
+                score = (signals["psnr"] if "psnr" in signals
+                         else -signals["variance"] if "variance" in signals else None)
+                if p.output == "best" and score is not None and score > best_score:
+                    best_score, best_iteration, best = score, iteration, out.clone()
+                signal_history["signal_iteration"].append(iteration)
+                for key, v in signals.items():
+                    signal_history.setdefault(key, []).append(v)
+            loss_value = float(loss.detach())
+            if p.backtrack and math.isfinite(loss_value):
+                psnr_obs = -10.0 * math.log10(max(loss_value, 1e-12))
+                if psnr_obs < last_good_psnr - p.backtrack_db:
+                    with torch.no_grad():
+                        for t, good in zip(net.parameters(), last_good, strict=True):
+                            t.copy_(good)
+                    backtracks += 1
+                else:
+                    with torch.no_grad():
+                        for good, t in zip(last_good, net.parameters(), strict=True):
+                            good.copy_(t)
+                    last_good_psnr = psnr_obs
+            history["iteration"].append(iteration)
+            history["loss"].append(loss_value)
+            history["elapsed"].append(time.perf_counter() - start)
+            preview = None
+            if p.preview_every and (iteration % p.preview_every == 0 or stop_now
+                                    or iteration == p.max_iterations):
+                preview = _to_user(job, current_output(), crop)
+            yield StepReport(iteration=iteration, loss=loss_value,
+                             elapsed=time.perf_counter() - start, signals=signals,
+                             preview=preview, max_iterations=p.max_iterations)
+            if stop_now:
+                stop_reason = p.stop
+                break
+        final = current_output()
+        if p.output == "best" and best is None:
+            best_iteration = iteration
+        if p.stop == "wmv" and p.output == "best" and hasattr(rule, "best_iteration"):
+            best_iteration = getattr(rule, "best_iteration") or best_iteration
+        image = _to_user(job, final, crop)
+        metrics = _final_metrics(job, final, crop, reference)
+        hist = {k: np.asarray(v) for k, v in {**history, **signal_history}.items()}
+        params = p.as_dict()
+        return RestoreResult(
+            image=image,
+            iterations=iteration,
+            stop_reason=stop_reason,
+            stop_iteration=best_iteration if p.output == "best" else iteration,
+            history=hist,
+            parameters={**params, "backtracks": backtracks,
+                        "channel_axis": job.layout.channel_axis,
+                        "input_shape": list(job.layout.shape),
+                        "input_dtype": str(job.layout.dtype)},
+            device=describe_device(device),
+            elapsed=time.perf_counter() - start,
+            intensity_range=(job.layout.low, job.layout.high),
+            metrics=metrics,
+        )
+    finally:
+        # drop device tensors before the scope empties the allocator cache
+        del net, optimizer, z, y, out, ema, best, last_good, signals_meter
+
+
+def _composite(job: RestoreJob, out: torch.Tensor, crop: tuple[slice, slice]) -> npt.NDArray[np.float64]:
+    """(H, W, C) in [0, 1] of an output; the enhancement task adds the detail layer back."""
+    fitted = out[0][(..., *crop)].permute(1, 2, 0).cpu().double().numpy()
+    if job.params.task == "enhance":
+        # both signs of detail, unlike the reference which keeps only positive detail
+        return np.clip(job.observation + job.params.gain * (job.observation - fitted), 0.0, 1.0)
+    return fitted
+
+
+def _to_user(job: RestoreJob, out: torch.Tensor, crop: tuple[slice, slice]) -> npt.NDArray[Any]:
+    return job.layout.to_user(_composite(job, out, crop), dtype=job.output_dtype)
+
+
+def _final_metrics(job: RestoreJob, out: torch.Tensor, crop: tuple[slice, slice],
+                   reference: torch.Tensor | None) -> dict[str, float]:
+    from napari_specdip import metrics
+
+    final = _composite(job, out, crop)
+    gray = metrics.to_gray(final[..., 0] if final.shape[2] == 1 else final) if final.shape[2] in (1, 3) else final.mean(-1)
+    values = {"blur": metrics.blur(gray), "sharpness": metrics.sharpness(gray)}
+    values["ratio"] = values["blur"] / max(values["sharpness"], 1e-12)
+    if job.reference is not None:
+        values["psnr"] = metrics.psnr(final, job.reference)
+        values["ssim"] = metrics.ssim(final[..., 0] if final.shape[2] == 1 else final,
+                                      job.reference[..., 0] if final.shape[2] == 1 else job.reference)
+    return {k: float(v) for k, v in values.items()}

@@ -1,0 +1,106 @@
+"""Input checks and the round trip between a user's array and the network's canvas."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+MIN_SIDE = 8
+
+
+@dataclass(frozen=True)
+class Layout:
+    """How to put a [0, 1] (H, W, C) float array back into the user's form."""
+
+    shape: tuple[int, ...]
+    channel_axis: int | None
+    dtype: np.dtype[Any]
+    low: float
+    high: float
+
+    def to_user(self, hwc: npt.NDArray[np.floating[Any]], *,
+                dtype: npt.DTypeLike | None = None) -> npt.NDArray[Any]:
+        """Map ``hwc`` in [0, 1] to the input's intensity range, layout and dtype."""
+        values = self.low + np.clip(hwc, 0.0, 1.0) * (self.high - self.low)
+        out = values[..., 0] if self.channel_axis is None else np.moveaxis(values, -1, self.channel_axis)
+        target = np.dtype(dtype) if dtype is not None else self.dtype
+        if target.kind in "ui":
+            info = np.iinfo(target)
+            return np.clip(np.rint(out), info.min, info.max).astype(target)
+        if target.kind == "b":
+            return out >= 0.5 * (self.low + self.high)
+        if target.kind != "f":
+            raise ValueError(f"cannot return a restoration as dtype {target}")
+        return out.astype(target)
+
+
+def as_hwc(image: Any, *, channel_axis: int | None, name: str = "image"
+           ) -> tuple[npt.NDArray[np.float64], int | None]:
+    """Check ``image`` and return it as float64 (H, W, C) with the normalised channel axis."""
+    try:
+        arr = np.asarray(image)
+    except Exception as exc:  # a layer, a list of odd lengths...
+        raise ValueError(f"{name} cannot be read as an array: {exc}") from exc
+    if arr.dtype.kind not in "uifb":
+        raise ValueError(f"{name} must hold numbers, got dtype {arr.dtype}")
+    if arr.size == 0:
+        raise ValueError(f"{name} is empty (shape {arr.shape})")
+    if channel_axis is None:
+        if arr.ndim != 2:
+            hint = (" For colour images pass channel_axis=-1; restore stacks slice by slice."
+                    if arr.ndim == 3 else " Restore stacks slice by slice.")
+            raise ValueError(f"{name} must be 2D without channel_axis, got shape {arr.shape}.{hint}")
+        hwc = arr[..., None]
+        axis = None
+    else:
+        if arr.ndim != 3:
+            raise ValueError(
+                f"{name} with channel_axis={channel_axis} must be 3D (2 spatial axes + channels), "
+                f"got shape {arr.shape}"
+            )
+        if not -3 <= channel_axis < 3:
+            raise ValueError(f"channel_axis={channel_axis} is out of range for a 3D {name}")
+        axis = channel_axis % 3
+        hwc = np.moveaxis(arr, axis, -1)
+    if min(hwc.shape[:2]) < MIN_SIDE:
+        raise ValueError(f"{name} is too small: spatial shape {hwc.shape[:2]}, need at least "
+                         f"{MIN_SIDE} x {MIN_SIDE} pixels")
+    values = hwc.astype(np.float64)
+    if not np.all(np.isfinite(values)):
+        bad = int(np.size(values) - np.count_nonzero(np.isfinite(values)))
+        raise ValueError(f"{name} contains {bad} NaN or infinite value(s); fill or crop them first")
+    return values, axis
+
+
+def intensity_range(values: npt.NDArray[np.float64], dtype: np.dtype[Any],
+                    known: npt.NDArray[np.bool_] | None = None) -> tuple[float, float]:
+    """The range mapped to [0, 1]: uint8 and [0, 1] floats keep their natural range,
+    anything else (uint16 microscopy, signed, arbitrary floats) its own min..max."""
+    if dtype == np.uint8:
+        return 0.0, 255.0
+    if dtype.kind == "b":
+        return 0.0, 1.0
+    sample = values if known is None else values[known]
+    low, high = float(sample.min()), float(sample.max())
+    if dtype.kind == "f" and low >= 0.0 and high <= 1.0:
+        return 0.0, 1.0
+    if high <= low:
+        raise ValueError(f"image is constant (every pixel is {low:g}): nothing to restore")
+    return low, high
+
+
+def pad_amounts(height: int, width: int, multiple: int) -> tuple[int, int, int, int]:
+    """(top, bottom, left, right) reflective padding up to multiples of ``multiple``."""
+    ph = (-height) % multiple
+    pw = (-width) % multiple
+    return ph // 2, ph - ph // 2, pw // 2, pw - pw // 2
+
+
+def pad_reflect(hwc: npt.NDArray[Any], pads: tuple[int, int, int, int]) -> npt.NDArray[Any]:
+    """Reflective padding (numpy repeats the reflection for pads wider than the image)."""
+    top, bottom, left, right = pads
+    widths = [(top, bottom), (left, right)] + [(0, 0)] * (hwc.ndim - 2)
+    return np.pad(hwc, widths, mode="reflect") if any(pads) else hwc

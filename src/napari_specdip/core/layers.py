@@ -1,0 +1,162 @@
+"""Network parts of the method: LC-conv, mean-only BN, Gaussian upsampling."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+def spectral_norm_exact(weight: torch.Tensor) -> torch.Tensor:
+    """Largest singular value of ``weight`` reshaped to ``(C_out, C_in*k*k)``.
+
+    Exact, via the largest eigenvalue of the small Gram matrix ``W W^T``: the
+    same number as a full SVD at a tenth of the cost (METHOD.md section 3).
+    Computed in float64 when the Gram matrix is badly scaled would not matter
+    here: eigvalsh of a symmetric PSD matrix is accurate to ~1e-7 relative.
+    """
+    w = weight.reshape(weight.shape[0], -1)
+    gram = w @ w.T if w.shape[0] <= w.shape[1] else w.T @ w
+    if gram.device.type == "mps":  # eigvalsh is not implemented on MPS
+        return torch.linalg.eigvalsh(gram.cpu())[-1].clamp_min(0).sqrt().to(gram.device)
+    return torch.linalg.eigvalsh(gram)[-1].clamp_min(0).sqrt()
+
+
+class LipschitzConv2d(nn.Conv2d):
+    """Conv2d whose reshaped kernel has spectral norm at most ``lipschitz``.
+
+    The stored weight ``W_bar`` is rescaled at every forward,
+    ``W = W_bar / max(1, s / lambda)``, with ``s`` the exact largest singular
+    value of ``W_bar`` reshaped to ``(C_out, C_in*k*k)``; no gradient flows
+    through ``s`` (the paper's definition).
+
+    Examples
+    --------
+    >>> conv = LipschitzConv2d(4, 8, 3, lipschitz=1.0, padding=1)
+    >>> float(spectral_norm_exact(conv.effective_weight())) <= 1.0 + 1e-5
+    True
+    """
+
+    def __init__(self, in_channels: int, out_channels: int, kernel_size: int, *,
+                 lipschitz: float, stride: int = 1, padding: int = 0, bias: bool = True) -> None:
+        super().__init__(in_channels, out_channels, kernel_size, stride=stride,
+                         padding=padding, bias=bias)
+        if lipschitz <= 0:
+            raise ValueError(f"lipschitz must be positive, got {lipschitz}")
+        self.lipschitz = float(lipschitz)
+        nn.init.kaiming_uniform_(self.weight, a=0.0, mode="fan_in")
+
+    def effective_weight(self) -> torch.Tensor:
+        with torch.no_grad():
+            scale = torch.clamp(spectral_norm_exact(self.weight) / self.lipschitz, min=1.0)
+        return self.weight / scale
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self._conv_forward(x, self.effective_weight(), self.bias)
+
+    def extra_repr(self) -> str:
+        return super().extra_repr() + f", lipschitz={self.lipschitz}"
+
+
+class MeanOnlyBatchNorm(nn.Module):
+    """``y = x - mean_{H,W}(x) + beta`` per sample and channel (Lipschitz <= 1)."""
+
+    def __init__(self, channels: int) -> None:
+        super().__init__()
+        self.beta = nn.Parameter(torch.zeros(channels))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x - x.mean(dim=(2, 3), keepdim=True) + self.beta.view(1, -1, 1, 1)
+
+
+def gaussian_kernel(sigma: float) -> torch.Tensor:
+    """5x5 Gaussian on offsets {-1, -0.5, 0, 0.5, 1} input pixels, summing to 1."""
+    d = torch.tensor([-1.0, -0.5, 0.0, 0.5, 1.0], dtype=torch.float64)
+    k = torch.exp(-(d[:, None] ** 2 + d[None, :] ** 2) / (2.0 * sigma**2))
+    return (k / k.sum()).float()
+
+
+class GaussianUpsample(nn.Module):
+    """Frozen depthwise transposed conv: x2 upsampling with a Gaussian kernel.
+
+    With a tiny sigma (0.1) the kernel is a single 1 and the layer is zero
+    insertion; larger sigma smooths more (METHOD.md section 5).
+    """
+
+    def __init__(self, channels: int, sigma: float) -> None:
+        super().__init__()
+        self.sigma = float(sigma)
+        self.channels = channels
+        k = gaussian_kernel(self.sigma)
+        self.register_buffer("kernel", k.expand(channels, 1, 5, 5).clone())
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.conv_transpose2d(x, self.kernel, stride=2, padding=2, output_padding=1,
+                                  groups=self.channels)
+
+    def extra_repr(self) -> str:
+        return f"channels={self.channels}, sigma={self.sigma}"
+
+
+class Upsample2x(nn.Module):
+    """Bilinear or nearest x2 upsampling."""
+
+    def __init__(self, mode: str) -> None:
+        super().__init__()
+        if mode not in ("bilinear", "nearest"):
+            raise ValueError(f"unknown upsampling mode {mode!r}")
+        self.mode = mode
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.mode == "bilinear":
+            return F.interpolate(x, scale_factor=2, mode="bilinear", align_corners=False)
+        return F.interpolate(x, scale_factor=2, mode="nearest")
+
+    def extra_repr(self) -> str:
+        return f"mode={self.mode}"
+
+
+def make_upsampler(kind: str, channels: int, sigma: float = 0.1) -> nn.Module:
+    """x2 upsampler: ``"gaussian"`` (with ``sigma``), ``"bilinear"`` or ``"nearest"``."""
+    if kind == "gaussian":
+        return GaussianUpsample(channels, sigma)
+    return Upsample2x(kind)
+
+
+def lanczos2_kernel(factor: int) -> torch.Tensor:
+    """1D Lanczos-2 anti-aliasing kernel for downsampling by ``factor`` (4*factor taps)."""
+    taps = 4 * factor
+    offsets = (torch.arange(taps, dtype=torch.float64) - (taps - 1) / 2.0) / factor
+    k = torch.sinc(offsets) * torch.sinc(offsets / 2.0)
+    k = torch.where(offsets.abs() < 2.0, k, torch.zeros_like(k))
+    return (k / k.sum()).float()
+
+
+def downsample(x: torch.Tensor, factor: int) -> torch.Tensor:
+    """Anti-aliased downsampling of ``(N, C, H, W)`` by an integer ``factor``.
+
+    Separable Lanczos-2 filter with the half-pixel phase of DIP's downsampler, so
+    output pixel j is centred on input pixels ``[j*f, (j+1)*f)``; edges replicate.
+    """
+    if factor == 1:
+        return x
+    k = lanczos2_kernel(factor).to(device=x.device, dtype=x.dtype)
+    c = x.shape[1]
+    pad = (3 * factor) // 2
+    x = F.pad(x, (pad, pad, pad, pad), mode="replicate")
+    kh = k.view(1, 1, -1, 1).expand(c, 1, -1, 1)
+    kw = k.view(1, 1, 1, -1).expand(c, 1, 1, -1)
+    x = F.conv2d(x, kh, stride=(factor, 1), groups=c)
+    return F.conv2d(x, kw, stride=(1, factor), groups=c)
+
+
+def kaiming_init_(module: nn.Module) -> None:
+    """Kaiming-uniform (a=0, fan_in) on every conv weight, zero biases."""
+    for m in module.modules():
+        if isinstance(m, nn.Conv2d):
+            nn.init.kaiming_uniform_(m.weight, a=0.0, mode="fan_in")
+            if m.bias is not None:
+                bound = 1.0 / math.sqrt(max(1, m.weight[0].numel()))
+                nn.init.uniform_(m.bias, -bound, bound)

@@ -1,0 +1,178 @@
+"""Generators: the paper's decoder and the two comparison networks."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from torch import nn
+
+from napari_specdip.core.layers import (
+    LipschitzConv2d,
+    MeanOnlyBatchNorm,
+    make_upsampler,
+)
+
+INPUT_CHANNELS = 32
+
+
+class DecoderBlock(nn.Sequential):
+    """2 x [ReflectionPad(1) -> LC-Conv3x3 -> mean-only BN -> LeakyReLU(0.01)]."""
+
+    def __init__(self, cin: int, cout: int, lipschitz: float) -> None:
+        layers: list[nn.Module] = []
+        for c in (cin, cout):
+            layers += [
+                nn.ReflectionPad2d(1),
+                LipschitzConv2d(c, cout, 3, lipschitz=lipschitz),
+                MeanOnlyBatchNorm(cout),
+                nn.LeakyReLU(0.01),
+            ]
+        super().__init__(*layers)
+
+
+class Decoder(nn.Module):
+    """The paper's generator: a decoder with Lipschitz-controlled convolutions.
+
+    Block(32 -> width), then ``depth`` x [x2 upsample -> Block(width -> width)],
+    then a plain 1x1 conv to ``out_channels`` and a sigmoid (METHOD.md section 2).
+
+    Examples
+    --------
+    >>> net = Decoder(3, width=16, depth=2)
+    >>> net(net.make_input(64, 64, generator=torch.Generator().manual_seed(0))).shape
+    torch.Size([1, 3, 64, 64])
+    """
+
+    def __init__(self, out_channels: int, *, width: int = 128, depth: int = 5,
+                 lipschitz: float = 1.4, upsampler: str = "bilinear",
+                 sigmas: Sequence[float] = (0.1, 0.1, 0.1, 0.5, 0.5)) -> None:
+        super().__init__()
+        self.depth = depth
+        layers: list[nn.Module] = [DecoderBlock(INPUT_CHANNELS, width, lipschitz)]
+        for level in range(depth):
+            sigma = sigmas[level] if level < len(sigmas) else sigmas[-1]
+            layers += [make_upsampler(upsampler, width, sigma), DecoderBlock(width, width, lipschitz)]
+        layers += [nn.Conv2d(width, out_channels, 1), nn.Sigmoid()]
+        self.body = nn.Sequential(*layers)
+        nn.init.kaiming_uniform_(layers[-2].weight, a=0.0, mode="fan_in")
+
+    @property
+    def multiple(self) -> int:
+        """Image sides must be multiples of this."""
+        return int(2**self.depth)
+
+    def make_input(self, height: int, width: int, *, generator: torch.Generator) -> torch.Tensor:
+        """Fixed input z: sin/cos of 2*pi*U(0,1), 32 channels at 1/2**depth size."""
+        h, w = height // self.multiple, width // self.multiple
+        u = torch.rand(1, INPUT_CHANNELS // 2, h, w, generator=generator)
+        return torch.cat([torch.sin(2 * torch.pi * u), torch.cos(2 * torch.pi * u)], dim=1)
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        out: torch.Tensor = self.body(z)
+        return out
+
+
+def _conv_bn_act(cin: int, cout: int, k: int, stride: int = 1) -> list[nn.Module]:
+    return [
+        nn.ReflectionPad2d(k // 2),
+        nn.Conv2d(cin, cout, k, stride=stride),
+        nn.BatchNorm2d(cout),
+        nn.LeakyReLU(0.2),
+    ]
+
+
+class SkipNet(nn.Module):
+    """The original DIP encoder-decoder with skip connections (METHOD.md section 9).
+
+    Five scales of [stride-2 conv3x3 -> BN -> LReLU -> conv3x3 -> BN -> LReLU],
+    a 4-channel 1x1 skip per scale, bilinear upsampling, concat, BN, conv3x3,
+    conv1x1; input U(0, 0.1) of 32 channels at full resolution, jittered each
+    step by N(0, 1/30) (``input_jitter``).
+    """
+
+    input_jitter = 1.0 / 30.0
+
+    def __init__(self, out_channels: int, *, width: int = 128, depth: int = 5,
+                 skip_channels: int = 4) -> None:
+        super().__init__()
+        self.depth = depth
+        self.down = nn.ModuleList()
+        self.skip = nn.ModuleList()
+        self.up = nn.ModuleList()
+        cin = INPUT_CHANNELS
+        for _ in range(depth):
+            self.skip.append(nn.Sequential(*_conv_bn_act(cin, skip_channels, 1)))
+            self.down.append(nn.Sequential(*_conv_bn_act(cin, width, 3, stride=2),
+                                           *_conv_bn_act(width, width, 3)))
+            cin = width
+        for _ in range(depth):
+            merged = width + skip_channels
+            self.up.append(nn.Sequential(
+                nn.BatchNorm2d(merged),
+                *_conv_bn_act(merged, width, 3),
+                *_conv_bn_act(width, width, 1),
+            ))
+        self.head = nn.Sequential(nn.Conv2d(width, out_channels, 1), nn.Sigmoid())
+
+    @property
+    def multiple(self) -> int:
+        return int(2**self.depth)
+
+    def make_input(self, height: int, width: int, *, generator: torch.Generator) -> torch.Tensor:
+        return torch.rand(1, INPUT_CHANNELS, height, width, generator=generator) * 0.1
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        skips = []
+        x = z
+        for down, skip in zip(self.down, self.skip, strict=True):
+            skips.append(skip(x))
+            x = down(x)
+        for up, s in zip(self.up, reversed(skips), strict=True):
+            x = nn.functional.interpolate(x, size=s.shape[-2:], mode="bilinear", align_corners=False)
+            x = up(torch.cat([x, s], dim=1))
+        out: torch.Tensor = self.head(x)
+        return out
+
+
+class PlainConvNet(nn.Module):
+    """The decoder's blocks at full resolution, no resampling (the paper's ConvNet)."""
+
+    def __init__(self, out_channels: int, *, width: int = 128, depth: int = 5,
+                 lipschitz: float | None = None) -> None:
+        super().__init__()
+        lam = lipschitz if lipschitz is not None else 1e6
+        blocks: list[nn.Module] = [DecoderBlock(INPUT_CHANNELS, width, lam)]
+        blocks += [DecoderBlock(width, width, lam) for _ in range(depth)]
+        self.body = nn.Sequential(*blocks, nn.Conv2d(width, out_channels, 1), nn.Sigmoid())
+        self.depth = depth
+
+    @property
+    def multiple(self) -> int:
+        return 1
+
+    def make_input(self, height: int, width: int, *, generator: torch.Generator) -> torch.Tensor:
+        u = torch.rand(1, INPUT_CHANNELS // 2, height, width, generator=generator)
+        return torch.cat([torch.sin(2 * torch.pi * u), torch.cos(2 * torch.pi * u)], dim=1)
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        out: torch.Tensor = self.body(z)
+        return out
+
+
+def build_network(kind: str, out_channels: int, *, width: int, depth: int, lipschitz: float,
+                  upsampler: str, sigmas: Sequence[float]) -> Decoder | SkipNet | PlainConvNet:
+    """Make the generator named by ``kind`` ("decoder", "skip", "convnet")."""
+    if kind == "decoder":
+        return Decoder(out_channels, width=width, depth=depth, lipschitz=lipschitz,
+                       upsampler=upsampler, sigmas=sigmas)
+    if kind == "skip":
+        return SkipNet(out_channels, width=width, depth=depth)
+    if kind == "convnet":
+        return PlainConvNet(out_channels, width=width, depth=depth, lipschitz=lipschitz)
+    raise ValueError(f"unknown network {kind!r}; choose decoder, skip or convnet")
+
+
+def count_parameters(net: nn.Module) -> int:
+    """Trainable parameters."""
+    return sum(p.numel() for p in net.parameters() if p.requires_grad)

@@ -1,0 +1,101 @@
+"""What the engine hands back: a report per step and a result at the end."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class StepReport:
+    """One iteration of a running restoration.
+
+    Attributes
+    ----------
+    iteration : int
+        1-based iteration just finished.
+    loss : float
+        Data-fit loss of this iteration.
+    elapsed : float
+        Seconds since the run started (setup included).
+    signals : dict of str to float
+        Signals evaluated at this iteration (empty on iterations where the
+        spectral signals were skipped, see ``signal_every``). Keys: ``fbc1`` ..
+        ``fbc5``, ``blur``, ``sharpness``, ``ratio``, ``ratio_mean_previous``,
+        ``ratio_mean_recent``, ``variance`` and, with a clean reference, ``psnr``,
+        ``ssim`` and ``fbc_clean1`` .. ``fbc_clean5``.
+    preview : numpy.ndarray or None
+        The current output, in the input's layout, range and dtype, every
+        ``preview_every`` iterations; None otherwise.
+    max_iterations : int
+        The run's iteration cap, for progress bars.
+    """
+
+    iteration: int
+    loss: float
+    elapsed: float
+    signals: dict[str, float] = field(default_factory=dict)
+    preview: np.ndarray | None = None
+    max_iterations: int = 0
+
+
+@dataclass
+class RestoreResult:
+    """Outcome of a restoration.
+
+    Attributes
+    ----------
+    image : numpy.ndarray
+        The restored image, same layout as the input (super-resolution: the
+        spatial axes multiplied by the factor), in the input's dtype and
+        intensity range unless another dtype was asked for.
+    iterations : int
+        Iterations run.
+    stop_reason : str
+        ``"ratio"``, ``"wmv"``, ``"max_iterations"``, ``"stopped"`` (asked to stop)
+        or ``"enhance"`` (fixed fit of the enhancement task).
+    stop_iteration : int
+        Iteration at which the output was taken (differs from ``iterations``
+        for ``output="best"``).
+    history : dict of str to numpy.ndarray
+        ``iteration`` and ``loss`` for every step; ``signal_iteration`` with
+        each signal for the evaluated steps.
+    parameters : dict
+        Every resolved option of the run.
+    device : str
+        Where the run happened, e.g. ``"cpu"`` or ``"cuda:0 (NVIDIA H100)"``.
+    elapsed : float
+        Seconds, setup included.
+    """
+
+    image: np.ndarray
+    iterations: int
+    stop_reason: str
+    stop_iteration: int
+    history: dict[str, np.ndarray]
+    parameters: dict[str, Any]
+    device: str
+    elapsed: float
+    intensity_range: tuple[float, float] = (0.0, 1.0)
+    metrics: dict[str, float] = field(default_factory=dict)
+
+    def metadata(self) -> dict[str, Any]:
+        """JSON-ready provenance for ``layer.metadata`` and CLI sidecars."""
+        from napari_specdip.core.devices import versions
+
+        return {
+            "specdip": {
+                "parameters": self.parameters,
+                "seed": self.parameters.get("seed"),
+                "device": self.device,
+                "versions": versions(),
+                "iterations": self.iterations,
+                "stop_reason": self.stop_reason,
+                "stop_iteration": self.stop_iteration,
+                "elapsed_seconds": round(self.elapsed, 3),
+                "intensity_range": list(self.intensity_range),
+                "metrics": self.metrics,
+            }
+        }

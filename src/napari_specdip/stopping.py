@@ -1,0 +1,126 @@
+"""Stopping rules, fed one value per evaluated step.
+
+Each rule is a small object with ``update(iteration, value) -> bool`` (True:
+stop now) and a ``signals`` dict of what it tracks, so the engine, the charts
+and the benchmarks treat them alike. Windows are given in iterations;
+``every`` says how many iterations lie between two updates, and the windows
+shrink to match, so a rule means the same whether signals are evaluated at
+every step or every k-th.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import deque
+from typing import Protocol
+
+
+class StoppingRule(Protocol):
+    """What the engine needs from a stopping rule."""
+
+    name: str
+    signals: dict[str, float]
+
+    def update(self, iteration: int, value: float) -> bool:
+        """Take this step's value; return True when the run should stop."""
+        ...
+
+
+def _samples(iterations: int, every: int) -> int:
+    return max(1, round(iterations / every))
+
+
+class RatioRule:
+    """The paper's rule on the blurriness/sharpness ratio r_t.
+
+    Stop at step t > 2n when ``|mean(r[t-2n:t-n]) - mean(r[t-n:t])| < epsilon``.
+
+    Examples
+    --------
+    >>> rule = RatioRule(window=2, epsilon=0.01)
+    >>> [rule.update(i, 1.0) for i in range(1, 6)]
+    [False, False, False, False, True]
+    """
+
+    name = "ratio"
+
+    def __init__(self, *, window: int = 100, epsilon: float = 0.01, every: int = 1) -> None:
+        if window < 1 or every < 1:
+            raise ValueError("window and every must be >= 1")
+        self.window = window
+        self.epsilon = float(epsilon)
+        self.n = _samples(window, every)
+        self._values: deque[float] = deque(maxlen=2 * self.n)
+        self.signals: dict[str, float] = {}
+
+    def update(self, iteration: int, value: float) -> bool:
+        full = len(self._values) == 2 * self.n
+        if full:
+            values = list(self._values)
+            previous = math.fsum(values[: self.n]) / self.n
+            recent = math.fsum(values[self.n :]) / self.n
+            self.signals = {"ratio_mean_previous": previous, "ratio_mean_recent": recent}
+        self._values.append(float(value))
+        return full and abs(self.signals["ratio_mean_previous"] - self.signals["ratio_mean_recent"]) < self.epsilon
+
+
+class WMVRule:
+    """ES-WMV (Wang et al., "Early Stopping for Deep Image Prior").
+
+    Fed the running variance of the recent outputs; stops once the variance
+    has not reached a new minimum for ``patience`` iterations. ``best_iteration``
+    is the iteration of the minimum, whose output ES-WMV returns.
+
+    Examples
+    --------
+    >>> rule = WMVRule(patience=2)
+    >>> [rule.update(i, v) for i, v in enumerate([3.0, 2.0, 1.0, 1.5, 1.2, 1.1], 1)]
+    [False, False, False, False, True, True]
+    >>> rule.best_iteration
+    3
+    """
+
+    name = "wmv"
+
+    def __init__(self, *, patience: int = 1000, every: int = 1) -> None:
+        if patience < 1 or every < 1:
+            raise ValueError("patience and every must be >= 1")
+        self.patience = _samples(patience, every)
+        self.best_value = math.inf
+        self.best_iteration = 0
+        self._since_best = 0
+        self.signals: dict[str, float] = {}
+
+    def update(self, iteration: int, value: float) -> bool:
+        if value < self.best_value:
+            self.best_value = float(value)
+            self.best_iteration = iteration
+            self._since_best = 0
+        else:
+            self._since_best += 1
+        self.signals = {"variance_min": self.best_value}
+        return self._since_best >= self.patience
+
+
+class BudgetRule:
+    """Never stops on its own: the run goes to its iteration budget."""
+
+    name = "none"
+
+    def __init__(self) -> None:
+        self.signals: dict[str, float] = {}
+
+    def update(self, iteration: int, value: float) -> bool:
+        return False
+
+
+def make_rule(name: str, *, window: int = 100, epsilon: float = 0.01, patience: int = 1000,
+              every: int = 1) -> RatioRule | WMVRule | BudgetRule:
+    """Build the rule called ``name`` ("ratio", "wmv" or "none")."""
+    if name == "ratio":
+        return RatioRule(window=window, epsilon=epsilon, every=every)
+    if name == "wmv":
+        return WMVRule(patience=patience, every=every)
+    if name == "none":
+        return BudgetRule()
+    raise ValueError(f"unknown stopping rule {name!r}; choose ratio, wmv or none")
