@@ -76,6 +76,7 @@ def plan_restore(image: Any, task: str = "denoise", *, mask: Any = None, factor:
         if task != parameters.task and task != "denoise":
             raise ValueError(f"task {task!r} disagrees with parameters.task {parameters.task!r}")
         params = parameters.replace(**options)
+    resolve_device(params.device)  # an unavailable device is the caller's error, said now
     values, axis = as_hwc(image, channel_axis=channel_axis)
     dtype = np.asarray(image).dtype
     height, width = values.shape[:2]
@@ -379,12 +380,32 @@ def _fit(job: RestoreJob, device: torch.device, scale: int, start: float) -> Res
                 stop_reason = "stopped"
                 break
             net_in = z + torch.randn(z.shape, generator=jitter_gen, device=device) * SkipNet.input_jitter if jitter else z
-            out = net(net_in)
-            loss = op.loss(out, y)
+            pred = net(net_in)
+            loss = op.loss(pred, y)
+            loss_value = float(loss.detach())
+            if p.backtrack and (iteration % p.backtrack_every == 0 or not math.isfinite(loss_value)):
+                psnr_obs = -10.0 * math.log10(max(loss_value, 1e-12)) if math.isfinite(loss_value) else -math.inf
+                if psnr_obs < last_good_psnr - p.backtrack_db:
+                    # DIP's fallback to the last good weights
+                    with torch.no_grad():
+                        for t, good in zip(net.parameters(), last_good, strict=True):
+                            t.copy_(good)
+                    backtracks += 1
+                    history["iteration"].append(iteration)
+                    history["loss"].append(loss_value)
+                    history["elapsed"].append(time.perf_counter() - start)
+                    yield StepReport(iteration=iteration, loss=loss_value,
+                                     elapsed=time.perf_counter() - start,
+                                     max_iterations=p.max_iterations)
+                    continue
+                with torch.no_grad():
+                    for good, t in zip(last_good, net.parameters(), strict=True):
+                        good.copy_(t)
+                last_good_psnr = psnr_obs
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
-            out = out.detach()
+            out = pred.detach()
             if p.output == "ema":
                 ema = out.clone() if ema is None else ema.mul_(p.ema_decay).add_(out, alpha=1 - p.ema_decay)
 
@@ -402,19 +423,6 @@ def _fit(job: RestoreJob, device: torch.device, scale: int, start: float) -> Res
                 signal_history["signal_iteration"].append(iteration)
                 for key, v in signals.items():
                     signal_history.setdefault(key, []).append(v)
-            loss_value = float(loss.detach())
-            if p.backtrack and math.isfinite(loss_value):
-                psnr_obs = -10.0 * math.log10(max(loss_value, 1e-12))
-                if psnr_obs < last_good_psnr - p.backtrack_db:
-                    with torch.no_grad():
-                        for t, good in zip(net.parameters(), last_good, strict=True):
-                            t.copy_(good)
-                    backtracks += 1
-                else:
-                    with torch.no_grad():
-                        for good, t in zip(last_good, net.parameters(), strict=True):
-                            good.copy_(t)
-                    last_good_psnr = psnr_obs
             history["iteration"].append(iteration)
             history["loss"].append(loss_value)
             history["elapsed"].append(time.perf_counter() - start)
@@ -428,6 +436,9 @@ def _fit(job: RestoreJob, device: torch.device, scale: int, start: float) -> Res
             if stop_now:
                 stop_reason = p.stop
                 break
+        if iteration == 0:  # stopped before the first step: the untrained output
+            with torch.no_grad():
+                out = net(z)
         final = current_output()
         if p.output == "best" and best is None:
             best_iteration = iteration

@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-MIN_SIDE = 8
+MIN_SIDE = 16  # the blur and sharpness measures need a 16 px interior
 
 
 @dataclass(frozen=True)

@@ -93,9 +93,11 @@ class RestoreParameters:
         of lowest ES-WMV variance).
     ema_decay : float
         Decay of the moving average.
-    backtrack : bool
+    backtrack, backtrack_db, backtrack_every : bool, float, int
         Restore the last good weights when the PSNR against the observation
-        drops by more than ``backtrack_db`` between checks (from DIP).
+        drops by more than ``backtrack_db`` between two checks ``backtrack_every``
+        iterations apart (DIP's checkpointing; checking every step would also
+        catch the harmless loss spikes of the early fit).
     gain : float
         Detail gain of the enhancement task: ``out = I + gain * (I - G)``.
     factor : int or None
@@ -138,6 +140,7 @@ class RestoreParameters:
     ema_decay: float = 0.99
     backtrack: bool = True
     backtrack_db: float = 5.0
+    backtrack_every: int = 100
     gain: float = 1.0
     factor: int | None = None
     seed: int = 0
@@ -189,7 +192,7 @@ class RestoreParameters:
             raise ValueError(f"learning_rate must be positive, got {self.learning_rate}")
         if self.max_iterations < 1:
             raise ValueError(f"max_iterations must be >= 1, got {self.max_iterations}")
-        for name in ("stop_window", "wmv_window", "wmv_patience", "signal_every"):
+        for name in ("stop_window", "wmv_window", "wmv_patience", "signal_every", "backtrack_every"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
         if self.preview_every < 0:

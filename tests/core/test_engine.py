@@ -1,0 +1,263 @@
+"""The fitting loop end to end, on small images and few iterations."""
+
+from __future__ import annotations
+
+import threading
+
+import numpy as np
+import pytest
+from skimage import data, img_as_float
+from skimage.metrics import peak_signal_noise_ratio
+
+import napari_specdip
+from napari_specdip import RestoreParameters, iter_restore, plan_restore, restore
+from napari_specdip.samples import add_gaussian_noise, center_crop
+
+FAST = {"width": 8, "depth": 3, "stop": "none"}
+
+
+@pytest.fixture(scope="module")
+def camera64() -> np.ndarray:
+    return center_crop(img_as_float(data.camera()), 64)
+
+
+def test_denoising_gains_three_db(camera64: np.ndarray) -> None:
+    noisy = add_gaussian_noise(camera64, seed=0)
+    result = restore(noisy, "denoise", width=32, max_iterations=300, stop="none", seed=0)
+    before = peak_signal_noise_ratio(camera64, noisy, data_range=1.0)
+    after = peak_signal_noise_ratio(camera64, result.image, data_range=1.0)
+    assert after - before >= 3.0, (before, after)
+    assert result.iterations == 300 and result.stop_reason == "max_iterations"
+
+
+def test_same_seed_same_output_other_seed_differs(camera64: np.ndarray) -> None:
+    a = restore(camera64, "denoise", max_iterations=4, seed=3, **FAST)
+    b = restore(camera64, "denoise", max_iterations=4, seed=3, **FAST)
+    c = restore(camera64, "denoise", max_iterations=4, seed=4, **FAST)
+    np.testing.assert_array_equal(a.image, b.image)
+    np.testing.assert_array_equal(a.history["loss"], b.history["loss"])
+    assert not np.array_equal(a.image, c.image)
+
+
+@pytest.mark.parametrize("dtype", [np.uint8, np.uint16, np.float32, np.float64])
+def test_shape_dtype_and_range_preserved(dtype: type) -> None:
+    rng = np.random.default_rng(0)
+    if np.dtype(dtype).kind == "u":
+        image = rng.integers(1000 if dtype == np.uint16 else 10, 3000 if dtype == np.uint16 else 240,
+                             (40, 36, 3)).astype(dtype)
+    else:
+        image = (rng.random((40, 36, 3)) * 7 - 2).astype(dtype)
+    result = restore(image, "denoise", channel_axis=-1, max_iterations=3, **FAST)
+    assert result.image.shape == image.shape
+    assert result.image.dtype == image.dtype
+    if dtype != np.uint8:
+        assert result.image.min() >= image.min() and result.image.max() <= image.max()
+    assert result.intensity_range == ((0.0, 255.0) if dtype == np.uint8
+                                      else (float(image.min()), float(image.max())))
+
+
+def test_channel_axis_first_and_output_dtype() -> None:
+    image = np.random.default_rng(1).random((3, 33, 47))
+    result = restore(image, "denoise", channel_axis=0, max_iterations=2, output_dtype="float32", **FAST)
+    assert result.image.shape == (3, 33, 47) and result.image.dtype == np.float32
+
+
+def test_padding_keeps_every_pixel() -> None:
+    # an odd-sized image is padded to multiples of 2**depth and cropped back
+    image = np.linspace(0, 1, 37 * 45).reshape(37, 45)
+    result = restore(image, "denoise", max_iterations=2, **FAST)
+    assert result.image.shape == (37, 45)
+
+
+def test_inpainting_fills_masked_pixels(camera64: np.ndarray) -> None:
+    mask = np.random.default_rng(0).random(camera64.shape) < 0.5
+    damaged = np.where(mask, 0.0, camera64)
+    result = restore(damaged, "inpaint", mask=mask, width=16, depth=3, max_iterations=150,
+                     stop="none", learning_rate=0.01)
+    err_before = np.abs(damaged[mask] - camera64[mask]).mean()
+    err_after = np.abs(result.image[mask] - camera64[mask]).mean()
+    assert err_after < 0.5 * err_before, (err_before, err_after)
+
+
+@pytest.mark.parametrize("factor", [2, 4, 8])
+def test_super_resolution_has_high_res_shape(factor: int) -> None:
+    low = np.random.default_rng(0).random((16, 20, 3))
+    result = restore(low, "super-resolve", factor=factor, channel_axis=-1, max_iterations=2, **FAST)
+    assert result.image.shape == (16 * factor, 20 * factor, 3)
+    assert result.parameters["factor"] == factor
+
+
+def test_super_resolution_fits_the_observation(camera64: np.ndarray) -> None:
+    from skimage.transform import resize
+
+    low = resize(camera64, (32, 32), anti_aliasing=True)
+    result = restore(low, "super-resolve", factor=2, width=16, depth=3, max_iterations=120,
+                     stop="none", learning_rate=0.01)
+    bicubic = resize(low, (64, 64), order=3)
+    ours = peak_signal_noise_ratio(camera64, result.image, data_range=1.0)
+    assert ours > peak_signal_noise_ratio(camera64, bicubic, data_range=1.0) - 3.0
+
+
+def test_enhance_adds_both_signs_of_detail(camera64: np.ndarray) -> None:
+    result = restore(camera64, "enhance", width=8, depth=3, max_iterations=20, gain=1.5)
+    diff = result.image - camera64
+    assert (diff > 0.01).any() and (diff < -0.01).any()
+    assert result.stop_reason == "max_iterations" and result.iterations == 20
+    assert result.parameters["lipschitz"] == 1.0
+
+
+@pytest.mark.parametrize("task", ["deblock", "enhance"])
+def test_identity_tasks_run(task: str) -> None:
+    image = (np.random.default_rng(2).random((32, 32)) * 255).astype(np.uint8)
+    assert restore(image, task, max_iterations=2, **FAST).image.dtype == np.uint8
+
+
+@pytest.mark.parametrize("network", ["skip", "convnet"])
+def test_comparison_networks_run(network: str) -> None:
+    image = np.random.default_rng(2).random((32, 32))
+    result = restore(image, network=network, max_iterations=2, **FAST)
+    assert result.image.shape == (32, 32)
+
+
+def test_reports_previews_and_history() -> None:
+    image = np.random.default_rng(0).random((32, 32))
+    reference = np.clip(image + 0.01, 0, 1)
+    gen = iter_restore(image, max_iterations=6, preview_every=3, signal_every=2,
+                       reference=reference, **FAST)
+    reports = []
+    while True:
+        try:
+            reports.append(next(gen))
+        except StopIteration as done:
+            result = done.value
+            break
+    assert [r.iteration for r in reports] == [1, 2, 3, 4, 5, 6]
+    assert [r.preview is not None for r in reports] == [False, False, True, False, False, True]
+    assert reports[2].preview is not None and reports[2].preview.shape == (32, 32)
+    assert reports[0].signals == {} and "fbc5" in reports[1].signals
+    for key in ("fbc1", "fbc5", "blur", "sharpness", "ratio", "psnr", "ssim", "fbc_clean1"):
+        assert key in reports[1].signals
+    assert list(result.history["iteration"]) == [1, 2, 3, 4, 5, 6]
+    assert list(result.history["signal_iteration"]) == [2, 4, 6]
+    assert len(result.history["fbc3"]) == 3
+    assert "psnr" in result.metrics and result.metrics["psnr"] > 0
+    meta = result.metadata()["specdip"]
+    assert meta["seed"] == 0 and meta["iterations"] == 6 and meta["device"] == "cpu"
+    assert meta["versions"]["torch"] and meta["parameters"]["task"] == "denoise"
+
+
+def test_ratio_rule_stops_the_run() -> None:
+    image = np.random.default_rng(0).random((32, 32))
+    result = restore(image, width=8, depth=3, stop="ratio", max_iterations=400, seed=0,
+                     parameters=RestoreParameters.for_task("denoise", stop_window=5, stop_epsilon=1e9))
+    assert result.stop_reason == "ratio"
+    assert result.iterations == 11  # first possible step: t > 2n
+
+
+def test_wmv_rule_and_best_output() -> None:
+    image = np.random.default_rng(0).random((32, 32))
+    params = RestoreParameters.for_task("denoise", wmv_window=3, wmv_patience=4)
+    result = restore(image, width=8, depth=3, stop="wmv", output="best", max_iterations=300,
+                     parameters=params, learning_rate=0.05)
+    assert result.stop_reason == "wmv"
+    assert 1 <= result.stop_iteration < result.iterations
+    assert "variance" in result.history
+
+
+def test_ema_output_differs_from_last() -> None:
+    image = np.random.default_rng(0).random((32, 32))
+    last = restore(image, max_iterations=5, output="last", **FAST)
+    ema = restore(image, max_iterations=5, output="ema", **FAST)
+    assert not np.array_equal(last.image, ema.image)
+
+
+def test_interrupt_returns_result_so_far() -> None:
+    image = np.random.default_rng(0).random((32, 32))
+    stop = threading.Event()
+    gen = iter_restore(image, max_iterations=1000, interrupt=stop, **FAST)
+    for report in gen:
+        if report.iteration == 3:
+            stop.set()
+    # the loop above ended because the generator returned
+    result = napari_specdip.core.engine.run_to_end(
+        iter_restore(image, max_iterations=1000, interrupt=stop, **FAST))
+    assert result.stop_reason == "stopped" and result.iterations == 0
+    stop.clear()
+    gen = iter_restore(image, max_iterations=1000, interrupt=stop, **FAST)
+    next(gen)
+    next(gen)
+    stop.set()
+    with pytest.raises(StopIteration) as done:
+        next(gen)
+    res = done.value.value
+    assert res.stop_reason == "stopped" and res.iterations == 2 and res.image.shape == (32, 32)
+
+
+def test_closing_the_generator_stops_work() -> None:
+    image = np.random.default_rng(0).random((32, 32))
+    gen = iter_restore(image, max_iterations=10_000, **FAST)
+    next(gen)
+    gen.close()
+    with pytest.raises(StopIteration):
+        next(gen)
+
+
+def test_backtracking_restores_weights() -> None:
+    image = np.random.default_rng(0).random((32, 32))
+    # an absurd learning rate makes the fit diverge; backtracking must kick in
+    params = RestoreParameters.for_task("denoise", backtrack_every=1)
+    result = restore(image, parameters=params, max_iterations=30, learning_rate=5.0, **FAST)
+    assert result.parameters["backtracks"] >= 1
+    off = restore(image, parameters=params.replace(backtrack=False), max_iterations=30,
+                  learning_rate=5.0, **FAST)
+    assert off.parameters["backtracks"] == 0
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"image": np.full((32, 32), np.nan)}, "NaN or infinite"),
+        ({"image": np.array([[1.0, np.inf] * 16] * 32)}, "NaN or infinite"),
+        ({"image": np.zeros((0, 32))}, "empty"),
+        ({"image": np.zeros((4, 32, 32, 3))}, "slice by slice"),
+        ({"image": np.random.rand(32, 32, 3)}, "channel_axis=-1"),
+        ({"image": np.random.rand(32, 32), "channel_axis": -1}, "must be 3D"),
+        ({"image": np.random.rand(12, 40)}, "too small"),
+        ({"image": np.full((32, 32), 7.0)}, "constant"),
+        ({"image": np.array([["a"] * 32] * 32)}, "numbers"),
+        ({"image": np.random.rand(32, 32), "task": "inpaint"}, "needs a mask"),
+        ({"image": np.random.rand(32, 32), "task": "inpaint", "mask": np.zeros((30, 32))},
+         "does not match"),
+        ({"image": np.random.rand(32, 32), "task": "inpaint", "mask": np.ones((32, 32))},
+         "covers every pixel"),
+        ({"image": np.random.rand(32, 32), "mask": np.ones((32, 32))}, "only makes sense"),
+        ({"image": np.random.rand(32, 32), "task": "sharpen"}, "unknown task"),
+        ({"image": np.random.rand(32, 32), "stop": "never"}, "unknown stop"),
+        ({"image": np.random.rand(32, 32), "task": "super-resolve", "factor": 3}, "factor"),
+        ({"image": np.random.rand(32, 32), "device": "cuda"}, "not available"),
+        ({"image": np.random.rand(32, 32), "device": "tpu"}, "device"),
+        ({"image": np.random.rand(32, 32), "reference": np.random.rand(16, 16)}, "reference shape"),
+        ({"image": np.random.rand(32, 32), "lipschitz": -1.0}, "lipschitz"),
+    ],
+)
+def test_bad_input_is_refused_clearly(kwargs: dict, message: str) -> None:
+    kwargs = dict(kwargs)
+    image = kwargs.pop("image")
+    task = kwargs.pop("task", "denoise")
+    with pytest.raises(ValueError, match=message):
+        # device errors surface when the run starts; everything else at the call
+        napari_specdip.core.engine.run_to_end(iter_restore(image, task, max_iterations=1, **kwargs))
+
+
+def test_unknown_option_is_a_type_error() -> None:
+    with pytest.raises(TypeError):
+        restore(np.random.rand(32, 32), colour="blue")  # type: ignore[call-arg]
+
+
+def test_plan_snapshots_the_input() -> None:
+    image = np.random.default_rng(0).random((32, 32))
+    job = plan_restore(image, "denoise", max_iterations=2, width=8, depth=3, stop="none")
+    image[:] = 0.5  # changing the caller's array after planning must not matter
+    result = napari_specdip.core.engine.run_to_end(job.run())
+    assert result.parameters["width"] == 8
+    assert float(np.std(job.observation)) > 0.1
