@@ -246,6 +246,40 @@ def _gray(x: torch.Tensor) -> torch.Tensor:
     return to_gray_torch(x[0])
 
 
+class RunningVariance:
+    """ES-WMV's windowed variance of outputs: mean over the window of
+    ``mean((x_i - mean_window)^2)``, updated in O(pixels) per step with running
+    sums (float64 where the device has it), recomputed exactly once per window
+    so rounding cannot drift."""
+
+    def __init__(self, window: int) -> None:
+        self.window = window
+        self.items: deque[torch.Tensor] = deque()
+        self.total: torch.Tensor | None = None
+        self.squares: torch.Tensor | None = None
+        self.pushes = 0
+
+    def push(self, x: torch.Tensor) -> torch.Tensor:
+        wide = torch.float32 if x.device.type == "mps" else torch.float64
+        x = x.detach().to(wide)
+        self.items.append(x)
+        if len(self.items) > self.window:
+            old = self.items.popleft()
+            assert self.total is not None and self.squares is not None
+            self.total -= old
+            self.squares -= old * old
+        self.pushes += 1
+        if self.total is None or self.squares is None or self.pushes % self.window == 0:
+            stack = torch.stack(tuple(self.items))
+            self.total, self.squares = stack.sum(0), (stack * stack).sum(0)
+        else:
+            self.total += x
+            self.squares += x * x
+        n = len(self.items)
+        mean = self.total / n
+        return (self.squares / n - mean * mean).clamp_min(0).mean().float()
+
+
 class _Signals:
     """Everything measured on an evaluated step, on the device; one host sync per step."""
 
@@ -261,14 +295,14 @@ class _Signals:
         self.target_gray = _gray(target[(..., *obs_crop)])
         h, w = self.target_gray.shape
         self.fbc_meter = SignalMeter(h, w, device=device)
+        self.fbc_meter.set_target(self.target_gray)  # its spectrum is computed once
         hr_h = crop[0].stop - crop[0].start
         hr_w = crop[1].stop - crop[1].start
         self.hr_meter = self.fbc_meter if (hr_h, hr_w) == (h, w) else SignalMeter(hr_h, hr_w, device=device)
         self.reference = reference
         self.ref_gray = _gray(reference) if reference is not None else None
-        self.window: deque[torch.Tensor] | None = (
-            deque(maxlen=max(1, round(p.wmv_window / p.signal_every))) if track_variance else None
-        )
+        self.variance = (RunningVariance(max(1, round(p.wmv_window / p.signal_every)))
+                         if track_variance else None)
 
     def measure(self, out: torch.Tensor) -> dict[str, float]:
         from napari_specdip.metrics import psnr_torch, ssim_torch
@@ -277,13 +311,11 @@ class _Signals:
         gray = _gray(canvas)
         observed = self.op(out)[(..., *self.obs_crop)] if self.op.scale > 1 else canvas
         names = ["fbc1", "fbc2", "fbc3", "fbc4", "fbc5", "blur", "sharpness"]
-        values = [self.fbc_meter.fbc(_gray(observed), self.target_gray),
+        values = [self.fbc_meter.fbc(_gray(observed)),
                   self.hr_meter.blur(gray)[None], self.hr_meter.sharpness(gray)[None]]
-        if self.window is not None:
-            self.window.append(canvas.detach().clone())
-            stack = torch.stack(tuple(self.window))
+        if self.variance is not None:
             names.append("variance")
-            values.append(((stack - stack.mean(0)) ** 2).mean()[None])
+            values.append(self.variance.push(canvas)[None])
         if self.reference is not None and self.ref_gray is not None:
             names += ["psnr", "ssim", "fbc_clean1", "fbc_clean2", "fbc_clean3", "fbc_clean4", "fbc_clean5"]
             values += [psnr_torch(canvas, self.reference)[None], ssim_torch(gray, self.ref_gray)[None],
@@ -346,7 +378,7 @@ def _fit(job: RestoreJob, device: torch.device, scale: int, start: float) -> Res
     obs_crop = (slice(top, top + height), slice(left, left + width_px))
     crop = (slice(top * scale, (top + height) * scale), slice(left * scale, (left + width_px) * scale))
     reference = _to_tensor(job.reference, device) if job.reference is not None else None
-    need_variance = p.stop == "wmv" or (p.output == "best" and reference is None)
+    need_variance = p.track_variance or p.stop == "wmv" or (p.output == "best" and reference is None)
     signals_meter = _Signals(job, y, op, crop, obs_crop, device, reference, need_variance)
     rule = make_rule(p.stop, window=p.stop_window, epsilon=p.stop_epsilon,
                      patience=p.wmv_patience, every=p.signal_every)

@@ -80,6 +80,9 @@ class RestoreParameters:
         Window n and threshold epsilon of the ratio rule.
     wmv_window, wmv_patience : int
         Window and patience of ES-WMV, in iterations.
+    track_variance : bool
+        Record the ES-WMV variance even when neither the stop rule nor the
+        output choice needs it (for analysis and benchmarks).
     signal_every : int
         Evaluate the spectral signals every k iterations; windows are scaled
         to match.
@@ -134,6 +137,7 @@ class RestoreParameters:
     stop_epsilon: float = 0.01
     wmv_window: int = 100
     wmv_patience: int = 1000
+    track_variance: bool = False
     signal_every: int = 1
     preview_every: int = 50
     output: str = "last"

@@ -1,0 +1,400 @@
+"""From napari layers to engine jobs and back (main thread only; no Qt, no torch).
+
+Everything a run needs is read from the layers here, on the GUI thread, into
+plain numpy arrays and tuples (:class:`ImageInfo`, :class:`RunPlan`); the
+worker never touches a layer. :func:`assemble` turns the engine's results
+back into layer data and keyword arguments.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import numpy.typing as npt
+
+if TYPE_CHECKING:
+    from napari_specdip.core.engine import RestoreJob
+    from napari_specdip.core.params import RestoreParameters
+    from napari_specdip.core.results import RestoreResult
+
+#: the stack choice that restores only the plane under the viewer's dims point
+CURRENT = "current"
+#: the stack choice that restores every plane of every leading axis
+ALL = "all"
+
+TASK_WORDS = {
+    "denoise": "denoised",
+    "deblock": "deblocked",
+    "inpaint": "inpainted",
+    "super-resolve": "super-resolved",
+    "enhance": "enhanced",
+}
+
+
+def _fmt(values: Sequence[float]) -> str:
+    return "(" + ", ".join(f"{float(v):g}" for v in values) + ")"
+
+
+@dataclass(frozen=True)
+class ImageInfo:
+    """Snapshot of an image layer: its data and how it is placed and shown.
+
+    ``ndim`` counts the layer's axes without the RGB channel (napari's
+    ``layer.ndim``); the last two of them are the restored (spatial) axes, the
+    ones before are *leading* axes (Z, T, ...) restored plane by plane.
+    """
+
+    name: str
+    data: npt.NDArray[Any]
+    rgb: bool
+    scale: tuple[float, ...]
+    translate: tuple[float, ...]
+    units: tuple[Any, ...] | None
+    axis_labels: tuple[str, ...] | None
+    contrast_limits: tuple[float, float] | None
+    colormap: Any
+    gamma: float
+
+    @property
+    def ndim(self) -> int:
+        return self.data.ndim - (1 if self.rgb else 0)
+
+    @property
+    def n_leading(self) -> int:
+        return self.ndim - 2
+
+    @property
+    def leading_shape(self) -> tuple[int, ...]:
+        return tuple(self.data.shape[: self.n_leading])
+
+    @property
+    def plane_shape(self) -> tuple[int, int]:
+        h, w = self.data.shape[self.n_leading : self.n_leading + 2]
+        return int(h), int(w)
+
+    @property
+    def spatial_shape(self) -> tuple[int, ...]:
+        """Every axis but the RGB channel."""
+        return tuple(self.data.shape[: self.ndim])
+
+
+def image_info(layer: Any) -> ImageInfo:
+    """Read an image layer into an :class:`ImageInfo` (raises ValueError when unusable)."""
+    if getattr(layer, "multiscale", False):
+        raise ValueError(f"image {layer.name!r} is multiscale; restore one resolution level "
+                         "(e.g. add layer.data[0] as its own layer) instead")
+    data = np.asarray(layer.data)
+    rgb = bool(getattr(layer, "rgb", False))
+    ndim = data.ndim - (1 if rgb else 0)
+    if ndim < 2:
+        raise ValueError(f"image {layer.name!r} has shape {data.shape}: need at least 2 "
+                         "spatial axes")
+    colormap = None if rgb else layer.colormap.name
+    limits = tuple(float(v) for v in layer.contrast_limits)
+    units = getattr(layer, "units", None)
+    labels = getattr(layer, "axis_labels", None)
+    return ImageInfo(
+        name=str(layer.name), data=data, rgb=rgb,
+        scale=tuple(float(s) for s in layer.scale),
+        translate=tuple(float(t) for t in layer.translate),
+        units=tuple(units) if units is not None else None,
+        axis_labels=tuple(str(a) for a in labels) if labels is not None else None,
+        contrast_limits=(limits[0], limits[1]), colormap=colormap,
+        gamma=float(getattr(layer, "gamma", 1.0)),
+    )
+
+
+# --------------------------------------------------------------------------- stacks
+
+
+def axis_name(info: ImageInfo, axis: int) -> str:
+    labels = info.axis_labels
+    if labels and axis < len(labels):
+        label = labels[axis]
+        # napari's defaults read "-3", "-2", "-1"
+        if label and not label.lstrip("-").isdigit():
+            return label
+    return f"axis {axis}"
+
+
+def stack_choices(info: ImageInfo) -> list[tuple[str, Any]]:
+    """``(label, value)`` choices for the stack combo; empty for a plain 2D image."""
+    if info.n_leading == 0:
+        return []
+    choices: list[tuple[str, Any]] = []
+    if info.n_leading > 1:
+        total = int(np.prod(info.leading_shape))
+        choices.append((f"all {total} planes", ALL))
+    for axis in range(info.n_leading):
+        n = info.leading_shape[axis]
+        rest = ", others at the current slice" if info.n_leading > 1 else ""
+        choices.append((f"{axis_name(info, axis)}: all {n} slices{rest}", axis))
+    choices.append(("current slice only", CURRENT))
+    return choices
+
+
+def current_index(layer_world_to_data: Any, point: Sequence[float],
+                  leading_shape: Sequence[int]) -> tuple[int, ...]:
+    """The leading-axis index under the viewer's dims ``point`` (world coordinates)."""
+    coords = np.asarray(layer_world_to_data(point), dtype=float)
+    lead = coords[: len(leading_shape)]
+    return tuple(int(np.clip(np.round(c), 0, n - 1)) for c, n in zip(lead, leading_shape, strict=True))
+
+
+def iterated_axes(mode: Any, n_leading: int) -> tuple[int, ...]:
+    if n_leading == 0 or mode == CURRENT:
+        return ()
+    if mode == ALL or mode is None:
+        return tuple(range(n_leading))
+    axis = int(mode)
+    if not 0 <= axis < n_leading:
+        raise ValueError(f"stack axis {axis} is out of range")
+    return (axis,)
+
+
+@dataclass(frozen=True)
+class Plane:
+    """One 2D plane to restore: where it comes from and where it goes."""
+
+    source: tuple[int, ...]  # index into the input's leading axes
+    target: tuple[int, ...]  # index into the output's leading axes
+
+
+def planes(info: ImageInfo, mode: Any, current: Sequence[int]) -> tuple[list[Plane], tuple[int, ...]]:
+    """The planes to restore and the output's leading shape."""
+    axes = iterated_axes(mode, info.n_leading)
+    lead = info.leading_shape
+    out_lead = tuple(lead[a] if a in axes else 1 for a in range(info.n_leading))
+    found = []
+    for combo in itertools.product(*(range(lead[a]) for a in axes)):
+        chosen = dict(zip(axes, combo, strict=True))
+        source = tuple(chosen.get(a, int(current[a])) for a in range(info.n_leading))
+        target = tuple(chosen.get(a, 0) for a in range(info.n_leading))
+        found.append(Plane(source, target))
+    return found, out_lead
+
+
+# --------------------------------------------------------------------------- masks
+
+
+def _same(a: Sequence[float], b: Sequence[float]) -> bool:
+    return len(a) == len(b) and bool(np.allclose(a, b, rtol=1e-6, atol=1e-9))
+
+
+def check_aligned(what: str, layer: Any, info: ImageInfo, ndim: int) -> None:
+    """Raise ValueError unless ``layer`` has the image's scale and translate (last ndim axes)."""
+    scale = tuple(float(s) for s in layer.scale)[-ndim:]
+    translate = tuple(float(t) for t in layer.translate)[-ndim:]
+    want_scale, want_translate = info.scale[-ndim:], info.translate[-ndim:]
+    if not (_same(scale, want_scale) and _same(translate, want_translate)):
+        raise ValueError(
+            f"{what} {layer.name!r} is not aligned with image {info.name!r}: scale "
+            f"{_fmt(scale)} vs {_fmt(want_scale)}, translate {_fmt(translate)} vs "
+            f"{_fmt(want_translate)}. Give the {what} the image's scale and translate."
+        )
+
+
+def mask_array(layer: Any, info: ImageInfo) -> npt.NDArray[np.bool_]:
+    """Boolean mask (True: fill) of the image's plane shape or of its whole stack.
+
+    Labels and Image layers must have the image's shape and transform; a Shapes
+    layer is rasterised on the image's pixel grid (its vertices are mapped
+    through world coordinates, so any scale/translate works).
+    """
+    from napari.layers import Image, Labels, Shapes
+
+    plane = info.plane_shape
+    if isinstance(layer, Shapes):
+        mask = _rasterise_shapes(layer, info)
+    elif isinstance(layer, Labels | Image):
+        if getattr(layer, "multiscale", False):
+            raise ValueError(f"mask {layer.name!r} is multiscale; use a single-scale layer")
+        if isinstance(layer, Image) and layer.rgb:
+            raise ValueError(f"mask {layer.name!r} is an RGB image; use a Labels, Shapes or "
+                             "single-channel image layer")
+        data = np.asarray(layer.data)
+        if data.shape == plane:
+            check_aligned("mask", layer, info, 2)
+        elif data.shape == info.spatial_shape:
+            check_aligned("mask", layer, info, info.ndim)
+        else:
+            stack = (f" or {info.spatial_shape} (one mask per slice)"
+                     if info.n_leading else "")
+            raise ValueError(f"mask {layer.name!r} has shape {data.shape} but image "
+                             f"{info.name!r} needs {plane}{stack}")
+        if data.dtype.kind not in "uifb":
+            raise ValueError(f"mask {layer.name!r} must be numeric, got dtype {data.dtype}")
+        mask = data != 0
+    else:
+        raise ValueError(f"mask {layer.name!r} must be a Labels, Shapes or Image layer")
+    if not mask.any():
+        raise ValueError(f"mask {layer.name!r} marks no pixel of image {info.name!r} to fill")
+    return mask
+
+
+def _rasterise_shapes(layer: Any, info: ImageInfo) -> npt.NDArray[np.bool_]:
+    from napari.layers import Shapes
+
+    if layer.nshapes == 0:
+        raise ValueError(f"mask {layer.name!r} holds no shapes")
+    if layer.ndim == 2:
+        target_ndim, shape = 2, info.plane_shape
+    elif layer.ndim == info.ndim:
+        target_ndim, shape = info.ndim, info.spatial_shape
+    else:
+        raise ValueError(f"mask {layer.name!r} is a {layer.ndim}D Shapes layer; image "
+                         f"{info.name!r} needs 2D shapes or {info.ndim}D shapes")
+    s_scale = np.asarray(layer.scale, dtype=float)
+    s_translate = np.asarray(layer.translate, dtype=float)
+    i_scale = np.asarray(info.scale[-target_ndim:], dtype=float)
+    i_translate = np.asarray(info.translate[-target_ndim:], dtype=float)
+    data = [((np.asarray(v, dtype=float) * s_scale + s_translate) - i_translate) / i_scale
+            for v in layer.data]
+    grid = Shapes(data, shape_type=list(layer.shape_type), ndim=target_ndim)
+    masks = np.asarray(grid.to_masks(mask_shape=shape), dtype=bool)
+    return masks.any(axis=0)
+
+
+def reference_array(layer: Any, info: ImageInfo, scale: int) -> npt.NDArray[Any]:
+    """Clean reference of one output plane, or of the whole (leading axes) stack."""
+    if getattr(layer, "multiscale", False):
+        raise ValueError(f"reference {layer.name!r} is multiscale; use a single-scale layer")
+    data = np.asarray(layer.data)
+    h, w = info.plane_shape
+    plane = (h * scale, w * scale) + ((info.data.shape[-1],) if info.rgb else ())
+    stack = info.leading_shape + plane
+    if data.shape != plane and data.shape != stack:
+        also = f" or {stack}" if info.n_leading else ""
+        raise ValueError(f"reference {layer.name!r} has shape {data.shape} but the restored "
+                         f"image will have shape {plane}{also}")
+    return data
+
+
+# --------------------------------------------------------------------------- the plan
+
+
+@dataclass
+class RunPlan:
+    """Everything one run needs, snapshotted on the main thread."""
+
+    info: ImageInfo
+    params: RestoreParameters
+    planes: list[Plane]
+    jobs: list[RestoreJob]
+    out_leading: tuple[int, ...]
+    fixed_index: tuple[int, ...]  # current index used on non-iterated leading axes
+    iterated: tuple[int, ...]
+    mode_label: str = ""
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def task(self) -> str:
+        return self.params.task
+
+    @property
+    def factor(self) -> int:
+        return int(self.params.factor) if self.task == "super-resolve" and self.params.factor else 1
+
+    @property
+    def out_plane_shape(self) -> tuple[int, ...]:
+        h, w = self.info.plane_shape
+        f = self.factor
+        return (h * f, w * f) + ((self.info.data.shape[-1],) if self.info.rgb else ())
+
+    @property
+    def out_shape(self) -> tuple[int, ...]:
+        return self.out_leading + self.out_plane_shape
+
+    @property
+    def total_iterations(self) -> int:
+        return len(self.jobs) * self.params.max_iterations
+
+    def output_name(self) -> str:
+        word = TASK_WORDS[self.task]
+        name = f"{self.info.name} {word}"
+        return f"{name} x{self.factor}" if self.task == "super-resolve" else name
+
+    def preview_name(self) -> str:
+        return f"{self.info.name} [specdip preview]"
+
+    def placement(self) -> dict[str, Any]:
+        """scale/translate/units/axis_labels of the output (super-resolution: finer grid)."""
+        info = self.info
+        scale = list(info.scale)
+        translate = list(info.translate)
+        n = info.n_leading
+        for a in range(n):
+            if a not in self.iterated:
+                # a single slice taken at the current position
+                translate[a] = info.translate[a] + info.scale[a] * self.fixed_index[a]
+        f = self.factor
+        if f > 1:
+            for a in (n, n + 1):
+                translate[a] = info.translate[a] + info.scale[a] * (-0.5 + 0.5 / f)
+                scale[a] = info.scale[a] / f
+        kwargs: dict[str, Any] = {"scale": tuple(scale), "translate": tuple(translate)}
+        if info.units is not None:
+            kwargs["units"] = info.units
+        if info.axis_labels is not None:
+            kwargs["axis_labels"] = info.axis_labels
+        return kwargs
+
+    def display(self) -> dict[str, Any]:
+        """How the input is shown: contrast limits, colormap, gamma, rgb."""
+        info = self.info
+        kwargs: dict[str, Any] = {"rgb": info.rgb, "gamma": info.gamma}
+        if info.contrast_limits is not None:
+            kwargs["contrast_limits"] = info.contrast_limits
+        if info.colormap is not None:
+            kwargs["colormap"] = info.colormap
+        return kwargs
+
+    def world_point(self, plane: Plane) -> dict[int, float]:
+        """World coordinate (per layer axis) of a plane, for the iterated axes."""
+        return {a: self.info.translate[a] + self.info.scale[a] * plane.source[a]
+                for a in self.iterated}
+
+    def filler(self, plane: Plane) -> npt.NDArray[Any]:
+        """Stand-in for a plane the run never reached: the input (upsampled when needed)."""
+        data = self.info.data[plane.source]
+        f = self.factor
+        if f > 1:
+            data = np.repeat(np.repeat(data, f, axis=0), f, axis=1)
+        return data
+
+
+def assemble(plan: RunPlan, results: list[RestoreResult]) -> tuple[npt.NDArray[Any], dict[str, Any]]:
+    """Output array and metadata for the planes restored (others filled from the input)."""
+    if not results:
+        raise ValueError("the run ended before any result")
+    info = plan.info
+    if info.n_leading == 0:
+        image = results[0].image
+        meta = results[0].metadata()
+        meta["specdip"]["source_layer"] = info.name
+        return image, meta
+
+    out = np.empty(plan.out_shape, dtype=results[0].image.dtype)
+    for k, plane in enumerate(plan.planes):
+        out[plane.target] = results[k].image if k < len(results) else plan.filler(plane)
+    meta = results[0].metadata()
+    sd = meta["specdip"]
+    missing = len(plan.planes) - len(results)
+    sd["source_layer"] = info.name
+    sd["iterations"] = [r.iterations for r in results] + [0] * missing
+    sd["stop_reason"] = [r.stop_reason for r in results] + ["not run"] * missing
+    sd["stop_iteration"] = [r.stop_iteration for r in results] + [0] * missing
+    sd["metrics"] = [r.metrics for r in results] + [{}] * missing
+    sd["intensity_range"] = [list(r.intensity_range) for r in results] + [None] * missing
+    sd["elapsed_seconds"] = round(sum(r.elapsed for r in results), 3)
+    sd["stack"] = {
+        "mode": plan.mode_label,
+        "axes": list(plan.iterated),
+        "planes": [list(p.source) for p in plan.planes],
+        "input_shape": list(info.data.shape),
+    }
+    return out, meta

@@ -1,0 +1,262 @@
+"""Reading and writing images and sidecars for the command line.
+
+TIFF goes through tifffile (any dtype, stacks, axes metadata), PNG and JPEG
+through imageio. Every write is atomic: the data goes to a hidden temporary file
+in the destination's folder, is flushed to disk, then renamed over the final
+name with :func:`os.replace`, so a file under an output name is always complete.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import glob
+import json
+import os
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from napari_specdip.cli.errors import UsageError, one_line
+
+TIFF_SUFFIXES = (".tif", ".tiff")
+PNG_SUFFIXES = (".png",)
+JPEG_SUFFIXES = (".jpg", ".jpeg")
+IMAGE_SUFFIXES = TIFF_SUFFIXES + PNG_SUFFIXES + JPEG_SUFFIXES
+TEMP_MARK = ".specdip-tmp"
+SIDECAR_SUFFIX = ".json"
+
+
+def kind_of(path: Path) -> str:
+    """``"tiff"``, ``"png"`` or ``"jpeg"`` from the file name; UsageError otherwise."""
+    suffix = path.suffix.lower()
+    if suffix in TIFF_SUFFIXES:
+        return "tiff"
+    if suffix in PNG_SUFFIXES:
+        return "png"
+    if suffix in JPEG_SUFFIXES:
+        return "jpeg"
+    raise UsageError(f"{path}: unsupported file type {path.suffix or '(none)'!r}; "
+                     f"use one of {', '.join(IMAGE_SUFFIXES)}")
+
+
+@dataclass(frozen=True)
+class ImageFile:
+    """An image read from disk."""
+
+    path: Path
+    data: npt.NDArray[Any]
+    kind: str  # "tiff", "png" or "jpeg"
+    axes: str | None = None  # tifffile's axes code of the series, e.g. "ZYX", "YXS"
+
+
+def read_image(path: str | os.PathLike[str], *, what: str = "input") -> ImageFile:
+    """Read a TIFF (first series), PNG or JPEG; UsageError with one line on any failure."""
+    p = Path(path)
+    if not p.exists():
+        raise UsageError(f"{what} file not found: {p}")
+    if p.is_dir():
+        raise UsageError(f"{what} {p} is a directory, not an image file")
+    kind = kind_of(p)
+    try:
+        if kind == "tiff":
+            import tifffile
+
+            with tifffile.TiffFile(p) as tif:
+                if not tif.series:
+                    raise ValueError("no image data in the file")
+                series = tif.series[0]
+                data = np.asarray(series.asarray())
+                axes: str | None = str(series.axes)
+        else:
+            import imageio.v3 as iio
+
+            data = np.asarray(iio.imread(p))
+            axes = None
+    except MemoryError:
+        raise
+    except Exception as exc:
+        raise UsageError(f"cannot read {what} {p}: not a valid {kind.upper()} file "
+                         f"({one_line(exc)})") from exc
+    if data.dtype.kind not in "uifb" or data.size == 0 or data.ndim < 2:
+        raise UsageError(f"cannot read {what} {p}: no usable image data "
+                         f"(shape {data.shape}, dtype {data.dtype})")
+    if axes is not None and len(axes) != data.ndim:
+        axes = None
+    return ImageFile(path=p, data=data, kind=kind, axes=axes)
+
+
+def check_writable_kind(path: Path, *, stack: bool, channels: int | None,
+                        dtype: np.dtype[Any], float_range: tuple[float, float] | None) -> None:
+    """Raise UsageError before any work if ``path``'s format cannot hold the result."""
+    kind = kind_of(path)
+    if kind == "tiff":
+        return
+    name = "PNG" if kind == "png" else "JPEG"
+    if stack:
+        raise UsageError(f"{path}: {name} holds a single 2D image; write a stack to .tif")
+    if channels not in (None, 1, 2, 3, 4):
+        raise UsageError(f"{path}: {name} holds gray, RGB or RGBA, not {channels} channels; "
+                         "write .tif")
+    if dtype.kind == "f":
+        if float_range is None or float_range[0] < 0.0 or float_range[1] > 1.0:
+            raise UsageError(f"{path}: a float image outside [0, 1] cannot be stored as {name}; "
+                             "write .tif")
+        return
+    allowed = ("uint8",) if kind == "jpeg" else ("uint8", "uint16")
+    if dtype.name not in allowed and dtype.kind != "b":
+        raise UsageError(f"{path}: {name} stores {' or '.join(allowed)}, the result is {dtype}; "
+                         "write .tif" + (" or .png" if kind == "jpeg" and dtype.name == "uint16" else ""))
+
+
+def to_storable(path: Path, data: npt.NDArray[Any]) -> npt.NDArray[Any]:
+    """Convert what PNG/JPEG cannot store: bool to uint8 0/255, float in [0, 1] to uint8."""
+    if kind_of(path) == "tiff":
+        return data
+    if data.dtype.kind == "b":
+        return data.astype(np.uint8) * 255
+    if data.dtype.kind == "f":
+        return np.round(np.clip(data, 0.0, 1.0) * 255.0).astype(np.uint8)
+    return data
+
+
+def temp_name(path: Path) -> Path:
+    """A hidden temporary name next to ``path`` that keeps its extension."""
+    return path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}{TEMP_MARK}{path.suffix}")
+
+
+def stale_temps(path: Path) -> list[Path]:
+    """Temporary files left next to ``path`` by a killed run."""
+    pattern = glob.escape(str(path.parent / f".{path.name}.")) + f"*{TEMP_MARK}*"
+    return [Path(p) for p in glob.glob(pattern)]
+
+
+def remove_stale_temps(path: Path) -> None:
+    for stale in stale_temps(path):
+        with contextlib.suppress(OSError):
+            stale.unlink()
+
+
+@contextlib.contextmanager
+def atomic_path(path: Path) -> Iterator[Path]:
+    """Yield a temporary path to write; on success it replaces ``path`` atomically."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = temp_name(path)
+    try:
+        yield tmp
+        with open(tmp, "rb+") as f:
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            tmp.unlink()
+
+
+def write_atomic(path: Path, writer: Callable[[Path], None]) -> None:
+    with atomic_path(path) as tmp:
+        writer(tmp)
+
+
+def write_image(path: Path, data: npt.NDArray[Any], *, channel_axis: int | None = None,
+                axes: str | None = None) -> None:
+    """Write ``data`` atomically as TIFF (any dtype, stacks) or PNG/JPEG (2D gray/RGB/RGBA)."""
+    kind = kind_of(path)
+    data = to_storable(path, np.asarray(data))
+
+    def write(tmp: Path) -> None:
+        if kind == "tiff":
+            import tifffile
+
+            rgb = (channel_axis is not None and channel_axis % data.ndim == data.ndim - 1
+                   and data.shape[-1] in (3, 4) and data.dtype in (np.uint8, np.uint16))
+            metadata = {"axes": axes} if axes and len(axes) == data.ndim else {}
+            # shaped metadata (the default) keeps the array's shape on reading back
+            tifffile.imwrite(tmp, data, photometric="rgb" if rgb else "minisblack",
+                             metadata=metadata)
+        else:
+            import imageio.v3 as iio
+
+            out = data
+            if channel_axis is not None and channel_axis % data.ndim != data.ndim - 1:
+                out = np.moveaxis(data, channel_axis, -1)
+            if out.ndim == 3 and out.shape[-1] == 1:
+                out = out[..., 0]
+            extra: dict[str, Any] = {"quality": 95} if kind == "jpeg" else {}
+            iio.imwrite(tmp, np.ascontiguousarray(out), extension=path.suffix.lower(), **extra)
+
+    write_atomic(path, write)
+
+
+def sidecar_path(output: Path) -> Path:
+    """``out.tif`` -> ``out.tif.json`` (the full name is kept so that ``a.png`` and
+    ``a.tif`` in one folder get different sidecars)."""
+    return output.with_name(output.name + SIDECAR_SUFFIX)
+
+
+def write_json(path: Path, payload: dict[str, Any]) -> None:
+    text = json.dumps(payload, indent=2, allow_nan=True, default=_json_default)
+
+    def write(tmp: Path) -> None:
+        tmp.write_text(text + "\n", encoding="utf-8")
+
+    write_atomic(path, write)
+
+
+def _json_default(obj: Any) -> Any:
+    if isinstance(obj, np.generic):
+        return obj.item()
+    if isinstance(obj, np.ndarray):
+        return obj.tolist()
+    if isinstance(obj, Path):
+        return str(obj)
+    if isinstance(obj, tuple | set):
+        return list(obj)
+    raise TypeError(f"not JSON serialisable: {type(obj).__name__}")
+
+
+def read_sidecar(path: Path) -> dict[str, Any] | None:
+    """The sidecar's content, or None when missing or unreadable (an unfinished run)."""
+    try:
+        payload = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return payload if isinstance(payload, dict) else None
+
+
+def expand_inputs(inputs: list[str]) -> tuple[list[Path], list[str]]:
+    """Files, folders (their images, sorted, not recursive) and glob patterns.
+
+    Returns the image files (unique, in order) and the inputs that matched nothing.
+    Hidden files (our temporary files among them) are left out of folders and globs.
+    """
+    found: list[Path] = []
+    missing: list[str] = []
+    for item in inputs:
+        p = Path(item).expanduser()
+        if p.is_dir():
+            found += sorted(c for c in p.iterdir()
+                            if c.is_file() and c.suffix.lower() in IMAGE_SUFFIXES
+                            and not c.name.startswith("."))
+        elif p.exists():
+            found.append(p)
+        elif glob.has_magic(item):
+            hits = sorted(Path(h) for h in glob.glob(os.path.expanduser(item))
+                          if Path(h).is_file() and Path(h).suffix.lower() in IMAGE_SUFFIXES)
+            if hits:
+                found += hits
+            else:
+                missing.append(item)
+        else:
+            missing.append(item)
+    unique: list[Path] = []
+    seen: set[Path] = set()
+    for f in found:
+        key = f.resolve()
+        if key not in seen:
+            seen.add(key)
+            unique.append(f)
+    return unique, missing
