@@ -49,3 +49,23 @@ def test_skip_and_convnet_shapes() -> None:
 def test_build_network_rejects_unknown() -> None:
     with pytest.raises(ValueError, match="unknown network"):
         build_network("unet", 3, width=8, depth=2, lipschitz=1.0, upsampler="bilinear", sigmas=(0.1,))
+
+
+def test_every_lc_conv_stays_within_lambda_after_training() -> None:
+    torch.manual_seed(0)
+    net = Decoder(3, width=16, depth=3, lipschitz=1.4)
+    z = _input(net, 32, 32)
+    target = torch.rand(1, 3, 32, 32)
+    opt = torch.optim.Adam(net.parameters(), lr=0.05)
+    for _ in range(15):
+        loss = ((net(z) - target) ** 2).mean()
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    convs = [m for m in net.modules() if isinstance(m, LipschitzConv2d)]
+    with torch.no_grad():
+        norms = [float(torch.linalg.svdvals(c.effective_weight().reshape(c.out_channels, -1))[0])
+                 for c in convs]
+    assert len(norms) == 8
+    assert max(norms) <= 1.4 + 1e-5
+    assert max(norms) > 1.0  # the bound is reached, not just trivially satisfied

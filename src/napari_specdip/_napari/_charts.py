@@ -10,10 +10,11 @@ cannot flood the GUI thread. Line artists are kept in :attr:`ChartsWidget.lines`
 from __future__ import annotations
 
 import math
+import time
 from typing import TYPE_CHECKING, Any
 
 from qtpy.QtCore import QTimer
-from qtpy.QtWidgets import QSizePolicy, QVBoxLayout, QWidget
+from qtpy.QtWidgets import QLabel, QSizePolicy, QVBoxLayout, QWidget
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
@@ -28,9 +29,9 @@ BAND_COLORS = ("#4575b4", "#5aaed6", "#4daf4a", "#f39c34", "#d73027")
 SERIES = (*BANDS, "ratio", "ratio_mean_previous", "ratio_mean_recent", "loss", "psnr", "ssim")
 PANELS = ("fbc", "ratio", "loss", "quality")
 
-# pixel margins of each panel: left, right, bottom, top
-_MARGINS = (46, 10, 30, 20)
-_QUALITY_RIGHT = 40
+# margins of each panel in points: left, right, bottom, top
+_MARGINS = (36.0, 8.0, 24.0, 16.0)
+_QUALITY_RIGHT = 40.0
 
 
 class ChartsWidget(QWidget):
@@ -47,8 +48,12 @@ class ChartsWidget(QWidget):
         self.canvas = FigureCanvasQTAgg(self.figure)
         self.canvas.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Expanding)
         self.canvas.setMinimumHeight(160)
+        self.title_label = QLabel("")
+        self.title_label.setVisible(False)
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
+        layout.setSpacing(2)
+        layout.addWidget(self.title_label)
         layout.addWidget(self.canvas)
         self.setMinimumSize(320, 180)
 
@@ -58,8 +63,11 @@ class ChartsWidget(QWidget):
         self.stop_iteration: int | None = None
         self.stop_reason: str | None = None
         self.has_reference = False
-        self.redraw_count = 0
+        self.redraw_count = 0  # data syncs
+        self.draw_count = 0  # actual draws (only while the canvas is on screen)
+        self._stale = False
         self.theme_name = "dark"
+        self._colors: dict[str, str] = {}
         self._stop_lines: list[Any] = []
         self._legends: list[Any] = []
         self._build()
@@ -74,6 +82,7 @@ class ChartsWidget(QWidget):
             self.apply_theme(viewer.theme)
         else:
             self.apply_theme("dark")
+        self.canvas.mpl_connect("resize_event", self._on_resize)
         self._layout_axes()
 
     # ------------------------------------------------------------------ building
@@ -99,10 +108,10 @@ class ChartsWidget(QWidget):
         (self.lines["ratio_mean_recent"],) = ratio.plot(
             [], [], color="#e05a9b", lw=1.2, ls=":", label="mean, recent window")
         ratio.set_title("stopping signal")
-        ratio.set_yscale("log")
+        _log_axis(ratio)
         (self.lines["loss"],) = loss.plot([], [], color="#f39c34", lw=1.0)
         loss.set_title("loss")
-        loss.set_yscale("log")
+        _log_axis(loss)
         (self.lines["psnr"],) = quality.plot([], [], color="#4daf4a", lw=1.3, label="PSNR (dB)")
         (self.lines["ssim"],) = ssim_ax.plot([], [], color="#b07ee8", lw=1.3, label="SSIM")
         quality.set_title("PSNR / SSIM vs reference")
@@ -134,17 +143,18 @@ class ChartsWidget(QWidget):
 
     def _layout_axes(self) -> None:
         """Place the panels in one row when wide, on a grid when narrow (pixel margins)."""
-        width = max(int(self.canvas.width()), 1)
-        height = max(int(self.canvas.height()), 1)
+        width = max(float(self.figure.bbox.width), 1.0)
+        height = max(float(self.figure.bbox.height), 1.0)
+        px = self.figure.dpi / 72.0
         panels = self._visible_panels()
         n = len(panels)
         ncols = n if width >= 2.2 * height else 2 if n > 1 and width >= 0.8 * height else 1
         nrows = math.ceil(n / ncols)
         cw, ch = width / ncols, height / nrows
-        left, right, bottom, top = _MARGINS
+        left, right, bottom, top = (m * px for m in _MARGINS)
         for i, name in enumerate(panels):
             r, c = divmod(i, ncols)
-            r_right = _QUALITY_RIGHT if name == "quality" else right
+            r_right = _QUALITY_RIGHT * px if name == "quality" else right
             x0 = c * cw + left
             y0 = (nrows - 1 - r) * ch + bottom
             w = max(cw - left - r_right, 1.0)
@@ -169,10 +179,14 @@ class ChartsWidget(QWidget):
         self.stop_reason = None
         self.has_reference = has_reference
         self._set_reference_visible(has_reference)
-        self.figure.suptitle("")
-        self.title = title
+        self.set_title(title)
         self._layout_axes()
         self.redraw()
+
+    def set_title(self, title: str) -> None:
+        """A line above the charts (e.g. which slice of a stack is shown)."""
+        self.title_label.setText(title)
+        self.title_label.setVisible(bool(title))
 
     def add_report(self, report: StepReport) -> None:
         """Append one step; a redraw follows within ``REDRAW_MS``."""
@@ -212,7 +226,26 @@ class ChartsWidget(QWidget):
     # ------------------------------------------------------------------ drawing
 
     def redraw(self) -> None:
+        """Put the data in the lines, then draw if the canvas is on screen.
+
+        A hidden canvas is only marked stale (drawn when shown). The next timed
+        redraw waits at least ``4 x`` the last draw's duration, so that drawing
+        never takes more than a fifth of the GUI thread.
+        """
         self._timer.stop()
+        self._sync()
+        self.redraw_count += 1
+        if not self.canvas.isVisible():
+            self._stale = True
+            return
+        start = time.perf_counter()
+        self.canvas.draw()
+        self.draw_count += 1
+        spent = time.perf_counter() - start
+        self._stale = False
+        self._timer.setInterval(max(REDRAW_MS, int(4000 * spent)))
+
+    def _sync(self) -> None:
         for key, line in self.lines.items():
             xs, ys = self.data[key]
             line.set_data(xs, ys)
@@ -226,8 +259,11 @@ class ChartsWidget(QWidget):
         if self.has_reference:
             self._autoscale("quality", ("psnr",), log=False)
             self._autoscale("ssim", ("ssim",), log=False)
-        self.redraw_count += 1
-        self.canvas.draw_idle()
+
+    def showEvent(self, event: Any) -> None:  # noqa: N802 (Qt API)
+        super().showEvent(event)
+        if self._stale:
+            self._timer.start(0)
 
     def _autoscale(self, axis: str, keys: tuple[str, ...], *, log: bool) -> None:
         """Fit the y range to finite (positive, on a log axis) data, without matplotlib's
@@ -287,19 +323,22 @@ class ChartsWidget(QWidget):
                 text.set_color(colors["text"])
         for artist in self._stop_lines:
             artist.set_color(colors["warning"])
-        self.canvas.draw_idle()
+        self._request_draw()
 
     @property
     def colors(self) -> dict[str, str]:
         """The theme colours in use (hex)."""
         return dict(self._colors)
 
-    # ------------------------------------------------------------------ Qt
-
-    def resizeEvent(self, event: Any) -> None:  # noqa: N802 (Qt API)
-        super().resizeEvent(event)
+    def _on_resize(self, event: Any = None) -> None:
         self._layout_axes()
-        self.canvas.draw_idle()
+        self._request_draw()
+
+    def _request_draw(self) -> None:
+        if self.canvas.isVisible():
+            self.canvas.draw_idle()
+        else:
+            self._stale = True
 
 
 def _hex(color: Any) -> str:
@@ -311,3 +350,20 @@ def _hex(color: Any) -> str:
             value = "#" + "".join(c * 2 for c in value[1:])
         return value
     return str(color)
+
+
+def _log_axis(ax: Any) -> None:
+    """Log y axis with plain-text tick labels (mathtext labels are slow to draw)."""
+    from matplotlib.ticker import FuncFormatter, LogLocator
+
+    def minor(value: float, _pos: Any) -> str:
+        low, high = ax.get_ylim()
+        if value <= 0 or low <= 0 or high / low > 100.0:
+            return ""  # two decades or more: the major ticks say enough
+        mantissa = round(value / 10 ** math.floor(math.log10(value)))
+        return f"{value:.3g}" if high / low < 3.0 or mantissa in (2, 5) else ""
+
+    ax.set_yscale("log")
+    ax.yaxis.set_major_locator(LogLocator(base=10.0, numticks=5))
+    ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _pos: f"{v:g}"))
+    ax.yaxis.set_minor_formatter(FuncFormatter(minor))

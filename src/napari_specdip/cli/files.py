@@ -80,8 +80,9 @@ def read_image(path: str | os.PathLike[str], *, what: str = "input") -> ImageFil
     except MemoryError:
         raise
     except Exception as exc:
-        raise UsageError(f"cannot read {what} {p}: not a valid {kind.upper()} file "
-                         f"({one_line(exc)})") from exc
+        detail = one_line(exc)
+        detail = "" if detail.startswith("Could not find a backend") else f" ({detail})"
+        raise UsageError(f"cannot read {what} {p}: not a valid {kind.upper()} file{detail}") from exc
     if data.dtype.kind not in "uifb" or data.size == 0 or data.ndim < 2:
         raise UsageError(f"cannot read {what} {p}: no usable image data "
                          f"(shape {data.shape}, dtype {data.dtype})")
@@ -227,36 +228,37 @@ def read_sidecar(path: Path) -> dict[str, Any] | None:
     return payload if isinstance(payload, dict) else None
 
 
-def expand_inputs(inputs: list[str]) -> tuple[list[Path], list[str]]:
-    """Files, folders (their images, sorted, not recursive) and glob patterns.
+def expand_inputs(inputs: list[str]) -> list[Path | str]:
+    """Files, folders (their images, sorted, not recursive) and glob patterns, in order.
 
-    Returns the image files (unique, in order) and the inputs that matched nothing.
-    Hidden files (our temporary files among them) are left out of folders and globs.
+    Image files come back as paths (each once); an input that matches nothing comes
+    back as the string given. Hidden files (our temporary files among them) are left
+    out of folders and globs.
     """
-    found: list[Path] = []
-    missing: list[str] = []
+    found: list[Path | str] = []
+    seen: set[Path] = set()
+
+    def add(p: Path) -> None:
+        key = p.resolve()
+        if key not in seen:
+            seen.add(key)
+            found.append(p)
+
     for item in inputs:
         p = Path(item).expanduser()
         if p.is_dir():
-            found += sorted(c for c in p.iterdir()
-                            if c.is_file() and c.suffix.lower() in IMAGE_SUFFIXES
-                            and not c.name.startswith("."))
+            for c in sorted(p.iterdir()):
+                if c.is_file() and c.suffix.lower() in IMAGE_SUFFIXES and not c.name.startswith("."):
+                    add(c)
         elif p.exists():
-            found.append(p)
+            add(p)
         elif glob.has_magic(item):
             hits = sorted(Path(h) for h in glob.glob(os.path.expanduser(item))
                           if Path(h).is_file() and Path(h).suffix.lower() in IMAGE_SUFFIXES)
-            if hits:
-                found += hits
-            else:
-                missing.append(item)
+            for h in hits:
+                add(h)
+            if not hits:
+                found.append(item)
         else:
-            missing.append(item)
-    unique: list[Path] = []
-    seen: set[Path] = set()
-    for f in found:
-        key = f.resolve()
-        if key not in seen:
-            seen.add(key)
-            unique.append(f)
-    return unique, missing
+            found.append(item)
+    return found

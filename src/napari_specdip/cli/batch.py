@@ -1,0 +1,517 @@
+"""``specdip batch``: many images (each slice of a stack a task) on Dask distributed.
+
+The client (this process) reads each input, checks it, sends its slices to the
+workers as tasks, gathers the restored slices, reassembles the stack and writes
+the output and its sidecar atomically. Workers therefore need the package but no
+access to the files. Only a bounded number of slices is in flight at a time.
+
+Resuming: an output whose sidecar exists is finished and skipped. Slices of a
+stack that finished before an interruption are kept under
+``DIR/.specdip-partial/`` (keyed by a fingerprint of the input and the options)
+and not recomputed; the folder is removed when the stack's output is written.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import logging
+import os
+import shutil
+import signal
+import sys
+import time
+import uuid
+from collections import deque
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from napari_specdip.cli.errors import (
+    EXIT_FAILED,
+    EXIT_OK,
+    CLIError,
+    Interrupted,
+    UsageError,
+    one_line,
+)
+from napari_specdip.cli.files import (
+    ImageFile,
+    atomic_path,
+    expand_inputs,
+    read_image,
+    read_sidecar,
+    remove_stale_temps,
+    sidecar_path,
+)
+from napari_specdip.cli.runner import (
+    FileJob,
+    SliceInput,
+    build_sidecar,
+    check_device,
+    engine_options,
+    now_iso,
+    passthrough_meta,
+    prepare,
+    run_slice,
+    write_outputs,
+)
+
+PARTIAL_DIR = ".specdip-partial"
+#: scatter slices larger than this to the workers instead of embedding them in the task
+SCATTER_BYTES = 1_000_000
+
+
+# --------------------------------------------------------------------------- worker side
+
+
+class RemoteStop:
+    """The engine's ``interrupt`` on a worker: a Dask ``Event``, polled at most once a second."""
+
+    def __init__(self, name: str, every: float = 1.0) -> None:
+        self.name = name
+        self.every = every
+        self._next = 0.0
+        self._set = False
+
+    def is_set(self) -> bool:
+        if self._set:
+            return True
+        now = time.monotonic()
+        if now >= self._next:
+            self._next = now + self.every
+            try:
+                from distributed import Event
+
+                self._set = bool(Event(self.name).is_set())
+            except Exception:  # no scheduler to ask: keep going
+                pass
+        return self._set
+
+
+def restore_slice_task(image: npt.NDArray[Any], task: str, channel_axis: int | None,
+                       mask: npt.NDArray[np.bool_] | None, options: dict[str, Any],
+                       stop_event: str | None = None) -> tuple[npt.NDArray[Any], dict[str, Any]]:
+    """The Dask task: restore one slice on a worker."""
+    interrupt = RemoteStop(stop_event) if stop_event else None
+    return run_slice(image, task, channel_axis, mask, None, options, interrupt=interrupt)
+
+
+# --------------------------------------------------------------------------- client side
+
+
+@dataclass
+class Row:
+    """One line of the summary table."""
+
+    file: str
+    status: str = "pending"  # ok, skipped, failed, interrupted
+    iterations: int | None = None
+    stop: str = ""
+    seconds: float | None = None
+    message: str = ""
+
+
+@dataclass
+class FileState:
+    """A file being restored: its job, the finished slices and their metadata."""
+
+    job: FileJob
+    row: Row
+    partial: Path | None
+    started: str
+    clock: float
+    out: npt.NDArray[Any]
+    alphas: dict[tuple[int, ...], Any] = field(default_factory=dict)
+    runs: dict[tuple[int, ...], dict[str, Any]] = field(default_factory=dict)
+    remaining: int = 0
+    failed: bool = False
+    futures: set[Any] = field(default_factory=set)
+
+    def put(self, item_index: tuple[int, ...], image: npt.NDArray[Any], meta: dict[str, Any],
+            alpha: Any) -> None:
+        self.job.layout.put(self.out, item_index, image, alpha, self.job.scale)
+        self.runs[item_index] = {"index": list(item_index), **meta}
+        self.remaining -= 1
+
+
+def _output_for(source: Path, out_dir: Path, suffix: str, out_format: str) -> Path:
+    ext = source.suffix if out_format == "same" else f".{out_format}"
+    return out_dir / f"{source.stem}{suffix}{ext}"
+
+
+def is_finished(output: Path) -> dict[str, Any] | None:
+    """The sidecar of a finished output (image and sidecar both there), else None."""
+    if not output.is_file():
+        return None
+    payload = read_sidecar(sidecar_path(output))
+    if payload is None or not isinstance(payload.get("specdip"), dict):
+        return None
+    return payload
+
+
+def _fingerprint(job: FileJob) -> str:
+    st = job.source.path.stat()
+    options = {k: v for k, v in job.options.items() if k not in ("num_threads", "preview_every")}
+    mask = None
+    if job.mask_path is not None:
+        mst = job.mask_path.stat()
+        mask = [str(job.mask_path.resolve()), mst.st_size, mst.st_mtime_ns]
+    key = json.dumps({"input": [str(job.source.path.resolve()), st.st_size, st.st_mtime_ns],
+                      "task": job.task, "options": options, "mask": mask,
+                      "layout": job.layout.describe()}, sort_keys=True, default=str)
+    return hashlib.sha1(key.encode()).hexdigest()[:12]
+
+
+def _partial_dir(job: FileJob) -> Path:
+    base = job.output.parent / PARTIAL_DIR
+    name = f"{job.output.name}.{_fingerprint(job)}"
+    # older fingerprints of the same output (other options, changed input) are stale
+    if base.is_dir():
+        for other in base.glob(f"{job.output.name}.*"):
+            if other.name != name and other.is_dir():
+                shutil.rmtree(other, ignore_errors=True)
+    return base / name
+
+
+def _slice_file(partial: Path, index: tuple[int, ...]) -> Path:
+    return partial / ("slice_" + "_".join(map(str, index)) + ".npz")
+
+
+def _save_slice(partial: Path, index: tuple[int, ...], image: npt.NDArray[Any],
+                meta: dict[str, Any]) -> None:
+    partial.mkdir(parents=True, exist_ok=True)
+    target = _slice_file(partial, index)
+    with atomic_path(target) as tmp, open(tmp, "wb") as f:
+        np.savez(f, image=image, meta=np.array(json.dumps(meta, default=str)))
+
+
+def _load_slice(partial: Path, index: tuple[int, ...]
+                ) -> tuple[npt.NDArray[Any], dict[str, Any]] | None:
+    target = _slice_file(partial, index)
+    if not target.is_file():
+        return None
+    try:
+        with np.load(target, allow_pickle=False) as data:
+            meta: dict[str, Any] = json.loads(str(data["meta"]))
+            image: npt.NDArray[Any] = data["image"]
+            return image, meta
+    except Exception:  # unreadable: recompute it
+        return None
+
+
+@contextlib.contextmanager
+def _sigint_ignored() -> Iterator[None]:
+    """Worker processes are spawned with SIGINT ignored (the disposition survives exec),
+    so that Ctrl-C in a terminal reaches only this process, which shuts them down."""
+    try:
+        previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    except (ValueError, OSError):
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+@contextlib.contextmanager
+def open_client(args: Any) -> Iterator[tuple[Any, str]]:
+    """A Dask client: on the running cluster at ``--scheduler``, or on a new local cluster."""
+    from distributed import Client, LocalCluster
+
+    if args.scheduler:
+        try:
+            client = Client(args.scheduler, timeout="10s")
+        except (OSError, TimeoutError) as exc:
+            raise UsageError(f"cannot connect to the Dask scheduler at {args.scheduler}: "
+                             f"{one_line(exc)}") from exc
+        with client:
+            n = len(client.scheduler_info(n_workers=-1).get("workers", {}))
+            yield client, f"Dask scheduler {args.scheduler} ({n} workers)"
+        return
+    workers = args.workers or max(1, (os.cpu_count() or 1) // args.threads_per_worker)
+    with _sigint_ignored():
+        cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
+                               dashboard_address=args.dashboard, silence_logs=logging.ERROR)
+    try:
+        with Client(cluster) as client:
+            yield client, (f"local Dask cluster ({workers} worker(s), {args.threads_per_worker} "
+                           "torch thread(s) each)")
+    finally:
+        cluster.close()
+
+
+def run_batch(args: Any) -> int:
+    entries = expand_inputs(args.inputs)
+    if not entries:
+        raise UsageError("no images found in " + ", ".join(args.inputs))
+    out_dir = Path(args.output_dir)
+    if out_dir.exists() and not out_dir.is_dir():
+        raise UsageError(f"output folder {out_dir} is a file")
+    pairs: list[tuple[Path | str, Path | None]] = []
+    seen: dict[Path, Path] = {}
+    for f in entries:
+        if isinstance(f, str):
+            pairs.append((f, None))
+            continue
+        out = _output_for(f, out_dir, args.suffix, args.out_format)
+        key = out.resolve()
+        if key in seen:
+            raise UsageError(f"{seen[key]} and {f} would both be written to {out}; "
+                             "use --suffix or separate runs")
+        if key == f.resolve():
+            raise UsageError(f"output {out} would overwrite its input; use another -o or --suffix")
+        seen[key] = f
+        pairs.append((f, out))
+    options = engine_options(args)
+    options["num_threads"] = args.threads or args.threads_per_worker
+    if args.scheduler is None:
+        check_device(args.device)
+    mask = read_image(args.mask, what="mask") if args.mask else None
+    if args.task == "inpaint" and mask is None:
+        raise UsageError("--task inpaint needs --mask FILE (nonzero pixels are filled in)")
+    if mask is not None and args.task != "inpaint":
+        raise UsageError(f"--mask only makes sense for --task inpaint, not {args.task}")
+    out_dir.mkdir(parents=True, exist_ok=True)
+
+    rows: list[Row] = []
+    todo: list[tuple[Path, Path, Row]] = []
+    for f, out in pairs:
+        row = Row(file=str(f))
+        rows.append(row)
+        if isinstance(f, str) or out is None:
+            row.status, row.message = "failed", "no such file, or no image matches"
+            continue
+        done = None if args.overwrite else is_finished(out)
+        if done is not None:
+            meta = done["specdip"]
+            row.status, row.iterations = "skipped", meta.get("iterations")
+            row.stop, row.message = str(meta.get("stop_reason", "")), f"already in {out}"
+        else:
+            todo.append((f, out, row))
+
+    code = EXIT_OK
+    if todo:
+        code = _process(args, todo, options, mask)
+    print_table(rows)
+    if code != EXIT_OK:
+        return code
+    return EXIT_FAILED if any(r.status == "failed" for r in rows) else EXIT_OK
+
+
+def _process(args: Any, todo: list[tuple[Path, Path, Row]], options: dict[str, Any],
+             mask: ImageFile | None) -> int:
+    from distributed import Event, as_completed
+
+    from napari_specdip.cli.progress import Progress, progress_wanted
+
+    show = progress_wanted(args.progress)
+    stop_name = f"specdip-stop-{uuid.uuid4().hex}"
+    with open_client(args) as (client, where):
+        print(f"specdip batch: {len(todo)} file(s) to restore on {where}", file=sys.stderr)
+        capacity = max(1, sum(client.nthreads().values()))
+        max_inflight = 2 * capacity
+        queue: deque[tuple[FileState, SliceInput]] = deque()
+        waiting = deque(todo)
+        info: dict[Any, tuple[FileState, SliceInput]] = {}
+        ac = as_completed()
+        bar = Progress(len(todo), desc="files", enabled=show)
+        done_files = 0
+        mask_future: Any = None
+
+        def finish(state: FileState) -> None:
+            nonlocal done_files
+            job = state.job
+            try:
+                runs = [state.runs[i] for i in job.layout.indices()]
+                image = job.layout.to_file_order(state.out)
+                sidecar = build_sidecar(job, runs, image, command="batch", started=state.started,
+                                        wall_seconds=time.perf_counter() - state.clock)
+                write_outputs(job, image, sidecar)
+            except (CLIError, OSError, ValueError) as exc:
+                fail(state, one_line(exc))
+                return
+            if state.partial is not None:
+                shutil.rmtree(state.partial, ignore_errors=True)
+            meta = sidecar["specdip"]
+            state.row.status = "ok"
+            state.row.iterations = int(meta.get("iterations", 0))
+            state.row.stop = str(meta.get("stop_reason", ""))
+            state.row.seconds = float(meta.get("elapsed_seconds", 0.0))
+            state.row.message = str(job.output)
+            done_files += 1
+            _report(state.row, done_files, len(todo), show)
+            bar.update(done_files)
+
+        def fail(state: FileState, message: str) -> None:
+            nonlocal done_files
+            state.failed = True
+            state.row.status, state.row.message = "failed", message
+            if state.futures:
+                client.cancel(list(state.futures))
+                for fut in state.futures:
+                    info.pop(fut, None)
+                state.futures.clear()
+            done_files += 1
+            _report(state.row, done_files, len(todo), show)
+            bar.update(done_files)
+
+        def open_next() -> None:
+            nonlocal done_files, mask_future
+            source, out, row = waiting.popleft()
+            remove_stale_temps(out)
+            remove_stale_temps(sidecar_path(out))
+            try:
+                job = prepare(source, out, task=args.task, options=options,
+                              channel_axis=args.channel_axis, stack_axis=args.stack_axis, mask=mask)
+            except CLIError as exc:
+                row.status, row.message = "failed", str(exc)
+                done_files += 1
+                _report(row, done_files, len(todo), show)
+                bar.update(done_files)
+                return
+            except MemoryError:
+                row.status, row.message = "failed", "out of memory reading the file"
+                done_files += 1
+                bar.update(done_files)
+                return
+            partial = _partial_dir(job) if job.layout.n_slices > 1 else None
+            state = FileState(job=job, row=row, partial=partial, started=now_iso(),
+                              clock=time.perf_counter(),
+                              out=job.layout.new_canonical_output(job.scale, job.output_dtype),
+                              remaining=job.layout.n_slices)
+            for item in job.slices():
+                copy = job.passthrough(item)
+                if copy is not None:
+                    state.put(item.index, copy, passthrough_meta(item.index), item.alpha)
+                    continue
+                saved = _load_slice(partial, item.index) if partial is not None else None
+                if saved is not None and saved[0].shape[:2] == job.layout.output_slice_shape(
+                        job.scale)[:2]:
+                    state.put(item.index, saved[0], saved[1], item.alpha)
+                    continue
+                queue.append((state, item))
+            if state.remaining == 0:
+                finish(state)
+
+        def submit(state: FileState, item: SliceInput) -> None:
+            image: Any = item.image
+            if image.nbytes > SCATTER_BYTES:
+                image = client.scatter(image, direct=False)
+            slice_mask: Any = item.mask
+            if slice_mask is not None and slice_mask.nbytes > SCATTER_BYTES:
+                slice_mask = client.scatter(slice_mask, direct=False)
+            fut = client.submit(restore_slice_task, image, state.job.task, item.channel_axis,
+                                slice_mask, state.job.options, stop_name, pure=False,
+                                key=f"specdip-{state.job.source.path.name}-{uuid.uuid4().hex[:8]}")
+            info[fut] = (state, item)
+            state.futures.add(fut)
+            ac.add(fut)
+
+        def feed() -> None:
+            while len(info) < max_inflight:
+                if not queue:
+                    if not waiting:
+                        return
+                    open_next()
+                    continue
+                state, item = queue.popleft()
+                if not state.failed:
+                    submit(state, item)
+
+        try:
+            feed()
+            while info:
+                fut = next(ac)
+                entry = info.pop(fut, None)
+                if entry is None:  # cancelled with its file
+                    continue
+                state, item = entry
+                state.futures.discard(fut)
+                if fut.status == "error":
+                    exc = fut.exception()
+                    where = f" (slice {list(item.index)})" if state.job.layout.is_stack else ""
+                    message = (str(exc) if isinstance(exc, ValueError)
+                               else f"{type(exc).__name__}: {one_line(exc)}")
+                    fail(state, f"{message}{where}")
+                elif fut.status == "finished":
+                    image, meta = fut.result()
+                    fut.release()
+                    if meta.get("stop_reason") != "stopped":
+                        if state.partial is not None:
+                            with contextlib.suppress(OSError):
+                                _save_slice(state.partial, item.index, image, meta)
+                        state.put(item.index, image, meta, item.alpha)
+                        if state.remaining == 0:
+                            finish(state)
+                feed()
+        except (Interrupted, KeyboardInterrupt) as exc:
+            with contextlib.suppress(Exception):
+                Event(stop_name, client=client).set()
+            with contextlib.suppress(Exception):
+                client.cancel(list(info))
+            for _, (state, _) in list(info.items()):
+                if state.row.status == "pending":
+                    state.row.status, state.row.message = "interrupted", "run again to resume"
+            for state, _ in queue:
+                if state.row.status == "pending":
+                    state.row.status, state.row.message = "interrupted", "run again to resume"
+            for _, _, row in waiting:
+                row.status, row.message = "interrupted", "not started"
+            bar.close()
+            signum = exc.signum if isinstance(exc, Interrupted) else signal.SIGINT
+            print(f"specdip batch: {'terminated' if signum == signal.SIGTERM else 'interrupted'}; "
+                  "finished outputs are kept, run the same command again to resume",
+                  file=sys.stderr)
+            return Interrupted(signum).exit_code
+        finally:
+            bar.close()
+    _cleanup_partial_root(todo)
+    return EXIT_OK
+
+
+def _cleanup_partial_root(todo: list[tuple[Path, Path, Row]]) -> None:
+    for parent in {out.parent for _, out, _ in todo}:
+        with contextlib.suppress(OSError):
+            (parent / PARTIAL_DIR).rmdir()  # only when empty
+
+
+def _report(row: Row, k: int, n: int, bar_shown: bool) -> None:
+    """One line per finished file when no progress bar is drawn (logs, CI)."""
+    if bar_shown:
+        return
+    details = ""
+    if row.status == "ok":
+        details = f" ({row.iterations} iterations, stop {row.stop}, {row.seconds:.1f} s)"
+    elif row.message:
+        details = f": {row.message}"
+    print(f"[{k}/{n}] {row.status} {row.file}{details}", file=sys.stderr, flush=True)
+
+
+def print_table(rows: list[Row], stream: Any = None) -> None:
+    """The summary: file, status, iterations, stop reason, seconds, message."""
+    stream = stream if stream is not None else sys.stdout
+    header = ("file", "status", "iterations", "stop", "seconds", "message")
+    lines = [header] + [
+        (r.file, r.status, "" if r.iterations is None else str(r.iterations), r.stop,
+         "" if r.seconds is None else f"{r.seconds:.1f}", r.message)
+        for r in rows
+    ]
+    widths = [max(len(line[i]) for line in lines) for i in range(len(header) - 1)]
+    for k, line in enumerate(lines):
+        cells = [cell.ljust(w) if i != 2 and i != 4 else cell.rjust(w)
+                 for i, (cell, w) in enumerate(zip(line[:-1], widths, strict=True))]
+        stream.write("  ".join(cells + [line[-1]]).rstrip() + "\n")
+        if k == 0:
+            stream.write("  ".join("-" * w for w in widths) + "  -------\n")
+    counts: dict[str, int] = {}
+    for r in rows:
+        counts[r.status] = counts.get(r.status, 0) + 1
+    stream.write(", ".join(f"{v} {k}" for k, v in counts.items()) + "\n")
+    stream.flush()

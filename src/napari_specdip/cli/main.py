@@ -1,0 +1,326 @@
+"""``specdip``: restore images from the command line, run the demo, or a batch on Dask.
+
+Exit codes: 0 success; 1 a run failed (or, for ``batch``, at least one file
+failed); 2 a user mistake (bad option, missing or unreadable file, wrong mask
+shape, unavailable device); 130 interrupted with Ctrl-C; 143 terminated (SIGTERM).
+User mistakes print one line, ``specdip: error: ...``, and no traceback
+(``--debug`` shows it).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import signal
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from napari_specdip._version import __version__
+from napari_specdip.cli.errors import (
+    EXIT_FAILED,
+    EXIT_OK,
+    EXIT_USAGE,
+    CLIError,
+    Interrupted,
+    UsageError,
+    one_line,
+)
+from napari_specdip.cli.layout import parse_axis
+from napari_specdip.core.params import NETWORKS, OUTPUTS, STOP_RULES, TASKS, UPSAMPLERS
+
+PROG = "specdip"
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a number >= 1, got {value}")
+    return value
+
+
+def _non_negative_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected a number >= 0, got {value}")
+    return value
+
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {text}")
+    return value
+
+
+def _dtype(text: str) -> str:
+    import numpy as np
+
+    try:
+        dtype = np.dtype(text)
+    except TypeError:
+        raise argparse.ArgumentTypeError(f"unknown dtype {text!r}") from None
+    if dtype.kind not in "uif":
+        raise argparse.ArgumentTypeError(f"output dtype must be an integer or float type, got {text!r}")
+    return dtype.name
+
+
+def _add_engine_options(parser: argparse.ArgumentParser) -> None:
+    """Options that mirror :func:`napari_specdip.iter_restore` (None: the task's default)."""
+    parser.add_argument("--task", choices=TASKS, default="denoise",
+                        help="what to do (default: denoise)")
+    g = parser.add_argument_group("restoration options (default: the task's paper settings)")
+    g.add_argument("--mask", metavar="FILE",
+                   help="inpainting: image of the spatial shape (or the stack's shape without "
+                        "channels); nonzero pixels are filled in")
+    g.add_argument("--factor", type=int, choices=(2, 4, 8),
+                   help="super-resolution factor (default 4)")
+    g.add_argument("--lipschitz", "--lambda", dest="lipschitz", type=_positive_float,
+                   metavar="LAMBDA", help="Lipschitz bound lambda of the convolutions "
+                                          "(default per task: 1.4, inpaint 1.6, enhance 1.0)")
+    g.add_argument("--stop", choices=STOP_RULES,
+                   help="stopping rule: ratio (blur/sharpness, the paper's), wmv (ES-WMV) or "
+                        "none (run --max-iterations)")
+    g.add_argument("--max-iterations", "--iterations", dest="max_iterations",
+                   type=_positive_int, metavar="N", help="iteration cap")
+    g.add_argument("--seed", type=int, help="random seed (default 0)")
+    g.add_argument("--device", help="auto (default: CUDA, then MPS, then CPU), cpu, cuda, "
+                                    "cuda:N or mps")
+    g.add_argument("--width", type=_positive_int, help="channels per layer (default 128)")
+    g.add_argument("--depth", type=_non_negative_int,
+                   help="upsampling levels (default 5); image sides are padded to 2**depth")
+    g.add_argument("--upsampler", choices=UPSAMPLERS, help="default bilinear")
+    g.add_argument("--learning-rate", type=_positive_float, metavar="LR",
+                   help="Adam step size (default 0.001)")
+    g.add_argument("--network", choices=NETWORKS, help="default decoder (the paper's)")
+    g.add_argument("--result", choices=OUTPUTS,
+                   help="keep the last iterate (default), a moving average (ema) or the best")
+    g.add_argument("--signal-every", type=_positive_int, metavar="K",
+                   help="evaluate the spectral signals every K iterations (default 1)")
+    g.add_argument("--gain", type=float, help="enhance: detail gain (default 1.0)")
+    g.add_argument("--output-dtype", type=_dtype, metavar="DTYPE",
+                   help="dtype of the result (default: the input's, e.g. uint16 stays uint16)")
+    g.add_argument("--channel-axis", type=parse_axis, default="auto", metavar="AXIS",
+                   help="colour axis: auto (default: RGB(A) PNG/JPEG and RGB TIFF), none, or "
+                        "an axis number")
+    g.add_argument("--stack-axis", type=parse_axis, default="auto", metavar="AXIS",
+                   help="axis restored slice by slice: auto (default: every axis besides the "
+                        "2 spatial and the channel axis), none, or an axis number")
+
+
+def _add_progress_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
+                        help="show a progress bar (default: when stderr is a terminal)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog=PROG,
+        description="Training-free image restoration with a spectral-bias-controlled "
+                    "Deep Image Prior.",
+        epilog="Exit codes: 0 ok, 1 run failed, 2 usage error, 130 interrupted.",
+    )
+    parser.add_argument("--version", action="version",
+                        version=f"{PROG} {__version__} (napari-specdip)")
+    parser.add_argument("--debug", action="store_true",
+                        help="show Python tracebacks for errors")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    p = sub.add_parser("restore", help="restore one image or stack",
+                       description="Restore one image (TIFF, PNG, JPEG) or a TIFF stack, slice by "
+                                   "slice, and write the result with a JSON sidecar OUT.json.")
+    p.add_argument("input", metavar="IN", help="input image: .tif/.tiff, .png, .jpg/.jpeg")
+    p.add_argument("-o", "--output", metavar="OUT",
+                   help="output image (default: IN_restored with IN's extension); the format "
+                        "follows the extension; the sidecar is OUT.json")
+    _add_engine_options(p)
+    p.add_argument("--reference", metavar="FILE",
+                   help="clean image of the output's shape: adds PSNR/SSIM to the sidecar")
+    p.add_argument("--threads", type=_positive_int, metavar="N",
+                   help="CPU threads for torch (default: torch's choice)")
+    _add_progress_option(p)
+    p.add_argument("-q", "--quiet", action="store_true", help="print nothing on success")
+    p.set_defaults(func=_cmd_restore)
+
+    d = sub.add_parser("demo", help="restore a bundled sample and chart the run",
+                       description="Restore a bundled sample image and write the result, a "
+                                   "before/after picture and the charts as PNG files.")
+    d.add_argument("-o", "--output-dir", metavar="DIR", default="specdip-demo",
+                   help="folder for the files (default: ./specdip-demo)")
+    d.add_argument("--sample", default="noisy_photo",
+                   help="noisy_photo (default), noisy_microscopy, masked_image, jpeg_blocked, "
+                        "low_resolution")
+    d.add_argument("--size", type=_positive_int, default=128, help="crop size in pixels (default 128)")
+    d.add_argument("--iterations", "--max-iterations", dest="max_iterations", type=_positive_int,
+                   default=None, metavar="N", help="iteration cap (default 400)")
+    d.add_argument("--width", type=_positive_int, default=None,
+                   help="channels per layer (default 48)")
+    d.add_argument("--depth", type=_non_negative_int, default=None, help="default 5")
+    d.add_argument("--stop", choices=STOP_RULES, default=None,
+                   help="stopping rule (default: the task's, ratio for all but enhance)")
+    d.add_argument("--seed", type=int, default=None)
+    d.add_argument("--device", default=None)
+    d.add_argument("--threads", type=_positive_int, metavar="N", default=None)
+    _add_progress_option(d)
+    d.set_defaults(func=_cmd_demo)
+
+    b = sub.add_parser(
+        "batch", help="restore many images on Dask distributed",
+        description="Restore every image (each slice of a stack as its own task) on "
+                    "dask.distributed: an embedded local cluster by default, or a running "
+                    "cluster with --scheduler. Resumable: outputs that are already there "
+                    "(with their sidecar) are skipped.")
+    b.add_argument("inputs", nargs="+", metavar="INPUT",
+                   help="image files, folders (their images) or glob patterns")
+    b.add_argument("-o", "--output-dir", metavar="DIR", required=True, help="output folder")
+    _add_engine_options(b)
+    b.add_argument("--scheduler", metavar="ADDRESS",
+                   help="address of a running Dask scheduler, e.g. tcp://host:8786 "
+                        "(default: start a local cluster)")
+    b.add_argument("--workers", type=_positive_int, default=None, metavar="N",
+                   help="local cluster: worker processes (default: CPU cores / threads per worker)")
+    b.add_argument("--threads-per-worker", type=_positive_int, default=1, metavar="T",
+                   help="torch threads per restoration (default 1); each worker runs one "
+                        "restoration at a time")
+    b.add_argument("--threads", type=_positive_int, metavar="N",
+                   help="torch threads per restoration on a --scheduler cluster "
+                        "(default: --threads-per-worker)")
+    b.add_argument("--suffix", default="", help="added to output file names, e.g. _restored")
+    b.add_argument("--format", dest="out_format", choices=("same", "tif", "png"), default="same",
+                   help="output format (default: the input's)")
+    b.add_argument("--overwrite", action="store_true",
+                   help="recompute outputs that are already there")
+    b.add_argument("--dashboard", metavar="ADDRESS", default=None,
+                   help="local cluster: serve the Dask dashboard here, e.g. :8787 (needs bokeh)")
+    _add_progress_option(b)
+    b.set_defaults(func=_cmd_batch)
+    return parser
+
+
+# --------------------------------------------------------------------------- commands
+
+
+def _cmd_restore(args: argparse.Namespace) -> int:
+    from napari_specdip.cli.files import read_image
+    from napari_specdip.cli.progress import progress_wanted
+    from napari_specdip.cli.runner import (
+        build_sidecar,
+        check_device,
+        engine_options,
+        now_iso,
+        prepare,
+        restore_file,
+        timed,
+        write_outputs,
+    )
+
+    source = Path(args.input)
+    output = Path(args.output) if args.output else source.with_name(
+        f"{source.stem}_restored{source.suffix}")
+    check_device(args.device)
+    options = engine_options(args)
+    mask = read_image(args.mask, what="mask") if args.mask else None
+    job = prepare(source, output, task=args.task, options=options, channel_axis=args.channel_axis,
+                  stack_axis=args.stack_axis, mask=mask, reference_path=args.reference)
+    started, clock = now_iso(), timed()
+    image, runs = restore_file(job, progress=progress_wanted(args.progress))
+    sidecar = build_sidecar(job, runs, image, command="restore", started=started,
+                            wall_seconds=clock(), extra={"argv": sys.argv[1:]})
+    write_outputs(job, image, sidecar)
+    if not args.quiet:
+        meta = sidecar["specdip"]
+        print(f"wrote {output} ({'x'.join(map(str, image.shape))} {image.dtype}): "
+              f"{meta['iterations']} iterations, stop {meta['stop_reason']}, "
+              f"{clock():.1f} s on {meta.get('device')}; sidecar {job.sidecar}")
+    return EXIT_OK
+
+
+def _cmd_demo(args: argparse.Namespace) -> int:
+    from napari_specdip.cli.demo import run_demo
+
+    return run_demo(args)
+
+
+def _cmd_batch(args: argparse.Namespace) -> int:
+    from napari_specdip.cli.batch import run_batch
+
+    return run_batch(args)
+
+
+# --------------------------------------------------------------------------- entry point
+
+
+@contextlib.contextmanager
+def _signals_raise() -> Iterator[None]:
+    """SIGTERM (and SIGINT) raise :class:`Interrupted` in the main thread, so clean-up runs."""
+
+    def handler(signum: int, frame: Any) -> None:
+        raise Interrupted(signum)
+
+    previous = {}
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        try:
+            previous[sig] = signal.signal(sig, handler)
+        except (ValueError, OSError):  # not the main thread, or not supported here
+            pass
+    try:
+        yield
+    finally:
+        for sig, old in previous.items():
+            signal.signal(sig, old)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run ``specdip`` with ``argv`` (default ``sys.argv[1:]``) and return the exit code."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        with _signals_raise():
+            code: int = args.func(args)
+            return code
+    except Interrupted as exc:
+        print(f"{PROG}: {'terminated' if exc.exit_code != 130 else 'interrupted'}",
+              file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print(f"{PROG}: interrupted", file=sys.stderr)
+        return 130
+    except CLIError as exc:
+        if args.debug:
+            import traceback
+
+            traceback.print_exc()
+        print(f"{PROG}: error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except (ValueError, TypeError) as exc:
+        # the engine's checks: messages fit for a user
+        if args.debug:
+            import traceback
+
+            traceback.print_exc()
+        print(f"{PROG}: error: {one_line(exc)}", file=sys.stderr)
+        return EXIT_USAGE
+    except MemoryError as exc:
+        print(f"{PROG}: error: {one_line(exc)}", file=sys.stderr)
+        return EXIT_FAILED
+    except Exception as exc:
+        if args.debug:
+            import traceback
+
+            traceback.print_exc()
+        print(f"{PROG}: error: {type(exc).__name__}: {one_line(exc)} "
+              "(run with --debug for the traceback)", file=sys.stderr)
+        return EXIT_FAILED
+
+
+__all__ = ["UsageError", "build_parser", "main"]

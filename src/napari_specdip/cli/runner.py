@@ -1,0 +1,332 @@
+"""One file through the engine: checks, slice-by-slice restoration, assembly, sidecar.
+
+Shared by ``specdip restore`` (slices run here, with a progress bar) and
+``specdip batch`` (slices run as Dask tasks through :func:`run_slice`).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from napari_specdip.cli.errors import RunError, UsageError, one_line
+from napari_specdip.cli.files import (
+    ImageFile,
+    check_writable_kind,
+    read_image,
+    sidecar_path,
+    write_image,
+    write_json,
+)
+from napari_specdip.cli.layout import StackLayout, resolve_layout, split_mask
+
+SIDECAR_FORMAT = "napari-specdip sidecar"
+SIDECAR_VERSION = 1
+
+#: argparse dest -> keyword of :func:`napari_specdip.iter_restore`
+ENGINE_OPTIONS = {
+    "max_iterations": "max_iterations",
+    "stop": "stop",
+    "seed": "seed",
+    "device": "device",
+    "width": "width",
+    "depth": "depth",
+    "lipschitz": "lipschitz",
+    "upsampler": "upsampler",
+    "learning_rate": "learning_rate",
+    "network": "network",
+    "result": "output",
+    "gain": "gain",
+    "factor": "factor",
+    "signal_every": "signal_every",
+    "threads": "num_threads",
+    "output_dtype": "output_dtype",
+}
+
+
+def engine_options(args: Any) -> dict[str, Any]:
+    """The engine keywords set on the command line (None: the task's default)."""
+    options = {kw: getattr(args, dest) for dest, kw in ENGINE_OPTIONS.items()
+               if getattr(args, dest, None) is not None}
+    options["preview_every"] = 0  # the command line never shows previews
+    return options
+
+
+def now_iso() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds")
+
+
+def check_device(device: str | None) -> None:
+    """Raise UsageError now if the device is unknown or absent on this machine."""
+    from napari_specdip.core.devices import resolve_device
+
+    try:
+        resolve_device(device or "auto")
+    except ValueError as exc:
+        raise UsageError(str(exc)) from exc
+
+
+@dataclass
+class FileJob:
+    """A checked input file and everything needed to restore and write it."""
+
+    source: ImageFile
+    output: Path
+    task: str
+    options: dict[str, Any]
+    layout: StackLayout
+    scale: int
+    output_dtype: np.dtype[Any]
+    mask_path: Path | None = None
+    mask_shared: npt.NDArray[np.bool_] | None = None
+    mask_canonical: npt.NDArray[np.bool_] | None = None
+    reference_path: Path | None = None
+    reference_canonical: npt.NDArray[Any] | None = None
+    max_iterations: int = 1
+    canonical: npt.NDArray[Any] = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.canonical = self.layout.canonical(self.source.data)
+
+    @property
+    def sidecar(self) -> Path:
+        return sidecar_path(self.output)
+
+    def slices(self) -> Iterator[SliceInput]:
+        for index in self.layout.indices():
+            image, channel_axis, alpha = self.layout.engine_image(self.canonical, index)
+            mask = self.mask_shared if self.mask_canonical is None else self.mask_canonical[index]
+            reference = None
+            if self.reference_canonical is not None:
+                reference, _, _ = self.layout.engine_image(self.reference_canonical, index)
+            yield SliceInput(index, image, channel_axis, alpha, mask, reference)
+
+    def passthrough(self, item: SliceInput) -> npt.NDArray[Any] | None:
+        """A constant slice of a stack has nothing to restore: its (upscaled) copy, else None."""
+        if not self.layout.is_stack or item.image.min() != item.image.max():
+            return None
+        shape = item.image.shape[:2]
+        shape = (shape[0] * self.scale, shape[1] * self.scale) + item.image.shape[2:]
+        return np.full(shape, item.image.flat[0]).astype(self.output_dtype)
+
+
+@dataclass
+class SliceInput:
+    index: tuple[int, ...]
+    image: npt.NDArray[Any]
+    channel_axis: int | None
+    alpha: npt.NDArray[Any] | None
+    mask: npt.NDArray[np.bool_] | None
+    reference: npt.NDArray[Any] | None
+
+
+def prepare(input_path: str | Path, output: Path, *, task: str, options: dict[str, Any],
+            channel_axis: str | int = "auto", stack_axis: str | int = "auto",
+            mask: ImageFile | None = None, reference_path: str | Path | None = None) -> FileJob:
+    """Read and check one input; every user mistake raises UsageError before any work."""
+    source = read_image(input_path)
+    layout = resolve_layout(source.data.shape, kind=source.kind, axes=source.axes,
+                            channel_axis=channel_axis, stack_axis=stack_axis)
+    mask_shared = mask_canonical = None
+    if mask is not None:
+        if task != "inpaint":
+            raise UsageError(f"--mask only makes sense for --task inpaint, not {task}")
+        mask_shared, mask_canonical = split_mask(mask.data, layout, mask_kind=mask.kind)
+    elif task == "inpaint":
+        raise UsageError("--task inpaint needs --mask FILE (nonzero pixels are filled in)")
+
+    dtype = np.dtype(options["output_dtype"]) if options.get("output_dtype") else source.data.dtype
+    job = FileJob(source=source, output=output, task=task, options=options, layout=layout,
+                  scale=1, output_dtype=dtype, mask_path=mask.path if mask else None,
+                  mask_shared=mask_shared, mask_canonical=mask_canonical)
+    job.scale, job.max_iterations = _check_engine(job)
+    float_range = (float(source.data.min()), float(source.data.max())) if dtype.kind == "f" else None
+    check_writable_kind(output, stack=layout.is_stack, channels=layout.channels, dtype=dtype,
+                        float_range=float_range)
+    if reference_path is not None:
+        ref = read_image(reference_path, what="reference")
+        expected = layout.output_shape(job.scale)
+        if ref.data.shape != expected:
+            raise UsageError(f"reference shape {ref.data.shape} does not match the output's "
+                             f"shape {expected}")
+        job.reference_path = ref.path
+        job.reference_canonical = layout.canonical(ref.data)
+    return job
+
+
+def _check_engine(job: FileJob) -> tuple[int, int]:
+    """Let the engine check the options and the first slice: (output scale, iteration cap)."""
+    from napari_specdip.core.engine import plan_restore
+
+    first = None
+    for item in job.slices():
+        if not job.layout.is_stack or item.image.min() != item.image.max():
+            first = item
+            break
+    if first is None:  # every slice of the stack is constant: nothing to check
+        from napari_specdip.core.params import RestoreParameters
+
+        try:
+            params = RestoreParameters.for_task(job.task, factor=job.options.get("factor"))
+        except (ValueError, TypeError) as exc:
+            raise UsageError(one_line(exc)) from exc
+        scale = params.factor if job.task == "super-resolve" and params.factor else 1
+        return scale, params.max_iterations
+    # the device is checked by the caller: a batch's workers may have one this machine lacks
+    options = {k: v for k, v in job.options.items() if k != "device"}
+    try:
+        planned = plan_restore(first.image, job.task, mask=first.mask,
+                               channel_axis=first.channel_axis, **options)
+    except (ValueError, TypeError) as exc:
+        where = f" (slice {first.index})" if job.layout.is_stack else ""
+        raise UsageError(f"{job.source.path}{where}: {one_line(exc)}") from exc
+    return planned.scale, planned.params.max_iterations
+
+
+def run_slice(image: npt.NDArray[Any], task: str, channel_axis: int | None,
+              mask: npt.NDArray[np.bool_] | None, reference: npt.NDArray[Any] | None,
+              options: dict[str, Any], on_step: Callable[[Any], None] | None = None,
+              interrupt: Any = None) -> tuple[npt.NDArray[Any], dict[str, Any]]:
+    """Restore one 2D image; return (image, ``result.metadata()["specdip"]``).
+
+    Runs wherever it is called: here for ``restore``, on a Dask worker for ``batch``.
+    """
+    from napari_specdip.core.engine import plan_restore
+
+    job = plan_restore(image, task, mask=mask, channel_axis=channel_axis, reference=reference,
+                       interrupt=interrupt, **options)
+    gen = job.run()
+    try:
+        while True:
+            try:
+                report = next(gen)
+            except StopIteration as done:
+                result = done.value
+                break
+            if on_step is not None:
+                on_step(report)
+    finally:
+        gen.close()
+    meta: dict[str, Any] = result.metadata()["specdip"]
+    return result.image, meta
+
+
+def restore_file(job: FileJob, *, progress: bool) -> tuple[npt.NDArray[Any], list[dict[str, Any]]]:
+    """Restore every slice of ``job`` here, one after the other, with a progress bar."""
+    from napari_specdip.cli.progress import Progress
+
+    out = job.layout.new_canonical_output(job.scale, job.output_dtype)
+    runs: list[dict[str, Any]] = []
+    n = job.layout.n_slices
+    for k, item in enumerate(job.slices(), 1):
+        copy = job.passthrough(item)
+        if copy is not None:
+            job.layout.put(out, item.index, copy, item.alpha, job.scale)
+            runs.append(passthrough_meta(item.index))
+            continue
+        desc = f"slice {k}/{n}" if job.layout.is_stack else job.source.path.name
+        bar = Progress(job.max_iterations, desc=desc, enabled=progress)
+
+        def on_step(report: Any, bar: Progress = bar) -> None:
+            bar.set_total(report.max_iterations)
+            bar.update(report.iteration, loss=report.loss, ratio=report.signals.get("ratio"))
+
+        try:
+            image, meta = run_slice(item.image, job.task, item.channel_axis, item.mask,
+                                    item.reference, job.options, on_step=on_step)
+        finally:
+            bar.close()
+        job.layout.put(out, item.index, image, item.alpha, job.scale)
+        runs.append({"index": list(item.index), **meta})
+    return job.layout.to_file_order(out), runs
+
+
+def passthrough_meta(index: tuple[int, ...]) -> dict[str, Any]:
+    return {"index": list(index), "iterations": 0, "stop_reason": "constant",
+            "elapsed_seconds": 0.0, "metrics": {}}
+
+
+def build_sidecar(job: FileJob, runs: list[dict[str, Any]], image: npt.NDArray[Any], *,
+                  command: str, started: str, wall_seconds: float,
+                  extra: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The sidecar: ``{"specdip": {...}}`` like ``RestoreResult.metadata()`` plus file facts.
+
+    For a single image ``specdip`` is that run's metadata; for a stack the shared
+    entries come from the first restored slice, ``iterations`` and
+    ``elapsed_seconds`` are summed, ``stop_reason`` lists the distinct reasons
+    (comma-separated), ``metrics`` are averaged, and ``slices`` holds each slice's
+    own metadata with its ``index`` in the stack axes.
+    """
+    from napari_specdip.core.devices import versions
+
+    restored = [r for r in runs if "parameters" in r]
+    first = restored[0] if restored else {}
+    if job.layout.is_stack:
+        reasons = sorted({str(r.get("stop_reason")) for r in runs})
+        metric_names = sorted({k for r in restored for k in r.get("metrics", {})})
+        metrics = {k: _mean([r["metrics"][k] for r in restored if k in r.get("metrics", {})])
+                   for k in metric_names}
+        core: dict[str, Any] = {
+            "parameters": first.get("parameters", {}),
+            "seed": first.get("seed"),
+            "device": first.get("device"),
+            "versions": first.get("versions", versions()),
+            "iterations": int(sum(r.get("iterations", 0) for r in runs)),
+            "stop_reason": ",".join(reasons),
+            "elapsed_seconds": round(sum(float(r.get("elapsed_seconds", 0.0)) for r in runs), 3),
+            "metrics": metrics,
+            "slices": runs,
+        }
+    else:
+        core = {k: v for k, v in runs[0].items() if k != "index"}
+    core.update({
+        "format": SIDECAR_FORMAT,
+        "format_version": SIDECAR_VERSION,
+        "command": command,
+        "task": job.task,
+        "input": str(job.source.path.resolve()),
+        "output": str(job.output.resolve()),
+        "mask": str(job.mask_path.resolve()) if job.mask_path else None,
+        "reference": str(job.reference_path.resolve()) if job.reference_path else None,
+        "started": started,
+        "finished": now_iso(),
+        "wall_seconds": round(wall_seconds, 3),
+        "input_shape": list(job.source.data.shape),
+        "input_dtype": str(job.source.data.dtype),
+        "input_axes": job.source.axes,
+        "output_shape": list(image.shape),
+        "output_dtype": str(image.dtype),
+        **job.layout.describe(),
+        "slice_count": job.layout.n_slices,
+    })
+    if extra:
+        core.update(extra)
+    return {"specdip": core}
+
+
+def _mean(values: list[float]) -> float:
+    finite = [v for v in values if isinstance(v, int | float) and math.isfinite(v)]
+    return float(np.mean(finite)) if finite else float("nan")
+
+
+def write_outputs(job: FileJob, image: npt.NDArray[Any], sidecar: dict[str, Any]) -> None:
+    """Image first, then the sidecar, each atomically: a sidecar means a finished output."""
+    axes = job.source.axes if job.source.kind == "tiff" else None
+    try:
+        write_image(job.output, image, channel_axis=job.layout.channel_axis, axes=axes)
+        write_json(job.sidecar, sidecar)
+    except OSError as exc:
+        raise RunError(f"cannot write {job.output}: {one_line(exc)}") from exc
+
+
+def timed() -> Callable[[], float]:
+    start = time.perf_counter()
+    return lambda: time.perf_counter() - start

@@ -1,0 +1,36 @@
+"""Shared helpers of the command-line tests (imported by name: tests/ has no packages)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+#: the smallest settings that still run the whole pipeline
+FAST = ["--width", "8", "--depth", "4", "--max-iterations", "5", "--stop", "none"]
+
+
+def cli_env() -> dict[str, str]:
+    env = dict(os.environ)
+    env["OMP_NUM_THREADS"] = "1"
+    env.setdefault("MPLBACKEND", "Agg")
+    env["PYTHONWARNINGS"] = "default"
+    return env
+
+
+def run_cli(*args: str | Path, cwd: Path | None = None, timeout: float = 180
+            ) -> subprocess.CompletedProcess[str]:
+    """``python -m napari_specdip.cli ARGS`` with captured output."""
+    return subprocess.run([sys.executable, "-m", "napari_specdip.cli", *map(str, args)],
+                          capture_output=True, text=True, timeout=timeout, cwd=cwd, env=cli_env())
+
+
+def assert_clean_failure(proc: subprocess.CompletedProcess[str], code: int, *needles: str) -> None:
+    """Non-zero exit, a one-line ``specdip: error:`` message naming ``needles``, no traceback."""
+    assert proc.returncode == code, (proc.returncode, proc.stdout, proc.stderr)
+    assert "Traceback" not in proc.stderr + proc.stdout, proc.stderr
+    errors = [line for line in proc.stderr.splitlines() if "error:" in line]
+    assert len(errors) == 1, proc.stderr
+    for needle in needles:
+        assert needle in errors[0], (needle, errors[0])

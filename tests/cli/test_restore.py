@@ -1,0 +1,194 @@
+"""``specdip restore`` end to end, as a subprocess: outputs, sidecars and clean errors."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import imageio.v3 as iio
+import numpy as np
+import pytest
+import tifffile
+
+from specdip_cli_helpers import FAST, assert_clean_failure, cli_env, run_cli
+
+
+def _sidecar(path: Path) -> dict:
+    meta = json.loads(Path(f"{path}.json").read_text())["specdip"]
+    return meta
+
+
+def test_console_script_is_installed() -> None:
+    from importlib.metadata import entry_points
+
+    scripts = {ep.name: ep.value for ep in entry_points(group="console_scripts")}
+    assert scripts.get("specdip") == "napari_specdip.cli.main:main"
+    script = shutil.which("specdip") or str(Path(sys.executable).with_name("specdip"))
+    assert Path(script).exists()
+    proc = subprocess.run([script, "--version"], capture_output=True, text=True, timeout=60,
+                          env=cli_env())
+    assert proc.returncode == 0 and "specdip 0.1" in proc.stdout
+
+
+def test_help_lists_the_commands() -> None:
+    proc = run_cli("--help")
+    assert proc.returncode == 0
+    for command in ("restore", "demo", "batch"):
+        assert command in proc.stdout
+
+
+def test_gray_png(images: dict[str, Path], tmp_path: Path) -> None:
+    out = tmp_path / "gray_out.png"
+    proc = run_cli("restore", images["gray"], "-o", out, "--seed", "3", *FAST)
+    assert proc.returncode == 0, proc.stderr
+    assert "wrote" in proc.stdout and "Warning" not in proc.stderr
+    result = iio.imread(out)
+    assert result.shape == (48, 40) and result.dtype == np.uint8
+    meta = _sidecar(out)
+    assert meta["iterations"] == 5 and meta["stop_reason"] == "max_iterations"
+    assert meta["parameters"]["width"] == 8 and meta["parameters"]["seed"] == 3
+    assert meta["seed"] == 3 and meta["device"] == "cpu"
+    assert {"torch", "numpy", "napari-specdip"} <= set(meta["versions"])
+    assert {"blur", "sharpness", "ratio"} <= set(meta["metrics"])
+    assert meta["input"] == str(images["gray"].resolve())
+    assert meta["output"] == str(out.resolve())
+    assert meta["started"] and meta["finished"] and meta["wall_seconds"] > 0
+    assert meta["input_shape"] == [48, 40] and meta["output_dtype"] == "uint8"
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no temp files left
+
+
+def test_rgb_png_and_rgba_alpha_kept(images: dict[str, Path], tmp_path: Path) -> None:
+    out = tmp_path / "rgb.png"
+    proc = run_cli("restore", images["rgb"], "-o", out, *FAST)
+    assert proc.returncode == 0, proc.stderr
+    assert iio.imread(out).shape == (40, 48, 3)
+    assert _sidecar(out)["channel_axis"] == 2
+
+    out = tmp_path / "rgba.tif"  # PNG in, TIFF out
+    proc = run_cli("restore", images["rgba"], "-o", out, *FAST)
+    assert proc.returncode == 0, proc.stderr
+    result = tifffile.imread(out)
+    assert result.shape == (40, 48, 4) and result.dtype == np.uint8
+    np.testing.assert_array_equal(result[..., 3], iio.imread(images["rgba"])[..., 3])
+    assert _sidecar(out)["alpha"] is True
+
+
+def test_uint16_stack_slice_by_slice(images: dict[str, Path], tmp_path: Path) -> None:
+    out = tmp_path / "stack_out.tif"
+    proc = run_cli("restore", images["stack"], "-o", out, "--no-progress", *FAST)
+    assert proc.returncode == 0, proc.stderr
+    source = tifffile.imread(images["stack"])
+    result = tifffile.imread(out)
+    assert result.shape == (3, 32, 32) and result.dtype == np.uint16
+    # each slice keeps its own intensity range
+    assert result.min() >= source.min() and result.max() <= source.max()
+    meta = _sidecar(out)
+    assert meta["stack_axes"] == [0] and meta["slice_count"] == 3
+    assert meta["iterations"] == 15 and meta["stop_reason"] == "max_iterations"
+    assert [s["index"] for s in meta["slices"]] == [[0], [1], [2]]
+    assert all(s["iterations"] == 5 for s in meta["slices"])
+    with tifffile.TiffFile(out) as tif:
+        assert tif.series[0].axes == "ZYX"
+
+
+def test_super_resolution_and_progress_bar(images: dict[str, Path], tmp_path: Path) -> None:
+    out = tmp_path / "sr.png"
+    proc = run_cli("restore", images["gray"], "-o", out, "--task", "super-resolve",
+                   "--factor", "2", "--progress", *FAST)
+    assert proc.returncode == 0, proc.stderr
+    assert iio.imread(out).shape == (96, 80)
+    assert "5/5" in proc.stderr  # the bar reached the end
+    assert _sidecar(out)["parameters"]["factor"] == 2
+
+
+def test_inpainting_with_mask(images: dict[str, Path], tmp_path: Path) -> None:
+    out = tmp_path / "filled.png"
+    proc = run_cli("restore", images["gray"], "-o", out, "--task", "inpaint", "--mask",
+                   images["mask"], *FAST)
+    assert proc.returncode == 0, proc.stderr
+    assert iio.imread(out).shape == (48, 40)
+    assert _sidecar(out)["mask"] == str(images["mask"].resolve())
+
+
+def test_sigint_stops_without_writing(images: dict[str, Path], tmp_path: Path) -> None:
+    out = tmp_path / "out" / "never.png"
+    log = tmp_path / "stderr.txt"
+    with open(log, "w") as err:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "napari_specdip.cli", "restore", str(images["gray"]), "-o",
+             str(out), "--width", "8", "--depth", "4", "--max-iterations", "100000", "--stop",
+             "none", "--progress"],
+            stdout=subprocess.DEVNULL, stderr=err, env=cli_env())
+        try:
+            deadline = time.monotonic() + 60
+            while "/100000" not in log.read_text() and time.monotonic() < deadline:
+                time.sleep(0.2)  # until the fit runs (the progress bar is on stderr)
+            proc.send_signal(signal.SIGINT)
+            proc.wait(timeout=60)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+    text = log.read_text()
+    assert proc.returncode == 130, text
+    assert "specdip: interrupted" in text and "Traceback" not in text
+    assert not out.parent.exists() or not list(out.parent.iterdir())
+
+
+@pytest.mark.parametrize(
+    ("case", "code", "needles"),
+    [
+        ("missing", 2, ["not found", "nope.png"]),
+        ("corrupt_tiff", 2, ["cannot read", "corrupt.tif"]),
+        ("corrupt_png", 2, ["cannot read", "corrupt.png"]),
+        ("mask_shape", 2, ["mask shape (20, 20)", "(48, 40)"]),
+        ("no_mask", 2, ["--mask"]),
+        ("device", 2, ["cuda"]),
+        ("png_stack", 2, ["PNG", ".tif"]),
+        ("bad_extension", 2, ["unsupported file type"]),
+        ("constant", 2, ["constant"]),
+    ],
+)
+def test_user_mistakes_give_one_line_and_code_2(case: str, code: int, needles: list[str],
+                                                images: dict[str, Path], tmp_path: Path) -> None:
+    out = tmp_path / "out.png"
+    args: list[str | Path]
+    if case == "missing":
+        args = ["restore", tmp_path / "nope.png", "-o", out]
+    elif case == "corrupt_tiff":
+        args = ["restore", images["corrupt"], "-o", out]
+    elif case == "corrupt_png":
+        args = ["restore", images["corrupt_png"], "-o", out]
+    elif case == "mask_shape":
+        args = ["restore", images["gray"], "-o", out, "--task", "inpaint", "--mask",
+                images["small_mask"]]
+    elif case == "no_mask":
+        args = ["restore", images["gray"], "-o", out, "--task", "inpaint"]
+    elif case == "device":
+        import torch
+
+        if torch.cuda.is_available():
+            pytest.skip("CUDA is available here")
+        args = ["restore", images["gray"], "-o", out, "--device", "cuda"]
+    elif case == "png_stack":
+        args = ["restore", images["stack"], "-o", out]
+    elif case == "bad_extension":
+        args = ["restore", images["gray"], "-o", tmp_path / "out.bmp"]
+    else:
+        flat = tmp_path / "flat.tif"
+        tifffile.imwrite(flat, np.full((16, 16), 7, np.uint16))
+        args = ["restore", flat, "-o", tmp_path / "flat_out.tif"]
+    proc = run_cli(*args, *FAST)
+    assert_clean_failure(proc, code, *needles)
+    assert not out.exists()
+
+
+def test_argparse_rejects_unknown_task(images: dict[str, Path], tmp_path: Path) -> None:
+    proc = run_cli("restore", images["gray"], "-o", tmp_path / "x.png", "--task", "sharpen")
+    assert proc.returncode == 2
+    assert "invalid choice: 'sharpen'" in proc.stderr and "Traceback" not in proc.stderr

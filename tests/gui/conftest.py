@@ -1,0 +1,62 @@
+"""GUI fixtures: a napari viewer (proxy: fails on any layer change from a worker thread)
+with the restore widget opened from the manifest. Run under ``xvfb-run``."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
+pytest.importorskip("napari")
+pytest.importorskip("pytestqt")
+
+# small and fast: 64 px samples, width 8, a handful of iterations
+FAST = {"width": 8, "preview_every": 3}
+
+
+@pytest.fixture(autouse=True)
+def _one_torch_thread(monkeypatch: pytest.MonkeyPatch) -> None:
+    import torch
+
+    torch.set_num_threads(1)
+    # the widget leaves the GUI a core (cpu_count - 1); on CI keep it at one thread
+    monkeypatch.setattr("napari_specdip._napari._widget.default_num_threads", lambda: 1)
+
+
+@pytest.fixture
+def viewer(make_napari_viewer_proxy: Callable[..., Any]) -> Any:
+    return make_napari_viewer_proxy()
+
+
+@pytest.fixture
+def open_widget(viewer: Any) -> Callable[..., Any]:
+    """Dock the restore widget from the manifest and set it up for a quick run."""
+
+    def _open(**values: Any) -> Any:
+        _, widget = viewer.window.add_plugin_dock_widget("napari-specdip", "Restore")
+        _configure(widget, **values)
+        return widget
+
+    return _open
+
+
+def _configure(widget: Any, *, task: str | None = None, iterations: int = 6,
+               **values: Any) -> None:
+    """Set the task (loading its defaults) then the quick-run values."""
+    if task is not None:
+        widget.task.value = task
+    settings = {**FAST, "max_iterations": iterations, **values}
+    names = {"width": "net_width"}
+    for key, value in settings.items():
+        getattr(widget, names.get(key, key)).value = value
+
+
+@pytest.fixture
+def wait_for_run(qtbot: Any) -> Callable[..., None]:
+    """Block (processing Qt events) until the widget's worker has finished."""
+
+    def _wait(widget: Any, timeout: int = 60_000) -> None:
+        qtbot.waitUntil(lambda: not widget.is_running, timeout=timeout)
+
+    return _wait

@@ -1,0 +1,78 @@
+"""The npe2 manifest, the sample data contributions and the plugin's import weight."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from typing import Any
+
+import numpy as np
+import pytest
+
+pytestmark = pytest.mark.gui
+
+
+def test_manifest_is_valid() -> None:
+    from npe2 import PluginManifest
+
+    manifest = PluginManifest.from_distribution("napari-specdip")
+    assert manifest.name == "napari-specdip"
+    assert manifest.display_name == "SpecDIP"
+    contributions = manifest.contributions
+    assert [w.display_name for w in contributions.widgets or []] == ["Restore"]
+    keys = {s.key for s in contributions.sample_data or []}
+    assert keys == {"noisy_photo", "noisy_microscopy", "masked_image", "jpeg_blocked",
+                    "low_resolution"}
+    filters = contributions.menus["napari/layers/filter"]
+    assert [item.command for item in filters] == ["napari-specdip.restore_widget"]
+    # every command points at something importable
+    for command in contributions.commands or []:
+        module, _, name = command.python_name.partition(":")
+        __import__(module)
+        assert hasattr(sys.modules[module], name), command.python_name
+
+
+def test_npe2_validate_cli() -> None:
+    done = subprocess.run(["npe2", "validate", "napari-specdip"], capture_output=True,
+                          text=True, check=False, timeout=120)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "valid" in done.stdout
+
+
+def test_sample_data_contributions_load(make_napari_viewer_proxy: Any) -> None:
+    viewer = make_napari_viewer_proxy()
+    for key in ("noisy_photo", "noisy_microscopy", "masked_image", "jpeg_blocked",
+                "low_resolution"):
+        viewer.open_sample("napari-specdip", key)
+    names = [layer.name for layer in viewer.layers]
+    for name in ("noisy photo", "noisy microscopy", "masked image", "JPEG-blocked image",
+                 "low-resolution image"):
+        assert name in names
+        assert f"{name} (clean)" in names
+    mask = viewer.layers["masked image mask"]
+    assert mask.__class__.__name__ == "Labels"
+    assert mask.data.shape == viewer.layers["masked image"].data.shape
+    assert set(np.unique(mask.data)) == {0, 1}
+    assert viewer.layers["noisy photo"].rgb
+    assert viewer.layers["noisy microscopy"].data.dtype == np.uint16
+    low = viewer.layers["low-resolution image"]
+    assert low.metadata["specdip_sample"]["factor"] == 4
+
+
+def test_sample_hints_set_up_the_widget(make_napari_viewer_proxy: Any) -> None:
+    viewer = make_napari_viewer_proxy()
+    viewer.open_sample("napari-specdip", "masked_image")
+    _, widget = viewer.window.add_plugin_dock_widget("napari-specdip", "Restore")
+    widget.image.value = viewer.layers["masked image"]
+    assert widget.task.value == "inpaint"
+    assert widget.mask.value.name == "masked image mask"
+    assert widget.reference.value.name == "masked image (clean)"
+
+
+def test_widget_module_imports_no_torch_or_matplotlib() -> None:
+    code = ("import sys, napari_specdip._napari._widget, napari_specdip._napari._charts, "
+            "napari_specdip._napari._sample_data;"
+            "print(sorted(m for m in ('torch', 'matplotlib') if m in sys.modules))")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          check=True, timeout=120)
+    assert done.stdout.strip() == "[]", done.stdout + done.stderr

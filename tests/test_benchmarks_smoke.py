@@ -1,0 +1,146 @@
+"""Smoke test of the benchmark scripts: each main() runs with the smallest settings
+and prints tables of the expected shape (no timing thresholds)."""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from types import ModuleType
+
+import pytest
+import torch
+
+BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
+# The engine's decoder needs at least 2x2 pixels at its coarsest level (depth 5): 64 px.
+SIZE = "64"
+
+
+def load(name: str) -> ModuleType:
+    spec = importlib.util.spec_from_file_location(f"specdip_bench_{name}", BENCHMARKS / f"{name}.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up there
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(autouse=True)
+def keep_threads() -> Iterator[None]:
+    threads = torch.get_num_threads()
+    path = list(sys.path)
+    yield
+    torch.set_num_threads(threads)
+    sys.path[:] = path
+
+
+def tables(text: str) -> dict[str, list[list[str]]]:
+    """Markdown tables of the output by the '## ' title above them: header row first."""
+    found: dict[str, list[list[str]]] = {}
+    title = ""
+    for line in text.splitlines():
+        if line.startswith("## "):
+            title = line[3:]
+        elif line.startswith("|") and not line.startswith("|---"):
+            found.setdefault(title, []).append([c.strip() for c in line.strip("|").split("|")])
+    return found
+
+
+def psnr_of(cell: str) -> float:
+    return float(cell.split("/")[0])
+
+
+def test_quality_smoke(capsys: pytest.CaptureFixture[str]) -> None:
+    quality = load("quality")
+    code = quality.main(["--sizes", SIZE, "--images", "astronaut", "camera", "--width", "8",
+                         "--max-iterations", "3", "--threads", "1", "--no-bm3d", "--markdown"])
+    out = capsys.readouterr().out
+    assert code == 0
+    assert "machine:" in out and "torch" in out and "device: cpu" in out
+    found = tables(out)
+    expected = {
+        "denoise (PSNR dB / SSIM)": ["noisy", "NL-means", "TV"],
+        "inpaint (PSNR dB / SSIM)": ["masked", "biharmonic"],
+        "deblock (PSNR dB / SSIM)": ["JPEG q10"],
+    }
+    assert set(found) == set(expected)
+    for title, baselines in expected.items():
+        header, *rows = found[title]
+        assert header == ["image", "px", *baselines, "ours (last)", "ours (EMA)", "our stop",
+                          "our time s"]
+        # deblocking is gray, as in the paper; camera is gray anyway
+        names = ["astronaut (gray)" if title.startswith("deblock") else "astronaut", "camera"]
+        assert [r[0] for r in rows] == names
+        assert all(r[1] == SIZE for r in rows)
+        for row in rows:
+            assert all(len(c.split("/")) == 2 for c in row[2:-2])  # "PSNR / SSIM"
+            assert row[-2] == "3 (max_iterations)"
+    denoise = found["denoise (PSNR dB / SSIM)"][1:]
+    for row in denoise:  # the classical denoisers beat the noisy input
+        assert psnr_of(row[3]) > psnr_of(row[2]) and psnr_of(row[4]) > psnr_of(row[2])
+    assert "best: output=" in out
+
+
+def test_stopping_smoke(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    import json
+
+    stopping = load("stopping")
+    target = tmp_path / "stop.json"
+    code = stopping.main(["--budget", "4", "--width", "8", "--size", SIZE, "--images",
+                          "astronaut", "camera", "--threads", "1", "--sweep", "--markdown",
+                          "--save-json", str(target)])
+    out = capsys.readouterr().out
+    assert code == 0
+    found = tables(out)
+    title = "Stop iteration, PSNR at the stop and gap to the run's peak (dB)"
+    header, *rows = found[title]
+    assert header == ["image", "network", "rule", "stop it", "PSNR@stop", "peak PSNR", "peak it",
+                      "gap dB", "EMA PSNR@stop"]
+    assert len(rows) == 2 * 2 * len(stopping.RULES)
+    assert {(r[0], r[1]) for r in rows} == {(i, n) for i in ("astronaut", "camera")
+                                           for n in ("decoder", "skip")}
+    for row in rows:
+        assert float(row[7]) >= 0.0  # the gap to the peak is never negative
+        if row[2] == "ratio":
+            assert row[3] == "4*"  # cannot fire before step 201
+    summary = found["Summary over images"]
+    assert summary[0][:5] == ["network", "rule", "mean gap", "max gap", "gap <= 0.5"]
+    assert len(summary) == 1 + 2 * len(stopping.RULES)
+    assert len(found["Ratio rule sensitivity (offline replay, same runs)"]) == 1 + 2 * 3 * 4
+    assert "default rule (ratio)" in out
+    saved = json.loads(target.read_text())
+    assert len(saved["runs"]) == 4
+    assert len(saved["runs"][0]["curves"]["psnr"]) == 1  # every 10th of 4 iterations
+
+
+def test_speed_smoke(capsys: pytest.CaptureFixture[str]) -> None:
+    speed = load("speed")
+    code = speed.main(["--sizes", SIZE, "--width", "8", "--iterations", "2", "--warmup", "1",
+                       "--repeats", "2", "--threads", "1", "--markdown"])
+    out = capsys.readouterr().out
+    assert code == 0
+    found = tables(out)
+    header, *rows = found["Engine vs reference-style loop (ms per iteration, medians)"]
+    assert header[0] == "px" and len(header) == 5
+    assert [r[0] for r in rows] == [SIZE]
+    assert float(rows[0][1]) > 0 and float(rows[0][2]) > 0 and rows[0][3].endswith("x")
+    header, *rows = found["Measurement overhead of the engine, all signals on vs off"]
+    assert len(header) == 7 and [r[0] for r in rows] == [SIZE]
+    assert rows[0][3].endswith("%") and rows[0][5] != "-"  # the direct estimate worked
+
+
+def test_svd_patch_is_restored_and_exact() -> None:
+    speed = load("speed")
+    from napari_specdip.core import layers
+
+    original = layers.spectral_norm_exact
+    w = torch.randn(16, 8, 3, 3, generator=torch.Generator().manual_seed(0))
+    with speed.svd_norm():
+        assert layers.spectral_norm_exact is speed.svd_spectral_norm
+        conv = layers.LipschitzConv2d(8, 16, 3, lipschitz=0.5)
+        conv.weight.data.copy_(w)
+        bounded = conv.effective_weight().detach()
+    assert layers.spectral_norm_exact is original
+    assert float(speed.svd_spectral_norm(w)) == pytest.approx(float(original(w)), rel=1e-5)
+    assert float(original(bounded)) <= 0.5 + 1e-5
