@@ -23,9 +23,14 @@ both loops afresh that many times, alternating which goes first.
    ``track_variance=True``, a clean ``reference`` so PSNR, SSIM and the FBC
    against the clean image are measured too) vs all off (``signal_every`` larger
    than the run, ``stop="none"``, no reference), as a fraction of the bare
-   (signals off) step time. A direct estimate is printed too: the time of the
-   engine's per-step measurement alone (its private ``_Signals.measure``) over
-   the bare step time.
+   (signals off) step time. A direct estimate is printed too, stepped in the same
+   interleaved rotation: the time of the engine's per-step measurement alone (its
+   private ``_Signals.measure`` with every signal on) over the bare step time;
+   with overheads of a few per cent it is far less noisy than the difference of
+   two whole steps.
+3. A bare loop (the same decoder and optimiser, the engine's spectral norm,
+   nothing measured) is stepped in the same rotation as the first comparison:
+   the floor that any implementation pays, to show where the time goes.
 
 Run ``python benchmarks/speed.py --help`` for the options.
 """
@@ -76,8 +81,13 @@ def svd_norm() -> Iterator[None]:
         layers.spectral_norm_exact = original
 
 
-def reference_loop(noisy: np.ndarray, *, width: int, device: str) -> Step:
-    """Generator: one reference-style iteration per ``next()``."""
+def reference_loop(noisy: np.ndarray, *, width: int, device: str, svd: bool = True,
+                   cpu_metrics: bool = True) -> Step:
+    """Generator: one reference-style iteration per ``next()``.
+
+    ``svd=False, cpu_metrics=False`` gives the bare loop: the same decoder with the
+    engine's spectral norm and nothing measured, the floor of any implementation.
+    """
     import torch
 
     from napari_specdip import metrics
@@ -97,12 +107,15 @@ def reference_loop(noisy: np.ndarray, *, width: int, device: str) -> Step:
     y = torch.from_numpy(np.ascontiguousarray(noisy.transpose(2, 0, 1))).float()[None].to(dev)
     optimizer = torch.optim.Adam(net.parameters(), lr=p.learning_rate)
     while True:
-        with svd_norm():
+        with svd_norm() if svd else contextlib.nullcontext():
             pred = net(z)
             loss = torch.nn.functional.mse_loss(pred, y)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
+        if not cpu_metrics:
+            yield
+            continue
         out = pred.detach().cpu().numpy()[0].transpose(1, 2, 0)
         metrics.band_correspondence(out, noisy)
         b = metrics.blur(out)
@@ -170,10 +183,9 @@ def paired_ratio(a: list[list[float]], b: list[list[float]]) -> float:
                              for x, y in zip(a, b, strict=True))
 
 
-def measurement_cost(noisy: np.ndarray, clean: np.ndarray, *, device: str,
-                     calls: int) -> float | None:
-    """Seconds of one call of the engine's per-step measurement (private API; None if
-    the engine changed)."""
+def measurement_loop(noisy: np.ndarray, clean: np.ndarray, *, device: str) -> Step | None:
+    """Generator: one call of the engine's per-step measurement with every signal on
+    (private ``_Signals``; None if the engine changed)."""
     try:
         import torch
 
@@ -190,17 +202,17 @@ def measurement_cost(noisy: np.ndarray, clean: np.ndarray, *, device: str,
         crop = (slice(0, h), slice(0, w))
         meter = engine._Signals(job, y, Identity(), crop, crop, dev, ref, True)
         out = torch.rand(y.shape, generator=torch.Generator().manual_seed(1)).to(dev)
-        for _ in range(3):
-            meter.measure(out)
-        samples = []
-        for _ in range(calls):
-            t0 = time.perf_counter()
-            meter.measure(out)
-            samples.append(time.perf_counter() - t0)
-        return statistics.median(samples)
+        meter.measure(out)
     except Exception as exc:  # noqa: BLE001  (a benchmark extra, never fatal)
         _common.echo(f"(direct measurement cost not available: {exc!r})")
         return None
+
+    def loop() -> Step:
+        while True:
+            meter.measure(out)
+            yield
+
+    return loop()
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -252,20 +264,30 @@ def main(argv: list[str] | None = None) -> int:
             "engine": lambda: engine_loop(noisy, None, width=args.width, device=args.device,
                                           iterations=total, signals="default"),
             "reference": lambda: reference_loop(noisy, width=args.width, device=args.device),
+            "bare": lambda: reference_loop(noisy, width=args.width, device=args.device,
+                                           svd=False, cpu_metrics=False),
         }, warmup=args.warmup, iterations=args.iterations, repeats=args.repeats, sync=sync)
         ours, ref = median_ms(times["engine"]), median_ms(times["reference"])
-        speed_rows.append([size, f"{ref:.1f}", f"{ours:.1f}", f"{ref / ours:.2f}x",
-                           f"{paired_ratio(times['reference'], times['engine']):.2f}x"])
-        _common.echo(f"# {size}px: reference {ref:.1f} ms/it, engine {ours:.1f} ms/it")
+        bare = median_ms(times["bare"])
+        speed_rows.append([size, f"{ref:.1f}", f"{ours:.1f}", f"{bare:.1f}", f"{ref / ours:.2f}x",
+                           f"{paired_ratio(times['reference'], times['engine']):.2f}x",
+                           f"{ours / bare:.2f}", f"{ref / bare:.2f}"])
+        _common.echo(f"# {size}px: reference {ref:.1f} ms/it, engine {ours:.1f} ms/it, "
+                     f"bare {bare:.1f} ms/it")
         if not args.skip_overhead:
-            times = interleaved({
+            makers: dict[str, Callable[[], Step]] = {
                 "all": lambda: engine_loop(noisy, clean, width=args.width, device=args.device,
                                            iterations=total, signals="all"),
                 "off": lambda: engine_loop(noisy, None, width=args.width, device=args.device,
                                            iterations=total, signals="off"),
-            }, warmup=args.warmup, iterations=args.iterations, repeats=args.repeats, sync=sync)
+            }
+            if measurement_loop(noisy, clean, device=args.device) is not None:
+                makers["measure"] = lambda: measurement_loop(  # type: ignore[return-value]
+                    noisy, clean, device=args.device)
+            times = interleaved(makers, warmup=args.warmup, iterations=args.iterations,
+                                repeats=args.repeats, sync=sync)
             on, off = median_ms(times["all"]), median_ms(times["off"])
-            direct = measurement_cost(noisy, clean, device=args.device, calls=20)
+            direct = median_ms(times["measure"]) / 1000 if "measure" in times else None
             overhead_rows.append([
                 size, f"{off:.1f}", f"{on:.1f}", f"{(on - off) / off * 100:+.1f}%",
                 f"{(paired_ratio(times['all'], times['off']) - 1) * 100:+.1f}%",
@@ -273,9 +295,10 @@ def main(argv: list[str] | None = None) -> int:
                 "-" if direct is None else f"{direct * 1000 / off * 100:.1f}%"])
             _common.echo(f"# {size}px: signals off {off:.1f} ms/it, all on {on:.1f} ms/it")
     _common.echo("", "## Engine vs reference-style loop (ms per iteration, medians)", "",
-                 _common.format_table(["px", "reference ms/it", "engine ms/it",
+                 _common.format_table(["px", "reference ms/it", "engine ms/it", "bare loop ms/it",
                                        "speed-up (ratio of medians)",
-                                       "speed-up (median of per-repeat ratios)"],
+                                       "speed-up (median of per-repeat ratios)",
+                                       "engine / bare", "reference / bare"],
                                       speed_rows, markdown=args.markdown), "")
     if overhead_rows:
         _common.echo("## Measurement overhead of the engine, all signals on vs off", "",

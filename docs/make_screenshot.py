@@ -59,6 +59,15 @@ def main(out: Path) -> None:
         time.sleep(0.01)
     widget.charts.redraw()
     viewer.reset_view()
+    activity = getattr(qt_window, "_activity_dialog", None)  # napari's progress bars
+    if activity is not None:
+        activity.show()
+        activity.move_to_bottom_right()
+        # make room for it: shrink the images a little and lift them above it
+        viewer.camera.zoom *= 0.8
+        lift = (activity.height() / 2 + 12) / viewer.camera.zoom
+        cy, cx = viewer.camera.center[-2:]
+        viewer.camera.center = (cy + lift, cx)
     for _ in range(20):  # let the preview, the charts and the progress bar paint
         app.processEvents()
         time.sleep(0.02)

@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+
 @pytest.fixture(scope="session")
 def images(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     """Small inputs: gray PNG, RGB PNG, RGBA PNG, uint16 (3, 32, 32) TIFF stack, mask, corrupt."""
@@ -15,7 +16,7 @@ def images(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 
     root = tmp_path_factory.mktemp("inputs")
     rng = np.random.default_rng(0)
-    y, x = np.mgrid[:48, :40]
+    x = np.mgrid[:48, :40][1]
     gray = np.clip(120 + 60 * np.sin(x / 5.0) + rng.normal(0, 20, (48, 40)), 0, 255).astype(np.uint8)
     files = {
         "gray": root / "gray.png",

@@ -61,12 +61,27 @@ def test_sample_data_contributions_load(make_napari_viewer_proxy: Any) -> None:
 
 def test_sample_hints_set_up_the_widget(make_napari_viewer_proxy: Any) -> None:
     viewer = make_napari_viewer_proxy()
-    viewer.open_sample("napari-specdip", "masked_image")
+    # the widget first, then the sample: its layers arrive one by one
     _, widget = viewer.window.add_plugin_dock_widget("napari-specdip", "Restore")
-    widget.image.value = viewer.layers["masked image"]
+    viewer.open_sample("napari-specdip", "masked_image")
+    assert widget.image.value.name == "masked image"
     assert widget.task.value == "inpaint"
     assert widget.mask.value.name == "masked image mask"
     assert widget.reference.value.name == "masked image (clean)"
+    # and the other way round
+    viewer.open_sample("napari-specdip", "low_resolution")
+    widget.image.value = viewer.layers["low-resolution image"]
+    assert widget.task.value == "super-resolve" and widget.factor.value == 4
+    assert widget.reference.value.name == "low-resolution image (clean)"
+
+
+def test_widget_is_in_the_layers_filter_menu(make_napari_viewer_proxy: Any) -> None:
+    from napari._app_model import get_app_model
+
+    make_napari_viewer_proxy()
+    items = get_app_model().menus.get_menu("napari/layers/filter")
+    commands = {item.command.id: item.command.title for item in items if hasattr(item, "command")}
+    assert commands.get("napari-specdip.restore_widget") == "Restore (SpecDIP)"
 
 
 def test_widget_module_imports_no_torch_or_matplotlib() -> None:

@@ -66,6 +66,8 @@ def test_each_task_adds_a_restored_layer(task: str, viewer: Any, open_widget: An
     image, clean = _add_sample(viewer, sample)
     image.scale = (0.5, 0.25)
     image.translate = (10.0, -4.0)
+    image.axis_labels = ("y", "x")
+    image.units = ("um", "um")
     image.contrast_limits = tuple(image.contrast_limits)  # fixed, as a user would
     if task == "super-resolve" and clean is not None:
         clean.scale = (0.125, 0.0625)
@@ -98,6 +100,8 @@ def test_each_task_adds_a_restored_layer(task: str, viewer: Any, open_widget: An
     meta = _check_metadata(out, sample.name, task, iterations)
     assert meta["stop_reason"] == "max_iterations"
     np.testing.assert_allclose(out.contrast_limits, image.contrast_limits)
+    assert tuple(out.axis_labels) == ("y", "x")
+    assert tuple(out.units) == tuple(image.units)
     if task == "super-resolve":
         assert out.data.shape[:2] == (SIZE, SIZE)
         np.testing.assert_allclose(out.scale, (0.5 / 4, 0.25 / 4))
@@ -394,3 +398,75 @@ def test_closed_charts_come_back_on_run(viewer: Any, open_widget: Any,
     assert "SpecDIP charts" in viewer.window.dock_widgets
     wait_for_run(widget)
     assert len(widget.charts.lines["loss"].get_ydata()) == 2
+
+
+def test_stop_at_once_still_keeps_one_iteration(viewer: Any, open_widget: Any,
+                                                wait_for_run: Any) -> None:
+    image, _ = _add_sample(viewer, samples.jpeg_blocked(SIZE))
+    widget = open_widget(task="deblock", iterations=5000, stop="none")
+    widget.image.value = image
+    widget.start()
+    widget.request_stop()  # before the engine has even built its network
+    assert widget.run_button.text == "Stopping…"
+    wait_for_run(widget)
+    meta = widget.last_output.metadata["specdip"]
+    assert meta["stop_reason"] == "stopped" and meta["iterations"] == 1
+
+
+def test_stopping_a_stack_keeps_the_slices_done(viewer: Any, open_widget: Any, qtbot: Any,
+                                                wait_for_run: Any) -> None:
+    base = samples.jpeg_blocked(SIZE).image
+    stack = np.stack([base, np.flipud(base), np.fliplr(base)])
+    layer = viewer.add_image(stack, name="stack")
+    widget = open_widget(task="deblock", iterations=5000, stop="none")
+    widget.image.value = layer
+    reports: list[Any] = []
+    worker = widget.start()
+    worker.yielded.connect(reports.append)
+    qtbot.waitUntil(lambda: len(reports) >= 1, timeout=30_000)
+    widget.request_stop()
+    wait_for_run(widget)
+    out = widget.last_output
+    assert out.data.shape == stack.shape
+    meta = out.metadata["specdip"]
+    assert meta["stop_reason"] == ["stopped", "not run", "not run"]
+    assert meta["iterations"][1:] == [0, 0]
+    # slices never reached keep the input
+    np.testing.assert_array_equal(out.data[1:], stack[1:])
+
+
+def test_worker_error_is_reported(viewer: Any, open_widget: Any, wait_for_run: Any,
+                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    from napari_specdip._napari import _widget
+
+    def failing(jobs: Any, interrupt: Any) -> Any:
+        for k, job in enumerate(jobs):
+            gen = job.run()
+            yield k, next(gen)
+            gen.close()
+            raise MemoryError("out of memory on cuda:0: try a smaller width")
+
+    monkeypatch.setattr(_widget, "run_jobs", failing)
+    image, _ = _add_sample(viewer, samples.jpeg_blocked(SIZE))
+    widget = open_widget(task="deblock", iterations=50, preview_every=1)
+    widget.image.value = image
+    n_layers = len(viewer.layers)
+    widget.start()
+    wait_for_run(widget)
+    assert "out of memory" in widget.last_error
+    assert "out of memory" in widget.status.value
+    assert widget.last_output is None
+    assert len(viewer.layers) == n_layers  # no result, and the preview is gone
+    assert widget.run_button.text == "Run" and widget.image.enabled
+
+
+def test_a_reopened_widget_shares_the_charts_dock(viewer: Any, open_widget: Any) -> None:
+    first = open_widget()
+    charts = first.charts
+    viewer.window.remove_dock_widget(first.native)
+    from napari_specdip._napari._widget import RestoreWidget
+
+    second = RestoreWidget(viewer)
+    viewer.window.add_dock_widget(second, name="restore again")
+    assert second.charts is charts
+    assert list(viewer.window.dock_widgets).count("SpecDIP charts") == 1

@@ -1,10 +1,11 @@
 """Live charts of a run: FBC bands, the stopping signal, the loss, PSNR/SSIM.
 
 A matplotlib canvas (qtagg backend, imported when the widget is built) themed
-with napari's current theme. Data arrive one :class:`StepReport` at a time;
-redraws are throttled (at most one every ``REDRAW_MS``) so that a fast run
-cannot flood the GUI thread. Line artists are kept in :attr:`ChartsWidget.lines`
-(``lines["fbc1"].get_ydata()``) for tests and scripting.
+with napari's current theme (re-themed on ``viewer.events.theme``). Data arrive
+one :class:`StepReport` at a time; redraws are throttled (at most one every
+``REDRAW_MS``, longer when drawing is slow, none while the canvas is hidden) so
+that a fast run cannot flood the GUI thread. Line artists are kept in
+:attr:`ChartsWidget.lines` (``lines["fbc1"].get_ydata()``) for tests and scripting.
 """
 
 from __future__ import annotations
@@ -45,7 +46,7 @@ class ChartsWidget(QWidget):
         self.setObjectName("specdip-charts")
         self._viewer = viewer
         self.figure = Figure(figsize=(8, 2.4), dpi=90)
-        self.canvas = FigureCanvasQTAgg(self.figure)
+        self.canvas = FigureCanvasQTAgg(self.figure)  # type: ignore[no-untyped-call]
         self.canvas.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Expanding)
         self.canvas.setMinimumHeight(160)
         self.title_label = QLabel("")
@@ -128,7 +129,7 @@ class ChartsWidget(QWidget):
                            fontsize=6.5, borderpad=0.3, framealpha=0.5),
         ]
         for ax in (*self.axes.values(),):
-            ax.tick_params(labelsize=7)
+            ax.tick_params(labelsize=7, which="both")
             ax.title.set_fontsize(8.5)
             ax.xaxis.label.set_fontsize(7.5)
             ax.yaxis.label.set_fontsize(7.5)
@@ -239,7 +240,7 @@ class ChartsWidget(QWidget):
             self._stale = True
             return
         start = time.perf_counter()
-        self.canvas.draw()
+        self.canvas.draw()  # type: ignore[no-untyped-call]
         self.draw_count += 1
         spent = time.perf_counter() - start
         self._stale = False
@@ -260,7 +261,7 @@ class ChartsWidget(QWidget):
             self._autoscale("quality", ("psnr",), log=False)
             self._autoscale("ssim", ("ssim",), log=False)
 
-    def showEvent(self, event: Any) -> None:  # noqa: N802 (Qt API)
+    def showEvent(self, event: Any) -> None:  # Qt API name
         super().showEvent(event)
         if self._stale:
             self._timer.start(0)
@@ -336,7 +337,7 @@ class ChartsWidget(QWidget):
 
     def _request_draw(self) -> None:
         if self.canvas.isVisible():
-            self.canvas.draw_idle()
+            self.canvas.draw_idle()  # type: ignore[no-untyped-call]
         else:
             self._stale = True
 

@@ -230,7 +230,8 @@ def mask_array(layer: Any, info: ImageInfo) -> npt.NDArray[np.bool_]:
             raise ValueError(f"mask {layer.name!r} must be numeric, got dtype {data.dtype}")
         mask = data != 0
     else:
-        raise ValueError(f"mask {layer.name!r} must be a Labels, Shapes or Image layer")
+        # ValueError, like every other message for the user (the widget shows them)
+        raise ValueError(f"mask {layer.name!r} must be a Labels, Shapes or Image layer")  # noqa: TRY004
     if not mask.any():
         raise ValueError(f"mask {layer.name!r} marks no pixel of image {info.name!r} to fill")
     return mask
@@ -241,6 +242,7 @@ def _rasterise_shapes(layer: Any, info: ImageInfo) -> npt.NDArray[np.bool_]:
 
     if layer.nshapes == 0:
         raise ValueError(f"mask {layer.name!r} holds no shapes")
+    shape: tuple[int, ...]
     if layer.ndim == 2:
         target_ndim, shape = 2, info.plane_shape
     elif layer.ndim == info.ndim:
@@ -256,7 +258,7 @@ def _rasterise_shapes(layer: Any, info: ImageInfo) -> npt.NDArray[np.bool_]:
             for v in layer.data]
     grid = Shapes(data, shape_type=list(layer.shape_type), ndim=target_ndim)
     masks = np.asarray(grid.to_masks(mask_shape=shape), dtype=bool)
-    return masks.any(axis=0)
+    return np.asarray(masks.any(axis=0), dtype=bool)
 
 
 def reference_array(layer: Any, info: ImageInfo, scale: int) -> npt.NDArray[Any]:
@@ -360,7 +362,7 @@ class RunPlan:
 
     def filler(self, plane: Plane) -> npt.NDArray[Any]:
         """Stand-in for a plane the run never reached: the input (upsampled when needed)."""
-        data = self.info.data[plane.source]
+        data: npt.NDArray[Any] = np.asarray(self.info.data[plane.source])
         f = self.factor
         if f > 1:
             data = np.repeat(np.repeat(data, f, axis=0), f, axis=1)

@@ -30,7 +30,9 @@ from magicgui.widgets import (
     LineEdit,
     PushButton,
     SpinBox,
+    Widget,
 )
+from qtpy.QtWidgets import QWidget
 
 from napari_specdip._napari import _planning
 from napari_specdip._napari._sample_data import SAMPLE_KEY
@@ -101,7 +103,7 @@ def run_jobs(jobs: list[RestoreJob], interrupt: _Interrupt
     return results
 
 
-class RestoreWidget(Container):
+class RestoreWidget(Container[Widget]):
     """Restore an image layer with the spectral-bias-controlled Deep Image Prior."""
 
     def __init__(self, napari_viewer: napari.viewer.Viewer) -> None:
@@ -116,6 +118,7 @@ class RestoreWidget(Container):
         self._preview_layer: Any = None
         self._preview_data: np.ndarray | None = None
         self._plane = -1
+        self._queue: list[RestoreJob] = []
         self._done = 0
         self._in_progress_update = False
         self._last_ui = 0.0
@@ -194,6 +197,7 @@ class RestoreWidget(Container):
         ])
         self._controls = [w for w in self if w not in (self.run_button, self.status,
                                                        self.device_label)]
+        self.native.setMinimumWidth(300)
         self.status.native.setWordWrap(True)
         self.device_label.native.setWordWrap(True)
 
@@ -269,24 +273,34 @@ class RestoreWidget(Container):
             choices = self._image_choices()
             if choices:
                 self.image.value = choices[0][1]
+        elif getattr(event, "type", None) == "inserted" and not self._running:
+            # a sample's mask/reference layer arriving after its image
+            self._apply_hint(load_task=False, only=str(event.value.name))
 
     def _on_image(self, _value: Any = None) -> None:
         """New input: refresh the stack choices, and take a sample's hints."""
         self.stack.reset_choices()
         self.stack.visible = bool(self.stack.choices)
+        if not self._running:
+            self._apply_hint(load_task=True)
+
+    def _apply_hint(self, *, load_task: bool, only: str | None = None) -> None:
+        """Follow ``metadata["specdip_sample"]`` of the input: task, factor, mask, reference."""
         layer = self.image.value
         hint = layer.metadata.get(SAMPLE_KEY) if layer is not None else None
-        if isinstance(hint, dict) and not self._running:
+        if not isinstance(hint, dict):
+            return
+        if load_task:
             task = hint.get("task")
             if task in TASKS and task != self.task.value:
                 self.task.value = task  # loads that task's defaults
             if hint.get("factor") in SR_FACTORS:
                 self.factor.value = hint["factor"]
-            by_name = {layer.name: layer for layer in self._layers()}
-            if hint.get("mask") in by_name:
-                self.mask.value = by_name[hint["mask"]]
-            if hint.get("reference") in by_name:
-                self.reference.value = by_name[hint["reference"]]
+        by_name = {layer.name: layer for layer in self._layers()}
+        for key, combo in (("mask", self.mask), ("reference", self.reference)):
+            name = hint.get(key)
+            if name in by_name and (only is None or only == name):
+                combo.value = by_name[name]
 
     def _on_task(self, task: str) -> None:
         self._load_defaults(task)
@@ -361,24 +375,32 @@ class RestoreWidget(Container):
         return self.ensure_charts()
 
     def ensure_charts(self) -> ChartsWidget:
-        """Build the charts on first use and make sure they are docked and shown."""
+        """Build the charts on first use and make sure they are docked and shown.
+
+        One charts dock per window: a restore widget opened again reuses it.
+        """
         from napari_specdip._napari._charts import ChartsWidget
 
+        window = getattr(self._viewer, "window", None)
+        try:
+            docked = window.dock_widgets if window is not None else None
+        except AttributeError:  # no Qt window (headless ViewerModel)
+            docked = None
+        if docked is not None and CHARTS_NAME in docked:
+            # napari's proxies wrap anything from a module named napari*: unwrap
+            existing = getattr(docked[CHARTS_NAME], "__wrapped__", docked[CHARTS_NAME])
+            if isinstance(existing, ChartsWidget):
+                self._charts = existing
         if self._charts is None:
             self._charts = ChartsWidget(self._viewer)
-        window = getattr(self._viewer, "window", None)
-        if window is None:
-            return self._charts
-        try:
-            docked = window.dock_widgets
-        except AttributeError:  # no Qt window (headless ViewerModel)
+        if docked is None or window is None:
             return self._charts
         if CHARTS_NAME not in docked:
             window.add_dock_widget(self._charts, name=CHARTS_NAME, area="bottom",
                                    add_vertical_stretch=False)
         else:
             dock = self._charts.parent()
-            if dock is not None and not dock.isVisible():
+            if isinstance(dock, QWidget) and not dock.isVisible():
                 dock.show()
         return self._charts
 
@@ -432,16 +454,24 @@ class RestoreWidget(Container):
         except ValueError:
             raise ValueError(f"Gaussian σ must be numbers separated by commas, got "
                              f"{self.sigmas.value!r}") from None
-        options: dict[str, Any] = dict(
-            lipschitz=float(self.lipschitz.value), width=int(self.net_width.value),
-            max_iterations=int(self.max_iterations.value), stop=self.stop.value,
-            seed=int(self.seed.value), preview_every=int(self.preview_every.value),
-            upsampler=self.upsampler.value, learning_rate=float(self.learning_rate.value),
-            network=self.network.value, output=self.output.value,
-            stop_window=int(self.stop_window.value), stop_epsilon=float(self.stop_epsilon.value),
-            signal_every=int(self.signal_every.value), backtrack=bool(self.backtrack.value),
-            num_threads=default_num_threads(), device=self._resolve_device(),
-        )
+        options: dict[str, Any] = {
+            "lipschitz": float(self.lipschitz.value),
+            "width": int(self.net_width.value),
+            "max_iterations": int(self.max_iterations.value),
+            "stop": self.stop.value,
+            "seed": int(self.seed.value),
+            "preview_every": int(self.preview_every.value),
+            "upsampler": self.upsampler.value,
+            "learning_rate": float(self.learning_rate.value),
+            "network": self.network.value,
+            "output": self.output.value,
+            "stop_window": int(self.stop_window.value),
+            "stop_epsilon": float(self.stop_epsilon.value),
+            "signal_every": int(self.signal_every.value),
+            "backtrack": bool(self.backtrack.value),
+            "num_threads": default_num_threads(),
+            "device": self._resolve_device(),
+        }
         if sigmas:
             options["sigmas"] = sigmas
         if task == "super-resolve":
@@ -555,8 +585,11 @@ class RestoreWidget(Container):
         self._progress = progress(total=plan.total_iterations,
                                   desc=f"SpecDIP {plan.task}" + (f" ({n} slices)" if n > 1 else ""))
         self._show_status(f"starting on {self._expected_device}…")
+        # napari keeps every worker (its cancel callback) for the session: hand it a list
+        # that is emptied at the end, so the data snapshots do not outlive the run
+        self._queue = list(plan.jobs)
         worker = create_worker(
-            run_jobs, plan.jobs, self._interrupt, _start_thread=False,
+            run_jobs, self._queue, self._interrupt, _start_thread=False,
             _connect={"yielded": self._on_yielded, "returned": self._on_returned,
                       "errored": self._on_errored, "finished": self._on_finished},
         )
@@ -693,6 +726,7 @@ class RestoreWidget(Container):
         self._worker = None
         self._interrupt = None
         self._plan = None  # drop the jobs (data snapshots) now
+        self._queue.clear()
         self._preview_data = None
         if not self._alive:
             return

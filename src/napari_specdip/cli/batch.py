@@ -23,6 +23,7 @@ import signal
 import sys
 import time
 import uuid
+import zipfile
 from collections import deque
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -38,6 +39,7 @@ from napari_specdip.cli.errors import (
     CLIError,
     Interrupted,
     UsageError,
+    check_stop,
     one_line,
 )
 from napari_specdip.cli.files import (
@@ -76,7 +78,7 @@ class RemoteStop:
     def __init__(self, name: str, every: float = 1.0) -> None:
         self.name = name
         self.every = every
-        self._next = 0.0
+        self._next = time.monotonic() + every  # short tasks never ask
         self._set = False
 
     def is_set(self) -> bool:
@@ -88,8 +90,8 @@ class RemoteStop:
             try:
                 from distributed import Event
 
-                self._set = bool(Event(self.name).is_set())
-            except Exception:  # no scheduler to ask: keep going
+                self._set = bool(Event(self.name).is_set())  # type: ignore[no-untyped-call]
+            except Exception:  # noqa: BLE001, S110  (no scheduler to ask: keep going)
                 pass
         return self._set
 
@@ -201,7 +203,7 @@ def _load_slice(partial: Path, index: tuple[int, ...]
             meta: dict[str, Any] = json.loads(str(data["meta"]))
             image: npt.NDArray[Any] = data["image"]
             return image, meta
-    except Exception:  # unreadable: recompute it
+    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile):  # recompute it
         return None
 
 
@@ -227,20 +229,22 @@ def open_client(args: Any) -> Iterator[tuple[Any, str]]:
 
     if args.scheduler:
         try:
-            client = Client(args.scheduler, timeout="10s")
+            client = Client(args.scheduler,  # type: ignore[no-untyped-call]
+                            timeout=f"{args.connect_timeout}s")
         except (OSError, TimeoutError) as exc:
             raise UsageError(f"cannot connect to the Dask scheduler at {args.scheduler}: "
                              f"{one_line(exc)}") from exc
         with client:
-            n = len(client.scheduler_info(n_workers=-1).get("workers", {}))
+            n = len(client.nthreads())  # type: ignore[no-untyped-call]
             yield client, f"Dask scheduler {args.scheduler} ({n} workers)"
         return
     workers = args.workers or max(1, (os.cpu_count() or 1) // args.threads_per_worker)
     with _sigint_ignored():
-        cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
-                               dashboard_address=args.dashboard, silence_logs=logging.ERROR)
+        cluster = LocalCluster(  # type: ignore[no-untyped-call]
+            n_workers=workers, threads_per_worker=1, processes=True,
+            dashboard_address=args.dashboard, silence_logs=logging.ERROR)
     try:
-        with Client(cluster) as client:
+        with Client(cluster) as client:  # type: ignore[no-untyped-call]
             yield client, (f"local Dask cluster ({workers} worker(s), {args.threads_per_worker} "
                            "torch thread(s) each)")
     finally:
@@ -282,12 +286,13 @@ def run_batch(args: Any) -> int:
 
     rows: list[Row] = []
     todo: list[tuple[Path, Path, Row]] = []
-    for f, out in pairs:
+    for f, target in pairs:
         row = Row(file=str(f))
         rows.append(row)
-        if isinstance(f, str) or out is None:
+        if isinstance(f, str) or target is None:
             row.status, row.message = "failed", "no such file, or no image matches"
             continue
+        out = target
         done = None if args.overwrite else is_finished(out)
         if done is not None:
             meta = done["specdip"]
@@ -320,13 +325,18 @@ def _process(args: Any, todo: list[tuple[Path, Path, Row]], options: dict[str, A
         queue: deque[tuple[FileState, SliceInput]] = deque()
         waiting = deque(todo)
         info: dict[Any, tuple[FileState, SliceInput]] = {}
-        ac = as_completed()
+        ac = as_completed()  # type: ignore[no-untyped-call]
         bar = Progress(len(todo), desc="files", enabled=show)
         done_files = 0
-        mask_future: Any = None
+
+        def settled(row: Row) -> None:
+            """A file is done (ok or failed): count it, report it."""
+            nonlocal done_files
+            done_files += 1
+            _report(row, done_files, len(todo), show)
+            bar.update(done_files)
 
         def finish(state: FileState) -> None:
-            nonlocal done_files
             job = state.job
             try:
                 runs = [state.runs[i] for i in job.layout.indices()]
@@ -334,8 +344,11 @@ def _process(args: Any, todo: list[tuple[Path, Path, Row]], options: dict[str, A
                 sidecar = build_sidecar(job, runs, image, command="batch", started=state.started,
                                         wall_seconds=time.perf_counter() - state.clock)
                 write_outputs(job, image, sidecar)
-            except (CLIError, OSError, ValueError) as exc:
-                fail(state, one_line(exc))
+            except CLIError as exc:
+                fail(state, str(exc))
+                return
+            except Exception as exc:  # noqa: BLE001  (one file's failure never stops the batch)
+                fail(state, f"{type(exc).__name__}: {one_line(exc)}")
                 return
             if state.partial is not None:
                 shutil.rmtree(state.partial, ignore_errors=True)
@@ -345,12 +358,9 @@ def _process(args: Any, todo: list[tuple[Path, Path, Row]], options: dict[str, A
             state.row.stop = str(meta.get("stop_reason", ""))
             state.row.seconds = float(meta.get("elapsed_seconds", 0.0))
             state.row.message = str(job.output)
-            done_files += 1
-            _report(state.row, done_files, len(todo), show)
-            bar.update(done_files)
+            settled(state.row)
 
         def fail(state: FileState, message: str) -> None:
-            nonlocal done_files
             state.failed = True
             state.row.status, state.row.message = "failed", message
             if state.futures:
@@ -358,12 +368,9 @@ def _process(args: Any, todo: list[tuple[Path, Path, Row]], options: dict[str, A
                 for fut in state.futures:
                     info.pop(fut, None)
                 state.futures.clear()
-            done_files += 1
-            _report(state.row, done_files, len(todo), show)
-            bar.update(done_files)
+            settled(state.row)
 
         def open_next() -> None:
-            nonlocal done_files, mask_future
             source, out, row = waiting.popleft()
             remove_stale_temps(out)
             remove_stale_temps(sidecar_path(out))
@@ -372,14 +379,11 @@ def _process(args: Any, todo: list[tuple[Path, Path, Row]], options: dict[str, A
                               channel_axis=args.channel_axis, stack_axis=args.stack_axis, mask=mask)
             except CLIError as exc:
                 row.status, row.message = "failed", str(exc)
-                done_files += 1
-                _report(row, done_files, len(todo), show)
-                bar.update(done_files)
+                settled(row)
                 return
-            except MemoryError:
-                row.status, row.message = "failed", "out of memory reading the file"
-                done_files += 1
-                bar.update(done_files)
+            except (Exception, MemoryError) as exc:  # noqa: BLE001  (report it, go on)
+                row.status, row.message = "failed", f"{type(exc).__name__}: {one_line(exc)}"
+                settled(row)
                 return
             partial = _partial_dir(job) if job.layout.n_slices > 1 else None
             state = FileState(job=job, row=row, partial=partial, started=now_iso(),
@@ -412,7 +416,7 @@ def _process(args: Any, todo: list[tuple[Path, Path, Row]], options: dict[str, A
                                 key=f"specdip-{state.job.source.path.name}-{uuid.uuid4().hex[:8]}")
             info[fut] = (state, item)
             state.futures.add(fut)
-            ac.add(fut)
+            ac.add(fut)  # type: ignore[no-untyped-call]
 
         def feed() -> None:
             while len(info) < max_inflight:
@@ -425,35 +429,45 @@ def _process(args: Any, todo: list[tuple[Path, Path, Row]], options: dict[str, A
                 if not state.failed:
                     submit(state, item)
 
+        def handle(fut: Any) -> None:
+            entry = info.pop(fut, None)
+            if entry is None:  # cancelled with its file
+                return
+            state, item = entry
+            state.futures.discard(fut)
+            if fut.status == "error":
+                exc = fut.exception()
+                where = f" (slice {list(item.index)})" if state.job.layout.is_stack else ""
+                message = (str(exc) if isinstance(exc, ValueError)
+                           else f"{type(exc).__name__}: {one_line(exc)}")
+                fail(state, f"{message}{where}")
+            elif fut.status == "finished":
+                image, meta = fut.result()
+                fut.release()
+                if meta.get("stop_reason") == "stopped":  # asked to stop: not a result
+                    return
+                if state.partial is not None:
+                    with contextlib.suppress(OSError):
+                        _save_slice(state.partial, item.index, image, meta)
+                state.put(item.index, image, meta, item.alpha)
+                if state.remaining == 0:
+                    finish(state)
+
         try:
             feed()
             while info:
-                fut = next(ac)
-                entry = info.pop(fut, None)
-                if entry is None:  # cancelled with its file
+                check_stop()  # a signal's exception can be lost in a gc callback
+                ready = ac.next_batch(block=False)  # type: ignore[no-untyped-call]
+                if not ready:
+                    time.sleep(0.05)
                     continue
-                state, item = entry
-                state.futures.discard(fut)
-                if fut.status == "error":
-                    exc = fut.exception()
-                    where = f" (slice {list(item.index)})" if state.job.layout.is_stack else ""
-                    message = (str(exc) if isinstance(exc, ValueError)
-                               else f"{type(exc).__name__}: {one_line(exc)}")
-                    fail(state, f"{message}{where}")
-                elif fut.status == "finished":
-                    image, meta = fut.result()
-                    fut.release()
-                    if meta.get("stop_reason") != "stopped":
-                        if state.partial is not None:
-                            with contextlib.suppress(OSError):
-                                _save_slice(state.partial, item.index, image, meta)
-                        state.put(item.index, image, meta, item.alpha)
-                        if state.remaining == 0:
-                            finish(state)
+                for fut in ready:
+                    handle(fut)
                 feed()
+            check_stop()
         except (Interrupted, KeyboardInterrupt) as exc:
             with contextlib.suppress(Exception):
-                Event(stop_name, client=client).set()
+                Event(stop_name, client=client).set()  # type: ignore[no-untyped-call]
             with contextlib.suppress(Exception):
                 client.cancel(list(info))
             for _, (state, _) in list(info.items()):

@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from napari_specdip.cli.errors import EXIT_OK, UsageError, one_line
+from napari_specdip.cli.errors import EXIT_OK, UsageError, check_stop, one_line
 
 #: defaults sized for about a minute on a 2-core CPU (128 px RGB photo)
 DEMO_WIDTH = 48
@@ -44,8 +44,9 @@ def _baseline(sample: Any, low: float, high: float) -> tuple[npt.NDArray[np.floa
     if sample.task == "super-resolve" and sample.clean is not None:
         from skimage.transform import resize
 
-        return resize(unit, np.shape(sample.clean), order=3, mode="reflect",
-                      anti_aliasing=False), "bicubic"
+        upscaled = resize(unit, np.shape(sample.clean), order=3,  # type: ignore[no-untyped-call]
+                          mode="reflect", anti_aliasing=False)
+        return np.asarray(upscaled, dtype=np.float64), "bicubic"
     return unit, "input"
 
 
@@ -96,6 +97,7 @@ def run_demo(args: Any) -> int:
             except StopIteration as done:
                 result = done.value
                 break
+            check_stop()
             bar.update(report.iteration, loss=report.loss, ratio=report.signals.get("ratio"))
     finally:
         gen.close()

@@ -55,3 +55,29 @@ def one_line(exc: BaseException) -> str:
     text = str(exc).strip() or type(exc).__name__
     first = text.splitlines()[0].strip()
     return first if len(first) <= 300 else first[:297] + "..."
+
+
+# A signal handler's exception can be swallowed when it fires inside a garbage
+# collector callback or a __del__ ("Exception ignored in ..."), so the handler also
+# records the request here and long loops poll it with check_stop().
+_stop_requested: list[int] = []
+
+
+def request_stop(signum: int) -> None:
+    """Record a Ctrl-C or SIGTERM (called from the signal handler)."""
+    _stop_requested.append(signum)
+
+
+def stop_requested() -> int | None:
+    """The signal asking to stop, if any."""
+    return _stop_requested[-1] if _stop_requested else None
+
+
+def check_stop() -> None:
+    """Raise :class:`Interrupted` if a stop was requested (polled by long loops)."""
+    if _stop_requested:
+        raise Interrupted(_stop_requested[-1])
+
+
+def reset_stop() -> None:
+    _stop_requested.clear()

@@ -119,9 +119,9 @@ def to_storable(path: Path, data: npt.NDArray[Any]) -> npt.NDArray[Any]:
     if kind_of(path) == "tiff":
         return data
     if data.dtype.kind == "b":
-        return data.astype(np.uint8) * 255
+        return np.where(data, 255, 0).astype(np.uint8)
     if data.dtype.kind == "f":
-        return np.round(np.clip(data, 0.0, 1.0) * 255.0).astype(np.uint8)
+        return np.asarray(np.round(np.clip(data, 0.0, 1.0) * 255.0), dtype=np.uint8)
     return data
 
 

@@ -186,10 +186,9 @@ def resolve_layout(shape: tuple[int, ...], *, kind: str, axes: str | None = None
     alpha = False
     if c is not None:
         n = shape[c]
-        if kind in ("png", "jpeg") and n in (2, 4):
-            alpha = True
-        elif kind == "tiff" and axes and axes[c] == "S" and n == 4 and channel_axis == AUTO:
-            alpha = True
+        png_alpha = kind in ("png", "jpeg") and n in (2, 4)
+        tiff_alpha = kind == "tiff" and bool(axes) and axes[c] == "S" and n == 4  # type: ignore[index]
+        alpha = png_alpha or (tiff_alpha and channel_axis == AUTO)
     return StackLayout(shape=tuple(shape), channel_axis=c, spatial=spatial, stack=stack, alpha=alpha)
 
 
@@ -202,10 +201,12 @@ def split_mask(mask: npt.NDArray[Any], layout: StackLayout, *, mask_kind: str
     mask for every slice) or the image's shape without its channel axis (one
     mask per slice).
     """
-    m = np.asarray(mask)
-    if m.ndim == 3 and mask_kind in ("png", "jpeg") and m.shape[-1] in (2, 3, 4):
-        m = m[..., : 1 if m.shape[-1] == 2 else 3].any(axis=-1)
-    m = m != 0
+    raw = np.asarray(mask)
+    if raw.ndim == 3 and mask_kind in ("png", "jpeg") and raw.shape[-1] in (2, 3, 4):
+        raw = raw[..., : 1 if raw.shape[-1] == 2 else 3]
+        m: npt.NDArray[np.bool_] = np.any(raw != 0, axis=-1)
+    else:
+        m = np.asarray(raw != 0)
     if m.shape == layout.spatial_shape:
         return m, None
     no_channel = tuple(n for a, n in enumerate(layout.shape) if a != layout.channel_axis)

@@ -15,7 +15,7 @@ import signal
 import sys
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 from napari_specdip._version import __version__
 from napari_specdip.cli.errors import (
@@ -26,11 +26,20 @@ from napari_specdip.cli.errors import (
     Interrupted,
     UsageError,
     one_line,
+    request_stop,
+    reset_stop,
 )
 from napari_specdip.cli.layout import parse_axis
 from napari_specdip.core.params import NETWORKS, OUTPUTS, STOP_RULES, TASKS, UPSAMPLERS
 
 PROG = "specdip"
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse with one-line errors: ``specdip: error: ... (see 'specdip restore --help')``."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(EXIT_USAGE, f"{PROG}: error: {message} (see '{self.prog} --help')\n")
 
 
 def _positive_int(text: str) -> int:
@@ -124,7 +133,7 @@ def _add_progress_option(parser: argparse.ArgumentParser) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog=PROG,
         description="Training-free image restoration with a spectral-bias-controlled "
                     "Deep Image Prior.",
@@ -187,6 +196,8 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--scheduler", metavar="ADDRESS",
                    help="address of a running Dask scheduler, e.g. tcp://host:8786 "
                         "(default: start a local cluster)")
+    b.add_argument("--connect-timeout", type=_positive_float, default=10.0, metavar="SECONDS",
+                   help="how long to try to reach --scheduler (default 10)")
     b.add_argument("--workers", type=_positive_int, default=None, metavar="N",
                    help="local cluster: worker processes (default: CPU cores / threads per worker)")
     b.add_argument("--threads-per-worker", type=_positive_int, default=1, metavar="T",
@@ -265,6 +276,7 @@ def _signals_raise() -> Iterator[None]:
     """SIGTERM (and SIGINT) raise :class:`Interrupted` in the main thread, so clean-up runs."""
 
     def handler(signum: int, frame: Any) -> None:
+        request_stop(signum)
         raise Interrupted(signum)
 
     previous = {}
@@ -273,11 +285,13 @@ def _signals_raise() -> Iterator[None]:
             previous[sig] = signal.signal(sig, handler)
         except (ValueError, OSError):  # not the main thread, or not supported here
             pass
+    reset_stop()
     try:
         yield
     finally:
         for sig, old in previous.items():
             signal.signal(sig, old)
+        reset_stop()
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -313,7 +327,7 @@ def main(argv: list[str] | None = None) -> int:
     except MemoryError as exc:
         print(f"{PROG}: error: {one_line(exc)}", file=sys.stderr)
         return EXIT_FAILED
-    except Exception as exc:
+    except Exception as exc:  # noqa: BLE001  (anything else: one line, no traceback)
         if args.debug:
             import traceback
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 import sys
 import time
-from typing import Any, TextIO
+from typing import Any, Self, TextIO
 
 
 def progress_wanted(option: bool | None, stream: TextIO | None = None) -> bool:
@@ -77,7 +77,7 @@ class Progress:
     def _draw(self, now: float) -> None:
         frac = min(self.n / self.total, 1.0)
         width = 24
-        filled = int(round(frac * width))
+        filled = round(frac * width)
         bar = "#" * filled + "-" * (width - filled)
         elapsed = now - self._start
         head = f"{self.desc}: " if self.desc else ""
@@ -90,6 +90,7 @@ class Progress:
     def close(self) -> None:
         if not self.enabled:
             return
+        self.enabled = False
         if self._tqdm is not None:
             self._tqdm.close()
             self._tqdm = None
@@ -97,9 +98,8 @@ class Progress:
         self._draw(time.perf_counter())
         self.stream.write("\n")
         self.stream.flush()
-        self.enabled = False
 
-    def __enter__(self) -> Progress:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc: object) -> None:

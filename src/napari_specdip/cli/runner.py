@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from napari_specdip.cli.errors import RunError, UsageError, one_line
+from napari_specdip.cli.errors import RunError, UsageError, check_stop, one_line
 from napari_specdip.cli.files import (
     ImageFile,
     check_writable_kind,
@@ -236,6 +236,7 @@ def restore_file(job: FileJob, *, progress: bool) -> tuple[npt.NDArray[Any], lis
         bar = Progress(job.max_iterations, desc=desc, enabled=progress)
 
         def on_step(report: Any, bar: Progress = bar) -> None:
+            check_stop()
             bar.set_total(report.max_iterations)
             bar.update(report.iteration, loss=report.loss, ratio=report.signals.get("ratio"))
 

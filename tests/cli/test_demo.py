@@ -1,0 +1,46 @@
+"""``specdip demo`` with tiny settings writes the result, the comparison and the charts."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import imageio.v3 as iio
+import pytest
+import tifffile
+from specdip_cli_helpers import assert_clean_failure, run_cli
+
+
+def test_demo_writes_pictures_and_charts(tmp_path: Path) -> None:
+    out = tmp_path / "demo"
+    proc = run_cli("demo", "-o", out, "--size", "64", "--iterations", "12", "--width", "8",
+                   "--depth", "4")
+    assert proc.returncode == 0, proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert "PSNR input" in proc.stdout and "dB" in proc.stdout
+    names = {p.name for p in out.iterdir()}
+    charts = {f"noisy_photo_{n}.png" for n in ("fbc", "ratio", "loss", "psnr")}
+    pictures = {f"noisy_photo_{n}.png" for n in ("input", "restored", "comparison")}
+    assert charts | pictures | {"noisy_photo_restored.tif", "noisy_photo_restored.tif.json"} == names
+    for name in charts | pictures:
+        image = iio.imread(out / name)
+        assert image.ndim == 3 and image.shape[0] > 50, name
+        assert str(out / name) in proc.stdout
+    assert tifffile.imread(out / "noisy_photo_restored.tif").shape == (64, 64, 3)
+    meta = json.loads((out / "noisy_photo_restored.tif.json").read_text())["specdip"]
+    assert meta["iterations"] == 12 and meta["sample"] == "noisy_photo"
+    assert meta["psnr_before"] > 0 and meta["psnr_after"] > 0
+
+
+@pytest.mark.parametrize("sample", ["masked_image", "low_resolution"])
+def test_demo_other_samples(sample: str, tmp_path: Path) -> None:
+    proc = run_cli("demo", "-o", tmp_path, "--sample", sample.replace("_", "-"), "--size", "64",
+                   "--iterations", "3", "--width", "4", "--depth", "3")
+    assert proc.returncode == 0, proc.stderr
+    assert (tmp_path / f"{sample}_comparison.png").is_file()
+    assert (tmp_path / f"{sample}_psnr.png").is_file()
+
+
+def test_demo_unknown_sample(tmp_path: Path) -> None:
+    proc = run_cli("demo", "-o", tmp_path, "--sample", "kittens")
+    assert_clean_failure(proc, 2, "unknown sample 'kittens'", "noisy_photo")
