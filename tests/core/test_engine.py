@@ -261,3 +261,13 @@ def test_plan_snapshots_the_input() -> None:
     result = napari_specdip.core.engine.run_to_end(job.run())
     assert result.parameters["width"] == 8
     assert float(np.std(job.observation)) > 0.1
+
+
+@pytest.mark.parametrize(("shape", "task", "factor"), [((32, 32), "denoise", None),
+                                                        ((16, 16), "super-resolve", 8)])
+def test_small_images_work_at_the_default_depth(shape: tuple[int, int], task: str,
+                                                factor: int | None) -> None:
+    # a 32 px image would leave a 1 px coarsest level, too small to reflect-pad
+    result = restore(np.random.default_rng(0).random(shape), task, factor=factor, width=4,
+                     max_iterations=1)
+    assert result.image.shape == tuple(s * (factor or 1) for s in shape)

@@ -40,8 +40,9 @@ def _tail_x(history: dict[str, npt.NDArray[Any]], key: str) -> npt.NDArray[Any]:
 
 def _stop_marker(ax: Any, stop_iteration: int | None, stop_reason: str) -> None:
     if stop_iteration:
+        what = "iteration cap" if stop_reason == "max_iterations" else f"stop ({stop_reason})"
         ax.axvline(stop_iteration, color="crimson", linestyle=":", linewidth=1.2,
-                   label=f"stop ({stop_reason}) at {stop_iteration}")
+                   label=f"{what} at {stop_iteration}")
 
 
 def fbc_chart(history: dict[str, npt.NDArray[Any]], path: Path, *,

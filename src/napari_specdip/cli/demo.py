@@ -12,9 +12,12 @@ import numpy.typing as npt
 
 from napari_specdip.cli.errors import EXIT_OK, UsageError, check_stop, one_line
 
-#: defaults sized for about a minute on a 2-core CPU (128 px RGB photo)
-DEMO_WIDTH = 48
-DEMO_ITERATIONS = 400
+#: defaults sized for a minute or two on a 2-core CPU (128 px RGB photo, one torch thread)
+DEMO_WIDTH = 64
+DEMO_ITERATIONS = 1000
+#: a 128 px image gains little from more torch threads and loses a lot when the cores are
+#: busy (OpenMP threads spin against other processes: 20x slower measured on 2 shared cores)
+DEMO_THREADS = 1
 
 
 def _unit(image: npt.NDArray[Any], low: float, high: float) -> npt.NDArray[np.float64]:
@@ -72,7 +75,8 @@ def run_demo(args: Any) -> int:
 
     options = {"max_iterations": args.max_iterations or DEMO_ITERATIONS,
                "width": args.width or DEMO_WIDTH, "depth": args.depth, "stop": args.stop,
-               "seed": args.seed, "device": args.device, "num_threads": args.threads}
+               "seed": args.seed, "device": args.device,
+               "num_threads": args.threads or DEMO_THREADS}
     options = {k: v for k, v in options.items() if v is not None}
     try:
         job = plan_restore(sample.image, sample.task, mask=sample.mask, factor=sample.factor,
@@ -133,8 +137,7 @@ def run_demo(args: Any) -> int:
         panels.append((f"restored ({result.iterations} it.)", restored_unit))
     written.append(charts.comparison_figure(panels, out_dir / f"{key}_comparison.png"))
 
-    stop_at = result.stop_iteration if result.stop_reason in ("ratio", "wmv", "stopped") else None
-    common = {"stop_iteration": stop_at, "stop_reason": result.stop_reason}
+    common = {"stop_iteration": result.stop_iteration, "stop_reason": result.stop_reason}
     for path in (charts.fbc_chart(result.history, out_dir / f"{key}_fbc.png", **common),
                  charts.ratio_chart(result.history, out_dir / f"{key}_ratio.png",
                                     window=p.stop_window, **common),

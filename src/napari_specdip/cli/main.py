@@ -171,15 +171,16 @@ def build_parser() -> argparse.ArgumentParser:
                         "low_resolution")
     d.add_argument("--size", type=_positive_int, default=128, help="crop size in pixels (default 128)")
     d.add_argument("--iterations", "--max-iterations", dest="max_iterations", type=_positive_int,
-                   default=None, metavar="N", help="iteration cap (default 400)")
+                   default=None, metavar="N", help="iteration cap (default 1000)")
     d.add_argument("--width", type=_positive_int, default=None,
-                   help="channels per layer (default 48)")
+                   help="channels per layer (default 64)")
     d.add_argument("--depth", type=_non_negative_int, default=None, help="default 5")
     d.add_argument("--stop", choices=STOP_RULES, default=None,
                    help="stopping rule (default: the task's, ratio for all but enhance)")
     d.add_argument("--seed", type=int, default=None)
     d.add_argument("--device", default=None)
-    d.add_argument("--threads", type=_positive_int, metavar="N", default=None)
+    d.add_argument("--threads", type=_positive_int, metavar="N", default=None,
+                   help="torch CPU threads (default 1: small images gain little from more)")
     _add_progress_option(d)
     d.set_defaults(func=_cmd_demo)
 

@@ -354,7 +354,8 @@ def _fit(job: RestoreJob, device: torch.device, scale: int, start: float) -> Res
         gen = torch.Generator().manual_seed(p.seed)
         multiple = net.multiple
         lr_multiple = max(1, multiple // scale)
-        pads = pad_amounts(height, width_px, lr_multiple)
+        # the coarsest level needs 2 px for its reflection padding
+        pads = pad_amounts(height, width_px, lr_multiple, minimum=-(-2 * multiple // scale))
         obs_padded = pad_reflect(obs, pads)
         ph, pw = obs_padded.shape[:2]
         if (ph * scale) % multiple or (pw * scale) % multiple:

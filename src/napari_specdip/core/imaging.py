@@ -92,10 +92,14 @@ def intensity_range(values: npt.NDArray[np.float64], dtype: np.dtype[Any],
     return low, high
 
 
-def pad_amounts(height: int, width: int, multiple: int) -> tuple[int, int, int, int]:
-    """(top, bottom, left, right) reflective padding up to multiples of ``multiple``."""
-    ph = (-height) % multiple
-    pw = (-width) % multiple
+def pad_amounts(height: int, width: int, multiple: int, *, minimum: int = 1
+                ) -> tuple[int, int, int, int]:
+    """(top, bottom, left, right) reflective padding up to multiples of ``multiple``
+    and at least ``minimum`` pixels per side."""
+    ph = max((-height) % multiple, minimum - height)
+    pw = max((-width) % multiple, minimum - width)
+    ph += (-(height + ph)) % multiple
+    pw += (-(width + pw)) % multiple
     return ph // 2, ph - ph // 2, pw // 2, pw - pw // 2
 
 

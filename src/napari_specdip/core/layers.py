@@ -35,7 +35,7 @@ class LipschitzConv2d(nn.Conv2d):
     Examples
     --------
     >>> conv = LipschitzConv2d(4, 8, 3, lipschitz=1.0, padding=1)
-    >>> float(spectral_norm_exact(conv.effective_weight())) <= 1.0 + 1e-5
+    >>> float(spectral_norm_exact(conv.effective_weight().detach())) <= 1.0 + 1e-5
     True
     """
 
