@@ -231,7 +231,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--skip-overhead", action="store_true",
                         help="only the engine vs reference comparison")
     parser.add_argument("--markdown", action="store_true", help="Markdown tables")
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    bad = [s for s in args.sizes if s % 32 or s < 64]
+    if bad:  # the reference-style loop, like the reference, does not pad
+        parser.error(f"sizes must be multiples of 32 and at least 64, got {bad}")
+    return args
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -26,7 +26,8 @@ budget is reported at the budget, marked ``*``.
 The exponential moving average of the outputs (``output="ema"``, decay 0.99) is
 the same training trajectory, so it needs no second run: it is accumulated from
 the step previews (``preview_every=1``) exactly as the engine does, and its PSNR
-at each rule's stop is reported too (``--no-ema`` to skip).
+at each rule's stop and its gap to the EMA's own peak are reported too
+(``--no-ema`` to skip).
 
 Run ``python benchmarks/stopping.py --help`` for the options.
 """
@@ -179,6 +180,8 @@ def evaluate_rules(run: Run, *, window: int = 100, epsilon: float = 0.01,
         }
         if run.ema_psnr is not None:
             entry["ema_psnr_at_stop"] = float(run.ema_psnr[index])
+            entry["ema_peak_psnr"] = float(np.nanmax(run.ema_psnr))
+            entry["ema_gap"] = float(np.nanmax(run.ema_psnr) - run.ema_psnr[index])
         rules[name] = entry
     return rules
 
@@ -235,7 +238,7 @@ def main(argv: list[str] | None = None) -> int:
     header = ["image", "network", "rule", "stop it", "PSNR@stop", "peak PSNR", "peak it",
               "gap dB"]
     if args.ema:
-        header.append("EMA PSNR@stop")
+        header += ["EMA PSNR@stop", "EMA gap dB"]
     rows = []
     for run in runs:
         for rule in RULES:
@@ -244,7 +247,7 @@ def main(argv: list[str] | None = None) -> int:
                               f"{r['stop_iteration']}{'' if r['fired'] else '*'}",
                               r["psnr_at_stop"], r["peak_psnr"], r["peak_iteration"], r["gap"]]
             if args.ema:
-                row.append(r["ema_psnr_at_stop"])
+                row += [r["ema_psnr_at_stop"], r["ema_gap"]]
             rows.append(row)
     _common.echo("", "## Stop iteration, PSNR at the stop and gap to the run's peak (dB)", "",
                  _common.format_table(header, rows, markdown=args.markdown), "")
@@ -259,11 +262,15 @@ def main(argv: list[str] | None = None) -> int:
             row = [network, rule, float(np.mean(gaps)), float(np.max(gaps)),
                    f"{sum(g <= GOAL_DB for g in gaps)}/{len(gaps)}"]
             if args.ema:
-                row.append(float(np.mean([r.rules[rule]["ema_psnr_at_stop"] for r in mine])))
+                ema_gaps = [r.rules[rule]["ema_gap"] for r in mine]
+                row += [float(np.mean([r.rules[rule]["ema_psnr_at_stop"] for r in mine])),
+                        float(np.mean(ema_gaps)), float(np.max(ema_gaps)),
+                        f"{sum(g <= GOAL_DB for g in ema_gaps)}/{len(ema_gaps)}"]
             summary_rows.append(row)
     summary_header = ["network", "rule", "mean gap", "max gap", f"gap <= {GOAL_DB}"]
     if args.ema:
-        summary_header.append("mean EMA PSNR@stop")
+        summary_header += ["mean EMA PSNR@stop", "mean EMA gap", "max EMA gap",
+                           f"EMA gap <= {GOAL_DB}"]
     _common.echo("## Summary over images", "",
                  _common.format_table(summary_header, summary_rows, markdown=args.markdown), "")
     for network in args.networks:

@@ -1,8 +1,9 @@
 """Stopping rules, fed one value per evaluated step.
 
 Each rule is a small object with ``update(iteration, value) -> bool`` (True:
-stop now) and a ``signals`` dict of what it tracks, so the engine, the charts
-and the benchmarks treat them alike. Windows are given in iterations;
+stop now), the name of the ``signal`` it is fed (``"ratio"`` or ``"variance"``)
+and a ``signals`` dict of what it tracks, so the engine, the charts and the
+benchmarks treat them alike. Windows are given in iterations;
 ``every`` says how many iterations lie between two updates, and the windows
 shrink to match, so a rule means the same whether signals are evaluated at
 every step or every k-th.
@@ -19,6 +20,7 @@ class StoppingRule(Protocol):
     """What the engine needs from a stopping rule."""
 
     name: str
+    signal: str
     signals: dict[str, float]
 
     def update(self, iteration: int, value: float) -> bool:
@@ -43,6 +45,7 @@ class RatioRule:
     """
 
     name = "ratio"
+    signal = "ratio"
 
     def __init__(self, *, window: int = 100, epsilon: float = 0.01, every: int = 1) -> None:
         if window < 1 or every < 1:
@@ -81,6 +84,7 @@ class WMVRule:
     """
 
     name = "wmv"
+    signal = "variance"
 
     def __init__(self, *, patience: int = 1000, every: int = 1) -> None:
         if patience < 1 or every < 1:
@@ -106,12 +110,39 @@ class BudgetRule:
     """Never stops on its own: the run goes to its iteration budget."""
 
     name = "none"
+    signal = "ratio"
 
     def __init__(self) -> None:
         self.signals: dict[str, float] = {}
 
     def update(self, iteration: int, value: float) -> bool:
         return False
+
+
+def make_rules(name: str, *, window: int = 100, epsilon: float = 0.01, patience: int = 1000,
+               every: int = 1) -> list[RatioRule | WMVRule]:
+    """The rules behind a ``stop`` choice; the run stops when the first one fires.
+
+    ``"auto"`` is the paper's ratio rule with ES-WMV as a backstop: on small
+    images the ratio's window means can drift for thousands of iterations while
+    the network already fits noise, and ES-WMV catches that (benchmarks/stopping.py).
+
+    Examples
+    --------
+    >>> [rule.name for rule in make_rules("auto")]
+    ['ratio', 'wmv']
+    >>> make_rules("none")
+    []
+    """
+    names = {"ratio": ["ratio"], "wmv": ["wmv"], "auto": ["ratio", "wmv"], "none": []}
+    if name not in names:
+        raise ValueError(f"unknown stopping rule {name!r}; choose auto, ratio, wmv or none")
+    made: list[RatioRule | WMVRule] = []
+    for each in names[name]:
+        rule = make_rule(each, window=window, epsilon=epsilon, patience=patience, every=every)
+        assert not isinstance(rule, BudgetRule)
+        made.append(rule)
+    return made
 
 
 def make_rule(name: str, *, window: int = 100, epsilon: float = 0.01, patience: int = 1000,

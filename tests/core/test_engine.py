@@ -271,3 +271,18 @@ def test_small_images_work_at_the_default_depth(shape: tuple[int, int], task: st
     result = restore(np.random.default_rng(0).random(shape), task, factor=factor, width=4,
                      max_iterations=1)
     assert result.image.shape == tuple(s * (factor or 1) for s in shape)
+
+
+def test_auto_stop_takes_whichever_rule_fires_first() -> None:
+    image = np.random.default_rng(0).random((32, 32))
+    # the ratio rule cannot fire (epsilon 0), so ES-WMV must end the run
+    params = RestoreParameters.for_task("denoise", stop_epsilon=0.0, wmv_window=3, wmv_patience=4)
+    assert params.stop == "auto" and params.output == "ema"
+    result = restore(image, width=8, depth=3, max_iterations=300, parameters=params,
+                     learning_rate=0.05)
+    assert result.stop_reason == "wmv" and result.iterations < 300
+    # the variance is reported only once its window is full
+    assert result.history["signal_iteration"][0] == 1
+    assert len(result.history["variance"]) == result.iterations - 2
+    params = params.replace(stop_epsilon=1e9, stop_window=2)
+    assert restore(image, width=8, depth=3, max_iterations=300, parameters=params).stop_reason == "ratio"

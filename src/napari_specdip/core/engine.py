@@ -20,7 +20,7 @@ from napari_specdip.core.networks import SkipNet, build_network
 from napari_specdip.core.operators import Downsampling, Identity, Inpainting, Operator
 from napari_specdip.core.params import RestoreParameters
 from napari_specdip.core.results import RestoreResult, StepReport
-from napari_specdip.stopping import make_rule
+from napari_specdip.stopping import make_rules
 
 RestoreGenerator = Generator[StepReport, None, RestoreResult]
 
@@ -259,6 +259,11 @@ class RunningVariance:
         self.squares: torch.Tensor | None = None
         self.pushes = 0
 
+    @property
+    def full(self) -> bool:
+        """ES-WMV only reads the variance of a full window."""
+        return len(self.items) == self.window
+
     def push(self, x: torch.Tensor) -> torch.Tensor:
         wide = torch.float32 if x.device.type == "mps" else torch.float64
         x = x.detach().to(wide)
@@ -314,8 +319,10 @@ class _Signals:
         values = [self.fbc_meter.fbc(_gray(observed)),
                   self.hr_meter.blur(gray)[None], self.hr_meter.sharpness(gray)[None]]
         if self.variance is not None:
-            names.append("variance")
-            values.append(self.variance.push(canvas)[None])
+            variance = self.variance.push(canvas)
+            if self.variance.full:
+                names.append("variance")
+                values.append(variance[None])
         if self.reference is not None and self.ref_gray is not None:
             names += ["psnr", "ssim", "fbc_clean1", "fbc_clean2", "fbc_clean3", "fbc_clean4", "fbc_clean5"]
             values += [psnr_torch(canvas, self.reference)[None], ssim_torch(gray, self.ref_gray)[None],
@@ -379,10 +386,11 @@ def _fit(job: RestoreJob, device: torch.device, scale: int, start: float) -> Res
     obs_crop = (slice(top, top + height), slice(left, left + width_px))
     crop = (slice(top * scale, (top + height) * scale), slice(left * scale, (left + width_px) * scale))
     reference = _to_tensor(job.reference, device) if job.reference is not None else None
-    need_variance = p.track_variance or p.stop == "wmv" or (p.output == "best" and reference is None)
+    need_variance = (p.track_variance or p.stop in ("wmv", "auto")
+                     or (p.output == "best" and reference is None))
     signals_meter = _Signals(job, y, op, crop, obs_crop, device, reference, need_variance)
-    rule = make_rule(p.stop, window=p.stop_window, epsilon=p.stop_epsilon,
-                     patience=p.wmv_patience, every=p.signal_every)
+    rules = make_rules(p.stop, window=p.stop_window, epsilon=p.stop_epsilon,
+                       patience=p.wmv_patience, every=p.signal_every)
     optimizer = torch.optim.Adam(net.parameters(), lr=p.learning_rate)
     jitter = isinstance(net, SkipNet)
 
@@ -440,15 +448,20 @@ def _fit(job: RestoreJob, device: torch.device, scale: int, start: float) -> Res
             optimizer.step()
             out = pred.detach()
             if p.output == "ema":
-                ema = out.clone() if ema is None else ema.mul_(p.ema_decay).add_(out, alpha=1 - p.ema_decay)
+                # the decay ramps up to ema_decay (as TensorFlow's num_updates) so that a
+                # short run is not dominated by its first, still blank outputs
+                decay = min(p.ema_decay, (1.0 + iteration) / (10.0 + iteration))
+                ema = out.clone() if ema is None else ema.mul_(decay).add_(out, alpha=1 - decay)
 
             signals: dict[str, float] = {}
             stop_now = False
             if iteration % p.signal_every == 0:
                 signals = signals_meter.measure(out)
-                value = signals["variance"] if p.stop == "wmv" else signals["ratio"]
-                stop_now = rule.update(iteration, value)
-                signals.update(rule.signals)
+                for rule in rules:
+                    if rule.signal in signals:  # the variance exists once its window is full
+                        if rule.update(iteration, signals[rule.signal]) and not stop_now:
+                            stop_now, stop_reason = True, rule.name
+                        signals.update(rule.signals)
                 score = (signals["psnr"] if "psnr" in signals
                          else -signals["variance"] if "variance" in signals else None)
                 if p.output == "best" and score is not None and score > best_score:
@@ -467,7 +480,6 @@ def _fit(job: RestoreJob, device: torch.device, scale: int, start: float) -> Res
                              elapsed=time.perf_counter() - start, signals=signals,
                              preview=preview, max_iterations=p.max_iterations)
             if stop_now:
-                stop_reason = p.stop
                 break
         if iteration == 0:  # stopped before the first step: the untrained output
             with torch.no_grad():
@@ -475,8 +487,6 @@ def _fit(job: RestoreJob, device: torch.device, scale: int, start: float) -> Res
         final = current_output()
         if p.output == "best" and best is None:
             best_iteration = iteration
-        if p.stop == "wmv" and p.output == "best" and hasattr(rule, "best_iteration"):
-            best_iteration = getattr(rule, "best_iteration") or best_iteration
         image = _to_user(job, final, crop)
         metrics = _final_metrics(job, final, crop, reference)
         hist = {k: np.asarray(v) for k, v in {**history, **signal_history}.items()}

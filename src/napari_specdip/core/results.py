@@ -54,8 +54,8 @@ class RestoreResult:
     iterations : int
         Iterations run.
     stop_reason : str
-        ``"ratio"``, ``"wmv"``, ``"max_iterations"``, ``"stopped"`` (asked to stop)
-        or ``"enhance"`` (fixed fit of the enhancement task).
+        The rule that fired (``"ratio"`` or ``"wmv"``), ``"max_iterations"``, or
+        ``"stopped"`` when asked to stop.
     stop_iteration : int
         Iteration at which the output was taken (differs from ``iterations``
         for ``output="best"``).
