@@ -18,7 +18,7 @@ the gray camera stays gray, the RGB photos stay RGB) it prints PSNR / SSIM of
 (decoder, lambda per task, bilinear upsampling, Adam 1e-3, the ratio stop), with
 ``--width`` and ``--max-iterations`` as given. One run gives two outputs: the
 last iterate (``output="last"``, the paper's and the engine's default) and the
-exponential moving average of the outputs (``output="ema"``, decay 0.99), which
+exponential moving average of the outputs (``output="ema"``, decay ramping up to 0.99 as in the engine), which
 is the same training trajectory and is accumulated here from the step previews
 exactly as the engine does. Both are reported; the summary says which is better.
 
@@ -87,7 +87,9 @@ def ours(observation: Array, task: str, args: argparse.Namespace, *,
             break
         if report.preview is not None:
             out = np.asarray(report.preview, dtype=np.float64)
-            ema = out.copy() if ema is None else ema * 0.99 + out * 0.01
+            # the engine's EMA: decay ramping up to 0.99, min(0.99, (1 + t) / (10 + t))
+            decay = min(0.99, (1.0 + report.iteration) / (10.0 + report.iteration))
+            ema = out.copy() if ema is None else ema * decay + out * (1.0 - decay)
     seconds = time.perf_counter() - start
     last = np.asarray(result.image, dtype=np.float64)
     return {"last": last, "ema": last if ema is None else ema, "iterations": result.iterations,

@@ -102,13 +102,13 @@ def test_stopping_smoke(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> N
                                            for n in ("decoder", "skip")}
     for row in rows:
         assert float(row[7]) >= 0.0 and float(row[9]) >= 0.0  # gaps to the peaks
-        if row[2] == "ratio":
+        if row[2] in ("ratio", "auto"):
             assert row[3] == "4*"  # cannot fire before step 201
     summary = found["Summary over images"]
     assert summary[0][:5] == ["network", "rule", "mean gap", "max gap", "gap <= 0.5"]
     assert len(summary) == 1 + 2 * len(stopping.RULES)
     assert len(found["Ratio rule sensitivity (offline replay, same runs)"]) == 1 + 2 * 3 * 4
-    assert "default rule (ratio)" in out
+    assert "default configuration (stop=auto, output=ema)" in out
     saved = json.loads(target.read_text())
     assert len(saved["runs"]) == 4
     assert len(saved["runs"][0]["curves"]["psnr"]) == 1  # every 10th of 4 iterations

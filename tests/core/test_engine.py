@@ -283,6 +283,8 @@ def test_auto_stop_takes_whichever_rule_fires_first() -> None:
     assert result.stop_reason == "wmv" and result.iterations < 300
     # the variance is reported only once its window is full
     assert result.history["signal_iteration"][0] == 1
-    assert len(result.history["variance"]) == result.iterations - 2
+    variance = result.history["variance"]
+    assert len(variance) == len(result.history["signal_iteration"]) == result.iterations
+    assert np.isnan(variance[:2]).all() and np.isfinite(variance[2:]).all()
     params = params.replace(stop_epsilon=1e9, stop_window=2)
     assert restore(image, width=8, depth=3, max_iterations=300, parameters=params).stop_reason == "ratio"

@@ -395,7 +395,7 @@ def _fit(job: RestoreJob, device: torch.device, scale: int, start: float) -> Res
     jitter = isinstance(net, SkipNet)
 
     history: dict[str, list[float]] = {"iteration": [], "loss": [], "elapsed": []}
-    signal_history: dict[str, list[float]] = {"signal_iteration": []}
+    signal_rows: list[dict[str, float]] = []
     ema: torch.Tensor | None = None
     best: torch.Tensor | None = None
     best_iteration = 0
@@ -466,9 +466,7 @@ def _fit(job: RestoreJob, device: torch.device, scale: int, start: float) -> Res
                          else -signals["variance"] if "variance" in signals else None)
                 if p.output == "best" and score is not None and score > best_score:
                     best_score, best_iteration, best = score, iteration, out.clone()
-                signal_history["signal_iteration"].append(iteration)
-                for key, v in signals.items():
-                    signal_history.setdefault(key, []).append(v)
+                signal_rows.append({"signal_iteration": iteration, **signals})
             history["iteration"].append(iteration)
             history["loss"].append(loss_value)
             history["elapsed"].append(time.perf_counter() - start)
@@ -489,7 +487,12 @@ def _fit(job: RestoreJob, device: torch.device, scale: int, start: float) -> Res
             best_iteration = iteration
         image = _to_user(job, final, crop)
         metrics = _final_metrics(job, final, crop, reference)
-        hist = {k: np.asarray(v) for k, v in {**history, **signal_history}.items()}
+        hist = {k: np.asarray(v) for k, v in history.items()}
+        # one row per evaluated step; a signal not yet defined there (the WMV variance
+        # before its window fills) is NaN, so every column lines up with signal_iteration
+        keys = dict.fromkeys(k for row in signal_rows for k in row)
+        hist.update({k: np.asarray([row.get(k, math.nan) for row in signal_rows]) for k in keys})
+        hist.setdefault("signal_iteration", np.zeros(0, dtype=int))
         params = p.as_dict()
         return RestoreResult(
             image=image,
