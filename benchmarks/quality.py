@@ -70,6 +70,8 @@ def ours(observation: Array, task: str, args: argparse.Namespace, *,
          mask: npt.NDArray[np.bool_] | None = None) -> dict[str, Any]:
     """One engine run; returns the last iterate, the EMA, iterations and stop reason."""
     from napari_specdip import iter_restore
+    from napari_specdip.core.engine import run_to_end
+    from napari_specdip.core.results import StepReport
 
     options: dict[str, Any] = {}
     if args.max_iterations is not None:
@@ -79,17 +81,16 @@ def ours(observation: Array, task: str, args: argparse.Namespace, *,
                        preview_every=1, num_threads=args.threads, **options)
     ema: Array | None = None
     start = time.perf_counter()
-    while True:
-        try:
-            report = next(gen)
-        except StopIteration as done:
-            result = done.value
-            break
+
+    def accumulate(report: StepReport) -> None:
+        nonlocal ema
         if report.preview is not None:
             out = np.asarray(report.preview, dtype=np.float64)
             # the engine's EMA: decay ramping up to 0.99, min(0.99, (1 + t) / (10 + t))
             decay = min(0.99, (1.0 + report.iteration) / (10.0 + report.iteration))
             ema = out.copy() if ema is None else ema * decay + out * (1.0 - decay)
+
+    result = run_to_end(gen, accumulate)
     seconds = time.perf_counter() - start
     last = np.asarray(result.image, dtype=np.float64)
     return {"last": last, "ema": last if ema is None else ema, "iterations": result.iterations,

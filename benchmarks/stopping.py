@@ -79,6 +79,8 @@ def network_options(network: str) -> dict[str, Any]:
 
 def run_one(image_name: str, network: str, args: argparse.Namespace) -> Run:
     from napari_specdip import RestoreParameters, iter_restore
+    from napari_specdip.core.engine import run_to_end
+    from napari_specdip.core.results import StepReport
     from napari_specdip.samples import add_gaussian_noise
 
     clean = _common.crop(_common.load_image(image_name), args.size)
@@ -94,18 +96,17 @@ def run_one(image_name: str, network: str, args: argparse.Namespace) -> Run:
     ema: np.ndarray | None = None
     ema_by_iteration: dict[int, float] = {}
     start = time.perf_counter()
-    while True:
-        try:
-            report = next(gen)
-        except StopIteration as done:
-            result = done.value
-            break
+
+    def accumulate(report: StepReport) -> None:
+        nonlocal ema
         if report.preview is not None:
             out = np.asarray(report.preview, dtype=np.float64)
             # the engine's EMA: decay ramping up to 0.99, min(0.99, (1 + t) / (10 + t))
             decay = min(0.99, (1.0 + report.iteration) / (10.0 + report.iteration))
             ema = out.copy() if ema is None else ema * decay + out * (1.0 - decay)
             ema_by_iteration[report.iteration] = _psnr(ema, clean)
+
+    result = run_to_end(gen, accumulate)
     seconds = (time.perf_counter() - start) / max(1, result.iterations)
     h = result.history
     iterations = np.asarray(h["signal_iteration"], dtype=int)
@@ -225,8 +226,9 @@ def main(argv: list[str] | None = None) -> int:
         "signal_every=1, seed 0",
         "  decoder: paper defaults (lambda 1.4, bilinear, Adam 1e-3); "
         "skip: DIP skip net, Adam 0.01, input jitter 1/30",
-        "  rules: ratio (n=100, eps=0.01, the default), wmv (patience 1000) at the stop and at "
-        "its minimum-variance iterate, budget; '*' = never fired, reported at the budget",
+        "  rules: auto (the default: first of ratio and wmv), ratio (n=100, eps=0.01, the paper's), "
+        "wmv (window 100, patience 1000) at the stop and at its minimum-variance iterate, budget; "
+        "'*' = never fired, reported at the budget",
         "")
     runs: list[Run] = []
     for network in args.networks:

@@ -59,7 +59,8 @@ def run_demo(args: Any) -> int:
     from napari_specdip.cli.files import sidecar_path, write_image, write_json
     from napari_specdip.cli.progress import Progress, progress_wanted
     from napari_specdip.cli.runner import check_device, now_iso
-    from napari_specdip.core.engine import plan_restore
+    from napari_specdip.core.engine import plan_restore, run_to_end
+    from napari_specdip.core.results import StepReport
     from napari_specdip.samples import SAMPLES
 
     key = args.sample.strip().lower().replace("-", "_").replace(" ", "_")
@@ -93,18 +94,13 @@ def run_demo(args: Any) -> int:
     started = now_iso()
     clock = time.perf_counter()
     bar = Progress(p.max_iterations, desc=key, enabled=progress_wanted(args.progress))
-    gen = job.run()
+    def step(report: StepReport) -> None:
+        check_stop()
+        bar.update(report.iteration, loss=report.loss, ratio=report.signals.get("ratio"))
+
     try:
-        while True:
-            try:
-                report = next(gen)
-            except StopIteration as done:
-                result = done.value
-                break
-            check_stop()
-            bar.update(report.iteration, loss=report.loss, ratio=report.signals.get("ratio"))
+        result = run_to_end(job.run(), step)
     finally:
-        gen.close()
         bar.close()
     seconds = time.perf_counter() - clock
 

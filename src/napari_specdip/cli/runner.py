@@ -199,22 +199,11 @@ def run_slice(image: npt.NDArray[Any], task: str, channel_axis: int | None,
 
     Runs wherever it is called: here for ``restore``, on a Dask worker for ``batch``.
     """
-    from napari_specdip.core.engine import plan_restore
+    from napari_specdip.core.engine import plan_restore, run_to_end
 
     job = plan_restore(image, task, mask=mask, channel_axis=channel_axis, reference=reference,
                        interrupt=interrupt, **options)
-    gen = job.run()
-    try:
-        while True:
-            try:
-                report = next(gen)
-            except StopIteration as done:
-                result = done.value
-                break
-            if on_step is not None:
-                on_step(report)
-    finally:
-        gen.close()
+    result = run_to_end(job.run(), on_step)
     meta: dict[str, Any] = result.metadata()["specdip"]
     return result.image, meta
 

@@ -6,7 +6,7 @@ import contextlib
 import math
 import time
 from collections import deque
-from collections.abc import Generator, Iterator
+from collections.abc import Callable, Generator, Iterator
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -204,14 +204,22 @@ def restore(image: Any, task: str = "denoise", **options: Any) -> RestoreResult:
     return run_to_end(iter_restore(image, task, **options))
 
 
-def run_to_end(gen: RestoreGenerator) -> RestoreResult:
-    """Drain a restoration generator and return its result."""
-    while True:
-        try:
-            next(gen)
-        except StopIteration as done:
-            result: RestoreResult = done.value
-            return result
+def run_to_end(gen: RestoreGenerator,
+               on_step: Callable[[StepReport], None] | None = None) -> RestoreResult:
+    """Drain a restoration generator, calling ``on_step`` with each report, and
+    return its result. The generator is closed (its work stopped and memory
+    freed) also when ``on_step`` raises, e.g. on a user's interrupt."""
+    try:
+        while True:
+            try:
+                report = next(gen)
+            except StopIteration as done:
+                result: RestoreResult = done.value
+                return result
+            if on_step is not None:
+                on_step(report)
+    finally:
+        gen.close()
 
 
 # --------------------------------------------------------------------------- the loop
@@ -407,13 +415,6 @@ def _fit(job: RestoreJob, device: torch.device, scale: int, start: float) -> Res
     out = torch.zeros(1)
     iteration = 0
 
-    def current_output() -> torch.Tensor:
-        if p.output == "ema" and ema is not None:
-            return ema
-        if p.output == "best" and best is not None:
-            return best
-        return out
-
     try:
         for iteration in range(1, p.max_iterations + 1):
             if job.interrupt is not None and job.interrupt.is_set():
@@ -473,7 +474,7 @@ def _fit(job: RestoreJob, device: torch.device, scale: int, start: float) -> Res
             preview = None
             if p.preview_every and (iteration % p.preview_every == 0 or stop_now
                                     or iteration == p.max_iterations):
-                preview = _to_user(job, current_output(), crop)
+                preview = _to_user(job, _chosen(p.output, out, ema, best), crop)
             yield StepReport(iteration=iteration, loss=loss_value,
                              elapsed=time.perf_counter() - start, signals=signals,
                              preview=preview, max_iterations=p.max_iterations)
@@ -482,7 +483,7 @@ def _fit(job: RestoreJob, device: torch.device, scale: int, start: float) -> Res
         if iteration == 0:  # stopped before the first step: the untrained output
             with torch.no_grad():
                 out = net(z)
-        final = current_output()
+        final = _chosen(p.output, out, ema, best)
         if p.output == "best" and best is None:
             best_iteration = iteration
         image = _to_user(job, final, crop)
@@ -512,6 +513,16 @@ def _fit(job: RestoreJob, device: torch.device, scale: int, start: float) -> Res
     finally:
         # drop device tensors before the scope empties the allocator cache
         del net, optimizer, z, y, out, ema, best, last_good, signals_meter
+
+
+def _chosen(output: str, last: torch.Tensor, ema: torch.Tensor | None,
+            best: torch.Tensor | None) -> torch.Tensor:
+    """The output the result is made of: the last iterate, the moving average or the best."""
+    if output == "ema" and ema is not None:
+        return ema
+    if output == "best" and best is not None:
+        return best
+    return last
 
 
 def _composite(job: RestoreJob, out: torch.Tensor, crop: tuple[slice, slice]) -> npt.NDArray[np.float64]:
