@@ -25,8 +25,11 @@ import numpy as np
 
 from _common import machine_lines
 
+THROTTLE_S = 0.25  # the charts dock redraws at most this often
+GUI_MODES = {"idle": "idle", "throttled": "charts every 0.25 s", "busy": "redrawing without pause"}
 
-def _redraw_loop(stop: threading.Event, counter: list[int]) -> None:
+
+def _redraw_loop(stop: threading.Event, counter: list[int], pause: float) -> None:
     from matplotlib.figure import Figure
     from matplotlib.backends.backend_agg import FigureCanvasAgg
 
@@ -40,9 +43,11 @@ def _redraw_loop(stop: threading.Event, counter: list[int]) -> None:
             line.set_ydata(np.roll(line.get_ydata(), 1))
         canvas.draw()
         counter[0] += 1
+        if pause:
+            stop.wait(pause)
 
 
-def _run(image: np.ndarray, *, threads: int, width: int, iterations: int, busy_gui: bool
+def _run(image: np.ndarray, *, threads: int, width: int, iterations: int, gui: str
          ) -> tuple[float, float]:
     """Median ms per iteration on a worker thread, and main-thread redraws per second."""
     from napari_specdip import iter_restore
@@ -63,12 +68,13 @@ def _run(image: np.ndarray, *, threads: int, width: int, iterations: int, busy_g
     worker = threading.Thread(target=work)
     start = time.perf_counter()
     worker.start()
-    if busy_gui:
-        drawer = threading.Thread(target=_redraw_loop, args=(stop, counter))
+    if gui != "idle":
+        pause = THROTTLE_S if gui == "throttled" else 0.0
+        drawer = threading.Thread(target=_redraw_loop, args=(stop, counter, pause))
         drawer.start()
     worker.join()
     stop.set()
-    if busy_gui:
+    if gui != "idle":
         drawer.join()
     seconds = time.perf_counter() - start
     return 1000 * statistics.median(times), counter[0] / seconds
@@ -92,24 +98,25 @@ def main(argv: Sequence[str] | None = None) -> list[dict[str, float]]:
     print("\n".join(machine_lines("cpu")))
     print(f"settings: {args.size} px RGB, width {args.width}, {args.iterations} iterations, "
           f"{args.repeats} interleaved repeats, medians")
-    samples: dict[tuple[int, bool], list[tuple[float, float]]] = {}
+    samples: dict[tuple[str, int], list[tuple[float, float]]] = {}
     for _ in range(args.repeats):
-        for busy in (False, True):
+        for gui in GUI_MODES:
             for threads in settings:
-                samples.setdefault((threads, busy), []).append(
+                samples.setdefault((gui, threads), []).append(
                     _run(image, threads=threads, width=args.width,
-                         iterations=args.iterations, busy_gui=busy))
-    base = {busy: statistics.median(s[0] for s in samples[(1, busy)]) for busy in (False, True)}
+                         iterations=args.iterations, gui=gui))
     print("\n| torch threads | main thread | ms / iteration | vs 1 thread | redraws / s |")
     print("|---|---|---|---|---|")
     rows = []
-    for (threads, busy), values in sorted(samples.items(), key=lambda kv: (kv[0][1], kv[0][0])):
-        ms = statistics.median(v[0] for v in values)
-        fps = statistics.median(v[1] for v in values)
-        rows.append({"threads": threads, "busy": float(busy), "ms": ms, "fps": fps})
-        print(f"| {threads} | {'redrawing charts' if busy else 'idle'} | {ms:.1f} | "
-              f"{ms / base[busy]:.2f}x | {fps:.1f} |" if busy else
-              f"| {threads} | idle | {ms:.1f} | {ms / base[busy]:.2f}x | - |")
+    for gui, label in GUI_MODES.items():
+        base = statistics.median(v[0] for v in samples[(gui, 1)])
+        for threads in settings:
+            values = samples[(gui, threads)]
+            ms = statistics.median(v[0] for v in values)
+            fps = statistics.median(v[1] for v in values)
+            rows.append({"gui": gui, "threads": threads, "ms": ms, "fps": fps})
+            print(f"| {threads} | {label} | {ms:.1f} | {ms / base:.2f}x | "
+                  + (f"{fps:.1f} |" if gui != "idle" else "- |"))
     return rows
 
 

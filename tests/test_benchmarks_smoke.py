@@ -4,6 +4,7 @@ and prints tables of the expected shape (no timing thresholds)."""
 from __future__ import annotations
 
 import importlib.util
+import os
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -144,3 +145,15 @@ def test_svd_patch_is_restored_and_exact() -> None:
     assert layers.spectral_norm_exact is original
     assert float(speed.svd_spectral_norm(w)) == pytest.approx(float(original(w)), rel=1e-5)
     assert float(original(bounded)) <= 0.5 + 1e-5
+
+
+def test_threads_smoke(capsys: pytest.CaptureFixture[str]) -> None:
+    threads = load("threads")
+    rows = threads.main(["--size", "32", "--width", "4", "--iterations", "4", "--repeats", "1"])
+    out = capsys.readouterr().out
+    settings = sorted({1, os.cpu_count() or 1})
+    assert [(r["gui"], r["threads"]) for r in rows] == [
+        (gui, n) for gui in ("idle", "throttled", "busy") for n in settings]
+    assert all(r["ms"] > 0 for r in rows)
+    assert all(r["fps"] > 0 for r in rows if r["gui"] != "idle")
+    assert "| torch threads | main thread | ms / iteration | vs 1 thread | redraws / s |" in out
