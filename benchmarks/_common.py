@@ -120,3 +120,19 @@ def echo(*lines: str) -> None:
     for line in lines:
         print(line)
     sys.stdout.flush()
+
+
+class EmaTracker:
+    """The engine's moving average of outputs (decay ramping up to 0.99 as
+    ``min(0.99, (1 + t) / (10 + t))``), rebuilt from per-step previews so that one
+    run gives both the last iterate and the EMA."""
+
+    def __init__(self, decay: float = 0.99) -> None:
+        self.decay = decay
+        self.value: npt.NDArray[np.float64] | None = None
+
+    def update(self, iteration: int, output: npt.ArrayLike) -> npt.NDArray[np.float64]:
+        out = np.asarray(output, dtype=np.float64)
+        decay = min(self.decay, (1.0 + iteration) / (10.0 + iteration))
+        self.value = out.copy() if self.value is None else self.value * decay + out * (1.0 - decay)
+        return self.value

@@ -79,21 +79,17 @@ def ours(observation: Array, task: str, args: argparse.Namespace, *,
     gen = iter_restore(observation, task, mask=mask, channel_axis=_common.channel_axis(observation),
                        seed=0, device=args.device, width=args.width, output="last",
                        preview_every=1, num_threads=args.threads, **options)
-    ema: Array | None = None
+    ema = _common.EmaTracker()
     start = time.perf_counter()
 
     def accumulate(report: StepReport) -> None:
-        nonlocal ema
         if report.preview is not None:
-            out = np.asarray(report.preview, dtype=np.float64)
-            # the engine's EMA: decay ramping up to 0.99, min(0.99, (1 + t) / (10 + t))
-            decay = min(0.99, (1.0 + report.iteration) / (10.0 + report.iteration))
-            ema = out.copy() if ema is None else ema * decay + out * (1.0 - decay)
+            ema.update(report.iteration, report.preview)
 
     result = run_to_end(gen, accumulate)
     seconds = time.perf_counter() - start
     last = np.asarray(result.image, dtype=np.float64)
-    return {"last": last, "ema": last if ema is None else ema, "iterations": result.iterations,
+    return {"last": last, "ema": last if ema.value is None else ema.value, "iterations": result.iterations,
             "stop": result.stop_reason, "seconds": seconds}
 
 

@@ -93,18 +93,14 @@ def run_one(image_name: str, network: str, args: argparse.Namespace) -> Run:
                        width=args.width, output="last", signal_every=1,
                        preview_every=1 if args.ema else 0, num_threads=args.threads,
                        **network_options(network))
-    ema: np.ndarray | None = None
+    ema = _common.EmaTracker()
     ema_by_iteration: dict[int, float] = {}
     start = time.perf_counter()
 
     def accumulate(report: StepReport) -> None:
-        nonlocal ema
         if report.preview is not None:
-            out = np.asarray(report.preview, dtype=np.float64)
-            # the engine's EMA: decay ramping up to 0.99, min(0.99, (1 + t) / (10 + t))
-            decay = min(0.99, (1.0 + report.iteration) / (10.0 + report.iteration))
-            ema = out.copy() if ema is None else ema * decay + out * (1.0 - decay)
-            ema_by_iteration[report.iteration] = _psnr(ema, clean)
+            ema_by_iteration[report.iteration] = _psnr(ema.update(report.iteration, report.preview),
+                                                       clean)
 
     result = run_to_end(gen, accumulate)
     seconds = (time.perf_counter() - start) / max(1, result.iterations)
