@@ -6,6 +6,7 @@ Every sample is deterministic (seeded) and small enough for a CPU run.
 from __future__ import annotations
 
 import io
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -57,7 +58,8 @@ def jpeg_compress(image: npt.NDArray[Any], quality: int = 10) -> npt.NDArray[np.
 
 def noisy_photo(size: int = 128, *, seed: int = 0) -> Sample:
     """The astronaut (RGB) with Gaussian noise of sigma 25/255."""
-    from skimage import data, img_as_float
+    from skimage import data
+    from skimage.util import img_as_float
 
     clean = center_crop(img_as_float(data.astronaut()), size)
     return Sample("noisy photo", "denoise", add_gaussian_noise(clean, seed=seed), clean,
@@ -66,7 +68,8 @@ def noisy_photo(size: int = 128, *, seed: int = 0) -> Sample:
 
 def noisy_microscopy(size: int = 128, *, seed: int = 0) -> Sample:
     """Microscopy-like 16-bit image with Poisson-Gaussian noise (skimage's bundled 'cell')."""
-    from skimage import data, img_as_float, transform
+    from skimage import data, transform
+    from skimage.util import img_as_float
 
     cells = img_as_float(data.cell())
     clean = transform.resize(center_crop(cells, min(cells.shape)), (size, size), anti_aliasing=True)
@@ -82,7 +85,8 @@ def noisy_microscopy(size: int = 128, *, seed: int = 0) -> Sample:
 
 def masked_image(size: int = 128, *, fraction: float = 0.5, seed: int = 0) -> Sample:
     """The camera man with a random ``fraction`` of pixels missing (the paper's setting)."""
-    from skimage import data, img_as_float
+    from skimage import data
+    from skimage.util import img_as_float
 
     clean = center_crop(img_as_float(data.camera()), size)
     mask = np.random.default_rng(seed).random(clean.shape) < fraction
@@ -92,7 +96,8 @@ def masked_image(size: int = 128, *, fraction: float = 0.5, seed: int = 0) -> Sa
 
 def jpeg_blocked(size: int = 128, *, quality: int = 10) -> Sample:
     """The coffee cup, gray, JPEG-compressed at ``quality``."""
-    from skimage import color, data, img_as_ubyte
+    from skimage import color, data
+    from skimage.util import img_as_ubyte
 
     clean = center_crop(img_as_ubyte(color.rgb2gray(data.coffee())), size)
     return Sample("JPEG-blocked image", "deblock", jpeg_compress(clean, quality), clean,
@@ -101,7 +106,8 @@ def jpeg_blocked(size: int = 128, *, quality: int = 10) -> Sample:
 
 def low_resolution(size: int = 128, *, factor: int = 4) -> Sample:
     """Chelsea the cat (RGB), downsampled by ``factor`` with anti-aliasing."""
-    from skimage import data, img_as_float, transform
+    from skimage import data, transform
+    from skimage.util import img_as_float
 
     clean = center_crop(img_as_float(data.chelsea()), size)
     small = transform.resize(clean, (size // factor, size // factor, 3), anti_aliasing=True)
@@ -109,7 +115,7 @@ def low_resolution(size: int = 128, *, factor: int = 4) -> Sample:
                   factor=factor, description=f"chelsea, downsampled x{factor}")
 
 
-SAMPLES = {
+SAMPLES: dict[str, Callable[..., Sample]] = {
     "noisy_photo": noisy_photo,
     "noisy_microscopy": noisy_microscopy,
     "masked_image": masked_image,

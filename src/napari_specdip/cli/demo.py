@@ -133,13 +133,16 @@ def run_demo(args: Any) -> int:
         panels.append((f"restored ({result.iterations} it.)", restored_unit))
     written.append(charts.comparison_figure(panels, out_dir / f"{key}_comparison.png"))
 
-    common = {"stop_iteration": result.stop_iteration, "stop_reason": result.stop_reason}
-    for path in (charts.fbc_chart(result.history, out_dir / f"{key}_fbc.png", **common),
+    stop_at, reason = result.stop_iteration, result.stop_reason
+    for path in (charts.fbc_chart(result.history, out_dir / f"{key}_fbc.png",
+                                  stop_iteration=stop_at, stop_reason=reason),
                  charts.ratio_chart(result.history, out_dir / f"{key}_ratio.png",
-                                    window=p.stop_window, **common),
-                 charts.loss_chart(result.history, out_dir / f"{key}_loss.png", **common),
+                                    window=p.stop_window, stop_iteration=stop_at, stop_reason=reason),
+                 charts.loss_chart(result.history, out_dir / f"{key}_loss.png",
+                                   stop_iteration=stop_at, stop_reason=reason),
                  charts.psnr_chart(result.history, out_dir / f"{key}_psnr.png", before=before,
-                                   before_label=before_label, **common)):
+                                   before_label=before_label, stop_iteration=stop_at,
+                                   stop_reason=reason)):
         if path is not None:
             written.append(path)
 

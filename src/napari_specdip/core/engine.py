@@ -445,7 +445,7 @@ def _fit(job: RestoreJob, device: torch.device, scale: int, start: float) -> Res
                         good.copy_(t)
                 last_good_psnr = psnr_obs
             optimizer.zero_grad(set_to_none=True)
-            loss.backward()
+            loss.backward()  # type: ignore[no-untyped-call]
             optimizer.step()
             out = pred.detach()
             if p.output == "ema":
@@ -527,7 +527,7 @@ def _chosen(output: str, last: torch.Tensor, ema: torch.Tensor | None,
 
 def _composite(job: RestoreJob, out: torch.Tensor, crop: tuple[slice, slice]) -> npt.NDArray[np.float64]:
     """(H, W, C) in [0, 1] of an output; the enhancement task adds the detail layer back."""
-    fitted = out[0][(..., *crop)].permute(1, 2, 0).cpu().double().numpy()
+    fitted: npt.NDArray[np.float64] = out[0][(..., *crop)].permute(1, 2, 0).cpu().double().numpy()
     if job.params.task == "enhance":
         # both signs of detail, unlike the reference which keeps only positive detail
         return np.clip(job.observation + job.params.gain * (job.observation - fitted), 0.0, 1.0)

@@ -27,14 +27,17 @@ class Layout:
         values = self.low + np.clip(hwc, 0.0, 1.0) * (self.high - self.low)
         out = values[..., 0] if self.channel_axis is None else np.moveaxis(values, -1, self.channel_axis)
         target = np.dtype(dtype) if dtype is not None else self.dtype
+        result: npt.NDArray[Any]
         if target.kind in "ui":
             info = np.iinfo(target)
-            return np.clip(np.rint(out), info.min, info.max).astype(target)
-        if target.kind == "b":
-            return out >= 0.5 * (self.low + self.high)
-        if target.kind != "f":
+            result = np.clip(np.rint(out), info.min, info.max).astype(target)
+        elif target.kind == "b":
+            result = np.asarray(out >= 0.5 * (self.low + self.high))
+        elif target.kind == "f":
+            result = out.astype(target)
+        else:
             raise ValueError(f"cannot return a restoration as dtype {target}")
-        return out.astype(target)
+        return result
 
 
 def as_hwc(image: Any, *, channel_axis: int | None, name: str = "image"

@@ -19,9 +19,9 @@ def spectral_norm_exact(weight: torch.Tensor) -> torch.Tensor:
     """
     w = weight.reshape(weight.shape[0], -1)
     gram = w @ w.T if w.shape[0] <= w.shape[1] else w.T @ w
-    if gram.device.type == "mps":  # eigvalsh is not implemented on MPS
-        return torch.linalg.eigvalsh(gram.cpu())[-1].clamp_min(0).sqrt().to(gram.device)
-    return torch.linalg.eigvalsh(gram)[-1].clamp_min(0).sqrt()
+    on_host = gram.device.type == "mps"  # eigvalsh is not implemented on MPS
+    largest: torch.Tensor = torch.linalg.eigvalsh(gram.cpu() if on_host else gram)[-1]
+    return largest.clamp_min(0).sqrt().to(gram.device)
 
 
 class LipschitzConv2d(nn.Conv2d):
@@ -51,13 +51,16 @@ class LipschitzConv2d(nn.Conv2d):
     def effective_weight(self) -> torch.Tensor:
         with torch.no_grad():
             scale = torch.clamp(spectral_norm_exact(self.weight) / self.lipschitz, min=1.0)
-        return self.weight / scale
+        weight: torch.Tensor = self.weight / scale
+        return weight
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self._conv_forward(x, self.effective_weight(), self.bias)
+        out: torch.Tensor = self._conv_forward(x, self.effective_weight(), self.bias)
+        return out
 
     def extra_repr(self) -> str:
-        return super().extra_repr() + f", lipschitz={self.lipschitz}"
+        return (f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, "
+                f"stride={self.stride}, padding={self.padding}, lipschitz={self.lipschitz}")
 
 
 class MeanOnlyBatchNorm(nn.Module):
@@ -84,6 +87,8 @@ class GaussianUpsample(nn.Module):
     With a tiny sigma (0.1) the kernel is a single 1 and the layer is zero
     insertion; larger sigma smooths more (METHOD.md section 5).
     """
+
+    kernel: torch.Tensor
 
     def __init__(self, channels: int, sigma: float) -> None:
         super().__init__()

@@ -53,9 +53,9 @@ class Decoder(nn.Module):
         for level in range(depth):
             sigma = sigmas[level] if level < len(sigmas) else sigmas[-1]
             layers += [make_upsampler(upsampler, width, sigma), DecoderBlock(width, width, lipschitz)]
-        layers += [nn.Conv2d(width, out_channels, 1), nn.Sigmoid()]
-        self.body = nn.Sequential(*layers)
-        nn.init.kaiming_uniform_(layers[-2].weight, a=0.0, mode="fan_in")
+        head = nn.Conv2d(width, out_channels, 1)
+        nn.init.kaiming_uniform_(head.weight, a=0.0, mode="fan_in")
+        self.body = nn.Sequential(*layers, head, nn.Sigmoid())
 
     @property
     def multiple(self) -> int:

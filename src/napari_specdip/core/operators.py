@@ -32,6 +32,8 @@ class Identity(Operator):
 class Inpainting(Operator):
     """``A(x) = m * x`` with ``m`` 1 on known pixels, 0 on the pixels to fill."""
 
+    known: torch.Tensor
+
     def __init__(self, known: torch.Tensor) -> None:
         super().__init__()
         self.register_buffer("known", known)
