@@ -110,16 +110,11 @@ def run_one(image_name: str, network: str, args: argparse.Namespace) -> Run:
                 if args.ema else None)
     return Run(image=image_name, network=network, iterations=iterations,
                psnr=np.asarray(h["psnr"], dtype=float), ratio=np.asarray(h["ratio"], dtype=float),
-               variance=_aligned(h.get("variance"), len(iterations)), ema_psnr=ema_psnr,
+               # no column when the run ended before the variance window filled
+               variance=np.asarray(h.get("variance", np.full(len(iterations), np.nan)), dtype=float),
+               ema_psnr=ema_psnr,
                seconds_per_iteration=seconds,
                backtracks=int(result.parameters.get("backtracks", 0)))
-
-
-def _aligned(values: object, length: int) -> np.ndarray:
-    """A signal that the engine records only from some step on (the ES-WMV variance
-    exists once its window is full), NaN-padded at the front to the signal steps."""
-    data = np.asarray([] if values is None else values, dtype=float)
-    return np.concatenate([np.full(length - len(data), np.nan), data])
 
 
 def _psnr(x: np.ndarray, y: np.ndarray) -> float:

@@ -31,11 +31,10 @@ def _save(fig: Any, path: Path) -> Path:
     return path
 
 
-def _tail_x(history: dict[str, npt.NDArray[Any]], key: str) -> npt.NDArray[Any]:
-    """Iterations of a signal; signals that start late are aligned on the last ones."""
-    x = np.asarray(history.get("signal_iteration", []))
-    n = len(history[key])
-    return x[len(x) - n:] if n <= len(x) else np.arange(1, n + 1)
+def _signal_x(history: dict[str, npt.NDArray[Any]]) -> npt.NDArray[Any]:
+    """Iterations of the evaluated steps; every signal column is aligned on them
+    (NaN where a signal was not defined yet)."""
+    return np.asarray(history["signal_iteration"])
 
 
 def _stop_marker(ax: Any, stop_iteration: int | None, stop_reason: str) -> None:
@@ -60,7 +59,7 @@ def fbc_chart(history: dict[str, npt.NDArray[Any]], path: Path, *,
         for band in range(1, 6):
             key = f"{prefix}{band}"
             if key in history:
-                ax.plot(_tail_x(history, key), history[key], color=colors[band - 1],
+                ax.plot(_signal_x(history), history[key], color=colors[band - 1],
                         label=FBC_LABELS[band - 1], linewidth=1.2)
         _stop_marker(ax, stop_iteration, stop_reason)
         ax.set_title(f"Frequency-band correspondence {title}", fontsize=10)
@@ -80,14 +79,14 @@ def ratio_chart(history: dict[str, npt.NDArray[Any]], path: Path, *,
         return None
     fig = _figure()
     ax = fig.subplots()
-    ax.plot(_tail_x(history, "ratio"), history["ratio"], color="0.55", linewidth=0.8,
+    ax.plot(_signal_x(history), history["ratio"], color="0.55", linewidth=0.8,
             label="ratio r = blur / sharpness")
     suffix = f" (window {window})" if window else ""
     if "ratio_mean_previous" in history:
-        ax.plot(_tail_x(history, "ratio_mean_previous"), history["ratio_mean_previous"],
+        ax.plot(_signal_x(history), history["ratio_mean_previous"],
                 color="#2171b5", linewidth=1.4, label="mean of the previous window" + suffix)
     if "ratio_mean_recent" in history:
-        ax.plot(_tail_x(history, "ratio_mean_recent"), history["ratio_mean_recent"],
+        ax.plot(_signal_x(history), history["ratio_mean_recent"],
                 color="#d94801", linewidth=1.4, label="mean of the recent window" + suffix)
     _stop_marker(ax, stop_iteration, stop_reason)
     values = np.asarray(history["ratio"], dtype=float)
@@ -129,7 +128,7 @@ def psnr_chart(history: dict[str, npt.NDArray[Any]], path: Path, *, before: floa
         return None
     fig = _figure()
     ax = fig.subplots()
-    ax.plot(_tail_x(history, "psnr"), history["psnr"], color="#238b45", linewidth=1.2,
+    ax.plot(_signal_x(history), history["psnr"], color="#238b45", linewidth=1.2,
             label="restoration")
     if before is not None and np.isfinite(before):
         ax.axhline(before, color="0.4", linestyle="--", linewidth=1.0,

@@ -49,11 +49,16 @@ class RestoreJob:
 
     @property
     def scale(self) -> int:
-        return self.params.factor if self.params.task == "super-resolve" and self.params.factor else 1
+        return _output_scale(self.params)
 
     def run(self) -> RestoreGenerator:
         """Generator of :class:`StepReport`; returns the :class:`RestoreResult`."""
         return _run(self)
+
+
+def _output_scale(params: RestoreParameters) -> int:
+    """How many output pixels per observed pixel along each side."""
+    return params.factor if params.task == "super-resolve" and params.factor else 1
 
 
 def plan_restore(image: Any, task: str = "denoise", *, mask: Any = None, factor: int | None = None,
@@ -104,7 +109,7 @@ def plan_restore(image: Any, task: str = "denoise", *, mask: Any = None, factor:
     ref = None
     if reference is not None:
         ref_values, _ = as_hwc(reference, channel_axis=channel_axis, name="reference")
-        scale = params.factor if params.task == "super-resolve" and params.factor else 1
+        scale = _output_scale(params)
         expected = (height * scale, width * scale, values.shape[2])
         if ref_values.shape != expected:
             raise ValueError(f"reference shape {ref_values.shape} (channels last) does not match "
