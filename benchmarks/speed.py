@@ -67,18 +67,23 @@ def svd_spectral_norm(weight: Any) -> Any:
 def svd_norm() -> Iterator[None]:
     """Make every LC-conv take its spectral norm from a full SVD.
 
-    ``LipschitzConv2d.effective_weight`` looks ``spectral_norm_exact`` up in the
-    namespace of :mod:`napari_specdip.core.layers` at each call, so replacing that
-    module attribute is enough.
+    The decoder hands each LC-conv its norm from ``spectral_norms`` (one batch
+    for all kernels) before every forward; a conv called on its own uses
+    ``spectral_norm_exact``. Both are looked up in
+    :mod:`napari_specdip.core.layers` at each call, so replacing those module
+    attributes with one SVD per kernel gives the reference's cost.
     """
+    import torch
+
     from napari_specdip.core import layers
 
-    original = layers.spectral_norm_exact
+    original, original_batched = layers.spectral_norm_exact, layers.spectral_norms
     layers.spectral_norm_exact = svd_spectral_norm
+    layers.spectral_norms = lambda ws, **_: torch.stack([svd_spectral_norm(w) for w in ws])
     try:
         yield
     finally:
-        layers.spectral_norm_exact = original
+        layers.spectral_norm_exact, layers.spectral_norms = original, original_batched
 
 
 def reference_loop(noisy: np.ndarray, *, width: int, device: str, svd: bool = True,
@@ -95,7 +100,7 @@ def reference_loop(noisy: np.ndarray, *, width: int, device: str, svd: bool = Tr
     from napari_specdip.core.networks import Decoder
     from napari_specdip.core.params import RestoreParameters
 
-    p = RestoreParameters.for_task("denoise")
+    p = RestoreParameters.for_task("denoise", preset="paper")
     dev = resolve_device(device)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(0)
@@ -133,11 +138,14 @@ def engine_loop(noisy: np.ndarray, clean: np.ndarray | None, *, width: int, devi
     options: dict[str, Any] = {}
     reference = None
     if signals == "all":
-        options = {"parameters": RestoreParameters.for_task("denoise", track_variance=True),
+        options = {"parameters": RestoreParameters.for_task("denoise", preset="paper",
+                                                            track_variance=True),
                    "signal_every": 1, "stop": "none"}
         reference = clean
     elif signals == "off":
-        options = {"signal_every": iterations + 1000, "stop": "none"}
+        options = {"preset": "paper", "signal_every": iterations + 1000, "stop": "none"}
+    else:
+        options = {"preset": "paper"}
     gen = iter_restore(noisy, "denoise", channel_axis=-1, reference=reference, width=width,
                        device=device, max_iterations=iterations, preview_every=0, seed=0,
                        **options)
@@ -194,22 +202,23 @@ def measurement_loop(noisy: np.ndarray, clean: np.ndarray, *, device: str) -> St
 
         job = engine.plan_restore(noisy, "denoise", channel_axis=-1, reference=clean,
                                   parameters=engine.RestoreParameters.for_task(
-                                      "denoise", track_variance=True), device=device)
+                                      "denoise", preset="paper", track_variance=True),
+                                  device=device)
         dev = engine.resolve_device(job.params.device)
         y = engine._to_tensor(job.observation, dev)
         ref = engine._to_tensor(job.reference, dev)
         h, w = noisy.shape[:2]
         crop = (slice(0, h), slice(0, w))
-        meter = engine._Signals(job, y, Identity(), crop, crop, dev, ref, True)
+        meter = engine._Signals(job, y, Identity(), crop, crop, dev, ref, True, None)
         out = torch.rand(y.shape, generator=torch.Generator().manual_seed(1)).to(dev)
-        meter.measure(out)
+        meter.measure(out, out)
     except Exception as exc:  # noqa: BLE001  (a benchmark extra, never fatal)
         _common.echo(f"(direct measurement cost not available: {exc!r})")
         return None
 
     def loop() -> Step:
         while True:
-            meter.measure(out)
+            meter.measure(out, out)
             yield
 
     return loop()

@@ -149,7 +149,8 @@ def test_reports_previews_and_history() -> None:
 def test_ratio_rule_stops_the_run() -> None:
     image = np.random.default_rng(0).random((32, 32))
     result = restore(image, width=8, depth=3, stop="ratio", max_iterations=400, seed=0,
-                     parameters=RestoreParameters.for_task("denoise", stop_window=5, stop_epsilon=1e9))
+                     parameters=RestoreParameters.for_task("denoise", stop_window=5, stop_epsilon=1e9,
+                                                           signal_every=1))
     assert result.stop_reason == "ratio"
     assert result.iterations == 11  # first possible step: t > 2n
 
@@ -205,7 +206,7 @@ def test_closing_the_generator_stops_work() -> None:
 def test_backtracking_restores_weights() -> None:
     image = np.random.default_rng(0).random((32, 32))
     # an absurd learning rate makes the fit diverge; backtracking must kick in
-    params = RestoreParameters.for_task("denoise", backtrack_every=1)
+    params = RestoreParameters.for_task("denoise", backtrack_every=1, lr_warmup=0)
     result = restore(image, parameters=params, max_iterations=30, learning_rate=5.0, **FAST)
     assert result.parameters["backtracks"] >= 1
     off = restore(image, parameters=params.replace(backtrack=False), max_iterations=30,
@@ -273,18 +274,23 @@ def test_small_images_work_at_the_default_depth(shape: tuple[int, int], task: st
     assert result.image.shape == tuple(s * (factor or 1) for s in shape)
 
 
-def test_auto_stop_takes_whichever_rule_fires_first() -> None:
+def test_auto_stop_returns_the_held_out_minimum() -> None:
     image = np.random.default_rng(0).random((32, 32))
-    # the ratio rule cannot fire (epsilon 0), so ES-WMV must end the run
-    params = RestoreParameters.for_task("denoise", stop_epsilon=0.0, wmv_window=3, wmv_patience=4)
-    assert params.stop == "auto" and params.output == "ema"
-    result = restore(image, width=8, depth=3, max_iterations=300, parameters=params,
-                     learning_rate=0.05)
-    assert result.stop_reason == "wmv" and result.iterations < 300
-    # the variance is reported only once its window is full
-    assert result.history["signal_iteration"][0] == 1
-    variance = result.history["variance"]
-    assert len(variance) == len(result.history["signal_iteration"]) == result.iterations
-    assert np.isnan(variance[:2]).all() and np.isfinite(variance[2:]).all()
-    params = params.replace(stop_epsilon=1e9, stop_window=2)
-    assert restore(image, width=8, depth=3, max_iterations=300, parameters=params).stop_reason == "ratio"
+    params = RestoreParameters.for_task("denoise", holdout_patience_range=(10, 10),
+                                        signal_every=1)
+    assert params.stop == "auto" and params.output == "ema" and params.holdout > 0
+    result = restore(image, width=8, depth=3, max_iterations=300, parameters=params)
+    history = result.history
+    held_out = history["holdout_loss_ema"]
+    best = int(np.argmin(held_out))
+    assert result.stop_reason == "holdout" and result.iterations < 300
+    # the output of the minimum is returned, and the run stops 10 iterations after it
+    assert result.stop_iteration == history["signal_iteration"][best]
+    assert result.iterations == result.stop_iteration + 10
+    assert len(held_out) == len(history["signal_iteration"]) == result.iterations
+
+
+def test_stop_auto_needs_held_out_pixels() -> None:
+    with pytest.raises(ValueError, match="holdout > 0"):
+        RestoreParameters.for_task("denoise", holdout=0.0)
+    assert RestoreParameters.for_task("denoise", holdout=0.0, stop="wmv").holdout == 0.0

@@ -16,9 +16,9 @@ import torch
 
 from napari_specdip.core.devices import describe_device, free_device_memory, resolve_device
 from napari_specdip.core.imaging import Layout, as_hwc, intensity_range, pad_amounts, pad_reflect
-from napari_specdip.core.networks import SkipNet, build_network
+from napari_specdip.core.networks import Decoder, SkipNet, build_network
 from napari_specdip.core.operators import Downsampling, Identity, Inpainting, Operator
-from napari_specdip.core.params import RestoreParameters
+from napari_specdip.core.params import RestoreParameters, auto_depth
 from napari_specdip.core.results import RestoreResult, StepReport
 from napari_specdip.stopping import make_rules
 
@@ -80,6 +80,9 @@ def plan_restore(image: Any, task: str = "denoise", *, mask: Any = None, factor:
     else:
         if task != parameters.task and task != "denoise":
             raise ValueError(f"task {task!r} disagrees with parameters.task {parameters.task!r}")
+        if "preset" in options:
+            raise ValueError("preset= chooses the defaults; with parameters= given, build them "
+                             "with RestoreParameters.for_task(task, preset=...)")
         params = parameters.replace(**options)
     resolve_device(params.device)  # an unavailable device is the caller's error, said now
     values, axis = as_hwc(image, channel_axis=channel_axis)
@@ -126,12 +129,14 @@ def plan_restore(image: Any, task: str = "denoise", *, mask: Any = None, factor:
 
 def iter_restore(image: Any, task: str = "denoise", *, mask: Any = None, factor: int | None = None,
                  channel_axis: int | None = None, reference: Any = None,
-                 parameters: RestoreParameters | None = None, max_iterations: int | None = None,
+                 parameters: RestoreParameters | None = None, preset: str | None = None,
+                 max_iterations: int | None = None,
                  stop: str | None = None, seed: int | None = None, device: str | None = None,
                  width: int | None = None, depth: int | None = None, lipschitz: float | None = None,
                  upsampler: str | None = None, sigmas: tuple[float, ...] | None = None,
                  learning_rate: float | None = None, network: str | None = None,
                  output: str | None = None, gain: float | None = None,
+                 holdout: float | None = None,
                  preview_every: int | None = None, signal_every: int | None = None,
                  num_threads: int | None = None, output_dtype: Any = None,
                  interrupt: Interrupt | None = None) -> RestoreGenerator:
@@ -158,9 +163,14 @@ def iter_restore(image: Any, task: str = "denoise", *, mask: Any = None, factor:
         Clean image of the output's shape: adds PSNR/SSIM to the signals.
     parameters : RestoreParameters, optional
         A whole snapshot of options; the keyword options below override it.
+    preset : str, optional
+        ``"quick"``, ``"balanced"`` (default) or ``"paper"``: the defaults the
+        other options start from (see :meth:`RestoreParameters.for_task`, which
+        says what each costs and gives). Options given explicitly override it.
     max_iterations, stop, seed, device, width, depth, lipschitz, upsampler, sigmas,
-    learning_rate, network, output, gain, preview_every, signal_every, num_threads
-        See :class:`~napari_specdip.RestoreParameters`; None takes the task default.
+    learning_rate, network, output, gain, holdout, preview_every, signal_every, num_threads
+        See :class:`~napari_specdip.RestoreParameters`; None takes the preset's
+        or the task's default.
     output_dtype : dtype, optional
         dtype of the result; default the input's.
     interrupt : threading.Event-like, optional
@@ -183,10 +193,10 @@ def iter_restore(image: Any, task: str = "denoise", *, mask: Any = None, factor:
     """
     job = plan_restore(
         image, task, mask=mask, factor=factor, channel_axis=channel_axis, reference=reference,
-        parameters=parameters, output_dtype=output_dtype, interrupt=interrupt,
+        parameters=parameters, output_dtype=output_dtype, interrupt=interrupt, preset=preset,
         max_iterations=max_iterations, stop=stop, seed=seed, device=device, width=width,
         depth=depth, lipschitz=lipschitz, upsampler=upsampler, sigmas=sigmas,
-        learning_rate=learning_rate, network=network, output=output, gain=gain,
+        learning_rate=learning_rate, network=network, output=output, gain=gain, holdout=holdout,
         preview_every=preview_every, signal_every=signal_every, num_threads=num_threads,
     )
     return job.run()
@@ -303,13 +313,15 @@ class _Signals:
 
     def __init__(self, job: RestoreJob, target: torch.Tensor, op: Operator,
                  crop: tuple[slice, slice], obs_crop: tuple[slice, slice], device: torch.device,
-                 reference: torch.Tensor | None, track_variance: bool) -> None:
+                 reference: torch.Tensor | None, track_variance: bool,
+                 holdout: torch.Tensor | None) -> None:
         from napari_specdip.metrics import SignalMeter
 
         p = job.params
         self.op = op
         self.crop = crop
         self.obs_crop = obs_crop
+        self.target = target
         self.target_gray = _gray(target[(..., *obs_crop)])
         h, w = self.target_gray.shape
         self.fbc_meter = SignalMeter(h, w, device=device)
@@ -321,8 +333,15 @@ class _Signals:
         self.ref_gray = _gray(reference) if reference is not None else None
         self.variance = (RunningVariance(max(1, round(p.wmv_window / p.signal_every)))
                          if track_variance else None)
+        # held-out pixels of the original image only (not their reflected copies)
+        self.holdout = holdout[(..., *obs_crop)] if holdout is not None else None
 
-    def measure(self, out: torch.Tensor) -> dict[str, float]:
+    def _holdout_loss(self, out: torch.Tensor) -> torch.Tensor:
+        assert self.holdout is not None
+        residual = (self.op(out) - self.target)[(..., *self.obs_crop)] ** 2
+        return (residual * self.holdout).sum() / (self.holdout.sum() * residual.shape[1])
+
+    def measure(self, out: torch.Tensor, ema: torch.Tensor | None) -> dict[str, float]:
         from napari_specdip.metrics import psnr_torch, ssim_torch
 
         canvas = out[(..., *self.crop)]
@@ -336,14 +355,56 @@ class _Signals:
             if self.variance.full:
                 names.append("variance")
                 values.append(variance[None])
+        if self.holdout is not None:
+            names.append("holdout_loss")
+            values.append(self._holdout_loss(out)[None])
+            if ema is not None:
+                names.append("holdout_loss_ema")
+                values.append(self._holdout_loss(ema)[None])
         if self.reference is not None and self.ref_gray is not None:
             names += ["psnr", "ssim", "fbc_clean1", "fbc_clean2", "fbc_clean3", "fbc_clean4", "fbc_clean5"]
             values += [psnr_torch(canvas, self.reference)[None], ssim_torch(gray, self.ref_gray)[None],
                        self.hr_meter.fbc(gray, self.ref_gray)]
+            if ema is not None:
+                ema_canvas = ema[(..., *self.crop)]
+                names += ["psnr_ema", "ssim_ema"]
+                values += [psnr_torch(ema_canvas, self.reference)[None],
+                           ssim_torch(_gray(ema_canvas), self.ref_gray)[None]]
         flat = torch.cat([v.reshape(-1).float() for v in values]).tolist()
         signals = dict(zip(names, flat, strict=True))
         signals["ratio"] = signals["blur"] / max(signals["sharpness"], 1e-12)
         return signals
+
+
+def learning_rate_factor(params: RestoreParameters, iteration: int) -> float:
+    """Multiplier of ``learning_rate`` at a 1-based ``iteration``: linear warm-up,
+    then the schedule.
+
+    Examples
+    --------
+    >>> p = RestoreParameters(lr_schedule="exponential", lr_halflife=100, lr_warmup=10)
+    >>> [round(learning_rate_factor(p, t), 3) for t in (1, 10, 110, 1000)]
+    [0.1, 1.0, 0.5, 0.05]
+    """
+    p = params
+    if iteration <= p.lr_warmup:
+        return iteration / p.lr_warmup
+    t = iteration - p.lr_warmup
+    if p.lr_schedule == "cosine":
+        horizon = max(1, p.max_iterations - p.lr_warmup)
+        decay = 0.5 * (1.0 + math.cos(math.pi * min(1.0, t / horizon)))
+        return p.lr_floor + (1.0 - p.lr_floor) * decay
+    if p.lr_schedule == "exponential":
+        return max(p.lr_floor, 0.5 ** (t / p.lr_halflife))
+    return 1.0
+
+
+def _holdout_mask(height: int, width: int, fraction: float, seed: int,
+                  known: npt.NDArray[np.bool_] | None) -> npt.NDArray[np.bool_]:
+    """A seeded random ``fraction`` of the observed pixels, left out of the fit."""
+    rng = np.random.default_rng([seed, 2])
+    chosen = rng.random((height, width)) < fraction
+    return chosen & known if known is not None else chosen
 
 
 def _run(job: RestoreJob) -> RestoreGenerator:
@@ -367,9 +428,10 @@ def _fit(job: RestoreJob, device: torch.device, scale: int, start: float) -> Res
     p = job.params
     obs = job.observation
     height, width_px, channels = obs.shape
+    depth = p.depth if p.depth is not None else auto_depth(height * scale, width_px * scale)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(p.seed)
-        net = build_network(p.network, channels, width=p.width, depth=p.depth,
+        net = build_network(p.network, channels, width=p.width, depth=depth,
                             lipschitz=p.lipschitz, upsampler=p.upsampler, sigmas=p.sigmas)
         gen = torch.Generator().manual_seed(p.seed)
         multiple = net.multiple
@@ -382,6 +444,9 @@ def _fit(job: RestoreJob, device: torch.device, scale: int, start: float) -> Res
             raise ValueError(f"super-resolution factor {scale} does not divide the network's "
                              f"multiple {multiple}")
         z = net.make_input(ph * scale, pw * scale, generator=gen)
+        if p.start_at_mean and isinstance(net, Decoder):
+            seen = obs if job.known is None else obs[job.known]
+            net.start_at(torch.from_numpy(seen.reshape(-1, channels).mean(0)).float())
     jitter_gen = torch.Generator(device=device).manual_seed(p.seed + 1)
     net = net.to(device)
     z = z.to(device)
@@ -399,11 +464,23 @@ def _fit(job: RestoreJob, device: torch.device, scale: int, start: float) -> Res
     obs_crop = (slice(top, top + height), slice(left, left + width_px))
     crop = (slice(top * scale, (top + height) * scale), slice(left * scale, (left + width_px) * scale))
     reference = _to_tensor(job.reference, device) if job.reference is not None else None
-    need_variance = (p.track_variance or p.stop in ("wmv", "auto")
+    # pixels left out of the fit, and their reflected copies in the padding
+    fit_weight: torch.Tensor | None = None
+    holdout: torch.Tensor | None = None
+    if p.holdout > 0:
+        held = _holdout_mask(height, width_px, p.holdout, p.seed, job.known)
+        held_padded = pad_reflect(held[..., None].astype(np.float32), pads)
+        holdout = _to_tensor(held_padded, device)
+        known_padded = op.known if isinstance(op, Inpainting) else torch.ones_like(holdout)
+        fit_weight = known_padded * (1.0 - holdout)
+    need_variance = (p.track_variance or p.stop == "wmv"
                      or (p.output == "best" and reference is None))
-    signals_meter = _Signals(job, y, op, crop, obs_crop, device, reference, need_variance)
+    signals_meter = _Signals(job, y, op, crop, obs_crop, device, reference, need_variance, holdout)
     rules = make_rules(p.stop, window=p.stop_window, epsilon=p.stop_epsilon,
-                       patience=p.wmv_patience, every=p.signal_every)
+                       patience=p.wmv_patience, every=p.signal_every,
+                       holdout_patience=p.holdout_patience,
+                       holdout_patience_range=p.holdout_patience_range,
+                       holdout_signal="holdout_loss_ema" if p.output == "ema" else "holdout_loss")
     optimizer = torch.optim.Adam(net.parameters(), lr=p.learning_rate)
     jitter = isinstance(net, SkipNet)
 
@@ -413,12 +490,18 @@ def _fit(job: RestoreJob, device: torch.device, scale: int, start: float) -> Res
     best: torch.Tensor | None = None
     best_iteration = 0
     best_score = -math.inf
+    # the output at a rule's detected minimum (ES-WMV, hold-out), returned in the end
+    candidate: torch.Tensor | None = None
+    candidate_iteration = 0
     last_good = [t.detach().clone() for t in net.parameters()] if p.backtrack else []
     last_good_psnr = -math.inf
     backtracks = 0
     stop_reason = "max_iterations"
     out = torch.zeros(1)
     iteration = 0
+    # losses stay on the device until a step that needs them: no host sync per step
+    pending: list[torch.Tensor] = []
+    loss_value = math.nan
 
     try:
         for iteration in range(1, p.max_iterations + 1):
@@ -426,21 +509,34 @@ def _fit(job: RestoreJob, device: torch.device, scale: int, start: float) -> Res
                 iteration -= 1
                 stop_reason = "stopped"
                 break
+            for group in optimizer.param_groups:
+                group["lr"] = p.learning_rate * learning_rate_factor(p, iteration)
             net_in = z + torch.randn(z.shape, generator=jitter_gen, device=device) * SkipNet.input_jitter if jitter else z
             pred = net(net_in)
-            loss = op.loss(pred, y)
-            loss_value = float(loss.detach())
-            if p.backtrack and (iteration % p.backtrack_every == 0 or not math.isfinite(loss_value)):
-                psnr_obs = -10.0 * math.log10(max(loss_value, 1e-12)) if math.isfinite(loss_value) else -math.inf
+            loss = op.loss(pred, y, fit_weight)
+            evaluate = iteration % p.signal_every == 0 or iteration == p.max_iterations
+            checkpoint = p.backtrack and iteration % p.backtrack_every == 0
+            pending.append(loss.detach())
+            if evaluate or checkpoint or device.type == "cpu":  # a CPU "sync" is free
+                synced = torch.stack(pending).tolist()
+                history["loss"].extend(synced)
+                history["iteration"].extend(range(iteration - len(synced) + 1, iteration + 1))
+                history["elapsed"].extend([time.perf_counter() - start] * len(synced))
+                pending.clear()
+                loss_value = synced[-1]
+                if p.backtrack and not all(math.isfinite(v) for v in synced):
+                    checkpoint = True
+            if checkpoint:
+                finite = math.isfinite(loss_value)
+                psnr_obs = -10.0 * math.log10(max(loss_value, 1e-12)) if finite else -math.inf
                 if psnr_obs < last_good_psnr - p.backtrack_db:
                     # DIP's fallback to the last good weights
                     with torch.no_grad():
                         for t, good in zip(net.parameters(), last_good, strict=True):
                             t.copy_(good)
+                    if not finite:  # NaN moments would poison every later step
+                        optimizer.state.clear()
                     backtracks += 1
-                    history["iteration"].append(iteration)
-                    history["loss"].append(loss_value)
-                    history["elapsed"].append(time.perf_counter() - start)
                     yield StepReport(iteration=iteration, loss=loss_value,
                                      elapsed=time.perf_counter() - start,
                                      max_iterations=p.max_iterations)
@@ -461,42 +557,53 @@ def _fit(job: RestoreJob, device: torch.device, scale: int, start: float) -> Res
 
             signals: dict[str, float] = {}
             stop_now = False
-            if iteration % p.signal_every == 0:
-                signals = signals_meter.measure(out)
+            if evaluate:
+                signals = signals_meter.measure(out, ema)
+                signals["loss"] = loss_value
                 for rule in rules:
                     if rule.signal in signals:  # the variance exists once its window is full
                         if rule.update(iteration, signals[rule.signal]) and not stop_now:
                             stop_now, stop_reason = True, rule.name
                         signals.update(rule.signals)
+                        if getattr(rule, "improved", False):
+                            candidate = _chosen(p.output, out, ema, None).clone()
+                            candidate_iteration = iteration
                 score = (signals["psnr"] if "psnr" in signals
                          else -signals["variance"] if "variance" in signals else None)
                 if p.output == "best" and score is not None and score > best_score:
                     best_score, best_iteration, best = score, iteration, out.clone()
                 signal_rows.append({"signal_iteration": iteration, **signals})
-            history["iteration"].append(iteration)
-            history["loss"].append(loss_value)
-            history["elapsed"].append(time.perf_counter() - start)
             preview = None
             if p.preview_every and (iteration % p.preview_every == 0 or stop_now
                                     or iteration == p.max_iterations):
-                preview = _to_user(job, _chosen(p.output, out, ema, best), crop)
+                shown = candidate if stop_now and candidate is not None else _chosen(
+                    p.output, out, ema, best)
+                preview = _to_user(job, shown, crop)
             yield StepReport(iteration=iteration, loss=loss_value,
                              elapsed=time.perf_counter() - start, signals=signals,
                              preview=preview, max_iterations=p.max_iterations)
             if stop_now:
                 break
+        if pending:  # losses of the last steps of a stopped run
+            synced = torch.stack(pending).tolist()
+            history["loss"].extend(synced)
+            history["iteration"].extend(range(iteration - len(synced) + 1, iteration + 1))
+            history["elapsed"].extend([time.perf_counter() - start] * len(synced))
         if iteration == 0:  # stopped before the first step: the untrained output
             with torch.no_grad():
                 out = net(z)
-        final = _chosen(p.output, out, ema, best)
-        if p.output == "best" and best is None:
-            best_iteration = iteration
+        if candidate is not None and p.output != "best":
+            final, best_iteration = candidate, candidate_iteration
+        else:
+            final = _chosen(p.output, out, ema, best)
+            if p.output == "best" and best is None:
+                best_iteration = iteration
         image = _to_user(job, final, crop)
         metrics = _final_metrics(job, final, crop, reference)
         hist = {k: np.asarray(v) for k, v in history.items()}
         # one row per evaluated step; a signal not yet defined there (the WMV variance
         # before its window fills) is NaN, so every column lines up with signal_iteration
-        keys = dict.fromkeys(k for row in signal_rows for k in row)
+        keys = dict.fromkeys(k for row in signal_rows for k in row if k != "loss")
         hist.update({k: np.asarray([row.get(k, math.nan) for row in signal_rows]) for k in keys})
         hist.setdefault("signal_iteration", np.zeros(0, dtype=int))
         params = p.as_dict()
@@ -504,9 +611,10 @@ def _fit(job: RestoreJob, device: torch.device, scale: int, start: float) -> Res
             image=image,
             iterations=iteration,
             stop_reason=stop_reason,
-            stop_iteration=best_iteration if p.output == "best" else iteration,
+            stop_iteration=(best_iteration if p.output == "best" or candidate is not None
+                            else iteration),
             history=hist,
-            parameters={**params, "backtracks": backtracks,
+            parameters={**params, "depth": depth, "backtracks": backtracks,
                         "channel_axis": job.layout.channel_axis,
                         "input_shape": list(job.layout.shape),
                         "input_dtype": str(job.layout.dtype)},
@@ -517,7 +625,7 @@ def _fit(job: RestoreJob, device: torch.device, scale: int, start: float) -> Res
         )
     finally:
         # drop device tensors before the scope empties the allocator cache
-        del net, optimizer, z, y, out, ema, best, last_good, signals_meter
+        del net, optimizer, z, y, out, ema, best, candidate, last_good, signals_meter, pending
 
 
 def _chosen(output: str, last: torch.Tensor, ema: torch.Tensor | None,

@@ -11,6 +11,7 @@ from napari_specdip.core.layers import (
     LipschitzConv2d,
     MeanOnlyBatchNorm,
     make_upsampler,
+    refresh_lipschitz_norms,
 )
 
 INPUT_CHANNELS = 32
@@ -50,17 +51,26 @@ class Decoder(nn.Module):
         super().__init__()
         self.depth = depth
         layers: list[nn.Module] = [DecoderBlock(INPUT_CHANNELS, width, lipschitz)]
+        # fewer levels than sigmas keep the finest ones (the paper smooths most there)
+        sigmas = list(sigmas)[-depth:] if 0 < depth <= len(sigmas) else list(sigmas)
         for level in range(depth):
             sigma = sigmas[level] if level < len(sigmas) else sigmas[-1]
             layers += [make_upsampler(upsampler, width, sigma), DecoderBlock(width, width, lipschitz)]
         head = nn.Conv2d(width, out_channels, 1)
         nn.init.kaiming_uniform_(head.weight, a=0.0, mode="fan_in")
+        self.head = head
         self.body = nn.Sequential(*layers, head, nn.Sigmoid())
+        self.lipschitz_convs = [m for m in self.body.modules() if isinstance(m, LipschitzConv2d)]
 
     @property
     def multiple(self) -> int:
         """Image sides must be multiples of this."""
         return int(2**self.depth)
+
+    def start_at(self, mean: torch.Tensor) -> None:
+        """Set the head's bias so the first output sits near ``mean`` (per channel)."""
+        with torch.no_grad():
+            self.head.bias.copy_(torch.logit(mean.clamp(0.02, 0.98)))
 
     def make_input(self, height: int, width: int, *, generator: torch.Generator) -> torch.Tensor:
         """Fixed input z: sin/cos of 2*pi*U(0,1), 32 channels at 1/2**depth size."""
@@ -69,6 +79,7 @@ class Decoder(nn.Module):
         return torch.cat([torch.sin(2 * torch.pi * u), torch.cos(2 * torch.pi * u)], dim=1)
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
+        refresh_lipschitz_norms(self.lipschitz_convs)
         out: torch.Tensor = self.body(z)
         return out
 
@@ -145,6 +156,7 @@ class PlainConvNet(nn.Module):
         blocks: list[nn.Module] = [DecoderBlock(INPUT_CHANNELS, width, lam)]
         blocks += [DecoderBlock(width, width, lam) for _ in range(depth)]
         self.body = nn.Sequential(*blocks, nn.Conv2d(width, out_channels, 1), nn.Sigmoid())
+        self.lipschitz_convs = [m for m in self.body.modules() if isinstance(m, LipschitzConv2d)]
         self.depth = depth
 
     @property
@@ -156,6 +168,7 @@ class PlainConvNet(nn.Module):
         return torch.cat([torch.sin(2 * torch.pi * u), torch.cos(2 * torch.pi * u)], dim=1)
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
+        refresh_lipschitz_norms(self.lipschitz_convs)
         out: torch.Tensor = self.body(z)
         return out
 

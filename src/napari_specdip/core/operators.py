@@ -17,9 +17,14 @@ class Operator(nn.Module):
 
     scale: int = 1
 
-    def loss(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        """Mean squared error between ``A(x)`` and the observation ``y``."""
-        return torch.mean((self(x) - y) ** 2)
+    def loss(self, x: torch.Tensor, y: torch.Tensor,
+             weight: torch.Tensor | None = None) -> torch.Tensor:
+        """Mean squared error between ``A(x)`` and the observation ``y``; with a
+        ``weight`` map (1, 1, h, w) of the observation's size, the weighted mean."""
+        squared = (self(x) - y) ** 2
+        if weight is None:
+            return torch.mean(squared)
+        return torch.sum(squared * weight) / (torch.sum(weight) * squared.shape[1])
 
 
 class Identity(Operator):

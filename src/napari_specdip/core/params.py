@@ -8,15 +8,20 @@ from typing import Any, Literal
 
 Task = Literal["denoise", "deblock", "inpaint", "super-resolve", "enhance"]
 StopRule = Literal["auto", "ratio", "wmv", "none"]
+Preset = Literal["quick", "balanced", "paper"]
 Upsampler = Literal["bilinear", "gaussian", "nearest"]
 Network = Literal["decoder", "skip", "convnet"]
 OutputChoice = Literal["last", "ema", "best"]
+LrSchedule = Literal["constant", "cosine", "exponential"]
 
 TASKS: tuple[str, ...] = ("denoise", "deblock", "inpaint", "super-resolve", "enhance")
 STOP_RULES: tuple[str, ...] = ("auto", "ratio", "wmv", "none")
+PRESETS: tuple[str, ...] = ("quick", "balanced", "paper")
+DEFAULT_PRESET = "balanced"
 UPSAMPLERS: tuple[str, ...] = ("bilinear", "gaussian", "nearest")
 NETWORKS: tuple[str, ...] = ("decoder", "skip", "convnet")
 OUTPUTS: tuple[str, ...] = ("last", "ema", "best")
+LR_SCHEDULES: tuple[str, ...] = ("constant", "cosine", "exponential")
 SR_FACTORS: tuple[int, ...] = (2, 4, 8)
 
 # METHOD.md section 5: coarse to fine; 0.1 is effectively zero insertion.
@@ -30,16 +35,56 @@ _LIPSCHITZ = {
     "super-resolve": 1.4,
     "enhance": 1.0,
 }
+#: the paper's number of upsampling levels, and the smallest coarsest grid kept by default
+PAPER_DEPTH = 5
+MIN_COARSE_SIDE = 8
+
+
+def auto_depth(height: int, width: int) -> int:
+    """Upsampling levels for an output of ``height`` x ``width`` pixels: the paper's
+    5 where the coarsest grid keeps ``MIN_COARSE_SIDE`` pixels, fewer below.
+
+    Examples
+    --------
+    >>> auto_depth(512, 512), auto_depth(128, 200), auto_depth(64, 64), auto_depth(16, 16)
+    (5, 4, 3, 1)
+    """
+    levels = 0
+    while levels < PAPER_DEPTH and min(height, width) >> (levels + 1) >= MIN_COARSE_SIDE:
+        levels += 1
+    return max(1, levels)
+
+
 # Gaussian upsampling suppresses high frequencies itself, so the paper loosens lambda.
 GAUSSIAN_LIPSCHITZ = 1.8
 
+# the paper preset's caps (the reference runs 10000; inpainting's scripts 5000)
 _MAX_ITERATIONS = {
-    "denoise": 3000,
-    "deblock": 3000,
+    "denoise": 10000,
+    "deblock": 10000,
     "inpaint": 5000,
-    "super-resolve": 3000,
+    "super-resolve": 10000,
     "enhance": 100,
 }
+
+
+# What each preset sets (benchmarks/presets.py and benchmarks/README.md give the
+# measurements behind these numbers); every other field keeps its task default.
+_PRESETS: dict[str, dict[str, Any]] = {
+    "quick": {"width": 32, "learning_rate": 1e-2, "lr_warmup": 50, "max_iterations": 1500,
+              "signal_every": 5, "holdout": 0.1, "stop": "auto", "output": "ema",
+              "start_at_mean": True},
+    "balanced": {"width": 64, "learning_rate": 1e-2, "lr_warmup": 50, "max_iterations": 3000,
+                 "signal_every": 5, "holdout": 0.1, "stop": "auto", "output": "ema",
+                 "start_at_mean": True},
+    # the reference implementation's settings, kept exactly (METHOD.md sections 2 and 8)
+    "paper": {"width": 128, "depth": 5, "learning_rate": 1e-3, "lr_warmup": 0,
+              "max_iterations": 10000, "signal_every": 1, "holdout": 0.0, "stop": "ratio",
+              "output": "last", "start_at_mean": False},
+}
+# detail enhancement is a fixed short fit at the paper's step size in every preset
+_ENHANCE = {"learning_rate": 1e-3, "lr_warmup": 0, "max_iterations": 100, "stop": "none",
+            "output": "last", "holdout": 0.0}
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -63,20 +108,43 @@ class RestoreParameters:
         Gaussian transposed convolution, section 5) or ``"nearest"``.
     sigmas : tuple of float
         Gaussian upsampling sigma per level, coarse to fine.
-    width, depth : int
-        Channels per layer and number of x2 upsampling levels. Image sides are
-        padded to multiples of ``2**depth``.
+    width : int
+        Channels per layer.
+    depth : int or None
+        Number of x2 upsampling levels; image sides are padded to multiples of
+        ``2**depth``. None (default) picks the most levels, up to the paper's 5,
+        that leave the coarsest grid at least ``MIN_COARSE_SIDE`` (8) pixels on
+        its shorter side: on a 2 x 2 grid (a 64 px image at depth 5) the
+        network's spatial variation can die out early in the fit (mean-only
+        batch norm then removes what is left) and the run returns a flat image.
     network : str
         ``"decoder"`` (the paper's), ``"skip"`` (original DIP) or ``"convnet"``
         (no resampling); the last two are for comparison runs.
     learning_rate : float
-        Adam step size.
+        Adam step size (the peak of the schedule).
+    lr_schedule : str
+        ``"constant"``, ``"cosine"`` (down to ``lr_floor`` times the peak at
+        ``max_iterations``) or ``"exponential"`` (halved every ``lr_halflife``
+        iterations, never below ``lr_floor`` times the peak).
+    lr_warmup : int
+        Iterations of linear warm-up from zero to ``learning_rate``.
+    lr_halflife, lr_floor : int, float
+        See ``lr_schedule``.
     max_iterations : int
         Hard cap on iterations.
     stop : str
-        ``"auto"`` (default: the paper's ratio rule with ES-WMV as a backstop,
-        whichever fires first), ``"ratio"`` (the paper's blur/sharpness rule
-        alone), ``"wmv"`` (ES-WMV alone) or ``"none"`` (run ``max_iterations``).
+        ``"auto"`` (quick and balanced presets): stop once the error on the
+        held-out pixels (see ``holdout``) has not improved for a patience, and
+        return the output of its minimum, the run's best as far as the data can
+        tell; ``"ratio"`` (the paper's blur/sharpness rule, paper preset; returns
+        the output when it fires), ``"wmv"`` (ES-WMV, Wang et al.: stop when the
+        variance of recent outputs has not reached a new minimum for
+        ``wmv_patience`` iterations, and return the output of that minimum) or
+        ``"none"`` (run ``max_iterations``).
+    holdout_patience, holdout_patience_range : float, (int, int)
+        Patience of ``stop="auto"``: ``holdout_patience`` times the iteration
+        of the current minimum, clipped to the range (iterations). Runs that
+        fit fast peak early and need little patience; slow runs get more.
     stop_window, stop_epsilon : int, float
         Window n and threshold epsilon of the ratio rule.
     wmv_window, wmv_patience : int
@@ -84,9 +152,22 @@ class RestoreParameters:
     track_variance : bool
         Record the ES-WMV variance even when neither the stop rule nor the
         output choice needs it (for analysis and benchmarks).
+    holdout : float
+        Fraction of the observed pixels left out of the fit (0: none). Their
+        error is recorded as the ``holdout_loss`` signals: an estimate, up to
+        the noise variance, of the error on pixels the network never fitted.
     signal_every : int
         Evaluate the spectral signals every k iterations; windows are scaled
         to match.
+    start_at_mean : bool
+        Start the network's output at the observation's mean (its last bias).
+        Sparse images with a dark background (fluorescence) otherwise push the
+        sigmoid into saturation during the first large steps, where its
+        gradient vanishes and the fit returns a black image. The paper
+        preset keeps the reference's initialisation (False).
+    preset : str
+        The preset the defaults came from (``"quick"``, ``"balanced"`` or
+        ``"paper"``, see :meth:`for_task`); recorded with the run.
     preview_every : int
         Put a preview of the current output in the step report every N
         iterations (0: never).
@@ -124,23 +205,34 @@ class RestoreParameters:
     1.6
     >>> p.replace(width=32).width
     32
+    >>> RestoreParameters.for_task("denoise", preset="quick").width
+    32
     """
 
     task: str = "denoise"
+    preset: str = DEFAULT_PRESET
     lipschitz: float = 1.4
     upsampler: str = "bilinear"
     sigmas: tuple[float, ...] = DEFAULT_SIGMAS
     width: int = 128
-    depth: int = 5
+    depth: int | None = None
     network: str = "decoder"
+    start_at_mean: bool = True
     learning_rate: float = 1e-3
+    lr_schedule: str = "constant"
+    lr_warmup: int = 0
+    lr_halflife: int = 1000
+    lr_floor: float = 0.05
     max_iterations: int = 3000
     stop: str = "auto"
     stop_window: int = 100
     stop_epsilon: float = 0.01
     wmv_window: int = 100
     wmv_patience: int = 1000
+    holdout_patience: float = 0.5
+    holdout_patience_range: tuple[int, int] = (150, 400)
     track_variance: bool = False
+    holdout: float = 0.0
     signal_every: int = 1
     preview_every: int = 50
     output: str = "ema"
@@ -155,18 +247,44 @@ class RestoreParameters:
     num_threads: int | None = None
 
     @classmethod
-    def for_task(cls, task: str, **overrides: Any) -> RestoreParameters:
-        """Return the paper's defaults for ``task``, with ``overrides`` applied."""
+    def for_task(cls, task: str, *, preset: str | None = None,
+                 **overrides: Any) -> RestoreParameters:
+        """Return the defaults for ``task`` under ``preset`` (default
+        ``"balanced"``), with ``overrides`` applied on top.
+
+        Presets, measured in ``benchmarks/presets.py`` (figures in
+        benchmarks/README.md):
+
+        - ``"quick"``: width 32, Adam 1e-2 after a 50-step warm-up, at most 1500
+          iterations, signals every 5 steps, stop at the hold-out minimum. For
+          tuning: seconds to a minute at 128 px on a laptop CPU.
+        - ``"balanced"`` (default): the same at width 64 and at most 3000
+          iterations: 0.3-0.6 dB over ``quick``, about twice its time per step.
+        - ``"paper"``: the paper's settings kept exactly: width 128, depth 5,
+          Adam 1e-3, up to 10000 iterations, the blur/sharpness ratio rule,
+          last iterate; ten to a hundred times the time of ``"balanced"``.
+
+        Detail enhancement keeps the paper's short fit (100 iterations at 1e-3)
+        in every preset; only the width changes.
+        """
         if task not in TASKS:
             raise ValueError(f"unknown task {task!r}; choose one of {', '.join(TASKS)}")
+        name = DEFAULT_PRESET if preset is None else preset
+        if not isinstance(name, str) or name not in PRESETS:
+            raise ValueError(f"unknown preset {name!r}; choose one of {', '.join(PRESETS)}")
+        settings = dict(_PRESETS[name])
+        if task == "enhance":
+            settings.update(_ENHANCE)
         base = cls(
             task=task,
+            preset=name,
             lipschitz=_LIPSCHITZ[task],
             max_iterations=_MAX_ITERATIONS[task],
-            stop="none" if task == "enhance" else "auto",
-            output="last" if task == "enhance" else "ema",
             factor=4 if task == "super-resolve" else None,
         )
+        if task == "inpaint" and name == "paper":
+            settings["max_iterations"] = _MAX_ITERATIONS["inpaint"]
+        base = dataclasses.replace(base, **settings)
         if overrides.get("upsampler") == "gaussian" and "lipschitz" not in overrides:
             overrides = {**overrides, "lipschitz": GAUSSIAN_LIPSCHITZ}
         return base.replace(**overrides)
@@ -188,16 +306,30 @@ class RestoreParameters:
         _choice("upsampler", self.upsampler, UPSAMPLERS)
         _choice("network", self.network, NETWORKS)
         _choice("output", self.output, OUTPUTS)
+        _choice("lr_schedule", self.lr_schedule, LR_SCHEDULES)
+        _choice("preset", self.preset, PRESETS)
+        if self.stop == "auto" and not self.holdout > 0:
+            raise ValueError(f"stop={self.stop!r} watches held-out pixels: it needs holdout > 0 "
+                             "(e.g. 0.1); with holdout=0 use stop='ratio', 'wmv' or 'none'")
+        low, high = self.holdout_patience_range
+        if not (self.holdout_patience >= 0 and 1 <= low <= high):
+            raise ValueError("holdout_patience must be >= 0 and holdout_patience_range "
+                             f"(low, high) with 1 <= low <= high, got {self.holdout_patience}, "
+                             f"{self.holdout_patience_range}")
         if not self.lipschitz > 0:
             raise ValueError(f"lipschitz must be positive, got {self.lipschitz}")
-        if self.width < 1 or self.depth < 0:
+        if self.width < 1 or (self.depth is not None and self.depth < 0):
             raise ValueError(f"width must be >= 1 and depth >= 0, got {self.width}, {self.depth}")
-        if len(self.sigmas) < self.depth and self.upsampler == "gaussian":
+        if self.depth is not None and len(self.sigmas) < self.depth and self.upsampler == "gaussian":
             raise ValueError(f"need {self.depth} Gaussian sigmas (one per level), got {len(self.sigmas)}")
         if any(s <= 0 for s in self.sigmas):
             raise ValueError("Gaussian sigmas must be positive")
         if not self.learning_rate > 0:
             raise ValueError(f"learning_rate must be positive, got {self.learning_rate}")
+        if self.lr_warmup < 0 or self.lr_halflife < 1 or not 0.0 <= self.lr_floor <= 1.0:
+            raise ValueError("lr_warmup must be >= 0, lr_halflife >= 1 and lr_floor in [0, 1]")
+        if not 0.0 <= self.holdout < 0.5:
+            raise ValueError(f"holdout must be in [0, 0.5), got {self.holdout}")
         if self.max_iterations < 1:
             raise ValueError(f"max_iterations must be >= 1, got {self.max_iterations}")
         for name in ("stop_window", "wmv_window", "wmv_patience", "signal_every", "backtrack_every"):

@@ -1,0 +1,285 @@
+"""Record whole restoration runs, every signal and the PSNR at each evaluated step.
+
+One JSON line per run (image, size, degradation, width, optimiser settings):
+the clean reference makes the engine record the PSNR/SSIM of the last iterate
+and of the moving average at every evaluated step, next to every reference-free
+signal (blur/sharpness ratio, ES-WMV variance, hold-out loss, band
+correspondence). ``stopping.py`` replays stopping rules on these records
+offline, and ``presets.py`` compares optimiser settings on them, so one run
+serves every rule and every question about it.
+
+Runs go to their iteration cap (``stop="none"``) and are spread over worker
+processes; on a GPU several processes share the device, which keeps it busy
+while each waits on kernel launches. Results are appended as they finish, so
+an interrupted sweep keeps what it has (``--resume`` skips finished runs).
+
+Examples
+--------
+python benchmarks/trajectories.py --plan smoke --device cpu --out /tmp/smoke.jsonl
+python benchmarks/trajectories.py --plan explore --device cuda --workers 12 --out explore.jsonl
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import math
+import os
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import _evalset  # noqa: E402
+
+#: history columns kept per evaluated step
+COLUMNS = ("signal_iteration", "psnr", "psnr_ema", "ssim_ema", "ratio", "variance",
+           "holdout_loss", "holdout_loss_ema", "fbc1", "fbc5")
+
+
+@dataclass(frozen=True)
+class Config:
+    image: str
+    size: int
+    degradation: str
+    width: int
+    learning_rate: float = 1e-3
+    lr_schedule: str = "constant"
+    lr_warmup: int = 0
+    lr_halflife: int = 1000
+    holdout: float = 0.05
+    max_iterations: int = 3000
+    signal_every: int = 5
+    upsampler: str = "bilinear"
+    depth: int | None = None
+    seed: int = 0
+
+    @property
+    def key(self) -> str:
+        return "|".join(str(v) for v in asdict(self).values())
+
+
+# optimiser settings explored: (learning rate, schedule, warm-up, half-life, cap)
+OPTIMISERS = {
+    "paper": (1e-3, "constant", 0, 1000, 4000),
+    "lr3e-3": (3e-3, "constant", 50, 1000, 3000),
+    "lr1e-2": (1e-2, "constant", 50, 1000, 2000),
+    "lr1e-2-exp": (1e-2, "exponential", 50, 500, 2000),
+}
+
+
+def _optimised(image: str, size: int, degradation: str, width: int, name: str,
+               **extra: Any) -> Config:
+    lr, schedule, warmup, halflife, cap = OPTIMISERS[name]
+    if name == "paper":
+        extra.setdefault("depth", 5)
+    return Config(image, size, degradation, width, lr, schedule, warmup, halflife,
+                  max_iterations=extra.pop("max_iterations", cap), **extra)
+
+
+def plan(name: str) -> list[Config]:
+    """The named list of runs."""
+    if name == "smoke":
+        return [Config("camera", 64, "sigma25", 8, max_iterations=30),
+                Config("nuclei1", 64, "inpaint0.5", 8, 1e-2, "exponential", 5, 10,
+                       max_iterations=30)]
+    if name == "main":
+        return _main_plan()
+    if name == "holdout":
+        return [_optimised(n, 128, "sigma25", w, "lr1e-2", holdout=f, max_iterations=1000)
+                for n, w in (("cell", 32), ("camera", 16), ("brick", 64), ("nuclei1", 32),
+                             ("puncta1", 32), ("astronaut", 32))
+                for f in (0.05, 0.1, 0.2)]
+    raise ValueError(f"unknown plan {name!r}")
+
+
+def _main_plan() -> list[Config]:
+    """Both halves of the evaluation set, in priority order (a deadline cuts the tail)."""
+    every = list(_evalset.IMAGES)
+    tune = [n for n in every if _evalset.split(n) == "tune"]
+    held = [n for n in every if _evalset.split(n) == "held-out"]
+    four = tune[::2] + held[::3]  # a few of each kind and half for the costly rows
+    big = ["camera", "astronaut", "brick", "nuclei1", "moon", "grass", "nuclei2", "hubble"]
+    configs: list[Config] = []
+    configs += [_optimised(n, 128, "sigma25", w, "lr1e-2") for n in every for w in (16, 32, 64, 128)]
+    configs += [_optimised(n, 128, d, w, "lr1e-2") for d in ("sigma10", "sigma50", "pg30r2",
+                                                             "jpeg10", "inpaint0.5")
+                for n in four for w in (32, 64)]
+    configs += [_optimised(n, 512, "sigma25", w, "lr1e-2") for n in big for w in (16, 64)]
+    configs += [_optimised(n, 128, "sigma25", 128, "paper") for n in big]
+    configs += [_optimised(n, 64, "sigma25", w, "lr1e-2") for n in big for w in (16, 32)]
+    configs += [_optimised(n, 256, "sigma25", 32, "lr1e-2") for n in big]
+    configs += [_optimised(n, 512, "sigma25", 128, "paper") for n in big[::2]]
+    configs += [_optimised(n, 128, "sigma25", w, "lr1e-2-exp") for n in every for w in (16, 64)]
+    configs += [_optimised(n, 128, "sigma25", 64, "lr3e-3") for n in every]
+    configs += [_optimised(n, 512, "sigma25", 32, "lr1e-2") for n in big]
+    return configs
+
+
+def run(config: Config, device: str) -> dict[str, Any]:
+    """One run to its cap; returns the JSON-ready record."""
+    from napari_specdip import RestoreParameters, iter_restore
+    from napari_specdip.core.engine import run_to_end
+
+    degradation = _evalset.parse_degradation(config.degradation)
+    clean = _evalset.load(config.image, config.size)
+    observation, missing = degradation.apply(clean, seed=config.seed)
+    axis = -1 if clean.ndim == 3 else None
+    params = RestoreParameters.for_task(
+        degradation.task, track_variance=True, holdout=config.holdout,
+        lr_schedule=config.lr_schedule, lr_warmup=config.lr_warmup,
+        lr_halflife=config.lr_halflife, upsampler=config.upsampler)
+    start = time.perf_counter()
+    result = run_to_end(iter_restore(
+        observation, degradation.task, channel_axis=axis, reference=clean, parameters=params,
+        mask=missing, max_iterations=config.max_iterations, stop="none", seed=config.seed,
+        device=device, width=config.width, learning_rate=config.learning_rate, output="ema",
+        signal_every=config.signal_every, preview_every=0, depth=config.depth))
+    seconds = time.perf_counter() - start
+    h = result.history
+    record: dict[str, Any] = {"config": asdict(config), "key": config.key,
+                              "kind": _evalset.kind(config.image),
+                              "split": _evalset.split(config.image), "task": degradation.task,
+                              "seconds": seconds, "device": result.device,
+                              "iterations": result.iterations,
+                              "depth": result.parameters["depth"],
+                              "observation_psnr": _evalset.psnr(observation, clean)}
+    record["curves"] = {c: [_round(v) for v in np.asarray(h[c], dtype=float)]
+                        for c in COLUMNS if c in h}
+    loss = np.asarray(h["loss"], dtype=float)
+    every = config.signal_every
+    record["curves"]["loss"] = [_round(v) for v in loss[every - 1::every]]
+    elapsed = np.asarray(h["elapsed"], dtype=float)
+    record["curves"]["elapsed"] = [round(float(v), 3) for v in elapsed[every - 1::every]]
+    return record
+
+
+def baselines(image: str, size: int, degradation: str, seed: int = 0) -> dict[str, Any]:
+    """Classical baselines and the estimated noise level of one observation."""
+    from skimage.restoration import estimate_sigma
+
+    deg = _evalset.parse_degradation(degradation)
+    clean = _evalset.load(image, size)
+    observation, missing = deg.apply(clean, seed=seed)
+    axis = -1 if clean.ndim == 3 else None
+    out: dict[str, Any] = {"key": f"{image}|{size}|{degradation}|{seed}",
+                           "sigma_estimate": float(np.mean(estimate_sigma(observation,
+                                                                          channel_axis=axis)))}
+    if deg.task in ("denoise", "deblock"):
+        start = time.perf_counter()
+        out["nl_means"] = _evalset.psnr(_evalset.nl_means(observation), clean)
+        out["nl_means_seconds"] = time.perf_counter() - start
+        start = time.perf_counter()
+        restored = _evalset.bm3d(observation)
+        if restored is not None:
+            out["bm3d"] = _evalset.psnr(restored, clean)
+            out["bm3d_seconds"] = time.perf_counter() - start
+    if deg.task == "inpaint" and missing is not None:
+        from skimage.restoration import inpaint_biharmonic
+
+        start = time.perf_counter()
+        filled = inpaint_biharmonic(observation, missing, channel_axis=axis)
+        out["biharmonic"] = _evalset.psnr(filled, clean)
+        out["biharmonic_seconds"] = time.perf_counter() - start
+    return out
+
+
+def _round(value: float) -> float | None:
+    return None if not math.isfinite(value) else float(f"{value:.6g}")
+
+
+def _work(item: tuple[str, Any, str]) -> dict[str, Any]:
+    kind, payload, device = item
+    import torch
+
+    torch.set_num_threads(1)
+    try:
+        if kind == "run":
+            return {"type": "run", **run(payload, device)}
+        return {"type": "baseline", **baselines(*payload)}
+    except Exception as exc:  # noqa: BLE001  (one failure must not end the sweep)
+        return {"type": "error", "item": repr(payload), "error": repr(exc)}
+
+
+def _items(configs: list[Config], device: str, done: set[str],
+           with_baselines: bool) -> Iterator[tuple[str, Any, str]]:
+    if with_baselines:
+        seen = sorted({(c.image, c.size, c.degradation, c.seed) for c in configs})
+        for b in seen:
+            if "|".join(map(str, b)) not in done:
+                yield "baseline", b, device
+    # in the plan's order of priority, so a deadline cuts its tail
+    for c in configs:
+        if c.key not in done:
+            yield "run", c, device
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--plan", default="smoke")
+    parser.add_argument("--device", default="auto")
+    parser.add_argument("--workers", type=int, default=1)
+    parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument("--deadline", type=float, default=math.inf,
+                        help="seconds after which no new run starts")
+    parser.add_argument("--no-baselines", action="store_true")
+    parser.add_argument("--shard", default="0/1", help="k/n: run every n-th item from k")
+    args = parser.parse_args(argv)
+    configs = plan(args.plan)
+    done: set[str] = set()
+    if args.out.exists():
+        for line in args.out.read_text().splitlines():
+            rec = json.loads(line)
+            if rec.get("type") in ("run", "baseline"):
+                done.add(rec["key"])
+    k, n = (int(v) for v in args.shard.split("/"))
+    items = [it for i, it in enumerate(_items(configs, args.device, done,
+                                              not args.no_baselines)) if i % n == k]
+    print(f"{len(items)} items ({len(done)} already done), {args.workers} workers", flush=True)
+    start = time.perf_counter()
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    with args.out.open("a") as fh:
+        if args.workers <= 1:
+            results: Iterator[dict[str, Any]] = (
+                _work(it) for it in itertools.takewhile(
+                    lambda _: time.perf_counter() - start < args.deadline, items))
+            _drain(results, fh, start)
+        else:
+            import multiprocessing as mp
+
+            ctx = mp.get_context("spawn")
+            with ctx.Pool(args.workers, maxtasksperchild=8) as pool:
+                finished = pool.imap_unordered(_work, items)
+                for _ in items:
+                    remaining = args.deadline - (time.perf_counter() - start)
+                    try:
+                        rec = finished.next(timeout=max(remaining, 0.0) if math.isfinite(remaining)
+                                            else None)
+                    except (mp.TimeoutError, StopIteration):
+                        break
+                    _drain(iter([rec]), fh, start)
+                pool.terminate()
+    print(f"finished in {time.perf_counter() - start:.0f} s", flush=True)
+    return 0
+
+
+def _drain(results: Iterator[dict[str, Any]], fh: Any, start: float) -> None:
+    for rec in results:
+        fh.write(json.dumps(rec) + "\n")
+        fh.flush()
+        label = rec.get("key", rec.get("item"))
+        extra = (f"{rec['seconds']:.0f} s" if rec["type"] == "run"
+                 else rec.get("error", "baseline"))
+        print(f"[{time.perf_counter() - start:6.0f} s] {rec['type']} {label} {extra}", flush=True)
+
+
+if __name__ == "__main__":
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+    raise SystemExit(main())
