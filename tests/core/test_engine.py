@@ -294,3 +294,78 @@ def test_stop_auto_needs_held_out_pixels() -> None:
     with pytest.raises(ValueError, match="holdout > 0"):
         RestoreParameters.for_task("denoise", holdout=0.0)
     assert RestoreParameters.for_task("denoise", holdout=0.0, stop="wmv").holdout == 0.0
+
+def test_warm_start_continues_from_the_previous_fit(camera64: np.ndarray) -> None:
+    noisy = add_gaussian_noise(camera64, seed=0)
+    options = {"width": 8, "stop": "none", "signal_every": 1}
+    first = restore(noisy, max_iterations=40, keep_state=True, **options)
+    assert first.state is not None and restore(noisy, max_iterations=2, **options).state is None
+    cold = restore(noisy, max_iterations=1, **options)
+    warm = restore(noisy, max_iterations=1, warm_start=first.state, **options)
+    # the first step of a warm start already fits as well as the end of the first run
+    assert warm.history["loss"][0] < 0.5 * cold.history["loss"][0]
+    assert warm.history["loss"][0] == pytest.approx(first.history["loss"][-1], rel=0.2)
+    assert warm.parameters["warm_start"] and not cold.parameters["warm_start"]
+    with pytest.raises(ValueError, match="does not fit"):
+        restore(noisy, max_iterations=1, warm_start=first.state, width=16, stop="none")
+    with pytest.raises(TypeError, match="keep_state"):
+        restore(noisy, max_iterations=1, warm_start={"a": 1}, **options)
+
+
+def test_presets_set_defaults_and_explicit_options_win() -> None:
+    quick = RestoreParameters.for_task("denoise", preset="quick")
+    balanced = RestoreParameters.for_task("denoise")
+    paper = RestoreParameters.for_task("denoise", preset="paper")
+    assert balanced.preset == "balanced" and quick.width < balanced.width < paper.width
+    assert (paper.width, paper.depth, paper.learning_rate, paper.stop, paper.output,
+            paper.holdout, paper.max_iterations) == (128, 5, 1e-3, "ratio", "last", 0.0, 10000)
+    assert RestoreParameters.for_task("denoise", preset="quick", width=48).width == 48
+    enhance = RestoreParameters.for_task("enhance", preset="quick")
+    assert (enhance.max_iterations, enhance.learning_rate, enhance.stop) == (100, 1e-3, "none")
+    image = np.random.default_rng(0).random((32, 32))
+    result = restore(image, preset="quick", max_iterations=2, width=8, stop="none")
+    assert result.parameters["preset"] == "quick" and result.parameters["width"] == 8
+    with pytest.raises(ValueError, match="unknown preset"):
+        RestoreParameters.for_task("denoise", preset="fast")
+    with pytest.raises(ValueError, match="preset"):
+        restore(image, parameters=balanced, preset="quick")
+
+
+def test_held_out_pixels_are_left_out_of_the_fit() -> None:
+    rng = np.random.default_rng(0)
+    image = rng.random((32, 32))
+    params = RestoreParameters.for_task("denoise", holdout=0.2, stop="none", signal_every=1)
+    from napari_specdip.core.engine import _holdout_mask
+
+    held = _holdout_mask(32, 32, 0.2, params.seed, None)
+    changed = image.copy()
+    changed[held] = rng.random(int(held.sum()))
+    a = restore(image, parameters=params, max_iterations=3, width=8, output="last")
+    b = restore(changed, parameters=params, max_iterations=3, width=8, output="last")
+    # same fit (the held-out values never reach the loss), different held-out error
+    np.testing.assert_allclose(a.history["loss"], b.history["loss"], rtol=1e-5)
+    assert not np.allclose(a.history["holdout_loss"], b.history["holdout_loss"])
+
+
+def test_a_dark_sparse_image_is_fitted_not_blacked_out() -> None:
+    # bright spots on a dark background: with the output started at the data's mean the
+    # large first steps no longer drive the sigmoid into saturation (a black result)
+    rng = np.random.default_rng(1)
+    clean = np.zeros((64, 64))
+    clean[rng.integers(4, 60, 40), rng.integers(4, 60, 40)] = 1.0
+    from scipy import ndimage
+
+    clean = ndimage.gaussian_filter(clean, 1.5)
+    clean = 0.03 + 0.9 * clean / clean.max()
+    noisy = add_gaussian_noise(clean, seed=0)
+    result = restore(noisy, width=16, max_iterations=120, stop="none", learning_rate=1e-2)
+    assert result.image.std() > 0.5 * clean.std()
+    assert peak_signal_noise_ratio(clean, result.image, data_range=1.0) > (
+        peak_signal_noise_ratio(clean, noisy, data_range=1.0) + 3.0)
+
+
+def test_depth_follows_the_image_size() -> None:
+    image = np.random.default_rng(0).random((64, 96))
+    result = restore(image, width=8, max_iterations=1, stop="none")
+    assert result.parameters["depth"] == 3  # 64 px -> an 8 px coarsest grid
+    assert restore(image, width=8, max_iterations=1, stop="none", depth=2).parameters["depth"] == 2

@@ -6,7 +6,7 @@ import contextlib
 import math
 import time
 from collections import deque
-from collections.abc import Callable, Generator, Iterator
+from collections.abc import Callable, Generator, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -46,6 +46,8 @@ class RestoreJob:
     params: RestoreParameters
     output_dtype: np.dtype[Any] | None
     interrupt: Interrupt | None
+    warm_start: Mapping[str, torch.Tensor] | None = None
+    keep_state: bool = False
 
     @property
     def scale(self) -> int:
@@ -64,7 +66,9 @@ def _output_scale(params: RestoreParameters) -> int:
 def plan_restore(image: Any, task: str = "denoise", *, mask: Any = None, factor: int | None = None,
                  channel_axis: int | None = None, reference: Any = None,
                  parameters: RestoreParameters | None = None, output_dtype: Any = None,
-                 interrupt: Interrupt | None = None, **options: Any) -> RestoreJob:
+                 interrupt: Interrupt | None = None,
+                 warm_start: Mapping[str, torch.Tensor] | None = None, keep_state: bool = False,
+                 **options: Any) -> RestoreJob:
     """Check the input and options and snapshot them into a :class:`RestoreJob`.
 
     Takes the same arguments as :func:`iter_restore`; raises ``ValueError`` (or
@@ -123,8 +127,13 @@ def plan_restore(image: Any, task: str = "denoise", *, mask: Any = None, factor:
         raise ValueError(f"output_dtype must be an integer or float dtype, got {out_dtype}")
     if interrupt is not None and not callable(getattr(interrupt, "is_set", None)):
         raise TypeError("interrupt must have an is_set() method, e.g. threading.Event")
+    if warm_start is not None and not (isinstance(warm_start, Mapping) and all(
+            isinstance(v, torch.Tensor) for v in warm_start.values())):
+        raise TypeError("warm_start must be a network state: a previous result's .state "
+                        "(run it with keep_state=True)")
     return RestoreJob(observation=observation, known=known, reference=ref, layout=layout,
-                      params=params, output_dtype=out_dtype, interrupt=interrupt)
+                      params=params, output_dtype=out_dtype, interrupt=interrupt,
+                      warm_start=warm_start, keep_state=bool(keep_state))
 
 
 def iter_restore(image: Any, task: str = "denoise", *, mask: Any = None, factor: int | None = None,
@@ -139,7 +148,9 @@ def iter_restore(image: Any, task: str = "denoise", *, mask: Any = None, factor:
                  holdout: float | None = None,
                  preview_every: int | None = None, signal_every: int | None = None,
                  num_threads: int | None = None, output_dtype: Any = None,
-                 interrupt: Interrupt | None = None) -> RestoreGenerator:
+                 interrupt: Interrupt | None = None,
+                 warm_start: Mapping[str, torch.Tensor] | None = None,
+                 keep_state: bool = False) -> RestoreGenerator:
     """Restore ``image`` step by step: a generator of reports that returns the result.
 
     Input errors are raised at the call, before the generator starts. Closing the
@@ -175,6 +186,13 @@ def iter_restore(image: Any, task: str = "denoise", *, mask: Any = None, factor:
         dtype of the result; default the input's.
     interrupt : threading.Event-like, optional
         Set it to stop early and keep the result so far.
+    warm_start : mapping, optional
+        Start from these network weights (``result.state`` of a run of the same
+        size, width and channels, made with ``keep_state=True``) instead of a
+        fresh initialisation: the slices of a stack are alike, so each starts
+        close to its fit (``benchmarks/warm_start.py`` measures what it saves).
+    keep_state : bool
+        Put the final network weights (on the CPU) in ``result.state``.
 
     Returns
     -------
@@ -194,6 +212,7 @@ def iter_restore(image: Any, task: str = "denoise", *, mask: Any = None, factor:
     job = plan_restore(
         image, task, mask=mask, factor=factor, channel_axis=channel_axis, reference=reference,
         parameters=parameters, output_dtype=output_dtype, interrupt=interrupt, preset=preset,
+        warm_start=warm_start, keep_state=keep_state,
         max_iterations=max_iterations, stop=stop, seed=seed, device=device, width=width,
         depth=depth, lipschitz=lipschitz, upsampler=upsampler, sigmas=sigmas,
         learning_rate=learning_rate, network=network, output=output, gain=gain, holdout=holdout,
@@ -444,9 +463,19 @@ def _fit(job: RestoreJob, device: torch.device, scale: int, start: float) -> Res
             raise ValueError(f"super-resolution factor {scale} does not divide the network's "
                              f"multiple {multiple}")
         z = net.make_input(ph * scale, pw * scale, generator=gen)
+        held = (_holdout_mask(height, width_px, p.holdout, p.seed, job.known)
+                if p.holdout > 0 else None)
         if p.start_at_mean and isinstance(net, Decoder):
-            seen = obs if job.known is None else obs[job.known]
-            net.start_at(torch.from_numpy(seen.reshape(-1, channels).mean(0)).float())
+            fitted = np.ones((height, width_px), bool) if job.known is None else job.known.copy()
+            if held is not None:
+                fitted &= ~held
+            net.start_at(torch.from_numpy(obs[fitted].reshape(-1, channels).mean(0)).float())
+    if job.warm_start is not None:
+        try:
+            net.load_state_dict(dict(job.warm_start))
+        except (RuntimeError, KeyError) as exc:
+            raise ValueError("warm_start does not fit this run's network (another size, width, "
+                             f"depth or number of channels): {exc}") from exc
     jitter_gen = torch.Generator(device=device).manual_seed(p.seed + 1)
     net = net.to(device)
     z = z.to(device)
@@ -467,8 +496,7 @@ def _fit(job: RestoreJob, device: torch.device, scale: int, start: float) -> Res
     # pixels left out of the fit, and their reflected copies in the padding
     fit_weight: torch.Tensor | None = None
     holdout: torch.Tensor | None = None
-    if p.holdout > 0:
-        held = _holdout_mask(height, width_px, p.holdout, p.seed, job.known)
+    if held is not None:
         held_padded = pad_reflect(held[..., None].astype(np.float32), pads)
         holdout = _to_tensor(held_padded, device)
         known_padded = op.known if isinstance(op, Inpainting) else torch.ones_like(holdout)
@@ -607,6 +635,8 @@ def _fit(job: RestoreJob, device: torch.device, scale: int, start: float) -> Res
         hist.update({k: np.asarray([row.get(k, math.nan) for row in signal_rows]) for k in keys})
         hist.setdefault("signal_iteration", np.zeros(0, dtype=int))
         params = p.as_dict()
+        state = ({k: v.detach().cpu().clone() for k, v in net.state_dict().items()}
+                 if job.keep_state else None)
         return RestoreResult(
             image=image,
             iterations=iteration,
@@ -615,6 +645,7 @@ def _fit(job: RestoreJob, device: torch.device, scale: int, start: float) -> Res
                             else iteration),
             history=hist,
             parameters={**params, "depth": depth, "backtracks": backtracks,
+                        "warm_start": job.warm_start is not None,
                         "channel_axis": job.layout.channel_axis,
                         "input_shape": list(job.layout.shape),
                         "input_dtype": str(job.layout.dtype)},
@@ -622,6 +653,7 @@ def _fit(job: RestoreJob, device: torch.device, scale: int, start: float) -> Res
             elapsed=time.perf_counter() - start,
             intensity_range=(job.layout.low, job.layout.high),
             metrics=metrics,
+            state=state,
         )
     finally:
         # drop device tensors before the scope empties the allocator cache

@@ -57,8 +57,9 @@ class RestoreResult:
         The rule that fired (``"ratio"`` or ``"wmv"``), ``"max_iterations"``, or
         ``"stopped"`` when asked to stop.
     stop_iteration : int
-        Iteration at which the output was taken (differs from ``iterations``
-        for ``output="best"``).
+        Iteration whose output the result holds: the minimum found by the
+        ``"auto"`` (hold-out) or ``"wmv"`` rule, the best for ``output="best"``,
+        otherwise the last iteration.
     history : dict of str to numpy.ndarray
         ``iteration`` and ``loss`` for every step; ``signal_iteration`` with
         each signal for the evaluated steps.
@@ -68,6 +69,13 @@ class RestoreResult:
         Where the run happened, e.g. ``"cpu"`` or ``"cuda:0 (NVIDIA H100)"``.
     elapsed : float
         Seconds, setup included.
+    intensity_range : (float, float)
+        The input intensities mapped to [0, 1] for the fit.
+    metrics : dict of str to float
+        Blur, sharpness and ratio of the result; PSNR/SSIM with a reference.
+    state : dict or None
+        The final network weights (CPU tensors) when the run was asked to
+        ``keep_state``: pass them as ``warm_start`` to the next slice.
     """
 
     image: np.ndarray
@@ -80,6 +88,7 @@ class RestoreResult:
     elapsed: float
     intensity_range: tuple[float, float] = (0.0, 1.0)
     metrics: dict[str, float] = field(default_factory=dict)
+    state: dict[str, Any] | None = None
 
     def metadata(self) -> dict[str, Any]:
         """JSON-ready provenance for ``layer.metadata`` and CLI sidecars."""
