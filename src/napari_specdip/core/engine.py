@@ -15,8 +15,10 @@ import numpy.typing as npt
 import torch
 
 from napari_specdip.core.devices import describe_device, free_device_memory, resolve_device
+from napari_specdip.core.ensemble import ensemble_mean, spread_to_user, stack_decoders
 from napari_specdip.core.imaging import Layout, as_hwc, intensity_range, pad_amounts, pad_reflect
-from napari_specdip.core.networks import SkipNet, build_network
+from napari_specdip.core.networks import Decoder, SkipNet, build_network
+from napari_specdip.core.noise import NoiseFit, check_noise_estimable, plan_noise
 from napari_specdip.core.operators import Downsampling, Identity, Inpainting, Operator
 from napari_specdip.core.params import RestoreParameters
 from napari_specdip.core.results import RestoreResult, StepReport
@@ -102,6 +104,8 @@ def plan_restore(image: Any, task: str = "denoise", *, mask: Any = None, factor:
     elif mask is not None:
         raise ValueError(f"a mask only makes sense for inpainting, not for task {params.task!r}")
 
+    if params.noise != "gaussian":
+        check_noise_estimable(params, (height, width), known)
     low, high = intensity_range(values, dtype, known)
     observation = np.clip((values - low) / (high - low), 0.0, 1.0)
     layout = Layout(shape=np.shape(image), channel_axis=axis, dtype=dtype, low=low, high=high)
@@ -133,7 +137,10 @@ def iter_restore(image: Any, task: str = "denoise", *, mask: Any = None, factor:
                  learning_rate: float | None = None, network: str | None = None,
                  output: str | None = None, gain: float | None = None,
                  preview_every: int | None = None, signal_every: int | None = None,
-                 num_threads: int | None = None, output_dtype: Any = None,
+                 num_threads: int | None = None, noise: str | None = None,
+                 noise_gain: float | None = None, noise_read_sigma: float | None = None,
+                 noise_offset: float | None = None, noise_fit: str | None = None,
+                 ensemble: int | None = None, output_dtype: Any = None,
                  interrupt: Interrupt | None = None) -> RestoreGenerator:
     """Restore ``image`` step by step: a generator of reports that returns the result.
 
@@ -161,6 +168,14 @@ def iter_restore(image: Any, task: str = "denoise", *, mask: Any = None, factor:
     max_iterations, stop, seed, device, width, depth, lipschitz, upsampler, sigmas,
     learning_rate, network, output, gain, preview_every, signal_every, num_threads
         See :class:`~napari_specdip.RestoreParameters`; None takes the task default.
+    noise, noise_gain, noise_read_sigma, noise_offset, noise_fit
+        The noise model: ``noise="poisson-gaussian"`` for photon-counting cameras
+        (microscopy), with the camera's gain, read noise and offset in the input's
+        units, each estimated from the image when None; see
+        :class:`~napari_specdip.RestoreParameters`.
+    ensemble : int, optional
+        Fit K members (seeds ``seed .. seed + K - 1``) together; the result is their
+        mean and ``result.uncertainty`` their per-pixel standard deviation.
     output_dtype : dtype, optional
         dtype of the result; default the input's.
     interrupt : threading.Event-like, optional
@@ -188,6 +203,8 @@ def iter_restore(image: Any, task: str = "denoise", *, mask: Any = None, factor:
         depth=depth, lipschitz=lipschitz, upsampler=upsampler, sigmas=sigmas,
         learning_rate=learning_rate, network=network, output=output, gain=gain,
         preview_every=preview_every, signal_every=signal_every, num_threads=num_threads,
+        noise=noise, noise_gain=noise_gain, noise_read_sigma=noise_read_sigma,
+        noise_offset=noise_offset, noise_fit=noise_fit, ensemble=ensemble,
     )
     return job.run()
 
@@ -303,7 +320,8 @@ class _Signals:
 
     def __init__(self, job: RestoreJob, target: torch.Tensor, op: Operator,
                  crop: tuple[slice, slice], obs_crop: tuple[slice, slice], device: torch.device,
-                 reference: torch.Tensor | None, track_variance: bool) -> None:
+                 reference: torch.Tensor | None, track_variance: bool,
+                 noise: NoiseFit | None = None) -> None:
         from napari_specdip.metrics import SignalMeter
 
         p = job.params
@@ -319,6 +337,7 @@ class _Signals:
         self.hr_meter = self.fbc_meter if (hr_h, hr_w) == (h, w) else SignalMeter(hr_h, hr_w, device=device)
         self.reference = reference
         self.ref_gray = _gray(reference) if reference is not None else None
+        self.noise = noise  # the signals read the fitted space; PSNR/SSIM the data's
         self.variance = (RunningVariance(max(1, round(p.wmv_window / p.signal_every)))
                          if track_variance else None)
 
@@ -337,6 +356,9 @@ class _Signals:
                 names.append("variance")
                 values.append(variance[None])
         if self.reference is not None and self.ref_gray is not None:
+            if self.noise is not None:
+                canvas = self.noise.to_data_torch(canvas)
+                gray = _gray(canvas)
             names += ["psnr", "ssim", "fbc_clean1", "fbc_clean2", "fbc_clean3", "fbc_clean4", "fbc_clean5"]
             values += [psnr_torch(canvas, self.reference)[None], ssim_torch(gray, self.ref_gray)[None],
                        self.hr_meter.fbc(gray, self.ref_gray)]
@@ -365,13 +387,19 @@ def _run(job: RestoreJob) -> RestoreGenerator:
 
 def _fit(job: RestoreJob, device: torch.device, scale: int, start: float) -> RestoreGenerator:
     p = job.params
-    obs = job.observation
+    noise = _plan_noise(job)
+    obs = job.observation if noise is None else noise.to_fit(job.observation)
     height, width_px, channels = obs.shape
+    members = p.ensemble
     with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(p.seed)
-        net = build_network(p.network, channels, width=p.width, depth=p.depth,
-                            lipschitz=p.lipschitz, upsampler=p.upsampler, sigmas=p.sigmas)
-        gen = torch.Generator().manual_seed(p.seed)
+        nets = []
+        for k in range(members):  # member k starts exactly as a single run seeded seed + k
+            torch.manual_seed(p.seed + k)
+            nets.append(build_network(p.network, channels, width=p.width, depth=p.depth,
+                                      lipschitz=p.lipschitz, upsampler=p.upsampler,
+                                      sigmas=p.sigmas))
+        gens = [torch.Generator().manual_seed(p.seed + k) for k in range(members)]
+        net, gen = nets[0], gens[0]
         multiple = net.multiple
         lr_multiple = max(1, multiple // scale)
         # the coarsest level needs 2 px for its reflection padding
@@ -381,7 +409,12 @@ def _fit(job: RestoreJob, device: torch.device, scale: int, start: float) -> Res
         if (ph * scale) % multiple or (pw * scale) % multiple:
             raise ValueError(f"super-resolution factor {scale} does not divide the network's "
                              f"multiple {multiple}")
-        z = net.make_input(ph * scale, pw * scale, generator=gen)
+        if members > 1:
+            net = stack_decoders([n for n in nets if isinstance(n, Decoder)])
+            z = net.make_input(ph * scale, pw * scale, generator=gens)
+        else:
+            z = net.make_input(ph * scale, pw * scale, generator=gen)
+        del nets
     jitter_gen = torch.Generator(device=device).manual_seed(p.seed + 1)
     net = net.to(device)
     z = z.to(device)
@@ -401,7 +434,7 @@ def _fit(job: RestoreJob, device: torch.device, scale: int, start: float) -> Res
     reference = _to_tensor(job.reference, device) if job.reference is not None else None
     need_variance = (p.track_variance or p.stop in ("wmv", "auto")
                      or (p.output == "best" and reference is None))
-    signals_meter = _Signals(job, y, op, crop, obs_crop, device, reference, need_variance)
+    signals_meter = _Signals(job, y, op, crop, obs_crop, device, reference, need_variance, noise)
     rules = make_rules(p.stop, window=p.stop_window, epsilon=p.stop_epsilon,
                        patience=p.wmv_patience, every=p.signal_every)
     optimizer = torch.optim.Adam(net.parameters(), lr=p.learning_rate)
@@ -428,8 +461,8 @@ def _fit(job: RestoreJob, device: torch.device, scale: int, start: float) -> Res
                 break
             net_in = z + torch.randn(z.shape, generator=jitter_gen, device=device) * SkipNet.input_jitter if jitter else z
             pred = net(net_in)
-            loss = op.loss(pred, y)
-            loss_value = float(loss.detach())
+            loss = op.loss(pred, y, weights=None if noise is None else noise.loss_weights)
+            loss_value = float(loss.detach()) / members  # a member's mean, for reports
             if p.backtrack and (iteration % p.backtrack_every == 0 or not math.isfinite(loss_value)):
                 psnr_obs = -10.0 * math.log10(max(loss_value, 1e-12)) if math.isfinite(loss_value) else -math.inf
                 if psnr_obs < last_good_psnr - p.backtrack_db:
@@ -462,7 +495,7 @@ def _fit(job: RestoreJob, device: torch.device, scale: int, start: float) -> Res
             signals: dict[str, float] = {}
             stop_now = False
             if iteration % p.signal_every == 0:
-                signals = signals_meter.measure(out)
+                signals = signals_meter.measure(ensemble_mean(out))
                 for rule in rules:
                     if rule.signal in signals:  # the variance exists once its window is full
                         if rule.update(iteration, signals[rule.signal]) and not stop_now:
@@ -479,7 +512,7 @@ def _fit(job: RestoreJob, device: torch.device, scale: int, start: float) -> Res
             preview = None
             if p.preview_every and (iteration % p.preview_every == 0 or stop_now
                                     or iteration == p.max_iterations):
-                preview = _to_user(job, _chosen(p.output, out, ema, best), crop)
+                preview = _to_user(job, ensemble_mean(_chosen(p.output, out, ema, best)), crop, noise)
             yield StepReport(iteration=iteration, loss=loss_value,
                              elapsed=time.perf_counter() - start, signals=signals,
                              preview=preview, max_iterations=p.max_iterations)
@@ -488,11 +521,16 @@ def _fit(job: RestoreJob, device: torch.device, scale: int, start: float) -> Res
         if iteration == 0:  # stopped before the first step: the untrained output
             with torch.no_grad():
                 out = net(z)
-        final = _chosen(p.output, out, ema, best)
+        chosen = _chosen(p.output, out, ema, best)
+        final = ensemble_mean(chosen)
         if p.output == "best" and best is None:
             best_iteration = iteration
-        image = _to_user(job, final, crop)
-        metrics = _final_metrics(job, final, crop, reference)
+        image = _to_user(job, final, crop, noise)
+        metrics = _final_metrics(job, final, crop, reference, noise)
+        uncertainty = None
+        if members > 1:
+            uncertainty = spread_to_user([_composite(job, chosen[k : k + 1], crop, noise)
+                                          for k in range(members)], job.layout)
         hist = {k: np.asarray(v) for k, v in history.items()}
         # one row per evaluated step; a signal not yet defined there (the WMV variance
         # before its window fills) is NaN, so every column lines up with signal_iteration
@@ -509,11 +547,13 @@ def _fit(job: RestoreJob, device: torch.device, scale: int, start: float) -> Res
             parameters={**params, "backtracks": backtracks,
                         "channel_axis": job.layout.channel_axis,
                         "input_shape": list(job.layout.shape),
-                        "input_dtype": str(job.layout.dtype)},
+                        "input_dtype": str(job.layout.dtype),
+                        **({} if noise is None else {"noise_model": noise.record})},
             device=describe_device(device),
             elapsed=time.perf_counter() - start,
             intensity_range=(job.layout.low, job.layout.high),
             metrics=metrics,
+            uncertainty=uncertainty,
         )
     finally:
         # drop device tensors before the scope empties the allocator cache
@@ -530,24 +570,39 @@ def _chosen(output: str, last: torch.Tensor, ema: torch.Tensor | None,
     return last
 
 
-def _composite(job: RestoreJob, out: torch.Tensor, crop: tuple[slice, slice]) -> npt.NDArray[np.float64]:
-    """(H, W, C) in [0, 1] of an output; the enhancement task adds the detail layer back."""
+def _plan_noise(job: RestoreJob) -> NoiseFit | None:
+    """The run's Poisson-Gaussian model (camera values given or estimated), or None."""
+    p = job.params
+    if p.noise == "gaussian":
+        return None
+    return plan_noise(job.observation, job.known, low=job.layout.low, high=job.layout.high,
+                      gain=p.noise_gain, read_sigma=p.noise_read_sigma, offset=p.noise_offset,
+                      fit=p.noise_fit)
+
+
+def _composite(job: RestoreJob, out: torch.Tensor, crop: tuple[slice, slice],
+               noise: NoiseFit | None = None) -> npt.NDArray[np.float64]:
+    """(H, W, C) in [0, 1] of an output, back from the space the network fits; the
+    enhancement task adds the detail layer back."""
     fitted: npt.NDArray[np.float64] = out[0][(..., *crop)].permute(1, 2, 0).cpu().double().numpy()
+    if noise is not None:
+        fitted = noise.to_data(fitted)
     if job.params.task == "enhance":
         # both signs of detail, unlike the reference which keeps only positive detail
         return np.clip(job.observation + job.params.gain * (job.observation - fitted), 0.0, 1.0)
     return fitted
 
 
-def _to_user(job: RestoreJob, out: torch.Tensor, crop: tuple[slice, slice]) -> npt.NDArray[Any]:
-    return job.layout.to_user(_composite(job, out, crop), dtype=job.output_dtype)
+def _to_user(job: RestoreJob, out: torch.Tensor, crop: tuple[slice, slice],
+             noise: NoiseFit | None = None) -> npt.NDArray[Any]:
+    return job.layout.to_user(_composite(job, out, crop, noise), dtype=job.output_dtype)
 
 
 def _final_metrics(job: RestoreJob, out: torch.Tensor, crop: tuple[slice, slice],
-                   reference: torch.Tensor | None) -> dict[str, float]:
+                   reference: torch.Tensor | None, noise: NoiseFit | None = None) -> dict[str, float]:
     from napari_specdip import metrics
 
-    final = _composite(job, out, crop)
+    final = _composite(job, out, crop, noise)
     gray = metrics.to_gray(final[..., 0] if final.shape[2] == 1 else final) if final.shape[2] in (1, 3) else final.mean(-1)
     values = {"blur": metrics.blur(gray), "sharpness": metrics.sharpness(gray)}
     values["ratio"] = values["blur"] / max(values["sharpness"], 1e-12)

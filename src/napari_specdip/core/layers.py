@@ -9,18 +9,25 @@ import torch.nn.functional as F
 from torch import nn
 
 
-def spectral_norm_exact(weight: torch.Tensor) -> torch.Tensor:
+def spectral_norm_exact(weight: torch.Tensor, groups: int = 1) -> torch.Tensor:
     """Largest singular value of ``weight`` reshaped to ``(C_out, C_in*k*k)``.
 
     Exact, via the largest eigenvalue of the small Gram matrix ``W W^T``: the
     same number as a full SVD at a tenth of the cost (METHOD.md section 3).
     Computed in float64 when the Gram matrix is badly scaled would not matter
     here: eigvalsh of a symmetric PSD matrix is accurate to ~1e-7 relative.
+    With ``groups`` > 1 (a grouped convolution: an ensemble's members side by
+    side) it returns one norm per group, shape ``(groups,)``, from one batched
+    eigenvalue call.
     """
-    w = weight.reshape(weight.shape[0], -1)
-    gram = w @ w.T if w.shape[0] <= w.shape[1] else w.T @ w
+    if groups > 1:
+        w = weight.reshape(groups, weight.shape[0] // groups, -1)
+        gram = w @ w.transpose(1, 2) if w.shape[1] <= w.shape[2] else w.transpose(1, 2) @ w
+    else:
+        w = weight.reshape(weight.shape[0], -1)
+        gram = w @ w.T if w.shape[0] <= w.shape[1] else w.T @ w
     on_host = gram.device.type == "mps"  # eigvalsh is not implemented on MPS
-    largest: torch.Tensor = torch.linalg.eigvalsh(gram.cpu() if on_host else gram)[-1]
+    largest: torch.Tensor = torch.linalg.eigvalsh(gram.cpu() if on_host else gram)[..., -1]
     return largest.clamp_min(0).sqrt().to(gram.device)
 
 
@@ -40,9 +47,10 @@ class LipschitzConv2d(nn.Conv2d):
     """
 
     def __init__(self, in_channels: int, out_channels: int, kernel_size: int, *,
-                 lipschitz: float, stride: int = 1, padding: int = 0, bias: bool = True) -> None:
+                 lipschitz: float, stride: int = 1, padding: int = 0, bias: bool = True,
+                 groups: int = 1) -> None:
         super().__init__(in_channels, out_channels, kernel_size, stride=stride,
-                         padding=padding, bias=bias)
+                         padding=padding, bias=bias, groups=groups)
         if lipschitz <= 0:
             raise ValueError(f"lipschitz must be positive, got {lipschitz}")
         self.lipschitz = float(lipschitz)
@@ -50,7 +58,10 @@ class LipschitzConv2d(nn.Conv2d):
 
     def effective_weight(self) -> torch.Tensor:
         with torch.no_grad():
-            scale = torch.clamp(spectral_norm_exact(self.weight) / self.lipschitz, min=1.0)
+            norms = spectral_norm_exact(self.weight, self.groups)
+            scale = torch.clamp(norms / self.lipschitz, min=1.0)
+            if self.groups > 1:  # each group (ensemble member) bounded on its own
+                scale = scale.repeat_interleave(self.out_channels // self.groups).view(-1, 1, 1, 1)
         weight: torch.Tensor = self.weight / scale
         return weight
 
@@ -59,8 +70,9 @@ class LipschitzConv2d(nn.Conv2d):
         return out
 
     def extra_repr(self) -> str:
+        groups = f", groups={self.groups}" if self.groups > 1 else ""
         return (f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, "
-                f"stride={self.stride}, padding={self.padding}, lipschitz={self.lipschitz}")
+                f"stride={self.stride}, padding={self.padding}, lipschitz={self.lipschitz}{groups}")
 
 
 class MeanOnlyBatchNorm(nn.Module):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 from torch import nn
 
@@ -17,9 +19,24 @@ class Operator(nn.Module):
 
     scale: int = 1
 
-    def loss(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        """Mean squared error between ``A(x)`` and the observation ``y``."""
-        return torch.mean((self(x) - y) ** 2)
+    def loss(self, x: torch.Tensor, y: torch.Tensor, *,
+             weights: Callable[[torch.Tensor], torch.Tensor | None] | None = None) -> torch.Tensor:
+        """Mean squared error between ``A(x)`` and the observation ``y``.
+
+        ``x`` may hold an ensemble's members along its batch axis: the loss is then
+        the sum of the members' own mean squared errors, so each member's gradient
+        is that of its own fit. ``weights`` maps ``A(x)`` to per-pixel weights of
+        the squared error (a signal-dependent noise variance), or to None.
+        """
+        predicted = self(x)
+        squared = (predicted - y) ** 2
+        w = None if weights is None else weights(predicted)
+        if w is not None:
+            squared = squared * w
+        if x.shape[0] == 1:
+            return torch.mean(squared)
+        total: torch.Tensor = squared.flatten(1).mean(dim=1).sum()
+        return total
 
 
 class Identity(Operator):

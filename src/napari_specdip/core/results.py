@@ -68,6 +68,14 @@ class RestoreResult:
         Where the run happened, e.g. ``"cpu"`` or ``"cuda:0 (NVIDIA H100)"``.
     elapsed : float
         Seconds, setup included.
+    intensity_range : tuple of float
+        The input intensities mapped to [0, 1] for the fit.
+    metrics : dict of str to float
+        Blur, sharpness and their ratio of the result; PSNR and SSIM with a reference.
+    uncertainty : numpy.ndarray or None
+        With ``ensemble`` = K > 1: the per-pixel standard deviation of the K
+        members' outputs, in the result's layout and intensity units (float32);
+        None for a single run.
     """
 
     image: np.ndarray
@@ -80,6 +88,7 @@ class RestoreResult:
     elapsed: float
     intensity_range: tuple[float, float] = (0.0, 1.0)
     metrics: dict[str, float] = field(default_factory=dict)
+    uncertainty: np.ndarray | None = None
 
     def metadata(self) -> dict[str, Any]:
         """JSON-ready provenance for ``layer.metadata`` and CLI sidecars."""
@@ -97,5 +106,8 @@ class RestoreResult:
                 "elapsed_seconds": round(self.elapsed, 3),
                 "intensity_range": list(self.intensity_range),
                 "metrics": self.metrics,
+                "ensemble": self.parameters.get("ensemble", 1),
+                "noise_model": self.parameters.get("noise_model",
+                                                   {"model": self.parameters.get("noise", "gaussian")}),
             }
         }
