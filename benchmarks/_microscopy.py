@@ -1,5 +1,10 @@
 """Fluorescence-like test images and photon-counting camera noise, for photon.py and ensemble.py.
 
+The clean images must be noise-free: a real photograph carries its own noise, which
+the noise estimator would count (skimage's Hubble deep field did: its gain came out
+1.5x too high at 100 photons), so besides the bundled ``cell`` (smooth enough) the
+set is synthetic.
+
 Clean images are float64 in [0, 1] (1 = the peak photon level); the noisy ones are
 what a camera writes: ``offset + gain * (Poisson(clean * peak) + N(0, read^2))``
 in ADU, rounded to uint16. Scores are computed on the photon scale divided by the
@@ -17,8 +22,9 @@ import numpy.typing as npt
 
 Array = npt.NDArray[np.float64]
 
-#: Images offline in every scikit-image install, plus synthetic ones.
-MICROSCOPY_IMAGES: tuple[str, ...] = ("cell", "nuclei", "hubble")
+#: skimage's bundled microscopy image plus synthetic ones (the other microscopy images of
+#: skimage.data, e.g. human_mitosis and cells3d, need a download and are not offline).
+MICROSCOPY_IMAGES: tuple[str, ...] = ("cell", "nuclei", "puncta")
 GAIN_ADU = 2.0  # ADU per photon
 OFFSET_ADU = 100.0  # the camera's pedestal
 
@@ -67,18 +73,27 @@ def nuclei(size: int, seed: int = 0) -> Array:
     return image / image.max()
 
 
-def hubble(size: int) -> Array:
-    """skimage's bundled Hubble deep field (gray): faint spots on a dark background,
-    like puncta; a 256 px crop resized to ``size``."""
-    from skimage import color, data, img_as_float
+def puncta(size: int, seed: int = 1) -> Array:
+    """Synthetic vesicles: Gaussian spots (sigma 1-2.5 px) of varied brightness over a
+    dim, smooth cytoplasm in a cell-shaped region, on a dark background (2% of the peak)."""
+    from scipy import ndimage as ndi
 
-    image = color.rgb2gray(img_as_float(data.hubble_deep_field()))
-    crop = image[300 : 300 + 256, 400 : 400 + 256]
-    return _unit(_resize(crop, size))
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[:size, :size].astype(np.float64)
+    shape = ndi.gaussian_filter(rng.normal(size=(size, size)), size / 8)
+    cytoplasm = ndi.gaussian_filter((shape > np.quantile(shape, 0.5)).astype(np.float64), 2.0)
+    texture = ndi.gaussian_filter(rng.normal(size=(size, size)), 4.0)
+    image = 0.02 + cytoplasm * (0.15 + 0.05 * texture / texture.std())
+    for _ in range(size // 3):
+        cy, cx = rng.uniform(0, size, 2)
+        width = rng.uniform(1.0, 2.5)
+        image += rng.uniform(0.2, 1.0) * np.exp(-((yy - cy) ** 2 + (xx - cx) ** 2) / (2 * width**2))
+    image = np.clip(image, 0.0, None)
+    return image / image.max()
 
 
 def load(name: str, size: int) -> Array:
-    makers = {"cell": cell, "nuclei": nuclei, "hubble": hubble}
+    makers = {"cell": cell, "nuclei": nuclei, "puncta": puncta}
     if name not in makers:
         raise ValueError(f"unknown image {name!r}; choose from {', '.join(makers)}")
     return np.asarray(makers[name](size), dtype=np.float64)

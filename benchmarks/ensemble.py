@@ -59,7 +59,8 @@ def run(case: dict[str, Any]) -> dict[str, Any]:
         _common.set_threads(case["threads"])
     noisy, clean, to_unit, options = observation(case["image"], case["size"], case["peak"])
     extra = {k: v for k, v in (("width", case["width"]), ("max_iterations", case["max_iterations"]),
-                               ("learning_rate", case["lr"])) if v is not None}
+                               ("learning_rate", case["lr"]), ("stop", case["stop"]))
+             if v is not None}
     start = time.perf_counter()
     result = restore(noisy, seed=case["seed"], ensemble=case["k"], device=case["device"],
                      **options, **extra)
@@ -97,6 +98,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--width", type=int, default=None)
     parser.add_argument("--max-iterations", type=int, default=None)
     parser.add_argument("--lr", type=float, default=None)
+    parser.add_argument("--stop", default=None,
+                        help="stop rule (engine default); 'none' compares at --max-iterations")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--jobs", type=int, default=1)
     parser.add_argument("--threads", type=int, default=1)
@@ -121,9 +124,10 @@ def main(argv: list[str] | None = None) -> int:
         f"settings: {args.size} px, K={args.members}, microscopy at peak {args.peak:g} photons "
         f"(read noise 2, noise='poisson-gaussian'), camera with Gaussian sigma 25/255; width "
         f"{args.width or 'default'}, max iterations {args.max_iterations or 'default'}, "
-        f"engine defaults otherwise; {args.jobs} process(es)", ""]
+        f"stop {args.stop or 'default'}, engine defaults otherwise; {args.jobs} process(es)", ""]
     _common.echo(*lines)
     common = {"size": args.size, "peak": args.peak, "width": args.width, "lr": args.lr,
+              "stop": args.stop,
               "max_iterations": args.max_iterations, "device": args.device,
               "threads": args.threads}
     cases = [{**common, "image": i, "k": args.members, "seed": 0} for i in args.images]
@@ -162,7 +166,7 @@ def main(argv: list[str] | None = None) -> int:
                      f"{ens['corr_pixel']:.2f}", f"{ens['corr_block']:.2f}"])
     header = ["image", "single PSNR (mean)", f"K={args.members} PSNR", "gain dB",
               "mean of singles", "its ens / single", "time ratio", "per member-it",
-              "corr(std, |err|) px", "corr 4x4 blocks"]
+              "corr(std, abs error) px", "corr 4x4 blocks"]
     summary = {
         "mean gain dB (ensemble - single)": float(np.mean([r["gain_db"] for r in records])),
         "mean time ratio": float(np.mean([r["cost_ratio"] for r in records])),

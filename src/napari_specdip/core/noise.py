@@ -115,24 +115,30 @@ def _local_mean(z: Array, size: int) -> Array:
     return out
 
 
-def _level_samples(z: Array, valid: npt.NDArray[np.bool_]) -> tuple[Array, Array, Array]:
-    """Per 2x2 neighbourhood: noise sample (diagonal Haar detail), local mean, roughness.
+def _level_samples(z: Array, valid: npt.NDArray[np.bool_]) -> tuple[Array, Array, Array, Array]:
+    """Per 2x2 neighbourhood: noise sample (diagonal Haar detail), two local means from
+    disjoint pixels (the two colours of a checkerboard), and a roughness.
 
     The detail ``(z00 - z01 - z10 + z11) / 2`` has the pixels' variance for white
-    noise and cancels constant, linear and axis-aligned-edge signal. The local mean
-    (7x7) and its roughness (the spread of 3x3 means within the window) come from
-    the same neighbourhood, shifted by half a pixel to the detail's centre."""
+    noise and cancels constant, linear and axis-aligned-edge signal. Binning by one
+    local mean and reading the level off the other keeps the bins' levels unbiased:
+    a mean that picks the bin also carries the noise that put it there, which would
+    flatten the fitted slope at low photon counts (regression dilution)."""
     detail = 0.5 * (z[:-1, :-1] - z[:-1, 1:] - z[1:, :-1] + z[1:, 1:])
+    black = (np.add.outer(np.arange(z.shape[0]), np.arange(z.shape[1])) % 2).astype(np.float64)
+    means = []
+    for colour in (black, 1.0 - black):
+        local = _local_mean(z * colour, _WINDOW) / _local_mean(colour, _WINDOW)
+        means.append(0.25 * (local[:-1, :-1] + local[:-1, 1:] + local[1:, :-1] + local[1:, 1:]))
     quad = 0.25 * (z[:-1, :-1] + z[:-1, 1:] + z[1:, :-1] + z[1:, 1:])
-    mean = _local_mean(quad, _WINDOW - 1)
     small = _local_mean(quad, 3)
-    roughness = _local_mean((small - mean) ** 2, _WINDOW - 1)
+    roughness = _local_mean((small - _local_mean(quad, _WINDOW - 1)) ** 2, _WINDOW - 1)
     ok = valid[:-1, :-1] & valid[:-1, 1:] & valid[1:, :-1] & valid[1:, 1:]
     # every pixel of the window must be usable (mask, clipping)
     from scipy.ndimage import binary_erosion
 
     ok = binary_erosion(ok, structure=np.ones((_WINDOW, _WINDOW), bool), border_value=1)
-    return detail[ok], mean[ok], roughness[ok]
+    return detail[ok], means[0][ok], means[1][ok], roughness[ok]
 
 
 def _unclipped(z: Array) -> npt.NDArray[np.bool_]:
@@ -173,7 +179,8 @@ def estimate_poisson_gaussian(image: npt.ArrayLike, known: npt.ArrayLike | None 
     """Estimate ``var = a * mean + b`` of an image on the [0, 1] scale.
 
     A robust form of Foi et al. (2008): the finest diagonal wavelet detail gives a
-    noise sample per pixel, a 7x7 mean its expected intensity; within bins of
+    noise sample per pixel, 7x7 means its expected intensity (one to choose the bin,
+    one from the other pixels to place it, against regression dilution); within bins of
     intensity, the flatter four fifths of the neighbourhoods (lowest spread of local
     means) give the noise variance of that level; a line is fitted to the levels
     by least squares weighted with each level's own precision. The black level
@@ -216,13 +223,9 @@ def estimate_poisson_gaussian(image: npt.ArrayLike, known: npt.ArrayLike | None 
     if z.ndim != 3:
         raise ValueError(f"noise estimation needs a 2D image (+ channels), got shape {z.shape}")
     mask = np.ones(z.shape[:2], bool) if known is None else np.asarray(known, bool)
-    details, means, rough = [], [], []
-    for c in range(z.shape[2]):
-        d, m, r = _level_samples(z[..., c], mask & _unclipped(z[..., c]))
-        details.append(d)
-        means.append(m)
-        rough.append(r)
-    detail, mean, roughness = (np.concatenate(v) for v in (details, means, rough))
+    parts: list[tuple[Array, Array, Array, Array]] = [
+        _level_samples(z[..., c], mask & _unclipped(z[..., c])) for c in range(z.shape[2])]
+    detail, mean, level, roughness = (np.concatenate([p[i] for p in parts]) for i in range(4))
     if detail.size < _MIN_SAMPLES:
         raise ValueError(
             f"too few usable pixels ({detail.size}) to estimate the noise from the image; "
@@ -230,7 +233,7 @@ def estimate_poisson_gaussian(image: npt.ArrayLike, known: npt.ArrayLike | None 
     # a robust scale to drop isolated outliers (hot pixels, cosmic rays)
     mad = 1.4826 * float(np.median(np.abs(detail)))
     keep = np.abs(detail) <= 8.0 * max(mad, 1e-12)
-    detail, mean, roughness = detail[keep], mean[keep], roughness[keep]
+    detail, mean, level, roughness = detail[keep], mean[keep], level[keep], roughness[keep]
 
     lo, hi = np.quantile(mean, [0.002, 0.998])
     count = bins or int(np.clip(detail.size // 1500, 8, 32))
@@ -246,7 +249,7 @@ def estimate_poisson_gaussian(image: npt.ArrayLike, known: npt.ArrayLike | None 
         # half measured no better on synthetic cells and nuclei (fewer samples)
         flat = roughness[sel] <= np.quantile(roughness[sel], 0.8)
         d = detail[sel][flat]
-        bin_mean.append(float(mean[sel][flat].mean()))
+        bin_mean.append(float(level[sel][flat].mean()))
         bin_var.append(float(np.mean(d * d)))
         bin_n.append(int(d.size))
     if len(bin_mean) < 2:
@@ -257,12 +260,13 @@ def estimate_poisson_gaussian(image: npt.ArrayLike, known: npt.ArrayLike | None 
     if a <= 0.0:  # no signal dependence: Gaussian noise of one level
         a = 1e-9
         b = float(np.sum(n * v) / np.sum(n))
-    level = float(np.quantile(_local_mean(z.mean(axis=2), _WINDOW)[mask], 0.001)) if black is None \
-        else float(black)
-    # the pedestal cannot lie above the darkest level, nor imply a negative read variance
-    level = min(level, float(np.min(x)))
-    level = max(level, -b / a) if black is None else level
-    return NoiseEstimate(model=PoissonGaussian(a=a, b=b, black=level), means=x, variances=v,
+    if black is None:
+        pedestal = float(np.quantile(_local_mean(z.mean(axis=2), _WINDOW)[mask], 0.001))
+        # not above the darkest level fitted, nor implying a negative read variance
+        pedestal = max(min(pedestal, float(np.min(x))), -b / a)
+    else:
+        pedestal = float(black)
+    return NoiseEstimate(model=PoissonGaussian(a=a, b=b, black=pedestal), means=x, variances=v,
                          counts=n, samples=int(detail.size))
 
 
