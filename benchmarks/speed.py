@@ -55,12 +55,14 @@ import _common  # noqa: E402
 Step = Iterator[None]
 
 
-def svd_spectral_norm(weight: Any) -> Any:
-    """The reference's way: largest singular value from a full (reduced) SVD."""
+def svd_spectral_norm(weight: Any, groups: int = 1) -> Any:
+    """The reference's way: largest singular value from a full (reduced) SVD (one per
+    group of a grouped kernel)."""
     import torch
 
-    w = weight.reshape(weight.shape[0], -1)
-    return torch.linalg.svd(w, full_matrices=False)[1][0]
+    w = weight.reshape(groups, weight.shape[0] // groups, -1)
+    largest = torch.linalg.svd(w, full_matrices=False)[1][:, 0]
+    return largest[0] if groups == 1 else largest
 
 
 @contextlib.contextmanager

@@ -67,7 +67,19 @@ def noisy_photo(size: int = 128, *, seed: int = 0) -> Sample:
 
 
 def noisy_microscopy(size: int = 128, *, seed: int = 0) -> Sample:
-    """Microscopy-like 16-bit image with Poisson-Gaussian noise (skimage's bundled 'cell')."""
+    """Microscopy-like 16-bit image with Poisson-Gaussian noise (skimage's bundled 'cell').
+
+    A simulated camera: 200 photons at the brightest clean pixel, read noise 2
+    photons, 20 ADU per photon, a pedestal of 100 ADU. The true values, in the
+    image's units (ADU) as ``restore(noise="poisson-gaussian")`` reports its
+    estimates, are in ``extra["noise"]``.
+
+    Examples
+    --------
+    >>> sample = noisy_microscopy(64)
+    >>> sample.extra["noise"]["gain"], sample.extra["noise"]["read_sigma"]
+    (20.0, 40.0)
+    """
     from skimage import data, transform
     from skimage.util import img_as_float
 
@@ -75,12 +87,19 @@ def noisy_microscopy(size: int = 128, *, seed: int = 0) -> Sample:
     clean = transform.resize(center_crop(cells, min(cells.shape)), (size, size), anti_aliasing=True)
     clean = (clean - clean.min()) / (clean.max() - clean.min())
     rng = np.random.default_rng(seed)
-    photons = 200.0
-    counts = rng.poisson(clean * photons) + rng.normal(0, 2.0, clean.shape)
-    image = np.clip(counts / photons * 4000 + 100, 0, 65535).astype(np.uint16)
-    reference = np.clip(clean * 4000 + 100, 0, 65535).astype(np.uint16)
+    photons, read_photons, full_scale, offset = 200.0, 2.0, 4000.0, 100.0
+    counts = rng.poisson(clean * photons) + rng.normal(0, read_photons, clean.shape)
+    image = np.clip(counts / photons * full_scale + offset, 0, 65535).astype(np.uint16)
+    reference = np.clip(clean * full_scale + offset, 0, 65535).astype(np.uint16)
+    gain = full_scale / photons
+    noise = {"model": "poisson-gaussian", "gain": gain, "read_sigma": read_photons * gain,
+             "offset": offset, "peak_photons": photons, "read_photons": read_photons,
+             "units": "ADU"}
     return Sample("noisy microscopy", "denoise", image, reference,
-                  description="cell (bundled microscopy image), Poisson-Gaussian noise, uint16")
+                  description="cell (bundled microscopy image), Poisson-Gaussian noise, uint16: "
+                              f"peak {photons:g} photons, read noise {read_photons:g} photons, "
+                              f"gain {gain:g} ADU/photon, offset {offset:g} ADU",
+                  extra={"noise": noise})
 
 
 def masked_image(size: int = 128, *, fraction: float = 0.5, seed: int = 0) -> Sample:

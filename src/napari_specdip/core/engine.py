@@ -15,8 +15,10 @@ import numpy.typing as npt
 import torch
 
 from napari_specdip.core.devices import describe_device, free_device_memory, resolve_device
+from napari_specdip.core.ensemble import ensemble_mean, spread_to_user, stack_decoders
 from napari_specdip.core.imaging import Layout, as_hwc, intensity_range, pad_amounts, pad_reflect
 from napari_specdip.core.networks import Decoder, SkipNet, build_network
+from napari_specdip.core.noise import NoiseFit, check_noise_estimable, plan_noise
 from napari_specdip.core.operators import Downsampling, Identity, Inpainting, Operator
 from napari_specdip.core.params import RestoreParameters, auto_depth
 from napari_specdip.core.results import RestoreResult, StepReport
@@ -109,6 +111,8 @@ def plan_restore(image: Any, task: str = "denoise", *, mask: Any = None, factor:
     elif mask is not None:
         raise ValueError(f"a mask only makes sense for inpainting, not for task {params.task!r}")
 
+    if params.noise != "gaussian":
+        check_noise_estimable(params, (height, width), known)
     low, high = intensity_range(values, dtype, known)
     observation = np.clip((values - low) / (high - low), 0.0, 1.0)
     layout = Layout(shape=np.shape(image), channel_axis=axis, dtype=dtype, low=low, high=high)
@@ -147,7 +151,10 @@ def iter_restore(image: Any, task: str = "denoise", *, mask: Any = None, factor:
                  output: str | None = None, gain: float | None = None,
                  holdout: float | None = None,
                  preview_every: int | None = None, signal_every: int | None = None,
-                 num_threads: int | None = None, output_dtype: Any = None,
+                 num_threads: int | None = None, noise: str | None = None,
+                 noise_gain: float | None = None, noise_read_sigma: float | None = None,
+                 noise_offset: float | None = None, noise_fit: str | None = None,
+                 ensemble: int | None = None, output_dtype: Any = None,
                  interrupt: Interrupt | None = None,
                  warm_start: Mapping[str, torch.Tensor] | None = None,
                  keep_state: bool = False) -> RestoreGenerator:
@@ -182,6 +189,14 @@ def iter_restore(image: Any, task: str = "denoise", *, mask: Any = None, factor:
     learning_rate, network, output, gain, holdout, preview_every, signal_every, num_threads
         See :class:`~napari_specdip.RestoreParameters`; None takes the preset's
         or the task's default.
+    noise, noise_gain, noise_read_sigma, noise_offset, noise_fit
+        The noise model: ``noise="poisson-gaussian"`` for photon-counting cameras
+        (microscopy), with the camera's gain, read noise and offset in the input's
+        units, each estimated from the image when None; see
+        :class:`~napari_specdip.RestoreParameters`.
+    ensemble : int, optional
+        Fit K members (seeds ``seed .. seed + K - 1``) together; the result is their
+        mean and ``result.uncertainty`` their per-pixel standard deviation.
     output_dtype : dtype, optional
         dtype of the result; default the input's.
     interrupt : threading.Event-like, optional
@@ -217,6 +232,8 @@ def iter_restore(image: Any, task: str = "denoise", *, mask: Any = None, factor:
         depth=depth, lipschitz=lipschitz, upsampler=upsampler, sigmas=sigmas,
         learning_rate=learning_rate, network=network, output=output, gain=gain, holdout=holdout,
         preview_every=preview_every, signal_every=signal_every, num_threads=num_threads,
+        noise=noise, noise_gain=noise_gain, noise_read_sigma=noise_read_sigma,
+        noise_offset=noise_offset, noise_fit=noise_fit, ensemble=ensemble,
     )
     return job.run()
 
@@ -333,7 +350,7 @@ class _Signals:
     def __init__(self, job: RestoreJob, target: torch.Tensor, op: Operator,
                  crop: tuple[slice, slice], obs_crop: tuple[slice, slice], device: torch.device,
                  reference: torch.Tensor | None, track_variance: bool,
-                 holdout: torch.Tensor | None) -> None:
+                 holdout: torch.Tensor | None, noise: NoiseFit | None = None) -> None:
         from napari_specdip.metrics import SignalMeter
 
         p = job.params
@@ -350,6 +367,7 @@ class _Signals:
         self.hr_meter = self.fbc_meter if (hr_h, hr_w) == (h, w) else SignalMeter(hr_h, hr_w, device=device)
         self.reference = reference
         self.ref_gray = _gray(reference) if reference is not None else None
+        self.noise = noise  # the signals read the fitted space; PSNR/SSIM the data's
         self.variance = (RunningVariance(max(1, round(p.wmv_window / p.signal_every)))
                          if track_variance else None)
         # held-out pixels of the original image only (not their reflected copies)
@@ -358,7 +376,9 @@ class _Signals:
     def _holdout_loss(self, out: torch.Tensor) -> torch.Tensor:
         assert self.holdout is not None
         residual = (self.op(out) - self.target)[(..., *self.obs_crop)] ** 2
-        return (residual * self.holdout).sum() / (self.holdout.sum() * residual.shape[1])
+        loss: torch.Tensor = (residual * self.holdout).sum() / (
+            self.holdout.sum() * residual.shape[1])
+        return loss
 
     def measure(self, out: torch.Tensor, ema: torch.Tensor | None) -> dict[str, float]:
         from napari_specdip.metrics import psnr_torch, ssim_torch
@@ -381,11 +401,16 @@ class _Signals:
                 names.append("holdout_loss_ema")
                 values.append(self._holdout_loss(ema)[None])
         if self.reference is not None and self.ref_gray is not None:
+            if self.noise is not None:
+                canvas = self.noise.to_data_torch(canvas)
+                gray = _gray(canvas)
             names += ["psnr", "ssim", "fbc_clean1", "fbc_clean2", "fbc_clean3", "fbc_clean4", "fbc_clean5"]
             values += [psnr_torch(canvas, self.reference)[None], ssim_torch(gray, self.ref_gray)[None],
                        self.hr_meter.fbc(gray, self.ref_gray)]
             if ema is not None:
                 ema_canvas = ema[(..., *self.crop)]
+                if self.noise is not None:
+                    ema_canvas = self.noise.to_data_torch(ema_canvas)
                 names += ["psnr_ema", "ssim_ema"]
                 values += [psnr_torch(ema_canvas, self.reference)[None],
                            ssim_torch(_gray(ema_canvas), self.ref_gray)[None]]
@@ -407,14 +432,14 @@ def learning_rate_factor(params: RestoreParameters, iteration: int) -> float:
     """
     p = params
     if iteration <= p.lr_warmup:
-        return iteration / p.lr_warmup
+        return float(iteration / p.lr_warmup)
     t = iteration - p.lr_warmup
     if p.lr_schedule == "cosine":
         horizon = max(1, p.max_iterations - p.lr_warmup)
         decay = 0.5 * (1.0 + math.cos(math.pi * min(1.0, t / horizon)))
         return p.lr_floor + (1.0 - p.lr_floor) * decay
     if p.lr_schedule == "exponential":
-        return max(p.lr_floor, 0.5 ** (t / p.lr_halflife))
+        return max(p.lr_floor, float(0.5 ** (t / p.lr_halflife)))
     return 1.0
 
 
@@ -445,14 +470,20 @@ def _run(job: RestoreJob) -> RestoreGenerator:
 
 def _fit(job: RestoreJob, device: torch.device, scale: int, start: float) -> RestoreGenerator:
     p = job.params
-    obs = job.observation
+    noise = _plan_noise(job)
+    obs = job.observation if noise is None else noise.to_fit(job.observation)
     height, width_px, channels = obs.shape
     depth = p.depth if p.depth is not None else auto_depth(height * scale, width_px * scale)
+    members = p.ensemble
     with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(p.seed)
-        net = build_network(p.network, channels, width=p.width, depth=depth,
-                            lipschitz=p.lipschitz, upsampler=p.upsampler, sigmas=p.sigmas)
-        gen = torch.Generator().manual_seed(p.seed)
+        nets = []
+        for k in range(members):  # member k starts exactly as a single run seeded seed + k
+            torch.manual_seed(p.seed + k)
+            nets.append(build_network(p.network, channels, width=p.width, depth=depth,
+                                      lipschitz=p.lipschitz, upsampler=p.upsampler,
+                                      sigmas=p.sigmas))
+        gens = [torch.Generator().manual_seed(p.seed + k) for k in range(members)]
+        net, gen = nets[0], gens[0]
         multiple = net.multiple
         lr_multiple = max(1, multiple // scale)
         # the coarsest level needs 2 px for its reflection padding
@@ -462,7 +493,12 @@ def _fit(job: RestoreJob, device: torch.device, scale: int, start: float) -> Res
         if (ph * scale) % multiple or (pw * scale) % multiple:
             raise ValueError(f"super-resolution factor {scale} does not divide the network's "
                              f"multiple {multiple}")
-        z = net.make_input(ph * scale, pw * scale, generator=gen)
+        if members > 1:
+            net = stack_decoders([n for n in nets if isinstance(n, Decoder)])
+            z = net.make_input(ph * scale, pw * scale, generator=gens)
+        else:
+            z = net.make_input(ph * scale, pw * scale, generator=gen)
+        del nets
         held = (_holdout_mask(height, width_px, p.holdout, p.seed, job.known)
                 if p.holdout > 0 else None)
         if p.start_at_mean and isinstance(net, Decoder):
@@ -475,7 +511,7 @@ def _fit(job: RestoreJob, device: torch.device, scale: int, start: float) -> Res
             net.load_state_dict(dict(job.warm_start))
         except (RuntimeError, KeyError) as exc:
             raise ValueError("warm_start does not fit this run's network (another size, width, "
-                             f"depth or number of channels): {exc}") from exc
+                             f"depth, ensemble or number of channels): {exc}") from exc
     jitter_gen = torch.Generator(device=device).manual_seed(p.seed + 1)
     net = net.to(device)
     z = z.to(device)
@@ -503,7 +539,8 @@ def _fit(job: RestoreJob, device: torch.device, scale: int, start: float) -> Res
         fit_weight = known_padded * (1.0 - holdout)
     need_variance = (p.track_variance or p.stop == "wmv"
                      or (p.output == "best" and reference is None))
-    signals_meter = _Signals(job, y, op, crop, obs_crop, device, reference, need_variance, holdout)
+    signals_meter = _Signals(job, y, op, crop, obs_crop, device, reference, need_variance, holdout,
+                             noise)
     rules = make_rules(p.stop, window=p.stop_window, epsilon=p.stop_epsilon,
                        patience=p.wmv_patience, every=p.signal_every,
                        holdout_patience=p.holdout_patience,
@@ -541,10 +578,11 @@ def _fit(job: RestoreJob, device: torch.device, scale: int, start: float) -> Res
                 group["lr"] = p.learning_rate * learning_rate_factor(p, iteration)
             net_in = z + torch.randn(z.shape, generator=jitter_gen, device=device) * SkipNet.input_jitter if jitter else z
             pred = net(net_in)
-            loss = op.loss(pred, y, fit_weight)
+            loss = op.loss(pred, y, fit_weight,
+                           weights=None if noise is None else noise.loss_weights)
             evaluate = iteration % p.signal_every == 0 or iteration == p.max_iterations
             checkpoint = p.backtrack and iteration % p.backtrack_every == 0
-            pending.append(loss.detach())
+            pending.append(loss.detach() / members)  # a member's mean, for reports
             if evaluate or checkpoint or device.type == "cpu":  # a CPU "sync" is free
                 synced = torch.stack(pending).tolist()
                 history["loss"].extend(synced)
@@ -586,7 +624,8 @@ def _fit(job: RestoreJob, device: torch.device, scale: int, start: float) -> Res
             signals: dict[str, float] = {}
             stop_now = False
             if evaluate:
-                signals = signals_meter.measure(out, ema)
+                signals = signals_meter.measure(ensemble_mean(out),
+                                                None if ema is None else ensemble_mean(ema))
                 signals["loss"] = loss_value
                 for rule in rules:
                     if rule.signal in signals:  # the variance exists once its window is full
@@ -606,7 +645,7 @@ def _fit(job: RestoreJob, device: torch.device, scale: int, start: float) -> Res
                                     or iteration == p.max_iterations):
                 shown = candidate if stop_now and candidate is not None else _chosen(
                     p.output, out, ema, best)
-                preview = _to_user(job, shown, crop)
+                preview = _to_user(job, ensemble_mean(shown), crop, noise)
             yield StepReport(iteration=iteration, loss=loss_value,
                              elapsed=time.perf_counter() - start, signals=signals,
                              preview=preview, max_iterations=p.max_iterations)
@@ -621,13 +660,18 @@ def _fit(job: RestoreJob, device: torch.device, scale: int, start: float) -> Res
             with torch.no_grad():
                 out = net(z)
         if candidate is not None and p.output != "best":
-            final, best_iteration = candidate, candidate_iteration
+            chosen, best_iteration = candidate, candidate_iteration
         else:
-            final = _chosen(p.output, out, ema, best)
+            chosen = _chosen(p.output, out, ema, best)
             if p.output == "best" and best is None:
                 best_iteration = iteration
-        image = _to_user(job, final, crop)
-        metrics = _final_metrics(job, final, crop, reference)
+        final = ensemble_mean(chosen)
+        image = _to_user(job, final, crop, noise)
+        metrics = _final_metrics(job, final, crop, reference, noise)
+        uncertainty = None
+        if members > 1:
+            uncertainty = spread_to_user([_composite(job, chosen[k : k + 1], crop, noise)
+                                          for k in range(members)], job.layout)
         hist = {k: np.asarray(v) for k, v in history.items()}
         # one row per evaluated step; a signal not yet defined there (the WMV variance
         # before its window fills) is NaN, so every column lines up with signal_iteration
@@ -648,11 +692,13 @@ def _fit(job: RestoreJob, device: torch.device, scale: int, start: float) -> Res
                         "warm_start": job.warm_start is not None,
                         "channel_axis": job.layout.channel_axis,
                         "input_shape": list(job.layout.shape),
-                        "input_dtype": str(job.layout.dtype)},
+                        "input_dtype": str(job.layout.dtype),
+                        **({} if noise is None else {"noise_model": noise.record})},
             device=describe_device(device),
             elapsed=time.perf_counter() - start,
             intensity_range=(job.layout.low, job.layout.high),
             metrics=metrics,
+            uncertainty=uncertainty,
             state=state,
         )
     finally:
@@ -670,24 +716,39 @@ def _chosen(output: str, last: torch.Tensor, ema: torch.Tensor | None,
     return last
 
 
-def _composite(job: RestoreJob, out: torch.Tensor, crop: tuple[slice, slice]) -> npt.NDArray[np.float64]:
-    """(H, W, C) in [0, 1] of an output; the enhancement task adds the detail layer back."""
+def _plan_noise(job: RestoreJob) -> NoiseFit | None:
+    """The run's Poisson-Gaussian model (camera values given or estimated), or None."""
+    p = job.params
+    if p.noise == "gaussian":
+        return None
+    return plan_noise(job.observation, job.known, low=job.layout.low, high=job.layout.high,
+                      gain=p.noise_gain, read_sigma=p.noise_read_sigma, offset=p.noise_offset,
+                      fit=p.noise_fit)
+
+
+def _composite(job: RestoreJob, out: torch.Tensor, crop: tuple[slice, slice],
+               noise: NoiseFit | None = None) -> npt.NDArray[np.float64]:
+    """(H, W, C) in [0, 1] of an output, back from the space the network fits; the
+    enhancement task adds the detail layer back."""
     fitted: npt.NDArray[np.float64] = out[0][(..., *crop)].permute(1, 2, 0).cpu().double().numpy()
+    if noise is not None:
+        fitted = noise.to_data(fitted)
     if job.params.task == "enhance":
         # both signs of detail, unlike the reference which keeps only positive detail
         return np.clip(job.observation + job.params.gain * (job.observation - fitted), 0.0, 1.0)
     return fitted
 
 
-def _to_user(job: RestoreJob, out: torch.Tensor, crop: tuple[slice, slice]) -> npt.NDArray[Any]:
-    return job.layout.to_user(_composite(job, out, crop), dtype=job.output_dtype)
+def _to_user(job: RestoreJob, out: torch.Tensor, crop: tuple[slice, slice],
+             noise: NoiseFit | None = None) -> npt.NDArray[Any]:
+    return job.layout.to_user(_composite(job, out, crop, noise), dtype=job.output_dtype)
 
 
 def _final_metrics(job: RestoreJob, out: torch.Tensor, crop: tuple[slice, slice],
-                   reference: torch.Tensor | None) -> dict[str, float]:
+                   reference: torch.Tensor | None, noise: NoiseFit | None = None) -> dict[str, float]:
     from napari_specdip import metrics
 
-    final = _composite(job, out, crop)
+    final = _composite(job, out, crop, noise)
     gray = metrics.to_gray(final[..., 0] if final.shape[2] == 1 else final) if final.shape[2] in (1, 3) else final.mean(-1)
     values = {"blur": metrics.blur(gray), "sharpness": metrics.sharpness(gray)}
     values["ratio"] = values["blur"] / max(values["sharpness"], 1e-12)

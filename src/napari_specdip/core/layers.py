@@ -10,18 +10,25 @@ import torch.nn.functional as F
 from torch import nn
 
 
-def spectral_norm_exact(weight: torch.Tensor) -> torch.Tensor:
+def spectral_norm_exact(weight: torch.Tensor, groups: int = 1) -> torch.Tensor:
     """Largest singular value of ``weight`` reshaped to ``(C_out, C_in*k*k)``.
 
     Exact, via the largest eigenvalue of the small Gram matrix ``W W^T``: the
     same number as a full SVD at a tenth of the cost (METHOD.md section 3).
     Computed in float64 when the Gram matrix is badly scaled would not matter
     here: eigvalsh of a symmetric PSD matrix is accurate to ~1e-7 relative.
+    With ``groups`` > 1 (a grouped convolution: an ensemble's members side by
+    side) it returns one norm per group, shape ``(groups,)``, from one batched
+    eigenvalue call.
     """
-    w = weight.reshape(weight.shape[0], -1)
-    gram = w @ w.T if w.shape[0] <= w.shape[1] else w.T @ w
+    if groups > 1:
+        w = weight.reshape(groups, weight.shape[0] // groups, -1)
+        gram = w @ w.transpose(1, 2) if w.shape[1] <= w.shape[2] else w.transpose(1, 2) @ w
+    else:
+        w = weight.reshape(weight.shape[0], -1)
+        gram = w @ w.T if w.shape[0] <= w.shape[1] else w.T @ w
     on_host = gram.device.type == "mps"  # eigvalsh is not implemented on MPS
-    largest: torch.Tensor = torch.linalg.eigvalsh(gram.cpu() if on_host else gram)[-1]
+    largest: torch.Tensor = torch.linalg.eigvalsh(gram.cpu() if on_host else gram)[..., -1]
     return largest.clamp_min(0).sqrt().to(gram.device)
 
 
@@ -72,13 +79,21 @@ def _trace(a: torch.Tensor) -> torch.Tensor:
 
 
 def refresh_lipschitz_norms(convs: Sequence[LipschitzConv2d]) -> None:
-    """Compute the norms of ``convs`` in one batch for their next forward."""
+    """Compute the norms of ``convs`` in one batch for their next forward (one norm
+    per group of a grouped conv: each ensemble member is bounded on its own)."""
     if not convs:
         return
+    kernels: list[torch.Tensor] = []
+    for conv in convs:
+        w = conv.weight
+        kernels += list(w.reshape(conv.groups, w.shape[0] // conv.groups, *w.shape[1:]).unbind(0))
     with torch.no_grad():
-        norms = spectral_norms([c.weight for c in convs])
-    for conv, norm in zip(convs, norms, strict=True):
-        conv.pending_norm = norm
+        norms = spectral_norms(kernels)
+    start = 0
+    for conv in convs:
+        g = conv.groups
+        conv.pending_norm = norms[start] if g == 1 else norms[start:start + g]
+        start += g
 
 
 class LipschitzConv2d(nn.Conv2d):
@@ -97,9 +112,10 @@ class LipschitzConv2d(nn.Conv2d):
     """
 
     def __init__(self, in_channels: int, out_channels: int, kernel_size: int, *,
-                 lipschitz: float, stride: int = 1, padding: int = 0, bias: bool = True) -> None:
+                 lipschitz: float, stride: int = 1, padding: int = 0, bias: bool = True,
+                 groups: int = 1) -> None:
         super().__init__(in_channels, out_channels, kernel_size, stride=stride,
-                         padding=padding, bias=bias)
+                         padding=padding, bias=bias, groups=groups)
         if lipschitz <= 0:
             raise ValueError(f"lipschitz must be positive, got {lipschitz}")
         self.lipschitz = float(lipschitz)
@@ -111,8 +127,10 @@ class LipschitzConv2d(nn.Conv2d):
         norm, self.pending_norm = self.pending_norm, None
         with torch.no_grad():
             if norm is None:
-                norm = spectral_norm_exact(self.weight)
+                norm = spectral_norm_exact(self.weight, self.groups)
             scale = torch.clamp(norm / self.lipschitz, min=1.0)
+            if self.groups > 1:  # each group (ensemble member) bounded on its own
+                scale = scale.repeat_interleave(self.out_channels // self.groups).view(-1, 1, 1, 1)
         weight: torch.Tensor = self.weight / scale
         return weight
 
@@ -121,8 +139,9 @@ class LipschitzConv2d(nn.Conv2d):
         return out
 
     def extra_repr(self) -> str:
+        groups = f", groups={self.groups}" if self.groups > 1 else ""
         return (f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, "
-                f"stride={self.stride}, padding={self.padding}, lipschitz={self.lipschitz}")
+                f"stride={self.stride}, padding={self.padding}, lipschitz={self.lipschitz}{groups}")
 
 
 class MeanOnlyBatchNorm(nn.Module):

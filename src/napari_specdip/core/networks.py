@@ -18,15 +18,20 @@ INPUT_CHANNELS = 32
 
 
 class DecoderBlock(nn.Sequential):
-    """2 x [ReflectionPad(1) -> LC-Conv3x3 -> mean-only BN -> LeakyReLU(0.01)]."""
+    """2 x [ReflectionPad(1) -> LC-Conv3x3 -> mean-only BN -> LeakyReLU(0.01)].
 
-    def __init__(self, cin: int, cout: int, lipschitz: float) -> None:
+    ``cin`` and ``cout`` are per member; ``members`` > 1 puts that many
+    independent blocks side by side as grouped convolutions.
+    """
+
+    def __init__(self, cin: int, cout: int, lipschitz: float, members: int = 1) -> None:
         layers: list[nn.Module] = []
         for c in (cin, cout):
             layers += [
                 nn.ReflectionPad2d(1),
-                LipschitzConv2d(c, cout, 3, lipschitz=lipschitz),
-                MeanOnlyBatchNorm(cout),
+                LipschitzConv2d(c * members, cout * members, 3, lipschitz=lipschitz,
+                                groups=members),
+                MeanOnlyBatchNorm(cout * members),
                 nn.LeakyReLU(0.01),
             ]
         super().__init__(*layers)
@@ -38,6 +43,12 @@ class Decoder(nn.Module):
     Block(32 -> width), then ``depth`` x [x2 upsample -> Block(width -> width)],
     then a plain 1x1 conv to ``out_channels`` and a sigmoid (METHOD.md section 2).
 
+    With ``members`` = K > 1 the network is K independent decoders run as one
+    (grouped convolutions, each member its own weights, norms and input): the
+    input has K * 32 channels and the output is a batch of K images,
+    ``(K, out_channels, H, W)``. Build it from K seeded decoders with
+    :func:`napari_specdip.core.ensemble.stack_decoders`.
+
     Examples
     --------
     >>> net = Decoder(3, width=16, depth=2)
@@ -47,16 +58,26 @@ class Decoder(nn.Module):
 
     def __init__(self, out_channels: int, *, width: int = 128, depth: int = 5,
                  lipschitz: float = 1.4, upsampler: str = "bilinear",
-                 sigmas: Sequence[float] = (0.1, 0.1, 0.1, 0.5, 0.5)) -> None:
+                 sigmas: Sequence[float] = (0.1, 0.1, 0.1, 0.5, 0.5), members: int = 1) -> None:
         super().__init__()
+        if members < 1:
+            raise ValueError(f"members must be >= 1, got {members}")
         self.depth = depth
-        layers: list[nn.Module] = [DecoderBlock(INPUT_CHANNELS, width, lipschitz)]
+        self.members = members
+        self.out_channels = out_channels
+        self.width = width
+        self.lipschitz = float(lipschitz)
+        self.upsampler = upsampler
+        self.sigmas = tuple(float(s) for s in sigmas)
+        k = members
+        layers: list[nn.Module] = [DecoderBlock(INPUT_CHANNELS, width, lipschitz, k)]
         # fewer levels than sigmas keep the finest ones (the paper smooths most there)
         sigmas = list(sigmas)[-depth:] if 0 < depth <= len(sigmas) else list(sigmas)
         for level in range(depth):
             sigma = sigmas[level] if level < len(sigmas) else sigmas[-1]
-            layers += [make_upsampler(upsampler, width, sigma), DecoderBlock(width, width, lipschitz)]
-        head = nn.Conv2d(width, out_channels, 1)
+            layers += [make_upsampler(upsampler, width * k, sigma),
+                       DecoderBlock(width, width, lipschitz, k)]
+        head = nn.Conv2d(width * k, out_channels * k, 1, groups=k)
         nn.init.kaiming_uniform_(head.weight, a=0.0, mode="fan_in")
         self.head = head
         self.body = nn.Sequential(*layers, head, nn.Sigmoid())
@@ -68,12 +89,31 @@ class Decoder(nn.Module):
         return int(2**self.depth)
 
     def start_at(self, mean: torch.Tensor) -> None:
-        """Set the head's bias so the first output sits near ``mean`` (per channel)."""
+        """Set the head's bias so the first output sits near ``mean`` (per channel,
+        for every member)."""
+        assert self.head.bias is not None
         with torch.no_grad():
-            self.head.bias.copy_(torch.logit(mean.clamp(0.02, 0.98)))
+            self.head.bias.copy_(torch.logit(mean.clamp(0.02, 0.98)).repeat(self.members))
 
-    def make_input(self, height: int, width: int, *, generator: torch.Generator) -> torch.Tensor:
-        """Fixed input z: sin/cos of 2*pi*U(0,1), 32 channels at 1/2**depth size."""
+    @property
+    def settings(self) -> tuple[int, int, int, float, str, tuple[float, ...]]:
+        """Everything that shapes one member: channels, width, depth, lambda, upsampling."""
+        return (self.out_channels, self.width, self.depth, self.lipschitz, self.upsampler,
+                self.sigmas)
+
+    def make_input(self, height: int, width: int, *,
+                   generator: torch.Generator | Sequence[torch.Generator]) -> torch.Tensor:
+        """Fixed input z: sin/cos of 2*pi*U(0,1), 32 channels at 1/2**depth size
+        (one generator per member for an ensemble, their inputs side by side)."""
+        if not isinstance(generator, torch.Generator):
+            if len(generator) != self.members:
+                raise ValueError(f"need {self.members} generators, got {len(generator)}")
+            return torch.cat([self._input(height, width, g) for g in generator], dim=1)
+        if self.members != 1:
+            raise ValueError(f"an ensemble of {self.members} needs one generator per member")
+        return self._input(height, width, generator)
+
+    def _input(self, height: int, width: int, generator: torch.Generator) -> torch.Tensor:
         h, w = height // self.multiple, width // self.multiple
         u = torch.rand(1, INPUT_CHANNELS // 2, h, w, generator=generator)
         return torch.cat([torch.sin(2 * torch.pi * u), torch.cos(2 * torch.pi * u)], dim=1)
@@ -81,6 +121,8 @@ class Decoder(nn.Module):
     def forward(self, z: torch.Tensor) -> torch.Tensor:
         refresh_lipschitz_norms(self.lipschitz_convs)
         out: torch.Tensor = self.body(z)
+        if self.members > 1:  # channels of member k -> batch item k
+            out = out.reshape(self.members, self.out_channels, *out.shape[-2:])
         return out
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 from torch import nn
 
@@ -17,14 +19,31 @@ class Operator(nn.Module):
 
     scale: int = 1
 
-    def loss(self, x: torch.Tensor, y: torch.Tensor,
-             weight: torch.Tensor | None = None) -> torch.Tensor:
-        """Mean squared error between ``A(x)`` and the observation ``y``; with a
-        ``weight`` map (1, 1, h, w) of the observation's size, the weighted mean."""
-        squared = (self(x) - y) ** 2
+    def loss(self, x: torch.Tensor, y: torch.Tensor, weight: torch.Tensor | None = None, *,
+             weights: Callable[[torch.Tensor], torch.Tensor | None] | None = None) -> torch.Tensor:
+        """Mean squared error between ``A(x)`` and the observation ``y``.
+
+        ``weight`` is a fixed (1, 1, h, w) map of the observation's size (0 on
+        pixels left out of the fit): the loss is then the weighted mean.
+        ``weights`` maps ``A(x)`` to per-pixel weights of the squared error (a
+        signal-dependent noise variance), or to None. ``x`` may hold an
+        ensemble's members along its batch axis: the loss is then the sum of the
+        members' own losses, so each member's gradient is that of its own fit.
+        """
+        predicted = self(x)
+        squared = (predicted - y) ** 2
+        w = None if weights is None else weights(predicted)
+        if w is not None:
+            squared = squared * w
         if weight is None:
-            return torch.mean(squared)
-        return torch.sum(squared * weight) / (torch.sum(weight) * squared.shape[1])
+            if x.shape[0] == 1:
+                return torch.mean(squared)
+            per_member = squared.flatten(1).mean(dim=1)
+        else:
+            per_member = (squared * weight).flatten(1).sum(dim=1) / (
+                torch.sum(weight) * squared.shape[1])
+        total: torch.Tensor = per_member.sum()
+        return total
 
 
 class Identity(Operator):

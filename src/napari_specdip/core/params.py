@@ -22,6 +22,11 @@ UPSAMPLERS: tuple[str, ...] = ("bilinear", "gaussian", "nearest")
 NETWORKS: tuple[str, ...] = ("decoder", "skip", "convnet")
 OUTPUTS: tuple[str, ...] = ("last", "ema", "best")
 LR_SCHEDULES: tuple[str, ...] = ("constant", "cosine", "exponential")
+NOISE_MODELS: tuple[str, ...] = ("gaussian", "poisson-gaussian")
+NOISE_FITS: tuple[str, ...] = ("weighted", "anscombe")
+# tasks whose observation carries the camera's noise pixel by pixel (the stabilising
+# transform is pointwise, so it commutes with these operators only)
+NOISE_TASKS: tuple[str, ...] = ("denoise", "inpaint")
 SR_FACTORS: tuple[int, ...] = (2, 4, 8)
 
 # METHOD.md section 5: coarse to fine; 0.1 is effectively zero insertion.
@@ -196,6 +201,30 @@ class RestoreParameters:
         or ``"mps"``.
     num_threads : int or None
         CPU threads for the run (None: leave torch's setting).
+    noise : str
+        ``"gaussian"`` (one noise level: squared error) or ``"poisson-gaussian"``
+        (photon shot noise plus camera read noise, for microscopy; denoising and
+        inpainting):
+        ``z = offset + gain * Poisson(x / gain) + N(0, read_sigma^2)``, i.e.
+        ``var(z) = gain * (E[z] - offset) + read_sigma^2``.
+    noise_gain, noise_read_sigma, noise_offset : float or None
+        The camera's conversion factor (input units per photon), read noise
+        (input units) and pedestal (input units: the value of zero photons), e.g.
+        in ADU for a uint16 image. None: estimated from the image itself (the
+        offset as the image's black level). The values used are in
+        ``result.parameters["noise_model"]``.
+    noise_fit : str
+        How the Poisson-Gaussian model enters the fit: ``"weighted"`` (default:
+        the squared error weighted by the inverse of the signal-dependent
+        variance, in the data's own space) or ``"anscombe"`` (the generalized
+        Anscombe transform before fitting, the exact unbiased inverse after; the
+        highest PSNR at the best iteration on benchmarks/photon.py, but it falls
+        off faster after it, so it is the better choice only with a well-placed
+        stop).
+    ensemble : int
+        Members K fitted together from seeds ``seed .. seed + K - 1`` (decoder
+        only); the result is their mean and ``result.uncertainty`` their
+        per-pixel standard deviation.
 
     Examples
     --------
@@ -245,6 +274,12 @@ class RestoreParameters:
     seed: int = 0
     device: str = "auto"
     num_threads: int | None = None
+    noise: str = "gaussian"
+    noise_gain: float | None = None
+    noise_read_sigma: float | None = None
+    noise_offset: float | None = None
+    noise_fit: str = "weighted"
+    ensemble: int = 1
 
     @classmethod
     def for_task(cls, task: str, *, preset: str | None = None,
@@ -345,6 +380,26 @@ class RestoreParameters:
             )
         if self.num_threads is not None and self.num_threads < 1:
             raise ValueError(f"num_threads must be >= 1, got {self.num_threads}")
+        self._validate_noise()
+        if self.ensemble < 1:
+            raise ValueError(f"ensemble must be >= 1, got {self.ensemble}")
+        if self.ensemble > 1 and self.network != "decoder":
+            raise ValueError(f"an ensemble needs network='decoder', got {self.network!r}")
+
+    def _validate_noise(self) -> None:
+        _choice("noise", self.noise, NOISE_MODELS)
+        _choice("noise_fit", self.noise_fit, NOISE_FITS)
+        if self.noise_gain is not None and not self.noise_gain > 0:
+            raise ValueError(f"noise_gain must be positive, got {self.noise_gain}")
+        if self.noise_read_sigma is not None and not self.noise_read_sigma >= 0:
+            raise ValueError(f"noise_read_sigma must be >= 0, got {self.noise_read_sigma}")
+        camera = (self.noise_gain, self.noise_read_sigma, self.noise_offset)
+        if self.noise == "gaussian" and any(v is not None for v in camera):
+            raise ValueError("noise_gain, noise_read_sigma and noise_offset need "
+                             "noise='poisson-gaussian'")
+        if self.noise == "poisson-gaussian" and self.task not in NOISE_TASKS:
+            raise ValueError(f"the Poisson-Gaussian noise model applies to "
+                             f"{' and '.join(NOISE_TASKS)}, not to task {self.task!r}")
 
     def as_dict(self) -> dict[str, Any]:
         """Plain, JSON-ready dictionary of every field."""

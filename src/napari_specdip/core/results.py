@@ -72,7 +72,11 @@ class RestoreResult:
     intensity_range : (float, float)
         The input intensities mapped to [0, 1] for the fit.
     metrics : dict of str to float
-        Blur, sharpness and ratio of the result; PSNR/SSIM with a reference.
+        Blur, sharpness and their ratio of the result; PSNR and SSIM with a reference.
+    uncertainty : numpy.ndarray or None
+        With ``ensemble`` = K > 1: the per-pixel standard deviation of the K
+        members' outputs, in the result's layout and intensity units (float32);
+        None for a single run.
     state : dict or None
         The final network weights (CPU tensors) when the run was asked to
         ``keep_state``: pass them as ``warm_start`` to the next slice.
@@ -88,6 +92,7 @@ class RestoreResult:
     elapsed: float
     intensity_range: tuple[float, float] = (0.0, 1.0)
     metrics: dict[str, float] = field(default_factory=dict)
+    uncertainty: np.ndarray | None = None
     state: dict[str, Any] | None = None
 
     def metadata(self) -> dict[str, Any]:
@@ -106,5 +111,8 @@ class RestoreResult:
                 "elapsed_seconds": round(self.elapsed, 3),
                 "intensity_range": list(self.intensity_range),
                 "metrics": self.metrics,
+                "ensemble": self.parameters.get("ensemble", 1),
+                "noise_model": self.parameters.get("noise_model",
+                                                   {"model": self.parameters.get("noise", "gaussian")}),
             }
         }

@@ -1,0 +1,61 @@
+"""Ensembles of decoders fitted together: K seeds in one grouped network, and their spread.
+
+Member k of an ensemble seeded ``seed`` is exactly the decoder a single run
+seeded ``seed + k`` starts from (same initial weights, same input). The members
+share nothing but the forward pass: their convolutions are grouped, their
+Lipschitz bounds computed per member, and the loss is the sum of the members'
+own losses, so that Adam (elementwise) takes each member's own steps.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+import numpy as np
+import numpy.typing as npt
+import torch
+
+from napari_specdip.core.imaging import Layout
+from napari_specdip.core.networks import Decoder
+
+
+def stack_decoders(nets: Sequence[Decoder]) -> Decoder:
+    """One grouped decoder computing ``nets`` side by side (their weights copied).
+
+    Examples
+    --------
+    >>> torch.manual_seed(0) and None
+    >>> nets = [Decoder(1, width=4, depth=2) for _ in range(3)]
+    >>> gens = [torch.Generator().manual_seed(k) for k in range(3)]
+    >>> both = stack_decoders(nets)
+    >>> z = both.make_input(16, 16, generator=gens)
+    >>> both(z).shape
+    torch.Size([3, 1, 16, 16])
+    """
+    if not nets:
+        raise ValueError("an ensemble needs at least one decoder")
+    first = nets[0]
+    if any(n.settings != first.settings or n.members != 1 for n in nets):
+        raise ValueError("stacked decoders must be single decoders of the same shape")
+    grouped = Decoder(first.out_channels, width=first.width, depth=first.depth,
+                      lipschitz=first.lipschitz, upsampler=first.upsampler, sigmas=first.sigmas,
+                      members=len(nets))
+    sources = [dict(n.named_parameters()) for n in nets]
+    with torch.no_grad():
+        for name, target in grouped.named_parameters():
+            target.copy_(torch.cat([s[name] for s in sources], dim=0))
+    return grouped
+
+
+def ensemble_mean(output: torch.Tensor) -> torch.Tensor:
+    """The ensemble's output: the members' mean, ``(1, C, H, W)`` (a single run: itself)."""
+    return output if output.shape[0] == 1 else output.mean(dim=0, keepdim=True)
+
+
+def spread_to_user(members_hwc: Sequence[npt.NDArray[np.float64]], layout: Layout
+                   ) -> npt.NDArray[np.float32]:
+    """Per-pixel standard deviation across members' [0, 1] (H, W, C) images, in the
+    input's layout and intensity units (float32: a spread, not an intensity)."""
+    stack = np.stack([np.clip(m, 0.0, 1.0) for m in members_hwc])
+    std = stack.std(axis=0, ddof=1) * (layout.high - layout.low)
+    out = std[..., 0] if layout.channel_axis is None else np.moveaxis(std, -1, layout.channel_axis)
+    return np.asarray(out, dtype=np.float32)

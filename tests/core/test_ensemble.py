@@ -1,0 +1,157 @@
+"""Ensembles: a grouped decoder is K decoders, the result is their mean and spread."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from napari_specdip import restore
+from napari_specdip.core.ensemble import ensemble_mean, stack_decoders
+from napari_specdip.core.layers import LipschitzConv2d, spectral_norm_exact
+from napari_specdip.core.networks import Decoder
+from napari_specdip.core.operators import Identity
+
+FAST = {"width": 8, "depth": 3, "stop": "none"}
+
+
+def members(k: int, seed: int = 5, **kwargs: object) -> tuple[list[Decoder], list[torch.Generator]]:
+    nets = []
+    for i in range(k):
+        torch.manual_seed(seed + i)
+        nets.append(Decoder(2, width=8, depth=2, **kwargs))  # type: ignore[arg-type]
+    return nets, [torch.Generator().manual_seed(seed + i) for i in range(k)]
+
+
+@pytest.mark.parametrize("upsampler", ["bilinear", "gaussian"])
+def test_grouped_decoder_equals_separate_decoders(upsampler: str) -> None:
+    nets, gens = members(3, upsampler=upsampler)
+    grouped = stack_decoders(nets)
+    z = grouped.make_input(32, 32, generator=gens)
+    alone = [n.make_input(32, 32, generator=torch.Generator().manual_seed(5 + i))
+             for i, n in enumerate(nets)]
+    together = grouped(z)
+    assert together.shape == (3, 2, 32, 32)
+    for i, (net, zi) in enumerate(zip(nets, alone, strict=True)):
+        torch.testing.assert_close(together[i : i + 1], net(zi), rtol=0, atol=1e-5)
+
+
+def test_fitting_together_is_fitting_apart() -> None:
+    nets, gens = members(2)
+    grouped = stack_decoders(nets)
+    z = grouped.make_input(32, 32, generator=gens)
+    alone = [n.make_input(32, 32, generator=torch.Generator().manual_seed(5 + i))
+             for i, n in enumerate(nets)]
+    y = torch.rand(1, 2, 32, 32, generator=torch.Generator().manual_seed(0))
+    op = Identity()
+    opt = torch.optim.Adam(grouped.parameters(), lr=1e-2)
+    opts = [torch.optim.Adam(n.parameters(), lr=1e-2) for n in nets]
+    for _ in range(5):
+        opt.zero_grad()
+        op.loss(grouped(z), y).backward()  # type: ignore[no-untyped-call]
+        opt.step()
+        for net, zi, o in zip(nets, alone, opts, strict=True):
+            o.zero_grad()
+            op.loss(net(zi), y).backward()  # type: ignore[no-untyped-call]
+            o.step()
+    with torch.no_grad():
+        together = grouped(z)
+        for i, (net, zi) in enumerate(zip(nets, alone, strict=True)):
+            torch.testing.assert_close(together[i : i + 1], net(zi), rtol=0, atol=1e-4)
+
+
+def test_grouped_lipschitz_bound_is_per_member() -> None:
+    conv = LipschitzConv2d(4 * 3, 5 * 3, 3, lipschitz=0.7, groups=3)
+    with torch.no_grad():
+        conv.weight[5:10] *= 1e-3  # the middle member is already within the bound
+    w = conv.effective_weight().detach()
+    norms = spectral_norm_exact(w, groups=3)
+    assert norms.shape == (3,)
+    assert float(norms[0]) == pytest.approx(0.7, rel=1e-4)
+    assert float(norms[2]) == pytest.approx(0.7, rel=1e-4)
+    torch.testing.assert_close(w[5:10], conv.weight[5:10].detach())
+    weight = conv.weight.detach()
+    single = [float(spectral_norm_exact(weight[5 * i : 5 * i + 5])) for i in range(3)]
+    torch.testing.assert_close(spectral_norm_exact(weight, groups=3),
+                               torch.tensor(single), rtol=1e-5, atol=0)
+
+
+def test_ensemble_mean_of_one_is_itself() -> None:
+    x = torch.rand(1, 3, 8, 8)
+    assert ensemble_mean(x) is x
+    y = torch.rand(4, 3, 8, 8)
+    torch.testing.assert_close(ensemble_mean(y), y.mean(0, keepdim=True))
+
+
+def test_ensemble_returns_mean_and_uncertainty() -> None:
+    rng = np.random.default_rng(0)
+    image = (rng.random((3, 40, 36)) * 200 + 20).astype(np.uint8)
+    result = restore(image, channel_axis=0, ensemble=3, max_iterations=6, **FAST)
+    assert result.image.shape == image.shape and result.image.dtype == np.uint8
+    assert result.uncertainty is not None
+    assert result.uncertainty.shape == image.shape and result.uncertainty.dtype == np.float32
+    assert (result.uncertainty >= 0).all() and result.uncertainty.mean() > 0
+    assert result.parameters["ensemble"] == 3
+    assert result.metadata()["specdip"]["ensemble"] == 3
+
+
+def test_one_member_is_the_plain_run() -> None:
+    image = np.random.default_rng(1).random((32, 32))
+    plain = restore(image, max_iterations=4, seed=2, **FAST)
+    one = restore(image, max_iterations=4, seed=2, ensemble=1, **FAST)
+    np.testing.assert_array_equal(plain.image, one.image)
+    np.testing.assert_array_equal(plain.history["loss"], one.history["loss"])
+    assert plain.uncertainty is None and one.uncertainty is None
+
+
+def test_ensemble_is_reproducible_and_seeded() -> None:
+    image = np.random.default_rng(1).random((32, 32))
+    # no held-out pixels: their draw follows the run's seed, shared by all members
+    a = restore(image, max_iterations=4, seed=2, ensemble=2, holdout=0.0, **FAST)
+    b = restore(image, max_iterations=4, seed=2, ensemble=2, holdout=0.0, **FAST)
+    c = restore(image, max_iterations=4, seed=3, ensemble=2, holdout=0.0, **FAST)
+    np.testing.assert_array_equal(a.image, b.image)
+    assert a.uncertainty is not None and b.uncertainty is not None
+    np.testing.assert_array_equal(a.uncertainty, b.uncertainty)
+    assert not np.array_equal(a.image, c.image)
+    # the first step's loss is the members' mean: members seeded 2 and 3
+    first = [restore(image, max_iterations=1, seed=s, holdout=0.0, **FAST).history["loss"][0]
+             for s in (2, 3)]
+    assert a.history["loss"][0] == pytest.approx(np.mean(first), rel=1e-5)
+
+
+def test_ensemble_with_noise_model_and_preview() -> None:
+    from napari_specdip import iter_restore
+    from napari_specdip.samples import noisy_microscopy
+
+    sample = noisy_microscopy(64)
+    gen = iter_restore(sample.image, noise="poisson-gaussian", ensemble=2, max_iterations=4,
+                       preview_every=2, **FAST)
+    previews = []
+    while True:
+        try:
+            report = next(gen)
+        except StopIteration as done:
+            result = done.value
+            break
+        if report.preview is not None:
+            previews.append(report.preview)
+    assert len(previews) == 2 and previews[0].dtype == np.uint16
+    assert result.uncertainty is not None and result.uncertainty.shape == (64, 64)
+
+
+def test_ensemble_needs_the_decoder() -> None:
+    with pytest.raises(ValueError, match="network='decoder'"):
+        restore(np.random.default_rng(0).random((32, 32)), network="skip", ensemble=2,
+                max_iterations=1)
+    with pytest.raises(ValueError, match="ensemble must be >= 1"):
+        restore(np.random.default_rng(0).random((32, 32)), ensemble=0, max_iterations=1)
+
+
+def test_examples() -> None:
+    import doctest
+
+    from napari_specdip.core import ensemble
+
+    result = doctest.testmod(ensemble, optionflags=doctest.ELLIPSIS)
+    assert result.failed == 0 and result.attempted > 0

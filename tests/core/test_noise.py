@@ -1,0 +1,200 @@
+"""The Poisson-Gaussian noise model: estimator, stabilising transform, engine runs."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from scipy import ndimage as ndi
+
+from napari_specdip import restore
+from napari_specdip.core.noise import (
+    AnscombeInverse,
+    PoissonGaussian,
+    StabilisedDomain,
+    anscombe,
+    estimate_poisson_gaussian,
+)
+from napari_specdip.samples import noisy_microscopy
+
+FAST = {"width": 8, "depth": 3, "stop": "none"}
+
+
+def nuclei(size: int, seed: int = 0) -> np.ndarray:
+    """Blurred discs of several brightnesses on a dim background, in [0.03, 1]."""
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[:size, :size]
+    image = np.zeros((size, size))
+    for _ in range(12):
+        cy, cx = rng.uniform(0, size, 2)
+        r = rng.uniform(size / 16, size / 7)
+        image = np.maximum(image, ((yy - cy) ** 2 + (xx - cx) ** 2 < r * r) * rng.uniform(0.3, 1))
+    image = ndi.gaussian_filter(image, 1.5) + 0.03
+    return image / image.max()
+
+
+def expose(clean: np.ndarray, *, peak: float, read: float, gain: float, offset: float,
+           seed: int = 0) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    photons = rng.poisson(clean * peak) + rng.normal(0.0, read, clean.shape)
+    return np.rint(offset + gain * photons).astype(np.uint16)
+
+
+@pytest.mark.parametrize(("peak", "read"), [(10.0, 2.0), (30.0, 3.0)])
+def test_estimator_finds_gain_and_read_noise(peak: float, read: float) -> None:
+    gain, offset = 3.0, 100.0
+    adu = expose(nuclei(192), peak=peak, read=read, gain=gain, offset=offset).astype(float)
+    low, high = adu.min(), adu.max()
+    unit = (adu - low) / (high - low)
+    found = estimate_poisson_gaussian(unit).model.to_camera(low=low, high=high)
+    assert found["gain"] == pytest.approx(gain, rel=0.2)
+    assert found["read_sigma"] == pytest.approx(read * gain, rel=0.2)
+    given = estimate_poisson_gaussian(unit, black=(offset - low) / (high - low))
+    assert given.model.to_camera(low=low, high=high)["read_sigma"] == pytest.approx(read * gain,
+                                                                                   rel=0.2)
+
+
+def test_estimator_sees_plain_gaussian_noise_as_flat() -> None:
+    rng = np.random.default_rng(1)
+    noisy = nuclei(128) * 0.8 + 0.1 + rng.normal(0, 0.02, (128, 128))
+    model = estimate_poisson_gaussian(noisy).model
+    # the variance changes little across the range (a Poisson image: a * 1 >> b)
+    assert model.a < 0.4 * model.b
+    assert float(np.sqrt(model.variance(0.5))) == pytest.approx(0.02, rel=0.15)
+
+
+def test_estimator_refuses_tiny_images() -> None:
+    with pytest.raises(ValueError, match="too few usable pixels"):
+        estimate_poisson_gaussian(np.random.default_rng(0).random((30, 30)))
+
+
+def test_camera_values_round_trip() -> None:
+    model = PoissonGaussian.from_camera(gain=2.5, read_sigma=7.0, offset=100.0, low=80.0,
+                                        high=4000.0)
+    back = model.to_camera(low=80.0, high=4000.0)
+    assert back == pytest.approx({"gain": 2.5, "read_sigma": 7.0, "offset": 100.0})
+    # var = gain * (E - offset) + read^2, on the [0, 1] scale
+    mean = 0.5
+    expected = (2.5 * (80.0 + mean * 3920.0 - 100.0) + 49.0) / 3920.0**2
+    assert model.variance(mean)[()] == pytest.approx(expected)
+
+
+@pytest.mark.parametrize("read", [0.0, 2.0])
+def test_exact_inverse_is_unbiased(read: float) -> None:
+    rng = np.random.default_rng(0)
+    model = PoissonGaussian(a=1.0, b=read**2, black=0.0)  # photon units
+    inverse = AnscombeInverse.build(read, 60.0)
+    for photons in (0.5, 2.0, 8.0, 40.0):
+        z = rng.poisson(photons, 200_000) + rng.normal(0.0, read, 200_000)
+        f = anscombe(z, model)
+        if photons >= 8:  # stabilised (the transform cannot do it at the lowest counts)
+            assert np.var(f) == pytest.approx(1.0, abs=0.1)
+        assert inverse(f.mean()) == pytest.approx(photons, abs=0.03 + 0.005 * photons)
+        # the algebraic inverse is biased at low counts; the exact one is not
+    low_f = anscombe(rng.poisson(1.0, 200_000) + rng.normal(0.0, read, 200_000), model).mean()
+    assert abs((low_f**2 / 4 - 0.375 - read**2) - 1.0) > 0.1
+
+
+def test_stabilised_domain_round_trip_and_torch() -> None:
+    clean = nuclei(64)
+    adu = expose(clean, peak=20.0, read=1.5, gain=2.0, offset=100.0).astype(float)
+    low, high = adu.min(), adu.max()
+    unit = (adu - low) / (high - low)
+    model = PoissonGaussian.from_camera(gain=2.0, read_sigma=3.0, offset=100.0, low=low, high=high)
+    domain = StabilisedDomain.for_observation(unit, model)
+    fitted = domain.forward(unit)
+    assert fitted.min() == pytest.approx(0.0) and fitted.max() == pytest.approx(1.0)
+    assert domain.noise_sigma == pytest.approx(1.0 / np.ptp(anscombe(unit, model)))
+    back = domain.inverse(fitted)
+    # the unbiased inverse of a single noisy value is not the value itself, but close
+    assert np.abs(back - unit).max() < 2.0 * np.sqrt(model.variance(1.0)).max()
+    tensor = domain.inverse_torch(torch.from_numpy(fitted))
+    np.testing.assert_allclose(tensor.numpy(), back, rtol=1e-9, atol=1e-12)
+    # the expected clean intensity survives the trip through E[f]
+    expected = (100.0 + 2.0 * 20.0 * clean - low) / (high - low)
+    table = domain.table
+    e_f = np.interp(model.photons(expected) + (model.b + model.a * model.black) / model.a**2,
+                    table.photons, table.expected)
+    np.testing.assert_allclose(domain.inverse((e_f - domain.low) / (domain.high - domain.low)),
+                               expected, atol=1e-4)
+
+
+def test_restore_with_the_noise_model_keeps_dtype_and_records_it() -> None:
+    sample = noisy_microscopy(64)
+    result = restore(sample.image, noise="poisson-gaussian", max_iterations=20, **FAST)
+    assert result.image.dtype == np.uint16 and result.image.shape == sample.image.shape
+    assert sample.image.min() <= result.image.min() and result.image.max() <= sample.image.max()
+    record = result.parameters["noise_model"]
+    assert record["model"] == "poisson-gaussian" and record["fit"] == "weighted"
+    assert record["noise_loss"] == pytest.approx(record["mean_variance"])
+    assert record["source"] == {"gain": "estimated", "read_sigma": "estimated",
+                                "offset": "estimated"}
+    truth = sample.extra["noise"]
+    assert record["gain"] == pytest.approx(truth["gain"], rel=0.3)
+    assert result.metadata()["specdip"]["noise_model"]["gain"] == record["gain"]
+    assert result.parameters["noise"] == "poisson-gaussian"
+
+
+def test_given_camera_values_are_used_as_given() -> None:
+    sample = noisy_microscopy(64)
+    truth = sample.extra["noise"]
+    result = restore(sample.image, noise="poisson-gaussian", noise_gain=truth["gain"],
+                     noise_read_sigma=truth["read_sigma"], noise_offset=truth["offset"],
+                     noise_fit="anscombe", max_iterations=5, **FAST)
+    record = result.parameters["noise_model"]
+    assert set(record["source"].values()) == {"given"}
+    for key in ("gain", "read_sigma", "offset"):
+        assert record[key] == pytest.approx(truth[key])
+    assert record["fit"] == "anscombe" and result.image.dtype == np.uint16
+    assert record["noise_loss"] == pytest.approx(record["fitted_sigma"] ** 2)
+
+
+@pytest.mark.parametrize("fit", ["weighted", "anscombe"])
+def test_noise_model_denoises_photon_limited_image(fit: str) -> None:
+    clean = nuclei(64)
+    adu = expose(clean, peak=10.0, read=1.0, gain=2.0, offset=100.0)
+    reference = 100.0 + 2.0 * 10.0 * clean
+    result = restore(adu, noise="poisson-gaussian", noise_fit=fit, width=16, depth=3,
+                     max_iterations=150, stop="none", learning_rate=0.01, output_dtype="float32")
+
+    def error(x: np.ndarray) -> float:
+        return float(np.sqrt(np.mean((x.astype(float) - reference) ** 2)))
+
+    assert error(result.image) < 0.6 * error(adu)
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        ({"noise": "poisson"}, "unknown noise"),
+        ({"noise_gain": 2.0}, "need noise='poisson-gaussian'"),
+        ({"noise": "poisson-gaussian", "noise_gain": -1.0}, "noise_gain must be positive"),
+        ({"noise": "poisson-gaussian", "noise_fit": "vst"}, "unknown noise_fit"),
+        ({"noise": "poisson-gaussian", "task": "super-resolve"}, "applies to denoise"),
+    ],
+)
+def test_bad_noise_options_are_refused(options: dict, message: str) -> None:
+    options = dict(options)
+    task = options.pop("task", "denoise")
+    with pytest.raises(ValueError, match=message):
+        restore(np.random.default_rng(0).random((64, 64)), task, max_iterations=1, **options)
+
+
+def test_too_small_to_estimate_is_refused_before_work() -> None:
+    from napari_specdip import plan_restore
+
+    small = (np.random.default_rng(0).random((32, 32)) * 1000).astype(np.uint16)
+    with pytest.raises(ValueError, match="too small to estimate"):
+        plan_restore(small, noise="poisson-gaussian")
+    job = plan_restore(small, noise="poisson-gaussian", noise_gain=2.0, noise_read_sigma=3.0,
+                       noise_offset=0.0)
+    assert job.params.noise_gain == 2.0
+
+
+@pytest.mark.parametrize("name", ["napari_specdip.core.noise", "napari_specdip.samples"])
+def test_examples(name: str) -> None:
+    import doctest
+    import importlib
+
+    result = doctest.testmod(importlib.import_module(name), optionflags=doctest.ELLIPSIS)
+    assert result.failed == 0 and result.attempted > 0
