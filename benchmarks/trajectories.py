@@ -92,6 +92,8 @@ def plan(name: str) -> list[Config]:
                        max_iterations=30)]
     if name == "main":
         return _main_plan()
+    if name == "heldout":
+        return _heldout_plan()
     if name == "holdout":
         return [_optimised(n, 128, "sigma25", w, "lr1e-2", holdout=f, max_iterations=1000)
                 for n, w in (("cell", 32), ("camera", 16), ("brick", 64), ("nuclei1", 32),
@@ -120,6 +122,28 @@ def _main_plan() -> list[Config]:
     configs += [_optimised(n, 128, "sigma25", w, "lr1e-2-exp") for n in every for w in (16, 64)]
     configs += [_optimised(n, 128, "sigma25", 64, "lr3e-3") for n in every]
     configs += [_optimised(n, 512, "sigma25", 32, "lr1e-2") for n in big]
+    return configs
+
+
+def _heldout_plan() -> list[Config]:
+    """The held-out half at the presets' optimiser (CPU-sized), in priority order."""
+    held = [n for n in _evalset.IMAGES if _evalset.split(n) == "held-out"]
+    six = ["nuclei2", "puncta2", "hubble", "moon", "chelsea", "grass"]
+
+    def at(image: str, size: int, deg: str, width: int, cap: int) -> Config:
+        return _optimised(image, size, deg, width, "lr1e-2", holdout=0.1, max_iterations=cap)
+
+    configs = [at(n, 128, "sigma25", 32, 1000) for n in held]
+    configs += [at(n, 128, "sigma25", 64, 800) for n in six]
+    configs += [at(n, 128, "sigma25", 16, 1200) for n in six]
+    configs += [at(n, 128, d, 32, 1000) for d, images in (
+        ("pg30r2", ("nuclei2", "puncta2", "hubble")), ("sigma10", ("chelsea", "grass")),
+        ("sigma50", ("moon", "nuclei2")), ("jpeg10", ("chelsea", "coins")),
+        ("inpaint0.5", ("rocket", "filaments2"))) for n in images]
+    configs += [at(n, 64, "sigma25", 32, 1000) for n in six]
+    configs += [at(n, 256, "sigma25", 32, 1000) for n in ("nuclei2", "chelsea", "gravel")]
+    configs += [at(n, 512, "sigma25", 16, 1200) for n in ("moon", "nuclei2")]
+    configs += [at(n, 128, "sigma25", 128, 600) for n in ("nuclei2", "chelsea", "grass")]
     return configs
 
 
