@@ -44,13 +44,29 @@ def _timed(store: list[float], fn: Callable[..., Any]) -> Callable[..., Any]:
     return wrapper
 
 
+def _time_pyqtgraph_paints(store: list[float]) -> Callable[[], None]:
+    """Time every paint of a pyqtgraph view (nothing when pyqtgraph is not in use)."""
+    if "pyqtgraph" not in sys.modules:
+        return lambda: None
+    from pyqtgraph.widgets.GraphicsView import GraphicsView
+
+    original = GraphicsView.paintEvent
+    GraphicsView.paintEvent = _timed(store, original)  # type: ignore[method-assign]
+
+    def restore() -> None:
+        GraphicsView.paintEvent = original  # type: ignore[method-assign]
+
+    return restore
+
+
 def _percentile(values: Sequence[float], q: float) -> float:
     return float(np.percentile(np.asarray(values, dtype=float), q)) if values else float("nan")
 
 
 def measure(*, size: int, width: int, iterations: int, theme: str = "dark",
-            stop: str = "none", timeout_s: float = 300.0) -> dict[str, Any]:
-    """One run in a fresh viewer; returns the gaps and redraw/slot times in milliseconds."""
+            stop: str = "none", timeout_s: float = 300.0, viewer: Any = None) -> dict[str, Any]:
+    """One run in a fresh viewer (or ``viewer``, shown); returns the gaps and the
+    redraw and slot times in milliseconds."""
     import napari
     from qtpy.QtCore import QEventLoop, QTimer
     from qtpy.QtWidgets import QApplication
@@ -60,7 +76,9 @@ def measure(*, size: int, width: int, iterations: int, theme: str = "dark",
 
     _widget.default_num_threads = lambda: 1  # type: ignore[assignment]
     app = QApplication.instance() or QApplication([])
-    viewer = napari.Viewer(title="ui latency", show=True)
+    own_viewer = viewer is None
+    if viewer is None:
+        viewer = napari.Viewer(title="ui latency", show=True)
     viewer.theme = theme
     viewer.window.resize(*WINDOW)
     sample = samples.noisy_photo(size)
@@ -75,11 +93,14 @@ def measure(*, size: int, width: int, iterations: int, theme: str = "dark",
     charts = widget.charts
     redraws: list[float] = []
     slots: list[float] = []
-    # every paint of the charts: the widget's own record when it keeps one, else
+    # every update of the charts: the widget's own record when it keeps one, else
     # matplotlib's full draw (the only way the first version painted)
     own = getattr(charts, "draw_times", None)
     if own is None:
         charts.canvas.draw = _timed(redraws, charts.canvas.draw)  # type: ignore[method-assign]
+    # and Qt's painting of pyqtgraph's plots, which follows an update
+    paints: list[float] = []
+    restore_paint = _time_pyqtgraph_paints(paints)
     for _ in range(20):
         app.processEvents()
         time.sleep(0.01)
@@ -92,11 +113,14 @@ def measure(*, size: int, width: int, iterations: int, theme: str = "dark",
     worker = widget.start()
     if worker is None:
         raise SystemExit(f"the run was refused: {widget.last_error}")
-    worker.yielded.disconnect(widget._on_yielded)
-    worker.yielded.connect(_timed(slots, widget._on_yielded))
+    # the slot that handles each report: the widget's (first version) or its run session's
+    owner = getattr(widget, "session", None) or widget
+    worker.yielded.disconnect(owner._on_yielded)
+    worker.yielded.connect(_timed(slots, owner._on_yielded))
     worker.finished.connect(loop.quit)
     QTimer.singleShot(int(timeout_s * 1000), loop.quit)
     redraws.clear()  # count the run's paints only
+    paints.clear()
     first = len(own) if own is not None else 0
     start = time.perf_counter()
     timer.start()
@@ -109,12 +133,15 @@ def measure(*, size: int, width: int, iterations: int, theme: str = "dark",
         time.sleep(0.01)
     output = widget.last_output
     done = output.metadata["specdip"]["iterations"] if output is not None else 0
-    viewer.close()
+    if own_viewer:
+        viewer.close()
     app.processEvents()
+    restore_paint()
     if own is not None:
         redraws = list(own[first:])
     gaps = [1000 * (b - a) for a, b in zip(ticks, ticks[1:], strict=False)]
     return {"gaps": gaps, "redraws": [1000 * r for r in redraws],
+            "paints": [1000 * p for p in paints],
             "slots": [1000 * s for s in slots], "seconds": seconds, "iterations": done}
 
 
@@ -122,7 +149,7 @@ def summary_rows(result: dict[str, Any]) -> list[tuple[str, int, float, float, f
     """(what, count, mean, p95, max) in ms."""
     rows = []
     for label, key in (("timer gap (50 ms asked)", "gaps"), ("chart redraw", "redraws"),
-                       ("worker slot", "slots")):
+                       ("chart plot paint (pyqtgraph)", "paints"), ("worker slot", "slots")):
         values = result[key]
         rows.append((label, len(values), statistics.fmean(values) if values else float("nan"),
                      _percentile(values, 95), max(values, default=float("nan"))))

@@ -56,6 +56,12 @@ def open_widget(viewer: Any) -> Callable[..., Any]:
     return _open
 
 
+@pytest.fixture
+def configure() -> Callable[..., None]:
+    """Set up a widget for a quick run (as ``open_widget`` does)."""
+    return _configure
+
+
 def _configure(widget: Any, *, task: str | None = None, iterations: int = 6,
                **values: Any) -> None:
     """Set the task (loading its defaults) then the quick-run values."""

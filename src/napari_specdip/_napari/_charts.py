@@ -39,7 +39,7 @@ from napari_specdip.chart_panels import PANELS, Panel, Series, stop_text, window
 if TYPE_CHECKING:
     from napari_specdip.core.results import StepReport
 
-REDRAW_MS = 250
+REDRAW_MS = 500
 SERIES = tuple(s.key for p in PANELS.values() for s in p.series)
 #: below this width (px) the panels go on a 2 x 2 grid instead of one row
 ONE_ROW_MIN_WIDTH = 1000
@@ -119,12 +119,19 @@ class ChartPanel(QWidget):
         self.plot.showGrid(x=True, y=True, alpha=0.15)
         if panel.log_y:
             self.plot.setLogMode(y=True)
+        # ranges are set by the widget and only ever grow (in steps), so that most
+        # updates repaint the curves alone, not the axes (whose text is dear to draw)
+        self.plot.disableAutoRange()
+        self.plot.setXRange(0.0, 10.0, padding=0.0)
         if panel.y_range is not None:
             self.plot.setYRange(*panel.y_range, padding=0.0)
-            self.plot.enableAutoRange(axis="y", enable=False)
+        self.x_range = (0.0, 10.0)
+        self.y_range: tuple[float, float] | None = panel.y_range
+        self.right_range: tuple[float, float] | None = None
         self.right_view: Any = None
         if panel.right_label:
             self.right_view = pg.ViewBox()
+            self.right_view.disableAutoRange()
             self.plot.showAxis("right")
             self.plot.scene().addItem(self.right_view)
             self.plot.getAxis("right").linkToView(self.right_view)
@@ -157,6 +164,44 @@ class ChartPanel(QWidget):
         layout.addWidget(self.legend)
         layout.addWidget(self.plot_widget, 1)
         self._colors: dict[str, str] = {}
+
+    def set_x_max(self, right: float) -> None:
+        if right != self.x_range[1]:
+            self.x_range = (0.0, right)
+            self.plot.setXRange(0.0, right, padding=0.0)
+
+    def fit_y(self, values: npt.NDArray[np.float64], *, right: bool = False) -> None:
+        """Grow the y range (log10 units on a log axis) to hold ``values``, with a margin;
+        never shrink it during a run."""
+        if self.panel.y_range is not None and not right:
+            return
+        finite = values[np.isfinite(values)]
+        if self.panel.log_y and not right:
+            finite = np.log10(finite[finite > 0])
+        if finite.size == 0:
+            return
+        low, high = float(finite.min()), float(finite.max())
+        current = self.right_range if right else self.y_range
+        if current is not None and current[0] <= low and high <= current[1]:
+            return
+        if current is not None:
+            low, high = min(low, current[0]), max(high, current[1])
+        step = 0.25 if self.panel.log_y and not right else _nice_step(high - low)
+        new = (math.floor(low / step - 0.5) * step, math.ceil(high / step + 0.5) * step)
+        if right:
+            new = (max(new[0], -0.05), min(new[1], 1.05))
+            self.right_range = new
+            if self.right_view is not None:
+                self.right_view.setYRange(*new, padding=0.0)
+        else:
+            self.y_range = new
+            self.plot.setYRange(*new, padding=0.0)
+
+    def reset_ranges(self) -> None:
+        self.x_range = (0.0, 0.0)
+        self.set_x_max(10.0)
+        self.y_range = self.panel.y_range
+        self.right_range = None
 
     def show_help(self) -> None:
         QToolTip.showText(self.help_button.mapToGlobal(self.help_button.rect().bottomLeft()),
@@ -347,6 +392,7 @@ class ChartsWidget(QWidget):
         self.stop_reason = None
         for panel in self.panels.values():
             panel.clear_stop()
+            panel.reset_ranges()
         if window is not None:
             self.stop_window = int(window)
         self.has_reference = has_reference
@@ -360,15 +406,16 @@ class ChartsWidget(QWidget):
         self.title_label.setText(title)
         self.title_label.setVisible(bool(title))
 
-    def add_report(self, report: StepReport) -> None:
-        """Append one step; the curves follow within ``REDRAW_MS``."""
+    def add_report(self, report: StepReport, *, schedule: bool = True) -> None:
+        """Append one step; the curves follow within ``REDRAW_MS`` (``schedule=False``:
+        at the caller's next :meth:`redraw`, to paint together with its own updates)."""
         it = float(report.iteration)
         self.data["loss"].append(it, report.loss)
         for key, value in report.signals.items():
             buffer = self.data.get(key)
             if buffer is not None:
                 buffer.append(it, value)
-        if not self._timer.isActive():
+        if schedule and not self._timer.isActive():
             self._timer.start()
 
     def series(self, key: str) -> npt.NDArray[np.float64]:
@@ -414,17 +461,21 @@ class ChartsWidget(QWidget):
             self._stale = True
             return
         start = time.perf_counter()
+        last = max((b.x[b.n - 1] for b in self.data.values() if b.n), default=0.0)
+        right = _nice_ceiling(max(last, float(self.stop_iteration or 0)) * 1.05)
         for panel in self.panels.values():
-            for key, curve in panel.curves.items():
-                buffer = self.data[key]
+            panel.set_x_max(right)
+            for series in panel.panel.series:
+                buffer = self.data[series.key]
                 if not buffer.dirty:
                     continue
                 buffer.dirty = False
                 x = buffer.x[: buffer.n]
                 y = buffer.y[: buffer.n]
+                panel.fit_y(y, right=series.right)
                 if panel.panel.log_y:
                     y = np.where(np.isfinite(y) & (y > 0), y, np.nan)
-                curve.setData(x, y, connect="finite")
+                panel.curves[series.key].setData(x, y, connect="finite")
         self._update_notes()
         self._stale = False
         self.draw_count += 1
@@ -498,6 +549,23 @@ def _hex(color: Any) -> str:
             value = "#" + "".join(c * 2 for c in value[1:])
         return value[:7]
     return str(color)
+
+
+def _nice_ceiling(value: float) -> float:
+    """The smallest of 10, 20, 50, 100, 200, 500, ... not below ``value``."""
+    value = max(value, 10.0)
+    decade = 10.0 ** math.floor(math.log10(value))
+    for m in (1.0, 2.0, 5.0, 10.0):
+        if m * decade >= value - 1e-9:
+            return m * decade
+    return 10.0 * decade
+
+
+def _nice_step(span: float) -> float:
+    """A round step of about a tenth of ``span`` (at least 0.01)."""
+    span = max(span, 0.1)
+    decade = 10.0 ** math.floor(math.log10(span / 10.0))
+    return max(0.01, decade * (5.0 if span / decade > 50 else 2.0 if span / decade > 20 else 1.0))
 
 
 def _luma(color: str) -> float:

@@ -26,8 +26,10 @@ if TYPE_CHECKING:
     from napari_specdip.core.engine import RestoreJob
     from napari_specdip.core.results import RestoreResult, StepReport
 
-#: seconds between two updates of the progress bar and labels
-PROGRESS_S = 0.1
+#: seconds between two updates of the charts, the progress line and napari's progress
+#: bar, made together so that they share one repaint of the window (dear on a
+#: software-rendered display, where napari composes the whole window each time)
+UI_TICK_S = 0.5
 #: seconds between two region-preview image updates (the first one is shown at once)
 REGION_PREVIEW_S = 0.5
 
@@ -169,13 +171,16 @@ class RunSession:
                 charts.reset(has_reference=charts.has_reference, title=plan.plane_title(k))
             self._follow_plane(k)
         if charts is not None:
-            charts.add_report(report)
+            charts.add_report(report, schedule=False)
         self.progress.update(k, report.iteration, report.elapsed)
         if report.preview is not None:
             self._update_preview(k, report.preview)
         now = time.perf_counter()
-        if now - self._last_ui >= PROGRESS_S or report.iteration >= report.max_iterations:
+        if (now - self._last_ui >= UI_TICK_S or report.iteration >= report.max_iterations
+                or report.iteration <= 2):
             self._last_ui = now
+            if charts is not None:
+                charts.redraw()
             text = self.progress.text()
             if self.listener is not None:
                 self.listener.run_progress(self, text)
@@ -294,8 +299,8 @@ class RunSession:
         message = (f"{what}: {iterations} iterations{slices} in {elapsed:.1f} s on {device}; "
                    f"stop: {', '.join(reasons)}.")
         if self.is_region and self.interrupt.budget.is_set():
-            message += (f" The preview stops after {self.budget_s:.0f} s; Run restores the "
-                        "whole image with the same settings.")
+            message += (f" A preview stops at its time budget ({self.budget_s:g} s); Run "
+                        "restores the whole image with the same settings.")
         if self.detached:
             message = f"The dock was closed during the run: it stopped; {message}"
         self.message = message

@@ -33,7 +33,7 @@ from magicgui.widgets import (
     SpinBox,
     Widget,
 )
-from qtpy.QtCore import QEvent, QObject, Qt
+from qtpy.QtCore import QEvent, QObject, Qt, QTimer
 from qtpy.QtWidgets import QLabel, QSizePolicy, QWidget
 
 from napari_specdip._napari import _planning, _region
@@ -100,6 +100,23 @@ class _FitHeight(QObject):
         if isinstance(obj, QLabel) and event is not None and event.type() in (
                 QEvent.Type.Resize, QEvent.Type.Show):
             fit_label(obj)
+        return False
+
+
+class _DockWatch(QObject):
+    """Tells the widget when it is hidden, to check whether its dock was closed.
+
+    napari's close button takes the widget out of the window without deleting it
+    (no ``destroyed`` signal): its parent changes and it is hidden, which this catches.
+    """
+
+    def __init__(self, widget: RestoreWidget) -> None:
+        super().__init__()
+        self._widget = widget
+
+    def eventFilter(self, obj: QObject | None, event: QEvent | None) -> bool:  # Qt API name
+        if event is not None and event.type() in (QEvent.Type.Hide, QEvent.Type.ParentChange):
+            QTimer.singleShot(0, self._widget._check_docked)
         return False
 
 
@@ -269,6 +286,8 @@ class RestoreWidget(Container[Widget]):
                         self.factor):
             control.changed.connect(self._update_estimate)
         self.native.destroyed.connect(self._on_destroyed)
+        self._watch = _DockWatch(self)
+        self.native.installEventFilter(self._watch)
 
         self._viewer.events.theme.connect(self._on_theme)
         layers = self._viewer.layers.events
@@ -562,6 +581,21 @@ class RestoreWidget(Container[Widget]):
         self._alive = False
         session = self._session
         if session is not None and session.running:
+            session.detach()
+
+    def _check_docked(self) -> None:
+        """Hidden: if the dock was closed (the widget left the viewer's window) while a
+        run goes on, stop it; its result is still added and the user told. A dock
+        only hidden (Window menu) keeps running: it can be shown again."""
+        session = self._session
+        if not self._alive or session is None or not session.running:
+            return
+        try:
+            top = self.native.window()
+            main = self._viewer.window._qt_window
+        except (AttributeError, RuntimeError):
+            return
+        if top is not main:
             session.detach()
 
     # ================================================================== charts
@@ -883,7 +917,7 @@ class RestoreWidget(Container[Widget]):
             h, w = plan.region.shape
             self._show_status(
                 f"Previewing a {h} x {w} px region with these settings; it stops after "
-                f"{budget_s:.0f} s at most and shows over the image. Run restores the "
+                f"{budget_s:g} s at most and shows over the image. Run restores the "
                 f"whole image.")
         else:
             self._show_status(f"Starting on {self._expected_device}…")
@@ -997,7 +1031,12 @@ class RestoreWidget(Container[Widget]):
             out.visible = True
             if source is not None:
                 source.visible = True
-        self._viewer.grid.enabled = bool(on)
+        self._grid().enabled = bool(on)
+
+    def _grid(self) -> Any:
+        """napari's grid model (``viewer.canvas.grid`` since 0.9, ``viewer.grid`` before)."""
+        canvas = getattr(self._viewer, "canvas", None)
+        return canvas.grid if canvas is not None and hasattr(canvas, "grid") else self._viewer.grid
 
     def _source_of(self, layer: Any) -> Any:
         name = (layer.metadata.get("specdip") or {}).get("source_layer")
