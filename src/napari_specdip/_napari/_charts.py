@@ -14,6 +14,7 @@ hidden. Fonts and colours follow napari's theme (``viewer.events.theme``).
 
 from __future__ import annotations
 
+import functools
 import html
 import math
 import time
@@ -79,6 +80,44 @@ def _mix(a: str, b: str, t: float) -> str:
     return "#" + "".join(f"{round(x + (y - x) * t):02x}" for x, y in zip(ca, cb, strict=True))
 
 
+_SUPERSCRIPT = str.maketrans("-0123456789", "⁻⁰¹²³⁴⁵⁶⁷⁸⁹")
+
+
+def _log_label(value: float) -> str:
+    """``0.02``, ``500``; decades far from 1 as ``10⁴``, ``10⁻³``."""
+    exponent = math.floor(math.log10(value) + 1e-9)
+    if abs(exponent) >= 3 and round(value / 10.0 ** exponent) == 1:
+        return "10" + str(exponent).translate(_SUPERSCRIPT)
+    return f"{value:.3g}"
+
+
+@functools.cache
+def _log_axis_class() -> type:
+    import pyqtgraph as pg
+
+    class LogAxis(pg.AxisItem):  # type: ignore[misc]
+        """Log axis labels that never crowd: decades, and 2 and 5 only when the range
+        is short; pyqtgraph labels every minor tick otherwise."""
+
+        def logTickStrings(self, values: list[float], scale: float, spacing: float
+                           ) -> list[str]:
+            low, high = self.range
+            span = abs(high - low)  # in decades
+            keep = (1,) if span > 2.0 else (1, 2, 5) if span > 0.6 else tuple(range(1, 10))
+            out = []
+            for v in values:
+                value = 10.0 ** (float(v) * scale)
+                mantissa = round(value / 10.0 ** math.floor(math.log10(value) + 1e-9))
+                out.append(_log_label(value) if mantissa in keep else "")
+            return out
+
+    return LogAxis
+
+
+def _LogAxis(**kwargs: Any) -> Any:  # noqa: N802 (a class factory, pyqtgraph imported late)
+    return _log_axis_class()(**kwargs)
+
+
 class ChartPanel(QWidget):
     """One chart: a title with a help button, a colour legend, and the plot."""
 
@@ -104,7 +143,8 @@ class ChartPanel(QWidget):
         head.addWidget(self.title, 1)
         head.addWidget(self.help_button)
 
-        self.plot_widget = pg.PlotWidget()
+        axes = {"left": _LogAxis(orientation="left")} if panel.log_y else None
+        self.plot_widget = pg.PlotWidget(axisItems=axes)
         self.plot_widget.setToolTip(panel.help)
         self.plot_widget.setMinimumHeight(120)
         self.plot_widget.setSizePolicy(QSizePolicy.Policy.Expanding,
@@ -132,6 +172,7 @@ class ChartPanel(QWidget):
         if panel.right_label:
             self.right_view = pg.ViewBox()
             self.right_view.disableAutoRange()
+            self.right_view.setZValue(10)  # above the left view's filled background
             self.plot.showAxis("right")
             self.plot.scene().addItem(self.right_view)
             self.plot.getAxis("right").linkToView(self.right_view)
@@ -151,7 +192,7 @@ class ChartPanel(QWidget):
         # notes in the plot's pixel coordinates (children of the view box, not of its data)
         self.note = pg.TextItem(panel.waiting, anchor=(0.5, 0.5))
         self.note.setParentItem(self.plot.vb)
-        self.stop_label = pg.TextItem("", anchor=(0.0, 0.0))
+        self.stop_label = pg.TextItem("", anchor=(1.0, 0.0))
         self.stop_label.setParentItem(self.plot.vb)
         self.stop_label.setVisible(False)
         self.plot.vb.sigResized.connect(self._place_notes)
@@ -215,7 +256,7 @@ class ChartPanel(QWidget):
     def _place_notes(self) -> None:
         rect = self.plot.vb.boundingRect()
         self.note.setPos(rect.center())
-        self.stop_label.setPos(rect.left() + 4, rect.top() + 4)
+        self.stop_label.setPos(rect.right() - 6, rect.top() + 4)
 
     def set_note(self, text: str) -> None:
         """A line in the middle of the plot (why it is empty), or nothing."""
@@ -294,8 +335,9 @@ def _legend_html(panel: Panel, colors: dict[str, str]) -> str:
     if len(panel.series) < 2:
         return ""
     marks = {"solid": "━━", "dashed": "╍╍", "dotted": "┈┈"}
+    # non-breaking spaces inside an item: the legend wraps between items only
     items = [f'<span style="color:{s.color}">{marks[s.style]}</span>&nbsp;'
-             f'{html.escape(s.label)}' for s in panel.series]
+             f'{html.escape(s.label).replace(" ", "&nbsp;")}' for s in panel.series]
     return f'<span style="color:{colors["text"]}">' + " &nbsp; ".join(items) + "</span>"
 
 
@@ -552,10 +594,11 @@ def _hex(color: Any) -> str:
 
 
 def _nice_ceiling(value: float) -> float:
-    """The smallest of 10, 20, 50, 100, 200, 500, ... not below ``value``."""
+    """The smallest round number (10, 12, 15, 20, 25, 30, 40, 50, 60, 80, 100, ...) not
+    below ``value``: the x axis grows in steps, not at every point."""
     value = max(value, 10.0)
     decade = 10.0 ** math.floor(math.log10(value))
-    for m in (1.0, 2.0, 5.0, 10.0):
+    for m in (1.0, 1.2, 1.5, 2.0, 2.5, 3.0, 4.0, 5.0, 6.0, 8.0, 10.0):
         if m * decade >= value - 1e-9:
             return m * decade
     return 10.0 * decade

@@ -117,6 +117,8 @@ class _DockWatch(QObject):
     def eventFilter(self, obj: QObject | None, event: QEvent | None) -> bool:  # Qt API name
         if event is not None and event.type() in (QEvent.Type.Hide, QEvent.Type.ParentChange):
             QTimer.singleShot(0, self._widget._check_docked)
+        elif event is not None and event.type() == QEvent.Type.Show:
+            self._widget._unify_labels()  # napari's style sheet applies once docked
         return False
 
 
@@ -323,8 +325,9 @@ class RestoreWidget(Container[Widget]):
                             self.run_section) for w in s]
         labeled = [r for r in (w._labeled_widget() for w in rows) if r is not None]
         if labeled:
-            widest = max(r._label_widget.native.fontMetrics().horizontalAdvance(r.label)
-                         for r in labeled) + 12
+            widest = max(max(r._label_widget.native.sizeHint().width(),
+                             r._label_widget.native.fontMetrics().horizontalAdvance(
+                                 str(r._label_widget.value)) + 12) for r in labeled)
             for r in labeled:
                 r.label_width = widest
 
@@ -593,7 +596,8 @@ class RestoreWidget(Container[Widget]):
         try:
             top = self.native.window()
             main = self._viewer.window._qt_window
-        except (AttributeError, RuntimeError):
+        except (AttributeError, RuntimeError):  # the window or this widget is gone
+            session.detach()
             return
         if top is not main:
             session.detach()
@@ -920,7 +924,8 @@ class RestoreWidget(Container[Widget]):
                 f"{budget_s:g} s at most and shows over the image. Run restores the "
                 f"whole image.")
         else:
-            self._show_status(f"Starting on {self._expected_device}…")
+            self._show_status(f"Running on {self._expected_device}. Stop keeps the result so "
+                              "far; the progress line above says how long is left.")
         worker = session.start()
         for widget in self._controls:
             widget.enabled = False
