@@ -40,7 +40,7 @@ from napari_specdip.chart_panels import PANELS, Panel, Series, stop_text, window
 if TYPE_CHECKING:
     from napari_specdip.core.results import StepReport
 
-REDRAW_MS = 500
+REDRAW_MS = 1000
 SERIES = tuple(s.key for p in PANELS.values() for s in p.series)
 #: below this width (px) the panels go on a 2 x 2 grid instead of one row
 ONE_ROW_MIN_WIDTH = 1000

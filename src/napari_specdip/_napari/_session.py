@@ -26,10 +26,16 @@ if TYPE_CHECKING:
     from napari_specdip.core.engine import RestoreJob
     from napari_specdip.core.results import RestoreResult, StepReport
 
-#: seconds between two updates of the charts, the progress line and napari's progress
-#: bar, made together so that they share one repaint of the window (dear on a
-#: software-rendered display, where napari composes the whole window each time)
-UI_TICK_S = 0.5
+#: seconds between two updates of the charts and the progress line, made together so
+#: that they share one repaint of the window (dear on a software-rendered display,
+#: where Qt composes the whole window, vispy canvas included, for any repaint)
+UI_TICK_S = 1.0
+
+# No napari progress bar (activity dock): its spinner repaints the whole window about
+# 20 times a second and, in napari 0.9.2, keeps spinning after the bar is closed
+# unless the activity dialog was opened; under a software-rendered display that took
+# 70% of the main thread (benchmarks/ui_latency.py). The widget shows the progress,
+# speed and time left itself.
 #: seconds between two region-preview image updates (the first one is shown at once)
 REGION_PREVIEW_S = 0.5
 
@@ -106,8 +112,6 @@ class RunSession:
         self._reused_region = region_layer is not None
         self._preview_data: np.ndarray | None = None
         self._plane = -1
-        self._bar: Any = None
-        self._in_bar_update = False
         self._last_ui = 0.0
         self._last_region_preview = -1.0
         self._queue: list[RestoreJob] = []
@@ -120,14 +124,9 @@ class RunSession:
 
     def start(self) -> Any:
         from napari.qt.threading import create_worker
-        from napari.utils import progress
 
         plan = self.plan
         assert plan is not None
-        n = len(plan.jobs)
-        what = "region preview" if self.is_region else plan.task
-        self._bar = progress(total=plan.total_iterations,
-                             desc=f"SpecDIP {what}" + (f" ({n} slices)" if n > 1 else ""))
         if self.charts is not None:
             self.charts.reset(has_reference=any(j.reference is not None for j in plan.jobs),
                               title=plan.plane_title(0), window=plan.params.stop_window)
@@ -157,9 +156,6 @@ class RunSession:
     # ------------------------------------------------------------------ worker slots
 
     def _on_yielded(self, item: tuple[int, StepReport]) -> None:
-        # napari's progress bar and notifications process pending events, so any slot
-        # may run nested inside another: each slot finishes its own state changes
-        # first and only then calls into the progress bar (last).
         plan = self.plan
         if plan is None:
             return
@@ -181,23 +177,8 @@ class RunSession:
             self._last_ui = now
             if charts is not None:
                 charts.redraw()
-            text = self.progress.text()
             if self.listener is not None:
-                self.listener.run_progress(self, text)
-            self._tick_bar()
-
-    def _tick_bar(self) -> None:
-        """Bring napari's progress bar to the iteration count (never re-entered)."""
-        bar = self._bar
-        if bar is None or self._in_bar_update:
-            return
-        self._in_bar_update = True
-        try:
-            bar.update(max(0, min(self.progress.done, bar.total) - bar.n))
-        finally:
-            self._in_bar_update = False
-        if self._bar is None:  # the run finished while the bar processed events
-            bar.close()
+                self.listener.run_progress(self, self.progress.text())
 
     def _follow_plane(self, k: int) -> None:
         """Move the viewer's dims to the slice being restored, so the preview is in view."""
@@ -322,7 +303,7 @@ class RunSession:
         if self.listener is not None:
             self.listener.run_result(self, message, error=False)
         if info is not None:
-            info(toast(toast_text))  # notifications process events: keep them last
+            info(toast(toast_text))  # notifications process pending events: keep them last
         elif self.detached:
             from napari.utils.notifications import show_info
 
@@ -340,9 +321,6 @@ class RunSession:
                                               else "see the Restore panel")))
 
     def _on_finished(self) -> None:
-        bar, self._bar = self._bar, None
-        if bar is not None and not self._in_bar_update:
-            bar.close()  # else _tick_bar closes it once its update returns
         self.worker = None
         self.plan = None  # drop the jobs (data snapshots) now
         self._queue.clear()

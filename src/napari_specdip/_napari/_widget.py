@@ -34,7 +34,7 @@ from magicgui.widgets import (
     Widget,
 )
 from qtpy.QtCore import QEvent, QObject, Qt, QTimer
-from qtpy.QtWidgets import QLabel, QSizePolicy, QWidget
+from qtpy.QtWidgets import QLabel, QMainWindow, QSizePolicy, QWidget
 
 from napari_specdip._napari import _planning, _region
 from napari_specdip._napari._help import (
@@ -595,11 +595,10 @@ class RestoreWidget(Container[Widget]):
             return
         try:
             top = self.native.window()
-            main = self._viewer.window._qt_window
-        except (AttributeError, RuntimeError):  # the window or this widget is gone
-            session.detach()
+        except RuntimeError:  # this widget is gone (destroyed handles that)
             return
-        if top is not main:
+        # docked, the widget's window is napari's main window; taken out, it is its own
+        if not isinstance(top, QMainWindow):
             session.detach()
 
     # ================================================================== charts
@@ -913,6 +912,9 @@ class RestoreWidget(Container[Widget]):
         self.last_error = ""
         if plan.region is None:
             self.last_output = None
+            region = self._region_layer
+            if region is not None and region in self._viewer.layers:
+                region.visible = False  # the whole image is coming: do not cover it
         charts = self.ensure_charts()
         session = RunSession(self._viewer, plan, charts=charts, listener=self,
                              budget_s=budget_s, region_layer=region_layer)
