@@ -30,7 +30,9 @@ def test_ui_latency_measures_gaps_redraws_and_slots(make_napari_viewer_proxy: An
     assert result["iterations"] == 6
     # the slot is timed from the moment the benchmark hooks it (a first report may pass)
     assert 1 <= len(result["slots"]) <= 6 and all(t >= 0 for t in result["slots"])
-    assert result["redraws"] and result["gaps"]
+    assert result["redraws"] and all(t >= 0 for t in result["redraws"])
+    # a tiny run may end before the 50 ms timer's second tick: gaps may be few or none
+    assert all(g > 0 for g in result["gaps"]) and result["seconds"] > 0
     rows = module.summary_rows(result)
     assert [r[0] for r in rows] == ["timer gap (50 ms asked)", "chart redraw",
                                     "chart plot paint (pyqtgraph)", "worker slot"]

@@ -278,7 +278,7 @@ def test_region_preview_restores_the_view_in_place(viewer: Any, open_widget: Any
     np.testing.assert_allclose(region.translate, (10.0 + 0.5 * box.y0, 20.0 + 0.5 * box.x0))
     meta = region.metadata["specdip"]
     assert meta["region"] == {"rows": [box.y0, box.y1], "columns": [box.x0, box.x1]}
-    assert meta["parameters"]["width"] == 8 and meta["parameters"]["preview_every"] == 10
+    assert meta["parameters"]["width"] == 8 and meta["parameters"]["preview_every"] == 5
     assert widget.last_output is None  # a preview is not the result; Save stays for Run
     # the progress line during the run: iterations over the cap, and the time left
     assert any("iteration" in p and "/ 40" in p for p in progress)

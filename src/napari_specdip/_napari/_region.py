@@ -25,7 +25,7 @@ BUDGET_S = 15.0
 #: and after this many iterations (the stop rule may end it sooner)
 MAX_ITERATIONS = 1000
 #: preview image every this many iterations during a region preview
-PREVIEW_EVERY = 10
+PREVIEW_EVERY = 5
 
 
 def side_for(width: int, *, on_cpu: bool) -> int:
