@@ -559,7 +559,8 @@ class ChartsWidget(QWidget):
         colors = {key: _hex(getattr(theme, key)) for key in
                   ("background", "foreground", "primary", "secondary", "highlight", "text",
                    "warning", "current", "canvas")}
-        light = str(getattr(theme, "id", theme_name)) == "light" or _luma(colors["background"]) > 0.5
+        light = (str(getattr(theme, "id", theme_name)) == "light"
+                 or _luma(colors["background"]) > 0.5)
         colors["plot"] = _mix(colors["background"], colors["canvas"], 0.5)
         colors["stop"] = _STOP_COLORS["light" if light else "dark"]
         colors["light"] = "1" if light else "0"

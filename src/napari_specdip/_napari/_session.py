@@ -197,7 +197,8 @@ class RunSession:
             return
         if self.is_region:
             now = time.perf_counter()
-            if self._last_region_preview >= 0 and now - self._last_region_preview < REGION_PREVIEW_S:
+            since = now - self._last_region_preview
+            if self._last_region_preview >= 0 and since < REGION_PREVIEW_S:
                 return
             self._last_region_preview = now
         layer = self.preview_layer

@@ -812,7 +812,8 @@ class RestoreWidget(Container[Widget]):
                 plane_mask = mask if mask.ndim == 2 else mask[plane.source]
             plane_ref = None
             if reference is not None:
-                plane_ref = reference if reference.ndim == plane_ref_ndim else reference[plane.source]
+                plane_ref = (reference if reference.ndim == plane_ref_ndim
+                             else reference[plane.source])
             where = f"slice {plane.source}: " if info.n_leading and region is None else ""
             try:
                 jobs.append(plan_restore(
