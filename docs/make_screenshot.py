@@ -1,12 +1,18 @@
-"""Take the README's screenshot from a real napari window.
+"""Take the README's screenshots from a real napari window.
 
 Opens the noisy-photo sample, docks the SpecDIP restore widget and its charts,
-runs a short restoration (width 32, 160 iterations) and grabs the whole window
-while the run is finishing, so the preview, the progress and the charts show.
+runs a short restoration (width 32, 240 iterations, window 40 so the stop rule
+can fire) and writes, next to this script (or into the folder given):
+
+- ``screenshot.png``: the whole window while the run is under way (preview,
+  progress with time left, charts);
+- ``screenshot_widget.png``: the restore widget alone, after the run;
+- ``screenshot_charts_dark.png`` and ``screenshot_charts_light.png``: the charts
+  dock after the run, in napari's dark and light themes.
 
 Run it under a virtual display::
 
-    xvfb-run -a -s "-screen 0 1600x1000x24" python docs/make_screenshot.py [out.png]
+    xvfb-run -a -s "-screen 0 1600x1000x24" python docs/make_screenshot.py [folder]
 """
 
 from __future__ import annotations
@@ -14,13 +20,21 @@ from __future__ import annotations
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
-ITERATIONS = 160
+ITERATIONS = 240
 CAPTURE_AT = 150  # iteration after which the window is grabbed (a preview step)
 WIDTH, HEIGHT = 1500, 940
+CHARTS_HEIGHT = 270
 
 
-def main(out: Path) -> None:
+def _settle(app: Any, rounds: int = 20) -> None:
+    for _ in range(rounds):
+        app.processEvents()
+        time.sleep(0.02)
+
+
+def main(folder: Path) -> list[Path]:
     import napari
     from qtpy.QtCore import Qt
     from qtpy.QtWidgets import QApplication
@@ -38,11 +52,11 @@ def main(out: Path) -> None:
 
     qt_window = viewer.window._qt_window
     charts_dock = widget.charts.parent()
-    qt_window.resizeDocks([charts_dock], [250], Qt.Orientation.Vertical)
+    qt_window.resizeDocks([charts_dock], [CHARTS_HEIGHT], Qt.Orientation.Vertical)
     grid = viewer.canvas.grid if hasattr(viewer, "canvas") else viewer.grid
     grid.enabled = True  # noisy input | live preview, side by side
     grid.spacing = 0.05
-    app.processEvents()
+    _settle(app, 5)
 
     last = {"iteration": 0}
     worker = widget.start()
@@ -59,27 +73,29 @@ def main(out: Path) -> None:
         time.sleep(0.01)
     widget.charts.redraw()
     viewer.reset_view()
-    activity = getattr(qt_window, "_activity_dialog", None)  # napari's progress bars
-    if activity is not None:
-        activity.show()
-        activity.move_to_bottom_right()
-        # make room for it: shrink the images a little and lift them above it
-        viewer.camera.zoom *= 0.8
-        lift = (activity.height() / 2 + 12) / viewer.camera.zoom
-        cy, cx = viewer.camera.center[-2:]
-        viewer.camera.center = (cy + lift, cx)
-    for _ in range(20):  # let the preview, the charts and the progress bar paint
-        app.processEvents()
-        time.sleep(0.02)
-    viewer.screenshot(path=str(out), canvas_only=False, flash=False)
-    print(f"saved {out} at iteration {last['iteration']}")
+    _settle(app)
+    written = [folder / "screenshot.png"]
+    viewer.screenshot(path=str(written[0]), canvas_only=False, flash=False)
+    print(f"saved {written[0]} at iteration {last['iteration']}")
     worker.resume()
     while widget.is_running:
         app.processEvents()
         time.sleep(0.01)
+    _settle(app)
+
+    written.append(folder / "screenshot_widget.png")
+    widget.native.grab().save(str(written[-1]))
+    for theme in ("dark", "light"):
+        viewer.theme = theme
+        _settle(app)
+        written.append(folder / f"screenshot_charts_{theme}.png")
+        widget.charts.grab().save(str(written[-1]))
+    for path in written[1:]:
+        print(f"saved {path}")
     viewer.close()
+    return written
 
 
 if __name__ == "__main__":
-    target = Path(sys.argv[1]) if len(sys.argv) > 1 else Path(__file__).with_name("screenshot.png")
+    target = Path(sys.argv[1]) if len(sys.argv) > 1 else Path(__file__).parent
     main(target)

@@ -25,6 +25,21 @@ def _one_torch_thread(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 @pytest.fixture
+def notifications() -> Any:
+    """Every napari notification shown during the test (their messages)."""
+    from napari.utils.notifications import notification_manager
+
+    seen: list[str] = []
+
+    def record(event: Any) -> None:
+        seen.append(str(event.message))
+
+    notification_manager.notification_ready.connect(record)
+    yield seen
+    notification_manager.notification_ready.disconnect(record)
+
+
+@pytest.fixture
 def viewer(make_napari_viewer_proxy: Callable[..., Any]) -> Any:
     return make_napari_viewer_proxy()
 
@@ -41,15 +56,25 @@ def open_widget(viewer: Any) -> Callable[..., Any]:
     return _open
 
 
+@pytest.fixture
+def configure() -> Callable[..., None]:
+    """Set up a widget for a quick run (as ``open_widget`` does)."""
+    return _configure
+
+
 def _configure(widget: Any, *, task: str | None = None, iterations: int = 6,
                **values: Any) -> None:
     """Set the task (loading its defaults) then the quick-run values."""
     if task is not None:
         widget.task.value = task
+    from magicgui.widgets import LineEdit
+
     settings = {**FAST, "max_iterations": iterations, **values}
     names = {"width": "net_width"}
     for key, value in settings.items():
-        getattr(widget, names.get(key, key)).value = value
+        control = getattr(widget, names.get(key, key))
+        # number fields are text, shown as typed
+        control.value = str(value) if isinstance(control, LineEdit) else value
 
 
 @pytest.fixture

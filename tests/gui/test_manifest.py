@@ -23,6 +23,8 @@ def test_manifest_is_valid() -> None:
     keys = {s.key for s in contributions.sample_data or []}
     assert keys == {"noisy_photo", "noisy_microscopy", "masked_image", "jpeg_blocked",
                     "low_resolution"}
+    assert [w.command for w in contributions.writers or []] == ["napari-specdip.write_tiff"]
+    assert [r.command for r in contributions.readers or []] == ["napari-specdip.read_tiff"]
     filters = contributions.menus["napari/layers/filter"]
     assert [item.command for item in filters] == ["napari-specdip.restore_widget"]
     # every command points at something importable
@@ -86,8 +88,9 @@ def test_widget_is_in_the_layers_filter_menu(make_napari_viewer_proxy: Any) -> N
 
 def test_widget_module_imports_no_torch_or_matplotlib() -> None:
     code = ("import sys, napari_specdip._napari._widget, napari_specdip._napari._charts, "
-            "napari_specdip._napari._sample_data;"
-            "print(sorted(m for m in ('torch', 'matplotlib') if m in sys.modules))")
+            "napari_specdip._napari._sample_data, napari_specdip._napari._writer;"
+            "print(sorted(m for m in ('torch', 'matplotlib', 'pyqtgraph', 'tifffile') "
+            "if m in sys.modules))")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                           check=True, timeout=120)
     assert done.stdout.strip() == "[]", done.stdout + done.stderr

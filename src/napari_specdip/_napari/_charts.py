@@ -1,38 +1,344 @@
 """Live charts of a run: FBC bands, the stopping signal, the loss, PSNR/SSIM.
 
-A matplotlib canvas (qtagg backend, imported when the widget is built) themed
-with napari's current theme (re-themed on ``viewer.events.theme``). Data arrive
-one :class:`StepReport` at a time; redraws are throttled (at most one every
-``REDRAW_MS``, longer when drawing is slow, none while the canvas is hidden) so
-that a fast run cannot flood the GUI thread. Line artists are kept in
-:attr:`ChartsWidget.lines` (``lines["fbc1"].get_ydata()``) for tests and scripting.
+Drawn with pyqtgraph (imported when the widget is built), which is made for live
+data: an update hands each curve its new arrays and Qt repaints the plots
+incrementally, so the main thread never spends long on a redraw (the first,
+matplotlib version blocked it for 0.3-1 s per redraw; ``benchmarks/ui_latency.py``).
+What each panel shows, its labels and colours come from
+:mod:`napari_specdip.chart_panels`, shared with the CLI's PNG charts.
+
+Data arrive one :class:`StepReport` at a time into growing numpy buffers; the
+curves are refreshed at most every ``REDRAW_MS`` and not at all while the dock is
+hidden. Fonts and colours follow napari's theme (``viewer.events.theme``).
 """
 
 from __future__ import annotations
 
+import functools
+import html
 import math
 import time
 from typing import TYPE_CHECKING, Any
 
-from qtpy.QtCore import QTimer
-from qtpy.QtWidgets import QLabel, QSizePolicy, QVBoxLayout, QWidget
+import numpy as np
+import numpy.typing as npt
+from qtpy.QtCore import Qt, QTimer
+from qtpy.QtGui import QFont
+from qtpy.QtWidgets import (
+    QGridLayout,
+    QHBoxLayout,
+    QLabel,
+    QSizePolicy,
+    QToolButton,
+    QToolTip,
+    QVBoxLayout,
+    QWidget,
+)
+
+from napari_specdip.chart_panels import PANELS, Panel, Series, stop_text, window_note
 
 if TYPE_CHECKING:
-    from matplotlib.axes import Axes
-    from matplotlib.lines import Line2D
-
     from napari_specdip.core.results import StepReport
 
-REDRAW_MS = 250
-BANDS = ("fbc1", "fbc2", "fbc3", "fbc4", "fbc5")
-# low (blue) to high (red) frequency; readable on dark and light themes
-BAND_COLORS = ("#4575b4", "#5aaed6", "#4daf4a", "#f39c34", "#d73027")
-SERIES = (*BANDS, "ratio", "ratio_mean_previous", "ratio_mean_recent", "loss", "psnr", "ssim")
-PANELS = ("fbc", "ratio", "loss", "quality")
+REDRAW_MS = 1000
+SERIES = tuple(s.key for p in PANELS.values() for s in p.series)
+#: below this width (px) the panels go on a 2 x 2 grid instead of one row
+ONE_ROW_MIN_WIDTH = 1000
+_STYLES = {"solid": Qt.PenStyle.SolidLine, "dashed": Qt.PenStyle.DashLine,
+           "dotted": Qt.PenStyle.DotLine}
+# the stop marker: strong on both themes
+_STOP_COLORS = {"dark": "#ffb02e", "light": "#b3261e"}
 
-# margins of each panel in points: left, right, bottom, top
-_MARGINS = (36.0, 8.0, 24.0, 16.0)
-_QUALITY_RIGHT = 40.0
+
+class _Buffer:
+    """Growing x/y arrays (amortised O(1) append)."""
+
+    def __init__(self) -> None:
+        self.x = np.empty(256)
+        self.y = np.empty(256)
+        self.n = 0
+        self.dirty = False
+
+    def append(self, x: float, y: float) -> None:
+        if self.n == self.x.size:
+            self.x = np.concatenate([self.x, np.empty(self.n)])
+            self.y = np.concatenate([self.y, np.empty(self.n)])
+        self.x[self.n] = x
+        self.y[self.n] = y
+        self.n += 1
+        self.dirty = True
+
+    def clear(self) -> None:
+        self.n = 0
+        self.dirty = True
+
+
+def _mix(a: str, b: str, t: float) -> str:
+    """Colour ``a`` moved a fraction ``t`` towards ``b`` (hex)."""
+    ca = [int(a[i:i + 2], 16) for i in (1, 3, 5)]
+    cb = [int(b[i:i + 2], 16) for i in (1, 3, 5)]
+    return "#" + "".join(f"{round(x + (y - x) * t):02x}" for x, y in zip(ca, cb, strict=True))
+
+
+_SUPERSCRIPT = str.maketrans("-0123456789", "⁻⁰¹²³⁴⁵⁶⁷⁸⁹")
+
+
+def _log_label(value: float) -> str:
+    """``0.02``, ``500``; decades far from 1 as ``10⁴``, ``10⁻³``."""
+    exponent = math.floor(math.log10(value) + 1e-9)
+    if abs(exponent) >= 3 and round(value / 10.0 ** exponent) == 1:
+        return "10" + str(exponent).translate(_SUPERSCRIPT)
+    return f"{value:.3g}"
+
+
+@functools.cache
+def _log_axis_class() -> type:
+    import pyqtgraph as pg
+
+    class LogAxis(pg.AxisItem):  # type: ignore[misc]
+        """Log axis labels that never crowd: decades, and 2 and 5 only when the range
+        is short; pyqtgraph labels every minor tick otherwise."""
+
+        def logTickStrings(self, values: list[float], scale: float, spacing: float
+                           ) -> list[str]:
+            low, high = self.range
+            span = abs(high - low)  # in decades
+            keep = (1,) if span > 2.0 else (1, 2, 5) if span > 0.6 else tuple(range(1, 10))
+            out = []
+            for v in values:
+                value = 10.0 ** (float(v) * scale)
+                mantissa = round(value / 10.0 ** math.floor(math.log10(value) + 1e-9))
+                out.append(_log_label(value) if mantissa in keep else "")
+            return out
+
+    return LogAxis
+
+
+def _LogAxis(**kwargs: Any) -> Any:  # noqa: N802 (a class factory, pyqtgraph imported late)
+    return _log_axis_class()(**kwargs)
+
+
+class ChartPanel(QWidget):
+    """One chart: a title with a help button, a colour legend, and the plot."""
+
+    def __init__(self, panel: Panel, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        import pyqtgraph as pg
+
+        self.panel = panel
+        self.setObjectName(f"specdip-chart-{panel.key}")
+        self.title = QLabel(panel.title)
+        self.title.setToolTip(panel.help)
+        self.help_button = QToolButton()
+        self.help_button.setText("?")
+        self.help_button.setAutoRaise(True)
+        self.help_button.setToolTip(panel.help)
+        self.help_button.clicked.connect(self.show_help)
+        self.legend = QLabel()
+        self.legend.setWordWrap(True)
+        self.legend.setToolTip(panel.help)
+        head = QHBoxLayout()
+        head.setContentsMargins(4, 0, 0, 0)
+        head.setSpacing(2)
+        head.addWidget(self.title, 1)
+        head.addWidget(self.help_button)
+
+        axes = {"left": _LogAxis(orientation="left")} if panel.log_y else None
+        self.plot_widget = pg.PlotWidget(axisItems=axes)
+        self.plot_widget.setToolTip(panel.help)
+        self.plot_widget.setMinimumHeight(120)
+        self.plot_widget.setSizePolicy(QSizePolicy.Policy.Expanding,
+                                       QSizePolicy.Policy.Expanding)
+        self.plot = self.plot_widget.getPlotItem()
+        self.plot.setMenuEnabled(False)
+        self.plot.hideButtons()
+        self.plot.setLabel("bottom", "iteration")
+        self.plot.setLabel("left", panel.y_label)
+        for name in ("left", "bottom", "right"):
+            self.plot.getAxis(name).enableAutoSIPrefix(False)
+        self.plot.showGrid(x=True, y=True, alpha=0.15)
+        if panel.log_y:
+            self.plot.setLogMode(y=True)
+        # ranges are set by the widget and only ever grow (in steps), so that most
+        # updates repaint the curves alone, not the axes (whose text is dear to draw)
+        self.plot.disableAutoRange()
+        self.plot.setXRange(0.0, 10.0, padding=0.0)
+        if panel.y_range is not None:
+            self.plot.setYRange(*panel.y_range, padding=0.0)
+        self.x_range = (0.0, 10.0)
+        self.y_range: tuple[float, float] | None = panel.y_range
+        self.right_range: tuple[float, float] | None = None
+        self.right_view: Any = None
+        if panel.right_label:
+            self.right_view = pg.ViewBox()
+            self.right_view.disableAutoRange()
+            self.right_view.setZValue(10)  # above the left view's filled background
+            self.plot.showAxis("right")
+            self.plot.scene().addItem(self.right_view)
+            self.plot.getAxis("right").linkToView(self.right_view)
+            self.right_view.setXLink(self.plot)
+            self.plot.setLabel("right", panel.right_label)
+            self.plot.vb.sigResized.connect(self._sync_right_view)
+        self.curves: dict[str, Any] = {}
+        for series in panel.series:
+            curve = pg.PlotDataItem([], [], connect="finite", name=series.label)
+            curve.setClipToView(True)
+            curve.setDownsampling(auto=True, method="peak")
+            if series.right and self.right_view is not None:
+                self.right_view.addItem(curve)
+            else:
+                self.plot.addItem(curve)
+            self.curves[series.key] = curve
+        # notes in the plot's pixel coordinates (children of the view box, not of its data)
+        self.note = pg.TextItem(panel.waiting, anchor=(0.5, 0.5))
+        self.note.setParentItem(self.plot.vb)
+        self.stop_label = pg.TextItem("", anchor=(1.0, 0.0))
+        self.stop_label.setParentItem(self.plot.vb)
+        self.stop_label.setVisible(False)
+        self.plot.vb.sigResized.connect(self._place_notes)
+        self.stop_line: Any = None
+
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(0, 0, 0, 0)
+        layout.setSpacing(0)
+        layout.addLayout(head)
+        layout.addWidget(self.legend)
+        layout.addWidget(self.plot_widget, 1)
+        self._colors: dict[str, str] = {}
+
+    def set_x_max(self, right: float) -> None:
+        if right != self.x_range[1]:
+            self.x_range = (0.0, right)
+            self.plot.setXRange(0.0, right, padding=0.0)
+
+    def fit_y(self, values: npt.NDArray[np.float64], *, right: bool = False) -> None:
+        """Grow the y range (log10 units on a log axis) to hold ``values``, with a margin;
+        never shrink it during a run."""
+        if self.panel.y_range is not None and not right:
+            return
+        finite = values[np.isfinite(values)]
+        if self.panel.log_y and not right:
+            finite = np.log10(finite[finite > 0])
+        if finite.size == 0:
+            return
+        low, high = float(finite.min()), float(finite.max())
+        current = self.right_range if right else self.y_range
+        if current is not None and current[0] <= low and high <= current[1]:
+            return
+        if current is not None:
+            low, high = min(low, current[0]), max(high, current[1])
+        step = 0.25 if self.panel.log_y and not right else _nice_step(high - low)
+        new = (math.floor(low / step - 0.5) * step, math.ceil(high / step + 0.5) * step)
+        if right:
+            new = (max(new[0], -0.05), min(new[1], 1.05))
+            self.right_range = new
+            if self.right_view is not None:
+                self.right_view.setYRange(*new, padding=0.0)
+        else:
+            self.y_range = new
+            self.plot.setYRange(*new, padding=0.0)
+
+    def reset_ranges(self) -> None:
+        self.x_range = (0.0, 0.0)
+        self.set_x_max(10.0)
+        self.y_range = self.panel.y_range
+        self.right_range = None
+
+    def show_help(self) -> None:
+        QToolTip.showText(self.help_button.mapToGlobal(self.help_button.rect().bottomLeft()),
+                          self.panel.help, self.help_button)
+
+    def _sync_right_view(self) -> None:
+        if self.right_view is not None:
+            self.right_view.setGeometry(self.plot.vb.sceneBoundingRect())
+            self.right_view.linkedViewChanged(self.plot.vb, self.right_view.XAxis)
+
+    def _place_notes(self) -> None:
+        rect = self.plot.vb.boundingRect()
+        self.note.setPos(rect.center())
+        self.stop_label.setPos(rect.right() - 6, rect.top() + 4)
+
+    def set_note(self, text: str) -> None:
+        """A line in the middle of the plot (why it is empty), or nothing."""
+        self.note.setText(text)
+        self.note.setVisible(bool(text))
+        self._place_notes()
+
+    def legend_labels(self) -> list[str]:
+        return [s.label for s in self.panel.series]
+
+    def apply_theme(self, colors: dict[str, str], font: QFont) -> None:
+        import pyqtgraph as pg
+
+        self._colors = colors
+        text, plot_bg = colors["text"], colors["plot"]
+        self.plot_widget.setBackground(colors["background"])
+        self.plot.vb.setBackgroundColor(plot_bg)
+        axis_pen = pg.mkPen(_mix(text, colors["background"], 0.35))
+        for name in ("left", "bottom", "right"):
+            axis = self.plot.getAxis(name)
+            axis.setPen(axis_pen)
+            axis.setTextPen(pg.mkPen(text))
+            axis.setStyle(tickFont=font)
+            axis.label.setFont(font)
+        size = f"{font.pointSizeF():g}pt"
+        self.plot.setLabel("bottom", "iteration", color=text, size=size)
+        self.plot.setLabel("left", self.panel.y_label, color=text, size=size)
+        if self.panel.right_label:
+            self.plot.setLabel("right", self.panel.right_label, color=text, size=size)
+        for series in self.panel.series:
+            self.curves[series.key].setPen(_pen(series, colors.get("light") == "1"))
+        bold = QFont(font)
+        bold.setBold(True)
+        self.title.setFont(bold)
+        self.legend.setFont(font)
+        self.legend.setText(_legend_html(self.panel, colors))
+        self.note.setColor(_mix(text, colors["background"], 0.25))
+        self.note.setFont(font)
+        self.stop_label.setFont(bold)
+        self.stop_label.setColor(text)
+        self.stop_label.fill = pg.mkBrush(colors["background"] + "e6")
+        self.stop_label.border = pg.mkPen(colors["stop"], width=1.5)
+        if self.stop_line is not None:
+            self.stop_line.setPen(pg.mkPen(colors["stop"], width=1.5, style=Qt.PenStyle.DashLine))
+        self.stop_label.update()
+
+    def mark_stop(self, iteration: int, label: str) -> None:
+        import pyqtgraph as pg
+
+        if self.stop_line is None:
+            self.stop_line = pg.InfiniteLine(angle=90, movable=False)
+            self.stop_line.setZValue(-5)
+            self.plot.addItem(self.stop_line, ignoreBounds=True)
+        self.stop_line.setPen(pg.mkPen(self._colors.get("stop", "#ffb02e"), width=1.5,
+                                       style=Qt.PenStyle.DashLine))
+        self.stop_line.setValue(iteration)
+        self.stop_line.setVisible(True)
+        self.stop_label.setText(label)
+        self.stop_label.setVisible(bool(label))
+        self._place_notes()
+
+    def clear_stop(self) -> None:
+        if self.stop_line is not None:
+            self.stop_line.setVisible(False)
+        self.stop_label.setVisible(False)
+
+
+def _pen(series: Series, light: bool) -> Any:
+    import pyqtgraph as pg
+
+    return pg.mkPen(series.color, width=series.width + (0.3 if light else 0.0),
+                    style=_STYLES[series.style])
+
+
+def _legend_html(panel: Panel, colors: dict[str, str]) -> str:
+    if len(panel.series) < 2:
+        return ""
+    marks = {"solid": "━━", "dashed": "╍╍", "dotted": "┈┈"}
+    # non-breaking spaces inside an item: the legend wraps between items only
+    items = [f'<span style="color:{s.color}">{marks[s.style]}</span>&nbsp;'
+             f'{html.escape(s.label).replace(" ", "&nbsp;")}' for s in panel.series]
+    return f'<span style="color:{colors["text"]}">' + " &nbsp; ".join(items) + "</span>"
 
 
 class ChartsWidget(QWidget):
@@ -40,38 +346,36 @@ class ChartsWidget(QWidget):
 
     def __init__(self, viewer: Any = None, parent: QWidget | None = None) -> None:
         super().__init__(parent)
-        from matplotlib.backends.backend_qtagg import FigureCanvasQTAgg
-        from matplotlib.figure import Figure
-
         self.setObjectName("specdip-charts")
         self._viewer = viewer
-        self.figure = Figure(figsize=(8, 2.4), dpi=90)
-        self.canvas = FigureCanvasQTAgg(self.figure)  # type: ignore[no-untyped-call]
-        self.canvas.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Expanding)
-        self.canvas.setMinimumHeight(160)
         self.title_label = QLabel("")
         self.title_label.setVisible(False)
+        self.panels: dict[str, ChartPanel] = {key: ChartPanel(panel)
+                                              for key, panel in PANELS.items()}
+        self._grid = QGridLayout()
+        self._grid.setContentsMargins(2, 2, 2, 2)
+        self._grid.setHorizontalSpacing(8)
+        self._grid.setVerticalSpacing(6)
         layout = QVBoxLayout(self)
-        layout.setContentsMargins(0, 0, 0, 0)
+        layout.setContentsMargins(4, 2, 4, 2)
         layout.setSpacing(2)
         layout.addWidget(self.title_label)
-        layout.addWidget(self.canvas)
-        self.setMinimumSize(320, 180)
+        layout.addLayout(self._grid, 1)
+        self.setMinimumSize(360, 200)
 
-        self.data: dict[str, tuple[list[float], list[float]]] = {k: ([], []) for k in SERIES}
-        self.axes: dict[str, Axes] = {}
-        self.lines: dict[str, Line2D] = {}
+        self.data: dict[str, _Buffer] = {key: _Buffer() for key in SERIES}
         self.stop_iteration: int | None = None
         self.stop_reason: str | None = None
         self.has_reference = False
+        self.stop_window = 100
         self.redraw_count = 0  # data syncs
-        self.draw_count = 0  # actual draws (only while the canvas is on screen)
+        self.draw_count = 0  # syncs while the charts were on screen
+        self.draw_times: list[float] = []  # seconds spent in each on-screen sync
         self._stale = False
+        self._columns = 0
         self.theme_name = "dark"
         self._colors: dict[str, str] = {}
-        self._stop_lines: list[Any] = []
-        self._legends: list[Any] = []
-        self._build()
+        self._font = QFont()
 
         self._timer = QTimer(self)
         self._timer.setSingleShot(True)
@@ -83,105 +387,60 @@ class ChartsWidget(QWidget):
             self.apply_theme(viewer.theme)
         else:
             self.apply_theme("dark")
-        self.canvas.mpl_connect("resize_event", self._on_resize)
-        self._layout_axes()
-
-    # ------------------------------------------------------------------ building
-
-    def _build(self) -> None:
-        fig = self.figure
-        fbc = fig.add_axes((0, 0, 1, 1))
-        ratio = fig.add_axes((0, 0, 1, 1))
-        loss = fig.add_axes((0, 0, 1, 1))
-        quality = fig.add_axes((0, 0, 1, 1))
-        ssim_ax = quality.twinx()
-        self.axes = {"fbc": fbc, "ratio": ratio, "loss": loss, "quality": quality,
-                     "ssim": ssim_ax}
-        for name, color in zip(BANDS, BAND_COLORS, strict=True):
-            band = name[-1]
-            label = {"1": "1 (low)", "5": "5 (high)"}.get(band, band)
-            (self.lines[name],) = fbc.plot([], [], color=color, lw=1.3, label=label)
-        fbc.set_title("FBC per band (low → high)")
-        fbc.set_ylabel("FBC")
-        (self.lines["ratio"],) = ratio.plot([], [], color="#3b9be0", lw=1.2, label="blur/sharpness")
-        (self.lines["ratio_mean_previous"],) = ratio.plot(
-            [], [], color="#f39c34", lw=1.2, ls="--", label="mean, previous window")
-        (self.lines["ratio_mean_recent"],) = ratio.plot(
-            [], [], color="#e05a9b", lw=1.2, ls=":", label="mean, recent window")
-        ratio.set_title("stopping signal")
-        _log_axis(ratio)
-        (self.lines["loss"],) = loss.plot([], [], color="#f39c34", lw=1.0)
-        loss.set_title("loss")
-        _log_axis(loss)
-        (self.lines["psnr"],) = quality.plot([], [], color="#4daf4a", lw=1.3, label="PSNR (dB)")
-        (self.lines["ssim"],) = ssim_ax.plot([], [], color="#b07ee8", lw=1.3, label="SSIM")
-        quality.set_title("PSNR / SSIM vs reference")
-        quality.set_ylabel("PSNR (dB)")
-        ssim_ax.set_ylabel("SSIM")
-        for ax in (fbc, ratio, loss, quality):
-            ax.set_xlabel("iteration")
-        self._legends = [
-            fbc.legend(loc="lower right", fontsize=6.5, ncol=5, handlelength=1.0,
-                       columnspacing=0.8, borderpad=0.3, framealpha=0.5),
-            ratio.legend(loc="upper right", fontsize=6.5, handlelength=1.6, borderpad=0.3,
-                         framealpha=0.5),
-            quality.legend(handles=[self.lines["psnr"], self.lines["ssim"]], loc="lower right",
-                           fontsize=6.5, borderpad=0.3, framealpha=0.5),
-        ]
-        for ax in (*self.axes.values(),):
-            ax.tick_params(labelsize=7, which="both")
-            ax.title.set_fontsize(8.5)
-            ax.xaxis.label.set_fontsize(7.5)
-            ax.yaxis.label.set_fontsize(7.5)
         self._set_reference_visible(False)
+        self._relayout(force=True)
+        self._update_notes()
 
-    def _visible_panels(self) -> list[str]:
-        return list(PANELS if self.has_reference else PANELS[:3])
+    # ------------------------------------------------------------------ layout
+
+    def visible_panels(self) -> list[str]:
+        return [k for k, p in PANELS.items() if self.has_reference or not p.needs_reference]
 
     def _set_reference_visible(self, visible: bool) -> None:
-        self.axes["quality"].set_visible(visible)
-        self.axes["ssim"].set_visible(visible)
+        self.panels["quality"].setVisible(visible)
 
-    def _layout_axes(self) -> None:
-        """Place the panels in one row when wide, on a grid when narrow (pixel margins)."""
-        width = max(float(self.figure.bbox.width), 1.0)
-        height = max(float(self.figure.bbox.height), 1.0)
-        px = self.figure.dpi / 72.0
-        panels = self._visible_panels()
-        n = len(panels)
-        ncols = n if width >= 2.2 * height else 2 if n > 1 and width >= 0.8 * height else 1
-        nrows = math.ceil(n / ncols)
-        cw, ch = width / ncols, height / nrows
-        left, right, bottom, top = (m * px for m in _MARGINS)
-        for i, name in enumerate(panels):
-            r, c = divmod(i, ncols)
-            r_right = _QUALITY_RIGHT * px if name == "quality" else right
-            x0 = c * cw + left
-            y0 = (nrows - 1 - r) * ch + bottom
-            w = max(cw - left - r_right, 1.0)
-            h = max(ch - bottom - top, 1.0)
-            box = (x0 / width, y0 / height, w / width, h / height)
-            self.axes[name].set_position(box)
-            if name == "quality":
-                self.axes["ssim"].set_position(box)
+    def _relayout(self, *, force: bool = False) -> None:
+        """One row when the dock is wide, a 2 x 2 grid when it is narrow."""
+        keys = self.visible_panels()
+        columns = len(keys) if self.width() >= ONE_ROW_MIN_WIDTH else 2
+        if columns == self._columns and not force:
+            return
+        self._columns = columns
+        for panel in self.panels.values():
+            self._grid.removeWidget(panel)
+        for i, key in enumerate(keys):
+            row, col = divmod(i, columns)
+            self._grid.addWidget(self.panels[key], row, col)
+        for col in range(4):
+            self._grid.setColumnStretch(col, 1 if col < columns else 0)
+
+    def resizeEvent(self, event: Any) -> None:  # Qt API name
+        super().resizeEvent(event)
+        self._relayout()
+
+    @property
+    def columns(self) -> int:
+        return self._columns
 
     # ------------------------------------------------------------------ data
 
-    def reset(self, *, has_reference: bool = False, title: str = "") -> None:
+    def reset(self, *, has_reference: bool = False, title: str = "",
+              window: int | None = None) -> None:
         """Forget the previous run; show the PSNR/SSIM panel only with a reference."""
         self._timer.stop()
-        for xs, ys in self.data.values():
-            xs.clear()
-            ys.clear()
-        for artist in self._stop_lines:
-            artist.remove()
-        self._stop_lines.clear()
+        for buffer in self.data.values():
+            buffer.clear()
         self.stop_iteration = None
         self.stop_reason = None
+        for panel in self.panels.values():
+            panel.clear_stop()
+            panel.reset_ranges()
+        if window is not None:
+            self.stop_window = int(window)
         self.has_reference = has_reference
         self._set_reference_visible(has_reference)
         self.set_title(title)
-        self._layout_axes()
+        self._relayout(force=True)
         self.redraw()
 
     def set_title(self, title: str) -> None:
@@ -189,35 +448,42 @@ class ChartsWidget(QWidget):
         self.title_label.setText(title)
         self.title_label.setVisible(bool(title))
 
-    def add_report(self, report: StepReport) -> None:
-        """Append one step; a redraw follows within ``REDRAW_MS``."""
+    def add_report(self, report: StepReport, *, schedule: bool = True) -> None:
+        """Append one step; the curves follow within ``REDRAW_MS`` (``schedule=False``:
+        at the caller's next :meth:`redraw`, to paint together with its own updates)."""
         it = float(report.iteration)
-        self._append("loss", it, report.loss)
+        self.data["loss"].append(it, report.loss)
         for key, value in report.signals.items():
-            if key in self.data:
-                self._append(key, it, value)
-        if not self._timer.isActive():
+            buffer = self.data.get(key)
+            if buffer is not None:
+                buffer.append(it, value)
+        if schedule and not self._timer.isActive():
             self._timer.start()
 
-    def _append(self, key: str, x: float, y: float) -> None:
-        xs, ys = self.data[key]
-        xs.append(x)
-        ys.append(float(y))
+    def series(self, key: str) -> npt.NDArray[np.float64]:
+        """The y values of one curve so far (a copy)."""
+        buffer = self.data[key]
+        return buffer.y[: buffer.n].copy()
+
+    def iterations(self, key: str) -> npt.NDArray[np.float64]:
+        buffer = self.data[key]
+        return buffer.x[: buffer.n].copy()
+
+    def shown_points(self, key: str) -> int:
+        """Points the curve holds on screen (after the last sync)."""
+        for panel in self.panels.values():
+            curve = panel.curves.get(key)
+            if curve is not None:
+                x, _ = curve.getOriginalDataset()
+                return 0 if x is None else len(x)
+        raise KeyError(key)
 
     def mark_stop(self, iteration: int, reason: str) -> None:
-        """A vertical marker where the run stopped, on every panel."""
-        for artist in self._stop_lines:
-            artist.remove()
-        self._stop_lines.clear()
+        """A vertical marker where the run stopped, on every panel; words on the ratio panel."""
         self.stop_iteration = int(iteration)
         self.stop_reason = reason
-        color = self._colors.get("warning", "#e3b617")
-        for name in ("fbc", "ratio", "loss", "quality"):
-            self._stop_lines.append(self.axes[name].axvline(
-                iteration, color=color, lw=1.0, ls="--", zorder=0))
-        self._stop_lines.append(self.axes["ratio"].text(
-            0.02, 0.04, f"stopped at {iteration} ({reason})", transform=self.axes["ratio"].transAxes,
-            fontsize=7, color=color))
+        for key, panel in self.panels.items():
+            panel.mark_stop(iteration, stop_text(iteration, reason) if key == "ratio" else "")
         self.redraw()
 
     def flush(self) -> None:
@@ -227,61 +493,51 @@ class ChartsWidget(QWidget):
     # ------------------------------------------------------------------ drawing
 
     def redraw(self) -> None:
-        """Put the data in the lines, then draw if the canvas is on screen.
+        """Hand the curves their new data (only those that changed), if on screen.
 
-        A hidden canvas is only marked stale (drawn when shown). The next timed
-        redraw waits at least ``4 x`` the last draw's duration, so that drawing
-        never takes more than a fifth of the GUI thread.
+        A hidden dock is only marked stale and synced when shown again.
         """
         self._timer.stop()
-        self._sync()
         self.redraw_count += 1
-        if not self.canvas.isVisible():
+        if not self.isVisible():
             self._stale = True
             return
         start = time.perf_counter()
-        self.canvas.draw()  # type: ignore[no-untyped-call]
-        self.draw_count += 1
-        spent = time.perf_counter() - start
+        last = max((b.x[b.n - 1] for b in self.data.values() if b.n), default=0.0)
+        right = _nice_ceiling(max(last, float(self.stop_iteration or 0)) * 1.05)
+        for panel in self.panels.values():
+            panel.set_x_max(right)
+            for series in panel.panel.series:
+                buffer = self.data[series.key]
+                if not buffer.dirty:
+                    continue
+                buffer.dirty = False
+                x = buffer.x[: buffer.n]
+                y = buffer.y[: buffer.n]
+                panel.fit_y(y, right=series.right)
+                if panel.panel.log_y:
+                    y = np.where(np.isfinite(y) & (y > 0), y, np.nan)
+                panel.curves[series.key].setData(x, y, connect="finite")
+        self._update_notes()
         self._stale = False
-        self._timer.setInterval(max(REDRAW_MS, int(4000 * spent)))
+        self.draw_count += 1
+        self.draw_times.append(time.perf_counter() - start)
+        del self.draw_times[:-1000]
 
-    def _sync(self) -> None:
-        for key, line in self.lines.items():
-            xs, ys = self.data[key]
-            line.set_data(xs, ys)
-        last = max((xs[-1] for xs, _ in self.data.values() if xs), default=1.0)
-        right = max(last, float(self.stop_iteration or 0), 1.0)
-        for name in ("fbc", "ratio", "loss", "quality"):
-            self.axes[name].set_xlim(0.0, right * 1.02)
-        self._autoscale("fbc", BANDS, log=False)
-        self._autoscale("ratio", ("ratio", "ratio_mean_previous", "ratio_mean_recent"), log=True)
-        self._autoscale("loss", ("loss",), log=True)
-        if self.has_reference:
-            self._autoscale("quality", ("psnr",), log=False)
-            self._autoscale("ssim", ("ssim",), log=False)
+    def _update_notes(self) -> None:
+        """Say why a panel is empty: no point yet, or window means not started."""
+        for key, panel in self.panels.items():
+            has_points = any(self.data[s].n for s in panel.panel.series_keys())
+            note = "" if has_points else panel.panel.waiting
+            if key == "ratio" and has_points and not self.data["ratio_mean_recent"].n \
+                    and self.stop_iteration is None:
+                note = window_note(self.stop_window)
+            panel.set_note(note)
 
     def showEvent(self, event: Any) -> None:  # Qt API name
         super().showEvent(event)
         if self._stale:
             self._timer.start(0)
-
-    def _autoscale(self, axis: str, keys: tuple[str, ...], *, log: bool) -> None:
-        """Fit the y range to finite (positive, on a log axis) data, without matplotlib's
-        autoscaling (which warns on empty log axes)."""
-        values = [v for k in keys for v in self.data[k][1]
-                  if math.isfinite(v) and (v > 0 or not log)]
-        if not values:
-            return
-        low, high = min(values), max(values)
-        ax = self.axes[axis]
-        if log:
-            lo, hi = math.log10(low), math.log10(high)
-            pad = max((hi - lo) * 0.08, 0.05)
-            ax.set_ylim(10 ** (lo - pad), 10 ** (hi + pad))
-        else:
-            pad = max((high - low) * 0.08, 1e-3 * max(abs(high), 1.0))
-            ax.set_ylim(low - pad, high + pad)
 
     # ------------------------------------------------------------------ theme
 
@@ -293,7 +549,7 @@ class ChartsWidget(QWidget):
             return
 
     def apply_theme(self, theme_name: str) -> None:
-        """Colour the figure with napari theme ``theme_name`` ('dark', 'light', ...)."""
+        """Colour the charts with napari theme ``theme_name`` ('dark', 'light', ...)."""
         from napari.utils.theme import get_theme
 
         try:
@@ -303,43 +559,28 @@ class ChartsWidget(QWidget):
         colors = {key: _hex(getattr(theme, key)) for key in
                   ("background", "foreground", "primary", "secondary", "highlight", "text",
                    "warning", "current", "canvas")}
+        light = (str(getattr(theme, "id", theme_name)) == "light"
+                 or _luma(colors["background"]) > 0.5)
+        colors["plot"] = _mix(colors["background"], colors["canvas"], 0.5)
+        colors["stop"] = _STOP_COLORS["light" if light else "dark"]
+        colors["light"] = "1" if light else "0"
         self.theme_name = str(theme_name)
         self._colors = colors
-        fig = self.figure
-        fig.set_facecolor(colors["background"])
-        for name, ax in self.axes.items():
-            if name != "ssim":
-                ax.set_facecolor(colors["foreground"])
-            for spine in ax.spines.values():
-                spine.set_color(colors["secondary"])
-            ax.tick_params(colors=colors["text"], which="both")
-            ax.title.set_color(colors["text"])
-            ax.xaxis.label.set_color(colors["text"])
-            ax.yaxis.label.set_color(colors["text"])
-        for legend in self._legends:
-            frame = legend.get_frame()
-            frame.set_facecolor(colors["background"])
-            frame.set_edgecolor(colors["secondary"])
-            for text in legend.get_texts():
-                text.set_color(colors["text"])
-        for artist in self._stop_lines:
-            artist.set_color(colors["warning"])
-        self._request_draw()
+        self._font = _theme_font(str(getattr(theme, "font_size", "")))
+        self.setStyleSheet(f"#specdip-charts {{ background: {colors['background']}; }}"
+                           f"#specdip-charts QLabel {{ color: {colors['text']}; }}")
+        self.title_label.setFont(self._font)
+        for panel in self.panels.values():
+            panel.apply_theme(colors, self._font)
 
     @property
     def colors(self) -> dict[str, str]:
         """The theme colours in use (hex)."""
         return dict(self._colors)
 
-    def _on_resize(self, event: Any = None) -> None:
-        self._layout_axes()
-        self._request_draw()
-
-    def _request_draw(self) -> None:
-        if self.canvas.isVisible():
-            self.canvas.draw_idle()  # type: ignore[no-untyped-call]
-        else:
-            self._stale = True
+    @property
+    def font_point_size(self) -> float:
+        return float(self._font.pointSizeF())
 
 
 def _hex(color: Any) -> str:
@@ -349,22 +590,44 @@ def _hex(color: Any) -> str:
         value = str(as_hex())
         if len(value) == 4:  # '#abc' short form
             value = "#" + "".join(c * 2 for c in value[1:])
-        return value
+        return value[:7]
     return str(color)
 
 
-def _log_axis(ax: Any) -> None:
-    """Log y axis with plain-text tick labels (mathtext labels are slow to draw)."""
-    from matplotlib.ticker import FuncFormatter, LogLocator
+def _nice_ceiling(value: float) -> float:
+    """The smallest round number (10, 12, 15, 20, 25, 30, 40, 50, 60, 80, 100, ...) not
+    below ``value``: the x axis grows in steps, not at every point."""
+    value = max(value, 10.0)
+    decade = 10.0 ** math.floor(math.log10(value))
+    for m in (1.0, 1.2, 1.5, 2.0, 2.5, 3.0, 4.0, 5.0, 6.0, 8.0, 10.0):
+        if m * decade >= value - 1e-9:
+            return m * decade
+    return 10.0 * decade
 
-    def minor(value: float, _pos: Any) -> str:
-        low, high = ax.get_ylim()
-        if value <= 0 or low <= 0 or high / low > 100.0:
-            return ""  # two decades or more: the major ticks say enough
-        mantissa = round(value / 10 ** math.floor(math.log10(value)))
-        return f"{value:.3g}" if high / low < 3.0 or mantissa in (2, 5) else ""
 
-    ax.set_yscale("log")
-    ax.yaxis.set_major_locator(LogLocator(base=10.0, numticks=5))
-    ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _pos: f"{v:g}"))
-    ax.yaxis.set_minor_formatter(FuncFormatter(minor))
+def _nice_step(span: float) -> float:
+    """A round step of about a tenth of ``span`` (at least 0.01)."""
+    span = max(span, 0.1)
+    decade = 10.0 ** math.floor(math.log10(span / 10.0))
+    return max(0.01, decade * (5.0 if span / decade > 50 else 2.0 if span / decade > 20 else 1.0))
+
+
+def _luma(color: str) -> float:
+    r, g, b = (int(color[i:i + 2], 16) / 255.0 for i in (1, 3, 5))
+    return 0.2126 * r + 0.7152 * g + 0.0722 * b
+
+
+def _theme_font(size: str) -> QFont:
+    """The application's font at napari's theme size (e.g. '9pt')."""
+    from qtpy.QtWidgets import QApplication
+
+    app = QApplication.instance()
+    font = QFont(app.font()) if isinstance(app, QApplication) else QFont()
+    try:
+        points = float(size.removesuffix("pt"))
+    except ValueError:
+        points = math.nan
+    if math.isfinite(points) and points > 0:
+        font.setPointSizeF(points)
+    return font
+

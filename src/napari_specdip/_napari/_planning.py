@@ -121,6 +121,17 @@ def axis_name(info: ImageInfo, axis: int) -> str:
     return f"axis {axis}"
 
 
+def short_axis_name(info: ImageInfo, axis: int) -> str:
+    """A short name for a leading axis in titles: its label, else z (last), t, c, ..."""
+    labels = info.axis_labels
+    if labels and axis < len(labels):
+        label = labels[axis]
+        if label and not label.lstrip("-").isdigit():
+            return label
+    from_end = info.n_leading - 1 - axis
+    return ("z", "t", "c")[from_end] if from_end < 3 else f"axis {axis}"
+
+
 def stack_choices(info: ImageInfo) -> list[tuple[str, Any]]:
     """``(label, value)`` choices for the stack combo; empty for a plain 2D image."""
     if info.n_leading == 0:
@@ -176,6 +187,47 @@ def planes(info: ImageInfo, mode: Any, current: Sequence[int]) -> tuple[list[Pla
         target = tuple(chosen.get(a, 0) for a in range(info.n_leading))
         found.append(Plane(source, target))
     return found, out_lead
+
+
+# --------------------------------------------------------------------------- regions
+
+
+@dataclass(frozen=True)
+class Box:
+    """A rectangle of pixels of one plane: rows ``y0:y1``, columns ``x0:x1``."""
+
+    y0: int
+    y1: int
+    x0: int
+    x1: int
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        return self.y1 - self.y0, self.x1 - self.x0
+
+    def slices(self, scale: int = 1) -> tuple[slice, slice]:
+        return (slice(self.y0 * scale, self.y1 * scale), slice(self.x0 * scale, self.x1 * scale))
+
+
+def crop_info(info: ImageInfo, box: Box, index: Sequence[int]) -> ImageInfo:
+    """The plane at leading ``index`` cropped to ``box``, placed where it lies in the image.
+
+    Leading axes are kept with length 1 (translated to the slice), so the crop
+    lines up with the input in any viewer dimensionality.
+    """
+    n = info.n_leading
+    lead = tuple(slice(int(i), int(i) + 1) for i in index)
+    data = info.data[lead + box.slices()]
+    translate = list(info.translate)
+    for a in range(n):
+        translate[a] = info.translate[a] + info.scale[a] * int(index[a])
+    translate[n] = info.translate[n] + info.scale[n] * box.y0
+    translate[n + 1] = info.translate[n + 1] + info.scale[n + 1] * box.x0
+    return ImageInfo(
+        name=info.name, data=data, rgb=info.rgb, scale=info.scale, translate=tuple(translate),
+        units=info.units, axis_labels=info.axis_labels, contrast_limits=info.contrast_limits,
+        colormap=info.colormap, gamma=info.gamma,
+    )
 
 
 # --------------------------------------------------------------------------- masks
@@ -292,6 +344,8 @@ class RunPlan:
     iterated: tuple[int, ...]
     mode_label: str = ""
     extra: dict[str, Any] = field(default_factory=dict)
+    #: the region of the input restored by a region preview (None: the whole image)
+    region: Box | None = None
 
     @property
     def task(self) -> str:
@@ -316,12 +370,51 @@ class RunPlan:
         return len(self.jobs) * self.params.max_iterations
 
     def output_name(self) -> str:
+        """The name of a finished result, e.g. ``"noisy photo denoised"``."""
         word = TASK_WORDS[self.task]
         name = f"{self.info.name} {word}"
         return f"{name} x{self.factor}" if self.task == "super-resolve" else name
 
+    def result_name(self, results: Sequence[RestoreResult]) -> str:
+        """The output's name; a stopped run's says so (``"... (stopped at 412)"``)."""
+        if self.region is not None:
+            return self.region_name()
+        name = self.output_name()
+        stopped = [k for k, r in enumerate(results) if r.stop_reason == "stopped"]
+        if not stopped:
+            if len(results) < len(self.jobs):
+                return f"{name} (partial: {len(results)} of {len(self.jobs)} slices)"
+            return name
+        k = stopped[0]
+        at = results[k].iterations
+        if len(self.jobs) > 1:
+            return f"{name} (stopped at {at} in slice {k + 1} of {len(self.jobs)})"
+        return f"{name} (stopped at {at})"
+
     def preview_name(self) -> str:
         return f"{self.info.name} [specdip preview]"
+
+    def region_name(self) -> str:
+        return f"{self.info.name} [specdip region preview]"
+
+    def plane_title(self, k: int) -> str:
+        """Which plane the charts show, e.g. ``"z = 2 (3 of 5)"``; empty for one plane."""
+        if len(self.jobs) < 2:
+            return ""
+        source = self.planes[k].source
+        where = ", ".join(f"{short_axis_name(self.info, a)} = {source[a]}"
+                          for a in (self.iterated or range(self.info.n_leading)))
+        return f"{where} ({k + 1} of {len(self.jobs)})"
+
+    def preview_canvas(self) -> npt.NDArray[Any] | None:
+        """The stack preview before any plane is restored: the input (planes not yet
+        reached show as they are, not black); None for a single plane."""
+        if self.info.n_leading == 0:
+            return None
+        out = np.empty(self.out_shape, dtype=self.info.data.dtype)
+        for plane in self.planes:
+            out[plane.target] = self.filler(plane)
+        return out
 
     def placement(self) -> dict[str, Any]:
         """scale/translate/units/axis_labels of the output (super-resolution: finer grid)."""
@@ -369,6 +462,20 @@ class RunPlan:
         return data
 
 
+#: a plane stopped before this many iterations holds nothing useful (a nearly flat image)
+USEFUL_ITERATIONS = 20
+
+
+def useful_results(results: Sequence[RestoreResult], *,
+                   minimum: int = USEFUL_ITERATIONS) -> list[RestoreResult]:
+    """The results worth a layer: a plane stopped by the user before ``minimum``
+    iterations is dropped (it is nearly flat); nothing else is."""
+    kept = list(results)
+    if kept and kept[-1].stop_reason == "stopped" and kept[-1].iterations < minimum:
+        kept.pop()
+    return kept
+
+
 def assemble(plan: RunPlan, results: list[RestoreResult]) -> tuple[npt.NDArray[Any], dict[str, Any]]:
     """Output array and metadata for the planes restored (others filled from the input)."""
     if not results:
@@ -378,7 +485,7 @@ def assemble(plan: RunPlan, results: list[RestoreResult]) -> tuple[npt.NDArray[A
         image = results[0].image
         meta = results[0].metadata()
         meta["specdip"]["source_layer"] = info.name
-        return image, meta
+        return image, _with_region(plan, meta)
 
     out = np.empty(plan.out_shape, dtype=results[0].image.dtype)
     for k, plane in enumerate(plan.planes):
@@ -399,4 +506,12 @@ def assemble(plan: RunPlan, results: list[RestoreResult]) -> tuple[npt.NDArray[A
         "planes": [list(p.source) for p in plan.planes],
         "input_shape": list(info.data.shape),
     }
-    return out, meta
+    return out, _with_region(plan, meta)
+
+
+def _with_region(plan: RunPlan, meta: dict[str, Any]) -> dict[str, Any]:
+    """Record which pixels of the input a region preview restored."""
+    if plan.region is not None:
+        b = plan.region
+        meta["specdip"]["region"] = {"rows": [b.y0, b.y1], "columns": [b.x0, b.x1]}
+    return meta

@@ -1,5 +1,7 @@
 """PNG charts of a run, drawn with matplotlib's Agg canvas (no display, no pyplot).
 
+Titles, axis labels, curve labels and colours come from
+:mod:`napari_specdip.chart_panels`, the description the napari dock draws too.
 matplotlib is imported only inside these functions.
 """
 
@@ -11,7 +13,15 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-FBC_LABELS = ("band 1 (lowest)", "band 2", "band 3", "band 4", "band 5 (highest)")
+from napari_specdip.chart_panels import BAND_LABELS, FBC, LOSS, QUALITY, RATIO, Series, stop_text
+
+FBC_LABELS = BAND_LABELS
+_LINESTYLES = {"solid": "-", "dashed": "--", "dotted": ":"}
+
+
+def _plot(ax: Any, x: Any, y: Any, series: Series, label: str | None = None) -> None:
+    ax.plot(x, y, color=series.color, linestyle=_LINESTYLES[series.style],
+            linewidth=series.width, label=label or series.label)
 
 
 def _figure(width: float = 6.4, height: float = 4.0) -> Any:
@@ -39,9 +49,8 @@ def _signal_x(history: dict[str, npt.NDArray[Any]]) -> npt.NDArray[Any]:
 
 def _stop_marker(ax: Any, stop_iteration: int | None, stop_reason: str) -> None:
     if stop_iteration:
-        what = "iteration cap" if stop_reason == "max_iterations" else f"stop ({stop_reason})"
         ax.axvline(stop_iteration, color="crimson", linestyle=":", linewidth=1.2,
-                   label=f"{what} at {stop_iteration}")
+                   label=stop_text(stop_iteration, stop_reason))
 
 
 def fbc_chart(history: dict[str, npt.NDArray[Any]], path: Path, *,
@@ -52,21 +61,19 @@ def fbc_chart(history: dict[str, npt.NDArray[Any]], path: Path, *,
     clean = "fbc_clean1" in history
     fig = _figure(10.0 if clean else 6.4, 4.0)
     axes = fig.subplots(1, 2 if clean else 1, sharey=True, squeeze=False)[0]
-    colors = ("#08306b", "#2171b5", "#6baed6", "#fd8d3c", "#d94801")
     for ax, prefix, title in zip(axes, ("fbc", "fbc_clean"),
-                                 ("against the observation", "against the clean image"),
+                                 ("against the input", "against the clean image"),
                                  strict=False):
-        for band in range(1, 6):
+        for band, series in enumerate(FBC.series, start=1):
             key = f"{prefix}{band}"
             if key in history:
-                ax.plot(_signal_x(history), history[key], color=colors[band - 1],
-                        label=FBC_LABELS[band - 1], linewidth=1.2)
+                _plot(ax, _signal_x(history), history[key], series)
         _stop_marker(ax, stop_iteration, stop_reason)
-        ax.set_title(f"Frequency-band correspondence {title}", fontsize=10)
+        ax.set_title(f"{FBC.title} {title}", fontsize=10)
         ax.set_xlabel("iteration")
         ax.set_ylim(-0.02, 1.05)
         ax.grid(alpha=0.3)
-    axes[0].set_ylabel("FBC")
+    axes[0].set_ylabel(FBC.y_label)
     axes[-1].legend(fontsize=8, loc="lower right")
     return _save(fig, path)
 
@@ -79,22 +86,18 @@ def ratio_chart(history: dict[str, npt.NDArray[Any]], path: Path, *,
         return None
     fig = _figure()
     ax = fig.subplots()
-    ax.plot(_signal_x(history), history["ratio"], color="0.55", linewidth=0.8,
-            label="ratio r = blur / sharpness")
-    suffix = f" (window {window})" if window else ""
-    if "ratio_mean_previous" in history:
-        ax.plot(_signal_x(history), history["ratio_mean_previous"],
-                color="#2171b5", linewidth=1.4, label="mean of the previous window" + suffix)
-    if "ratio_mean_recent" in history:
-        ax.plot(_signal_x(history), history["ratio_mean_recent"],
-                color="#d94801", linewidth=1.4, label="mean of the recent window" + suffix)
+    suffix = f" ({window} iterations)" if window else ""
+    for series in RATIO.series:
+        if series.key in history:
+            label = series.label + (suffix if series.key != "ratio" else "")
+            _plot(ax, _signal_x(history), history[series.key], series, label)
     _stop_marker(ax, stop_iteration, stop_reason)
     values = np.asarray(history["ratio"], dtype=float)
     if values.size and np.all(values[np.isfinite(values)] > 0):
         ax.set_yscale("log")
-    ax.set_title("Blurriness / sharpness ratio (stopping signal)", fontsize=10)
+    ax.set_title(RATIO.title, fontsize=10)
     ax.set_xlabel("iteration")
-    ax.set_ylabel("ratio")
+    ax.set_ylabel(RATIO.y_label)
     ax.grid(alpha=0.3, which="both")
     ax.legend(fontsize=8)
     return _save(fig, path)
@@ -107,13 +110,13 @@ def loss_chart(history: dict[str, npt.NDArray[Any]], path: Path, *,
     fig = _figure()
     ax = fig.subplots()
     loss = np.asarray(history["loss"], dtype=float)
-    ax.plot(history["iteration"], loss, color="#08306b", linewidth=1.0)
+    _plot(ax, history["iteration"], loss, LOSS.series[0])
     if np.all(loss[np.isfinite(loss)] > 0):
         ax.set_yscale("log")
     _stop_marker(ax, stop_iteration, stop_reason)
-    ax.set_title("Data-fit loss (MSE against the observation)", fontsize=10)
+    ax.set_title(LOSS.title, fontsize=10)
     ax.set_xlabel("iteration")
-    ax.set_ylabel("loss")
+    ax.set_ylabel(LOSS.y_label)
     ax.grid(alpha=0.3, which="both")
     if stop_iteration:
         ax.legend(fontsize=8)
@@ -128,15 +131,14 @@ def psnr_chart(history: dict[str, npt.NDArray[Any]], path: Path, *, before: floa
         return None
     fig = _figure()
     ax = fig.subplots()
-    ax.plot(_signal_x(history), history["psnr"], color="#238b45", linewidth=1.2,
-            label="restoration")
+    _plot(ax, _signal_x(history), history["psnr"], QUALITY.series[0], "restoration")
     if before is not None and np.isfinite(before):
         ax.axhline(before, color="0.4", linestyle="--", linewidth=1.0,
                    label=f"{before_label}: {before:.2f} dB")
     _stop_marker(ax, stop_iteration, stop_reason)
-    ax.set_title("PSNR against the clean image", fontsize=10)
+    ax.set_title(f"{QUALITY.series[0].label.split()[0]} against the clean image", fontsize=10)
     ax.set_xlabel("iteration")
-    ax.set_ylabel("PSNR (dB)")
+    ax.set_ylabel(QUALITY.y_label)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
     return _save(fig, path)

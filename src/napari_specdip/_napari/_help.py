@@ -1,0 +1,142 @@
+"""Words of the restore widget: tooltips, the header, number fields, toasts (no Qt).
+
+Every control's tooltip lives here, written for someone who has not read the
+paper; ``tests/gui`` checks that no control is left without one.
+"""
+
+from __future__ import annotations
+
+import math
+from importlib import metadata
+
+PAPER_URL = "https://arxiv.org/abs/2107.01125"
+
+HEADER = ("Restores one image without training data: a network is fitted to the image "
+          "itself and stopped before it reproduces the noise.")
+
+TOOLTIPS: dict[str, str] = {
+    "image": ("The image layer to restore (2D gray, RGB, multichannel, or a Z/T stack). "
+              "It is never modified: the result is a new layer."),
+    "task": ("What to repair. Changing it loads the task's defaults (from the paper) into "
+             "the fields you have not changed yourself."),
+    "mask": ("Inpainting: a Labels, Shapes or Image layer that marks the pixels to fill "
+             "(nonzero or inside a shape). It must line up with the image."),
+    "factor": "Super-resolution: how many times larger each side of the result is.",
+    "gain": ("Enhancement strength g: result = I + g (I - G), where I is the image and G "
+             "the network's smooth fit of it, so I - G is the fine detail that gets "
+             "boosted. 0 leaves the image as it is."),
+    "reference": ("Optional clean version of the image (same size as the result). Adds "
+                  "PSNR/SSIM curves to the charts, to judge the stop; not used to restore."),
+    "stack": "Which planes of a Z/T stack to restore; each plane is restored on its own.",
+    "lipschitz": ("λ bounds how steep each layer of the network may be. Larger lets fine "
+                  "detail (and noise) through sooner; smaller gives smoother results."),
+    "net_width": ("Channels per layer of the network. Smaller is much faster (try 32-64 on "
+                  "a CPU); the paper uses 128."),
+    "max_iterations": ("The most iterations the run may take: the time the run takes at "
+                       "most (the ETA during a run tells how long that is). The stop rule "
+                       "usually ends the run sooner."),
+    "stop": ("When to stop. auto (default): the paper's blur/sharpness rule, with ES-WMV "
+             "as a backstop, whichever fires first. ratio: the paper's rule alone. wmv: "
+             "ES-WMV (early stopping by windowed moving variance: stops when the output "
+             "stops changing). none: run to the iteration cap."),
+    "seed": ("Starting point of the random network. The same seed and settings give the "
+             "same result on the same device."),
+    "preview_every": ("Show the current output in a preview layer every N iterations "
+                      "(0: no preview)."),
+    "device": "Where the run happens: Auto picks a CUDA GPU, then Apple MPS, then the CPU.",
+    "show_advanced": "Show the method's finer settings (the task's defaults are good).",
+    "upsampler": ("How the network doubles its resolution at each level: bilinear (the "
+                  "authors' shipped default), gaussian (the paper's fixed Gaussian "
+                  "filter, smoother; set its σ below) or nearest."),
+    "sigmas": ("Gaussian upsampling only: one σ per level, coarse to fine, separated by "
+               "commas. Larger σ suppresses more high frequency."),
+    "learning_rate": ("Step size of the Adam optimiser. Type it as you like: 0.001 or 1e-3. "
+                      "Larger fits faster but less stably."),
+    "network": ("decoder: the paper's network. skip: the original Deep Image Prior "
+                "network; convnet: no resampling. The last two are for comparisons."),
+    "output": ("What the result holds: ema (default) a moving average of recent outputs, "
+               "smoother; last the final iterate (the paper); best the highest PSNR "
+               "against the reference, or the most stable output without one."),
+    "stop_window": ("Window n of the blur/sharpness rule, in iterations: it compares the "
+                    "mean of the last n values with the n before, so it can fire from "
+                    "iteration 2n + 1."),
+    "stop_epsilon": ("Threshold ε of the blur/sharpness rule: stop when the recent mean "
+                     "is no more than ε below the previous one. Larger stops sooner. "
+                     "Type it as you like: 0.01 or 1e-2."),
+    "signal_every": ("Measure the charts' signals (and apply the stop rule) every k "
+                     "iterations. Larger is a little faster; windows are scaled to match."),
+    "backtrack": ("If the fit suddenly gets much worse (a divergence), go back to the last "
+                  "good network weights and go on."),
+    "run_button": ("Restore the whole image with these settings. While it runs the button "
+                   "stops the run; the result so far is kept."),
+    "preview_button": ("Restore only the part of the image in view (or the chosen Shapes "
+                       "rectangle), at most 128 x 128 pixels, with these settings, for a "
+                       "quick look; it stops after about 15 s and shows over the image."),
+    "region": ("What Preview region restores: what the canvas shows of the image, or the "
+               "last rectangle of a Shapes layer."),
+    "save_button": ("Save the last result as a TIFF with its pixel size, units and the "
+                    "run record, plus a JSON sidecar (file.tif.json)."),
+    "compare_button": ("Before/after: show the input and hide the result, or the other way "
+                       "round."),
+    "side_by_side": "Show the input and the result next to each other (napari's grid view).",
+}
+
+
+def docs_url() -> str:
+    """The project's documentation page from the package metadata, else the paper."""
+    try:
+        urls = metadata.metadata("napari-specdip").get_all("Project-URL") or []
+    except metadata.PackageNotFoundError:
+        urls = []
+    found = {}
+    for entry in urls:
+        label, _, url = str(entry).partition(",")
+        found[label.strip().lower()] = url.strip()
+    for key in ("documentation", "homepage", "source"):
+        if found.get(key):
+            return found[key]
+    return PAPER_URL
+
+
+def format_number(value: float) -> str:
+    """A float as a person would type it: ``0.001``, ``1e-05``, ``1.4``.
+
+    Examples
+    --------
+    >>> format_number(0.001), format_number(1e-5), format_number(0.01), format_number(2.0)
+    ('0.001', '1e-05', '0.01', '2')
+    """
+    return f"{value:.6g}"
+
+
+def parse_number(text: str, name: str, *, positive: bool = False) -> float:
+    """The float typed in a field, or ValueError with a message for the user."""
+    try:
+        value = float(str(text).strip())
+    except ValueError:
+        raise ValueError(f"{name}: {text!r} is not a number (e.g. 0.001 or 1e-3)") from None
+    if not math.isfinite(value) or (positive and value <= 0) or value < 0:
+        need = "a positive number" if positive else "a number >= 0"
+        raise ValueError(f"{name} must be {need}, got {text!r}")
+    return value
+
+
+#: toasts show one line: keep them to a few words (the widget shows the whole message)
+TOAST_CHARS = 60
+
+
+def toast(message: str) -> str:
+    """A one-line version of ``message`` for napari's toasts, which show one line only.
+
+    Examples
+    --------
+    >>> toast("short")
+    'SpecDIP: short'
+    >>> len(toast("x" * 200)) <= TOAST_CHARS
+    True
+    """
+    text = f"SpecDIP: {' '.join(message.split())}"
+    if len(text) <= TOAST_CHARS:
+        return text
+    cut = text[: TOAST_CHARS - 1].rsplit(" ", 1)[0]
+    return cut.rstrip(",;:") + "…"

@@ -1,0 +1,336 @@
+"""One run on the main thread: the worker, its progress, the live preview, the result.
+
+A :class:`RunSession` is started by the restore widget but does not depend on it:
+if the dock is closed mid-run the session stops the run, still adds the result
+so far as a layer and says so (the widget is only a listener). Threading: the
+plan (data snapshots) is made on the main thread; the worker thread only
+iterates the jobs (:func:`run_jobs`); every layer, chart and label change happens
+in the worker's signal handlers here, on the main thread.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Generator
+from typing import TYPE_CHECKING, Any, Protocol
+
+import numpy as np
+
+from napari_specdip._napari import _planning
+from napari_specdip._napari._eta import Progress
+from napari_specdip._napari._help import toast
+
+if TYPE_CHECKING:
+    from napari_specdip._napari._charts import ChartsWidget
+    from napari_specdip.core.engine import RestoreJob
+    from napari_specdip.core.results import RestoreResult, StepReport
+
+#: seconds between two updates of the charts and the progress line, made together so
+#: that they share one repaint of the window (dear on a software-rendered display,
+#: where Qt composes the whole window, vispy canvas included, for any repaint)
+UI_TICK_S = 1.0
+
+# No napari progress bar (activity dock): its spinner repaints the whole window about
+# 20 times a second and, in napari 0.9.2, keeps spinning after the bar is closed
+# unless the activity dialog was opened; under a software-rendered display that took
+# 70% of the main thread (benchmarks/ui_latency.py). The widget shows the progress,
+# speed and time left itself.
+#: seconds between two region-preview image updates (the first one is shown at once)
+REGION_PREVIEW_S = 0.5
+
+
+class Interrupt:
+    """Stop request for the engine (``is_set()``); ``budget`` says the time budget fired."""
+
+    def __init__(self) -> None:
+        self.requested = threading.Event()
+        self.budget = threading.Event()
+
+    def is_set(self) -> bool:
+        return self.requested.is_set()
+
+
+def run_jobs(jobs: list[RestoreJob], interrupt: Interrupt, budget_s: float | None = None
+             ) -> Generator[tuple[int, StepReport], None, list[RestoreResult]]:
+    """Worker body: run the jobs one after the other, yielding ``(job index, report)``.
+
+    Runs on the worker thread and touches no napari object. A time budget stops
+    the run through the interrupt (the engine then returns its result so far).
+    Returns the results of the jobs that ran (a stop skips the remaining ones).
+    """
+    results: list[RestoreResult] = []
+    for k, job in enumerate(jobs):
+        if k and interrupt.requested.is_set():
+            break
+        gen = job.run()
+        while True:
+            try:
+                report = next(gen)
+            except StopIteration as done:
+                results.append(done.value)
+                break
+            if budget_s is not None and report.elapsed >= budget_s:
+                interrupt.budget.set()
+                interrupt.requested.set()
+            yield k, report
+    return results
+
+
+class RunListener(Protocol):
+    """What the widget hears of a run."""
+
+    def run_progress(self, session: RunSession, text: str) -> None: ...
+
+    def run_result(self, session: RunSession, message: str, *, error: bool) -> None: ...
+
+    def run_ended(self, session: RunSession) -> None: ...
+
+
+class RunSession:
+    """A run (the whole image) or a region preview, from start to result layer."""
+
+    def __init__(self, viewer: Any, plan: _planning.RunPlan, *, charts: ChartsWidget | None,
+                 listener: RunListener | None, budget_s: float | None = None,
+                 region_layer: Any = None) -> None:
+        self.viewer = viewer
+        self.plan: _planning.RunPlan | None = plan
+        self.charts = charts
+        self.listener = listener
+        self.budget_s = budget_s
+        self.is_region = plan.region is not None
+        interrupt = plan.extra.pop("interrupt", None)
+        self.interrupt: Interrupt = interrupt if isinstance(interrupt, Interrupt) else Interrupt()
+        self.progress = Progress(plan.params.max_iterations, len(plan.jobs), budget_s=budget_s)
+        self.worker: Any = None
+        self.output: Any = None  # the layer the run added (or updated, for a region)
+        self.message = ""
+        self.error = ""
+        self.detached = False
+        self.stop_requested_by = ""
+        self.preview_layer: Any = region_layer if self.is_region else None
+        self._reused_region = region_layer is not None
+        self._preview_data: np.ndarray | None = None
+        self._plane = -1
+        self._last_ui = 0.0
+        self._last_region_preview = -1.0
+        self._queue: list[RestoreJob] = []
+
+    # ------------------------------------------------------------------ control
+
+    @property
+    def running(self) -> bool:
+        return self.worker is not None
+
+    def start(self) -> Any:
+        from napari.qt.threading import create_worker
+
+        plan = self.plan
+        assert plan is not None
+        if self.charts is not None:
+            self.charts.reset(has_reference=any(j.reference is not None for j in plan.jobs),
+                              title=plan.plane_title(0), window=plan.params.stop_window)
+        # napari keeps every worker (its cancel callback) for the session: hand it a list
+        # that is emptied at the end, so the data snapshots do not outlive the run
+        self._queue = list(plan.jobs)
+        self.worker = create_worker(
+            run_jobs, self._queue, self.interrupt, self.budget_s, _start_thread=False,
+            _connect={"yielded": self._on_yielded, "returned": self._on_returned,
+                      "errored": self._on_errored, "finished": self._on_finished},
+        )
+        self.worker.start()
+        return self.worker
+
+    def request_stop(self, by: str = "you") -> None:
+        """Ask the run to stop; the result so far becomes a layer."""
+        if not self.stop_requested_by:
+            self.stop_requested_by = by
+        self.interrupt.requested.set()
+
+    def detach(self) -> None:
+        """The widget is gone: stop the run, keep the result so far, tell the user."""
+        self.listener = None
+        self.detached = True
+        self.request_stop("closing the SpecDIP dock")
+
+    # ------------------------------------------------------------------ worker slots
+
+    def _on_yielded(self, item: tuple[int, StepReport]) -> None:
+        plan = self.plan
+        if plan is None:
+            return
+        k, report = item
+        charts = self.charts
+        if k != self._plane:
+            self._plane = k
+            if k and charts is not None:
+                charts.reset(has_reference=charts.has_reference, title=plan.plane_title(k))
+            self._follow_plane(k)
+        if charts is not None:
+            charts.add_report(report, schedule=False)
+        self.progress.update(k, report.iteration, report.elapsed)
+        if report.preview is not None:
+            self._update_preview(k, report.preview)
+        now = time.perf_counter()
+        if (now - self._last_ui >= UI_TICK_S or report.iteration >= report.max_iterations
+                or report.iteration <= 2):
+            self._last_ui = now
+            if charts is not None:
+                charts.redraw()
+            if self.listener is not None:
+                self.listener.run_progress(self, self.progress.text())
+
+    def _follow_plane(self, k: int) -> None:
+        """Move the viewer's dims to the slice being restored, so the preview is in view."""
+        plan = self.plan
+        if plan is None or not plan.iterated:
+            return
+        dims = self.viewer.dims
+        offset = dims.ndim - plan.info.ndim
+        for axis, value in plan.world_point(plan.planes[k]).items():
+            if 0 <= axis + offset < dims.ndim:
+                dims.set_point(axis + offset, value)
+
+    def _update_preview(self, k: int, preview: np.ndarray) -> None:
+        plan = self.plan
+        if plan is None:
+            return
+        if self.is_region:
+            now = time.perf_counter()
+            since = now - self._last_region_preview
+            if self._last_region_preview >= 0 and since < REGION_PREVIEW_S:
+                return
+            self._last_region_preview = now
+        layer = self.preview_layer
+        if layer is not None and layer not in self.viewer.layers:
+            if self.is_region:
+                self.preview_layer = layer = None  # deleted: make a new one
+            else:
+                return  # the user deleted the preview: stop previewing
+        if plan.info.n_leading == 0:
+            data = preview
+        else:
+            if self._preview_data is None:
+                self._preview_data = plan.preview_canvas()
+            assert self._preview_data is not None
+            self._preview_data[plan.planes[k].target] = preview
+            data = self._preview_data
+        name = plan.region_name() if self.is_region else plan.preview_name()
+        if layer is None:
+            self.preview_layer = self.viewer.add_image(
+                data, name=name, **plan.placement(), **plan.display())
+        elif layer.data is data:
+            layer.refresh()
+        else:
+            if self.is_region and self._reused_region:
+                self._reused_region = False
+                self._place(layer, plan, name)
+            layer.data = data
+
+    @staticmethod
+    def _place(layer: Any, plan: _planning.RunPlan, name: str) -> None:
+        """Name and place a preview layer as the plan's output."""
+        where = plan.placement()
+        layer.name = name
+        layer.scale = where["scale"]
+        layer.translate = where["translate"]
+
+    def _on_returned(self, results: list[RestoreResult]) -> None:
+        plan = self.plan
+        if plan is None:
+            return
+        from napari.utils.notifications import show_info, show_warning
+
+        kept = _planning.useful_results(results)
+        last = results[-1] if results else None
+        charts = self.charts
+        if charts is not None and last is not None:
+            try:
+                charts.mark_stop(last.stop_iteration if last.stop_reason != "stopped"
+                                 else last.iterations, self._reason(last.stop_reason))
+                charts.flush()
+            except RuntimeError:  # the charts dock was deleted with the viewer
+                self.charts = None
+        if not kept:
+            done = last.iterations if last is not None else 0
+            self.message = (f"Stopped after {done} iteration{'s' * (done != 1)}, before a "
+                            f"useful result: no layer was added.")
+            self._finish(self.message, toast_text="stopped before a useful result")
+            return
+        image, metadata = _planning.assemble(plan, kept)
+        name = plan.result_name(kept)
+        # the preview layer becomes the result (no layer is removed, none flickers)
+        layer = self.preview_layer
+        if layer is None or layer not in self.viewer.layers:
+            layer = self.viewer.add_image(image, name=name, metadata=metadata,
+                                          **plan.placement(), **plan.display())
+        else:
+            if self._reused_region:
+                self._reused_region = False
+            self._place(layer, plan, name)
+            layer.data = image
+            layer.metadata = metadata
+        self.output = layer
+        self.preview_layer = None
+        reasons = sorted({self._reason(r.stop_reason) for r in kept})
+        iterations = sum(r.iterations for r in kept)
+        elapsed = sum(r.elapsed for r in kept)
+        slices = f" over {len(kept)} slices" if len(plan.jobs) > 1 else ""
+        device = kept[-1].device
+        what = "Region preview" if self.is_region else f"{name!r}"
+        message = (f"{what}: {iterations} iterations{slices} in {elapsed:.1f} s on {device}; "
+                   f"stop: {', '.join(reasons)}.")
+        if self.is_region and self.interrupt.budget.is_set():
+            message += (f" A preview stops at its time budget ({self.budget_s:g} s); Run "
+                        "restores the whole image with the same settings.")
+        if self.detached:
+            message = f"The dock was closed during the run: it stopped; {message}"
+        self.message = message
+        requested = plan.params.device
+        if requested not in ("auto", device) and not device.startswith(requested):
+            show_warning(toast(f"asked for {requested}, ran on {device}"))
+        short = ("dock closed: run stopped, result kept" if self.detached
+                 else "region preview done" if self.is_region else f"done: {name}")
+        self._finish(message, toast_text=short, info=show_info)
+
+    def _reason(self, reason: str) -> str:
+        if reason == "stopped" and self.interrupt.budget.is_set():
+            return "time budget"
+        if reason == "stopped" and self.stop_requested_by and self.stop_requested_by != "you":
+            return f"stopped by {self.stop_requested_by}"
+        return reason
+
+    def _finish(self, message: str, *, toast_text: str, info: Any = None) -> None:
+        if self.listener is not None:
+            self.listener.run_result(self, message, error=False)
+        if info is not None:
+            info(toast(toast_text))  # notifications process pending events: keep them last
+        elif self.detached:
+            from napari.utils.notifications import show_info
+
+            show_info(toast(toast_text))
+
+    def _on_errored(self, exc: BaseException) -> None:
+        from napari.utils.notifications import show_error
+
+        message = (str(exc) if isinstance(exc, ValueError | MemoryError)
+                   else f"{type(exc).__name__}: {exc}")
+        self.error = message
+        if self.listener is not None:
+            self.listener.run_result(self, message, error=True)
+        show_error(toast("the run failed: " + ("out of memory" if isinstance(exc, MemoryError)
+                                              else "see the Restore panel")))
+
+    def _on_finished(self) -> None:
+        self.worker = None
+        self.plan = None  # drop the jobs (data snapshots) now
+        self._queue.clear()
+        self._preview_data = None
+        # a preview that did not become a result (error, nothing useful) goes, unless it
+        # is a region preview of an earlier run that this one was to replace
+        layer, self.preview_layer = self.preview_layer, None
+        if layer is not None and not self._reused_region and layer in self.viewer.layers:
+            self.viewer.layers.remove(layer)
+        listener = self.listener
+        if listener is not None:
+            listener.run_ended(self)

@@ -1,0 +1,253 @@
+"""Save a result as TIFF with its pixel size, units and run record; read it back.
+
+The npe2 writer (``napari-specdip.write_tiff``, *File > Save Selected Layers*,
+and the widget's Save button) writes:
+
+- an ImageJ TIFF when ImageJ can hold the data (uint8, uint16, float32; up to
+  TZCYX plus RGB samples): pixel size in the resolution tags and ``unit``,
+  Z spacing in ``spacing``, the axes, and the run record as JSON in ImageJ's
+  ``Info`` property (*Image > Show Info* in ImageJ/Fiji);
+- otherwise a plain TIFF with the same resolution tags and the placement in its
+  JSON description (tifffile's shaped metadata), so no dtype is ever converted;
+- always the JSON sidecar ``<file>.tif.json`` the CLI writes, ``{"specdip": ...}``.
+
+The reader (``napari-specdip.read_tiff``) opens any TIFF with tifffile and gives
+back the scale, translate, units and axis labels those files carry (ImageJ
+calibration too), with the run record in ``metadata["specdip"]``.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+PLACEMENT_KEY = "napari_placement"
+IMAGEJ_DTYPES = ("uint8", "uint16", "float32")
+_IMAGEJ_ORDER = "TZC"
+# pint's names of the common lengths -> ImageJ's spelling (ASCII: ImageJ's description)
+_IMAGEJ_UNITS = {"micrometer": "micron", "nanometer": "nm", "millimeter": "mm",
+                 "centimeter": "cm", "meter": "m", "pixel": "pixel", "second": "sec"}
+_FROM_IMAGEJ = {"micron": "um", "µm": "um", "um": "um", "\\u00B5m": "um", "nm": "nm",
+                "mm": "mm", "cm": "cm", "m": "m", "pixel": "pixel", "pixels": "pixel"}
+
+
+def _unit_name(unit: Any) -> str | None:
+    if unit is None:
+        return None
+    name = str(unit)
+    return name or None
+
+
+def _imagej_unit(unit: Any) -> str | None:
+    name = _unit_name(unit)
+    if name is None:
+        return None
+    return _IMAGEJ_UNITS.get(name, name.encode("ascii", "ignore").decode() or None)
+
+
+def _leading_axes(labels: Sequence[str] | None, n_leading: int) -> str | None:
+    """ImageJ axis letters of the leading axes: from the labels (t, z, c), else Z, TZ,
+    TZC; None when ImageJ cannot hold them (more than 3, or out of ImageJ's order)."""
+    if n_leading > 3:
+        return None
+    letters = ""
+    if labels is not None and len(labels) >= n_leading:
+        letters = "".join(str(a).upper()[:1] for a in labels[:n_leading])
+    if len(set(letters)) != n_leading or any(c not in _IMAGEJ_ORDER for c in letters):
+        letters = ("", "Z", "TZ", "TZC")[n_leading]
+    positions = [_IMAGEJ_ORDER.index(c) for c in letters]
+    return letters if positions == sorted(positions) else None
+
+
+def _json_ready(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {str(k): _json_ready(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_json_ready(v) for v in value]
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if isinstance(value, float | int | str | bool) or value is None:
+        return value
+    return str(value)
+
+
+def placement(meta: dict[str, Any], ndim: int) -> dict[str, Any]:
+    """scale/translate/units/axis_labels of a layer's attributes, JSON-ready."""
+    scale = [float(s) for s in meta.get("scale", [1.0] * ndim)][-ndim:]
+    translate = [float(t) for t in meta.get("translate", [0.0] * ndim)][-ndim:]
+    units = meta.get("units")
+    labels = meta.get("axis_labels")
+    return {
+        "scale": scale,
+        "translate": translate,
+        "units": [_unit_name(u) for u in units][-ndim:] if units is not None else None,
+        "axis_labels": [str(a) for a in labels][-ndim:] if labels is not None else None,
+    }
+
+
+def record(meta: dict[str, Any], path: Path, data: npt.NDArray[Any], ndim: int
+           ) -> dict[str, Any]:
+    """The sidecar: the layer's run record plus file facts, like the CLI's."""
+    from napari_specdip.cli.runner import SIDECAR_FORMAT, SIDECAR_VERSION
+
+    run = dict((meta.get("metadata") or {}).get("specdip") or {})
+    run.update({
+        "format": SIDECAR_FORMAT,
+        "format_version": SIDECAR_VERSION,
+        "command": "napari",
+        "layer": str(meta.get("name", "")),
+        "output": str(path.resolve()),
+        "written": datetime.now(UTC).isoformat(timespec="seconds"),
+        "output_shape": list(data.shape),
+        "output_dtype": str(data.dtype),
+        PLACEMENT_KEY: placement(meta, ndim),
+    })
+    return {"specdip": _json_ready(run)}
+
+
+def write_tiff(path: str, data: Any, meta: dict[str, Any]) -> list[str]:
+    """npe2 single-layer writer: ``path`` (.tif/.tiff), the layer's data and attributes.
+
+    Returns the paths written: the TIFF and its sidecar.
+    """
+    import tifffile
+
+    from napari_specdip.cli.files import atomic_path, sidecar_path, write_json
+
+    target = Path(path)
+    if target.suffix.lower() not in (".tif", ".tiff"):
+        target = target.with_name(target.name + ".tif")
+    array = np.asarray(data)
+    rgb = bool(meta.get("rgb", False))
+    ndim = array.ndim - (1 if rgb else 0)
+    if ndim < 2:
+        raise ValueError(f"cannot save a {array.ndim}D layer as an image TIFF")
+    where = placement(meta, ndim)
+    run = record(meta, target, array, ndim)
+    sy, sx = where["scale"][-2:]
+    units = where["units"] or [None] * ndim
+    unit = _imagej_unit(units[-1])
+    letters = _leading_axes(where["axis_labels"], ndim - 2)
+    imagej = (array.dtype.name in IMAGEJ_DTYPES and letters is not None
+              and (not rgb or (array.dtype == np.uint8 and array.shape[-1] == 3)))
+    resolution = (1.0 / sx, 1.0 / sy) if sx > 0 and sy > 0 else None
+    with atomic_path(target) as tmp:
+        if imagej:
+            assert letters is not None
+            ij: dict[str, Any] = {"axes": letters + "YX" + ("S" if rgb else ""),
+                                  "Info": json.dumps(run, allow_nan=True)}
+            if unit:
+                ij["unit"] = unit
+            if "Z" in letters:
+                ij["spacing"] = float(where["scale"][letters.index("Z")])
+            tifffile.imwrite(tmp, array, imagej=True, resolution=resolution, metadata=ij,
+                             photometric="rgb" if rgb else "minisblack")
+        else:
+            axes = ("Q" * (ndim - 2) + "YX" + ("S" if rgb else ""))
+            tifffile.imwrite(tmp, array, resolution=resolution,
+                             resolutionunit="NONE" if resolution else None,
+                             photometric="rgb" if rgb and array.shape[-1] in (3, 4)
+                             else "minisblack",
+                             metadata={"axes": axes, PLACEMENT_KEY: where, "specdip_sidecar":
+                                       Path(str(target) + ".json").name})
+    sidecar = sidecar_path(target)
+    write_json(sidecar, run)
+    return [str(target), str(sidecar)]
+
+
+# --------------------------------------------------------------------------- reading
+
+
+def read_tiff_file(path: str | Path) -> tuple[npt.NDArray[Any], dict[str, Any]]:
+    """Data and napari layer attributes of a TIFF (ImageJ calibration, our placement and
+    run record, from the file or its sidecar)."""
+    import tifffile
+
+    p = Path(path)
+    with tifffile.TiffFile(p) as tif:
+        series = tif.series[0]
+        data = np.asarray(series.asarray())
+        axes = str(series.axes)
+        ij = tif.imagej_metadata or {}
+        shaped = tif.shaped_metadata[0] if tif.shaped_metadata else {}
+        page = tif.pages.first
+        tags = page.tags
+        x_res = tags.get("XResolution")
+        y_res = tags.get("YResolution")
+    rgb = axes.endswith("S") and data.shape[-1] in (3, 4)
+    ndim = data.ndim - (1 if rgb else 0)
+    attrs: dict[str, Any] = {"name": p.stem, "rgb": rgb}
+    run: dict[str, Any] | None = None
+    if isinstance(ij.get("Info"), str):
+        try:
+            loaded = json.loads(ij["Info"])
+            run = loaded.get("specdip") if isinstance(loaded, dict) else None
+        except ValueError:
+            run = None
+    sidecar = Path(str(p) + ".json")
+    if run is None and sidecar.exists():
+        try:
+            loaded = json.loads(sidecar.read_text(encoding="utf-8"))
+            run = loaded.get("specdip") if isinstance(loaded, dict) else None
+        except (OSError, ValueError):
+            run = None
+    where = (run or {}).get(PLACEMENT_KEY) or shaped.get(PLACEMENT_KEY)
+    if isinstance(where, dict) and len(where.get("scale") or []) == ndim:
+        attrs["scale"] = tuple(float(s) for s in where["scale"])
+        attrs["translate"] = tuple(float(t) for t in where["translate"])
+        if where.get("units"):
+            attrs["units"] = tuple(u or "pixel" for u in where["units"])
+        if where.get("axis_labels"):
+            attrs["axis_labels"] = tuple(where["axis_labels"])
+    else:
+        attrs.update(_calibration(axes, ndim, ij, x_res, y_res))
+    if run is not None:
+        attrs["metadata"] = {"specdip": run}
+    return data, attrs
+
+
+def _calibration(axes: str, ndim: int, ij: dict[str, Any], x_res: Any, y_res: Any
+                 ) -> dict[str, Any]:
+    """Scale and units from ImageJ's resolution tags, ``spacing`` and ``unit``."""
+    def size(tag: Any) -> float | None:
+        if tag is None:
+            return None
+        num, den = tag.value
+        return float(den) / float(num) if num else None
+
+    sx, sy = size(x_res), size(y_res)
+    if not ij or sx is None or sy is None:
+        return {}
+    spatial = axes[:ndim] if len(axes) >= ndim else ""
+    scale = [1.0] * ndim
+    scale[-1], scale[-2] = sx, sy
+    if "Z" in spatial[:-2] and ij.get("spacing"):
+        scale[spatial.index("Z")] = float(ij["spacing"])
+    unit = _FROM_IMAGEJ.get(str(ij.get("unit", "")), None)
+    out: dict[str, Any] = {"scale": tuple(scale)}
+    if unit:
+        out["units"] = tuple(unit if a in "ZYX" else "pixel" for a in spatial) \
+            if len(spatial) == ndim else (unit,) * ndim
+    return out
+
+
+def get_reader(path: str | list[str]) -> Callable[[str], list[tuple[Any, ...]]] | None:
+    """npe2 reader: TIFF files (one path)."""
+    if isinstance(path, list):
+        return None
+    if not str(path).lower().endswith((".tif", ".tiff")):
+        return None
+    return _read
+
+
+def _read(path: str) -> list[tuple[Any, ...]]:
+    data, attrs = read_tiff_file(path)
+    return [(data, attrs, "image")]

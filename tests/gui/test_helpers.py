@@ -1,0 +1,87 @@
+"""The widget's Qt-free helpers: regions, progress and time left, words and numbers."""
+
+from __future__ import annotations
+
+import doctest
+import math
+
+import numpy as np
+import pytest
+
+from napari_specdip._napari import _eta, _help, _region
+from napari_specdip._napari._planning import Box
+
+
+@pytest.mark.parametrize("module", [_eta, _help, _region])
+def test_examples(module: object) -> None:
+    result = doctest.testmod(module)  # type: ignore[arg-type]
+    assert result.failed == 0 and result.attempted > 0
+
+
+def test_pixel_box_clips_the_view_to_the_image() -> None:
+    # a view from (-10.2, 5.6) to (40.4, 300.0) over a 64 x 128 plane
+    assert _region.pixel_box([[-10.2, 5.6], [40.4, 300.0]], (64, 128)) == Box(0, 41, 6, 128)
+    assert _region.pixel_box([[100.0, 0.0], [120.0, 10.0]], (64, 128)) is None
+
+
+def test_fit_takes_the_centre_and_keeps_a_minimum() -> None:
+    big = _region.fit(Box(0, 512, 100, 300), (512, 512), side=128)
+    assert big.shape == (128, 128) and (big.y0 + big.y1) // 2 == 256 and big.x0 == 136
+    small = _region.fit(Box(0, 5, 509, 512), (512, 512), side=128, minimum=32)
+    assert small == Box(0, 32, 480, 512)
+    tiny_image = _region.fit(Box(0, 10, 0, 10), (20, 20), side=128, minimum=32)
+    assert tiny_image == Box(0, 20, 0, 20)
+
+
+def test_side_shrinks_with_the_width_on_the_cpu() -> None:
+    assert _region.side_for(32, on_cpu=True) == 128
+    assert _region.side_for(64, on_cpu=True) == 96
+    assert _region.side_for(128, on_cpu=True) == 64
+    assert _region.side_for(128, on_cpu=False) == 128
+
+
+def test_view_corners() -> None:
+    corners = _region.view_corners((0.0, 50.0, 60.0), 2.0, (100, 200))
+    np.testing.assert_allclose(corners, [[25.0, 10.0], [75.0, 110.0]])
+
+
+def test_progress_speed_and_time_left() -> None:
+    p = _eta.Progress(cap=1000, planes=2)
+    p.update(0, 1, 3.0)  # the first step also builds the network: left out
+    assert math.isnan(p.seconds_per_iteration)
+    assert "measuring speed" in p.text()
+    for it in range(2, 12):
+        p.update(0, it, 3.0 + 0.5 * (it - 1))
+    assert p.seconds_per_iteration == pytest.approx(0.5)
+    assert p.done == 11 and p.total == 2000
+    assert p.seconds_left == pytest.approx((2000 - 11) * 0.5)
+    text = p.text()
+    assert text.startswith("slice 1 of 2, iteration 11 / 1000 (1%)")
+    assert "0.50 s/it" in text and "about 17 min left at most" in text
+    p.update(1, 5, 2.0)  # a new plane: speed is measured again
+    assert p.done == 1005
+    budget = _eta.Progress(cap=1000, budget_s=15.0)
+    for it in range(1, 6):
+        budget.update(0, it, float(it))
+    assert budget.seconds_left == pytest.approx(10.0)
+    assert "time budget 15 s" in budget.text()
+
+
+def test_numbers_are_shown_and_read_as_typed() -> None:
+    assert _help.format_number(0.001) == "0.001"
+    assert _help.parse_number(" 1e-3 ", "learning rate") == 0.001
+    with pytest.raises(ValueError, match="not a number"):
+        _help.parse_number("abc", "learning rate")
+    with pytest.raises(ValueError, match="positive"):
+        _help.parse_number("0", "learning rate", positive=True)
+    with pytest.raises(ValueError, match=">= 0"):
+        _help.parse_number("-1", "stop ε")
+
+
+def test_toasts_are_one_line() -> None:
+    text = _help.toast("the run failed: " + "very long detail " * 10)
+    assert len(text) <= _help.TOAST_CHARS and text.endswith("…") and "\n" not in text
+
+
+def test_docs_url_is_a_link() -> None:
+    assert _help.docs_url().startswith("https://")
