@@ -143,7 +143,8 @@ def _add_progress_option(parser: argparse.ArgumentParser) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from napari_specdip.cli.helptext import demo_defaults, threads_help
+    from napari_specdip.cli.demo import DEMO_SIZE
+    from napari_specdip.cli.helptext import demo_help, threads_help
 
     parser = _Parser(
         prog=PROG,
@@ -185,8 +186,9 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--sample", default="noisy_photo",
                    help="noisy_photo (default), noisy_microscopy, masked_image, jpeg_blocked, "
                         "low_resolution")
-    d.add_argument("--size", type=_positive_int, default=128, help="crop size in pixels (default 128)")
-    demo_helps = demo_defaults()
+    d.add_argument("--size", type=_positive_int, default=DEMO_SIZE,
+                   help=f"crop size in pixels (default {DEMO_SIZE})")
+    demo_helps = demo_help()
     d.add_argument("--iterations", "--max-iterations", dest="max_iterations", type=_positive_int,
                    default=None, metavar="N", help=demo_helps["max_iterations"])
     d.add_argument("--width", type=_positive_int, default=None, help=demo_helps["width"])
