@@ -232,3 +232,10 @@ def test_formatting() -> None:
     assert est.format_seconds(0.0123) == "12 ms"
     assert est.format_seconds(75) == "1 min 15 s"
     assert est.format_seconds(7300) == "2 h 1 min"
+
+
+def test_examples_run_as_written() -> None:
+    import doctest
+
+    result = doctest.testmod(est, optionflags=doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE)
+    assert result.failed == 0 and result.attempted >= 3
