@@ -410,3 +410,35 @@ def test_enhance_gain_warning_reaches_the_user(images: dict[str, Path], tmp_path
     assert len(warning) == 1 and "clipped" in warning[0] and "smaller gain" in warning[0]
     assert "UserWarning" not in proc.stderr
     assert "clipped" in _sidecar(out)["warnings"][0]
+
+
+# ------------------------------------------------------------------ batch: stopping running tasks
+
+
+def _wait_for_stop(name: str) -> float:
+    from napari_specdip.cli.batch import RemoteStop
+
+    stop = RemoteStop(name, every=0.1)
+    start = time.monotonic()
+    while not stop.is_set():
+        time.sleep(0.02)
+        if time.monotonic() - start > 60:
+            return -1.0
+    return time.monotonic() - start
+
+
+def test_remote_stop_reaches_a_running_task_without_a_worker_client(scheduler: str) -> None:
+    from distributed import Client, Event
+
+    from napari_specdip.cli.batch import RemoteStop
+
+    assert RemoteStop("specdip-test-nowhere", every=0.0).is_set() is False  # not on a worker
+    with Client(scheduler) as client:
+        fut = client.submit(_wait_for_stop, "specdip-test-stop", pure=False)
+        time.sleep(1.0)
+        Event("specdip-test-stop", client=client).set()
+        waited = fut.result(timeout=60)
+        assert waited >= 0.5
+        # the task asked through the worker's connection: no worker Client was made
+        made = client.run(lambda dask_worker: dask_worker._client is not None)
+        assert not any(made.values())

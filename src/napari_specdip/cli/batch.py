@@ -77,7 +77,8 @@ SCATTER_BYTES = 1_000_000
 
 
 class RemoteStop:
-    """The engine's ``interrupt`` on a worker: a Dask ``Event``, polled at most once a second."""
+    """The engine's ``interrupt`` on a worker: a Dask ``Event`` set by the batch, asked
+    through the worker's connection to the scheduler at most once a second."""
 
     def __init__(self, name: str, every: float = 1.0) -> None:
         self.name = name
@@ -92,9 +93,14 @@ class RemoteStop:
         if now >= self._next:
             self._next = now + self.every
             try:
-                from distributed import Event
+                # ask the scheduler through the worker's own connection: a worker Client
+                # (what distributed.Event would make) can outlive the worker's event loop
+                # and print a traceback when the batch shuts the cluster down
+                from distributed import get_worker
+                from distributed.utils import sync
 
-                self._set = bool(Event(self.name).is_set())  # type: ignore[no-untyped-call]
+                worker = get_worker()
+                self._set = bool(sync(worker.loop, worker.scheduler.event_is_set, name=self.name))
             except Exception:  # noqa: BLE001, S110  (no scheduler to ask: keep going)
                 pass
         return self._set
@@ -577,6 +583,9 @@ def _process(args: Any, todo: list[tuple[Path, Path, Row]], options: dict[str, A
                     state.row.status, state.row.message = "interrupted", "run again to resume"
             for _, _, row in waiting:
                 row.status, row.message = "interrupted", "not started"
+            for _, _, row in todo:  # e.g. a file being read and checked when the signal came
+                if row.status == "pending":
+                    row.status, row.message = "interrupted", "run again to resume"
             bar.close()
             signum = exc.signum if isinstance(exc, Interrupted) else signal.SIGINT
             print(f"specdip batch: {'terminated' if signum == signal.SIGTERM else 'interrupted'}; "
