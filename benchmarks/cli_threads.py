@@ -59,7 +59,8 @@ def main(argv: Sequence[str] | None = None) -> list[dict[str, float]]:
     from napari_specdip.cli.runner import default_threads
     from napari_specdip.samples import add_gaussian_noise, center_crop
 
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    cores = (len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity")
+             else os.cpu_count() or 1)
     threads = args.threads or sorted({1, 2, cores})
     busy_levels = args.busy if args.busy is not None else sorted({0, 1, cores})
     image = add_gaussian_noise(center_crop(img_as_float(data.astronaut()), args.size))

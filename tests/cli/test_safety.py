@@ -41,7 +41,7 @@ def _status(stdout: str, name: str) -> str:
     raise AssertionError(f"{name} not in the table:\n{stdout}")
 
 
-# ------------------------------------------------------------------ 1: the input is never the output
+# ------------------------------------------------------------------ 1: never over the input
 
 
 def test_restore_refuses_its_input_as_output(images: dict[str, Path], tmp_path: Path) -> None:
@@ -311,7 +311,7 @@ def test_nan_in_a_mask_file_is_a_usage_error(images: dict[str, Path], tmp_path: 
     assert_clean_failure(proc, 2, "mask contains 1 NaN")
 
 
-# ------------------------------------------------------------------ 9: Ctrl-C keeps the result so far
+# ------------------------------------------------------------------ 9: Ctrl-C keeps the result
 
 
 def _start_and_interrupt(args: list[str], log: Path, presses: int) -> subprocess.Popen[bytes]:
@@ -378,7 +378,8 @@ def test_auto_threads_follow_the_idle_cores(monkeypatch: pytest.MonkeyPatch) -> 
     from napari_specdip.cli import runner
 
     monkeypatch.setattr(torch, "get_num_threads", lambda: 16)
-    for idle, expected in [(0.1, 1), (0.9, 1), (1.95, 2), (7.6, 7), (15.9, runner.MAX_AUTO_THREADS)]:
+    cases = [(0.1, 1), (0.9, 1), (1.95, 2), (7.6, 7), (15.9, runner.MAX_AUTO_THREADS)]
+    for idle, expected in cases:
         monkeypatch.setattr(runner, "idle_cores", lambda interval=0.2, idle=idle: idle)
         assert runner.default_threads() == expected
     monkeypatch.setattr(runner, "idle_cores", lambda interval=0.2: None)

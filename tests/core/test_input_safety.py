@@ -116,7 +116,8 @@ def test_type_checks_cover_parameters_objects_too() -> None:
     with pytest.raises(ValueError, match="seed must be a whole number"):
         iter_restore(np.zeros((32, 32)) + np.eye(32), seed="7")  # at the call, not the first step
     with pytest.raises(ValueError, match="parameters must be a RestoreParameters"):
-        plan_restore(np.zeros((32, 32)) + np.eye(32), parameters={"seed": 1})  # type: ignore[arg-type]
+        plan_restore(np.zeros((32, 32)) + np.eye(32),
+                     parameters={"seed": 1})  # type: ignore[arg-type]
 
 
 def test_numpy_scalars_are_accepted_and_stored_as_python_numbers() -> None:

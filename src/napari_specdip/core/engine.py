@@ -88,7 +88,8 @@ def plan_restore(image: Any, task: str = "denoise", *, mask: Any = None, factor:
         params = RestoreParameters.for_task(task, **options)
     else:
         if not isinstance(parameters, RestoreParameters):
-            raise ValueError(f"parameters must be a RestoreParameters, got {type(parameters).__name__}")
+            raise ValueError("parameters must be a RestoreParameters, got "
+                             f"{type(parameters).__name__}")
         if task != parameters.task and task != "denoise":
             raise ValueError(f"task {task!r} disagrees with parameters.task {parameters.task!r}")
         params = parameters.replace(**options)
@@ -233,7 +234,8 @@ def iter_restore(image: Any, task: str = "denoise", *, mask: Any = None, factor:
     job = plan_restore(
         image, task, mask=mask, factor=factor, channel_axis=channel_axis, reference=reference,
         parameters=parameters, output_dtype=output_dtype, interrupt=interrupt, alpha=alpha,
-        check_memory=check_memory, max_iterations=max_iterations, stop=stop, seed=seed, device=device, width=width,
+        check_memory=check_memory,
+        max_iterations=max_iterations, stop=stop, seed=seed, device=device, width=width,
         depth=depth, lipschitz=lipschitz, upsampler=upsampler, sigmas=sigmas,
         learning_rate=learning_rate, network=network, output=output, gain=gain,
         preview_every=preview_every, signal_every=signal_every, num_threads=num_threads,
@@ -422,7 +424,12 @@ def _is_allocation_failure(exc: RuntimeError) -> bool:
 
 
 def _out_of_memory_message(job: RestoreJob, device: torch.device) -> str:
-    from napari_specdip.core.estimate import available_memory, format_bytes, memory_advice, memory_needed
+    from napari_specdip.core.estimate import (
+        available_memory,
+        format_bytes,
+        memory_advice,
+        memory_needed,
+    )
 
     p = job.params
     height, width = job.observation.shape[:2]
