@@ -20,14 +20,17 @@ from napari_specdip._version import __version__
 
 if TYPE_CHECKING:
     from napari_specdip.core.engine import iter_restore, plan_restore, restore
+    from napari_specdip.core.estimate import Estimate, estimate
     from napari_specdip.core.params import RestoreParameters
     from napari_specdip.core.results import RestoreResult, StepReport
 
 __all__ = [
+    "Estimate",
     "RestoreParameters",
     "RestoreResult",
     "StepReport",
     "__version__",
+    "estimate",
     "iter_restore",
     "plan_restore",
     "restore",
@@ -35,6 +38,8 @@ __all__ = [
 
 _LAZY = {
     "restore": "napari_specdip.core.engine",
+    "estimate": "napari_specdip.core.estimate",
+    "Estimate": "napari_specdip.core.estimate",
     "iter_restore": "napari_specdip.core.engine",
     "plan_restore": "napari_specdip.core.engine",
     "RestoreParameters": "napari_specdip.core.params",

@@ -114,31 +114,6 @@ def test_inpainting_with_mask(images: dict[str, Path], tmp_path: Path) -> None:
     assert _sidecar(out)["mask"] == str(images["mask"].resolve())
 
 
-def test_sigint_stops_without_writing(images: dict[str, Path], tmp_path: Path) -> None:
-    out = tmp_path / "out" / "never.png"
-    log = tmp_path / "stderr.txt"
-    with open(log, "w") as err:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "napari_specdip.cli", "restore", str(images["gray"]), "-o",
-             str(out), "--width", "8", "--depth", "4", "--max-iterations", "100000", "--stop",
-             "none", "--progress"],
-            stdout=subprocess.DEVNULL, stderr=err, env=cli_env())
-        try:
-            deadline = time.monotonic() + 60
-            while "/100000" not in log.read_text() and time.monotonic() < deadline:
-                time.sleep(0.2)  # until the fit runs (the progress bar is on stderr)
-            proc.send_signal(signal.SIGINT)
-            proc.wait(timeout=60)
-        finally:
-            if proc.poll() is None:
-                proc.kill()
-                proc.wait()
-    text = log.read_text()
-    assert proc.returncode == 130, text
-    assert "specdip: interrupted" in text and "Traceback" not in text
-    assert not out.parent.exists() or not list(out.parent.iterdir())
-
-
 @pytest.mark.parametrize(
     ("case", "code", "needles", "subprocess_run"),
     [

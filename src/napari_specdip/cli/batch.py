@@ -17,6 +17,7 @@ import contextlib
 import hashlib
 import json
 import logging
+import math
 import os
 import shutil
 import signal
@@ -45,10 +46,12 @@ from napari_specdip.cli.errors import (
 from napari_specdip.cli.files import (
     ImageFile,
     atomic_path,
+    check_folder_writable,
     expand_inputs,
     read_image,
     read_sidecar,
     remove_stale_temps,
+    same_file,
     sidecar_path,
 )
 from napari_specdip.cli.runner import (
@@ -57,6 +60,7 @@ from napari_specdip.cli.runner import (
     build_sidecar,
     check_device,
     engine_options,
+    first_restored,
     now_iso,
     passthrough_meta,
     prepare,
@@ -73,7 +77,8 @@ SCATTER_BYTES = 1_000_000
 
 
 class RemoteStop:
-    """The engine's ``interrupt`` on a worker: a Dask ``Event``, polled at most once a second."""
+    """The engine's ``interrupt`` on a worker: a Dask ``Event`` set by the batch, asked
+    through the worker's connection to the scheduler at most once a second."""
 
     def __init__(self, name: str, every: float = 1.0) -> None:
         self.name = name
@@ -88,9 +93,14 @@ class RemoteStop:
         if now >= self._next:
             self._next = now + self.every
             try:
-                from distributed import Event
+                # ask the scheduler through the worker's own connection: a worker Client
+                # (what distributed.Event would make) can outlive the worker's event loop
+                # and print a traceback when the batch shuts the cluster down
+                from distributed import get_worker
+                from distributed.utils import sync
 
-                self._set = bool(Event(self.name).is_set())  # type: ignore[no-untyped-call]
+                worker = get_worker()
+                self._set = bool(sync(worker.loop, worker.scheduler.event_is_set, name=self.name))
             except Exception:  # noqa: BLE001, S110  (no scheduler to ask: keep going)
                 pass
         return self._set
@@ -102,6 +112,18 @@ def restore_slice_task(image: npt.NDArray[Any], task: str, channel_axis: int | N
     """The Dask task: restore one slice on a worker."""
     interrupt = RemoteStop(stop_event) if stop_event else None
     return run_slice(image, task, channel_axis, mask, None, options, interrupt=interrupt)
+
+
+def estimate_task(image: npt.NDArray[Any], task: str, channel_axis: int | None,
+                  mask: npt.NDArray[np.bool_] | None, options: dict[str, Any]) -> str:
+    """The Dask task: a file's estimate on a worker, in words (its device, its memory;
+    the timing steps are cached per worker process and shape)."""
+    from napari_specdip.cli.runner import describe_estimate
+    from napari_specdip.core.estimate import estimate
+
+    est = estimate(image, task, channel_axis=channel_axis, mask=mask, alpha=False, **options)
+    text = describe_estimate(est)
+    return text if est.fits else f"{text}; {est.advice}"
 
 
 # --------------------------------------------------------------------------- client side
@@ -145,6 +167,50 @@ class FileState:
 def _output_for(source: Path, out_dir: Path, suffix: str, out_format: str) -> Path:
     ext = source.suffix if out_format == "same" else f".{out_format}"
     return out_dir / f"{source.stem}{suffix}{ext}"
+
+
+#: options that change where or how fast a run goes, not its result
+_NEUTRAL_OPTIONS = ("num_threads", "preview_every", "device")
+
+
+def option_changes(meta: dict[str, Any], task: str, options: dict[str, Any],
+                   mask: Path | None) -> list[str]:
+    """What differs between a finished output's sidecar and this run's options,
+    as ``"name old -> new"`` (empty: the output is what this run would make)."""
+    import dataclasses
+
+    from napari_specdip.core.params import RestoreParameters
+
+    changes = []
+    if meta.get("task") != task:
+        return [f"task {meta.get('task')} -> {task}"]
+    old_mask = meta.get("mask")
+    new_mask = str(mask.resolve()) if mask is not None else None
+    if old_mask != new_mask:
+        changes.append(f"mask {old_mask} -> {new_mask}")
+    if options.get("output_dtype") and meta.get("output_dtype") != options["output_dtype"]:
+        changes.append(f"output dtype {meta.get('output_dtype')} -> {options['output_dtype']}")
+    old = meta.get("parameters") or {}
+    if not old:  # every slice was constant: nothing ran, nothing to compare
+        return changes
+    names = {f.name for f in dataclasses.fields(RestoreParameters)}
+    engine = {k: v for k, v in options.items() if k in names}
+    try:
+        new = RestoreParameters.for_task(task, **engine).as_dict()
+    except (TypeError, ValueError):
+        return changes
+    for name, value in new.items():
+        if name in _NEUTRAL_OPTIONS or name not in old:
+            continue
+        before = old[name]
+        if isinstance(value, float | int) and isinstance(before, float | int) \
+                and not isinstance(value, bool):
+            same = math.isclose(float(value), float(before), rel_tol=1e-9, abs_tol=0.0)
+        else:
+            same = value == before
+        if not same:
+            changes.append(f"{name} {before} -> {value}")
+    return changes
 
 
 def is_finished(output: Path) -> dict[str, Any] | None:
@@ -260,19 +326,28 @@ def run_batch(args: Any) -> int:
         raise UsageError(f"output folder {out_dir} is a file")
     pairs: list[tuple[Path | str, Path | None]] = []
     seen: dict[Path, Path] = {}
+    planned = {_output_for(f, out_dir, args.suffix, args.out_format).resolve(): f
+               for f in entries if not isinstance(f, str)}
+    in_place = []
     for f in entries:
         if isinstance(f, str):
             pairs.append((f, None))
             continue
         out = _output_for(f, out_dir, args.suffix, args.out_format)
         key = out.resolve()
+        if key != f.resolve() and planned.get(f.resolve()) not in (None, f):
+            continue  # an output of this batch (an earlier run's, in the input folder)
         if key in seen:
             raise UsageError(f"{seen[key]} and {f} would both be written to {out}; "
                              "use --suffix or separate runs")
-        if key == f.resolve():
-            raise UsageError(f"output {out} would overwrite its input; use another -o or --suffix")
+        if same_file(out, f):
+            in_place.append(f)
         seen[key] = f
         pairs.append((f, out))
+    if in_place and not args.overwrite:
+        names = ", ".join(str(f) for f in in_place[:3]) + (" ..." if len(in_place) > 3 else "")
+        raise UsageError(f"{len(in_place)} output(s) would replace their input ({names}): use "
+                         "another -o or --suffix, or pass --overwrite to replace the inputs")
     options = engine_options(args)
     options["num_threads"] = args.threads or args.threads_per_worker
     if args.scheduler is None:
@@ -282,10 +357,11 @@ def run_batch(args: Any) -> int:
         raise UsageError("--task inpaint needs --mask FILE (nonzero pixels are filled in)")
     if mask is not None and args.task != "inpaint":
         raise UsageError(f"--mask only makes sense for --task inpaint, not {args.task}")
-    out_dir.mkdir(parents=True, exist_ok=True)
+    check_folder_writable(out_dir)
 
     rows: list[Row] = []
     todo: list[tuple[Path, Path, Row]] = []
+    changed: list[str] = []
     for f, target in pairs:
         row = Row(file=str(f))
         rows.append(row)
@@ -296,10 +372,18 @@ def run_batch(args: Any) -> int:
         done = None if args.overwrite else is_finished(out)
         if done is not None:
             meta = done["specdip"]
+            changes = option_changes(meta, args.task, options, mask.path if mask else None)
+            if changes:
+                changed.append(f"{out} ({', '.join(changes[:3])})")
             row.status, row.iterations = "skipped", meta.get("iterations")
             row.stop, row.message = str(meta.get("stop_reason", "")), f"already in {out}"
         else:
             todo.append((f, out, row))
+    if changed:
+        listed = "; ".join(changed[:3]) + ("; ..." if len(changed) > 3 else "")
+        raise UsageError(f"{len(changed)} output(s) already there were made with other options "
+                         f"and would be kept as they are: {listed}. Pass --overwrite to "
+                         "recompute them, or write to another --output-dir")
 
     code = EXIT_OK
     if todo:
@@ -328,6 +412,10 @@ def _process(args: Any, todo: list[tuple[Path, Path, Row]], options: dict[str, A
         ac = as_completed()  # type: ignore[no-untyped-call]
         bar = Progress(len(todo), desc="files", enabled=show)
         done_files = 0
+        estimates: dict[Any, Row] = {}
+
+        def say(text: str) -> None:
+            bar.write(f"specdip batch: {text}")
 
         def settled(row: Row) -> None:
             """A file is done (ok or failed): count it, report it."""
@@ -353,6 +441,8 @@ def _process(args: Any, todo: list[tuple[Path, Path, Row]], options: dict[str, A
             if state.partial is not None:
                 shutil.rmtree(state.partial, ignore_errors=True)
             meta = sidecar["specdip"]
+            for warning in meta.get("warnings", []):
+                say(f"{state.row.file}: warning: {warning}")
             state.row.status = "ok"
             state.row.iterations = int(meta.get("iterations", 0))
             state.row.stop = str(meta.get("stop_reason", ""))
@@ -376,7 +466,8 @@ def _process(args: Any, todo: list[tuple[Path, Path, Row]], options: dict[str, A
             remove_stale_temps(sidecar_path(out))
             try:
                 job = prepare(source, out, task=args.task, options=options,
-                              channel_axis=args.channel_axis, stack_axis=args.stack_axis, mask=mask)
+                              channel_axis=args.channel_axis, stack_axis=args.stack_axis, mask=mask,
+                              local=False)
             except CLIError as exc:
                 row.status, row.message = "failed", str(exc)
                 settled(row)
@@ -390,6 +481,7 @@ def _process(args: Any, todo: list[tuple[Path, Path, Row]], options: dict[str, A
                               clock=time.perf_counter(),
                               out=job.layout.new_canonical_output(job.scale, job.output_dtype),
                               remaining=job.layout.n_slices)
+            queued = len(queue)
             for item in job.slices():
                 copy = job.passthrough(item)
                 if copy is not None:
@@ -401,6 +493,13 @@ def _process(args: Any, todo: list[tuple[Path, Path, Row]], options: dict[str, A
                     state.put(item.index, saved[0], saved[1], item.alpha)
                     continue
                 queue.append((state, item))
+            first = first_restored(job)
+            if len(queue) > queued and first is not None:  # something to run: say what it costs
+                fut = client.submit(estimate_task, first.image, job.task, first.channel_axis,
+                                    first.mask, job.options, pure=False,
+                                    key=f"specdip-estimate-{uuid.uuid4().hex[:8]}")
+                estimates[fut] = row
+                ac.add(fut)  # type: ignore[no-untyped-call]
             if state.remaining == 0:
                 finish(state)
 
@@ -430,6 +529,12 @@ def _process(args: Any, todo: list[tuple[Path, Path, Row]], options: dict[str, A
                     submit(state, item)
 
         def handle(fut: Any) -> None:
+            if fut in estimates:
+                row = estimates.pop(fut)
+                if fut.status == "finished" and row.status != "failed":
+                    say(f"{row.file}: {fut.result()}")
+                fut.release()
+                return
             entry = info.pop(fut, None)
             if entry is None:  # cancelled with its file
                 return
@@ -455,7 +560,7 @@ def _process(args: Any, todo: list[tuple[Path, Path, Row]], options: dict[str, A
 
         try:
             feed()
-            while info:
+            while info or estimates:
                 check_stop()  # a signal's exception can be lost in a gc callback
                 ready = ac.next_batch(block=False)  # type: ignore[no-untyped-call]
                 if not ready:
@@ -469,7 +574,7 @@ def _process(args: Any, todo: list[tuple[Path, Path, Row]], options: dict[str, A
             with contextlib.suppress(Exception):
                 Event(stop_name, client=client).set()  # type: ignore[no-untyped-call]
             with contextlib.suppress(Exception):
-                client.cancel(list(info))
+                client.cancel(list(info) + list(estimates))
             for _, (state, _) in list(info.items()):
                 if state.row.status == "pending":
                     state.row.status, state.row.message = "interrupted", "run again to resume"
@@ -478,6 +583,9 @@ def _process(args: Any, todo: list[tuple[Path, Path, Row]], options: dict[str, A
                     state.row.status, state.row.message = "interrupted", "run again to resume"
             for _, _, row in waiting:
                 row.status, row.message = "interrupted", "not started"
+            for _, _, row in todo:  # e.g. a file being read and checked when the signal came
+                if row.status == "pending":
+                    row.status, row.message = "interrupted", "run again to resume"
             bar.close()
             signum = exc.signum if isinstance(exc, Interrupted) else signal.SIGINT
             print(f"specdip batch: {'terminated' if signum == signal.SIGTERM else 'interrupted'}; "

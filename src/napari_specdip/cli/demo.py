@@ -13,6 +13,7 @@ import numpy.typing as npt
 from napari_specdip.cli.errors import EXIT_OK, UsageError, check_stop, one_line
 
 #: defaults sized for a minute or two on a 2-core CPU (128 px RGB photo, one torch thread)
+DEMO_SIZE = 128
 DEMO_WIDTH = 64
 DEMO_ITERATIONS = 1000
 #: a 128 px image gains little from more torch threads and loses a lot when the cores are

@@ -44,6 +44,46 @@ def kind_of(path: Path) -> str:
                      f"use one of {', '.join(IMAGE_SUFFIXES)}")
 
 
+#: ImageJ metadata entries carried from an input TIFF to its output
+IMAGEJ_KEYS = ("spacing", "unit", "finterval", "tunit", "xorigin", "yorigin", "zorigin", "loop")
+#: data types ImageJ hyperstacks can hold
+IMAGEJ_DTYPES = ("uint8", "uint16", "float32")
+
+
+@dataclass(frozen=True)
+class TiffMeta:
+    """Physical calibration of a TIFF: pixel size, z spacing and their unit.
+
+    ``resolution`` is (x, y) pixels per ``resolution_unit`` (TIFF's
+    XResolution/YResolution; 1 none, 2 inch, 3 centimetre); ``imagej`` holds
+    ImageJ's entries (``spacing``: z step, ``unit``: e.g. ``"micron"``,
+    ``finterval``: frame interval).
+    """
+
+    resolution: tuple[float, float] | None = None
+    resolution_unit: int | None = None
+    imagej: dict[str, Any] | None = None
+
+    def scaled(self, factor: int) -> TiffMeta:
+        """The calibration of an output ``factor`` times finer in x and y."""
+        if self.resolution is None or factor == 1:
+            return self
+        x, y = self.resolution
+        return TiffMeta((x * factor, y * factor), self.resolution_unit, self.imagej)
+
+    def describe(self) -> dict[str, Any]:
+        """JSON-ready summary for sidecars: pixel size per unit, z spacing."""
+        out: dict[str, Any] = {}
+        if self.resolution is not None:
+            x, y = self.resolution
+            out["pixel_size"] = [1.0 / x if x else None, 1.0 / y if y else None]
+            out["resolution_unit"] = {1: "none", 2: "inch", 3: "centimeter"}.get(
+                self.resolution_unit or 1, str(self.resolution_unit))
+        if self.imagej:
+            out.update({k: v for k, v in self.imagej.items() if k in ("spacing", "unit")})
+        return out
+
+
 @dataclass(frozen=True)
 class ImageFile:
     """An image read from disk."""
@@ -52,6 +92,24 @@ class ImageFile:
     data: npt.NDArray[Any]
     kind: str  # "tiff", "png" or "jpeg"
     axes: str | None = None  # tifffile's axes code of the series, e.g. "ZYX", "YXS"
+    tiff: TiffMeta | None = None  # calibration of a TIFF input
+
+
+def _tiff_meta(tif: Any) -> TiffMeta | None:
+    """Resolution tags of the first page and ImageJ's calibration entries, if any."""
+    page = tif.pages.first if hasattr(tif.pages, "first") else tif.pages[0]
+    resolution = None
+    unit = None
+    if "XResolution" in page.tags and "YResolution" in page.tags:
+        x, y = page.get_resolution()
+        resolution = (float(x), float(y))
+        unit = int(page.resolutionunit)
+    imagej = None
+    if tif.is_imagej and tif.imagej_metadata:
+        imagej = {k: v for k, v in tif.imagej_metadata.items() if k in IMAGEJ_KEYS}
+    if resolution is None and not imagej:
+        return None
+    return TiffMeta(resolution=resolution, resolution_unit=unit, imagej=imagej or None)
 
 
 def read_image(path: str | os.PathLike[str], *, what: str = "input") -> ImageFile:
@@ -72,11 +130,13 @@ def read_image(path: str | os.PathLike[str], *, what: str = "input") -> ImageFil
                 series = tif.series[0]
                 data = np.asarray(series.asarray())
                 axes: str | None = str(series.axes)
+                tiff = _tiff_meta(tif)
         else:
             import imageio.v3 as iio
 
             data = np.asarray(iio.imread(p))
             axes = None
+            tiff = None
     except MemoryError:
         raise
     except Exception as exc:
@@ -88,7 +148,7 @@ def read_image(path: str | os.PathLike[str], *, what: str = "input") -> ImageFil
                          f"(shape {data.shape}, dtype {data.dtype})")
     if axes is not None and len(axes) != data.ndim:
         axes = None
-    return ImageFile(path=p, data=data, kind=kind, axes=axes)
+    return ImageFile(path=p, data=data, kind=kind, axes=axes, tiff=tiff)
 
 
 def check_writable_kind(path: Path, *, stack: bool, channels: int | None,
@@ -112,6 +172,68 @@ def check_writable_kind(path: Path, *, stack: bool, channels: int | None,
     if dtype.name not in allowed and dtype.kind != "b":
         raise UsageError(f"{path}: {name} stores {' or '.join(allowed)}, the result is {dtype}; "
                          "write .tif" + (" or .png" if kind == "jpeg" and dtype.name == "uint16" else ""))
+
+
+def os_reason(exc: OSError) -> str:
+    """An OSError's reason without the file name (which may be a hidden temporary file)."""
+    return exc.strerror or type(exc).__name__
+
+
+def same_file(a: Path, b: Path) -> bool:
+    """Whether ``a`` and ``b`` name the same file (links resolved, hard links too)."""
+    try:
+        if a.resolve() == b.resolve():
+            return True
+        return a.exists() and b.exists() and os.path.samefile(a, b)
+    except OSError:
+        return False
+
+
+def check_folder_writable(folder: Path, *, what: str = "output folder") -> None:
+    """UsageError now, before any work, if files cannot be created in ``folder`` (made
+    if missing): read-only file system, no permission, a pseudo file system. A hidden
+    probe file is created and removed there."""
+    if folder.exists() and not folder.is_dir():
+        raise UsageError(f"cannot write into {what} {folder}: it is a file")
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise UsageError(f"cannot write into {what} {folder}: cannot create it "
+                         f"({os_reason(exc)})") from exc
+    probe = temp_name(folder / "write-probe")
+    try:
+        with open(probe, "wb") as fh:
+            fh.write(b"\0")
+            fh.flush()
+            os.fsync(fh.fileno())
+    except OSError as exc:
+        raise UsageError(f"cannot write into {what} {folder}: {os_reason(exc)}") from exc
+    finally:
+        with contextlib.suppress(OSError):
+            probe.unlink()
+
+
+def check_writable(path: Path, *, size: int = 0, what: str = "output") -> None:
+    """UsageError now, before any work, if ``path`` cannot be written: its folder
+    cannot be made, is read-only or full, or ``path`` is a folder; ``size`` bytes
+    must be free there."""
+    import shutil
+
+    if path.is_dir():
+        raise UsageError(f"cannot write {what} {path}: it is a folder; give a file name")
+    try:
+        check_folder_writable(path.parent, what="folder")
+    except UsageError as exc:
+        raise UsageError(f"cannot write {what} {path}: {str(exc).split(': ', 1)[1]} "
+                         f"(in its folder {path.parent})") from exc
+    if size:
+        try:
+            free = shutil.disk_usage(path.parent).free
+        except OSError:
+            return
+        if free < size:
+            raise UsageError(f"cannot write {what} {path}: it needs about {size / 1e6:.1f} MB "
+                             f"and only {free / 1e6:.1f} MB is free there")
 
 
 def to_storable(path: Path, data: npt.NDArray[Any]) -> npt.NDArray[Any]:
@@ -162,9 +284,29 @@ def write_atomic(path: Path, writer: Callable[[Path], None]) -> None:
         writer(tmp)
 
 
+def _imagej_axes(axes: str | None, data: npt.NDArray[Any]) -> str | None:
+    """``axes`` if ImageJ can store ``data`` under them (its order is TZCYXS), else None."""
+    if not axes or len(axes) != data.ndim or data.dtype.name not in IMAGEJ_DTYPES:
+        return None
+    order = "TZCYXS"
+    if any(a not in order for a in axes) or len(set(axes)) != len(axes):
+        return None
+    positions = [order.index(a) for a in axes]
+    if positions != sorted(positions) or not axes.replace("S", "").endswith("YX"):
+        return None
+    if "S" in axes and (data.shape[-1] not in (3, 4) or data.dtype.name != "uint8"):
+        return None
+    return axes
+
+
 def write_image(path: Path, data: npt.NDArray[Any], *, channel_axis: int | None = None,
-                axes: str | None = None) -> None:
-    """Write ``data`` atomically as TIFF (any dtype, stacks) or PNG/JPEG (2D gray/RGB/RGBA)."""
+                axes: str | None = None, tiff: TiffMeta | None = None) -> None:
+    """Write ``data`` atomically as TIFF (any dtype, stacks) or PNG/JPEG (2D gray/RGB/RGBA).
+
+    TIFF keeps the axes and ``tiff``'s calibration (resolution tags and, for an
+    ImageJ input that ImageJ can hold, an ImageJ hyperstack with its z spacing
+    and unit; otherwise those entries go into the shaped metadata).
+    """
     kind = kind_of(path)
     data = to_storable(path, np.asarray(data))
 
@@ -174,10 +316,21 @@ def write_image(path: Path, data: npt.NDArray[Any], *, channel_axis: int | None 
 
             rgb = (channel_axis is not None and channel_axis % data.ndim == data.ndim - 1
                    and data.shape[-1] in (3, 4) and data.dtype in (np.uint8, np.uint16))
-            metadata = {"axes": axes} if axes and len(axes) == data.ndim else {}
+            tags: dict[str, Any] = {}
+            if tiff is not None and tiff.resolution is not None:
+                tags["resolution"] = tiff.resolution
+                tags["resolutionunit"] = tiff.resolution_unit or 1
+            ij_axes = _imagej_axes(axes, data) if tiff is not None and tiff.imagej else None
+            if ij_axes is not None and tiff is not None and tiff.imagej is not None:
+                tifffile.imwrite(tmp, data, imagej=True, photometric="rgb" if rgb else "minisblack",
+                                 metadata={**tiff.imagej, "axes": ij_axes}, **tags)
+                return
+            metadata: dict[str, Any] = {"axes": axes} if axes and len(axes) == data.ndim else {}
+            if tiff is not None and tiff.imagej:
+                metadata.update(tiff.imagej)
             # shaped metadata (the default) keeps the array's shape on reading back
             tifffile.imwrite(tmp, data, photometric="rgb" if rgb else "minisblack",
-                             metadata=metadata)
+                             metadata=metadata, **tags)
         else:
             import imageio.v3 as iio
 

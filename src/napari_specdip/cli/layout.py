@@ -202,6 +202,10 @@ def split_mask(mask: npt.NDArray[Any], layout: StackLayout, *, mask_kind: str
     mask per slice).
     """
     raw = np.asarray(mask)
+    if raw.dtype.kind == "f" and not np.all(np.isfinite(raw)):
+        bad = int(raw.size - np.count_nonzero(np.isfinite(raw)))
+        raise UsageError(f"mask contains {bad} NaN or infinite value(s): mark the pixels to fill "
+                         "with nonzero values and the known pixels with 0")
     if raw.ndim == 3 and mask_kind in ("png", "jpeg") and raw.shape[-1] in (2, 3, 4):
         raw = raw[..., : 1 if raw.shape[-1] == 2 else 3]
         m: npt.NDArray[np.bool_] = np.any(raw != 0, axis=-1)

@@ -20,6 +20,7 @@ from typing import Any, NoReturn
 from napari_specdip._version import __version__
 from napari_specdip.cli.errors import (
     EXIT_FAILED,
+    EXIT_INTERRUPTED,
     EXIT_OK,
     EXIT_USAGE,
     CLIError,
@@ -30,7 +31,14 @@ from napari_specdip.cli.errors import (
     reset_stop,
 )
 from napari_specdip.cli.layout import parse_axis
-from napari_specdip.core.params import NETWORKS, OUTPUTS, STOP_RULES, TASKS, UPSAMPLERS
+from napari_specdip.core.params import (
+    NETWORKS,
+    OUTPUTS,
+    SR_FACTORS,
+    STOP_RULES,
+    TASKS,
+    UPSAMPLERS,
+)
 
 PROG = "specdip"
 
@@ -83,39 +91,42 @@ def _dtype(text: str) -> str:
     return dtype.name
 
 
+def _threads(text: str) -> int | str:
+    """argparse type of ``--threads``: a whole number >= 1 or ``auto``."""
+    if text.strip().lower() == "auto":
+        return "auto"
+    return _positive_int(text)
+
+
 def _add_engine_options(parser: argparse.ArgumentParser) -> None:
     """Options that mirror :func:`napari_specdip.iter_restore` (None: the task's default)."""
-    parser.add_argument("--task", choices=TASKS, default="denoise",
-                        help="what to do (default: denoise)")
+    from napari_specdip.cli.helptext import option_help
+
+    helps = option_help()
+    parser.add_argument("--task", choices=TASKS, default="denoise", help=helps["task"])
     g = parser.add_argument_group("restoration options (default: the task's paper settings)")
     g.add_argument("--mask", metavar="FILE",
                    help="inpainting: image of the spatial shape (or the stack's shape without "
                         "channels); nonzero pixels are filled in")
-    g.add_argument("--factor", type=int, choices=(2, 4, 8),
-                   help="super-resolution factor (default 4)")
+    g.add_argument("--factor", type=int, choices=SR_FACTORS, help=helps["factor"])
     g.add_argument("--lipschitz", "--lambda", dest="lipschitz", type=_positive_float,
-                   metavar="LAMBDA", help="Lipschitz bound lambda of the convolutions "
-                                          "(default per task: 1.4, inpaint 1.6, enhance 1.0)")
-    g.add_argument("--stop", choices=STOP_RULES,
-                   help="stopping rule: ratio (blur/sharpness, the paper's), wmv (ES-WMV) or "
-                        "none (run --max-iterations)")
+                   metavar="LAMBDA", help=helps["lipschitz"])
+    g.add_argument("--stop", choices=STOP_RULES, help=helps["stop"])
     g.add_argument("--max-iterations", "--iterations", dest="max_iterations",
-                   type=_positive_int, metavar="N", help="iteration cap")
-    g.add_argument("--seed", type=int, help="random seed (default 0)")
+                   type=_positive_int, metavar="N", help=helps["max_iterations"])
+    g.add_argument("--seed", type=int, help=helps["seed"])
     g.add_argument("--device", help="auto (default: CUDA, then MPS, then CPU), cpu, cuda, "
                                     "cuda:N or mps")
-    g.add_argument("--width", type=_positive_int, help="channels per layer (default 128)")
-    g.add_argument("--depth", type=_non_negative_int,
-                   help="upsampling levels (default 5); image sides are padded to 2**depth")
-    g.add_argument("--upsampler", choices=UPSAMPLERS, help="default bilinear")
+    g.add_argument("--width", type=_positive_int, help=helps["width"])
+    g.add_argument("--depth", type=_non_negative_int, help=helps["depth"])
+    g.add_argument("--upsampler", choices=UPSAMPLERS, help=helps["upsampler"])
     g.add_argument("--learning-rate", type=_positive_float, metavar="LR",
-                   help="Adam step size (default 0.001)")
-    g.add_argument("--network", choices=NETWORKS, help="default decoder (the paper's)")
-    g.add_argument("--result", choices=OUTPUTS,
-                   help="keep the last iterate (default), a moving average (ema) or the best")
+                   help=helps["learning_rate"])
+    g.add_argument("--network", choices=NETWORKS, help=helps["network"])
+    g.add_argument("--result", choices=OUTPUTS, help=helps["result"])
     g.add_argument("--signal-every", type=_positive_int, metavar="K",
-                   help="evaluate the spectral signals every K iterations (default 1)")
-    g.add_argument("--gain", type=float, help="enhance: detail gain (default 1.0)")
+                   help=helps["signal_every"])
+    g.add_argument("--gain", type=float, help=helps["gain"])
     g.add_argument("--output-dtype", type=_dtype, metavar="DTYPE",
                    help="dtype of the result (default: the input's, e.g. uint16 stays uint16)")
     g.add_argument("--channel-axis", type=parse_axis, default="auto", metavar="AXIS",
@@ -132,6 +143,9 @@ def _add_progress_option(parser: argparse.ArgumentParser) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from napari_specdip.cli.demo import DEMO_SIZE
+    from napari_specdip.cli.helptext import demo_help, threads_help
+
     parser = _Parser(
         prog=PROG,
         description="Training-free image restoration with a spectral-bias-controlled "
@@ -154,10 +168,14 @@ def build_parser() -> argparse.ArgumentParser:
     _add_engine_options(p)
     p.add_argument("--reference", metavar="FILE",
                    help="clean image of the output's shape: adds PSNR/SSIM to the sidecar")
-    p.add_argument("--threads", type=_positive_int, metavar="N",
-                   help="CPU threads for torch (default: torch's choice)")
+    p.add_argument("--threads", type=_threads, metavar="N", default="auto",
+                   help=threads_help())
+    p.add_argument("--overwrite", action="store_true",
+                   help="allow -o to name the input file itself (it is replaced only once the "
+                        "result is complete)")
     _add_progress_option(p)
-    p.add_argument("-q", "--quiet", action="store_true", help="print nothing on success")
+    p.add_argument("-q", "--quiet", action="store_true",
+                   help="print nothing on success (no estimate either)")
     p.set_defaults(func=_cmd_restore)
 
     d = sub.add_parser("demo", help="restore a bundled sample and chart the run",
@@ -168,18 +186,18 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--sample", default="noisy_photo",
                    help="noisy_photo (default), noisy_microscopy, masked_image, jpeg_blocked, "
                         "low_resolution")
-    d.add_argument("--size", type=_positive_int, default=128, help="crop size in pixels (default 128)")
+    d.add_argument("--size", type=_positive_int, default=DEMO_SIZE,
+                   help=f"crop size in pixels (default {DEMO_SIZE})")
+    demo_helps = demo_help()
     d.add_argument("--iterations", "--max-iterations", dest="max_iterations", type=_positive_int,
-                   default=None, metavar="N", help="iteration cap (default 1000)")
-    d.add_argument("--width", type=_positive_int, default=None,
-                   help="channels per layer (default 64)")
-    d.add_argument("--depth", type=_non_negative_int, default=None, help="default 5")
-    d.add_argument("--stop", choices=STOP_RULES, default=None,
-                   help="stopping rule (default: the task's, ratio for all but enhance)")
+                   default=None, metavar="N", help=demo_helps["max_iterations"])
+    d.add_argument("--width", type=_positive_int, default=None, help=demo_helps["width"])
+    d.add_argument("--depth", type=_non_negative_int, default=None, help=demo_helps["depth"])
+    d.add_argument("--stop", choices=STOP_RULES, default=None, help=demo_helps["stop"])
     d.add_argument("--seed", type=int, default=None)
     d.add_argument("--device", default=None)
     d.add_argument("--threads", type=_positive_int, metavar="N", default=None,
-                   help="torch CPU threads (default 1: small images gain little from more)")
+                   help=demo_helps["threads"])
     _add_progress_option(d)
     d.set_defaults(func=_cmd_demo)
 
@@ -188,7 +206,8 @@ def build_parser() -> argparse.ArgumentParser:
         description="Restore every image (each slice of a stack as its own task) on "
                     "dask.distributed: an embedded local cluster by default, or a running "
                     "cluster with --scheduler. Resumable: outputs that are already there "
-                    "(with their sidecar) are skipped.")
+                    "(with their sidecar) are skipped; outputs made with other options are "
+                    "refused unless --overwrite.")
     b.add_argument("inputs", nargs="+", metavar="INPUT",
                    help="image files, folders (their images) or glob patterns")
     b.add_argument("-o", "--output-dir", metavar="DIR", required=True, help="output folder")
@@ -210,7 +229,8 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--format", dest="out_format", choices=("same", "tif", "png"), default="same",
                    help="output format (default: the input's)")
     b.add_argument("--overwrite", action="store_true",
-                   help="recompute outputs that are already there")
+                   help="recompute outputs that are already there (also those made with other "
+                        "options), and allow outputs that replace their inputs")
     b.add_argument("--dashboard", metavar="ADDRESS", default=None,
                    help="local cluster: serve the Dask dashboard here, e.g. :8787 (needs bokeh)")
     _add_progress_option(b)
@@ -221,13 +241,39 @@ def build_parser() -> argparse.ArgumentParser:
 # --------------------------------------------------------------------------- commands
 
 
+def _check_not_an_input(output: Path, args: argparse.Namespace) -> None:
+    """Refuse an output that is one of the command's input files (links resolved)."""
+    from napari_specdip.cli.files import same_file, sidecar_path
+
+    if output.is_dir():
+        raise UsageError(f"cannot write output {output}: it is a folder; give a file name")
+    if same_file(output, Path(args.input)) and not args.overwrite:
+        raise UsageError(f"output {output} is the input file: choose another -o, or pass "
+                         "--overwrite to replace the input with the result")
+    for what, name in (("mask", args.mask), ("reference", args.reference)):
+        if name and (same_file(output, Path(name)) or same_file(sidecar_path(output), Path(name))):
+            raise UsageError(f"output {output} would overwrite the {what} file {name}")
+    if same_file(sidecar_path(output), Path(args.input)):
+        raise UsageError(f"the sidecar {sidecar_path(output)} would overwrite the input file")
+
+
+def _warn(messages: list[str]) -> None:
+    for message in messages:
+        print(f"{PROG}: warning: {message}", file=sys.stderr)
+
+
 def _cmd_restore(args: argparse.Namespace) -> int:
+    import threading
+
     from napari_specdip.cli.files import read_image
     from napari_specdip.cli.progress import progress_wanted
     from napari_specdip.cli.runner import (
+        NOT_RUN,
         build_sidecar,
         check_device,
+        describe_estimate,
         engine_options,
+        estimate_file,
         now_iso,
         prepare,
         restore_file,
@@ -238,22 +284,71 @@ def _cmd_restore(args: argparse.Namespace) -> int:
     source = Path(args.input)
     output = Path(args.output) if args.output else source.with_name(
         f"{source.stem}_restored{source.suffix}")
+    _check_not_an_input(output, args)
     check_device(args.device)
     options = engine_options(args)
     mask = read_image(args.mask, what="mask") if args.mask else None
     job = prepare(source, output, task=args.task, options=options, channel_axis=args.channel_axis,
                   stack_axis=args.stack_axis, mask=mask, reference_path=args.reference)
-    started, clock = now_iso(), timed()
-    image, runs = restore_file(job, progress=progress_wanted(args.progress))
-    sidecar = build_sidecar(job, runs, image, command="restore", started=started,
-                            wall_seconds=clock(), extra={"argv": sys.argv[1:]})
-    write_outputs(job, image, sidecar)
     if not args.quiet:
-        meta = sidecar["specdip"]
+        est = estimate_file(job)
+        if est is not None:
+            restored = sum(1 for item in job.slices() if job.passthrough(item) is None)
+            threads = options.get("num_threads")
+            print(describe_estimate(est, restored)
+                  + (f", {threads} torch thread(s)" if threads else ""),
+                  file=sys.stderr, flush=True)
+    started, clock = now_iso(), timed()
+    stop = threading.Event()
+    with stop_on_first_interrupt(stop):
+        image, runs = restore_file(job, progress=progress_wanted(args.progress), interrupt=stop)
+        partial = stop.is_set()
+        if partial and not any(r.get("iterations") for r in runs):
+            raise Interrupted(signal.SIGINT)  # nothing restored yet: nothing to keep
+        extra: dict[str, Any] = {"argv": sys.argv[1:]}
+        if partial:
+            extra.update({"partial": True, "stop_reason": "stopped",
+                          "not_run_slices": sum(r.get("stop_reason") == NOT_RUN for r in runs)})
+        sidecar = build_sidecar(job, runs, image, command="restore", started=started,
+                                wall_seconds=clock(), extra=extra)
+        write_outputs(job, image, sidecar)
+    meta = sidecar["specdip"]
+    _warn(list(dict.fromkeys(w for r in runs for w in r.get("warnings", []))))
+    if partial:
+        print(f"{PROG}: interrupted: wrote the result so far to {output} "
+              f"({meta['iterations']} iterations; the sidecar says stop_reason \"stopped\", "
+              "partial)", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    if not args.quiet:
         print(f"wrote {output} ({'x'.join(map(str, image.shape))} {image.dtype}): "
               f"{meta['iterations']} iterations, stop {meta['stop_reason']}, "
               f"{clock():.1f} s on {meta.get('device')}; sidecar {job.sidecar}")
     return EXIT_OK
+
+
+@contextlib.contextmanager
+def stop_on_first_interrupt(event: Any) -> Iterator[None]:
+    """The first Ctrl-C sets ``event`` (the run ends after its current step and keeps its
+    result); a second one raises :class:`Interrupted` at once. SIGTERM stays immediate."""
+
+    def handler(signum: int, frame: Any) -> None:
+        if not event.is_set():
+            event.set()
+            print(f"\n{PROG}: stopping after the current step and writing the result so far "
+                  "(Ctrl-C again to quit without writing)", file=sys.stderr, flush=True)
+            return
+        request_stop(signum)
+        raise Interrupted(signum)
+
+    try:
+        previous = signal.signal(signal.SIGINT, handler)
+    except (ValueError, OSError):  # not the main thread
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:

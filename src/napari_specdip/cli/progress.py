@@ -87,6 +87,18 @@ class Progress:
         self.stream.write(line + "\x1b[K")
         self.stream.flush()
 
+    def write(self, text: str) -> None:
+        """A line of text above the bar (or just the line when no bar is drawn)."""
+        if self._tqdm is not None:
+            self._tqdm.write(text, file=self.stream)
+            return
+        if self.enabled:
+            self.stream.write("\r\x1b[K")
+        self.stream.write(text + "\n")
+        self.stream.flush()
+        if self.enabled:
+            self._draw(time.perf_counter())
+
     def close(self) -> None:
         if not self.enabled:
             return

@@ -7,6 +7,7 @@ Shared by ``specdip restore`` (slices run here, with a progress bar) and
 from __future__ import annotations
 
 import math
+import os
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -20,13 +21,20 @@ import numpy.typing as npt
 from napari_specdip.cli.errors import RunError, UsageError, check_stop, one_line
 from napari_specdip.cli.files import (
     ImageFile,
+    TiffMeta,
+    check_writable,
     check_writable_kind,
+    os_reason,
     read_image,
     sidecar_path,
     write_image,
     write_json,
 )
 from napari_specdip.cli.layout import StackLayout, resolve_layout, split_mask
+
+#: ``--threads auto`` gives torch at most this many threads (see :func:`default_threads`)
+MAX_AUTO_THREADS = 8
+AUTO_THREADS = "auto"
 
 SIDECAR_FORMAT = "napari-specdip sidecar"
 SIDECAR_VERSION = 1
@@ -53,9 +61,12 @@ ENGINE_OPTIONS = {
 
 
 def engine_options(args: Any) -> dict[str, Any]:
-    """The engine keywords set on the command line (None: the task's default)."""
+    """The engine keywords set on the command line (None: the task's default;
+    ``--threads auto``: :func:`default_threads`)."""
     options = {kw: getattr(args, dest) for dest, kw in ENGINE_OPTIONS.items()
                if getattr(args, dest, None) is not None}
+    if options.get("num_threads") == AUTO_THREADS:
+        options["num_threads"] = default_threads()
     options["preview_every"] = 0  # the command line never shows previews
     return options
 
@@ -117,6 +128,27 @@ class FileJob:
         shape = (shape[0] * self.scale, shape[1] * self.scale) + item.image.shape[2:]
         return np.full(shape, item.image.flat[0]).astype(self.output_dtype)
 
+    def unrestored(self, item: SliceInput) -> npt.NDArray[Any]:
+        """The slice as it came in (upscaled by repetition), in the output dtype: what
+        an interrupted run writes for the slices it did not reach."""
+        image = item.image
+        if self.scale > 1:
+            image = np.repeat(np.repeat(image, self.scale, axis=0), self.scale, axis=1)
+        if self.output_dtype.kind in "ui" and image.dtype.kind == "f":
+            info = np.iinfo(self.output_dtype)
+            image = np.clip(np.rint(image), info.min, info.max)
+        return np.asarray(image).astype(self.output_dtype)
+
+    @property
+    def tiff_meta(self) -> TiffMeta | None:
+        """The input's calibration, corrected for super-resolution."""
+        return None if self.source.tiff is None else self.source.tiff.scaled(self.scale)
+
+    def output_bytes(self) -> int:
+        """Size of the output image and its sidecar, uncompressed (for the free-space check)."""
+        shape = self.layout.output_shape(self.scale)
+        return int(np.prod(shape, dtype=np.int64)) * self.output_dtype.itemsize + 65536
+
 
 @dataclass
 class SliceInput:
@@ -130,8 +162,13 @@ class SliceInput:
 
 def prepare(input_path: str | Path, output: Path, *, task: str, options: dict[str, Any],
             channel_axis: str | int = "auto", stack_axis: str | int = "auto",
-            mask: ImageFile | None = None, reference_path: str | Path | None = None) -> FileJob:
-    """Read and check one input; every user mistake raises UsageError before any work."""
+            mask: ImageFile | None = None, reference_path: str | Path | None = None,
+            local: bool = True) -> FileJob:
+    """Read and check one input; every user mistake raises UsageError before any work.
+
+    ``local``: the run happens in this process (``restore``), so the device and
+    the memory estimate are checked here too; a batch's workers check them.
+    """
     source = read_image(input_path)
     layout = resolve_layout(source.data.shape, kind=source.kind, axes=source.axes,
                             channel_axis=channel_axis, stack_axis=stack_axis)
@@ -147,10 +184,11 @@ def prepare(input_path: str | Path, output: Path, *, task: str, options: dict[st
     job = FileJob(source=source, output=output, task=task, options=options, layout=layout,
                   scale=1, output_dtype=dtype, mask_path=mask.path if mask else None,
                   mask_shared=mask_shared, mask_canonical=mask_canonical)
-    job.scale, job.max_iterations = _check_engine(job)
+    job.scale, job.max_iterations = _check_engine(job, local=local)
     float_range = (float(source.data.min()), float(source.data.max())) if dtype.kind == "f" else None
     check_writable_kind(output, stack=layout.is_stack, channels=layout.channels, dtype=dtype,
                         float_range=float_range)
+    check_writable(output, size=job.output_bytes())
     if reference_path is not None:
         ref = read_image(reference_path, what="reference")
         expected = layout.output_shape(job.scale)
@@ -162,15 +200,19 @@ def prepare(input_path: str | Path, output: Path, *, task: str, options: dict[st
     return job
 
 
-def _check_engine(job: FileJob) -> tuple[int, int]:
+def first_restored(job: FileJob) -> SliceInput | None:
+    """The first slice that will be restored (not a constant slice of a stack)."""
+    for item in job.slices():
+        if not job.layout.is_stack or item.image.min() != item.image.max():
+            return item
+    return None
+
+
+def _check_engine(job: FileJob, *, local: bool = True) -> tuple[int, int]:
     """Let the engine check the options and the first slice: (output scale, iteration cap)."""
     from napari_specdip.core.engine import plan_restore
 
-    first = None
-    for item in job.slices():
-        if not job.layout.is_stack or item.image.min() != item.image.max():
-            first = item
-            break
+    first = first_restored(job)
     if first is None:  # every slice of the stack is constant: nothing to check
         from napari_specdip.core.params import RestoreParameters
 
@@ -180,14 +222,17 @@ def _check_engine(job: FileJob) -> tuple[int, int]:
             raise UsageError(one_line(exc)) from exc
         scale = params.factor if job.task == "super-resolve" and params.factor else 1
         return scale, params.max_iterations
-    # the device is checked by the caller: a batch's workers may have one this machine lacks
-    options = {k: v for k, v in job.options.items() if k != "device"}
+    # a batch's workers may have a device (and memory) this machine lacks: they check those
+    options = job.options if local else {k: v for k, v in job.options.items() if k != "device"}
+    where = f" (slice {first.index})" if job.layout.is_stack else ""
     try:
         planned = plan_restore(first.image, job.task, mask=first.mask,
-                               channel_axis=first.channel_axis, **options)
+                               channel_axis=first.channel_axis, alpha=False,
+                               check_memory=local, **options)
     except (ValueError, TypeError) as exc:
-        where = f" (slice {first.index})" if job.layout.is_stack else ""
         raise UsageError(f"{job.source.path}{where}: {one_line(exc)}") from exc
+    except MemoryError as exc:
+        raise RunError(f"{job.source.path}{where}: {one_line(exc)}") from exc
     return planned.scale, planned.params.max_iterations
 
 
@@ -199,17 +244,33 @@ def run_slice(image: npt.NDArray[Any], task: str, channel_axis: int | None,
 
     Runs wherever it is called: here for ``restore``, on a Dask worker for ``batch``.
     """
+    import warnings
+
     from napari_specdip.core.engine import plan_restore, run_to_end
 
-    job = plan_restore(image, task, mask=mask, channel_axis=channel_axis, reference=reference,
-                       interrupt=interrupt, **options)
-    result = run_to_end(job.run(), on_step)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", UserWarning)
+        # the CLI carries alpha itself (layout.py): the engine gets colour channels only
+        job = plan_restore(image, task, mask=mask, channel_axis=channel_axis, reference=reference,
+                           interrupt=interrupt, alpha=False, **options)
+        result = run_to_end(job.run(), on_step)
     meta: dict[str, Any] = result.metadata()["specdip"]
+    messages = list(dict.fromkeys(str(w.message) for w in caught
+                                  if issubclass(w.category, UserWarning)))
+    if messages:
+        meta["warnings"] = messages
     return result.image, meta
 
 
-def restore_file(job: FileJob, *, progress: bool) -> tuple[npt.NDArray[Any], list[dict[str, Any]]]:
-    """Restore every slice of ``job`` here, one after the other, with a progress bar."""
+def restore_file(job: FileJob, *, progress: bool, interrupt: Any = None
+                 ) -> tuple[npt.NDArray[Any], list[dict[str, Any]]]:
+    """Restore every slice of ``job`` here, one after the other, with a progress bar.
+
+    When ``interrupt`` (an Event) is set, the slice in progress ends with its
+    result so far and the slices not reached are copied unrestored
+    (``stop_reason`` ``"not_run"``); a slice stopped before its first iteration
+    counts as not reached.
+    """
     from napari_specdip.cli.progress import Progress
 
     out = job.layout.new_canonical_output(job.scale, job.output_dtype)
@@ -221,6 +282,10 @@ def restore_file(job: FileJob, *, progress: bool) -> tuple[npt.NDArray[Any], lis
             job.layout.put(out, item.index, copy, item.alpha, job.scale)
             runs.append(passthrough_meta(item.index))
             continue
+        if interrupt is not None and interrupt.is_set():
+            job.layout.put(out, item.index, job.unrestored(item), item.alpha, job.scale)
+            runs.append({**passthrough_meta(item.index), "stop_reason": NOT_RUN})
+            continue
         desc = f"slice {k}/{n}" if job.layout.is_stack else job.source.path.name
         bar = Progress(job.max_iterations, desc=desc, enabled=progress)
 
@@ -231,12 +296,45 @@ def restore_file(job: FileJob, *, progress: bool) -> tuple[npt.NDArray[Any], lis
 
         try:
             image, meta = run_slice(item.image, job.task, item.channel_axis, item.mask,
-                                    item.reference, job.options, on_step=on_step)
+                                    item.reference, job.options, on_step=on_step,
+                                    interrupt=interrupt)
         finally:
             bar.close()
+        if meta.get("stop_reason") == "stopped" and not meta.get("iterations"):
+            image, meta = job.unrestored(item), {**passthrough_meta(item.index),
+                                                 "stop_reason": NOT_RUN}
         job.layout.put(out, item.index, image, item.alpha, job.scale)
         runs.append({"index": list(item.index), **meta})
     return job.layout.to_file_order(out), runs
+
+
+def estimate_file(job: FileJob) -> Any:
+    """The engine's :class:`~napari_specdip.core.estimate.Estimate` of the first
+    restored slice (None when every slice is constant); times a few steps."""
+    from napari_specdip.core.estimate import estimate
+
+    first = first_restored(job)
+    if first is None:
+        return None
+    return estimate(first.image, job.task, channel_axis=first.channel_axis, mask=first.mask,
+                    reference=first.reference, alpha=False, **job.options)
+
+
+def describe_estimate(est: Any, slices: int = 1) -> str:
+    """``estimate: at most 12 min (3000 iterations x 0.24 s), peak memory ...``."""
+    from napari_specdip.core.estimate import format_bytes, format_seconds
+
+    available = ("unknown memory" if est.available_memory_bytes is None
+                 else format_bytes(est.available_memory_bytes))
+    per = f" per slice, {slices} slices" if slices > 1 else ""
+    total = f"{format_seconds(est.seconds * slices)} at most"
+    return (f"estimate: {total} ({est.iterations} iterations x "
+            f"{format_seconds(est.seconds_per_iteration)}{per}), peak memory "
+            f"{format_bytes(est.peak_memory_bytes)} of {available} available on {est.device}")
+
+
+#: ``stop_reason`` of a slice an interrupted run did not reach (copied unrestored)
+NOT_RUN = "not_run"
 
 
 def passthrough_meta(index: tuple[int, ...]) -> dict[str, Any]:
@@ -297,6 +395,11 @@ def build_sidecar(job: FileJob, runs: list[dict[str, Any]], image: npt.NDArray[A
         **job.layout.describe(),
         "slice_count": job.layout.n_slices,
     })
+    if job.tiff_meta is not None:
+        core["calibration"] = job.tiff_meta.describe()
+    warnings = list(dict.fromkeys(w for r in runs for w in r.get("warnings", [])))
+    if warnings:
+        core["warnings"] = warnings
     if extra:
         core.update(extra)
     return {"specdip": core}
@@ -311,12 +414,63 @@ def write_outputs(job: FileJob, image: npt.NDArray[Any], sidecar: dict[str, Any]
     """Image first, then the sidecar, each atomically: a sidecar means a finished output."""
     axes = job.source.axes if job.source.kind == "tiff" else None
     try:
-        write_image(job.output, image, channel_axis=job.layout.channel_axis, axes=axes)
+        write_image(job.output, image, channel_axis=job.layout.channel_axis, axes=axes,
+                    tiff=job.tiff_meta)
         write_json(job.sidecar, sidecar)
     except OSError as exc:
-        raise RunError(f"cannot write {job.output}: {one_line(exc)}") from exc
+        raise RunError(f"cannot write {job.output}: {os_reason(exc)}") from exc
 
 
 def timed() -> Callable[[], float]:
     start = time.perf_counter()
     return lambda: time.perf_counter() - start
+
+
+
+def _cpu_times(cores: set[int]) -> dict[int, tuple[int, int]]:
+    """(idle, total) jiffies per core of ``cores`` from /proc/stat."""
+    times: dict[int, tuple[int, int]] = {}
+    with open("/proc/stat", encoding="ascii") as fh:
+        for line in fh:
+            name, *fields = line.split()
+            if not name.startswith("cpu") or name == "cpu":
+                continue
+            index = int(name[3:])
+            if index in cores:
+                values = [int(v) for v in fields[:8]]
+                times[index] = (values[3] + values[4], sum(values))  # idle + iowait
+    return times
+
+
+def idle_cores(interval: float = 0.2) -> float | None:
+    """How many of this process's cores were idle over ``interval`` seconds (Linux), else None."""
+    try:
+        cores = set(os.sched_getaffinity(0))
+        first = _cpu_times(cores)
+        time.sleep(interval)
+        second = _cpu_times(cores)
+    except (AttributeError, OSError, ValueError):
+        return None
+    idle = 0.0
+    for core, (idle_1, total_1) in second.items():
+        idle_0, total_0 = first.get(core, (idle_1, total_1))
+        if total_1 > total_0:
+            idle += (idle_1 - idle_0) / (total_1 - total_0)
+    return idle if second else None
+
+
+def default_threads() -> int:
+    """torch threads for ``--threads auto``: the cores idle right now, at most
+    :data:`MAX_AUTO_THREADS`, at least 1.
+
+    OpenMP threads that share a core with another busy process wait for each
+    other at every layer: on a busy 2-core machine two threads ran 2.5-5 times
+    slower per iteration than one (``benchmarks/cli_threads.py``), so only idle
+    cores get a thread.
+    """
+    import torch
+
+    idle = idle_cores()
+    if idle is None:
+        return max(1, min(torch.get_num_threads(), MAX_AUTO_THREADS))
+    return max(1, min(int(idle + 0.2), torch.get_num_threads(), MAX_AUTO_THREADS))

@@ -68,32 +68,63 @@ def _output_scale(params: RestoreParameters) -> int:
 def plan_restore(image: Any, task: str = "denoise", *, mask: Any = None, factor: int | None = None,
                  channel_axis: int | None = None, reference: Any = None,
                  parameters: RestoreParameters | None = None, output_dtype: Any = None,
-                 interrupt: Interrupt | None = None,
+                 interrupt: Interrupt | None = None, alpha: bool | None = None,
+                 check_memory: bool = True,
                  warm_start: Mapping[str, torch.Tensor] | None = None, keep_state: bool = False,
                  **options: Any) -> RestoreJob:
     """Check the input and options and snapshot them into a :class:`RestoreJob`.
 
     Takes the same arguments as :func:`iter_restore`; raises ``ValueError`` (or
-    ``TypeError`` for an unknown option) with a message fit for a user.
+    ``TypeError`` for an unknown option) with a message fit for a user, and
+    ``MemoryError`` with the estimate and what to change when the run would not
+    fit into the device's memory (``check_memory=False`` skips that check).
     """
     options = {k: v for k, v in options.items() if v is not None}
     if factor is not None:
         options["factor"] = factor
     if "sigmas" in options:
-        options["sigmas"] = tuple(float(s) for s in options["sigmas"])
+        try:
+            options["sigmas"] = tuple(float(s) for s in options["sigmas"])
+        except (TypeError, ValueError):
+            raise ValueError(f"sigmas must be a sequence of numbers, got {options['sigmas']!r}"
+                             ) from None
+    if not isinstance(task, str):
+        raise ValueError(f"task must be a string, got {task!r}")
     if parameters is None:
         params = RestoreParameters.for_task(task, **options)
     else:
+        if not isinstance(parameters, RestoreParameters):
+            raise ValueError("parameters must be a RestoreParameters, got "
+                             f"{type(parameters).__name__}")
         if task != parameters.task and task != "denoise":
             raise ValueError(f"task {task!r} disagrees with parameters.task {parameters.task!r}")
         if "preset" in options:
             raise ValueError("preset= chooses the defaults; with parameters= given, build them "
                              "with RestoreParameters.for_task(task, preset=...)")
         params = parameters.replace(**options)
+    # numpy scalars (np.int64 seeds...) become Python numbers: torch and JSON want those
+    plain = {f: v.item() for f, v in params.as_dict().items() if isinstance(v, np.generic)}
+    if plain:
+        params = params.replace(**plain)
     resolve_device(params.device)  # an unavailable device is the caller's error, said now
+    if channel_axis is not None and (isinstance(channel_axis, bool)
+                                     or not isinstance(channel_axis, int | np.integer)):
+        raise ValueError(f"channel_axis must be an integer or None, got {channel_axis!r}")
     values, axis = as_hwc(image, channel_axis=channel_axis)
     dtype = np.asarray(image).dtype
     height, width = values.shape[:2]
+    # RGBA: the alpha channel is carried over untouched, never restored as a colour
+    if alpha is None:
+        alpha = axis is not None and values.shape[2] == 4
+    elif not isinstance(alpha, bool | np.bool_):
+        raise ValueError(f"alpha must be True, False or None, got {alpha!r}")
+    alpha_plane = None
+    if alpha:
+        if axis is None or values.shape[2] < 2:
+            raise ValueError("alpha=True needs a channel axis with at least 2 channels "
+                             "(the last one is alpha)")
+        alpha_plane = np.moveaxis(np.asarray(image), axis, -1)[..., -1].copy()
+        values = values[..., :-1]
 
     known = None
     if params.task == "inpaint":
@@ -105,6 +136,10 @@ def plan_restore(image: Any, task: str = "denoise", *, mask: Any = None, factor:
                              f"{(height, width)}")
         if m.dtype.kind not in "uifb":
             raise ValueError(f"mask must be boolean or numeric, got dtype {m.dtype}")
+        if m.dtype.kind == "f" and not np.all(np.isfinite(m)):
+            bad = int(m.size - np.count_nonzero(np.isfinite(m)))
+            raise ValueError(f"mask contains {bad} NaN or infinite value(s): mark the pixels to "
+                             "fill with 1 (or True) and the known pixels with 0")
         known = ~(m.astype(bool))
         if not known.any():
             raise ValueError("the mask covers every pixel: nothing is left to fit")
@@ -115,11 +150,14 @@ def plan_restore(image: Any, task: str = "denoise", *, mask: Any = None, factor:
         check_noise_estimable(params, (height, width), known)
     low, high = intensity_range(values, dtype, known)
     observation = np.clip((values - low) / (high - low), 0.0, 1.0)
-    layout = Layout(shape=np.shape(image), channel_axis=axis, dtype=dtype, low=low, high=high)
+    layout = Layout(shape=np.shape(image), channel_axis=axis, dtype=dtype, low=low, high=high,
+                    alpha=alpha_plane)
 
     ref = None
     if reference is not None:
         ref_values, _ = as_hwc(reference, channel_axis=channel_axis, name="reference")
+        if alpha_plane is not None and ref_values.shape[2] == values.shape[2] + 1:
+            ref_values = ref_values[..., :-1]
         scale = _output_scale(params)
         expected = (height * scale, width * scale, values.shape[2])
         if ref_values.shape != expected:
@@ -135,9 +173,14 @@ def plan_restore(image: Any, task: str = "denoise", *, mask: Any = None, factor:
             isinstance(v, torch.Tensor) for v in warm_start.values())):
         raise TypeError("warm_start must be a network state: a previous result's .state "
                         "(run it with keep_state=True)")
-    return RestoreJob(observation=observation, known=known, reference=ref, layout=layout,
-                      params=params, output_dtype=out_dtype, interrupt=interrupt,
-                      warm_start=warm_start, keep_state=bool(keep_state))
+    job = RestoreJob(observation=observation, known=known, reference=ref, layout=layout,
+                     params=params, output_dtype=out_dtype, interrupt=interrupt,
+                     warm_start=warm_start, keep_state=bool(keep_state))
+    if check_memory:
+        from napari_specdip.core.estimate import check_memory as refuse_if_too_big
+
+        refuse_if_too_big(job)
+    return job
 
 
 def iter_restore(image: Any, task: str = "denoise", *, mask: Any = None, factor: int | None = None,
@@ -155,7 +198,8 @@ def iter_restore(image: Any, task: str = "denoise", *, mask: Any = None, factor:
                  noise_gain: float | None = None, noise_read_sigma: float | None = None,
                  noise_offset: float | None = None, noise_fit: str | None = None,
                  ensemble: int | None = None, output_dtype: Any = None,
-                 interrupt: Interrupt | None = None,
+                 interrupt: Interrupt | None = None, alpha: bool | None = None,
+                 check_memory: bool = True,
                  warm_start: Mapping[str, torch.Tensor] | None = None,
                  keep_state: bool = False) -> RestoreGenerator:
     """Restore ``image`` step by step: a generator of reports that returns the result.
@@ -201,6 +245,12 @@ def iter_restore(image: Any, task: str = "denoise", *, mask: Any = None, factor:
         dtype of the result; default the input's.
     interrupt : threading.Event-like, optional
         Set it to stop early and keep the result so far.
+    alpha : bool, optional
+        Whether the last channel is alpha, carried over untouched and not
+        restored; default: True for 4 channels (RGBA).
+    check_memory : bool
+        Refuse with ``MemoryError`` (estimate and advice) a run that will not
+        fit into the device's memory, before any work.
     warm_start : mapping, optional
         Start from these network weights (``result.state`` of a run of the same
         size, width and channels, made with ``keep_state=True``) instead of a
@@ -227,7 +277,7 @@ def iter_restore(image: Any, task: str = "denoise", *, mask: Any = None, factor:
     job = plan_restore(
         image, task, mask=mask, factor=factor, channel_axis=channel_axis, reference=reference,
         parameters=parameters, output_dtype=output_dtype, interrupt=interrupt, preset=preset,
-        warm_start=warm_start, keep_state=keep_state,
+        alpha=alpha, check_memory=check_memory, warm_start=warm_start, keep_state=keep_state,
         max_iterations=max_iterations, stop=stop, seed=seed, device=device, width=width,
         depth=depth, lipschitz=lipschitz, upsampler=upsampler, sigmas=sigmas,
         learning_rate=learning_rate, network=network, output=output, gain=gain, holdout=holdout,
@@ -459,13 +509,66 @@ def _run(job: RestoreJob) -> RestoreGenerator:
     try:
         with _run_scope(device, p.num_threads):
             result = yield from _fit(job, device, scale, start)
-    except torch.OutOfMemoryError as exc:
-        raise MemoryError(
-            f"out of memory on {describe_device(device)} restoring a "
-            f"{job.observation.shape[0]}x{job.observation.shape[1]} image at width {p.width}: "
-            "try a smaller width, a crop, or another device"
-        ) from exc
+    except (torch.OutOfMemoryError, RuntimeError) as exc:
+        if not isinstance(exc, torch.OutOfMemoryError) and not _is_allocation_failure(exc):
+            raise
+        raise MemoryError(_out_of_memory_message(job, device)) from exc
+    if job.layout.alpha is not None:
+        result.parameters["alpha"] = True
+    _warn_if_clipped(job, result)
     return result
+
+
+def _is_allocation_failure(exc: RuntimeError) -> bool:
+    """torch's CPU allocator (and some backends) report a failed malloc as RuntimeError."""
+    text = str(exc)
+    return any(marker in text for marker in (
+        "can't allocate memory", "DefaultCPUAllocator", "not enough memory",
+        "out of memory", "Out of memory"))
+
+
+def _out_of_memory_message(job: RestoreJob, device: torch.device) -> str:
+    from napari_specdip.core.estimate import (
+        available_memory,
+        format_bytes,
+        memory_advice,
+        memory_needed,
+    )
+
+    p = job.params
+    height, width = job.observation.shape[:2]
+    head = (f"out of memory on {describe_device(device)} restoring a {height}x{width} image at "
+            f"width {p.width}")
+    try:
+        needed = memory_needed(job, device).total
+        available = available_memory(device)
+        if available is not None:
+            return f"{head}: {memory_advice(job, needed, max(available, 1), device)}"
+        return (f"{head} (needs about {format_bytes(needed)}): try a smaller width, a crop "
+                "(or tiles), or another device")
+    except Exception:  # noqa: BLE001  (the advice must not hide the error)
+        return f"{head}: try a smaller width, a crop (or tiles), or another device"
+
+
+def _warn_if_clipped(job: RestoreJob, result: RestoreResult) -> None:
+    """Enhancement: say so when most output pixels sit at the ends of the range
+    (a large ``gain`` turns the detail layer into a black-and-white picture)."""
+    if job.params.task != "enhance":
+        return
+    values = np.asarray(result.image, dtype=np.float64)
+    if job.layout.alpha is not None and job.layout.channel_axis is not None:
+        values = np.moveaxis(values, job.layout.channel_axis, -1)[..., :-1]
+    low, high = job.layout.low, job.layout.high
+    tol = 1e-6 * (high - low)
+    clipped = float(np.mean((values <= low + tol) | (values >= high - tol)))
+    before = float(np.mean((job.observation <= 1e-6) | (job.observation >= 1 - 1e-6)))
+    if clipped > 0.5 and clipped > before + 0.1:
+        import warnings
+
+        warnings.warn(
+            f"enhance with gain {job.params.gain:g}: {100 * clipped:.0f}% of the output pixels "
+            f"are clipped to the ends of the intensity range ({100 * before:.0f}% in the input); "
+            "use a smaller gain", UserWarning, stacklevel=2)
 
 
 def _fit(job: RestoreJob, device: torch.device, scale: int, start: float) -> RestoreGenerator:

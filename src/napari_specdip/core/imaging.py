@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -20,11 +20,20 @@ class Layout:
     dtype: np.dtype[Any]
     low: float
     high: float
+    # (H, W) alpha plane, carried over unrestored
+    alpha: npt.NDArray[Any] | None = field(default=None, compare=False, repr=False)
 
     def to_user(self, hwc: npt.NDArray[np.floating[Any]], *,
                 dtype: npt.DTypeLike | None = None) -> npt.NDArray[Any]:
-        """Map ``hwc`` in [0, 1] to the input's intensity range, layout and dtype."""
+        """Map ``hwc`` in [0, 1] to the input's intensity range, layout and dtype
+        (the alpha plane, if any, appended as it was; repeated for super-resolution)."""
         values = self.low + np.clip(hwc, 0.0, 1.0) * (self.high - self.low)
+        if self.alpha is not None:
+            plane = self.alpha.astype(np.float64)
+            ry, rx = values.shape[0] // plane.shape[0], values.shape[1] // plane.shape[1]
+            if ry > 1 or rx > 1:
+                plane = np.repeat(np.repeat(plane, ry, axis=0), rx, axis=1)
+            values = np.concatenate([values, plane[..., None]], axis=-1)
         out = values[..., 0] if self.channel_axis is None else np.moveaxis(values, -1, self.channel_axis)
         target = np.dtype(dtype) if dtype is not None else self.dtype
         result: npt.NDArray[Any]

@@ -336,6 +336,8 @@ class RestoreParameters:
 
     def validate(self) -> None:
         """Raise ``ValueError`` with a clear message for an impossible setting."""
+        for f in dataclasses.fields(self):
+            _check_type(f.name, getattr(self, f.name), str(f.type))
         _choice("task", self.task, TASKS)
         _choice("stop", self.stop, STOP_RULES)
         _choice("upsampler", self.upsampler, UPSAMPLERS)
@@ -411,3 +413,39 @@ class RestoreParameters:
 def _choice(name: str, value: str, allowed: tuple[str, ...]) -> None:
     if value not in allowed:
         raise ValueError(f"unknown {name} {value!r}; choose one of {', '.join(allowed)}")
+
+
+def _check_type(name: str, value: Any, annotation: str) -> None:
+    """``ValueError`` unless ``value`` suits the field's annotation (``"int"``,
+    ``"float | None"``, ``"tuple[float, ...]"``...): a ``seed="7"`` or a
+    ``max_iterations=2.5`` is refused here rather than deep inside torch."""
+    import math
+    import numbers
+
+    kinds = [k.strip() for k in annotation.split("|")]
+    if value is None:
+        if "None" in kinds:
+            return
+        raise ValueError(f"{name} must not be None")
+    kind = next((k for k in kinds if k != "None"), "")
+    got = f"{value!r} ({type(value).__name__})"
+    if kind == "bool":
+        if not isinstance(value, bool) and type(value).__name__ != "bool_":
+            raise ValueError(f"{name} must be True or False, got {got}")
+    elif kind == "int":
+        if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+            raise ValueError(f"{name} must be a whole number, got {got}")
+    elif kind == "float":
+        if isinstance(value, bool) or not isinstance(value, numbers.Real):
+            raise ValueError(f"{name} must be a number, got {got}")
+        if not math.isfinite(float(value)):
+            raise ValueError(f"{name} must be finite, got {value}")
+    elif kind == "str":
+        if not isinstance(value, str):
+            raise ValueError(f"{name} must be a string, got {got}")
+    elif kind.startswith("tuple[float"):
+        if not isinstance(value, tuple) or not all(
+                isinstance(v, numbers.Real) and not isinstance(v, bool) and math.isfinite(float(v))
+                for v in value):
+            raise ValueError(f"{name} must be a tuple of finite numbers, got {got}")
+

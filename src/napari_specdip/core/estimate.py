@@ -1,0 +1,586 @@
+"""Before a run: how long it will take and how much memory it needs.
+
+Memory is estimated without running anything: the generator and the data-fit
+loss are traced once on PyTorch's ``meta`` device (shapes only, no storage)
+with autograd's saved-tensor hooks, which gives exactly what autograd keeps
+between the forward and the backward pass; parameters, optimiser state and the
+loop's own buffers are counted from the options. The backward pass needs
+working memory on top of that; its size relative to the largest activation was
+measured (``benchmarks/memory.py``, see :data:`BACKWARD_FACTOR` and
+:data:`HEAP_SLACK`). Time comes from a calibration: a few real steps of the
+actual job on the actual device, cached for the process.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import math
+import os
+import time
+import warnings
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+if TYPE_CHECKING:
+    import torch
+
+    from napari_specdip.core.engine import RestoreJob
+    from napari_specdip.core.params import RestoreParameters
+
+#: Working memory of one backward pass, in units of the largest tensor autograd
+#: saved (the gradient of an activation, the gradient of its padded copy and the
+#: backends' scratch), per device type. ``benchmarks/memory.py`` (results in
+#: ``benchmarks/results/memory_*.txt``): with 3.0 everywhere, measured / estimated
+#: peak was 0.86-0.91 on an H100 (512-2048 px, width 32-128, denoise, inpaint,
+#: super-resolution), hence 2.0 there; see the CPU file for the CPU's figures.
+BACKWARD_FACTOR = {"cpu": 3.0, "cuda": 2.0, "mps": 3.0}
+#: On the CPU, glibc's malloc serves blocks below its mmap threshold (at most 32 MiB)
+#: from the heap and keeps them when they are freed, so a step's small activations
+#: do not all return to the system: this share of the bytes of saved tensors below
+#: that size is added (measured 0.5-0.9 of them with the default allocator, 0 with
+#: ``MALLOC_MMAP_THRESHOLD_=65536``; large images, whose tensors are all bigger, have none).
+HEAP_SLACK = 0.9
+HEAP_BLOCK_BYTES = 32 << 20
+#: Bytes per pixel of the stopping signals' working tensors (FFT, blur, sharpness):
+#: about a dozen float32 planes of the gray image, counted generously.
+SIGNAL_BYTES_PER_PIXEL = 64
+#: Memory left to the rest of the system: a run is refused when its estimate is
+#: above this share of what is available.
+SAFETY_SHARE = 0.95
+#: Warm-up and timed steps of the time calibration.
+WARMUP_STEPS = 2
+TIMED_STEPS = 3
+
+
+@dataclass(frozen=True)
+class MemoryBreakdown:
+    """Peak memory of a run on its device, in bytes, by what holds it."""
+
+    parameters: int  # weights, gradients, Adam moments, the backtracking copy
+    activations: int  # what autograd keeps between the forward and the backward pass
+    backward: int  # working memory of the backward pass
+    buffers: int  # observation, network input, EMA/best outputs, signals, variance window
+    allocator: int = 0  # CPU: freed heap blocks the C allocator keeps (see HEAP_SLACK)
+
+    @property
+    def total(self) -> int:
+        return self.parameters + self.activations + self.backward + self.buffers + self.allocator
+
+    def as_dict(self) -> dict[str, int]:
+        return {"parameters": self.parameters, "activations": self.activations,
+                "backward": self.backward, "buffers": self.buffers,
+                "allocator": self.allocator, "total": self.total}
+
+
+@dataclass(frozen=True)
+class Estimate:
+    """What a restoration will cost, from :func:`estimate`.
+
+    Attributes
+    ----------
+    seconds : float
+        Expected wall seconds of the run if it goes to its iteration cap (a
+        stopping rule usually ends it earlier).
+    seconds_per_iteration : float
+        Measured on the actual device at the actual size (median of the timed steps).
+    iterations : int
+        The iteration cap.
+    peak_memory_bytes : int
+        Estimated peak memory of the run on its device.
+    available_memory_bytes : int or None
+        Memory available on the device now (None when unknown).
+    device : str
+        Where the run would happen, e.g. ``"cpu"`` or ``"cuda:0 (NVIDIA H100)"``.
+    fits : bool
+        Whether the peak fits into the available memory (True when unknown).
+    advice : str
+        What to change when it does not fit (empty when it fits).
+    canvas : tuple of int
+        Height and width the network works at (padded, super-resolution included).
+    memory : MemoryBreakdown
+        The peak memory by what holds it.
+    """
+
+    seconds: float
+    seconds_per_iteration: float
+    iterations: int
+    peak_memory_bytes: int
+    available_memory_bytes: int | None
+    device: str
+    fits: bool
+    advice: str = ""
+    canvas: tuple[int, int] = (0, 0)
+    memory: MemoryBreakdown | None = field(default=None, compare=False)
+
+    def describe(self) -> str:
+        """One or two lines for a user, e.g. before a progress bar."""
+        available = ("unknown" if self.available_memory_bytes is None
+                     else format_bytes(self.available_memory_bytes))
+        text = (f"estimate: {format_seconds(self.seconds)} at most "
+                f"({self.iterations} iterations x {format_seconds(self.seconds_per_iteration)}), "
+                f"peak memory {format_bytes(self.peak_memory_bytes)} of {available} "
+                f"available on {self.device}")
+        if not self.fits:
+            text += f"\n{self.advice}"
+        return text
+
+
+def format_bytes(n: float) -> str:
+    """``1536`` -> ``'1.5 KB'`` (decimal units, as system monitors show them)."""
+    for unit in ("B", "KB", "MB", "GB", "TB"):
+        if abs(n) < 1000 or unit == "TB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1000
+    raise AssertionError("unreachable")
+
+
+def format_seconds(s: float) -> str:
+    """``0.0123`` -> ``'12 ms'``, ``75`` -> ``'1 min 15 s'``, ``7300`` -> ``'2 h 2 min'``."""
+    if not math.isfinite(s):
+        return "unknown"
+    if s < 1:
+        return f"{s * 1000:.0f} ms"
+    if s < 60:
+        return f"{s:.1f} s"
+    if s < 3600:
+        return f"{int(s // 60)} min {int(s % 60)} s"
+    return f"{int(s // 3600)} h {int(s % 3600 // 60)} min"
+
+
+# --------------------------------------------------------------------------- sizes
+
+
+def network_depth(params: RestoreParameters, height: int, width: int, scale: int = 1) -> int:
+    """Upsampling levels the engine uses for an observation of ``height`` x ``width``."""
+    from napari_specdip.core.params import auto_depth
+
+    return params.depth if params.depth is not None else auto_depth(height * scale,
+                                                                      width * scale)
+
+
+def network_multiple(params: RestoreParameters, height: int, width: int, scale: int = 1) -> int:
+    """Image sides of the network's canvas must be multiples of this."""
+    if params.network == "convnet":
+        return 1
+    return int(2 ** network_depth(params, height, width, scale))
+
+
+def canvas_shape(params: RestoreParameters, height: int, width: int, scale: int = 1
+                 ) -> tuple[int, int]:
+    """The padded size the network works at, as the engine pads (reflectively,
+    to multiples of the network's multiple, at least 2 px at the coarsest level)."""
+    from napari_specdip.core.imaging import pad_amounts
+
+    multiple = network_multiple(params, height, width, scale)
+    lr_multiple = max(1, multiple // scale)
+    top, bottom, left, right = pad_amounts(height, width, lr_multiple,
+                                           minimum=-(-2 * multiple // scale))
+    return (height + top + bottom) * scale, (width + left + right) * scale
+
+
+@functools.lru_cache(maxsize=64)
+def _trace(network: str, channels: int, width: int, depth: int, upsampler: str,
+           sigmas: tuple[float, ...], canvas: tuple[int, int], scale: int, inpaint: bool,
+           members: int = 1) -> tuple[int, int, int, int, int, int]:
+    """Shapes-only forward pass and loss on the meta device.
+
+    Returns (bytes autograd saves, bytes of its largest saved tensor, bytes of
+    the saved tensors below :data:`HEAP_BLOCK_BYTES`, trainable parameter count,
+    bytes of all parameters and buffers, bytes of the input z).
+    """
+    import torch
+
+    from napari_specdip.core.networks import build_network
+    from napari_specdip.core.operators import Downsampling, Identity, Inpainting, Operator
+
+    ch, cw = canvas
+    from napari_specdip.core.networks import Decoder
+
+    with torch.device("meta"):
+        net: torch.nn.Module
+        if members > 1:  # an ensemble: one grouped decoder
+            net = Decoder(channels, width=width, depth=depth, lipschitz=1.0,
+                          upsampler=upsampler, sigmas=sigmas, members=members)
+            z = net.make_input(ch, cw, generator=[torch.Generator() for _ in range(members)])
+        else:
+            net = build_network(network, channels, width=width, depth=depth, lipschitz=1.0,
+                                upsampler=upsampler, sigmas=sigmas)
+            z = net.make_input(ch, cw, generator=torch.Generator())
+        y = torch.empty(1, channels, ch // scale, cw // scale)
+        op: Operator
+        if inpaint:
+            op = Inpainting(torch.empty(1, 1, ch, cw))
+        elif scale > 1:
+            op = Downsampling(scale)
+        else:
+            op = Identity()
+    params = {id(p) for p in net.parameters()}
+    seen: dict[int, int] = {}
+
+    def pack(t: torch.Tensor) -> torch.Tensor:
+        if id(t) not in params:
+            seen[id(t)] = t.numel() * t.element_size()
+        return t
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        op.loss(net(z), y)
+    trainable = sum(p.numel() for p in net.parameters() if p.requires_grad)
+    stored = sum(t.numel() * t.element_size() for t in (*net.parameters(), *net.buffers()))
+    small = sum(n for n in seen.values() if n < HEAP_BLOCK_BYTES)
+    return (sum(seen.values()), max(seen.values(), default=0), small, trainable, stored,
+            z.numel() * z.element_size())
+
+
+def memory_needed(job: RestoreJob, device: torch.device | str | None = None) -> MemoryBreakdown:
+    """Estimated peak memory of ``job`` on ``device`` (default: the job's), by part.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from napari_specdip import plan_restore
+    >>> job = plan_restore(np.zeros((64, 64)) + np.eye(64), width=16, device="cpu")
+    >>> 1e6 < memory_needed(job).total < 1e8
+    True
+    """
+    from napari_specdip.core.devices import resolve_device
+
+    p = job.params
+    dev = resolve_device(device if device is not None else p.device)
+    height, width, channels = job.observation.shape
+    scale = job.scale
+    canvas = canvas_shape(p, height, width, scale)
+    members = p.ensemble
+    saved, largest, small, trainable, stored, z_bytes = _trace(
+        p.network, channels, p.width, network_depth(p, height, width, scale), p.upsampler,
+        tuple(p.sigmas), canvas, scale, job.known is not None, members)
+    float_bytes = 4
+    # weights and buffers, gradients, Adam's two moments, the backtracking copy
+    parameters = stored + trainable * float_bytes * (3 + int(p.backtrack))
+    canvas_px = canvas[0] * canvas[1]
+    out_px = height * scale * width * scale
+    image = canvas_px * channels * float_bytes
+    buffers = z_bytes + image // (scale * scale)  # z and the observation y
+    if job.known is not None:
+        buffers += canvas_px * float_bytes  # the inpainting mask
+    # out, EMA, best, and the output kept at a stop rule's minimum (every member's)
+    candidate = int(p.stop in ("auto", "wmv") and p.output != "best")
+    buffers += image * members * (1 + int(p.output == "ema") + int(p.output == "best")
+                                  + candidate)
+    if p.holdout > 0:
+        buffers += 2 * canvas_px * float_bytes  # the fit's weights and the held-out mask
+    if job.reference is not None:
+        buffers += out_px * channels * float_bytes
+    buffers += SIGNAL_BYTES_PER_PIXEL * (out_px + height * width)
+    reference_free_best = p.output == "best" and job.reference is None
+    if p.track_variance or p.stop == "wmv" or reference_free_best:
+        # ES-WMV keeps a window of whole outputs (plus two running sums), float64 off MPS
+        wide = 4 if dev.type == "mps" else 8
+        window = max(1, round(p.wmv_window / p.signal_every))
+        buffers += (window + 2) * out_px * channels * wide
+    slack = HEAP_SLACK * small if dev.type == "cpu" else 0
+    return MemoryBreakdown(parameters=int(parameters), activations=int(saved),
+                           backward=int(BACKWARD_FACTOR.get(dev.type, 3.0) * largest),
+                           buffers=int(buffers),
+                           allocator=int(slack))
+
+
+# --------------------------------------------------------------------------- available memory
+
+
+def _read_int(path: str) -> int | None:
+    try:
+        with open(path, encoding="ascii") as fh:
+            text = fh.read().strip()
+    except (OSError, UnicodeDecodeError):
+        return None
+    return int(text) if text.isdigit() else None
+
+
+def _stat_value(path: str, key: str) -> int:
+    with contextlib.suppress(OSError, ValueError):
+        with open(path, encoding="ascii") as fh:
+            for line in fh:
+                name, _, value = line.partition(" ")
+                if name == key:
+                    return int(value)
+    return 0
+
+
+def _cgroup_dirs() -> Iterator[tuple[str, str]]:
+    """(version, folder) of this process's memory cgroups, innermost first."""
+    paths: dict[str, str] = {}
+    with contextlib.suppress(OSError):
+        with open("/proc/self/cgroup", encoding="utf-8") as fh:
+            for line in fh:
+                parts = line.rstrip("\n").split(":", 2)
+                if len(parts) != 3:
+                    continue
+                if parts[0] == "0" and parts[1] == "":
+                    paths["v2"] = parts[2]
+                elif "memory" in parts[1].split(","):
+                    paths["v1"] = parts[2]
+    roots = {"v2": "/sys/fs/cgroup", "v1": "/sys/fs/cgroup/memory"}
+    for version, root in roots.items():
+        rel = paths.get(version, "/").strip("/")
+        while True:
+            folder = os.path.join(root, rel) if rel else root
+            if os.path.isdir(folder):
+                yield version, folder
+            if not rel:
+                break
+            rel = os.path.dirname(rel)
+
+
+def _cgroup_available() -> int | None:
+    """Room left under the tightest cgroup memory limit (reclaimable page cache counted free)."""
+    best: int | None = None
+    for version, folder in _cgroup_dirs():
+        if version == "v2":
+            limit = _read_int(os.path.join(folder, "memory.max"))
+            usage = _read_int(os.path.join(folder, "memory.current"))
+            cache = _stat_value(os.path.join(folder, "memory.stat"), "inactive_file")
+        else:
+            limit = _read_int(os.path.join(folder, "memory.limit_in_bytes"))
+            usage = _read_int(os.path.join(folder, "memory.usage_in_bytes"))
+            cache = _stat_value(os.path.join(folder, "memory.stat"), "total_inactive_file")
+        if limit is None or usage is None or limit >= 1 << 60:  # "max" / no limit
+            continue
+        room = max(0, limit - max(0, usage - cache))
+        best = room if best is None else min(best, room)
+    return best
+
+
+def _address_space_available() -> int | None:
+    """Room under ``ulimit -v`` (RLIMIT_AS), which torch's allocator hits as a failed malloc."""
+    try:
+        import resource
+    except ImportError:  # Windows
+        return None
+    soft, _ = resource.getrlimit(resource.RLIMIT_AS)
+    if soft == resource.RLIM_INFINITY or soft <= 0:
+        return None
+    used = _stat_value("/proc/self/status", "VmSize:") * 1024  # kB in /proc
+    return max(0, soft - used) if used else None
+
+
+def _system_available() -> int | None:
+    """MemAvailable: free memory plus what the kernel can reclaim without swapping."""
+    try:
+        import psutil
+    except ImportError:
+        psutil = None
+    if psutil is not None:
+        return int(psutil.virtual_memory().available)
+    kb = _stat_value("/proc/meminfo", "MemAvailable:")
+    return kb * 1024 if kb else None
+
+
+def available_memory(device: torch.device | str = "cpu") -> int | None:
+    """Bytes a run on ``device`` can still allocate now, or None when unknown.
+
+    CPU: the lowest of the system's available memory (psutil, else
+    ``/proc/meminfo``), the room under this process's cgroup limit and the room
+    under ``ulimit -v``. CUDA: the device's free memory plus what PyTorch has
+    cached but not used. MPS: PyTorch's recommended maximum minus what it holds.
+
+    Examples
+    --------
+    >>> available_memory("cpu") is None or available_memory("cpu") > 0
+    True
+    """
+    import torch
+
+    from napari_specdip.core.devices import resolve_device
+
+    dev = resolve_device(device)
+    if dev.type == "cuda":
+        free, _ = torch.cuda.mem_get_info(dev)
+        cached = torch.cuda.memory_reserved(dev) - torch.cuda.memory_allocated(dev)
+        return int(free + max(0, cached))
+    if dev.type == "mps":
+        mps = getattr(torch, "mps", None)
+        recommended = getattr(mps, "recommended_max_memory", None)
+        held = getattr(mps, "driver_allocated_memory", None)
+        if recommended is None or held is None:
+            return None
+        return max(0, int(recommended()) - int(held()))
+    known = [v for v in (_system_available(), _cgroup_available(), _address_space_available())
+             if v is not None]
+    return min(known) if known else None
+
+
+# --------------------------------------------------------------------------- advice
+
+
+def _with(job: RestoreJob, *, width: int | None = None, side: int | None = None) -> RestoreJob:
+    """The job at another width or cropped to at most ``side`` x ``side`` (for what-ifs)."""
+    import dataclasses
+
+    params = job.params if width is None else dataclasses.replace(job.params, width=width)
+    observation, known, reference = job.observation, job.known, job.reference
+    if side is not None:
+        observation = observation[:side, :side]
+        known = None if known is None else known[:side, :side]
+        if reference is not None:
+            s = side * job.scale
+            reference = reference[:s, :s]
+    return dataclasses.replace(job, params=params, observation=observation, known=known,
+                               reference=reference)
+
+
+def memory_advice(job: RestoreJob, needed: int, available: int,
+                  device: torch.device | str | None = None) -> str:
+    """What to change so that ``job`` fits into ``available`` bytes: the widest
+    width that fits, the largest square crop (or tile) at the current width,
+    and another device."""
+    from napari_specdip.core.devices import available_devices, describe_device, resolve_device
+    from napari_specdip.core.imaging import MIN_SIDE
+
+    p = job.params
+    dev = resolve_device(device if device is not None else p.device)
+    budget = SAFETY_SHARE * available
+    tips = []
+    w = p.width // 2
+    while w >= 4:
+        if memory_needed(_with(job, width=w), dev).total <= budget:
+            tips.append(f"a smaller width ({w} instead of {p.width}: about "
+                        f"{format_bytes(memory_needed(_with(job, width=w), dev).total)})")
+            break
+        w //= 2
+    height, width = job.observation.shape[:2]
+    side = min(height, width)
+    while side > MIN_SIDE and memory_needed(_with(job, side=side), dev).total > budget:
+        side = max(MIN_SIDE, int(side * 0.8))
+    if memory_needed(_with(job, side=side), dev).total <= budget and side < max(height, width):
+        tips.append(f"a crop, or tiles, of at most {side} x {side} px")
+    others = [name for name, _ in available_devices()
+              if resolve_device(name) != dev and name != "cpu"]
+    if dev.type != "cpu":
+        others.append("cpu")
+    tips.append("another device" + (f" ({', '.join(others)})" if others else
+                                    " with more memory (a GPU)"))
+    where = describe_device(dev)
+    return (f"needs about {format_bytes(needed)} on {where} but only "
+            f"{format_bytes(available)} is available; try " + ", or ".join(tips))
+
+
+def check_memory(job: RestoreJob) -> None:
+    """Raise ``MemoryError`` with the estimate and advice if ``job`` will not fit."""
+    from napari_specdip.core.devices import resolve_device
+
+    dev = resolve_device(job.params.device)
+    available = available_memory(dev)
+    if available is None:
+        return
+    needed = memory_needed(job, dev).total
+    if needed > SAFETY_SHARE * available:
+        height, width = job.observation.shape[:2]
+        raise MemoryError(f"a {height}x{width} image at width {job.params.width} will not fit: "
+                          + memory_advice(job, needed, available, dev))
+
+
+# --------------------------------------------------------------------------- time
+
+
+_CALIBRATION: dict[tuple[Any, ...], float] = {}
+
+
+def _calibration_key(job: RestoreJob, device: torch.device) -> tuple[Any, ...]:
+    import torch
+
+    p = job.params
+    height, width, channels = job.observation.shape
+    threads = p.num_threads if p.num_threads is not None else torch.get_num_threads()
+    return (str(device), canvas_shape(p, height, width, job.scale), channels, p.width,
+            network_depth(p, height, width, job.scale), p.network, p.upsampler, threads,
+            p.task, p.signal_every, p.ensemble)
+
+
+def seconds_per_iteration(job: RestoreJob) -> float:
+    """Median seconds of a step of ``job``, timed on its device after warm-up steps.
+
+    Runs :data:`WARMUP_STEPS` + :data:`TIMED_STEPS` real steps of the same job
+    (same size, width, network, signals) once per process and key; later calls
+    with the same key are free.
+    """
+    import dataclasses
+
+    from napari_specdip.core.devices import resolve_device
+    from napari_specdip.core.engine import run_to_end
+
+    p = job.params
+    device = resolve_device(p.device)
+    key = _calibration_key(job, device)
+    if key in _CALIBRATION:
+        return _CALIBRATION[key]
+    need_variance = (p.track_variance or p.stop == "wmv"
+                     or (p.output == "best" and job.reference is None))
+    trial = dataclasses.replace(
+        job, interrupt=None,
+        params=p.replace(max_iterations=WARMUP_STEPS + TIMED_STEPS, stop="none",
+                         preview_every=0, track_variance=need_variance))
+    stamps: list[float] = []
+    with warnings.catch_warnings():  # a trial's result is thrown away, and so are its warnings
+        warnings.simplefilter("ignore")
+        run_to_end(trial.run(), lambda report: stamps.append(time.perf_counter()))
+    steps = np.diff(stamps[WARMUP_STEPS - 1:])
+    value = float(np.median(steps)) if steps.size else math.nan
+    _CALIBRATION[key] = value
+    return value
+
+
+def estimate(image: Any, task: str = "denoise", *, channel_axis: int | None = None,
+             mask: Any = None, factor: int | None = None, device: str | None = None,
+             **options: Any) -> Estimate:
+    """How long a restoration will take and how much memory it needs, before running it.
+
+    Takes the arguments of :func:`~napari_specdip.restore`. Memory is estimated
+    from shapes alone; time from a few real steps on the device (a second or
+    two on a small image, cached for the process per device, size, channels,
+    width, depth, network, upsampler and threads). Nothing is run when the job
+    would not fit into memory (``seconds`` is then NaN).
+
+    Returns
+    -------
+    Estimate
+        ``seconds``, ``seconds_per_iteration``, ``iterations``,
+        ``peak_memory_bytes``, ``available_memory_bytes``, ``device``, ``fits``
+        and ``advice``; ``describe()`` puts them in words.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from napari_specdip import estimate
+    >>> noisy = np.random.default_rng(0).random((32, 32))
+    >>> e = estimate(noisy, "denoise", width=8, max_iterations=100, device="cpu")
+    >>> e.fits, e.iterations, e.seconds > 0, e.peak_memory_bytes > 0
+    (True, 100, True, True)
+    """
+    from napari_specdip.core.devices import describe_device, resolve_device
+    from napari_specdip.core.engine import plan_restore
+
+    job = plan_restore(image, task, channel_axis=channel_axis, mask=mask, factor=factor,
+                       device=device, check_memory=False, **options)
+    dev = resolve_device(job.params.device)
+    needed = memory_needed(job, dev)
+    available = available_memory(dev)
+    fits = available is None or needed.total <= SAFETY_SHARE * available
+    advice = "" if fits or available is None else memory_advice(job, needed.total, available, dev)
+    per_step = seconds_per_iteration(job) if fits else math.nan
+    height, width = job.observation.shape[:2]
+    return Estimate(
+        seconds=per_step * job.params.max_iterations,
+        seconds_per_iteration=per_step,
+        iterations=job.params.max_iterations,
+        peak_memory_bytes=needed.total,
+        available_memory_bytes=available,
+        device=describe_device(dev),
+        fits=fits,
+        advice=advice,
+        canvas=canvas_shape(job.params, height, width, job.scale),
+        memory=needed,
+    )

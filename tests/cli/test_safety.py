@@ -1,0 +1,445 @@
+"""Data safety of the command line: nothing overwritten, nothing dropped, no late surprises."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import imageio.v3 as iio
+import numpy as np
+import pytest
+import tifffile
+from specdip_cli_helpers import FAST, assert_clean_failure, cli_env, run_cli
+
+
+@pytest.fixture(scope="module")
+def scheduler() -> Iterator[str]:
+    from distributed import LocalCluster
+
+    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
+                      dashboard_address=":0") as cluster:
+        yield cluster.scheduler_address
+
+
+def _sidecar(path: Path) -> dict:
+    return json.loads(Path(f"{path}.json").read_text())["specdip"]
+
+
+def _status(stdout: str, name: str) -> str:
+    for line in stdout.splitlines():
+        cells = line.split()
+        if len(cells) >= 2 and Path(cells[0]).name == name:
+            return cells[1]
+    raise AssertionError(f"{name} not in the table:\n{stdout}")
+
+
+# ------------------------------------------------------------------ 1: never over the input
+
+
+def test_restore_refuses_its_input_as_output(images: dict[str, Path], tmp_path: Path) -> None:
+    source = tmp_path / "a.png"
+    shutil.copy(images["gray"], source)
+    before = source.read_bytes()
+    link = tmp_path / "link.png"
+    link.symlink_to(source)
+    hard = tmp_path / "hard.png"
+    os.link(source, hard)
+    for target in (source, link, hard, tmp_path / "." / "a.png"):
+        proc = run_cli("restore", source, "-o", target, *FAST)
+        assert_clean_failure(proc, 2, "is the input file", "--overwrite")
+        assert source.read_bytes() == before
+    assert not Path(f"{source}.json").exists()
+
+    proc = run_cli("restore", source, "-o", source, "--overwrite", *FAST)
+    assert proc.returncode == 0, proc.stderr
+    assert source.read_bytes() != before and iio.imread(source).shape == (48, 40)
+    assert _sidecar(source)["iterations"] == 5
+
+
+def test_restore_refuses_to_write_over_its_mask(images: dict[str, Path], tmp_path: Path) -> None:
+    mask = tmp_path / "mask.png"
+    shutil.copy(images["mask"], mask)
+    proc = run_cli("restore", images["gray"], "-o", mask, "--task", "inpaint", "--mask", mask,
+                   "--overwrite", *FAST)
+    assert_clean_failure(proc, 2, "would overwrite the mask file")
+    assert mask.read_bytes() == images["mask"].read_bytes()
+
+
+def test_batch_in_place_needs_overwrite_and_skips_its_own_outputs(images: dict[str, Path],
+                                                                  tmp_path: Path,
+                                                                  scheduler: str) -> None:
+    folder = tmp_path / "in"
+    folder.mkdir()
+    shutil.copy(images["gray"], folder / "gray.png")
+    before = (folder / "gray.png").read_bytes()
+    proc = run_cli("batch", folder, "-o", folder, "--scheduler", scheduler, *FAST)
+    assert_clean_failure(proc, 2, "would replace their input", "gray.png", "--overwrite")
+    assert (folder / "gray.png").read_bytes() == before
+
+    # outputs next to the inputs: a rerun does not take its own outputs for inputs
+    proc = run_cli("batch", folder, "-o", folder, "--suffix", "_dn", "--scheduler", scheduler,
+                   *FAST)
+    assert proc.returncode == 0, proc.stderr
+    again = run_cli("batch", folder, "-o", folder, "--suffix", "_dn", "--scheduler", scheduler,
+                    *FAST)
+    assert again.returncode == 0, again.stderr
+    assert _status(again.stdout, "gray.png") == "skipped"
+    rows = [line.split()[0] for line in again.stdout.splitlines()[2:-1]]
+    assert [Path(r).name for r in rows] == ["gray.png"], again.stdout
+    assert not (folder / "gray_dn_dn.png").exists()
+
+    proc = run_cli("batch", folder / "gray.png", "-o", folder, "--overwrite",
+                   "--scheduler", scheduler, *FAST)
+    assert proc.returncode == 0, proc.stderr
+    assert (folder / "gray.png").read_bytes() != before
+    assert _sidecar(folder / "gray.png")["command"] == "batch"
+
+
+# ------------------------------------------------------------------ 2: unwritable outputs, at once
+
+
+@contextlib.contextmanager
+def _read_only_mount(path: Path) -> Iterator[None]:
+    path.mkdir()
+    made = subprocess.run(["mount", "-t", "tmpfs", "-o", "ro,size=1m", "tmpfs", str(path)],
+                          capture_output=True, check=False)
+    if made.returncode != 0:
+        pytest.skip("cannot mount a read-only file system here (needs root)")
+    try:
+        yield
+    finally:
+        subprocess.run(["umount", str(path)], capture_output=True, check=False)
+
+
+@pytest.mark.parametrize("where", ["proc", "proc_folder", "output_is_a_folder", "read_only"])
+def test_unwritable_output_is_reported_before_any_work(where: str, images: dict[str, Path],
+                                                       tmp_path: Path) -> None:
+    slow = ["--width", "8", "--max-iterations", "100000", "--stop", "none"]
+    context: contextlib.AbstractContextManager[None] = contextlib.nullcontext()
+    if where == "proc":
+        out = Path("/proc/specdip_out.png")
+    elif where == "proc_folder":
+        out = Path("/proc/specdip/out.png")
+    elif where == "output_is_a_folder":
+        out = tmp_path
+    else:
+        out = tmp_path / "ro" / "out.png"
+        context = _read_only_mount(tmp_path / "ro")
+    with context:
+        start = time.monotonic()
+        proc = run_cli("restore", images["gray"], "-o", out, *slow, timeout=120)
+        assert_clean_failure(proc, 2, f"cannot write output {out}")
+        assert time.monotonic() - start < 60  # not after 100000 iterations
+        assert "specdip-tmp" not in proc.stderr and "estimate:" not in proc.stderr
+        if where == "read_only":
+            assert "Read-only file system" in proc.stderr
+            batch = run_cli("batch", images["gray"], "-o", out.parent, *slow, timeout=120)
+            assert_clean_failure(batch, 2, f"cannot write into output folder {out.parent}")
+
+
+def test_late_write_errors_name_the_users_path(tmp_path: Path,
+                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    from napari_specdip.cli import files, runner
+    from napari_specdip.cli.errors import RunError
+
+    def fail(path: Path, writer: object) -> None:
+        raise OSError(30, "Read-only file system", str(files.temp_name(path)))
+
+    monkeypatch.setattr(files, "write_atomic", fail)
+    job = runner.prepare(_gray_file(tmp_path), tmp_path / "out.tif", task="denoise",
+                         options={"width": 4, "max_iterations": 1})
+    with pytest.raises(RunError) as info:
+        runner.write_outputs(job, job.source.data, {"specdip": {}})
+    assert str(info.value) == f"cannot write {tmp_path / 'out.tif'}: Read-only file system"
+
+
+def _gray_file(folder: Path) -> Path:
+    path = folder / "in.tif"
+    tifffile.imwrite(path, (np.random.default_rng(0).random((32, 32)) * 1000).astype(np.uint16))
+    return path
+
+
+# ------------------------------------------------------------------ 3: memory, said before any work
+
+
+def test_memory_refusal_before_any_work(images: dict[str, Path], tmp_path: Path,
+                                        monkeypatch: pytest.MonkeyPatch,
+                                        capsys: pytest.CaptureFixture[str]) -> None:
+    from napari_specdip.cli.main import main
+    from napari_specdip.core import estimate
+
+    monkeypatch.setattr(estimate, "available_memory", lambda device="cpu": 1_000_000)
+    out = tmp_path / "out.png"
+    code = main(["restore", str(images["gray"]), "-o", str(out), "--device", "cpu"])
+    err = capsys.readouterr().err
+    assert code == 1, err
+    assert "will not fit" in err and "needs about" in err and "1.0 MB" in err
+    assert "smaller width" in err or "another device" in err
+    assert not out.exists()
+
+
+def test_estimate_is_printed_before_the_run(images: dict[str, Path], tmp_path: Path) -> None:
+    proc = run_cli("restore", images["stack"], "-o", tmp_path / "s.tif", *FAST)
+    assert proc.returncode == 0, proc.stderr
+    line = next(x for x in proc.stderr.splitlines() if x.startswith("estimate:"))
+    assert "5 iterations" in line and "3 slices" in line and "peak memory" in line
+    assert "available on cpu" in line and "torch thread" in line
+    quiet = run_cli("restore", images["gray"], "-o", tmp_path / "q.png", "-q", *FAST)
+    assert quiet.returncode == 0 and quiet.stderr == "" and quiet.stdout == ""
+
+
+def test_batch_prints_each_files_estimate(images: dict[str, Path], tmp_path: Path,
+                                          scheduler: str) -> None:
+    proc = run_cli("batch", images["gray"], images["rgb"], "-o", tmp_path / "out",
+                   "--scheduler", scheduler, *FAST)
+    assert proc.returncode == 0, proc.stderr
+    lines = [x for x in proc.stderr.splitlines() if "estimate:" in x]
+    assert len(lines) == 2 and all("peak memory" in x for x in lines), proc.stderr
+    assert any("gray.png" in x for x in lines) and any("rgb.png" in x for x in lines)
+
+
+# ------------------------------------------------------------------ 5: TIFF calibration kept
+
+
+def _calibration(path: Path) -> tuple[tuple[float, float], int, dict, str]:
+    with tifffile.TiffFile(path) as tif:
+        page = tif.pages[0]
+        meta = dict(tif.imagej_metadata or {})
+        if not meta and tif.shaped_metadata:
+            meta = dict(tif.shaped_metadata[0])
+        return page.get_resolution(), int(page.resolutionunit), meta, tif.series[0].axes
+
+
+def test_imagej_stack_keeps_pixel_size_spacing_unit_and_axes(tmp_path: Path,
+                                                             scheduler: str) -> None:
+    stack = (np.random.default_rng(2).random((2, 32, 40)) * 3000 + 100).astype(np.uint16)
+    source = tmp_path / "cal.tif"
+    tifffile.imwrite(source, stack, imagej=True, resolution=(1 / 0.25, 1 / 0.5),
+                     metadata={"spacing": 2.5, "unit": "um", "axes": "ZYX"})
+    out = tmp_path / "cal_out.tif"
+    proc = run_cli("restore", source, "-o", out, *FAST)
+    assert proc.returncode == 0, proc.stderr
+    (x, y), unit, meta, axes = _calibration(out)
+    assert (x, y) == pytest.approx((4.0, 2.0)) and axes == "ZYX"
+    assert meta["spacing"] == 2.5 and meta["unit"] == "um"
+    assert tifffile.imread(out).dtype == np.uint16
+    assert _sidecar(out)["calibration"]["pixel_size"] == pytest.approx([0.25, 0.5])
+
+    sr = tmp_path / "cal_x2.tif"
+    proc = run_cli("restore", source, "-o", sr, "--task", "super-resolve", "--factor", "2",
+                   "--width", "8", "--depth", "4", "--max-iterations", "2", "--stop", "none")
+    assert proc.returncode == 0, proc.stderr
+    (x, y), _, meta, axes = _calibration(sr)
+    assert (x, y) == pytest.approx((8.0, 4.0))  # pixels twice as small
+    assert meta["spacing"] == 2.5 and axes == "ZYX"
+    assert tifffile.imread(sr).shape == (2, 64, 80)
+
+    batch_out = tmp_path / "batch"
+    proc = run_cli("batch", source, "-o", batch_out, "--scheduler", scheduler, *FAST)
+    assert proc.returncode == 0, proc.stderr
+    (x, y), _, meta, axes = _calibration(batch_out / "cal.tif")
+    assert (x, y) == pytest.approx((4.0, 2.0)) and meta["spacing"] == 2.5 and axes == "ZYX"
+
+
+def test_plain_tiff_resolution_and_float64_imagej_fallback(tmp_path: Path) -> None:
+    image = np.random.default_rng(3).random((32, 32)) * 50.0
+    source = tmp_path / "plain.tif"
+    tifffile.imwrite(source, image, resolution=(300.0, 150.0), resolutionunit="CENTIMETER",
+                     metadata={"axes": "YX"})
+    out = tmp_path / "plain_out.tif"
+    assert run_cli("restore", source, "-o", out, *FAST).returncode == 0
+    (x, y), unit, _, axes = _calibration(out)
+    assert (x, y) == pytest.approx((300.0, 150.0)) and unit == 3 and axes == "YX"
+    assert tifffile.imread(out).dtype == np.float64
+
+    ij = tmp_path / "ij32.tif"
+    tifffile.imwrite(ij, image.astype(np.float32), imagej=True, resolution=(2.0, 2.0),
+                     metadata={"spacing": 1.0, "unit": "micron", "axes": "YX"})
+    out64 = tmp_path / "ij64.tif"  # ImageJ cannot hold float64: shaped TIFF, same calibration
+    proc = run_cli("restore", ij, "-o", out64, "--output-dtype", "float64", *FAST)
+    assert proc.returncode == 0, proc.stderr
+    (x, y), _, meta, _ = _calibration(out64)
+    assert (x, y) == pytest.approx((2.0, 2.0)) and meta["unit"] == "micron"
+    assert tifffile.imread(out64).dtype == np.float64
+
+
+# ------------------------------------------------------------------ 6: resuming with other options
+
+
+def test_batch_rerun_with_other_options_is_refused(images: dict[str, Path], tmp_path: Path,
+                                                   scheduler: str) -> None:
+    out = tmp_path / "out"
+    base = ["batch", images["gray"], images["rgb"], "-o", out, "--scheduler", scheduler]
+    assert run_cli(*base, *FAST).returncode == 0
+    made = {p.name: p.read_bytes() for p in out.iterdir()}
+
+    proc = run_cli(*base, *FAST, "--task", "enhance")
+    assert_clean_failure(proc, 2, "2 output(s) already there were made with other options",
+                         "task denoise -> enhance", "--overwrite")
+    proc = run_cli(*base, *FAST[:-2], "--stop", "auto", "--seed", "4")
+    assert_clean_failure(proc, 2, "stop none -> auto", "seed 0 -> 4")
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == made
+
+    same = run_cli(*base, *FAST, "--threads", "2")  # where and how fast: not a change
+    assert same.returncode == 0, same.stderr
+    assert _status(same.stdout, "gray.png") == "skipped"
+
+    redo = run_cli(*base, *FAST, "--task", "enhance", "--overwrite")
+    assert redo.returncode == 0, redo.stderr
+    assert _sidecar(out / "gray.png")["task"] == "enhance"
+
+
+# ------------------------------------------------------------------ 7: NaN in a float mask file
+
+
+def test_nan_in_a_mask_file_is_a_usage_error(images: dict[str, Path], tmp_path: Path) -> None:
+    mask = np.zeros((48, 40), np.float32)
+    mask[5:9, 5:9] = 1.0
+    mask[0, 0] = np.nan
+    path = tmp_path / "mask.tif"
+    tifffile.imwrite(path, mask)
+    proc = run_cli("restore", images["gray"], "-o", tmp_path / "o.png", "--task", "inpaint",
+                   "--mask", path, *FAST)
+    assert_clean_failure(proc, 2, "mask contains 1 NaN")
+
+
+# ------------------------------------------------------------------ 9: Ctrl-C keeps the result
+
+
+def _start_and_interrupt(args: list[str], log: Path, presses: int) -> subprocess.Popen[bytes]:
+    with open(log, "w") as err:
+        proc = subprocess.Popen([sys.executable, "-m", "napari_specdip.cli", *args],
+                                stdout=subprocess.DEVNULL, stderr=err, env=cli_env())
+        try:
+            deadline = time.monotonic() + 90
+            while "/100000" not in log.read_text() and time.monotonic() < deadline:
+                time.sleep(0.2)  # until the fit runs (the progress bar is on stderr)
+            time.sleep(1.0)
+            for _ in range(presses):
+                proc.send_signal(signal.SIGINT)
+                time.sleep(0.05)
+            proc.wait(timeout=90)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+    return proc
+
+
+def test_first_ctrl_c_writes_the_result_so_far(images: dict[str, Path], tmp_path: Path) -> None:
+    out = tmp_path / "out" / "partial.tif"
+    log = tmp_path / "stderr.txt"
+    proc = _start_and_interrupt(
+        ["restore", str(images["stack"]), "-o", str(out), "--width", "8", "--depth", "4",
+         "--max-iterations", "100000", "--stop", "none", "--progress"], log, presses=1)
+    text = log.read_text()
+    assert proc.returncode == 130, text
+    assert "writing the result so far" in text and "wrote the result so far" in text
+    assert "Traceback" not in text
+    result = tifffile.imread(out)
+    source = tifffile.imread(images["stack"])
+    assert result.shape == source.shape and result.dtype == source.dtype
+    meta = _sidecar(out)
+    assert meta["partial"] is True and meta["stop_reason"] == "stopped"
+    assert meta["iterations"] > 0
+    slices = meta["slices"]
+    assert slices[0]["stop_reason"] == "stopped" and slices[0]["iterations"] > 0
+    assert [s["stop_reason"] for s in slices[1:]] == ["not_run", "not_run"]
+    np.testing.assert_array_equal(result[1:], source[1:])  # not reached: copied unrestored
+    assert meta["not_run_slices"] == 2
+
+
+def test_second_ctrl_c_quits_without_writing(images: dict[str, Path], tmp_path: Path) -> None:
+    out = tmp_path / "out" / "never.png"
+    log = tmp_path / "stderr.txt"
+    proc = _start_and_interrupt(
+        ["restore", str(images["gray"]), "-o", str(out), "--width", "8", "--depth", "4",
+         "--max-iterations", "100000", "--stop", "none", "--progress"], log, presses=2)
+    text = log.read_text()
+    assert proc.returncode == 130, text
+    assert "specdip: interrupted" in text and "Traceback" not in text
+    assert not out.parent.exists() or not list(out.parent.iterdir())
+
+
+# ------------------------------------------------------------------ 10: threads
+
+
+def test_auto_threads_follow_the_idle_cores(monkeypatch: pytest.MonkeyPatch) -> None:
+    import torch
+
+    from napari_specdip.cli import runner
+
+    monkeypatch.setattr(torch, "get_num_threads", lambda: 16)
+    cases = [(0.1, 1), (0.9, 1), (1.95, 2), (7.6, 7), (15.9, runner.MAX_AUTO_THREADS)]
+    for idle, expected in cases:
+        monkeypatch.setattr(runner, "idle_cores", lambda interval=0.2, idle=idle: idle)
+        assert runner.default_threads() == expected
+    monkeypatch.setattr(runner, "idle_cores", lambda interval=0.2: None)
+    assert 1 <= runner.default_threads() <= runner.MAX_AUTO_THREADS
+    assert runner.idle_cores(0.05) is None or runner.idle_cores(0.05) >= 0
+
+
+def test_threads_are_recorded(images: dict[str, Path], tmp_path: Path) -> None:
+    auto = tmp_path / "auto.png"
+    assert run_cli("restore", images["gray"], "-o", auto, *FAST).returncode == 0
+    threads = _sidecar(auto)["parameters"]["num_threads"]
+    assert isinstance(threads, int) and threads >= 1
+    one = tmp_path / "one.png"
+    assert run_cli("restore", images["gray"], "-o", one, "--threads", "1", *FAST).returncode == 0
+    assert _sidecar(one)["parameters"]["num_threads"] == 1
+    proc = run_cli("restore", images["gray"], "-o", one, "--threads", "many")
+    assert_clean_failure(proc, 2, "--threads")
+
+
+# ------------------------------------------------------------------ 12: clipping said out loud
+
+
+def test_enhance_gain_warning_reaches_the_user(images: dict[str, Path], tmp_path: Path) -> None:
+    out = tmp_path / "e.png"
+    proc = run_cli("restore", images["gray"], "-o", out, "--task", "enhance", "--gain", "1e6",
+                   *FAST)
+    assert proc.returncode == 0, proc.stderr
+    warning = [x for x in proc.stderr.splitlines() if x.startswith("specdip: warning:")]
+    assert len(warning) == 1 and "clipped" in warning[0] and "smaller gain" in warning[0]
+    assert "UserWarning" not in proc.stderr
+    assert "clipped" in _sidecar(out)["warnings"][0]
+
+
+# ------------------------------------------------------------------ batch: stopping running tasks
+
+
+def _wait_for_stop(name: str) -> float:
+    from napari_specdip.cli.batch import RemoteStop
+
+    stop = RemoteStop(name, every=0.1)
+    start = time.monotonic()
+    while not stop.is_set():
+        time.sleep(0.02)
+        if time.monotonic() - start > 60:
+            return -1.0
+    return time.monotonic() - start
+
+
+def test_remote_stop_reaches_a_running_task_without_a_worker_client(scheduler: str) -> None:
+    from distributed import Client, Event
+
+    from napari_specdip.cli.batch import RemoteStop
+
+    assert RemoteStop("specdip-test-nowhere", every=0.0).is_set() is False  # not on a worker
+    with Client(scheduler) as client:
+        fut = client.submit(_wait_for_stop, "specdip-test-stop", pure=False)
+        time.sleep(1.0)
+        Event("specdip-test-stop", client=client).set()
+        waited = fut.result(timeout=60)
+        assert waited >= 0.5
+        # the task asked through the worker's connection: no worker Client was made
+        made = client.run(lambda dask_worker: dask_worker._client is not None)
+        assert not any(made.values())

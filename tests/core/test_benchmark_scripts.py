@@ -1,0 +1,56 @@
+"""Smoke test of the memory and CLI-threads benchmarks: smallest settings, tables of the
+expected shape (no timing or memory thresholds)."""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from types import ModuleType
+
+import pytest
+import torch
+
+BENCHMARKS = Path(__file__).resolve().parents[2] / "benchmarks"
+
+
+@pytest.fixture()
+def load() -> Iterator[object]:
+    threads, path = torch.get_num_threads(), list(sys.path)
+    sys.path.insert(0, str(BENCHMARKS))  # the scripts import _common from their folder
+
+    def _load(name: str) -> ModuleType:
+        spec = importlib.util.spec_from_file_location(f"specdip_bench_{name}",
+                                                      BENCHMARKS / f"{name}.py")
+        assert spec is not None and spec.loader is not None
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[spec.name] = module
+        spec.loader.exec_module(module)
+        return module
+
+    yield _load
+    torch.set_num_threads(threads)
+    sys.path[:] = path
+
+
+def test_memory_benchmark_smoke(load: object, capsys: pytest.CaptureFixture[str]) -> None:
+    memory = load("memory")  # type: ignore[operator]
+    rows = memory.main(["--sizes", "48", "--widths", "8", "--channels", "1", "--iterations", "2"])
+    out = capsys.readouterr().out
+    assert len(rows) == 1, out
+    row = rows[0]
+    assert row["measured"] > 0 and row["total"] > 0 and row["ratio"] > 0
+    assert row["total"] == sum(row[k] for k in ("parameters", "activations", "backward",
+                                                 "buffers", "allocator"))
+    assert "| denoise | 48 | 1 | 8 |" in out and "measured / estimate: min" in out
+
+
+def test_cli_threads_benchmark_smoke(load: object, capsys: pytest.CaptureFixture[str]) -> None:
+    bench = load("cli_threads")  # type: ignore[operator]
+    rows = bench.main(["--size", "32", "--width", "4", "--iterations", "3", "--repeats", "1",
+                       "--threads", "1", "--busy", "0"])
+    out = capsys.readouterr().out
+    assert [(r["busy"], r["threads"]) for r in rows] == [(0, 1)]
+    assert rows[0]["seconds"] > 0 and rows[0]["ratio"] == 1.0
+    assert "| busy cores | torch threads | s / iteration | vs 1 thread | auto chose |" in out

@@ -1,0 +1,241 @@
+"""The run's estimate: memory from shapes, time from a few cached steps, refusals before work."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+import numpy as np
+import pytest
+import torch
+
+import napari_specdip
+from napari_specdip import estimate, plan_restore, restore
+from napari_specdip.core import engine
+from napari_specdip.core import estimate as est
+
+FAST = {"width": 8, "depth": 3, "stop": "none"}
+
+
+@pytest.fixture()
+def little_memory(monkeypatch: pytest.MonkeyPatch) -> int:
+    """Pretend the CPU has 150 MB available."""
+    available = 150_000_000
+    monkeypatch.setattr(est, "available_memory", lambda device="cpu": available)
+    return available
+
+
+def test_estimate_is_exported_lazily_and_fields() -> None:
+    assert napari_specdip.estimate is estimate
+    assert "estimate" in dir(napari_specdip)
+    image = np.random.default_rng(0).random((40, 36))
+    e = estimate(image, "denoise", width=8, depth=3, max_iterations=50, device="cpu")
+    assert dataclasses.is_dataclass(e)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        e.seconds = 1.0  # type: ignore[misc]
+    assert e.iterations == 50 and e.device == "cpu" and e.fits and e.advice == ""
+    assert e.seconds_per_iteration > 0
+    assert e.seconds == pytest.approx(50 * e.seconds_per_iteration)
+    assert e.peak_memory_bytes > 0 and e.memory is not None
+    assert e.peak_memory_bytes == e.memory.total
+    assert e.available_memory_bytes is None or e.available_memory_bytes > e.peak_memory_bytes
+    assert e.canvas == (40, 40)  # padded to multiples of 2**3, as the engine pads
+    text = e.describe()
+    assert "50 iterations" in text and "peak memory" in text and "cpu" in text
+
+
+def test_time_calibration_is_cached(monkeypatch: pytest.MonkeyPatch) -> None:
+    image = np.random.default_rng(1).random((32, 32))
+    first = estimate(image, width=8, depth=3, max_iterations=10, device="cpu", seed=5)
+    assert first.seconds > 0
+    calls: list[int] = []
+    real = engine.run_to_end
+
+    def counting(gen: Any, on_step: Any = None) -> Any:
+        calls.append(1)
+        return real(gen, on_step)
+
+    monkeypatch.setattr(engine, "run_to_end", counting)
+    # same device, size, channels, width, depth, network, upsampler, threads: no new steps
+    second = estimate(image * 0.5, width=8, depth=3, max_iterations=20, device="cpu", seed=6)
+    assert calls == []
+    assert second.seconds_per_iteration == first.seconds_per_iteration
+    assert second.seconds == pytest.approx(2 * first.seconds)
+    estimate(image, width=16, depth=3, max_iterations=10, device="cpu")  # another width: timed
+    assert calls == [1]
+
+
+def test_options_flow_through_like_restore() -> None:
+    image = (np.random.default_rng(2).random((32, 32, 4)) * 255).astype(np.uint8)
+    e = estimate(image, "super-resolve", channel_axis=-1, factor=2, device="cpu",
+                 **FAST, max_iterations=3)
+    assert e.canvas == (64, 64)
+    with pytest.raises(TypeError, match="unknown restoration option"):
+        estimate(image, channel_axis=-1, colour=True)
+    with pytest.raises(ValueError, match="seed"):
+        estimate(image, channel_axis=-1, seed="abc")
+
+
+def test_memory_estimate_counts_exactly_what_autograd_saves() -> None:
+    """The meta-device trace against the tensors a real step saves (64 px, real data)."""
+    image = np.random.default_rng(3).random((64, 64, 3))
+    job = plan_restore(image, channel_axis=-1, width=16, depth=4, device="cpu")
+    height, width, channels = job.observation.shape
+    canvas = est.canvas_shape(job.params, height, width)
+    saved, largest, *_ = est._trace("decoder", channels, 16, 4, "bilinear",
+                                    tuple(job.params.sigmas), canvas, 1, False)
+    net = engine.build_network("decoder", channels, width=16, depth=4, lipschitz=1.4,
+                               upsampler="bilinear", sigmas=job.params.sigmas)
+    z = net.make_input(*canvas, generator=torch.Generator().manual_seed(0))
+    y = torch.rand(1, channels, *canvas)
+    params = {p.data_ptr() for p in net.parameters()}
+    real: dict[int, int] = {}
+
+    def pack(t: torch.Tensor) -> torch.Tensor:
+        if t.data_ptr() not in params:
+            real[t.data_ptr()] = t.numel() * t.element_size()
+        return t
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        engine.Identity().loss(net(z), y)
+    assert saved == sum(real.values())
+    assert largest == max(real.values())
+
+
+def test_canvas_shape_is_the_engines(monkeypatch: pytest.MonkeyPatch) -> None:
+    seen: list[tuple[int, ...]] = []
+    real = engine.build_network
+
+    def spy(*args: Any, **kwargs: Any) -> Any:
+        net = real(*args, **kwargs)
+        net.register_forward_hook(lambda m, i, o: seen.append(tuple(o.shape[-2:])))
+        return net
+
+    monkeypatch.setattr(engine, "build_network", spy)
+    for shape, options in [((37, 50), {"depth": 3}), ((20, 24), {"depth": 5}),
+                           ((33, 17), {"network": "convnet", "depth": 1})]:
+        image = np.random.default_rng(4).random(shape)
+        job = plan_restore(image, width=4, max_iterations=1, stop="none", **options)
+        engine.run_to_end(job.run())
+        assert seen[-1] == est.canvas_shape(job.params, *shape)
+    job = plan_restore(np.random.default_rng(5).random((20, 22)), "super-resolve", factor=4,
+                       width=4, depth=4, max_iterations=1, stop="none")
+    engine.run_to_end(job.run())
+    assert seen[-1] == est.canvas_shape(job.params, 20, 22, 4)
+
+
+def test_memory_grows_with_size_and_width_and_counts_the_variance_window() -> None:
+    rng = np.random.default_rng(6)
+    small = plan_restore(rng.random((64, 64)), width=16, stop="none", device="cpu")
+    large = plan_restore(rng.random((128, 128)), width=16, stop="none", device="cpu")
+    wide = plan_restore(rng.random((64, 64)), width=64, stop="none", device="cpu")
+    wmv = plan_restore(rng.random((64, 64)), width=16, stop="wmv", device="cpu")
+    m = {name: est.memory_needed(job) for name, job in
+         [("small", small), ("large", large), ("wide", wide), ("wmv", wmv)]}
+    assert m["large"].activations > 3.5 * m["small"].activations
+    assert m["wide"].activations > 3.5 * m["small"].activations
+    window = wmv.params.wmv_window  # float64 copies of the output
+    assert m["wmv"].buffers - m["small"].buffers == (window + 2) * 64 * 64 * 8
+
+
+def test_refused_before_any_work_with_estimate_and_advice(little_memory: int,
+                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    built: list[int] = []
+    monkeypatch.setattr(engine, "build_network", lambda *a, **k: built.append(1))
+    image = np.random.default_rng(7).random((256, 256))
+    with pytest.raises(MemoryError) as info:
+        restore(image, width=128, device="cpu")
+    message = str(info.value)
+    assert "256x256" in message and "width 128" in message
+    assert "150.0 MB" in message and "needs about" in message
+    assert "smaller width" in message and "crop" in message and "another device" in message
+    assert built == []  # refused in plan, before the network exists
+    with pytest.raises(MemoryError):
+        plan_restore(image, width=128, device="cpu")
+    e = estimate(image, width=128, device="cpu")
+    assert not e.fits and e.advice and np.isnan(e.seconds) and e.advice in e.describe()
+    assert plan_restore(image, width=128, device="cpu", check_memory=False).params.width == 128
+
+
+def test_advice_names_a_width_and_a_crop_that_fit(little_memory: int) -> None:
+    image = np.random.default_rng(8).random((256, 256))
+    job = plan_restore(image, width=128, device="cpu", check_memory=False)
+    needed = est.memory_needed(job).total
+    advice = est.memory_advice(job, needed, little_memory, "cpu")
+    width = int(advice.split("(")[1].split(" instead")[0])
+    budget = est.SAFETY_SHARE * little_memory
+    assert est.memory_needed(est._with(job, width=width)).total <= budget
+    assert est.memory_needed(est._with(job, width=2 * width)).total > budget
+    side = int(advice.split("at most ")[1].split(" x")[0])
+    assert est.memory_needed(est._with(job, side=side)).total <= budget
+    assert side < 256
+
+
+@pytest.mark.parametrize("text", ["[enforce fail at alloc_cpu.cpp:121] data. DefaultCPUAllocator: "
+                                  "can't allocate memory: you tried to allocate 7516192768 bytes.",
+                                  "MPS backend out of memory (MPS allocated: 1 GB)"])
+def test_allocation_failures_become_memory_errors(text: str,
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    def fail(*args: Any, **kwargs: Any) -> Any:
+        raise RuntimeError(text)
+
+    monkeypatch.setattr(engine._Signals, "measure", fail)
+    image = np.random.default_rng(9).random((32, 32))
+    with pytest.raises(MemoryError, match="out of memory on cpu restoring a 32x32 image") as info:
+        restore(image, max_iterations=2, **FAST)
+    assert "smaller width" in str(info.value) or "try" in str(info.value)
+    assert isinstance(info.value.__cause__, RuntimeError)
+
+
+def test_other_runtime_errors_are_kept(monkeypatch: pytest.MonkeyPatch) -> None:
+    def fail(*args: Any, **kwargs: Any) -> Any:
+        raise RuntimeError("shape mismatch somewhere")
+
+    monkeypatch.setattr(engine._Signals, "measure", fail)
+    with pytest.raises(RuntimeError, match="shape mismatch"):
+        restore(np.random.default_rng(9).random((32, 32)), max_iterations=2, **FAST)
+
+
+def test_available_memory_takes_the_tightest_limit(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(est, "_system_available", lambda: 8_000_000_000)
+    monkeypatch.setattr(est, "_cgroup_available", lambda: None)
+    monkeypatch.setattr(est, "_address_space_available", lambda: None)
+    assert est.available_memory("cpu") == 8_000_000_000
+    monkeypatch.setattr(est, "_cgroup_available", lambda: 2_000_000_000)
+    assert est.available_memory("cpu") == 2_000_000_000
+    monkeypatch.setattr(est, "_address_space_available", lambda: 1_000_000_000)
+    assert est.available_memory("cpu") == 1_000_000_000
+    monkeypatch.setattr(est, "_system_available", lambda: None)
+    monkeypatch.setattr(est, "_cgroup_available", lambda: None)
+    monkeypatch.setattr(est, "_address_space_available", lambda: None)
+    assert est.available_memory("cpu") is None
+
+
+def test_cgroup_limits_are_read(tmp_path: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    v2 = tmp_path / "v2"
+    v2.mkdir()
+    (v2 / "memory.max").write_text("1000000000\n")
+    (v2 / "memory.current").write_text("600000000\n")
+    (v2 / "memory.stat").write_text("anon 1\ninactive_file 100000000\n")
+    unlimited = tmp_path / "unlimited"
+    unlimited.mkdir()
+    (unlimited / "memory.max").write_text("max\n")
+    (unlimited / "memory.current").write_text("5\n")
+    monkeypatch.setattr(est, "_cgroup_dirs", lambda: iter([("v2", str(v2)),
+                                                          ("v2", str(unlimited))]))
+    assert est._cgroup_available() == 1_000_000_000 - 500_000_000
+
+
+def test_formatting() -> None:
+    assert est.format_bytes(1536) == "1.5 KB"
+    assert est.format_bytes(64_334_932_036) == "64.3 GB"
+    assert est.format_seconds(0.0123) == "12 ms"
+    assert est.format_seconds(75) == "1 min 15 s"
+    assert est.format_seconds(7300) == "2 h 1 min"
+
+
+def test_examples_run_as_written() -> None:
+    import doctest
+
+    result = doctest.testmod(est, optionflags=doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE)
+    assert result.failed == 0 and result.attempted >= 3

@@ -1,0 +1,155 @@
+"""Honest errors at the call and nothing lost: alpha, NaN masks, option types, clipping."""
+
+from __future__ import annotations
+
+import threading
+import warnings
+
+import numpy as np
+import pytest
+
+from napari_specdip import RestoreParameters, iter_restore, plan_restore, restore
+
+FAST = {"width": 8, "depth": 3, "stop": "none"}
+
+
+@pytest.fixture(scope="module")
+def rgba() -> np.ndarray:
+    rng = np.random.default_rng(0)
+    image = (rng.random((40, 48, 4)) * 255).astype(np.uint8)
+    image[..., 3] = 255
+    image[:10, :12, 3] = 0
+    image[20:, 30:, 3] = 128
+    return image
+
+
+# ------------------------------------------------------------------ 4: RGBA through the API
+
+
+def test_rgba_alpha_passes_through_untouched(rgba: np.ndarray) -> None:
+    result = restore(rgba, channel_axis=-1, max_iterations=3, **FAST)
+    assert result.image.shape == rgba.shape and result.image.dtype == np.uint8
+    np.testing.assert_array_equal(result.image[..., 3], rgba[..., 3])
+    assert result.parameters["alpha"] is True
+
+
+def test_rgba_channel_first_previews_and_super_resolution(rgba: np.ndarray) -> None:
+    first = np.moveaxis(rgba, -1, 0)
+    reports = list(iter_restore(first, channel_axis=0, max_iterations=2, preview_every=1, **FAST))
+    assert reports[-1].preview is not None
+    np.testing.assert_array_equal(reports[-1].preview[3], first[3])
+    result = restore(rgba, "super-resolve", factor=2, channel_axis=-1, max_iterations=2, **FAST)
+    assert result.image.shape == (80, 96, 4)
+    np.testing.assert_array_equal(result.image[::2, ::2, 3], rgba[..., 3])
+    np.testing.assert_array_equal(result.image[1::2, 1::2, 3], rgba[..., 3])
+
+
+def test_alpha_false_restores_four_channels_and_alpha_true_two(rgba: np.ndarray) -> None:
+    result = restore(rgba, channel_axis=-1, alpha=False, max_iterations=3, **FAST)
+    assert "alpha" not in result.parameters
+    assert not np.array_equal(result.image[..., 3], rgba[..., 3])  # restored like a colour
+    gray_alpha = rgba[..., 2:]
+    result = restore(gray_alpha, channel_axis=-1, alpha=True, max_iterations=2, **FAST)
+    np.testing.assert_array_equal(result.image[..., 1], gray_alpha[..., 1])
+    with pytest.raises(ValueError, match="alpha=True needs a channel axis"):
+        plan_restore(rgba[..., 0], alpha=True)
+    with pytest.raises(ValueError, match="alpha must be"):
+        plan_restore(rgba, channel_axis=-1, alpha="yes")
+
+
+def test_alpha_is_left_out_of_the_intensity_range() -> None:
+    rng = np.random.default_rng(1)
+    image = np.concatenate([rng.random((32, 32, 3)) * 0.5 + 100, np.full((32, 32, 1), 1.0)], -1)
+    job = plan_restore(image, channel_axis=-1, **FAST)
+    assert job.layout.low >= 100.0  # the alpha plane (1.0) did not stretch the colour range
+    result = restore(image, channel_axis=-1, max_iterations=2, **FAST)
+    np.testing.assert_array_equal(result.image[..., 3], 1.0)
+
+
+# ------------------------------------------------------------------ 7: NaN in a float mask
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf])
+def test_nan_in_a_float_mask_is_an_error(bad: float) -> None:
+    image = np.random.default_rng(2).random((32, 32))
+    mask = np.zeros((32, 32))
+    mask[4:8, 4:8] = 1.0
+    mask[0, 0] = bad
+    with pytest.raises(ValueError, match="mask contains 1 NaN or infinite"):
+        plan_restore(image, "inpaint", mask=mask)
+    mask[0, 0] = 0.0
+    assert plan_restore(image, "inpaint", mask=mask).known is not None
+
+
+# ------------------------------------------------------------------ 8: option types at the call
+
+
+@pytest.mark.parametrize(("options", "needle"), [
+    ({"seed": "abc"}, "seed must be a whole number, got 'abc'"),
+    ({"seed": "7"}, "seed must be a whole number, got '7'"),
+    ({"seed": 1.5}, "seed must be a whole number"),
+    ({"seed": True}, "seed must be a whole number"),
+    ({"max_iterations": 2.5}, "max_iterations must be a whole number, got 2.5"),
+    ({"width": "8"}, "width must be a whole number"),
+    ({"num_threads": 2.0}, "num_threads must be a whole number"),
+    ({"lipschitz": "1.4"}, "lipschitz must be a number"),
+    ({"lipschitz": float("inf")}, "lipschitz must be finite"),
+    ({"learning_rate": float("nan")}, "learning_rate must be finite"),
+    ({"gain": None, "stop": 3}, "stop must be a string"),
+    ({"backtrack": "no"}, "backtrack must be True or False"),
+    ({"sigmas": (0.1, "a")}, "sigmas must be a sequence of numbers"),
+    ({"device": 0}, "device must be a string"),
+    ({"channel_axis": "-1"}, "channel_axis must be an integer or None"),
+])
+def test_wrong_option_types_are_value_errors_at_the_call(options: dict, needle: str) -> None:
+    image = np.random.default_rng(3).random((32, 32, 3))
+    channel_axis = options.pop("channel_axis", -1)
+    with pytest.raises(ValueError, match=needle.replace("(", r"\(").replace(")", r"\)")):
+        plan_restore(image, channel_axis=channel_axis, **options)  # what restore() calls first
+
+
+def test_type_checks_cover_parameters_objects_too() -> None:
+    with pytest.raises(ValueError, match="seed must be a whole number"):
+        RestoreParameters.for_task("denoise").replace(seed="7")
+    with pytest.raises(ValueError, match="max_iterations must be a whole number"):
+        RestoreParameters(max_iterations=2.5).validate()  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="seed must be a whole number"):
+        iter_restore(np.zeros((32, 32)) + np.eye(32), seed="7")  # at the call, not the first step
+    with pytest.raises(ValueError, match="parameters must be a RestoreParameters"):
+        plan_restore(np.zeros((32, 32)) + np.eye(32),
+                     parameters={"seed": 1})  # type: ignore[arg-type]
+
+
+def test_numpy_scalars_are_accepted_and_stored_as_python_numbers() -> None:
+    image = np.random.default_rng(4).random((32, 32))
+    result = restore(image, seed=np.int64(3), max_iterations=np.int32(2),
+                     learning_rate=np.float64(1e-3), **FAST)
+    assert result.iterations == 2
+    assert type(result.parameters["seed"]) is int and result.parameters["seed"] == 3
+    assert type(result.parameters["learning_rate"]) is float
+    same = restore(image, seed=3, max_iterations=2, **FAST)
+    np.testing.assert_array_equal(result.image, same.image)
+
+
+# ------------------------------------------------------------------ 12: enhancement clipping
+
+
+def test_enhance_with_a_huge_gain_warns_about_clipping() -> None:
+    image = np.random.default_rng(5).random((32, 32)) * 0.5 + 0.25
+    with pytest.warns(UserWarning, match=r"gain 1e\+06: 100% of the output pixels are clipped"):
+        result = restore(image, "enhance", gain=1e6, max_iterations=3, **FAST)
+    assert set(np.unique(result.image)) <= {0.0, 1.0}
+
+
+def test_enhance_with_a_mild_gain_is_quiet() -> None:
+    smooth = np.add.outer(np.linspace(0.3, 0.7, 32), np.linspace(0.0, 0.05, 32))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        restore(smooth, "enhance", gain=0.5, max_iterations=3, **FAST)
+
+
+def test_interrupted_run_still_refused_when_types_are_wrong() -> None:
+    stop = threading.Event()
+    stop.set()
+    with pytest.raises(ValueError, match="seed"):
+        restore(np.random.default_rng(6).random((32, 32)), seed="1", interrupt=stop, **FAST)
