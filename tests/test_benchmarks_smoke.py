@@ -147,6 +147,7 @@ def test_svd_patch_is_restored_and_exact() -> None:
     assert float(original(bounded)) <= 0.5 + 1e-5
 
 
+@pytest.mark.slow  # runs torch on every core by design: 10-100x slower when they are busy
 def test_threads_smoke(capsys: pytest.CaptureFixture[str]) -> None:
     threads = load("threads")
     rows = threads.main(["--size", "32", "--width", "4", "--iterations", "4", "--repeats", "1"])
