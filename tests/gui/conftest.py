@@ -2,9 +2,9 @@
 with the restore widget opened from the manifest. Run under ``xvfb-run``.
 
 napari 0.9.2 under Xvfb can segfault, taking the whole pytest run with it, when a layer
-that is not on top of the layer list is removed (plain napari does it too; reproduced with
-a 3D image under a 2D one, removing the 3D one). Tests that delete layers use
-``remove_layer``, which moves the layer to the top and lets the canvas redraw first.
+that is not on top of the layer list is removed (plain napari does it too; reproduced in a
+shown viewer with a 3D image under a 2D one, removing the 3D one). Tests that delete layers
+use ``remove_layer``, which moves the layer to the top and lets the canvas redraw first.
 """
 
 from __future__ import annotations
