@@ -19,6 +19,8 @@ SPEED_SIZE = "64"  # the reference-style loop does not pad: >= 2 px at the coars
 
 
 def load(name: str) -> ModuleType:
+    # as `python benchmarks/NAME.py` would (they import `_common`); keep_threads restores it
+    sys.path.insert(0, str(BENCHMARKS))
     spec = importlib.util.spec_from_file_location(f"specdip_bench_{name}", BENCHMARKS / f"{name}.py")
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
@@ -147,6 +149,7 @@ def test_svd_patch_is_restored_and_exact() -> None:
     assert float(original(bounded)) <= 0.5 + 1e-5
 
 
+@pytest.mark.slow  # runs torch on every core by design: 10-100x slower when they are busy
 def test_threads_smoke(capsys: pytest.CaptureFixture[str]) -> None:
     threads = load("threads")
     rows = threads.main(["--size", "32", "--width", "4", "--iterations", "4", "--repeats", "1"])
@@ -155,5 +158,7 @@ def test_threads_smoke(capsys: pytest.CaptureFixture[str]) -> None:
     assert [(r["gui"], r["threads"]) for r in rows] == [
         (gui, n) for gui in ("idle", "throttled", "busy") for n in settings]
     assert all(r["ms"] > 0 for r in rows)
-    assert all(r["fps"] > 0 for r in rows if r["gui"] != "idle")
+    # a 4-step run can end before the drawing thread finishes its first figure (seen with
+    # matplotlib cold or the cores busy): 0 redraws/s is a measurement, not a failure
+    assert all(r["fps"] >= 0 for r in rows if r["gui"] != "idle")
     assert "| torch threads | main thread | ms / iteration | vs 1 thread | redraws / s |" in out

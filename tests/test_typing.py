@@ -1,18 +1,12 @@
-"""The package type-checks under ``mypy --strict`` (settings in pyproject.toml)."""
+"""The package type-checks under ``mypy --strict`` (settings in pyproject.toml).
+
+mypy runs in its own process, started right after collection (tests/conftest.py), so its
+20 s of CPU overlap the rest of the suite."""
 
 from __future__ import annotations
 
-import subprocess
-import sys
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-
-
-def test_mypy_strict(tmp_path: Path) -> None:
-    done = subprocess.run(
-        [sys.executable, "-m", "mypy", "--cache-dir", str(tmp_path), "src/napari_specdip"],
-        cwd=ROOT, capture_output=True, text=True, check=False,
-    )
-    assert done.returncode == 0, done.stdout + done.stderr
-    assert "Success: no issues found" in done.stdout
+def test_mypy_strict(mypy_output: tuple[int, str]) -> None:
+    returncode, output = mypy_output
+    assert returncode == 0, output
+    assert "Success: no issues found" in output

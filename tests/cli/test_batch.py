@@ -26,6 +26,8 @@ def scheduler() -> Iterator[str]:
     """A 2-worker LocalCluster (processes, 1 thread each) shared by this module's tests."""
     from distributed import LocalCluster
 
+    # ":0", not None: with None the scheduler's HTTP server still wants port 8787 and warns
+    # (an error here) when another Dask cluster on the machine holds it
     with LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
                       dashboard_address=":0") as cluster:
         yield cluster.scheduler_address
@@ -103,6 +105,7 @@ def _wait_for(predicate, proc: subprocess.Popen, what: str, timeout: float = 120
         time.sleep(0.05)
 
 
+@pytest.mark.slow  # three batch processes, each starting its own Dask cluster
 def test_interrupt_and_resume(tmp_path: Path) -> None:
     """Ctrl-C, then a hard kill of every process mid-stack, then a run that finishes the rest."""
     inputs = tmp_path / "in"

@@ -22,12 +22,14 @@ def camera64() -> np.ndarray:
 
 
 def test_denoising_gains_three_db(camera64: np.ndarray) -> None:
+    # width 16 and depth 3 gain 4.5-6.0 dB over seeds 0-7 in 200 steps, a third of the
+    # CPU time of width 32, depth 5 and 300 steps (which gained 3.5 dB with seed 0)
     noisy = add_gaussian_noise(camera64, seed=0)
-    result = restore(noisy, "denoise", width=32, max_iterations=300, stop="none", seed=0)
+    result = restore(noisy, "denoise", width=16, depth=3, max_iterations=200, stop="none", seed=0)
     before = peak_signal_noise_ratio(camera64, noisy, data_range=1.0)
     after = peak_signal_noise_ratio(camera64, result.image, data_range=1.0)
     assert after - before >= 3.0, (before, after)
-    assert result.iterations == 300 and result.stop_reason == "max_iterations"
+    assert result.iterations == 200 and result.stop_reason == "max_iterations"
 
 
 def test_same_seed_same_output_other_seed_differs(camera64: np.ndarray) -> None:
@@ -72,8 +74,10 @@ def test_padding_keeps_every_pixel() -> None:
 def test_inpainting_fills_masked_pixels(camera64: np.ndarray) -> None:
     mask = np.random.default_rng(0).random(camera64.shape) < 0.5
     damaged = np.where(mask, 0.0, camera64)
+    # the task's learning rate (1e-3): at 1e-2 the sigmoid output of this dark crop can
+    # saturate at 0 for a while (or for good), and when it escapes depends on CPU kernels
     result = restore(damaged, "inpaint", mask=mask, width=16, depth=3, max_iterations=150,
-                     stop="none", learning_rate=0.01)
+                     stop="none", seed=0)
     err_before = np.abs(damaged[mask] - camera64[mask]).mean()
     err_after = np.abs(result.image[mask] - camera64[mask]).mean()
     assert err_after < 0.5 * err_before, (err_before, err_after)
