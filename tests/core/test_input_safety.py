@@ -127,7 +127,7 @@ def test_numpy_scalars_are_accepted_and_stored_as_python_numbers() -> None:
     assert result.iterations == 2
     assert type(result.parameters["seed"]) is int and result.parameters["seed"] == 3
     assert type(result.parameters["learning_rate"]) is float
-    same = restore(image, seed=3, max_iterations=2, **FAST)
+    same = restore(image, seed=3, max_iterations=2, learning_rate=1e-3, **FAST)
     np.testing.assert_array_equal(result.image, same.image)
 
 
