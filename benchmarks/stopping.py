@@ -75,8 +75,7 @@ def replay(record: dict[str, Any], rule: str) -> Outcome:
     every = int(c["signal_every"])
     built = make_rules(rule, window=p.stop_window, epsilon=p.stop_epsilon,
                        patience=p.wmv_patience, every=every,
-                       holdout_patience=p.holdout_patience,
-                       holdout_patience_range=p.holdout_patience_range)
+                       holdout_patience=p.holdout_patience)
     made = built[0]
     signal = {"auto": "holdout_loss_ema", "ratio": "ratio", "wmv": "variance"}[rule]
     values = _column(curves, signal)

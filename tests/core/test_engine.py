@@ -282,8 +282,7 @@ def test_small_images_work_at_the_default_depth(shape: tuple[int, int], task: st
 
 def test_auto_stop_returns_the_held_out_minimum() -> None:
     image = np.random.default_rng(0).random((32, 32))
-    params = RestoreParameters.for_task("denoise", holdout_patience_range=(10, 10),
-                                        signal_every=1)
+    params = RestoreParameters.for_task("denoise", holdout_patience=10, signal_every=1)
     assert params.stop == "auto" and params.output == "ema" and params.holdout > 0
     result = restore(image, width=8, depth=3, max_iterations=300, parameters=params)
     history = result.history

@@ -146,10 +146,8 @@ class RestoreParameters:
         variance of recent outputs has not reached a new minimum for
         ``wmv_patience`` iterations, and return the output of that minimum) or
         ``"none"`` (run ``max_iterations``).
-    holdout_patience, holdout_patience_range : float, (int, int)
-        Patience of ``stop="auto"``: ``holdout_patience`` times the iteration
-        of the current minimum, clipped to the range (iterations). Runs that
-        fit fast peak early and need little patience; slow runs get more.
+    holdout_patience : int
+        Iterations ``stop="auto"`` waits after the held-out error's minimum.
     stop_window, stop_epsilon : int, float
         Window n and threshold epsilon of the ratio rule.
     wmv_window, wmv_patience : int
@@ -258,8 +256,7 @@ class RestoreParameters:
     stop_epsilon: float = 0.01
     wmv_window: int = 100
     wmv_patience: int = 1000
-    holdout_patience: float = 0.5
-    holdout_patience_range: tuple[int, int] = (150, 400)
+    holdout_patience: int = 300
     track_variance: bool = False
     holdout: float = 0.0
     signal_every: int = 1
@@ -348,11 +345,8 @@ class RestoreParameters:
         if self.stop == "auto" and not self.holdout > 0:
             raise ValueError(f"stop={self.stop!r} watches held-out pixels: it needs holdout > 0 "
                              "(e.g. 0.1); with holdout=0 use stop='ratio', 'wmv' or 'none'")
-        low, high = self.holdout_patience_range
-        if not (self.holdout_patience >= 0 and 1 <= low <= high):
-            raise ValueError("holdout_patience must be >= 0 and holdout_patience_range "
-                             f"(low, high) with 1 <= low <= high, got {self.holdout_patience}, "
-                             f"{self.holdout_patience_range}")
+        if self.holdout_patience < 1:
+            raise ValueError(f"holdout_patience must be >= 1, got {self.holdout_patience}")
         if not self.lipschitz > 0:
             raise ValueError(f"lipschitz must be positive, got {self.lipschitz}")
         if self.width < 1 or (self.depth is not None and self.depth < 0):
