@@ -98,8 +98,12 @@ LOSS = Panel(
     y_label="mean squared error",
     help=("Mean squared difference between the output and the degraded input. It keeps "
           "falling as the network reproduces more, noise included, so a low loss is not "
-          "the goal: the stopping signal decides."),
-    series=(Series("loss", "loss", "#e8912d", width=1.2),),
+          "the goal. The held-out pixels (left out of the fit) fall, then rise again once "
+          "the network reproduces noise: the auto stop rule returns their minimum."),
+    series=(Series("loss", "loss", "#e8912d", width=1.2),
+            Series("holdout_loss", "held-out pixels", "#36a3d9", "dotted", 1.2),
+            Series("holdout_loss_ema", "held-out pixels, moving average", "#3b6fb6",
+                   "dashed", 2.0)),
     log_y=True,
 )
 
@@ -122,6 +126,7 @@ PANELS: dict[str, Panel] = {p.key: p for p in (FBC, RATIO, LOSS, QUALITY)}
 
 #: the stop marker's words, by stop reason
 STOP_WORDS: dict[str, str] = {
+    "holdout": "minimum of the held-out pixels' error",
     "ratio": "blur/sharpness rule",
     "wmv": "ES-WMV (variance) rule",
     "max_iterations": "iteration cap",

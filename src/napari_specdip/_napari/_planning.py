@@ -346,6 +346,8 @@ class RunPlan:
     extra: dict[str, Any] = field(default_factory=dict)
     #: the region of the input restored by a region preview (None: the whole image)
     region: Box | None = None
+    #: each plane starts from the network weights of the plane before
+    warm_start: bool = False
 
     @property
     def task(self) -> str:
@@ -505,8 +507,42 @@ def assemble(plan: RunPlan, results: list[RestoreResult]) -> tuple[npt.NDArray[A
         "axes": list(plan.iterated),
         "planes": [list(p.source) for p in plan.planes],
         "input_shape": list(info.data.shape),
+        "warm_start": plan.warm_start,
+        # which slices really started from the slice before's weights
+        "warm_started": [bool(r.parameters.get("warm_start")) for r in results]
+                        + [False] * missing,
     }
+    models = [r.parameters.get("noise_model") for r in results]
+    if any(m is not None for m in models):
+        sd["noise_model_per_slice"] = models + [None] * missing
     return out, _with_region(plan, meta)
+
+
+def assemble_uncertainty(plan: RunPlan, results: Sequence[RestoreResult]
+                         ) -> npt.NDArray[np.float32] | None:
+    """An ensemble's per-pixel standard deviation laid out as the output, one value per
+    pixel (RGB: root mean square over the channels; planes not restored: 0); None
+    without an ensemble."""
+    maps = [r.uncertainty for r in results]
+    if not maps or all(m is None for m in maps):
+        return None
+
+    shape = plan.out_plane_shape[:2]
+
+    def per_pixel(m: npt.NDArray[Any] | None) -> npt.NDArray[np.float32]:
+        if m is None:
+            return np.zeros(shape, np.float32)
+        values = np.asarray(m, dtype=np.float32)
+        if plan.info.rgb:
+            values = np.sqrt(np.mean(np.square(values), axis=-1))
+        return values.reshape(shape)
+
+    if plan.info.n_leading == 0:
+        return per_pixel(maps[0])
+    out = np.zeros(plan.out_leading + plan.out_plane_shape[:2], dtype=np.float32)
+    for k, plane in enumerate(plan.planes[: len(maps)]):
+        out[plane.target] = per_pixel(maps[k])
+    return out
 
 
 def _with_region(plan: RunPlan, meta: dict[str, Any]) -> dict[str, Any]:
