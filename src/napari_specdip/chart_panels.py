@@ -79,11 +79,12 @@ FBC = Panel(
 
 RATIO = Panel(
     key="ratio",
-    title="Stopping signal: blur / sharpness",
+    title="Blur / sharpness: the ratio rule's signal",
     y_label="blur / sharpness",
     help=("Blurriness divided by sharpness of the output: it falls while detail is added. "
-          "The run stops when the mean of the recent window no longer drops below the "
-          "mean of the previous one (the paper's rule)."),
+          "With the ratio stop rule (the paper's, in the paper preset) the run stops when "
+          "the mean of the recent window no longer drops below the mean of the previous "
+          "one. The auto rule watches the held-out pixels instead (loss panel)."),
     series=(
         Series("ratio", "ratio", "#8c8c8c", width=1.2),
         Series("ratio_mean_previous", "mean, previous window", "#3b6fb6", "dashed", 2.0),
@@ -102,8 +103,7 @@ LOSS = Panel(
           "the network reproduces noise: the auto stop rule returns their minimum."),
     series=(Series("loss", "loss", "#e8912d", width=1.2),
             Series("holdout_loss", "held-out pixels", "#36a3d9", "dotted", 1.2),
-            Series("holdout_loss_ema", "held-out pixels, moving average", "#3b6fb6",
-                   "dashed", 2.0)),
+            Series("holdout_loss_ema", "held-out, averaged", "#3b6fb6", "dashed", 2.0)),
     log_y=True,
 )
 
@@ -114,10 +114,12 @@ QUALITY = Panel(
     right_label="SSIM",
     help=("PSNR (left axis, dB) and SSIM (right axis, 0 to 1) of the output against the "
           "clean reference you chose: higher is better. Their peak is where an oracle "
-          "would stop."),
+          "would stop. With the ema output the dashed curve is the PSNR of the moving "
+          "average, which is what the result holds."),
     series=(
         Series("psnr", "PSNR (dB)", "#3fa34d", width=1.8),
         Series("ssim", "SSIM", "#9b6ddb", width=1.8, right=True),
+        Series("psnr_ema", "PSNR, averaged output", "#58b368", "dashed", 1.8),
     ),
     needs_reference=True,
 )
@@ -126,7 +128,7 @@ PANELS: dict[str, Panel] = {p.key: p for p in (FBC, RATIO, LOSS, QUALITY)}
 
 #: the stop marker's words, by stop reason
 STOP_WORDS: dict[str, str] = {
-    "holdout": "minimum of the held-out pixels' error",
+    "holdout": "held-out minimum",
     "ratio": "blur/sharpness rule",
     "wmv": "ES-WMV (variance) rule",
     "max_iterations": "iteration cap",

@@ -153,7 +153,8 @@ def current_index(layer_world_to_data: Any, point: Sequence[float],
     """The leading-axis index under the viewer's dims ``point`` (world coordinates)."""
     coords = np.asarray(layer_world_to_data(point), dtype=float)
     lead = coords[: len(leading_shape)]
-    return tuple(int(np.clip(np.round(c), 0, n - 1)) for c, n in zip(lead, leading_shape, strict=True))
+    return tuple(int(np.clip(np.round(c), 0, n - 1))
+                 for c, n in zip(lead, leading_shape, strict=True))
 
 
 def iterated_axes(mode: Any, n_leading: int) -> tuple[int, ...]:
@@ -175,7 +176,8 @@ class Plane:
     target: tuple[int, ...]  # index into the output's leading axes
 
 
-def planes(info: ImageInfo, mode: Any, current: Sequence[int]) -> tuple[list[Plane], tuple[int, ...]]:
+def planes(info: ImageInfo, mode: Any, current: Sequence[int]
+           ) -> tuple[list[Plane], tuple[int, ...]]:
     """The planes to restore and the output's leading shape."""
     axes = iterated_axes(mode, info.n_leading)
     lead = info.leading_shape
@@ -283,7 +285,8 @@ def mask_array(layer: Any, info: ImageInfo) -> npt.NDArray[np.bool_]:
         mask = data != 0
     else:
         # ValueError, like every other message for the user (the widget shows them)
-        raise ValueError(f"mask {layer.name!r} must be a Labels, Shapes or Image layer")  # noqa: TRY004
+        raise ValueError(  # noqa: TRY004
+            f"mask {layer.name!r} must be a Labels, Shapes or Image layer")
     if not mask.any():
         raise ValueError(f"mask {layer.name!r} marks no pixel of image {info.name!r} to fill")
     return mask
@@ -478,7 +481,8 @@ def useful_results(results: Sequence[RestoreResult], *,
     return kept
 
 
-def assemble(plan: RunPlan, results: list[RestoreResult]) -> tuple[npt.NDArray[Any], dict[str, Any]]:
+def assemble(plan: RunPlan, results: list[RestoreResult]
+             ) -> tuple[npt.NDArray[Any], dict[str, Any]]:
     """Output array and metadata for the planes restored (others filled from the input)."""
     if not results:
         raise ValueError("the run ended before any result")

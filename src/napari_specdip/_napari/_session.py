@@ -284,7 +284,7 @@ class RunSession:
         self.output = layer
         self.results = kept
         self.preview_layer = None
-        reasons = sorted({self._reason(r.stop_reason) for r in kept})
+        reasons = sorted({self._words(r.stop_reason) for r in kept})
         iterations = sum(r.iterations for r in kept)
         elapsed = sum(r.elapsed for r in kept)
         slices = f" over {len(kept)} slices" if len(plan.jobs) > 1 else ""
@@ -292,6 +292,9 @@ class RunSession:
         what = "Region preview" if self.is_region else f"{name!r}"
         message = (f"{what}: {iterations} iterations{slices} in {elapsed:.1f} s on {device}; "
                    f"stop: {', '.join(reasons)}.")
+        if len(kept) == 1 and kept[0].stop_iteration < kept[0].iterations:
+            # the auto and wmv rules return the output of their minimum, not the last one
+            message += f" The result is the output of iteration {kept[0].stop_iteration}."
         if self.is_region and self.interrupt.budget.is_set():
             message += (f" A preview stops at its time budget ({self.budget_s:g} s); Run "
                         "restores the whole image with the same settings.")
@@ -304,6 +307,12 @@ class RunSession:
         short = ("dock closed: run stopped, result kept" if self.detached
                  else "region preview done" if self.is_region else f"done: {name}")
         self._finish(message, toast_text=short, info=show_info)
+
+    def _words(self, reason: str) -> str:
+        """A stop reason for the status line."""
+        if reason == "holdout":
+            return "held-out pixels' error at its minimum"
+        return self._reason(reason)
 
     def _reason(self, reason: str) -> str:
         if reason == "stopped" and self.interrupt.budget.is_set():
