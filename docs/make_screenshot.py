@@ -1,12 +1,15 @@
 """Take the README's screenshots from a real napari window.
 
-Opens the noisy-photo sample, docks the SpecDIP restore widget and its charts,
-runs a short restoration (width 32, 240 iterations, window 40 so the stop rule
-can fire) and writes, next to this script (or into the folder given):
+Opens the noisy-microscopy sample (its camera noise is Poisson-Gaussian, and the
+sample carries the true camera values), docks the SpecDIP restore widget and its
+charts, waits for the estimate under Run, restores with the default (balanced)
+settings until the hold-out rule stops, and writes, next to this script (or into
+the folder given):
 
 - ``screenshot.png``: the whole window while the run is under way (preview,
   progress with time left, charts);
-- ``screenshot_widget.png``: the restore widget alone, after the run;
+- ``screenshot_widget.png``: the restore widget alone, after the run (the noise
+  model's estimate next to the sample's truth, the estimate under Run);
 - ``screenshot_charts_dark.png`` and ``screenshot_charts_light.png``: the charts
   dock after the run, in napari's dark and light themes.
 
@@ -22,8 +25,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-ITERATIONS = 240
-CAPTURE_AT = 150  # iteration after which the window is grabbed (a preview step)
+CAPTURE_AT = 120  # iteration after which the window is grabbed (a preview step)
 WIDTH, HEIGHT = 1500, 940
 CHARTS_HEIGHT = 270
 
@@ -42,13 +44,14 @@ def main(folder: Path) -> list[Path]:
     app = QApplication.instance() or QApplication([])
     viewer = napari.Viewer(title="napari-specdip", show=True)
     viewer.window.resize(WIDTH, HEIGHT)
-    viewer.open_sample("napari-specdip", "noisy_photo")
     _, widget = viewer.window.add_plugin_dock_widget("napari-specdip", "Restore")
-    widget.image.value = viewer.layers["noisy photo"]
-    widget.net_width.value = 32
-    widget.max_iterations.value = ITERATIONS
-    widget.stop_window.value = 40
+    viewer.open_sample("napari-specdip", "noisy_microscopy")  # the widget follows its hints
     widget.preview_every.value = 10
+    widget.refresh_estimate()
+    while widget.last_estimate is None:
+        app.processEvents()
+        time.sleep(0.02)
+    print(f"estimate: {widget.estimate_label.value}")
 
     qt_window = viewer.window._qt_window
     charts_dock = widget.charts.parent()

@@ -79,11 +79,12 @@ FBC = Panel(
 
 RATIO = Panel(
     key="ratio",
-    title="Stopping signal: blur / sharpness",
+    title="Blur / sharpness: the ratio rule's signal",
     y_label="blur / sharpness",
     help=("Blurriness divided by sharpness of the output: it falls while detail is added. "
-          "The run stops when the mean of the recent window no longer drops below the "
-          "mean of the previous one (the paper's rule)."),
+          "With the ratio stop rule (the paper's, in the paper preset) the run stops when "
+          "the mean of the recent window no longer drops below the mean of the previous "
+          "one. The auto rule watches the held-out pixels instead (loss panel)."),
     series=(
         Series("ratio", "ratio", "#8c8c8c", width=1.2),
         Series("ratio_mean_previous", "mean, previous window", "#3b6fb6", "dashed", 2.0),
@@ -98,8 +99,11 @@ LOSS = Panel(
     y_label="mean squared error",
     help=("Mean squared difference between the output and the degraded input. It keeps "
           "falling as the network reproduces more, noise included, so a low loss is not "
-          "the goal: the stopping signal decides."),
-    series=(Series("loss", "loss", "#e8912d", width=1.2),),
+          "the goal. The held-out pixels (left out of the fit) fall, then rise again once "
+          "the network reproduces noise: the auto stop rule returns their minimum."),
+    series=(Series("loss", "loss", "#e8912d", width=1.2),
+            Series("holdout_loss", "held-out pixels", "#36a3d9", "dotted", 1.2),
+            Series("holdout_loss_ema", "held-out, averaged", "#3b6fb6", "dashed", 2.0)),
     log_y=True,
 )
 
@@ -110,10 +114,12 @@ QUALITY = Panel(
     right_label="SSIM",
     help=("PSNR (left axis, dB) and SSIM (right axis, 0 to 1) of the output against the "
           "clean reference you chose: higher is better. Their peak is where an oracle "
-          "would stop."),
+          "would stop. With the ema output the dashed curve is the PSNR of the moving "
+          "average, which is what the result holds."),
     series=(
         Series("psnr", "PSNR (dB)", "#3fa34d", width=1.8),
         Series("ssim", "SSIM", "#9b6ddb", width=1.8, right=True),
+        Series("psnr_ema", "PSNR, averaged output", "#58b368", "dashed", 1.8),
     ),
     needs_reference=True,
 )
@@ -122,6 +128,7 @@ PANELS: dict[str, Panel] = {p.key: p for p in (FBC, RATIO, LOSS, QUALITY)}
 
 #: the stop marker's words, by stop reason
 STOP_WORDS: dict[str, str] = {
+    "holdout": "held-out minimum",
     "ratio": "blur/sharpness rule",
     "wmv": "ES-WMV (variance) rule",
     "max_iterations": "iteration cap",

@@ -52,6 +52,7 @@ def test_notes_markers_and_layout_during_a_run(make_napari_viewer_proxy: Any,
     widget.max_iterations.value = 12
     widget.stop.value = "ratio"
     widget.stop_window.value = 50
+    widget.signal_every.value = 1  # a point at iteration 3
     charts = widget.charts
     ratio = charts.panels["ratio"]
     notes: list[tuple[bool, str, bool]] = []

@@ -8,11 +8,13 @@ import math
 import numpy as np
 import pytest
 
-from napari_specdip._napari import _eta, _help, _region
+from napari_specdip._napari import _estimating, _eta, _help, _region
 from napari_specdip._napari._planning import Box
+from napari_specdip.core.estimate import Estimate
+from napari_specdip.core.params import RestoreParameters
 
 
-@pytest.mark.parametrize("module", [_eta, _help, _region])
+@pytest.mark.parametrize("module", [_eta, _help, _region, _estimating])
 def test_examples(module: object) -> None:
     result = doctest.testmod(module)  # type: ignore[arg-type]
     assert result.failed == 0 and result.attempted > 0
@@ -85,3 +87,30 @@ def test_toasts_are_one_line() -> None:
 
 def test_docs_url_is_a_link() -> None:
     assert _help.docs_url().startswith("https://")
+
+
+def _estimate(per_step: float, iterations: int, *, fits: bool = True) -> Estimate:
+    return Estimate(seconds=per_step * iterations, seconds_per_iteration=per_step,
+                    iterations=iterations, peak_memory_bytes=310_000_000,
+                    available_memory_bytes=8_000_000_000, device="cpu", fits=fits,
+                    advice="" if fits else "needs about 9.0 GB on cpu but only 8.0 GB is "
+                                           "available; try a smaller width (32 instead of 64)")
+
+
+def test_estimate_text_says_time_per_step_cap_usual_range_and_memory() -> None:
+    balanced = RestoreParameters.for_task("denoise")  # stop auto, at most 3000 iterations
+    low, high = _estimating.TYPICAL_AUTO_STOP
+    text = _estimating.estimate_text(_estimate(0.35, 3000), balanced)
+    usual = _estimating.rough_range(low * 0.35, high * 0.35)
+    assert text == f"≈ 35 s per 100 it · at most 18 min · usually {usual} · 310 MB"
+    # a stack: the cap and the usual range for every slice
+    text = _estimating.estimate_text(_estimate(0.35, 3000), balanced, planes=4)
+    assert "at most 1 h 10 min for 4 slices" in text
+    # no measured range for the other rules, and none past the cap
+    for params in (balanced.replace(stop="none"), RestoreParameters.for_task(
+            "denoise", preset="paper")):
+        assert "usually" not in _estimating.estimate_text(_estimate(0.35, 3000), params)
+    assert _estimating.typical_iterations(balanced.replace(max_iterations=500)) == (low, 500)
+    refused = _estimating.estimate_text(_estimate(math.nan, 3000, fits=False), balanced)
+    assert refused == ("Will not fit: needs about 9.0 GB on cpu but only 8.0 GB is available; "
+                       "try a smaller width (32 instead of 64)")

@@ -119,9 +119,10 @@ def test_advanced_fields_show_values_as_typed_and_check_only_what_is_used(
         viewer: Any, open_widget: Any) -> None:
     viewer.add_image(samples.jpeg_blocked(SIZE).image, name="coffee")
     widget = open_widget(task="deblock", show_advanced=True)
-    assert widget.learning_rate.value == "0.001"
+    assert widget.learning_rate.value == "0.01"  # the balanced preset's
     assert widget.stop_epsilon.value == "0.01"
     widget.learning_rate.value = "2e-4"
+    widget.stop.value = "ratio"  # window and ε are read for the ratio rule only
     widget.stop_epsilon.value = "0.0005"
     params = widget.parameters()
     assert params.learning_rate == pytest.approx(2e-4)
@@ -141,7 +142,10 @@ def test_advanced_fields_show_values_as_typed_and_check_only_what_is_used(
     widget.stop_epsilon.value = "?"
     assert not _visible(widget.stop_epsilon) and not _visible(widget.stop_window)
     assert widget.parameters().stop == "none"
+    widget.stop.value = "auto"  # the hold-out rule: no window, no ε
+    assert not _visible(widget.stop_epsilon) and widget.parameters().stop == "auto"
     widget.stop.value = "ratio"
+    assert _visible(widget.stop_epsilon) and _visible(widget.stop_window)
     with pytest.raises(ValueError, match="stop ε"):
         widget.parameters()
     # combo boxes are wide enough for their longest choice
@@ -164,7 +168,8 @@ def test_every_control_has_a_tooltip_a_new_user_understands(viewer: Any,
                if not (c.tooltip or "").strip()]
     assert missing == []
     stop = widget.stop.tooltip
-    assert "auto (default)" in stop and "ES-WMV (early stopping" in stop
+    assert "auto (default)" in stop and "hold-out minimum" in stop
+    assert "blur/sharpness" in stop and "ES-WMV (early stopping" in stop and "none" in stop
     assert "time" in widget.max_iterations.tooltip
     assert "G the network" in widget.gain.tooltip
     for name in ("seed", "show_advanced", "upsampler", "learning_rate", "network",
@@ -308,13 +313,3 @@ def test_region_preview_stops_at_its_time_budget(viewer: Any, open_widget: Any,
     meta = widget.session.output.metadata["specdip"]
     assert meta["stop_reason"] == "stopped" and meta["iterations"] < 1000
     assert "time budget (2 s)" in widget.status.value
-
-
-def test_hooks_for_later_sections_are_in_place(viewer: Any) -> None:
-    from napari_specdip._napari._widget import RestoreWidget
-
-    widget = RestoreWidget(viewer)
-    assert widget._preset_controls() == []
-    assert widget._noise_model_section() is None
-    assert widget._update_estimate() is None
-    assert widget._add_extra_outputs(None) == []  # type: ignore[arg-type]

@@ -78,7 +78,8 @@ def test_each_task_adds_a_restored_layer(task: str, viewer: Any, open_widget: An
     before = np.array(image.data, copy=True)
     data_object = image.data
     iterations = 7
-    widget = open_widget(task=task, iterations=iterations, stop="none")
+    # signals at every step, so that the charts hold one point per iteration
+    widget = open_widget(task=task, iterations=iterations, stop="none", signal_every=1)
     widget.image.value = image
     if mask_layer is not None:
         widget.mask.value = mask_layer
@@ -135,7 +136,7 @@ def test_ratio_rule_window_means_and_stop_marker(viewer: Any, open_widget: Any,
                                                  qtbot: Any, wait_for_run: Any) -> None:
     image, _ = _add_sample(viewer, samples.jpeg_blocked(SIZE))
     widget = open_widget(task="deblock", iterations=12, stop="ratio", stop_window=3,
-                         stop_epsilon=1e8, show_advanced=True)
+                         stop_epsilon=1e8, show_advanced=True, signal_every=1)
     widget.image.value = image
     assert shown(widget.advanced)
     widget.start()
@@ -221,9 +222,9 @@ def test_bad_parameters_are_refused(viewer: Any, open_widget: Any) -> None:
     widget.image.value = image
     assert widget.start() is None
     assert "Gaussian σ" in widget.last_error
-    widget.sigmas.value = "0.1, 0.1"
+    widget.sigmas.value = "0.1, -1"
     assert widget.start() is None
-    assert "sigmas" in widget.last_error
+    assert "sigmas must be positive" in widget.last_error
     widget.learning_rate.value = "fast"
     assert widget.start() is None
     assert "learning rate" in widget.last_error and "not a number" in widget.last_error
@@ -238,7 +239,8 @@ def test_stack_is_restored_slice_by_slice(viewer: Any, open_widget: Any,
     stack = np.stack([base, np.flipud(base), np.fliplr(base)])
     layer = viewer.add_image(stack, name="stack", scale=(3.0, 1.0, 1.0))
     before = stack.copy()
-    widget = open_widget(task="deblock", iterations=4, stop="none", preview_every=2)
+    widget = open_widget(task="deblock", iterations=4, stop="none", preview_every=2,
+                         signal_every=1)
     widget.image.value = layer
     assert shown(widget.stack)
     assert widget.stack.value == 0  # along the only leading axis
@@ -379,6 +381,7 @@ def test_charts_draw_on_screen_and_follow_the_theme(make_napari_viewer_proxy: An
     widget.net_width.value = 8
     widget.max_iterations.value = 8
     widget.stop.value = "none"
+    widget.signal_every.value = 1
     widget.image.value = image
     widget.reference.value = clean
     widget.start()
@@ -450,7 +453,8 @@ def test_worker_error_is_reported(viewer: Any, open_widget: Any, wait_for_run: A
     from napari_specdip._napari import _session
     from napari_specdip._napari._help import TOAST_CHARS
 
-    def failing(jobs: Any, interrupt: Any, budget_s: Any = None) -> Any:
+    def failing(jobs: Any, interrupt: Any, budget_s: Any = None, warm_start: bool = False
+                ) -> Any:
         for k, job in enumerate(jobs):
             gen = job.run()
             yield k, next(gen)

@@ -368,6 +368,8 @@ class ChartsWidget(QWidget):
         self.stop_reason: str | None = None
         self.has_reference = False
         self.stop_window = 100
+        self.signal_every = 1
+        self.stop_rule = "ratio"
         self.redraw_count = 0  # data syncs
         self.draw_count = 0  # syncs while the charts were on screen
         self.draw_times: list[float] = []  # seconds spent in each on-screen sync
@@ -425,8 +427,13 @@ class ChartsWidget(QWidget):
     # ------------------------------------------------------------------ data
 
     def reset(self, *, has_reference: bool = False, title: str = "",
-              window: int | None = None) -> None:
-        """Forget the previous run; show the PSNR/SSIM panel only with a reference."""
+              window: int | None = None, every: int | None = None,
+              rule: str | None = None) -> None:
+        """Forget the previous run; show the PSNR/SSIM panel only with a reference.
+
+        ``window`` (iterations), ``every`` (iterations between two signals) and the stop
+        ``rule`` tell the ratio panel what to say while its window means are empty.
+        """
         self._timer.stop()
         for buffer in self.data.values():
             buffer.clear()
@@ -437,6 +444,10 @@ class ChartsWidget(QWidget):
             panel.reset_ranges()
         if window is not None:
             self.stop_window = int(window)
+        if every is not None:
+            self.signal_every = max(1, int(every))
+        if rule is not None:
+            self.stop_rule = rule
         self.has_reference = has_reference
         self._set_reference_visible(has_reference)
         self.set_title(title)
@@ -454,6 +465,8 @@ class ChartsWidget(QWidget):
         it = float(report.iteration)
         self.data["loss"].append(it, report.loss)
         for key, value in report.signals.items():
+            if key == "loss":  # the step's own loss, appended above
+                continue
             buffer = self.data.get(key)
             if buffer is not None:
                 buffer.append(it, value)
@@ -482,8 +495,10 @@ class ChartsWidget(QWidget):
         """A vertical marker where the run stopped, on every panel; words on the ratio panel."""
         self.stop_iteration = int(iteration)
         self.stop_reason = reason
+        # the words go on the panel of the signal that decided
+        words = "loss" if reason == "holdout" else "ratio"
         for key, panel in self.panels.items():
-            panel.mark_stop(iteration, stop_text(iteration, reason) if key == "ratio" else "")
+            panel.mark_stop(iteration, stop_text(iteration, reason) if key == words else "")
         self.redraw()
 
     def flush(self) -> None:
@@ -530,8 +545,10 @@ class ChartsWidget(QWidget):
             has_points = any(self.data[s].n for s in panel.panel.series_keys())
             note = "" if has_points else panel.panel.waiting
             if key == "ratio" and has_points and not self.data["ratio_mean_recent"].n \
-                    and self.stop_iteration is None:
-                note = window_note(self.stop_window)
+                    and self.stop_iteration is None and self.stop_rule == "ratio":
+                # the rule averages window / every values per window
+                every = self.signal_every
+                note = window_note(max(1, round(self.stop_window / every)), every)
             panel.set_note(note)
 
     def showEvent(self, event: Any) -> None:  # Qt API name

@@ -30,15 +30,45 @@ TOOLTIPS: dict[str, str] = {
     "stack": "Which planes of a Z/T stack to restore; each plane is restored on its own.",
     "lipschitz": ("λ bounds how steep each layer of the network may be. Larger lets fine "
                   "detail (and noise) through sooner; smaller gives smoother results."),
-    "net_width": ("Channels per layer of the network. Smaller is much faster (try 32-64 on "
-                  "a CPU); the paper uses 128."),
+    "net_width": ("Channels per layer of the network. Smaller is much faster: the "
+                  "presets use 32 (quick), 64 (balanced) and 128 (the paper)."),
+    "preset": ("A starting point for the method's settings: quick (width 32, at most 1500 "
+               "iterations: for trying things out), balanced (width 64, at most 3000, "
+               "the default) or paper (the paper's exact settings: width 128, learning rate "
+               "0.001, blur/sharpness stop; ten to a hundred times slower). Choosing one "
+               "loads its values into the fields you have not changed yourself."),
+    "ensemble": ("Fit K networks from seeds seed .. seed + K - 1 together and return their "
+                 "mean, plus a second layer with their per-pixel standard deviation (where "
+                 "the result is uncertain). Costs about K times the time and memory of one "
+                 "run; 1 runs a single network."),
+    "warm_start": ("Stacks: start each slice from the network the previous slice ended "
+                   "with, instead of from scratch. Neighbouring slices look alike, so each "
+                   "fit starts close and usually stops sooner; every slice still has its "
+                   "own stop."),
+    "holdout": ("Share of the observed pixels left out of the fit (0.1 = 10%) and watched "
+                "instead: their error tells when the network starts to reproduce noise. "
+                "The auto stop rule needs it above 0; every pixel is still restored."),
+    "noise": ("What kind of noise the image has. gaussian: the same noise level everywhere "
+              "(photos). poisson-gaussian: photon shot noise plus camera read noise, "
+              "brighter pixels noisier (microscopy, astronomy: raw camera counts)."),
+    "noise_gain": ("Camera gain: image units per detected photon (e.g. ADU per photon). "
+                   "Leave empty to estimate it from the image."),
+    "noise_read_sigma": ("Camera read noise, in image units (its standard deviation). Leave "
+                         "empty to estimate it from the image."),
+    "noise_offset": ("Camera offset (pedestal): the image value of zero photons. Leave empty "
+                     "to estimate it from the image (its black level)."),
+    "noise_fit": ("How the noise model enters the fit: weighted (default: each pixel's error "
+                  "weighted by its expected noise) or anscombe (variance-stabilising "
+                  "transform; can be sharper but needs a well-placed stop)."),
     "max_iterations": ("The most iterations the run may take: the time the run takes at "
                        "most (the ETA during a run tells how long that is). The stop rule "
                        "usually ends the run sooner."),
-    "stop": ("When to stop. auto (default): the paper's blur/sharpness rule, with ES-WMV "
-             "as a backstop, whichever fires first. ratio: the paper's rule alone. wmv: "
-             "ES-WMV (early stopping by windowed moving variance: stops when the output "
-             "stops changing). none: run to the iteration cap."),
+    "stop": ("When to stop. auto (default): a random share of the pixels (held-out pixels, "
+             "Advanced) is left out of the fit; the run stops once their error has not "
+             "improved for a while and returns the output where it was lowest (the hold-out "
+             "minimum). ratio: the paper's blur/sharpness rule (window and ε in Advanced). "
+             "wmv: ES-WMV (early stopping by windowed moving variance: stops when the output "
+             "has stopped changing). none: run to the iteration cap."),
     "seed": ("Starting point of the random network. The same seed and settings give the "
              "same result on the same device."),
     "preview_every": ("Show the current output in a preview layer every N iterations "
@@ -50,13 +80,15 @@ TOOLTIPS: dict[str, str] = {
                   "filter, smoother; set its σ below) or nearest."),
     "sigmas": ("Gaussian upsampling only: one σ per level, coarse to fine, separated by "
                "commas. Larger σ suppresses more high frequency."),
-    "learning_rate": ("Step size of the Adam optimiser. Type it as you like: 0.001 or 1e-3. "
+    "learning_rate": ("Step size of the Adam optimiser (quick and balanced: 0.01 after a "
+                      "short warm-up; the paper: 0.001). Type it as you like: 0.01 or 1e-2. "
                       "Larger fits faster but less stably."),
     "network": ("decoder: the paper's network. skip: the original Deep Image Prior "
                 "network; convnet: no resampling. The last two are for comparisons."),
-    "output": ("What the result holds: ema (default) a moving average of recent outputs, "
-               "smoother; last the final iterate (the paper); best the highest PSNR "
-               "against the reference, or the most stable output without one."),
+    "output": ("What the result holds: ema (quick, balanced) a moving average of recent "
+               "outputs, smoother; last the final iterate (the paper); best the highest PSNR "
+               "against the reference, or the most stable output without one. With the auto "
+               "or wmv stop rule it is taken at the rule's minimum."),
     "stop_window": ("Window n of the blur/sharpness rule, in iterations: it compares the "
                     "mean of the last n values with the n before, so it can fire from "
                     "iteration 2n + 1."),
@@ -64,14 +96,20 @@ TOOLTIPS: dict[str, str] = {
                      "is no more than ε below the previous one. Larger stops sooner. "
                      "Type it as you like: 0.01 or 1e-2."),
     "signal_every": ("Measure the charts' signals (and apply the stop rule) every k "
-                     "iterations. Larger is a little faster; windows are scaled to match."),
+                     "iterations (quick and balanced: 5; the paper: 1). Larger is faster; "
+                     "windows are scaled to match."),
     "backtrack": ("If the fit suddenly gets much worse (a divergence), go back to the last "
                   "good network weights and go on."),
     "run_button": ("Restore the whole image with these settings. While it runs the button "
                    "stops the run; the result so far is kept."),
+    "estimate": ("Measured for this image, these settings and this device (a few real steps "
+                 "in the background): seconds per 100 iterations, the longest the run can "
+                 "take (at the iteration cap), how long the auto stop usually takes, and "
+                 "the peak memory."),
     "preview_button": ("Restore only the part of the image in view (or the chosen Shapes "
-                       "rectangle), at most 128 x 128 pixels, with these settings, for a "
-                       "quick look; it stops after about 15 s and shows over the image."),
+                       "rectangle), at most 128 x 128 pixels, with these settings (one "
+                       "ensemble member), for a quick look; it stops after about 15 s and "
+                       "shows over the image."),
     "region": ("What Preview region restores: what the canvas shows of the image, or the "
                "last rectangle of a Shapes layer."),
     "save_button": ("Save the last result as a TIFF with its pixel size, units and the "

@@ -153,7 +153,8 @@ def current_index(layer_world_to_data: Any, point: Sequence[float],
     """The leading-axis index under the viewer's dims ``point`` (world coordinates)."""
     coords = np.asarray(layer_world_to_data(point), dtype=float)
     lead = coords[: len(leading_shape)]
-    return tuple(int(np.clip(np.round(c), 0, n - 1)) for c, n in zip(lead, leading_shape, strict=True))
+    return tuple(int(np.clip(np.round(c), 0, n - 1))
+                 for c, n in zip(lead, leading_shape, strict=True))
 
 
 def iterated_axes(mode: Any, n_leading: int) -> tuple[int, ...]:
@@ -175,7 +176,8 @@ class Plane:
     target: tuple[int, ...]  # index into the output's leading axes
 
 
-def planes(info: ImageInfo, mode: Any, current: Sequence[int]) -> tuple[list[Plane], tuple[int, ...]]:
+def planes(info: ImageInfo, mode: Any, current: Sequence[int]
+           ) -> tuple[list[Plane], tuple[int, ...]]:
     """The planes to restore and the output's leading shape."""
     axes = iterated_axes(mode, info.n_leading)
     lead = info.leading_shape
@@ -283,7 +285,8 @@ def mask_array(layer: Any, info: ImageInfo) -> npt.NDArray[np.bool_]:
         mask = data != 0
     else:
         # ValueError, like every other message for the user (the widget shows them)
-        raise ValueError(f"mask {layer.name!r} must be a Labels, Shapes or Image layer")  # noqa: TRY004
+        raise ValueError(  # noqa: TRY004
+            f"mask {layer.name!r} must be a Labels, Shapes or Image layer")
     if not mask.any():
         raise ValueError(f"mask {layer.name!r} marks no pixel of image {info.name!r} to fill")
     return mask
@@ -346,6 +349,8 @@ class RunPlan:
     extra: dict[str, Any] = field(default_factory=dict)
     #: the region of the input restored by a region preview (None: the whole image)
     region: Box | None = None
+    #: each plane starts from the network weights of the plane before
+    warm_start: bool = False
 
     @property
     def task(self) -> str:
@@ -476,7 +481,8 @@ def useful_results(results: Sequence[RestoreResult], *,
     return kept
 
 
-def assemble(plan: RunPlan, results: list[RestoreResult]) -> tuple[npt.NDArray[Any], dict[str, Any]]:
+def assemble(plan: RunPlan, results: list[RestoreResult]
+             ) -> tuple[npt.NDArray[Any], dict[str, Any]]:
     """Output array and metadata for the planes restored (others filled from the input)."""
     if not results:
         raise ValueError("the run ended before any result")
@@ -505,8 +511,42 @@ def assemble(plan: RunPlan, results: list[RestoreResult]) -> tuple[npt.NDArray[A
         "axes": list(plan.iterated),
         "planes": [list(p.source) for p in plan.planes],
         "input_shape": list(info.data.shape),
+        "warm_start": plan.warm_start,
+        # which slices really started from the slice before's weights
+        "warm_started": [bool(r.parameters.get("warm_start")) for r in results]
+                        + [False] * missing,
     }
+    models = [r.parameters.get("noise_model") for r in results]
+    if any(m is not None for m in models):
+        sd["noise_model_per_slice"] = models + [None] * missing
     return out, _with_region(plan, meta)
+
+
+def assemble_uncertainty(plan: RunPlan, results: Sequence[RestoreResult]
+                         ) -> npt.NDArray[np.float32] | None:
+    """An ensemble's per-pixel standard deviation laid out as the output, one value per
+    pixel (RGB: root mean square over the channels; planes not restored: 0); None
+    without an ensemble."""
+    maps = [r.uncertainty for r in results]
+    if not maps or all(m is None for m in maps):
+        return None
+
+    shape = plan.out_plane_shape[:2]
+
+    def per_pixel(m: npt.NDArray[Any] | None) -> npt.NDArray[np.float32]:
+        if m is None:
+            return np.zeros(shape, np.float32)
+        values = np.asarray(m, dtype=np.float32)
+        if plan.info.rgb:
+            values = np.sqrt(np.mean(np.square(values), axis=-1))
+        return values.reshape(shape)
+
+    if plan.info.n_leading == 0:
+        return per_pixel(maps[0])
+    out = np.zeros(plan.out_leading + plan.out_plane_shape[:2], dtype=np.float32)
+    for k, plane in enumerate(plan.planes[: len(maps)]):
+        out[plane.target] = per_pixel(maps[k])
+    return out
 
 
 def _with_region(plan: RunPlan, meta: dict[str, Any]) -> dict[str, Any]:

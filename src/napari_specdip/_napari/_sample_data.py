@@ -3,7 +3,9 @@
 Each sample returns the degraded image first, then (hidden) its clean original,
 which the restore widget picks up as the reference (PSNR/SSIM curves). The
 image's ``metadata["specdip_sample"]`` tells the widget which task, factor,
-mask and reference go with it.
+mask and reference go with it and, for the microscopy sample, the camera's
+true noise values (``"noise"``: model, gain, read_sigma, offset in the image's
+units), which the widget shows next to its own estimate.
 """
 
 from __future__ import annotations
@@ -31,6 +33,8 @@ def _layers(sample: samples.Sample) -> list[LayerData]:
         hint["reference"] = reference
     if sample.mask is not None:
         hint["mask"] = mask
+    if isinstance(sample.extra.get("noise"), dict):
+        hint["noise"] = dict(sample.extra["noise"])
     out: list[LayerData] = [
         (sample.image, {"name": name, "rgb": rgb, "metadata": {SAMPLE_KEY: hint}}, "image")
     ]

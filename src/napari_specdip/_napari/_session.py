@@ -10,6 +10,7 @@ in the worker's signal handlers here, on the main thread.
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 import time
 from collections.abc import Generator
@@ -51,18 +52,24 @@ class Interrupt:
         return self.requested.is_set()
 
 
-def run_jobs(jobs: list[RestoreJob], interrupt: Interrupt, budget_s: float | None = None
+def run_jobs(jobs: list[RestoreJob], interrupt: Interrupt, budget_s: float | None = None,
+             warm_start: bool = False
              ) -> Generator[tuple[int, StepReport], None, list[RestoreResult]]:
     """Worker body: run the jobs one after the other, yielding ``(job index, report)``.
 
     Runs on the worker thread and touches no napari object. A time budget stops
     the run through the interrupt (the engine then returns its result so far).
+    ``warm_start``: each job starts from the network weights the job before ended
+    with (planned with ``keep_state=True``); the weights are handed on, not kept.
     Returns the results of the jobs that ran (a stop skips the remaining ones).
     """
     results: list[RestoreResult] = []
     for k, job in enumerate(jobs):
         if k and interrupt.requested.is_set():
             break
+        if warm_start and results and results[-1].state is not None:
+            job = dataclasses.replace(job, warm_start=results[-1].state)
+            results[-1].state = None
         gen = job.run()
         while True:
             try:
@@ -104,6 +111,8 @@ class RunSession:
         self.progress = Progress(plan.params.max_iterations, len(plan.jobs), budget_s=budget_s)
         self.worker: Any = None
         self.output: Any = None  # the layer the run added (or updated, for a region)
+        #: the engine's results the output was made of (set when the run returns)
+        self.results: list[RestoreResult] = []
         self.message = ""
         self.error = ""
         self.detached = False
@@ -129,12 +138,14 @@ class RunSession:
         assert plan is not None
         if self.charts is not None:
             self.charts.reset(has_reference=any(j.reference is not None for j in plan.jobs),
-                              title=plan.plane_title(0), window=plan.params.stop_window)
+                              title=plan.plane_title(0), window=plan.params.stop_window,
+                              every=plan.params.signal_every, rule=plan.params.stop)
         # napari keeps every worker (its cancel callback) for the session: hand it a list
         # that is emptied at the end, so the data snapshots do not outlive the run
         self._queue = list(plan.jobs)
         self.worker = create_worker(
-            run_jobs, self._queue, self.interrupt, self.budget_s, _start_thread=False,
+            run_jobs, self._queue, self.interrupt, self.budget_s, plan.warm_start,
+            _start_thread=False,
             _connect={"yielded": self._on_yielded, "returned": self._on_returned,
                       "errored": self._on_errored, "finished": self._on_finished},
         )
@@ -271,8 +282,9 @@ class RunSession:
             layer.data = image
             layer.metadata = metadata
         self.output = layer
+        self.results = kept
         self.preview_layer = None
-        reasons = sorted({self._reason(r.stop_reason) for r in kept})
+        reasons = sorted({self._words(r.stop_reason) for r in kept})
         iterations = sum(r.iterations for r in kept)
         elapsed = sum(r.elapsed for r in kept)
         slices = f" over {len(kept)} slices" if len(plan.jobs) > 1 else ""
@@ -280,6 +292,9 @@ class RunSession:
         what = "Region preview" if self.is_region else f"{name!r}"
         message = (f"{what}: {iterations} iterations{slices} in {elapsed:.1f} s on {device}; "
                    f"stop: {', '.join(reasons)}.")
+        if len(kept) == 1 and kept[0].stop_iteration < kept[0].iterations:
+            # the auto and wmv rules return the output of their minimum, not the last one
+            message += f" The result is the output of iteration {kept[0].stop_iteration}."
         if self.is_region and self.interrupt.budget.is_set():
             message += (f" A preview stops at its time budget ({self.budget_s:g} s); Run "
                         "restores the whole image with the same settings.")
@@ -292,6 +307,12 @@ class RunSession:
         short = ("dock closed: run stopped, result kept" if self.detached
                  else "region preview done" if self.is_region else f"done: {name}")
         self._finish(message, toast_text=short, info=show_info)
+
+    def _words(self, reason: str) -> str:
+        """A stop reason for the status line."""
+        if reason == "holdout":
+            return "held-out pixels' error at its minimum"
+        return self._reason(reason)
 
     def _reason(self, reason: str) -> str:
         if reason == "stopped" and self.interrupt.budget.is_set():
@@ -324,6 +345,7 @@ class RunSession:
     def _on_finished(self) -> None:
         self.worker = None
         self.plan = None  # drop the jobs (data snapshots) now
+        self.results = []  # and the results' arrays (the layers hold what is needed)
         self._queue.clear()
         self._preview_data = None
         # a preview that did not become a result (error, nothing useful) goes, unless it

@@ -36,7 +36,7 @@ from magicgui.widgets import (
 from qtpy.QtCore import QEvent, QObject, Qt, QTimer
 from qtpy.QtWidgets import QLabel, QMainWindow, QSizePolicy, QWidget
 
-from napari_specdip._napari import _planning, _region
+from napari_specdip._napari import _estimating, _planning, _region
 from napari_specdip._napari._help import (
     HEADER,
     TOOLTIPS,
@@ -48,8 +48,13 @@ from napari_specdip._napari._help import (
 from napari_specdip._napari._sample_data import SAMPLE_KEY
 from napari_specdip._napari._session import Interrupt, RunSession, run_jobs
 from napari_specdip.core.params import (
+    DEFAULT_PRESET,
     NETWORKS,
+    NOISE_FITS,
+    NOISE_MODELS,
+    NOISE_TASKS,
     OUTPUTS,
+    PRESETS,
     SR_FACTORS,
     STOP_RULES,
     TASKS,
@@ -61,6 +66,7 @@ if TYPE_CHECKING:
     import napari
 
     from napari_specdip._napari._charts import ChartsWidget
+    from napari_specdip.core.estimate import Estimate
 
 __all__ = ["RestoreWidget", "run_jobs", "default_num_threads", "CHARTS_NAME"]
 
@@ -68,19 +74,29 @@ CHARTS_NAME = "SpecDIP charts"
 _ERROR_STYLE = "color: #e0524a;"
 _INFO_STYLE = ""
 _PREVIEW_SUFFIXES = ("[specdip preview]", "[specdip region preview]")
-#: the settings a task sets: control attribute -> RestoreParameters field
+#: the settings a task and a preset set: control attribute -> RestoreParameters field
 _TASK_FIELDS = {
     "lipschitz": "lipschitz", "net_width": "width", "max_iterations": "max_iterations",
     "stop": "stop", "upsampler": "upsampler", "sigmas": "sigmas",
     "learning_rate": "learning_rate", "network": "network", "output": "output",
     "stop_window": "stop_window", "stop_epsilon": "stop_epsilon",
-    "signal_every": "signal_every", "backtrack": "backtrack", "gain": "gain",
+    "signal_every": "signal_every", "holdout": "holdout", "backtrack": "backtrack",
+    "gain": "gain",
 }
 _FIELD_WORDS = {"lipschitz": "λ", "width": "width", "max_iterations": "iterations",
                 "stop": "stop rule", "upsampler": "upsampler", "sigmas": "σ",
                 "learning_rate": "learning rate", "network": "network", "output": "output",
                 "stop_window": "stop window", "stop_epsilon": "stop ε",
-                "signal_every": "signals every", "backtrack": "backtrack", "gain": "gain"}
+                "signal_every": "signals every", "holdout": "held-out pixels",
+                "backtrack": "backtrack", "gain": "gain"}
+#: what to do when the auto rule has no held-out pixels to watch
+AUTO_NEEDS_HOLDOUT = ("The auto stop rule watches held-out pixels, but 'held-out pixels' "
+                      "(Advanced) is 0: set it to e.g. 0.1, or choose the stop rule ratio, "
+                      "wmv or none.")
+#: milliseconds without a change before the estimate is measured again
+ESTIMATE_DELAY_MS = 500
+#: how the camera values of the noise model are named for the user
+_CAMERA_WORDS = (("gain", "gain"), ("read_sigma", "read noise"), ("offset", "offset"))
 
 
 def default_num_threads() -> int:
@@ -150,10 +166,18 @@ class RestoreWidget(Container[Widget]):
         self._expected_device = ""
         self._fitter = _FitHeight()
         self.last_output: Any = None  # the layer added by the last run
+        self.last_uncertainty: Any = None  # the uncertainty layer of the last ensemble run
+        # (input layer, noise_model record) of the last run that used a noise model
+        self._noise_used: tuple[Any, dict[str, Any]] = (None, {})
         self.last_error = ""
         self.last_saved: list[str] = []
         self._task_loaded = "denoise"
+        self._preset_loaded = DEFAULT_PRESET
         self.defaults_message = ""
+        self.last_estimate: Estimate | None = None
+        self._estimate_worker: Any = None
+        self._estimate_generation = 0
+        self._estimate_pending = False
         tip = TOOLTIPS
 
         # ---------------------------------------------------------------- header
@@ -178,9 +202,11 @@ class RestoreWidget(Container[Widget]):
         self.reference = ComboBox(label="reference", choices=self._image_choices,
                                   nullable=True, tooltip=tip["reference"])
         self.stack = ComboBox(label="stack", choices=self._stack_choices, tooltip=tip["stack"])
+        self.warm_start = CheckBox(text="warm start slices", value=True,
+                                   tooltip=tip["warm_start"])
         self.input_section = Container(labels=True, widgets=[
             self.image, self.task, self.mask, self.factor, self.gain, self.reference,
-            self.stack])
+            self.stack, self.warm_start])
 
         # ---------------------------------------------------------------- method
         self.lipschitz = FloatSpinBox(label="λ (Lipschitz)", min=0.1, max=10.0, step=0.05,
@@ -191,14 +217,17 @@ class RestoreWidget(Container[Widget]):
                                       tooltip=tip["max_iterations"])
         self.stop = ComboBox(label="stop rule", choices=list(STOP_RULES), tooltip=tip["stop"])
         self.seed = SpinBox(label="seed", value=0, min=0, max=2**31 - 1, tooltip=tip["seed"])
+        self.ensemble = SpinBox(label="ensemble", value=1, min=1, max=8,
+                                tooltip=tip["ensemble"])
         self.preview_every = SpinBox(label="preview every", value=50, min=0, max=100_000,
                                      tooltip=tip["preview_every"])
         self.device = ComboBox(label="device", choices=self._device_choices,
                                tooltip=tip["device"])
         self.device_label = Label(value="")
+        self.stop_note = Label(value="")
         self.method_section = Container(labels=True, widgets=[
             *self._preset_controls(), self.lipschitz, self.net_width, self.max_iterations,
-            self.stop, self.seed, self.preview_every, self.device])
+            self.stop, self.seed, self.ensemble, self.preview_every, self.device])
 
         # ---------------------------------------------------------------- advanced
         self.show_advanced = CheckBox(text="Show advanced options", value=False,
@@ -214,10 +243,13 @@ class RestoreWidget(Container[Widget]):
         self.stop_epsilon = LineEdit(label="stop ε", tooltip=tip["stop_epsilon"])
         self.signal_every = SpinBox(label="signals every", min=1, max=1000,
                                     tooltip=tip["signal_every"])
+        self.holdout = FloatSpinBox(label="held-out pixels", min=0.0, max=0.45, step=0.05,
+                                    tooltip=tip["holdout"])
         self.backtrack = CheckBox(text="backtrack on divergence", tooltip=tip["backtrack"])
         self.advanced = Container(labels=True, widgets=[
             self.upsampler, self.sigmas, self.learning_rate, self.network, self.output,
-            self.stop_window, self.stop_epsilon, self.signal_every, self.backtrack,
+            self.stop_window, self.stop_epsilon, self.signal_every, self.holdout,
+            self.backtrack,
         ])
         self.advanced.visible = False
 
@@ -227,6 +259,8 @@ class RestoreWidget(Container[Widget]):
         self.region = ComboBox(label="region", choices=self._region_choices,
                                tooltip=tip["region"])
         self.eta_label = Label(value="")
+        self.estimate_label = Label(value="")
+        self.estimate_label.tooltip = tip["estimate"]
         self.status = Label(value="")
         self.run_section = Container(labels=True, widgets=[self.region])
         self.run_buttons = Container(layout="horizontal", labels=False,
@@ -244,22 +278,23 @@ class RestoreWidget(Container[Widget]):
             self.header,
             _section_title("Input"), self.input_section, self.defaults_note,
             *([noise] if noise is not None else []),
-            _section_title("Method"), self.method_section, self.device_label,
+            _section_title("Method"), self.method_section, self.stop_note, self.device_label,
             self.show_advanced, self.advanced,
-            _section_title("Run"), self.run_section, self.run_buttons, self.eta_label,
-            self.status,
+            _section_title("Run"), self.run_section, self.run_buttons, self.estimate_label,
+            self.eta_label, self.status,
             _section_title("Result"), self.result_row,
         ])
         for section in (self.input_section, self.method_section, self.advanced,
-                        self.run_section, self.run_buttons, self.result_row):
+                        self.run_section, self.run_buttons, self.result_row,
+                        self.noise_section, self.noise_fields):
             section.margins = (0, 0, 0, 0)
         self._unify_labels()
         self._controls: list[Widget] = [
-            *self.input_section, *self.method_section, self.show_advanced, *self.advanced,
-            self.region]
+            *self.input_section, *self.noise_fields, *self.method_section, self.show_advanced,
+            *self.advanced, self.region]
         self.native.setMinimumWidth(340)
         for label in (self.header, self.defaults_note, self.device_label, self.eta_label,
-                      self.status):
+                      self.status, self.stop_note, self.estimate_label, self.noise_note):
             label.native.setWordWrap(True)
             label.native.setSizePolicy(QSizePolicy.Policy.Ignored,
                                        QSizePolicy.Policy.MinimumExpanding)
@@ -267,16 +302,29 @@ class RestoreWidget(Container[Widget]):
                 Qt.TextInteractionFlag.TextSelectableByMouse
                 | Qt.TextInteractionFlag.LinksAccessibleByMouse)
             label.native.installEventFilter(self._fitter)
-        for combo in (self.upsampler, self.network, self.output, self.stop, self.task):
+        for combo in (self.upsampler, self.network, self.output, self.stop, self.task,
+                      self.preset, self.noise, self.noise_fit):
             combo.native.setMinimumContentsLength(9)
         self.eta_label.visible = False
         self.defaults_note.visible = False
+        self.stop_note.visible = False
+        self.stop_note.native.setStyleSheet(_ERROR_STYLE)
+        self.estimate_label.visible = False
+        self.noise_note.visible = False
+        self._estimate_timer = QTimer()
+        self._estimate_timer.setSingleShot(True)
+        self._estimate_timer.setInterval(ESTIMATE_DELAY_MS)
+        self._estimate_timer.timeout.connect(self.refresh_estimate)
         self.native.setObjectName("specdip-restore")
 
         self.task.changed.connect(self._on_task)
+        self.preset.changed.connect(self._on_preset)
         self.image.changed.connect(self._on_image)
         self.upsampler.changed.connect(self._on_upsampler)
         self.stop.changed.connect(self._on_stop_rule)
+        self.holdout.changed.connect(self._update_stop_note)
+        self.stack.changed.connect(self._update_warm_start)
+        self.noise.changed.connect(self._on_noise_model)
         self.device.changed.connect(self._update_device_label)
         self.show_advanced.changed.connect(self._on_advanced)
         self.run_button.changed.connect(self._on_run_clicked)
@@ -284,8 +332,10 @@ class RestoreWidget(Container[Widget]):
         self.save_button.changed.connect(lambda _v=None: self.save_result())
         self.compare_button.changed.connect(lambda _v=None: self.toggle_compare())
         self.side_by_side.changed.connect(self.set_side_by_side)
-        for control in (self.image, self.task, self.net_width, self.max_iterations, self.device,
-                        self.factor):
+        for control in (self.image, self.task, self.preset, self.net_width,
+                        self.max_iterations, self.device, self.factor, self.ensemble,
+                        self.stack, self.mask, self.stop, self.holdout, self.output,
+                        self.signal_every, self.network, self.upsampler, self.noise):
             control.changed.connect(self._update_estimate)
         self.native.destroyed.connect(self._on_destroyed)
         self._watch = _DockWatch(self)
@@ -321,8 +371,8 @@ class RestoreWidget(Container[Widget]):
 
     def _unify_labels(self) -> None:
         """One label column width for every section, so the fields line up."""
-        rows = [w for s in (self.input_section, self.method_section, self.advanced,
-                            self.run_section) for w in s]
+        rows = [w for s in (self.input_section, self.noise_fields, self.method_section,
+                            self.advanced, self.run_section) for w in s]
         labeled = [r for r in (w._labeled_widget() for w in rows) if r is not None]
         if labeled:
             widest = max(max(r._label_widget.native.sizeHint().width(),
@@ -331,24 +381,60 @@ class RestoreWidget(Container[Widget]):
             for r in labeled:
                 r.label_width = widest
 
-    # ================================================================== hooks
+    # ================================================================== sections
 
     def _preset_controls(self) -> list[Widget]:
-        """Hook: controls put at the top of the Method section (a preset combo:
-        quick / balanced / paper). None yet."""
-        return []
+        """The preset combo, at the top of the Method section."""
+        self.preset = ComboBox(label="preset", choices=list(PRESETS), value=DEFAULT_PRESET,
+                               tooltip=TOOLTIPS["preset"])
+        return [self.preset]
 
-    def _noise_model_section(self) -> Container[Widget] | None:
-        """Hook: a section between Input and Method (a noise model). None yet."""
-        return None
-
-    def _update_estimate(self, _value: Any = None) -> None:
-        """Hook: refresh an estimate-before-Run label (time, memory) when the image or
-        settings change. Nothing to show yet."""
+    def _noise_model_section(self) -> Container[Widget]:
+        """The noise model (denoising and inpainting): the kind of noise and, for a camera's
+        Poisson-Gaussian noise, its gain, read noise and offset (empty: estimated)."""
+        tip = TOOLTIPS
+        self.noise = ComboBox(label="noise", choices=list(NOISE_MODELS), value="gaussian",
+                              tooltip=tip["noise"])
+        self.noise_gain = LineEdit(label="camera gain", tooltip=tip["noise_gain"])
+        self.noise_read_sigma = LineEdit(label="read noise", tooltip=tip["noise_read_sigma"])
+        self.noise_offset = LineEdit(label="offset", tooltip=tip["noise_offset"])
+        for edit in (self.noise_gain, self.noise_read_sigma, self.noise_offset):
+            edit.native.setPlaceholderText("estimate from the image")
+        self.noise_fit = ComboBox(label="noise fit", choices=list(NOISE_FITS),
+                                  tooltip=tip["noise_fit"])
+        self.noise_fields = Container(labels=True, widgets=[
+            self.noise, self.noise_gain, self.noise_read_sigma, self.noise_offset,
+            self.noise_fit])
+        self.noise_note = Label(value="")
+        self.noise_section = Container(labels=False, widgets=[
+            _section_title("Noise model"), self.noise_fields, self.noise_note])
+        return self.noise_section
 
     def _add_extra_outputs(self, session: RunSession) -> list[Any]:
-        """Hook: layers added next to the result (an uncertainty map). None yet."""
-        return []
+        """Layers added next to the result: an ensemble's uncertainty map (hidden)."""
+        plan, out = session.plan, session.output
+        if plan is None or out is None or not session.results:
+            return []
+        spread = _planning.assemble_uncertainty(plan, session.results)
+        if spread is None:
+            return []
+        finite = spread[np.isfinite(spread)]
+        high = float(np.percentile(finite, 99)) if finite.size else 0.0
+        if not high > 0:
+            high = float(finite.max()) if finite.size and finite.max() > 0 else 1.0
+        members = int(session.results[0].parameters.get("ensemble", 1))
+        what = (f"per-pixel standard deviation of the {members} ensemble members' outputs, "
+                "in the image's units" + (" (root mean square over the colour channels)"
+                                          if plan.info.rgb else ""))
+        metadata = {"specdip": {"uncertainty_of": out.name, "source_layer": plan.info.name,
+                                "ensemble": members, "what": what,
+                                "seed": session.results[0].parameters.get("seed")}}
+        layer = self._viewer.add_image(
+            spread, name=f"{out.name} uncertainty", colormap="magma",
+            contrast_limits=(0.0, high), visible=False, metadata=metadata,
+            **plan.placement())
+        self.last_uncertainty = layer
+        return [layer]
 
     # ================================================================== choices
 
@@ -445,8 +531,22 @@ class RestoreWidget(Container[Widget]):
         """New input: refresh the stack choices, and take a sample's hints."""
         self.stack.reset_choices()
         self.stack.visible = bool(self.stack.choices)
+        self._update_warm_start()
         if not self.is_running:
             self._apply_hint(load_task=True)
+        self._update_noise_note()
+
+    def _update_warm_start(self, _value: Any = None) -> None:
+        """The warm-start box belongs to runs over several slices."""
+        self.warm_start.visible = bool(self.stack.choices) and self.stack.value != \
+            _planning.CURRENT
+
+    def _sample_noise(self) -> dict[str, Any] | None:
+        """The true camera values a sample layer carries (its hint's ``noise``)."""
+        layer = self.image.value
+        hint = layer.metadata.get(SAMPLE_KEY) if layer is not None else None
+        noise = hint.get("noise") if isinstance(hint, dict) else None
+        return noise if isinstance(noise, dict) else None
 
     def _apply_hint(self, *, load_task: bool, only: str | None = None) -> None:
         """Follow ``metadata["specdip_sample"]`` of the input: task, factor, mask, reference."""
@@ -460,6 +560,9 @@ class RestoreWidget(Container[Widget]):
                 self.task.value = task  # loads that task's defaults
             if hint.get("factor") in SR_FACTORS:
                 self.factor.value = hint["factor"]
+            noise = hint.get("noise")
+            if isinstance(noise, dict) and noise.get("model") in NOISE_MODELS:
+                self.noise.value = noise["model"]
         by_name = {layer.name: layer for layer in self._layers()}
         for key, combo in (("mask", self.mask), ("reference", self.reference)):
             name = hint.get(key)
@@ -467,7 +570,12 @@ class RestoreWidget(Container[Widget]):
                 combo.value = by_name[name]
 
     def _on_task(self, task: str) -> None:
-        self._load_defaults(task, previous=self._task_loaded)
+        self._load_defaults(task, self.preset.value,
+                            previous=(self._task_loaded, self._preset_loaded))
+
+    def _on_preset(self, preset: str) -> None:
+        self._load_defaults(self.task.value, preset,
+                            previous=(self._task_loaded, self._preset_loaded))
 
     def _control_value(self, name: str) -> Any:
         """A control's value in RestoreParameters terms (None if it cannot be read)."""
@@ -490,22 +598,27 @@ class RestoreWidget(Container[Widget]):
         else:
             control.value = value
 
-    def _load_defaults(self, task: str, previous: str | None = None) -> None:
-        """Put the paper's defaults for ``task`` in the controls the user has not changed.
+    def _load_defaults(self, task: str, preset: str = DEFAULT_PRESET,
+                       previous: tuple[str, str] | None = None) -> None:
+        """Put the defaults of ``task`` under ``preset`` in the controls the user has not
+        changed.
 
-        A control whose value differs from the previous task's default was changed by
-        the user and is kept; the note under the task says what was loaded and kept.
-        Seed, device, preview and the inputs are never touched.
+        A control whose value differs from the previous task's and preset's default was
+        changed by the user and is kept; the note under the task says what was loaded
+        and kept. Seed, device, preview, ensemble, the noise model and the inputs are
+        never touched.
         """
         old: RestoreParameters | None = None
-        new = RestoreParameters.for_task(task)
+        new = RestoreParameters.for_task(task, preset=preset)
         if previous is not None:
             # a user's upsampler carries over, with the lambda the paper pairs with it
-            base = RestoreParameters.for_task(previous)
+            before_task, before_preset = previous
+            base = RestoreParameters.for_task(before_task, preset=before_preset)
             upsampler = self.upsampler.value
             if upsampler != base.upsampler:
-                old = RestoreParameters.for_task(previous, upsampler=upsampler)
-                new = RestoreParameters.for_task(task, upsampler=upsampler)
+                old = RestoreParameters.for_task(before_task, preset=before_preset,
+                                                 upsampler=upsampler)
+                new = RestoreParameters.for_task(task, preset=preset, upsampler=upsampler)
             else:
                 old = base
         kept: list[str] = []
@@ -529,15 +642,21 @@ class RestoreWidget(Container[Widget]):
         finally:
             self._loading = False
         self._task_loaded = task
+        self._preset_loaded = preset
         self.mask.visible = task == "inpaint"
         self.factor.visible = task == "super-resolve"
         self.gain.visible = task == "enhance"
+        self.noise_section.visible = task in NOISE_TASKS
+        self._on_noise_model(self.noise.value)
         self._on_upsampler(self.upsampler.value)
         self._on_stop_rule(self.stop.value)
+        self._update_estimate()
         if previous is None:
             return
-        parts = [f"{task} defaults loaded" + (f": {', '.join(loaded)}" if loaded else
-                                              " (same values)")]
+        changed = [f"{task} defaults" if task != previous[0] else "",
+                   f"{preset} preset" if preset != previous[1] else ""]
+        what = " and ".join(c for c in changed if c) or f"{task} defaults"
+        parts = [f"{what} loaded" + (f": {', '.join(loaded)}" if loaded else " (same values)")]
         if kept:
             parts.append(f"kept your {', '.join(kept)}")
         self.defaults_message = "; ".join(parts) + "."
@@ -561,9 +680,47 @@ class RestoreWidget(Container[Widget]):
 
     def _on_stop_rule(self, rule: str) -> None:
         """Window and ε belong to the blur/sharpness rule: shown only when it is in use."""
-        uses_ratio = rule in ("auto", "ratio")
+        uses_ratio = rule == "ratio"
         self.stop_window.visible = uses_ratio
         self.stop_epsilon.visible = uses_ratio
+        self._update_stop_note()
+
+    def _update_stop_note(self, _value: Any = None) -> None:
+        """Say at once what to do when the auto rule has no held-out pixels to watch."""
+        missing = self.stop.value == "auto" and not float(self.holdout.value) > 0
+        self.stop_note.value = AUTO_NEEDS_HOLDOUT if missing else ""
+        self.stop_note.visible = missing
+        if missing:
+            fit_label(self.stop_note.native)
+
+    def _on_noise_model(self, model: str) -> None:
+        """The camera's values belong to the Poisson-Gaussian model."""
+        camera = model == "poisson-gaussian"
+        for control in (self.noise_gain, self.noise_read_sigma, self.noise_offset,
+                        self.noise_fit):
+            control.visible = camera
+        self._update_noise_note()
+
+    def _update_noise_note(self, _value: Any = None) -> None:
+        """Under the noise model: the camera values the last run on this image used
+        (given or estimated) and, for a sample, its true values to compare with."""
+        lines = []
+        used_on, used = self._noise_used
+        if (used_on is not None and used_on is self.image.value
+                and used.get("model") == "poisson-gaussian"):
+            source = used.get("source") or {}
+            values = ", ".join(f"{word} {_g(used.get(key))} ({source.get(key, 'estimated')})"
+                               for key, word in _CAMERA_WORDS)
+            lines.append(f"last run used: {values}")
+        truth = self._sample_noise()
+        if truth is not None and self.noise.value == "poisson-gaussian":
+            values = ", ".join(f"{word} {_g(truth.get(key))}" for key, word in _CAMERA_WORDS)
+            units = f" ({truth['units']})" if truth.get("units") else ""
+            lines.append(f"sample truth: {values}{units}")
+        self.noise_note.value = "\n".join(lines)
+        self.noise_note.visible = bool(lines)
+        if lines:
+            fit_label(self.noise_note.native)
 
     def _on_advanced(self, show: bool) -> None:
         self.advanced.visible = bool(show)
@@ -700,19 +857,25 @@ class RestoreWidget(Container[Widget]):
             raise ValueError(f"Gaussian σ must be numbers separated by commas, got "
                              f"{self.sigmas.value!r}") from None
 
-    def parameters(self) -> RestoreParameters:
+    def parameters(self, *, notify: bool = True) -> RestoreParameters:
         """The controls as a validated :class:`RestoreParameters` (ValueError if impossible).
 
-        Only what is in use is read: σ with Gaussian upsampling, window and ε with a
-        stop rule that uses them; hidden fields take the task's defaults.
+        Built as ``RestoreParameters.for_task(task, preset=..., **controls)``. Only what
+        is in use is read: σ with Gaussian upsampling, window and ε with the ratio rule,
+        the noise model for denoising and inpainting; hidden fields take the preset's
+        defaults. ``notify=False``: no notification when the device falls back.
         """
         task = self.task.value
+        holdout = float(self.holdout.value)
+        if self.stop.value == "auto" and not holdout > 0:
+            raise ValueError(AUTO_NEEDS_HOLDOUT)
         options: dict[str, Any] = {
             "lipschitz": float(self.lipschitz.value),
             "width": int(self.net_width.value),
             "max_iterations": int(self.max_iterations.value),
             "stop": self.stop.value,
             "seed": int(self.seed.value),
+            "ensemble": int(self.ensemble.value),
             "preview_every": int(self.preview_every.value),
             "upsampler": self.upsampler.value,
             "learning_rate": parse_number(self.learning_rate.value, "learning rate",
@@ -720,11 +883,12 @@ class RestoreWidget(Container[Widget]):
             "network": self.network.value,
             "output": self.output.value,
             "signal_every": int(self.signal_every.value),
+            "holdout": holdout,
             "backtrack": bool(self.backtrack.value),
             "num_threads": default_num_threads(),
-            "device": self._resolve_device(),
+            "device": self._resolve_device(notify=notify),
         }
-        if self.stop.value in ("auto", "ratio"):
+        if self.stop.value == "ratio":
             options["stop_window"] = int(self.stop_window.value)
             options["stop_epsilon"] = parse_number(self.stop_epsilon.value, "stop ε")
         if self.upsampler.value == "gaussian":
@@ -735,12 +899,21 @@ class RestoreWidget(Container[Widget]):
             options["factor"] = int(self.factor.value)
         if task == "enhance":
             options["gain"] = float(self.gain.value)
+        if task in NOISE_TASKS and self.noise.value != "gaussian":
+            options["noise"] = self.noise.value
+            options["noise_fit"] = self.noise_fit.value
+            for name, words in (("noise_gain", "camera gain"), ("noise_read_sigma", "read noise"),
+                                ("noise_offset", "offset")):
+                text = str(getattr(self, name).value).strip()
+                if text:
+                    options[name] = _parse_camera(text, words, least={
+                        "noise_gain": "positive", "noise_read_sigma": "zero"}.get(name))
         try:
-            return RestoreParameters.for_task(task, **options)
+            return RestoreParameters.for_task(task, preset=self.preset.value, **options)
         except TypeError as exc:
             raise ValueError(str(exc)) from exc
 
-    def _resolve_device(self) -> str:
+    def _resolve_device(self, *, notify: bool = True) -> str:
         """The chosen device, or 'auto' with a notification when it is not available."""
         from napari.utils.notifications import show_warning
 
@@ -752,7 +925,8 @@ class RestoreWidget(Container[Widget]):
         except ValueError as exc:
             device = resolve_device("auto")
             where = describe_device(device)
-            show_warning(toast(f"device unavailable; running on {where}"))
+            if notify:
+                show_warning(toast(f"device unavailable; running on {where}"))
             self._expected_device = where
             self.device_label.value = f"falls back to: {where} ({exc})"
             return "auto"
@@ -761,7 +935,8 @@ class RestoreWidget(Container[Widget]):
 
     def plan(self, *, region: _planning.Box | None = None,
              params: RestoreParameters | None = None) -> _planning.RunPlan:
-        """Snapshot the layers and controls into engine jobs (raises ValueError).
+        """Snapshot the layers and controls into engine jobs (raises ValueError, or
+        MemoryError with what to change when a plane will not fit into memory).
 
         ``region``: restore only these pixels of the plane in view (a region preview).
         """
@@ -803,10 +978,12 @@ class RestoreWidget(Container[Widget]):
         mode = (_planning.CURRENT if region is not None
                 else self.stack.value if info.n_leading else None)
         planes, out_leading = _planning.planes(info, mode, current)
+        # each slice starts from the weights the slice before ended with
+        warm = bool(self.warm_start.value) and len(planes) > 1
         interrupt = Interrupt()
         jobs = []
         plane_ref_ndim = 3 if info.rgb else 2
-        for plane in planes:
+        for k, plane in enumerate(planes):
             plane_mask = None
             if mask is not None:
                 plane_mask = mask if mask.ndim == 2 else mask[plane.source]
@@ -820,6 +997,7 @@ class RestoreWidget(Container[Widget]):
                     info.data[plane.source], params.task, mask=plane_mask,
                     channel_axis=-1 if info.rgb else None, reference=plane_ref,
                     parameters=params, interrupt=interrupt,
+                    keep_state=warm and k < len(planes) - 1,
                 ))
             except ValueError as exc:
                 raise ValueError(f"{where}{exc}") from exc
@@ -828,10 +1006,117 @@ class RestoreWidget(Container[Widget]):
         plan = _planning.RunPlan(
             info=info, params=params, planes=planes, jobs=jobs, out_leading=out_leading,
             fixed_index=current, iterated=_planning.iterated_axes(mode, info.n_leading),
-            mode_label=mode_label, region=region,
+            mode_label=mode_label, region=region, warm_start=warm,
         )
         plan.extra["interrupt"] = interrupt
         return plan
+
+    # ================================================================== estimate
+
+    def _update_estimate(self, _value: Any = None) -> None:
+        """Measure the estimate again once the settings have been still for a moment."""
+        if not self._alive or not hasattr(self, "_estimate_timer"):
+            return
+        if self._loading:
+            return  # a task or preset load changes many fields: one estimate after it
+        self._estimate_timer.start()
+
+    def _estimate_request(self) -> _estimating.EstimateRequest | None:
+        """One plane of the input and the settings, for an estimate (None: nothing to
+        estimate yet; ValueError: the settings are impossible)."""
+        layer = self.image.value
+        info = self._current_info_shape()
+        if layer is None or info is None:
+            return None
+        params = self.parameters(notify=False)
+        current = tuple([0] * info.n_leading)
+        if info.n_leading:
+            current = _planning.current_index(layer.world_to_data, self._viewer.dims.point,
+                                              info.leading_shape)
+        plane = np.asarray(layer.data[current] if current else layer.data)
+        mask = None
+        if params.task == "inpaint":
+            if self.mask.value is None:
+                return None
+            mask = _planning.mask_array(self.mask.value, info)
+            if mask.ndim > 2:
+                mask = mask[current]
+        mode = self.stack.value if info.n_leading else None
+        planes, _ = _planning.planes(info, mode, current)
+        return _estimating.request_for(plane, params, rgb=info.rgb, mask=mask,
+                                       planes=len(planes))
+
+    def refresh_estimate(self) -> Any:
+        """Measure time and memory of a run with the current settings in a worker thread;
+        the label under Run shows the answer. Returns the worker (None: nothing to do)."""
+        from napari.qt.threading import create_worker
+
+        self._estimate_timer.stop()
+        if not self._alive:
+            return None
+        if self.is_running or self._estimate_worker is not None:
+            self._estimate_pending = True  # one measurement at a time, none during a run
+            return None
+        self._estimate_pending = False
+        try:
+            request = self._estimate_request()
+        except (ValueError, MemoryError):
+            request = None  # Run says what is wrong
+        if request is None:
+            self.last_estimate = None
+            self.estimate_label.value = ""
+            self.estimate_label.visible = False
+            return None
+        self._estimate_generation += 1
+        generation = self._estimate_generation
+        self.estimate_label.native.setStyleSheet(_INFO_STYLE)
+        self.estimate_label.value = "estimating time and memory…"
+        self.estimate_label.visible = True
+        params = self.parameters(notify=False)
+        planes = request.planes
+
+        def done(found: Estimate) -> None:
+            self._on_estimate(generation, found, params, planes)
+
+        def failed(exc: BaseException) -> None:
+            self._on_estimate_failed(generation, exc)
+
+        worker = create_worker(_estimating.run_estimate, request, _start_thread=False,
+                               _connect={"returned": done, "errored": failed,
+                                         "finished": self._on_estimate_finished})
+        self._estimate_worker = worker
+        worker.start()
+        return worker
+
+    def _on_estimate(self, generation: int, found: Estimate, params: RestoreParameters,
+                     planes: int) -> None:
+        if not self._alive or generation != self._estimate_generation:
+            return
+        self.last_estimate = found
+        label = self.estimate_label
+        try:
+            label.value = _estimating.estimate_text(found, params, planes)
+            label.native.setStyleSheet(_INFO_STYLE if found.fits else _ERROR_STYLE)
+            label.visible = not self.is_running
+            fit_label(label.native)
+        except RuntimeError:  # the widget was deleted with its viewer
+            self._alive = False
+
+    def _on_estimate_failed(self, generation: int, exc: BaseException) -> None:
+        if not self._alive or generation != self._estimate_generation:
+            return
+        self.last_estimate = None
+        try:
+            self.estimate_label.value = f"no estimate: {exc}"
+            self.estimate_label.native.setStyleSheet(_INFO_STYLE)
+            fit_label(self.estimate_label.native)
+        except RuntimeError:
+            self._alive = False
+
+    def _on_estimate_finished(self) -> None:
+        self._estimate_worker = None
+        if self._alive and self._estimate_pending and not self.is_running:
+            self._update_estimate()
 
     # ================================================================== starting
 
@@ -839,9 +1124,10 @@ class RestoreWidget(Container[Widget]):
         """Plan on this thread and start the worker; returns it (None when refused)."""
         if self.is_running:
             return self.worker
+        self._estimate_timer.stop()
         try:
             plan = self.plan()
-        except ValueError as exc:
+        except (ValueError, MemoryError) as exc:
             self._show_error(str(exc))
             return None
         return self._launch(plan)
@@ -889,24 +1175,30 @@ class RestoreWidget(Container[Widget]):
         """Restore the region in view with the current settings, for a quick look.
 
         The settings are the same :meth:`parameters` snapshot as Run, with a short
-        preview interval and an iteration cap; a time budget stops it and keeps the
-        result, shown over the input's pixels.
+        preview interval, an iteration cap and one ensemble member; a time budget
+        stops it and keeps the result, shown over the input's pixels.
         """
         if self.is_running:
             return self.worker
+        self._estimate_timer.stop()
         try:
             params = self.parameters()
             box = self.region_box()
             params = params.replace(
-                preview_every=_region.PREVIEW_EVERY,
+                preview_every=_region.PREVIEW_EVERY, ensemble=1,
                 max_iterations=min(params.max_iterations, _region.MAX_ITERATIONS))
             plan = self.plan(region=box, params=params)
-        except ValueError as exc:
+        except (ValueError, MemoryError) as exc:
             self._show_error(str(exc))
             return None
         layer = self._region_layer
-        reuse = layer if layer is not None and layer in self._viewer.layers else None
-        return self._launch(plan, budget_s=_region.BUDGET_S, region_layer=reuse)
+        # the last region layer is replaced in place if it shows a region of this image
+        # (another image's region stays; its shape and colour may not fit this one)
+        same = (layer is not None and layer in self._viewer.layers
+                and (layer.metadata.get("specdip") or {}).get("source_layer") == plan.info.name
+                and bool(layer.rgb) == plan.info.rgb and layer.ndim == plan.info.ndim)
+        return self._launch(plan, budget_s=_region.BUDGET_S,
+                            region_layer=layer if same else None)
 
     def _launch(self, plan: _planning.RunPlan, *, budget_s: float | None = None,
                 region_layer: Any = None) -> Any:
@@ -939,6 +1231,7 @@ class RestoreWidget(Container[Widget]):
         idle.enabled = False
         self.eta_label.value = "starting…"
         self.eta_label.visible = True
+        self.estimate_label.visible = False
         self._update_result_buttons()
         return worker
 
@@ -957,13 +1250,23 @@ class RestoreWidget(Container[Widget]):
             self.status.native.setStyleSheet(_ERROR_STYLE)
             fit_label(self.status.native)
             return
+        extra: list[Any] = []
         if session.is_region:
             self._region_layer = session.output
         elif session.output is not None:
             self.last_output = session.output
-            self._add_extra_outputs(session)
+            self.last_uncertainty = None
+            extra = self._add_extra_outputs(session)
         if session.output is not None:
             self.device_label.value = f"ran on: {session.output.metadata['specdip']['device']}"
+            used = session.output.metadata["specdip"].get("noise_model")
+            if isinstance(used, dict) and session.results:
+                source = self._source_of(session.output)
+                self._noise_used = (source, used)
+                self._update_noise_note()
+        for layer in extra:
+            message += (f" Its uncertainty (the ensemble's per-pixel standard deviation) is "
+                        f"the hidden layer {layer.name!r}.")
         self._show_status(message)
 
     def run_ended(self, session: RunSession) -> None:
@@ -975,8 +1278,11 @@ class RestoreWidget(Container[Widget]):
             button.text = text
             button.enabled = True
         self.eta_label.visible = False
+        self.estimate_label.visible = bool(self.estimate_label.value)
         self.reset_choices()
         self._update_result_buttons()
+        if self._estimate_pending:
+            self._update_estimate()
 
     # ================================================================== result
 
@@ -1064,6 +1370,31 @@ def _same(a: Any, b: Any) -> bool:
     if isinstance(a, int | float) and isinstance(b, int | float):
         return abs(float(a) - float(b)) <= 1e-9 * max(1.0, abs(float(b)))
     return bool(a == b)
+
+
+def _parse_camera(text: str, words: str, *, least: str | None) -> float:
+    """A camera value typed by the user: ``least`` "positive", "zero" (>= 0) or None (any
+    finite number: an offset may be negative)."""
+    import math
+
+    try:
+        value = float(text)
+    except ValueError:
+        raise ValueError(f"{words}: {text!r} is not a number; leave it empty to estimate it "
+                         "from the image") from None
+    if (not math.isfinite(value) or (least == "positive" and value <= 0)
+            or (least == "zero" and value < 0)):
+        need = {"positive": "a positive number", "zero": "a number >= 0"}.get(least or "",
+                                                                            "a number")
+        raise ValueError(f"{words} must be {need}, got {text!r}")
+    return value
+
+
+def _g(value: Any) -> str:
+    """A camera value for the user: 3 significant digits (``'18.9'``, ``'544'``)."""
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return f"{float(value):.3g}" if abs(float(value)) < 1000 else f"{float(value):.0f}"
+    return "?"
 
 
 def _describe(field: str, value: Any) -> str:

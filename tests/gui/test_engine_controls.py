@@ -1,0 +1,326 @@
+"""The engine's newer options in the widget, in a real viewer (xvfb): presets, the
+hold-out stop rule, the estimate before Run, the noise model, ensembles and warm
+starts across the slices of a stack."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pytest
+
+from napari_specdip import samples
+
+pytestmark = pytest.mark.gui
+
+SIZE = 64
+
+
+def _visible(control: Any) -> bool:
+    return not control.native.isHidden()
+
+
+# ------------------------------------------------------------------ presets
+
+
+def test_preset_loads_its_values_and_keeps_what_the_user_changed(viewer: Any) -> None:
+    from napari_specdip._napari._widget import RestoreWidget
+    from napari_specdip.core.params import PRESETS
+
+    widget = RestoreWidget(viewer)
+    assert list(widget.preset.choices) == list(PRESETS)
+    assert widget.method_section[0] is widget.preset  # at the top of Method
+    # balanced by default, in every field the preset sets
+    assert widget.preset.value == "balanced"
+    assert (widget.net_width.value, widget.max_iterations.value) == (64, 3000)
+    assert widget.learning_rate.value == "0.01" and widget.stop.value == "auto"
+    assert widget.output.value == "ema" and widget.signal_every.value == 5
+    assert widget.holdout.value == pytest.approx(0.1)
+    params = widget.parameters()
+    assert params.preset == "balanced" and params.lr_warmup == 50 and params.start_at_mean
+
+    widget.preset.value = "quick"
+    assert (widget.net_width.value, widget.max_iterations.value) == (32, 1500)
+    assert "quick preset loaded: width 32, iterations 1500" in widget.defaults_note.value
+    assert widget.parameters().preset == "quick"
+
+    widget.net_width.value = 48  # the user's own width survives a preset change
+    widget.preset.value = "paper"
+    assert widget.net_width.value == 48
+    assert widget.max_iterations.value == 10000 and widget.learning_rate.value == "0.001"
+    assert widget.stop.value == "ratio" and widget.output.value == "last"
+    assert widget.signal_every.value == 1 and widget.holdout.value == 0
+    note = widget.defaults_note.value
+    assert "paper preset loaded" in note and "kept your width 48" in note
+    params = widget.parameters()
+    # what no control shows comes from the preset (depth 5, no warm-up, no mean start)
+    assert (params.preset, params.width, params.depth) == ("paper", 48, 5)
+    assert params.lr_warmup == 0 and not params.start_at_mean
+    assert _visible(widget.stop_window) and _visible(widget.stop_epsilon)
+
+    widget.task.value = "inpaint"  # the paper's inpainting runs 5000 iterations
+    assert widget.max_iterations.value == 5000
+    assert "inpaint defaults loaded" in widget.defaults_note.value
+    widget.preset.value = "balanced"
+    assert widget.stop.value == "auto" and widget.holdout.value == pytest.approx(0.1)
+    assert not _visible(widget.stop_window) and not _visible(widget.stop_epsilon)
+    assert widget.net_width.value == 48
+
+
+def test_auto_stop_needs_held_out_pixels_and_stops_at_their_minimum(
+        viewer: Any, open_widget: Any, wait_for_run: Any) -> None:
+    from napari_specdip._napari._widget import AUTO_NEEDS_HOLDOUT
+
+    image = viewer.add_image(samples.noisy_photo(32).image, name="photo", rgb=True)
+    widget = open_widget(task="denoise", preset="paper", iterations=1500, width=8,
+                         preview_every=0)
+    widget.image.value = image
+    assert widget.stop.value == "ratio" and not _visible(widget.stop_note)
+    widget.stop.value = "auto"  # with the paper's holdout 0
+    assert _visible(widget.stop_note) and widget.stop_note.value == AUTO_NEEDS_HOLDOUT
+    assert "held-out pixels" in AUTO_NEEDS_HOLDOUT and "0.1" in AUTO_NEEDS_HOLDOUT
+    assert widget.start() is None and widget.last_error == AUTO_NEEDS_HOLDOUT
+    widget.holdout.value = 0.1
+    assert not _visible(widget.stop_note)
+    widget.signal_every.value = 5
+    widget.start()
+    wait_for_run(widget, timeout=120_000)
+    meta = widget.last_output.metadata["specdip"]
+    assert meta["parameters"]["holdout"] == pytest.approx(0.1)
+    # the rule returns the output of the held-out error's minimum, before the last step
+    assert meta["stop_reason"] == "holdout"
+    assert meta["stop_iteration"] < meta["iterations"] < 1500
+    charts = widget.charts
+    held = charts.series("holdout_loss")
+    assert len(held) == meta["iterations"] // 5
+    assert charts.stop_iteration == meta["stop_iteration"]
+    loss_panel = charts.panels["loss"]
+    assert loss_panel.stop_label.toPlainText() == (
+        f"stop at {meta['stop_iteration']}: held-out minimum")
+    assert "stop: held-out pixels' error at its minimum" in widget.status.value
+    assert f"the output of iteration {meta['stop_iteration']}." in widget.status.value
+
+
+# ------------------------------------------------------------------ estimate
+
+
+def test_estimate_is_measured_in_the_background_and_follows_the_settings(
+        viewer: Any, open_widget: Any, qtbot: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    from napari_specdip._napari import _estimating
+
+    calls: list[Any] = []
+    measure = _estimating.run_estimate
+
+    def counted(request: Any) -> Any:
+        calls.append(request)
+        return measure(request)
+
+    monkeypatch.setattr(_estimating, "run_estimate", counted)
+    image = viewer.add_image(samples.jpeg_blocked(SIZE).image, name="coffee")
+    widget = open_widget(task="denoise", iterations=200)
+    widget.image.value = image
+    # several changes in a row: one measurement, after they stopped
+    for width in (4, 12, 8):
+        widget.net_width.value = width
+    assert calls == []  # debounced: nothing measured on the main thread
+    qtbot.waitUntil(lambda: widget.last_estimate is not None, timeout=30_000)
+    assert len(calls) == 1 and calls[0].options["width"] == 8
+    found = widget.last_estimate
+    assert found.fits and found.iterations == 200
+    text = widget.estimate_label.value
+    assert _visible(widget.estimate_label)
+    assert "per 100 it" in text and "at most" in text and "usually" in text
+    assert text.endswith("MB") and text.startswith("≈")
+    assert widget.estimate_label.tooltip
+
+    # a stop rule without a measured range: no "usually"
+    widget.stop.value = "none"
+    qtbot.waitUntil(lambda: len(calls) == 2 and widget._estimate_worker is None,
+                    timeout=30_000)
+    assert "usually" not in widget.estimate_label.value
+
+    # a stack counts its slices
+    stack = viewer.add_image(np.stack([image.data] * 3), name="stack")
+    widget.image.value = stack
+    qtbot.waitUntil(lambda: len(calls) == 3 and widget._estimate_worker is None,
+                    timeout=30_000)
+    assert calls[-1].planes == 3 and calls[-1].plane.shape == (SIZE, SIZE)
+    assert "for 3 slices" in widget.estimate_label.value
+
+
+def test_a_run_that_will_not_fit_is_flagged_and_refused(
+        viewer: Any, open_widget: Any, qtbot: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    from napari_specdip.core import estimate
+
+    monkeypatch.setattr(estimate, "available_memory", lambda device="cpu": 2_000_000)
+    image = viewer.add_image(samples.jpeg_blocked(SIZE).image, name="coffee")
+    widget = open_widget(task="deblock", iterations=50)
+    widget.image.value = image
+    worker = widget.refresh_estimate()
+    assert worker is not None
+    qtbot.waitUntil(lambda: widget.last_estimate is not None, timeout=30_000)
+    assert not widget.last_estimate.fits
+    text = widget.estimate_label.value
+    assert text.startswith("Will not fit: needs about") and "try" in text
+    assert "e0524a" in widget.estimate_label.native.styleSheet()  # red
+    n_layers = len(viewer.layers)
+    assert widget.start() is None
+    assert "will not fit" in widget.last_error and "try" in widget.last_error
+    assert widget.last_estimate.advice in widget.last_error
+    assert not widget.is_running and len(viewer.layers) == n_layers
+
+
+# ------------------------------------------------------------------ noise model
+
+
+def test_noise_model_section_shows_estimates_next_to_the_samples_truth(
+        make_napari_viewer_proxy: Any, configure: Any, wait_for_run: Any) -> None:
+    viewer = make_napari_viewer_proxy()
+    _, widget = viewer.window.add_plugin_dock_widget("napari-specdip", "Restore")
+    viewer.open_sample("napari-specdip", "noisy_microscopy")
+    layer = viewer.layers["noisy microscopy"]
+    truth = layer.metadata["specdip_sample"]["noise"]
+    assert (truth["gain"], truth["read_sigma"], truth["offset"]) == (20.0, 40.0, 100.0)
+    assert widget.image.value.name == layer.name
+    # the sample's hint chose the camera model; its values are left to estimate
+    assert widget.noise.value == "poisson-gaussian"
+    assert _visible(widget.noise_section) and _visible(widget.noise_gain)
+    assert widget.noise_gain.value == "" and widget.noise_offset.value == ""
+    assert widget.noise_note.value == (
+        "sample truth: gain 20, read noise 40, offset 100 (ADU)")
+
+    configure(widget, iterations=6, stop="none", noise_gain="20")
+    params = widget.parameters()
+    assert params.noise == "poisson-gaussian" and params.noise_gain == 20.0
+    assert params.noise_read_sigma is None and params.noise_offset is None
+    widget.start()
+    wait_for_run(widget)
+    used = widget.last_output.metadata["specdip"]["noise_model"]
+    assert used["source"] == {"gain": "given", "read_sigma": "estimated",
+                              "offset": "estimated"}
+    first, second = widget.noise_note.value.split("\n")
+    assert first.startswith("last run used: gain 20 (given), read noise ")
+    assert "(estimated), offset " in first and first.endswith("(estimated)")
+    assert second.startswith("sample truth: gain 20")
+
+    widget.noise_read_sigma.value = "lots"
+    with pytest.raises(ValueError, match="read noise: 'lots' is not a number"):
+        widget.parameters()
+    widget.noise_read_sigma.value = ""
+    widget.noise.value = "gaussian"  # camera fields hidden and not read
+    assert not _visible(widget.noise_gain) and not _visible(widget.noise_fit)
+    assert widget.parameters().noise_gain is None
+    # the noise model belongs to denoising and inpainting
+    for task, shown in (("enhance", False), ("deblock", False), ("super-resolve", False),
+                        ("inpaint", True), ("denoise", True)):
+        widget.task.value = task
+        assert _visible(widget.noise_section) == shown, task
+    widget.noise.value = "poisson-gaussian"
+    widget.task.value = "deblock"  # hidden: a Gaussian run, whatever the combo says
+    assert widget.parameters().noise == "gaussian"
+
+
+# ------------------------------------------------------------------ ensembles
+
+
+def test_ensemble_adds_its_uncertainty_as_a_second_layer(
+        viewer: Any, open_widget: Any, wait_for_run: Any) -> None:
+    sample = samples.noisy_microscopy(SIZE)
+    image = viewer.add_image(sample.image, name="cells", scale=(0.5, 0.25),
+                             translate=(3.0, -2.0), units=("um", "um"),
+                             axis_labels=("y", "x"))
+    widget = open_widget(task="denoise", iterations=6, stop="none")
+    assert (widget.ensemble.min, widget.ensemble.max, widget.ensemble.value) == (1, 8, 1)
+    assert "K times" in widget.ensemble.tooltip
+    widget.image.value = image
+    widget.ensemble.value = 3
+    n_layers = len(viewer.layers)
+    widget.start()
+    wait_for_run(widget)
+    out = widget.last_output
+    spread = widget.last_uncertainty
+    assert len(viewer.layers) == n_layers + 2
+    assert spread.name == f"{out.name} uncertainty" == "cells denoised uncertainty"
+    assert spread.colormap.name == "magma" and not spread.visible
+    assert spread.data.dtype == np.float32 and spread.data.shape == out.data.shape
+    assert float(spread.data.max()) > 0
+    np.testing.assert_allclose(spread.contrast_limits,
+                               (0.0, np.percentile(spread.data, 99)), rtol=1e-5)
+    np.testing.assert_allclose(spread.scale, out.scale)
+    np.testing.assert_allclose(spread.translate, out.translate)
+    assert tuple(spread.units) == tuple(out.units)
+    assert tuple(spread.axis_labels) == ("y", "x")
+    assert out.metadata["specdip"]["ensemble"] == 3
+    assert spread.metadata["specdip"]["ensemble"] == 3
+    assert repr(spread.name) in widget.status.value
+    # a region preview runs one member, for speed
+    assert widget.start_region_preview() is not None
+    wait_for_run(widget)
+    assert widget.session.output.metadata["specdip"]["parameters"]["ensemble"] == 1
+    # a single network adds no uncertainty layer
+    widget.ensemble.value = 1
+    n_layers = len(viewer.layers)
+    widget.start()
+    wait_for_run(widget)
+    assert widget.last_uncertainty is None and len(viewer.layers) == n_layers + 1
+
+
+def test_rgb_ensemble_gives_one_uncertainty_per_pixel(viewer: Any, open_widget: Any,
+                                                      wait_for_run: Any) -> None:
+    image = viewer.add_image(samples.noisy_photo(32).image, name="photo", rgb=True)
+    widget = open_widget(task="denoise", iterations=4, stop="none", ensemble=2)
+    widget.image.value = image
+    widget.start()
+    wait_for_run(widget)
+    spread = widget.last_uncertainty
+    assert spread is not None and not spread.rgb and spread.data.shape == (32, 32)
+    assert "root mean square" in spread.metadata["specdip"]["what"]
+
+
+# ------------------------------------------------------------------ warm start
+
+
+def _first_losses(widget: Any, wait_for_run: Any) -> dict[int, float]:
+    """The loss of each slice's first iteration."""
+    first: dict[int, float] = {}
+
+    def grab(item: Any) -> None:
+        k, report = item
+        if report.iteration == 1:
+            first[k] = report.loss
+
+    worker = widget.start()
+    worker.yielded.connect(grab)
+    wait_for_run(widget)
+    return first
+
+
+def test_warm_start_carries_each_slice_to_the_next(viewer: Any, open_widget: Any,
+                                                   wait_for_run: Any) -> None:
+    base = samples.jpeg_blocked(SIZE).image
+    flat = viewer.add_image(base, name="flat")
+    widget = open_widget(task="deblock", iterations=100, stop="none", preview_every=0)
+    widget.image.value = flat
+    assert not _visible(widget.warm_start)  # a plain image has no slices
+    layer = viewer.add_image(np.stack([base, base]), name="stack")
+    widget.image.value = layer
+    assert _visible(widget.warm_start) and widget.warm_start.value is True
+    assert "previous slice" in widget.warm_start.tooltip
+    widget.stack.value = "current"
+    assert not _visible(widget.warm_start)
+    widget.stack.value = 0
+
+    first = _first_losses(widget, wait_for_run)
+    stack = widget.last_output.metadata["specdip"]["stack"]
+    assert stack["warm_start"] is True and stack["warm_started"] == [False, True]
+    # the second slice (the same image) starts where the first ended, far below a
+    # fresh network's first loss
+    assert first[1] < 0.5 * first[0]
+    assert widget.last_output.metadata["specdip"]["stop_reason"] == ["max_iterations"] * 2
+
+    widget.warm_start.value = False
+    cold = _first_losses(widget, wait_for_run)
+    stack = widget.last_output.metadata["specdip"]["stack"]
+    assert stack["warm_start"] is False and stack["warm_started"] == [False, False]
+    # same seed, same image: the same fresh start
+    assert cold[1] == pytest.approx(cold[0], rel=1e-6)
