@@ -17,7 +17,8 @@ def images(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     root = tmp_path_factory.mktemp("inputs")
     rng = np.random.default_rng(0)
     x = np.mgrid[:48, :40][1]
-    gray = np.clip(120 + 60 * np.sin(x / 5.0) + rng.normal(0, 20, (48, 40)), 0, 255).astype(np.uint8)
+    wave = 120 + 60 * np.sin(x / 5.0) + rng.normal(0, 20, (48, 40))
+    gray = np.clip(wave, 0, 255).astype(np.uint8)
     files = {
         "gray": root / "gray.png",
         "rgb": root / "rgb.png",

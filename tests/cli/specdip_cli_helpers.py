@@ -23,7 +23,8 @@ def run_cli(*args: str | Path, cwd: Path | None = None, timeout: float = 180
             ) -> subprocess.CompletedProcess[str]:
     """``python -m napari_specdip.cli ARGS`` with captured output."""
     return subprocess.run([sys.executable, "-m", "napari_specdip.cli", *map(str, args)],
-                          check=False, capture_output=True, text=True, timeout=timeout, cwd=cwd, env=cli_env())
+                          check=False, capture_output=True, text=True, timeout=timeout, cwd=cwd,
+                          env=cli_env())
 
 
 def assert_clean_failure(proc: subprocess.CompletedProcess[str], code: int, *needles: str) -> None:

@@ -113,7 +113,8 @@ def test_interrupt_and_resume(tmp_path: Path) -> None:
     rng = np.random.default_rng(1)
     for i in range(3):
         iio.imwrite(inputs / f"img{i}.png", (rng.random((64, 64)) * 255).astype(np.uint8))
-    tifffile.imwrite(inputs / "zstack.tif", (rng.random((4, 64, 64)) * 4000 + 100).astype(np.uint16),
+    tifffile.imwrite(inputs / "zstack.tif",
+                     (rng.random((4, 64, 64)) * 4000 + 100).astype(np.uint16),
                      photometric="minisblack")
     out = tmp_path / "out"
     partial = out / ".specdip-partial"
@@ -171,7 +172,8 @@ def test_interrupt_and_resume(tmp_path: Path) -> None:
     assert proc3.returncode == 0, proc3.stdout + proc3.stderr
     rows = _table(proc3.stdout)
     assert rows["img0.png"][1] == "skipped"
-    assert all(rows[name][1] in ("ok", "skipped") for name in ("img1.png", "img2.png", "zstack.tif"))
+    assert all(rows[name][1] in ("ok", "skipped")
+               for name in ("img1.png", "img2.png", "zstack.tif"))
     assert rows["zstack.tif"][1] == "ok"
     assert (out / "img0.png").stat().st_mtime_ns == first_mtime
     meta = json.loads((out / "zstack.tif.json").read_text())["specdip"]
@@ -186,7 +188,8 @@ def test_interrupt_and_resume(tmp_path: Path) -> None:
     assert not [p for p in out.rglob("*") if TEMP_MARK in p.name]
     assert not partial.exists()
     assert sorted(p.name for p in out.iterdir()) == sorted(
-        f"{n}{ext}" for n in ("img0.png", "img1.png", "img2.png", "zstack.tif") for ext in ("", ".json"))
+        f"{n}{ext}" for n in ("img0.png", "img1.png", "img2.png", "zstack.tif")
+        for ext in ("", ".json"))
 
 
 def test_inputs_expand_folders_and_globs(tmp_path: Path) -> None:
@@ -195,3 +198,35 @@ def test_inputs_expand_folders_and_globs(tmp_path: Path) -> None:
     (tmp_path / "sub").mkdir()
     found = expand_inputs([str(tmp_path), str(tmp_path / "*.png"), str(tmp_path / "x*.tif")])
     assert found == [tmp_path / "a.tif", tmp_path / "b.png", str(tmp_path / "x*.tif")]
+
+
+def test_batch_ensemble_writes_uncertainties_and_starts_slices_cold(images: dict[str, Path],
+                                                                    tmp_path: Path,
+                                                                    scheduler: str) -> None:
+    folder = tmp_path / "in"
+    folder.mkdir()
+    for name in ("gray", "stack"):
+        shutil.copy(images[name], folder / images[name].name)
+    args = ["batch", folder, "-o", folder, "--suffix", "_dn", "--scheduler", scheduler,
+            "--ensemble", "2", *FAST]
+    proc = run_cli(*args)
+    assert proc.returncode == 0, proc.stderr
+    spread = tifffile.imread(folder / "stack_dn_uncertainty.tif")
+    assert spread.shape == (3, 32, 32) and spread.dtype == np.float32 and spread.max() > 0
+    assert tifffile.imread(folder / "gray_dn_uncertainty.tif").shape == (48, 40)
+    meta = json.loads((folder / "stack_dn.tif.json").read_text())["specdip"]
+    assert meta["warm_start"] is False and meta["uncertainty"]["members"] == 2
+    assert not any(s["parameters"]["warm_start"] for s in meta["slices"])
+    # a rerun skips both and takes neither the outputs nor the uncertainties for inputs
+    again = run_cli(*args)
+    assert again.returncode == 0, again.stderr
+    rows = _table(again.stdout)
+    assert rows["gray.png"][1] == rows["stack.tif"][1] == "skipped"
+    assert not [name for name in rows if "_dn" in name], again.stdout
+    assert "2 skipped" in again.stdout
+    # an output whose uncertainty went missing is not finished
+    (folder / "gray_dn_uncertainty.tif").unlink()
+    third = run_cli(*args)
+    assert third.returncode == 0, third.stderr
+    assert _table(third.stdout)["gray.png"][1] == "ok"
+    assert (folder / "gray_dn_uncertainty.tif").is_file()

@@ -10,6 +10,8 @@ import pytest
 import tifffile
 from specdip_cli_helpers import assert_clean_failure, run_cli
 
+from napari_specdip.cli.demo import DEMO_PRESET
+
 
 def test_demo_writes_pictures_and_charts(tmp_path: Path) -> None:
     out = tmp_path / "demo"
@@ -21,7 +23,8 @@ def test_demo_writes_pictures_and_charts(tmp_path: Path) -> None:
     names = {p.name for p in out.iterdir()}
     charts = {f"noisy_photo_{n}.png" for n in ("fbc", "ratio", "loss", "psnr")}
     pictures = {f"noisy_photo_{n}.png" for n in ("input", "restored", "comparison")}
-    assert charts | pictures | {"noisy_photo_restored.tif", "noisy_photo_restored.tif.json"} == names
+    results = {"noisy_photo_restored.tif", "noisy_photo_restored.tif.json"}
+    assert charts | pictures | results == names
     for name in charts | pictures:
         image = iio.imread(out / name)
         assert image.ndim == 3 and image.shape[0] > 50, name
@@ -29,6 +32,8 @@ def test_demo_writes_pictures_and_charts(tmp_path: Path) -> None:
     assert tifffile.imread(out / "noisy_photo_restored.tif").shape == (64, 64, 3)
     meta = json.loads((out / "noisy_photo_restored.tif.json").read_text())["specdip"]
     assert meta["iterations"] == 12 and meta["sample"] == "noisy_photo"
+    assert meta["parameters"]["preset"] == DEMO_PRESET and "preset quick" in proc.stdout
+    assert meta["parameters"]["width"] == 8  # an explicit option wins over the preset
     assert meta["psnr_before"] > 0 and meta["psnr_after"] > 0
 
 

@@ -29,8 +29,8 @@ def test_console_script_is_installed() -> None:
     assert scripts.get("specdip") == "napari_specdip.cli.main:main"
     script = shutil.which("specdip") or str(Path(sys.executable).with_name("specdip"))
     assert Path(script).exists()
-    proc = subprocess.run([script, "--version"], check=False, capture_output=True, text=True, timeout=60,
-                          env=cli_env())
+    proc = subprocess.run([script, "--version"], check=False, capture_output=True, text=True,
+                          timeout=60, env=cli_env())
     assert proc.returncode == 0 and "specdip 0.1" in proc.stdout
 
 
@@ -176,3 +176,128 @@ def test_argparse_rejects_unknown_task(images: dict[str, Path], tmp_path: Path) 
     proc = run_cli("restore", images["gray"], "-o", tmp_path / "x.png", "--task", "sharpen")
     assert proc.returncode == 2
     assert_clean_failure(proc, 2, "invalid choice: 'sharpen'", "specdip restore --help")
+
+
+def test_presets_and_explicit_options(images: dict[str, Path], tmp_path: Path) -> None:
+    from napari_specdip.core.params import RestoreParameters, auto_depth
+
+    few = ["--max-iterations", "5", "--stop", "none"]
+    out = tmp_path / "quick.png"
+    proc = run_cli("restore", images["gray"], "-o", out, "--preset", "quick", *few)
+    assert proc.returncode == 0, proc.stderr
+    params = _sidecar(out)["parameters"]
+    quick = RestoreParameters.for_task("denoise", preset="quick")
+    assert params["preset"] == "quick" and params["width"] == quick.width
+    assert params["learning_rate"] == quick.learning_rate and params["holdout"] == quick.holdout
+    assert params["depth"] == auto_depth(48, 40)  # resolved for the image
+
+    out = tmp_path / "paper.png"  # an explicit option wins over its preset's value
+    proc = run_cli("restore", images["gray"], "-o", out, "--preset", "paper", "--width", "8",
+                   *few)
+    assert proc.returncode == 0, proc.stderr
+    params = _sidecar(out)["parameters"]
+    assert params["preset"] == "paper" and params["width"] == 8 and params["depth"] == 5
+    assert params["signal_every"] == 1 and params["holdout"] == 0 and params["output"] == "last"
+
+    out = tmp_path / "held.png"
+    proc = run_cli("restore", images["gray"], "-o", out, "--holdout", "0.2", *FAST)
+    assert proc.returncode == 0, proc.stderr
+    assert _sidecar(out)["parameters"]["holdout"] == 0.2
+
+
+@pytest.mark.parametrize(
+    ("extra", "needles"),
+    [
+        (["--stop", "auto", "--holdout", "0"], ["needs holdout > 0"]),
+        (["--holdout", "0.7"], ["--holdout", "0.7"]),
+        (["--noise-gain", "2"], ["noise='poisson-gaussian'"]),
+        (["--task", "deblock", "--noise", "poisson-gaussian"], ["Poisson-Gaussian", "deblock"]),
+        (["--noise", "poisson-gaussian", "--noise-read-sigma", "-1"], ["--noise-read-sigma"]),
+        (["--preset", "fast"], ["invalid choice: 'fast'"]),
+        (["--ensemble", "0"], ["--ensemble"]),
+    ],
+)
+def test_bad_new_options_give_one_line(extra: list[str], needles: list[str],
+                                       images: dict[str, Path], tmp_path: Path,
+                                       capsys: pytest.CaptureFixture[str]) -> None:
+    from napari_specdip.cli.main import main
+
+    out = tmp_path / "o.png"
+    try:
+        code = main(["restore", str(images["gray"]), "-o", str(out), "--width", "8",
+                     "--max-iterations", "5", *extra])
+    except SystemExit as exc:  # argparse's own checks
+        code = int(exc.code or 0)
+    captured = capsys.readouterr()
+    assert_clean_failure(subprocess.CompletedProcess([], code, captured.out, captured.err), 2,
+                         *needles)
+    assert not out.exists()
+
+
+def test_camera_noise_model_is_recorded(images: dict[str, Path], tmp_path: Path) -> None:
+    out = tmp_path / "photons.tif"
+    proc = run_cli("restore", images["stack"], "-o", out, "--noise", "poisson-gaussian",
+                   "--noise-gain", "2.5", "--noise-read-sigma", "3", "--noise-offset", "100",
+                   "--noise-fit", "anscombe", *FAST)
+    assert proc.returncode == 0, proc.stderr
+    meta = _sidecar(out)
+    model = meta["slices"][0]["noise_model"]
+    assert model["model"] == "poisson-gaussian" and model["fit"] == "anscombe"
+    assert model["gain"] == pytest.approx(2.5) and model["read_sigma"] == pytest.approx(3.0)
+    assert model["offset"] == pytest.approx(100.0)
+    assert set(model["source"].values()) == {"given"}
+    assert tifffile.imread(out).dtype == np.uint16
+
+
+def test_ensemble_writes_the_uncertainty_next_to_the_output(images: dict[str, Path],
+                                                            tmp_path: Path) -> None:
+    out = tmp_path / "rgba.png"
+    proc = run_cli("restore", images["rgba"], "-o", out, "--ensemble", "2", *FAST)
+    assert proc.returncode == 0, proc.stderr
+    spread = tifffile.imread(tmp_path / "rgba_uncertainty.tif")
+    assert spread.shape == (40, 48, 4) and spread.dtype == np.float32
+    assert np.all(spread[..., 3] == 0) and spread[..., :3].max() > 0  # alpha is copied
+    meta = _sidecar(out)
+    assert meta["ensemble"] == 2 and meta["parameters"]["ensemble"] == 2
+    assert meta["uncertainty"]["file"] == str((tmp_path / "rgba_uncertainty.tif").resolve())
+    assert "uncertainty" in proc.stdout
+
+    # a calibrated stack: the uncertainty keeps the axes, pixel size and z spacing
+    source = tmp_path / "cal.tif"
+    stack = (np.random.default_rng(4).random((2, 32, 40)) * 3000 + 100).astype(np.uint16)
+    tifffile.imwrite(source, stack, imagej=True, resolution=(1 / 0.25, 1 / 0.5),
+                     metadata={"spacing": 2.5, "unit": "um", "axes": "ZYX"})
+    out = tmp_path / "cal_dn.tif"
+    proc = run_cli("restore", source, "-o", out, "--ensemble", "2", *FAST)
+    assert proc.returncode == 0, proc.stderr
+    path = tmp_path / "cal_dn_uncertainty.tif"
+    with tifffile.TiffFile(path) as tif:
+        assert tif.series[0].axes == "ZYX" and tif.series[0].dtype == np.float32
+        assert tif.pages[0].get_resolution() == pytest.approx((4.0, 2.0))
+        assert tif.imagej_metadata["spacing"] == 2.5 and tif.imagej_metadata["unit"] == "um"
+    assert tifffile.imread(path).shape == (2, 32, 40)
+
+    proc = run_cli("restore", images["gray"], "-o", tmp_path / "gray_uncertainty.tif",
+                   "--ensemble", "1", *FAST)  # one network: no uncertainty file
+    assert proc.returncode == 0 and "uncertainty" not in _sidecar(
+        tmp_path / "gray_uncertainty.tif")
+
+
+def test_stack_slices_warm_start_from_the_previous_one(images: dict[str, Path],
+                                                       tmp_path: Path) -> None:
+    warm, cold = tmp_path / "warm.tif", tmp_path / "cold.tif"
+    assert run_cli("restore", images["stack"], "-o", warm, *FAST).returncode == 0
+    proc = run_cli("restore", images["stack"], "-o", cold, "--no-warm-start", *FAST)
+    assert proc.returncode == 0, proc.stderr
+    meta_warm, meta_cold = _sidecar(warm), _sidecar(cold)
+    assert meta_warm["warm_start"] is True and meta_cold["warm_start"] is False
+    assert [s["parameters"]["warm_start"] for s in meta_warm["slices"]] == [False, True, True]
+    assert [s["parameters"]["warm_start"] for s in meta_cold["slices"]] == [False] * 3
+    a, b = tifffile.imread(warm), tifffile.imread(cold)
+    np.testing.assert_array_equal(a[0], b[0])  # the first slice starts from scratch either way
+    assert not np.array_equal(a[1:], b[1:])
+    # each slice keeps its own stop: the iteration cap here, per slice
+    assert all(s["iterations"] == 5 for s in meta_warm["slices"])
+    single = tmp_path / "single.png"  # one image: nothing to start from
+    assert run_cli("restore", images["gray"], "-o", single, *FAST).returncode == 0
+    assert _sidecar(single)["warm_start"] is False

@@ -189,9 +189,21 @@ def test_memory_refusal_before_any_work(images: dict[str, Path], tmp_path: Path,
 def test_estimate_is_printed_before_the_run(images: dict[str, Path], tmp_path: Path) -> None:
     proc = run_cli("restore", images["stack"], "-o", tmp_path / "s.tif", *FAST)
     assert proc.returncode == 0, proc.stderr
-    line = next(x for x in proc.stderr.splitlines() if x.startswith("estimate:"))
-    assert "5 iterations" in line and "3 slices" in line and "peak memory" in line
-    assert "available on cpu" in line and "torch thread" in line
+    lines = proc.stderr.splitlines()
+    first = next(k for k, x in enumerate(lines) if x.startswith("estimate:"))
+    line, memory = lines[first], lines[first + 1]
+    assert "per 100 iterations" in line and "5 iterations per slice" in line
+    assert "3 slices" in line and "usually" not in line  # --stop none: the cap, exactly
+    assert "at most" not in line
+    assert memory.startswith("  peak memory") and "available on cpu" in memory
+    assert "torch thread" in memory
+    # the hold-out stop: the cap, and the typical range, said to be typical
+    auto = run_cli("restore", images["gray"], "-o", tmp_path / "a.png", "--width", "8",
+                   "--max-iterations", "5000")
+    assert auto.returncode == 0, auto.stderr
+    line = next(x for x in auto.stderr.splitlines() if x.startswith("estimate:"))
+    assert "at most" in line and "(5000 iterations)" in line
+    assert "usually stops after" in line and "typical, not a promise" in line
     quiet = run_cli("restore", images["gray"], "-o", tmp_path / "q.png", "-q", *FAST)
     assert quiet.returncode == 0 and quiet.stderr == "" and quiet.stdout == ""
 
@@ -314,9 +326,25 @@ def test_nan_in_a_mask_file_is_a_usage_error(images: dict[str, Path], tmp_path: 
 # ------------------------------------------------------------------ 9: Ctrl-C keeps the result
 
 
-def _start_and_interrupt(args: list[str], log: Path, presses: int) -> subprocess.Popen[bytes]:
+#: ``specdip`` with a slow disk: writing the result waits 10 s first
+_SLOW_WRITE = """
+import sys, time
+from napari_specdip.cli import runner
+write = runner.write_outputs
+def slow(*args, **kwargs):
+    time.sleep(10)
+    return write(*args, **kwargs)
+runner.write_outputs = slow
+from napari_specdip.cli.main import main
+sys.exit(main())
+"""
+
+
+def _start_and_interrupt(args: list[str], log: Path, presses: int,
+                         slow_write: bool = False) -> subprocess.Popen[bytes]:
+    command = ["-c", _SLOW_WRITE, *args] if slow_write else ["-m", "napari_specdip.cli", *args]
     with open(log, "w") as err:
-        proc = subprocess.Popen([sys.executable, "-m", "napari_specdip.cli", *args],
+        proc = subprocess.Popen([sys.executable, *command],
                                 stdout=subprocess.DEVNULL, stderr=err, env=cli_env())
         try:
             deadline = time.monotonic() + 90
@@ -358,11 +386,15 @@ def test_first_ctrl_c_writes_the_result_so_far(images: dict[str, Path], tmp_path
 
 
 def test_second_ctrl_c_quits_without_writing(images: dict[str, Path], tmp_path: Path) -> None:
+    """The second press comes while the first is still winding down: a step at this size
+    takes milliseconds, so the writing is made slow (10 s) for the press to land before
+    it, as it does for a large image or a slow disk."""
     out = tmp_path / "out" / "never.png"
     log = tmp_path / "stderr.txt"
     proc = _start_and_interrupt(
         ["restore", str(images["gray"]), "-o", str(out), "--width", "8", "--depth", "4",
-         "--max-iterations", "100000", "--stop", "none", "--progress"], log, presses=2)
+         "--max-iterations", "100000", "--stop", "none", "--progress"], log, presses=2,
+        slow_write=True)
     text = log.read_text()
     assert proc.returncode == 130, text
     assert "specdip: interrupted" in text and "Traceback" not in text

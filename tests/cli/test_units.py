@@ -109,3 +109,64 @@ def test_fallback_progress_line(monkeypatch: pytest.MonkeyPatch) -> None:
     bar.close()
     text = stream.getvalue()
     assert "\r" in text and "10/10" in text and "loss 0.5" in text and text.endswith("\n")
+
+
+def test_option_changes_read_sidecars_as_json() -> None:
+    """A sidecar holds JSON: tuples come back as lists, and the automatic depth as the
+    number the engine resolved; neither is a change of options."""
+    import json
+
+    from napari_specdip.cli.batch import option_changes
+    from napari_specdip.core.params import RestoreParameters, auto_depth
+
+    params = RestoreParameters.for_task("denoise", width=8, max_iterations=5, stop="none")
+    old = json.loads(json.dumps({**params.as_dict(), "depth": auto_depth(48, 40),
+                                 "input_shape": [48, 40], "channel_axis": None}))
+    meta = {"task": "denoise", "mask": None, "parameters": old}
+    options = {"width": 8, "max_iterations": 5, "stop": "none", "num_threads": 2}
+    assert option_changes(meta, "denoise", options, None) == []
+    assert auto_depth(48, 40) == 2
+    assert option_changes(meta, "denoise", {**options, "depth": 2}, None) == []
+    assert option_changes(meta, "denoise", {**options, "depth": 3}, None) == ["depth 2 -> 3"]
+    # an RGB image's size is read without its channel axis
+    rgb = {**meta, "parameters": {**old, "input_shape": [40, 48, 3], "channel_axis": -1}}
+    assert option_changes(rgb, "denoise", options, None) == []
+    assert option_changes(meta, "denoise", {**options, "preset": "quick"}, None) == [
+        "preset balanced -> quick"]
+    changed = option_changes(meta, "denoise", {**options, "ensemble": 2, "holdout": 0.2}, None)
+    assert changed == ["holdout 0.1 -> 0.2", "ensemble 1 -> 2"]
+
+
+def test_typical_stop_and_the_estimate_in_words() -> None:
+    from types import SimpleNamespace
+
+    from napari_specdip.cli.runner import (
+        TYPICAL_STOP,
+        describe_estimate,
+        rough_seconds,
+        typical_stop,
+    )
+    from napari_specdip.core.params import RestoreParameters
+
+    balanced = RestoreParameters.for_task("denoise")
+    assert typical_stop(balanced, 128, 128) == TYPICAL_STOP["balanced"]
+    low, high = typical_stop(balanced, 1024, 1024) or (0, 0)
+    assert low > TYPICAL_STOP["balanced"][0] and high > TYPICAL_STOP["balanced"][1]
+    assert typical_stop(balanced.replace(max_iterations=400), 128, 128) == (150, 400)
+    assert typical_stop(balanced.replace(max_iterations=100), 128, 128) is None
+    assert typical_stop(RestoreParameters.for_task("denoise", preset="paper"), 128, 128) is None
+    assert rough_seconds(40) == "40 s" and rough_seconds(60, 240) == "1-4 min"
+    assert rough_seconds(40, 130) == "40 s-2 min" and rough_seconds(float("nan")) == "unknown"
+
+    est = SimpleNamespace(seconds=1200.0, seconds_per_iteration=0.4, iterations=3000,
+                          peak_memory_bytes=2_000_000, available_memory_bytes=8_000_000_000,
+                          device="cpu")
+    text = describe_estimate(est, params=balanced, size=(128, 128), threads=2)
+    first, second = text.splitlines()
+    assert first == ("estimate: 40.0 s per 100 iterations; at most 20 min 0 s (3000 "
+                     "iterations); usually stops after 150-900 iterations (1-6 min), typical, "
+                     "not a promise")
+    assert second == "  peak memory 2.0 MB of 8.0 GB available on cpu, 2 torch thread(s)"
+    stack = describe_estimate(est, 3, params=balanced, size=(128, 128))
+    assert "(3000 iterations per slice, 3 slices)" in stack and "(3-18 min in all)" in stack
+

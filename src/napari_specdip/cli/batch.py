@@ -65,6 +65,7 @@ from napari_specdip.cli.runner import (
     passthrough_meta,
     prepare,
     run_slice,
+    uncertainty_path,
     write_outputs,
 )
 
@@ -108,21 +109,29 @@ class RemoteStop:
 
 def restore_slice_task(image: npt.NDArray[Any], task: str, channel_axis: int | None,
                        mask: npt.NDArray[np.bool_] | None, options: dict[str, Any],
-                       stop_event: str | None = None) -> tuple[npt.NDArray[Any], dict[str, Any]]:
-    """The Dask task: restore one slice on a worker."""
+                       stop_event: str | None = None
+                       ) -> tuple[npt.NDArray[Any], dict[str, Any], npt.NDArray[Any] | None]:
+    """The Dask task: restore one slice on a worker, from scratch (slices run in
+    parallel, so none waits for another's weights); (image, metadata, ensemble spread)."""
     interrupt = RemoteStop(stop_event) if stop_event else None
-    return run_slice(image, task, channel_axis, mask, None, options, interrupt=interrupt)
+    done = run_slice(image, task, channel_axis, mask, None, options, interrupt=interrupt)
+    return done.image, done.meta, done.uncertainty
 
 
 def estimate_task(image: npt.NDArray[Any], task: str, channel_axis: int | None,
                   mask: npt.NDArray[np.bool_] | None, options: dict[str, Any]) -> str:
-    """The Dask task: a file's estimate on a worker, in words (its device, its memory;
-    the timing steps are cached per worker process and shape)."""
+    """The Dask task: a file's estimate on a worker, in words, one line (its device, its
+    memory; the timing steps are cached per worker process and shape)."""
     from napari_specdip.cli.runner import describe_estimate
+    from napari_specdip.core.engine import plan_restore
     from napari_specdip.core.estimate import estimate
 
     est = estimate(image, task, channel_axis=channel_axis, mask=mask, alpha=False, **options)
-    text = describe_estimate(est)
+    job = plan_restore(image, task, channel_axis=channel_axis, mask=mask, alpha=False,
+                       check_memory=False, **options)
+    h, w = job.observation.shape[:2]
+    text = describe_estimate(est, params=job.params, size=(h * job.scale, w * job.scale))
+    text = text.replace("\n  ", "; ")
     return text if est.fits else f"{text}; {est.advice}"
 
 
@@ -151,16 +160,18 @@ class FileState:
     started: str
     clock: float
     out: npt.NDArray[Any]
+    spread: npt.NDArray[np.float32] | None = None
     alphas: dict[tuple[int, ...], Any] = field(default_factory=dict)
     runs: dict[tuple[int, ...], dict[str, Any]] = field(default_factory=dict)
     remaining: int = 0
     failed: bool = False
     futures: set[Any] = field(default_factory=set)
 
-    def put(self, item_index: tuple[int, ...], image: npt.NDArray[Any], meta: dict[str, Any],
-            alpha: Any) -> None:
-        self.job.layout.put(self.out, item_index, image, alpha, self.job.scale)
-        self.runs[item_index] = {"index": list(item_index), **meta}
+    def put(self, item: SliceInput, image: npt.NDArray[Any], meta: dict[str, Any],
+            spread: npt.NDArray[Any] | None = None) -> None:
+        self.job.layout.put(self.out, item.index, image, item.alpha, self.job.scale)
+        self.job.put_uncertainty(self.spread, item, spread)
+        self.runs[item.index] = {"index": list(item.index), **meta}
         self.remaining -= 1
 
 
@@ -196,9 +207,13 @@ def option_changes(meta: dict[str, Any], task: str, options: dict[str, Any],
     names = {f.name for f in dataclasses.fields(RestoreParameters)}
     engine = {k: v for k, v in options.items() if k in names}
     try:
-        new = RestoreParameters.for_task(task, **engine).as_dict()
+        params = RestoreParameters.for_task(task, **engine)
     except (TypeError, ValueError):
         return changes
+    # as the sidecar holds them: tuples are JSON lists
+    new = json.loads(json.dumps(params.as_dict(), default=str))
+    if new.get("depth") is None:  # automatic: the depth the engine resolved for this size
+        new["depth"] = _auto_depth(old, params)
     for name, value in new.items():
         if name in _NEUTRAL_OPTIONS or name not in old:
             continue
@@ -213,6 +228,19 @@ def option_changes(meta: dict[str, Any], task: str, options: dict[str, Any],
     return changes
 
 
+def _auto_depth(old: dict[str, Any], params: Any) -> int | None:
+    """The automatic depth for the image size a sidecar's run had (None when unknown)."""
+    from napari_specdip.core.params import auto_depth
+
+    shape, axis = old.get("input_shape"), old.get("channel_axis")
+    if not isinstance(shape, list) or len(shape) < 2:
+        return None
+    if isinstance(axis, int) and len(shape) >= 3:
+        shape = [n for k, n in enumerate(shape) if k != axis % len(shape)]
+    scale = params.factor if params.task == "super-resolve" and params.factor else 1
+    return auto_depth(int(shape[0]) * scale, int(shape[1]) * scale)
+
+
 def is_finished(output: Path) -> dict[str, Any] | None:
     """The sidecar of a finished output (image and sidecar both there), else None."""
     if not output.is_file():
@@ -220,6 +248,8 @@ def is_finished(output: Path) -> dict[str, Any] | None:
     payload = read_sidecar(sidecar_path(output))
     if payload is None or not isinstance(payload.get("specdip"), dict):
         return None
+    if payload["specdip"].get("uncertainty") and not uncertainty_path(output).is_file():
+        return None  # an ensemble's output whose uncertainty went missing
     return payload
 
 
@@ -252,15 +282,18 @@ def _slice_file(partial: Path, index: tuple[int, ...]) -> Path:
 
 
 def _save_slice(partial: Path, index: tuple[int, ...], image: npt.NDArray[Any],
-                meta: dict[str, Any]) -> None:
+                meta: dict[str, Any], spread: npt.NDArray[Any] | None = None) -> None:
     partial.mkdir(parents=True, exist_ok=True)
     target = _slice_file(partial, index)
+    arrays: dict[str, Any] = {"image": image, "meta": np.array(json.dumps(meta, default=str))}
+    if spread is not None:
+        arrays["uncertainty"] = spread
     with atomic_path(target) as tmp, open(tmp, "wb") as f:
-        np.savez(f, image=image, meta=np.array(json.dumps(meta, default=str)))
+        np.savez(f, **arrays)
 
 
 def _load_slice(partial: Path, index: tuple[int, ...]
-                ) -> tuple[npt.NDArray[Any], dict[str, Any]] | None:
+                ) -> tuple[npt.NDArray[Any], dict[str, Any], npt.NDArray[Any] | None] | None:
     target = _slice_file(partial, index)
     if not target.is_file():
         return None
@@ -268,7 +301,8 @@ def _load_slice(partial: Path, index: tuple[int, ...]
         with np.load(target, allow_pickle=False) as data:
             meta: dict[str, Any] = json.loads(str(data["meta"]))
             image: npt.NDArray[Any] = data["image"]
-            return image, meta
+            spread = data["uncertainty"] if "uncertainty" in data.files else None
+            return image, meta, spread
     except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile):  # recompute it
         return None
 
@@ -326,8 +360,13 @@ def run_batch(args: Any) -> int:
         raise UsageError(f"output folder {out_dir} is a file")
     pairs: list[tuple[Path | str, Path | None]] = []
     seen: dict[Path, Path] = {}
-    planned = {_output_for(f, out_dir, args.suffix, args.out_format).resolve(): f
-               for f in entries if not isinstance(f, str)}
+    planned: dict[Path, Path] = {}
+    for f in entries:
+        if not isinstance(f, str):
+            out = _output_for(f, out_dir, args.suffix, args.out_format)
+            # an ensemble's uncertainty too, made now or by an earlier run
+            planned[uncertainty_path(out).resolve()] = f
+            planned[out.resolve()] = f
     in_place = []
     for f in entries:
         if isinstance(f, str):
@@ -340,6 +379,9 @@ def run_batch(args: Any) -> int:
         if key in seen:
             raise UsageError(f"{seen[key]} and {f} would both be written to {out}; "
                              "use --suffix or separate runs")
+        if (args.ensemble or 1) > 1 and uncertainty_path(out).resolve() in seen:
+            raise UsageError(f"the uncertainty of {f} would be written over the output of "
+                             f"{seen[uncertainty_path(out).resolve()]}; use --suffix")
         if same_file(out, f):
             in_place.append(f)
         seen[key] = f
@@ -429,9 +471,12 @@ def _process(args: Any, todo: list[tuple[Path, Path, Row]], options: dict[str, A
             try:
                 runs = [state.runs[i] for i in job.layout.indices()]
                 image = job.layout.to_file_order(state.out)
+                spread = None if state.spread is None else job.layout.to_file_order(state.spread)
+                # the slices ran in parallel, each from scratch
                 sidecar = build_sidecar(job, runs, image, command="batch", started=state.started,
-                                        wall_seconds=time.perf_counter() - state.clock)
-                write_outputs(job, image, sidecar)
+                                        wall_seconds=time.perf_counter() - state.clock,
+                                        extra={"warm_start": False})
+                write_outputs(job, image, sidecar, spread)
             except CLIError as exc:
                 fail(state, str(exc))
                 return
@@ -480,17 +525,17 @@ def _process(args: Any, todo: list[tuple[Path, Path, Row]], options: dict[str, A
             state = FileState(job=job, row=row, partial=partial, started=now_iso(),
                               clock=time.perf_counter(),
                               out=job.layout.new_canonical_output(job.scale, job.output_dtype),
-                              remaining=job.layout.n_slices)
+                              spread=job.new_uncertainty(), remaining=job.layout.n_slices)
             queued = len(queue)
             for item in job.slices():
                 copy = job.passthrough(item)
                 if copy is not None:
-                    state.put(item.index, copy, passthrough_meta(item.index), item.alpha)
+                    state.put(item, copy, passthrough_meta(item.index))
                     continue
                 saved = _load_slice(partial, item.index) if partial is not None else None
                 if saved is not None and saved[0].shape[:2] == job.layout.output_slice_shape(
-                        job.scale)[:2]:
-                    state.put(item.index, saved[0], saved[1], item.alpha)
+                        job.scale)[:2] and (state.spread is None or saved[2] is not None):
+                    state.put(item, saved[0], saved[1], saved[2])
                     continue
                 queue.append((state, item))
             first = first_restored(job)
@@ -547,14 +592,14 @@ def _process(args: Any, todo: list[tuple[Path, Path, Row]], options: dict[str, A
                            else f"{type(exc).__name__}: {one_line(exc)}")
                 fail(state, f"{message}{where}")
             elif fut.status == "finished":
-                image, meta = fut.result()
+                image, meta, spread = fut.result()
                 fut.release()
                 if meta.get("stop_reason") == "stopped":  # asked to stop: not a result
                     return
                 if state.partial is not None:
                     with contextlib.suppress(OSError):
-                        _save_slice(state.partial, item.index, image, meta)
-                state.put(item.index, image, meta, item.alpha)
+                        _save_slice(state.partial, item.index, image, meta, spread)
+                state.put(item, image, meta, spread)
                 if state.remaining == 0:
                     finish(state)
 

@@ -16,6 +16,9 @@ import numpy.typing as npt
 from napari_specdip.chart_panels import BAND_LABELS, FBC, LOSS, QUALITY, RATIO, Series, stop_text
 
 FBC_LABELS = BAND_LABELS
+#: the held-out pixels' error on the loss chart (the ``auto`` stop's signal)
+HELD_OUT = Series("holdout_loss", "held-out pixels (the auto stop's signal)", "#3b6fb6",
+                  "dashed", 1.5)
 _LINESTYLES = {"solid": "-", "dashed": "--", "dotted": ":"}
 
 
@@ -111,6 +114,13 @@ def loss_chart(history: dict[str, npt.NDArray[Any]], path: Path, *,
     ax = fig.subplots()
     loss = np.asarray(history["loss"], dtype=float)
     _plot(ax, history["iteration"], loss, LOSS.series[0])
+    # the hold-out stop's signal: the error on the pixels left out of the fit (of the
+    # moving average when the result is one), which turns up once noise is being fitted
+    held = next((k for k in ("holdout_loss_ema", "holdout_loss") if k in history), None)
+    if held is not None:
+        values = np.asarray(history[held], dtype=float)
+        _plot(ax, _signal_x(history), values, HELD_OUT)
+        loss = np.concatenate([loss, values])
     if np.all(loss[np.isfinite(loss)] > 0):
         ax.set_yscale("log")
     _stop_marker(ax, stop_iteration, stop_reason)
@@ -118,7 +128,7 @@ def loss_chart(history: dict[str, npt.NDArray[Any]], path: Path, *,
     ax.set_xlabel("iteration")
     ax.set_ylabel(LOSS.y_label)
     ax.grid(alpha=0.3, which="both")
-    if stop_iteration:
+    if stop_iteration or held is not None:
         ax.legend(fontsize=8)
     return _save(fig, path)
 

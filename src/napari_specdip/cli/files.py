@@ -142,7 +142,8 @@ def read_image(path: str | os.PathLike[str], *, what: str = "input") -> ImageFil
     except Exception as exc:
         detail = one_line(exc)
         detail = "" if detail.startswith("Could not find a backend") else f" ({detail})"
-        raise UsageError(f"cannot read {what} {p}: not a valid {kind.upper()} file{detail}") from exc
+        raise UsageError(f"cannot read {what} {p}: not a valid {kind.upper()} "
+                         f"file{detail}") from exc
     if data.dtype.kind not in "uifb" or data.size == 0 or data.ndim < 2:
         raise UsageError(f"cannot read {what} {p}: no usable image data "
                          f"(shape {data.shape}, dtype {data.dtype})")
@@ -171,7 +172,8 @@ def check_writable_kind(path: Path, *, stack: bool, channels: int | None,
     allowed = ("uint8",) if kind == "jpeg" else ("uint8", "uint16")
     if dtype.name not in allowed and dtype.kind != "b":
         raise UsageError(f"{path}: {name} stores {' or '.join(allowed)}, the result is {dtype}; "
-                         "write .tif" + (" or .png" if kind == "jpeg" and dtype.name == "uint16" else ""))
+                         "write .tif"
+                         + (" or .png" if kind == "jpeg" and dtype.name == "uint16" else ""))
 
 
 def os_reason(exc: OSError) -> str:
@@ -401,7 +403,8 @@ def expand_inputs(inputs: list[str]) -> list[Path | str]:
         p = Path(item).expanduser()
         if p.is_dir():
             for c in sorted(p.iterdir()):
-                if c.is_file() and c.suffix.lower() in IMAGE_SUFFIXES and not c.name.startswith("."):
+                if (c.is_file() and c.suffix.lower() in IMAGE_SUFFIXES
+                        and not c.name.startswith(".")):
                     add(c)
         elif p.exists():
             add(p)

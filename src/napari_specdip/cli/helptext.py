@@ -14,9 +14,16 @@ from collections.abc import Callable
 from typing import Any
 
 from napari_specdip.core.params import (
+    DEFAULT_PRESET,
     GAUSSIAN_LIPSCHITZ,
+    MIN_COARSE_SIDE,
     NETWORKS,
+    NOISE_FITS,
+    NOISE_MODELS,
+    NOISE_TASKS,
     OUTPUTS,
+    PAPER_DEPTH,
+    PRESETS,
     SR_FACTORS,
     STOP_RULES,
     TASKS,
@@ -30,10 +37,12 @@ END = "<!-- end of generated: {} -->"
 
 #: what each stopping rule does, in the words of the help
 STOP_WORDS = {
-    "auto": "the paper's blur/sharpness ratio rule with ES-WMV as a backstop, whichever "
-            "fires first",
-    "ratio": "the ratio rule alone",
-    "wmv": "ES-WMV alone",
+    "auto": "hold-out: --holdout of the pixels are left out of the fit, and the run stops "
+            "once their error has not improved for a while and keeps the output of its "
+            "minimum; needs --holdout > 0",
+    "ratio": "the paper's blur/sharpness ratio rule",
+    "wmv": "ES-WMV: stop once the variance of recent outputs has not reached a new minimum "
+           "for a while, keeping the output of that minimum",
     "none": "run to --max-iterations",
 }
 #: what each ``--result`` keeps
@@ -48,24 +57,88 @@ NETWORK_WORDS = {
     "skip": "the original DIP, for comparison",
     "convnet": "no resampling, for comparison",
 }
+#: what each ``--preset`` is for (its settings are read from the code)
+PRESET_WORDS = {
+    "quick": "for trying things: seconds to a minute at 128 px on a laptop CPU",
+    "balanced": "0.3-0.6 dB over quick for about twice its time per step",
+    "paper": "the paper's settings exactly; ten to a hundred times the time of balanced, "
+             "for a GPU",
+}
+#: what each ``--noise`` model is
+NOISE_WORDS = {
+    "gaussian": "one noise level everywhere",
+    "poisson-gaussian": "photon shot noise plus camera read noise, for microscopy and other "
+                        "photon-counting cameras",
+}
+#: how each ``--noise-fit`` uses the Poisson-Gaussian model
+NOISE_FIT_WORDS = {
+    "weighted": "the squared error weighted by the inverse of the signal-dependent variance",
+    "anscombe": "fit after the generalized Anscombe transform, exact unbiased inverse after; "
+                "best at its best iteration but falls off faster after it",
+}
+
+
+#: the title of the restoration options' group in ``--help``: how to read their defaults
+OPTIONS_TITLE = (f"restoration options (defaults: those of --preset {DEFAULT_PRESET}; "
+                 "'TASK N': for that task; 'PRESET N': under that --preset)")
 
 
 def _fmt(value: Any) -> str:
+    if value is None:
+        return "auto"
     return f"{value:g}" if isinstance(value, float) else str(value)
 
 
+def _most_common(values: list[Any]) -> Any:
+    return Counter(values).most_common(1)[0][0]
+
+
+def stated_default(name: str, fmt: Callable[[Any], str] = _fmt) -> str:
+    """What ``--help`` says of the default of field ``name``, read from
+    ``RestoreParameters.for_task(task, preset=...)``: the value most tasks share
+    under the default preset, then the tasks that differ (``task V``: under every
+    preset), then the other presets where they differ (``preset V``, and
+    ``preset task V`` for a task that differs there).
+
+    Examples
+    --------
+    >>> stated_default("width")
+    'default 64; quick 32, paper 128'
+    >>> stated_default("max_iterations")
+    'default 3000; enhance 100; quick 1500, paper 10000, paper inpaint 5000'
+    """
+    values = {preset: {task: getattr(RestoreParameters.for_task(task, preset=preset), name)
+                       for task in TASKS} for preset in PRESETS}
+    base = values[DEFAULT_PRESET]
+    common = _most_common(list(base.values()))
+    exceptions = {task: v for task, v in base.items() if v != common}
+    parts = [f"default {fmt(common)}"]
+    if exceptions:
+        parts.append(", ".join(f"{task} {fmt(v)}" for task, v in exceptions.items()))
+    others = []
+    for preset in PRESETS:
+        if preset == DEFAULT_PRESET:
+            continue
+        own = _most_common(list(values[preset].values()))
+        if own != common:
+            others.append(f"{preset} {fmt(own)}")
+        for task, v in values[preset].items():
+            implied = exceptions.get(task, own)
+            if v != implied:
+                others.append(f"{preset} {task} {fmt(v)}")
+    if others:
+        parts.append(", ".join(others))
+    return "; ".join(parts)
+
+
 def task_default(name: str, fmt: Callable[[Any], str] = _fmt) -> str:
-    """``'default 3000; inpaint 5000, enhance 100'``: the value of field ``name`` most
-    tasks share, then the tasks that differ, read from ``RestoreParameters.for_task``."""
-    values = {task: getattr(RestoreParameters.for_task(task), name) for task in TASKS}
-    common, _ = Counter(values.values()).most_common(1)[0]
-    others = [f"{task} {fmt(v)}" for task, v in values.items() if v != common]
-    return f"default {fmt(common)}" + (f"; {', '.join(others)}" if others else "")
+    """The same as :func:`stated_default` (kept for callers of the older name)."""
+    return stated_default(name, fmt)
 
 
 def default_of(name: str) -> str:
-    """``'default 128'``: the value of field ``name`` (the same for every task)."""
-    return task_default(name)
+    """``'default 0'``: the value of field ``name`` (the same for every task and preset)."""
+    return stated_default(name)
 
 
 def _words(words: dict[str, str], choices: tuple[str, ...]) -> str:
@@ -75,29 +148,71 @@ def _words(words: dict[str, str], choices: tuple[str, ...]) -> str:
     return ", ".join(f"{c} ({words[c]})" for c in choices)
 
 
+def preset_settings(preset: str) -> str:
+    """``'width 32, Adam 0.01, at most 1500 iterations, stop auto, result ema'``."""
+    p = RestoreParameters.for_task("denoise", preset=preset)
+    depth = f", depth {p.depth}" if p.depth is not None else ""
+    return (f"width {p.width}{depth}, Adam {p.learning_rate:g}, at most {p.max_iterations} "
+            f"iterations, stop {p.stop}, result {p.output}")
+
+
+def preset_help() -> str:
+    missing = [c for c in PRESETS if c not in PRESET_WORDS]
+    if missing:
+        raise KeyError(f"no help text for {', '.join(missing)}")
+    listed = ", ".join(f"{name} ({preset_settings(name)}: {PRESET_WORDS[name]})"
+                       for name in PRESETS)
+    return (f"the defaults the restoration options start from: {listed}; default "
+            f"{DEFAULT_PRESET}. Options given explicitly override the preset's")
+
+
 def option_help() -> dict[str, str]:
     """argparse dest -> help text of the engine options (``%`` escaped for argparse)."""
+    from napari_specdip.cli.runner import UNCERTAINTY_SUFFIX
+
     sr = RestoreParameters.for_task("super-resolve")
+    noise_tasks = " and ".join(NOISE_TASKS)
     helps = {
         "task": "what to do (default: denoise)",
+        "preset": preset_help(),
         "factor": f"super-resolution factor, one of {', '.join(map(str, SR_FACTORS))} "
                   f"(default {sr.factor})",
-        "lipschitz": f"Lipschitz bound lambda of the convolutions ({task_default('lipschitz')}; "
+        "lipschitz": f"Lipschitz bound lambda of the convolutions ({stated_default('lipschitz')}; "
                      f"{GAUSSIAN_LIPSCHITZ:g} with --upsampler gaussian)",
-        "stop": f"stopping rule: {_words(STOP_WORDS, STOP_RULES)}; {task_default('stop')}",
-        "max_iterations": f"iteration cap ({task_default('max_iterations')})",
+        "stop": f"stopping rule: {_words(STOP_WORDS, STOP_RULES)}; {stated_default('stop')}",
+        "max_iterations": f"iteration cap ({stated_default('max_iterations')})",
         "seed": f"random seed of the network's input and weights ({default_of('seed')})",
-        "width": f"channels per layer ({default_of('width')})",
-        "depth": f"upsampling levels ({default_of('depth')}); image sides are padded to "
-                 "multiples of 2**depth",
+        "width": f"channels per layer ({stated_default('width')})",
+        "depth": f"upsampling levels (auto = the paper's {PAPER_DEPTH} where the coarsest "
+                 f"grid keeps {MIN_COARSE_SIDE} px, fewer for small images; "
+                 f"{stated_default('depth')}); image sides are padded to multiples of "
+                 "2**depth",
         "upsampler": f"{', '.join(UPSAMPLERS)} ({default_of('upsampler')})",
-        "learning_rate": f"Adam step size ({default_of('learning_rate')})",
+        "learning_rate": f"Adam step size ({stated_default('learning_rate')})",
         "network": f"{_words(NETWORK_WORDS, NETWORKS)}; {default_of('network')}",
         "result": f"what the result holds: {_words(RESULT_WORDS, OUTPUTS)}; "
-                  f"{task_default('output')}",
+                  f"{stated_default('output')}",
         "signal_every": f"evaluate the spectral signals every K iterations "
-                        f"({default_of('signal_every')})",
-        "gain": f"enhance: detail gain ({task_default('gain').split(';')[0]})",
+                        f"({stated_default('signal_every')})",
+        "gain": f"enhance: detail gain ({stated_default('gain')})",
+        "holdout": f"fraction of the observed pixels left out of the fit; their error drives "
+                   f"--stop auto ({stated_default('holdout')})",
+        "ensemble": f"fit K networks (seeds S .. S+K-1) together: the result is their mean; "
+                    f"their per-pixel standard deviation goes next to the output as "
+                    f"STEM{UNCERTAINTY_SUFFIX} (float32, the output's units and calibration); "
+                    f"K times the memory, and on a CPU about K times the time "
+                    f"({stated_default('ensemble')})",
+        "noise": f"noise model: {_words(NOISE_WORDS, NOISE_MODELS)}; {noise_tasks} only; "
+                 f"{stated_default('noise')}",
+        "noise_gain": "poisson-gaussian: the camera's gain, input units per photon (e.g. ADU "
+                      "per electron; default: estimated from the image)",
+        "noise_read_sigma": "poisson-gaussian: the camera's read noise, input units (default: "
+                            "estimated from the image)",
+        "noise_offset": "poisson-gaussian: the camera's offset, the input value of zero "
+                        "photons (default: estimated as the image's black level; give the "
+                        "camera's pedestal or a dark frame's mean where you know it)",
+        "noise_fit": f"how the poisson-gaussian model enters the fit: "
+                     f"{_words(NOISE_FIT_WORDS, NOISE_FITS)}; {stated_default('noise_fit')}",
     }
     return {k: v.replace("%", "%%") for k, v in helps.items()}
 
@@ -109,15 +224,24 @@ def threads_help() -> str:
             f"start, at most {MAX_AUTO_THREADS}; threads on busy cores slow every step down)")
 
 
+def warm_start_help() -> str:
+    return ("stacks: start each slice from the network weights the previous slice ended with "
+            "(default: slices are alike, so each starts close to its fit; each still stops "
+            "by its own rule); --no-warm-start restores every slice from scratch. "
+            "specdip batch always starts from scratch (its slices run in parallel)")
+
+
 def demo_defaults() -> dict[str, str]:
     """The demo's own defaults in words (argparse dest -> text), for its help and the docs."""
-    from napari_specdip.cli.demo import DEMO_ITERATIONS, DEMO_THREADS, DEMO_WIDTH
+    from napari_specdip.cli.demo import DEMO_PRESET, DEMO_THREADS
 
+    p = RestoreParameters.for_task("denoise", preset=DEMO_PRESET)
     return {
-        "max_iterations": f"default {DEMO_ITERATIONS}",
-        "width": f"default {DEMO_WIDTH}",
-        "depth": default_of("depth"),
-        "stop": f"default: the task's, {task_default('stop').removeprefix('default ')}",
+        "preset": f"default {DEMO_PRESET}: about a minute on a 2-core CPU",
+        "max_iterations": f"default: the preset's, {p.max_iterations} for {DEMO_PRESET}",
+        "width": f"default: the preset's, {p.width} for {DEMO_PRESET}",
+        "depth": f"default {_fmt(p.depth)}",
+        "stop": f"default: the preset's, {p.stop} for {DEMO_PRESET}",
         "threads": f"default {DEMO_THREADS}: small images gain little from more",
     }
 
@@ -126,6 +250,7 @@ def demo_help() -> dict[str, str]:
     """Help texts of the demo's options."""
     d = demo_defaults()
     return {
+        "preset": f"{', '.join(PRESETS)} ({d['preset']}; see specdip restore --help)",
         "max_iterations": f"iteration cap ({d['max_iterations']})",
         "width": f"channels per layer ({d['width']})",
         "depth": f"upsampling levels ({d['depth']})",
@@ -137,12 +262,14 @@ def demo_help() -> dict[str, str]:
 #: docs table rows: (flags as shown, argparse dest or None, text when dest is None)
 _ROWS: tuple[tuple[str, str | None, str], ...] = (
     (f"--task {{{','.join(TASKS)}}}", "task", ""),
+    (f"--preset {{{','.join(PRESETS)}}}", "preset", ""),
     ("--mask FILE", None, "inpainting: nonzero pixels are filled in; the image's spatial shape "
                           "(one mask for all slices) or the stack's shape without channels; a "
                           "colour mask counts any nonzero channel"),
     (f"--factor {{{','.join(map(str, SR_FACTORS))}}}", "factor", ""),
     ("--lipschitz, --lambda L", "lipschitz", ""),
     (f"--stop {{{','.join(STOP_RULES)}}}", "stop", ""),
+    ("--holdout F", "holdout", ""),
     ("--max-iterations N", "max_iterations", ""),
     ("--seed S", "seed", ""),
     ("--device D", None, "auto (CUDA, then MPS, then CPU), cpu, cuda, cuda:N, mps"),
@@ -154,9 +281,16 @@ _ROWS: tuple[tuple[str, str | None, str], ...] = (
     (f"--result {{{','.join(OUTPUTS)}}}", "result", ""),
     ("--signal-every K", "signal_every", ""),
     ("--gain G", "gain", ""),
+    ("--ensemble K", "ensemble", ""),
+    (f"--noise {{{','.join(NOISE_MODELS)}}}", "noise", ""),
+    ("--noise-gain G", "noise_gain", ""),
+    ("--noise-read-sigma S", "noise_read_sigma", ""),
+    ("--noise-offset O", "noise_offset", ""),
+    (f"--noise-fit {{{','.join(NOISE_FITS)}}}", "noise_fit", ""),
     ("--output-dtype DTYPE", None, "dtype of the result (default: the input's)"),
     ("--reference FILE", None, "clean image of the output's shape: PSNR/SSIM go into the "
                                "sidecar"),
+    ("--warm-start, --no-warm-start", "warm_start", ""),
     ("--threads N", "threads", ""),
     ("--overwrite", None, "allow -o to name the input file itself (it is replaced only once "
                           "the result is complete)"),
@@ -168,7 +302,7 @@ _ROWS: tuple[tuple[str, str | None, str], ...] = (
 
 def options_table() -> str:
     """The Markdown options table of ``specdip restore`` for docs/cli.md."""
-    helps = {**option_help(), "threads": threads_help()}
+    helps = {**option_help(), "threads": threads_help(), "warm_start": warm_start_help()}
     lines = ["| option | meaning |", "| --- | --- |"]
     for flags, dest, text in _ROWS:
         body = helps[dest].replace("%%", "%") if dest is not None else text
@@ -182,7 +316,8 @@ def demo_options() -> str:
     from napari_specdip.cli.demo import DEMO_SIZE
 
     d = demo_defaults()
-    return (f"Options: `--size PX` (crop size, default {DEMO_SIZE}), `--iterations N` "
+    return (f"Options: `--size PX` (crop size, default {DEMO_SIZE}), "
+            f"`--preset {{{','.join(PRESETS)}}}` ({d['preset']}), `--iterations N` "
             f"(iteration cap, {d['max_iterations']}), `--width W` ({d['width']}), `--depth D` "
             f"({d['depth']}), `--stop {{{','.join(STOP_RULES)}}}` ({d['stop']}), `--seed`, "
             f"`--device`, `--threads N` (torch CPU threads, {d['threads']}), "

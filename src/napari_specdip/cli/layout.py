@@ -31,7 +31,8 @@ def parse_axis(text: str) -> str | int:
     except ValueError:
         import argparse
 
-        raise argparse.ArgumentTypeError(f"expected 'auto', 'none' or an integer, got {text!r}") from None
+        raise argparse.ArgumentTypeError(
+            f"expected 'auto', 'none' or an integer, got {text!r}") from None
 
 
 @dataclass(frozen=True)
@@ -165,8 +166,10 @@ def resolve_layout(shape: tuple[int, ...], *, kind: str, axes: str | None = None
         spatial = (rest[0], rest[1])
     elif stack_axis == AUTO:
         if len(rest) < 2:
-            raise UsageError(f"image of shape {shape} has no two spatial axes besides channel axis {c}")
-        if axes and "Y" in axes and "X" in axes and axes.index("Y") in rest and axes.index("X") in rest:
+            raise UsageError(f"image of shape {shape} has no two spatial axes besides channel "
+                             f"axis {c}")
+        if (axes and "Y" in axes and "X" in axes and axes.index("Y") in rest
+                and axes.index("X") in rest):
             spatial = (axes.index("Y"), axes.index("X"))
         else:
             spatial = (rest[-2], rest[-1])
@@ -187,9 +190,11 @@ def resolve_layout(shape: tuple[int, ...], *, kind: str, axes: str | None = None
     if c is not None:
         n = shape[c]
         png_alpha = kind in ("png", "jpeg") and n in (2, 4)
-        tiff_alpha = kind == "tiff" and bool(axes) and axes[c] == "S" and n == 4  # type: ignore[index]
+        tiff_alpha = (kind == "tiff" and bool(axes)
+                      and axes[c] == "S" and n == 4)  # type: ignore[index]
         alpha = png_alpha or (tiff_alpha and channel_axis == AUTO)
-    return StackLayout(shape=tuple(shape), channel_axis=c, spatial=spatial, stack=stack, alpha=alpha)
+    return StackLayout(shape=tuple(shape), channel_axis=c, spatial=spatial, stack=stack,
+                       alpha=alpha)
 
 
 def split_mask(mask: npt.NDArray[Any], layout: StackLayout, *, mask_kind: str

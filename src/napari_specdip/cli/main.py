@@ -33,7 +33,10 @@ from napari_specdip.cli.errors import (
 from napari_specdip.cli.layout import parse_axis
 from napari_specdip.core.params import (
     NETWORKS,
+    NOISE_FITS,
+    NOISE_MODELS,
     OUTPUTS,
+    PRESETS,
     SR_FACTORS,
     STOP_RULES,
     TASKS,
@@ -79,6 +82,34 @@ def _positive_float(text: str) -> float:
     return value
 
 
+def _number(text: str) -> float:
+    """argparse type: any finite number."""
+    import math
+
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"expected a finite number, got {text}")
+    return value
+
+
+def _non_negative_float(text: str) -> float:
+    value = _number(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected a number >= 0, got {text}")
+    return value
+
+
+def _fraction(text: str) -> float:
+    """argparse type of ``--holdout``: a number in [0, 0.5)."""
+    value = _number(text)
+    if not 0.0 <= value < 0.5:
+        raise argparse.ArgumentTypeError(f"expected a fraction from 0 to below 0.5, got {text}")
+    return value
+
+
 def _dtype(text: str) -> str:
     import numpy as np
 
@@ -87,7 +118,8 @@ def _dtype(text: str) -> str:
     except TypeError:
         raise argparse.ArgumentTypeError(f"unknown dtype {text!r}") from None
     if dtype.kind not in "uif":
-        raise argparse.ArgumentTypeError(f"output dtype must be an integer or float type, got {text!r}")
+        raise argparse.ArgumentTypeError(
+            f"output dtype must be an integer or float type, got {text!r}")
     return dtype.name
 
 
@@ -100,11 +132,12 @@ def _threads(text: str) -> int | str:
 
 def _add_engine_options(parser: argparse.ArgumentParser) -> None:
     """Options that mirror :func:`napari_specdip.iter_restore` (None: the task's default)."""
-    from napari_specdip.cli.helptext import option_help
+    from napari_specdip.cli.helptext import OPTIONS_TITLE, option_help
 
     helps = option_help()
     parser.add_argument("--task", choices=TASKS, default="denoise", help=helps["task"])
-    g = parser.add_argument_group("restoration options (default: the task's paper settings)")
+    parser.add_argument("--preset", choices=PRESETS, default=None, help=helps["preset"])
+    g = parser.add_argument_group(OPTIONS_TITLE)
     g.add_argument("--mask", metavar="FILE",
                    help="inpainting: image of the spatial shape (or the stack's shape without "
                         "channels); nonzero pixels are filled in")
@@ -127,6 +160,15 @@ def _add_engine_options(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--signal-every", type=_positive_int, metavar="K",
                    help=helps["signal_every"])
     g.add_argument("--gain", type=float, help=helps["gain"])
+    g.add_argument("--holdout", type=_fraction, metavar="F", help=helps["holdout"])
+    g.add_argument("--ensemble", type=_positive_int, metavar="K", help=helps["ensemble"])
+    n = parser.add_argument_group("noise model (denoise and inpaint; microscopy cameras)")
+    n.add_argument("--noise", choices=NOISE_MODELS, help=helps["noise"])
+    n.add_argument("--noise-gain", type=_positive_float, metavar="G", help=helps["noise_gain"])
+    n.add_argument("--noise-read-sigma", type=_non_negative_float, metavar="S",
+                   help=helps["noise_read_sigma"])
+    n.add_argument("--noise-offset", type=_number, metavar="O", help=helps["noise_offset"])
+    n.add_argument("--noise-fit", choices=NOISE_FITS, help=helps["noise_fit"])
     g.add_argument("--output-dtype", type=_dtype, metavar="DTYPE",
                    help="dtype of the result (default: the input's, e.g. uint16 stays uint16)")
     g.add_argument("--channel-axis", type=parse_axis, default="auto", metavar="AXIS",
@@ -144,7 +186,7 @@ def _add_progress_option(parser: argparse.ArgumentParser) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     from napari_specdip.cli.demo import DEMO_SIZE
-    from napari_specdip.cli.helptext import demo_help, threads_help
+    from napari_specdip.cli.helptext import demo_help, threads_help, warm_start_help
 
     parser = _Parser(
         prog=PROG,
@@ -170,6 +212,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="clean image of the output's shape: adds PSNR/SSIM to the sidecar")
     p.add_argument("--threads", type=_threads, metavar="N", default="auto",
                    help=threads_help())
+    p.add_argument("--warm-start", action=argparse.BooleanOptionalAction, default=True,
+                   help=warm_start_help())
     p.add_argument("--overwrite", action="store_true",
                    help="allow -o to name the input file itself (it is replaced only once the "
                         "result is complete)")
@@ -189,6 +233,7 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--size", type=_positive_int, default=DEMO_SIZE,
                    help=f"crop size in pixels (default {DEMO_SIZE})")
     demo_helps = demo_help()
+    d.add_argument("--preset", choices=PRESETS, default=None, help=demo_helps["preset"])
     d.add_argument("--iterations", "--max-iterations", dest="max_iterations", type=_positive_int,
                    default=None, metavar="N", help=demo_helps["max_iterations"])
     d.add_argument("--width", type=_positive_int, default=None, help=demo_helps["width"])
@@ -255,6 +300,15 @@ def _check_not_an_input(output: Path, args: argparse.Namespace) -> None:
             raise UsageError(f"output {output} would overwrite the {what} file {name}")
     if same_file(sidecar_path(output), Path(args.input)):
         raise UsageError(f"the sidecar {sidecar_path(output)} would overwrite the input file")
+    if (args.ensemble or 1) > 1:
+        from napari_specdip.cli.runner import uncertainty_path
+
+        spread = uncertainty_path(output)
+        for what, name in (("input", args.input), ("mask", args.mask),
+                           ("reference", args.reference)):
+            if name and same_file(spread, Path(name)):
+                raise UsageError(f"the uncertainty output {spread} would overwrite the {what} "
+                                 f"file {name}; choose another -o")
 
 
 def _warn(messages: list[str]) -> None:
@@ -271,7 +325,7 @@ def _cmd_restore(args: argparse.Namespace) -> int:
         NOT_RUN,
         build_sidecar,
         check_device,
-        describe_estimate,
+        describe_job_estimate,
         engine_options,
         estimate_file,
         now_iso,
@@ -293,25 +347,25 @@ def _cmd_restore(args: argparse.Namespace) -> int:
     if not args.quiet:
         est = estimate_file(job)
         if est is not None:
-            restored = sum(1 for item in job.slices() if job.passthrough(item) is None)
-            threads = options.get("num_threads")
-            print(describe_estimate(est, restored)
-                  + (f", {threads} torch thread(s)" if threads else ""),
-                  file=sys.stderr, flush=True)
+            print(describe_job_estimate(job, est), file=sys.stderr, flush=True)
     started, clock = now_iso(), timed()
     stop = threading.Event()
+    # slices of a stack run one after the other here: each starts from the last one's weights
+    warm = bool(args.warm_start) and job.layout.is_stack
     with stop_on_first_interrupt(stop):
-        image, runs = restore_file(job, progress=progress_wanted(args.progress), interrupt=stop)
+        done = restore_file(job, progress=progress_wanted(args.progress), interrupt=stop,
+                            warm_start=warm)
+        runs = done.runs
         partial = stop.is_set()
         if partial and not any(r.get("iterations") for r in runs):
             raise Interrupted(signal.SIGINT)  # nothing restored yet: nothing to keep
-        extra: dict[str, Any] = {"argv": sys.argv[1:]}
+        extra: dict[str, Any] = {"argv": sys.argv[1:], "warm_start": warm}
         if partial:
             extra.update({"partial": True, "stop_reason": "stopped",
                           "not_run_slices": sum(r.get("stop_reason") == NOT_RUN for r in runs)})
-        sidecar = build_sidecar(job, runs, image, command="restore", started=started,
+        sidecar = build_sidecar(job, runs, done.image, command="restore", started=started,
                                 wall_seconds=clock(), extra=extra)
-        write_outputs(job, image, sidecar)
+        write_outputs(job, done.image, sidecar, done.uncertainty)
     meta = sidecar["specdip"]
     _warn(list(dict.fromkeys(w for r in runs for w in r.get("warnings", []))))
     if partial:
@@ -320,9 +374,11 @@ def _cmd_restore(args: argparse.Namespace) -> int:
               "partial)", file=sys.stderr)
         return EXIT_INTERRUPTED
     if not args.quiet:
+        image = done.image
+        spread = f"; uncertainty {job.uncertainty}" if job.uncertainty is not None else ""
         print(f"wrote {output} ({'x'.join(map(str, image.shape))} {image.dtype}): "
               f"{meta['iterations']} iterations, stop {meta['stop_reason']}, "
-              f"{clock():.1f} s on {meta.get('device')}; sidecar {job.sidecar}")
+              f"{clock():.1f} s on {meta.get('device')}; sidecar {job.sidecar}{spread}")
     return EXIT_OK
 
 
@@ -391,6 +447,18 @@ def _signals_raise() -> Iterator[None]:
 
 def main(argv: list[str] | None = None) -> int:
     """Run ``specdip`` with ``argv`` (default ``sys.argv[1:]``) and return the exit code."""
+    try:
+        return _main(argv)
+    finally:
+        if argv is None:
+            # the program ends now: a Ctrl-C during the interpreter's teardown (e.g. the
+            # second of two quick presses, after the result was written) must not print
+            # a KeyboardInterrupt traceback from some finalizer
+            with contextlib.suppress(ValueError, OSError):
+                signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+def _main(argv: list[str] | None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:

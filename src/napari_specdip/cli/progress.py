@@ -52,7 +52,8 @@ class Progress:
                 self._tqdm.total = total
                 self._tqdm.refresh()
 
-    def update(self, iteration: int, *, loss: float | None = None, ratio: float | None = None) -> None:
+    def update(self, iteration: int, *, loss: float | None = None,
+               ratio: float | None = None) -> None:
         if not self.enabled:
             return
         parts = []

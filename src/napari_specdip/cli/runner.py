@@ -57,7 +57,29 @@ ENGINE_OPTIONS = {
     "signal_every": "signal_every",
     "threads": "num_threads",
     "output_dtype": "output_dtype",
+    "preset": "preset",
+    "holdout": "holdout",
+    "noise": "noise",
+    "noise_gain": "noise_gain",
+    "noise_read_sigma": "noise_read_sigma",
+    "noise_offset": "noise_offset",
+    "noise_fit": "noise_fit",
+    "ensemble": "ensemble",
 }
+
+#: the uncertainty of an ensemble run goes next to the output as ``STEM`` + this
+UNCERTAINTY_SUFFIX = "_uncertainty.tif"
+
+#: Where the hold-out stop (``stop="auto"``) usually ends a run, by preset: iterations at
+#: :data:`TYPICAL_STOP_SIDE` px (the lead's held-out evaluation, denoising and inpainting
+#: at 128 px). Typical, not a promise: a run may stop earlier or later, or at its cap.
+TYPICAL_STOP = {"quick": (150, 900), "balanced": (150, 900)}
+TYPICAL_STOP_SIDE = 128
+
+
+def uncertainty_path(output: Path) -> Path:
+    """``OUT_uncertainty.tif`` next to ``output``: the ensemble's per-pixel spread."""
+    return output.with_name(f"{output.stem}{UNCERTAINTY_SUFFIX}")
 
 
 def engine_options(args: Any) -> dict[str, Any]:
@@ -102,6 +124,8 @@ class FileJob:
     reference_path: Path | None = None
     reference_canonical: npt.NDArray[Any] | None = None
     max_iterations: int = 1
+    #: the resolved options of the first restored slice (None: every slice is constant)
+    params: Any = None
     canonical: npt.NDArray[Any] = field(init=False)
 
     def __post_init__(self) -> None:
@@ -144,10 +168,42 @@ class FileJob:
         """The input's calibration, corrected for super-resolution."""
         return None if self.source.tiff is None else self.source.tiff.scaled(self.scale)
 
+    @property
+    def ensemble(self) -> int:
+        return int(self.options.get("ensemble") or 1)
+
+    @property
+    def uncertainty(self) -> Path | None:
+        """Where the ensemble's uncertainty goes (None for a single network)."""
+        return uncertainty_path(self.output) if self.ensemble > 1 else None
+
+    def new_uncertainty(self) -> npt.NDArray[np.float32] | None:
+        """The canonical float32 uncertainty of the whole file, zero (None without ensemble)."""
+        if self.uncertainty is None:
+            return None
+        return self.layout.new_canonical_output(self.scale, np.dtype(np.float32))
+
+    def put_uncertainty(self, out: npt.NDArray[np.float32] | None, item: SliceInput,
+                        spread: npt.NDArray[Any] | None, *, fill: float = 0.0) -> None:
+        """Store one slice's spread in ``out``; ``fill`` where there is none (0 for a
+        constant slice, copied exactly; NaN for a slice an interruption did not reach).
+        The alpha channel, copied untouched, has none."""
+        if out is None:
+            return
+        if spread is None:
+            shape = self.layout.output_slice_shape(self.scale)
+            if self.layout.alpha:
+                shape = shape[:-1] + (shape[-1] - 1,)
+            spread = np.full(shape, fill, dtype=np.float32)
+        alpha = np.zeros(self.layout.spatial_shape, np.float32) if self.layout.alpha else None
+        self.layout.put(out, item.index, np.asarray(spread, dtype=np.float32), alpha, self.scale)
+
     def output_bytes(self) -> int:
-        """Size of the output image and its sidecar, uncompressed (for the free-space check)."""
-        shape = self.layout.output_shape(self.scale)
-        return int(np.prod(shape, dtype=np.int64)) * self.output_dtype.itemsize + 65536
+        """Size of the output image, its uncertainty and its sidecar, uncompressed (for the
+        free-space check)."""
+        pixels = int(np.prod(self.layout.output_shape(self.scale), dtype=np.int64))
+        spread = pixels * 4 if self.uncertainty is not None else 0
+        return pixels * self.output_dtype.itemsize + spread + 65536
 
 
 @dataclass
@@ -184,11 +240,14 @@ def prepare(input_path: str | Path, output: Path, *, task: str, options: dict[st
     job = FileJob(source=source, output=output, task=task, options=options, layout=layout,
                   scale=1, output_dtype=dtype, mask_path=mask.path if mask else None,
                   mask_shared=mask_shared, mask_canonical=mask_canonical)
-    job.scale, job.max_iterations = _check_engine(job, local=local)
-    float_range = (float(source.data.min()), float(source.data.max())) if dtype.kind == "f" else None
+    job.scale, job.max_iterations, job.params = _check_engine(job, local=local)
+    float_range = ((float(source.data.min()), float(source.data.max())) if dtype.kind == "f"
+                   else None)
     check_writable_kind(output, stack=layout.is_stack, channels=layout.channels, dtype=dtype,
                         float_range=float_range)
     check_writable(output, size=job.output_bytes())
+    if job.uncertainty is not None:
+        check_writable(job.uncertainty, what="uncertainty output")
     if reference_path is not None:
         ref = read_image(reference_path, what="reference")
         expected = layout.output_shape(job.scale)
@@ -208,8 +267,9 @@ def first_restored(job: FileJob) -> SliceInput | None:
     return None
 
 
-def _check_engine(job: FileJob, *, local: bool = True) -> tuple[int, int]:
-    """Let the engine check the options and the first slice: (output scale, iteration cap)."""
+def _check_engine(job: FileJob, *, local: bool = True) -> tuple[int, int, Any]:
+    """Let the engine check the options and the first slice: (output scale, iteration
+    cap, the resolved :class:`~napari_specdip.RestoreParameters` or None)."""
     from napari_specdip.core.engine import plan_restore
 
     first = first_restored(job)
@@ -217,11 +277,12 @@ def _check_engine(job: FileJob, *, local: bool = True) -> tuple[int, int]:
         from napari_specdip.core.params import RestoreParameters
 
         try:
-            params = RestoreParameters.for_task(job.task, factor=job.options.get("factor"))
+            params = RestoreParameters.for_task(job.task, factor=job.options.get("factor"),
+                                                preset=job.options.get("preset"))
         except (ValueError, TypeError) as exc:
             raise UsageError(one_line(exc)) from exc
         scale = params.factor if job.task == "super-resolve" and params.factor else 1
-        return scale, params.max_iterations
+        return scale, params.max_iterations, None
     # a batch's workers may have a device (and memory) this machine lacks: they check those
     options = job.options if local else {k: v for k, v in job.options.items() if k != "device"}
     where = f" (slice {first.index})" if job.layout.is_stack else ""
@@ -233,14 +294,26 @@ def _check_engine(job: FileJob, *, local: bool = True) -> tuple[int, int]:
         raise UsageError(f"{job.source.path}{where}: {one_line(exc)}") from exc
     except MemoryError as exc:
         raise RunError(f"{job.source.path}{where}: {one_line(exc)}") from exc
-    return planned.scale, planned.params.max_iterations
+    return planned.scale, planned.params.max_iterations, planned.params
+
+
+@dataclass
+class SliceRun:
+    """One restored slice: the image, ``result.metadata()["specdip"]``, the ensemble's
+    spread (None for one network) and the network weights when asked to keep them."""
+
+    image: npt.NDArray[Any]
+    meta: dict[str, Any]
+    uncertainty: npt.NDArray[Any] | None = None
+    state: dict[str, Any] | None = None
 
 
 def run_slice(image: npt.NDArray[Any], task: str, channel_axis: int | None,
               mask: npt.NDArray[np.bool_] | None, reference: npt.NDArray[Any] | None,
               options: dict[str, Any], on_step: Callable[[Any], None] | None = None,
-              interrupt: Any = None) -> tuple[npt.NDArray[Any], dict[str, Any]]:
-    """Restore one 2D image; return (image, ``result.metadata()["specdip"]``).
+              interrupt: Any = None, warm_start: Any = None,
+              keep_state: bool = False) -> SliceRun:
+    """Restore one 2D image (from ``warm_start``'s weights when given).
 
     Runs wherever it is called: here for ``restore``, on a Dask worker for ``batch``.
     """
@@ -252,38 +325,56 @@ def run_slice(image: npt.NDArray[Any], task: str, channel_axis: int | None,
         warnings.simplefilter("always", UserWarning)
         # the CLI carries alpha itself (layout.py): the engine gets colour channels only
         job = plan_restore(image, task, mask=mask, channel_axis=channel_axis, reference=reference,
-                           interrupt=interrupt, alpha=False, **options)
+                           interrupt=interrupt, alpha=False, warm_start=warm_start,
+                           keep_state=keep_state, **options)
         result = run_to_end(job.run(), on_step)
     meta: dict[str, Any] = result.metadata()["specdip"]
     messages = list(dict.fromkeys(str(w.message) for w in caught
                                   if issubclass(w.category, UserWarning)))
     if messages:
         meta["warnings"] = messages
-    return result.image, meta
+    return SliceRun(result.image, meta, result.uncertainty, result.state)
 
 
-def restore_file(job: FileJob, *, progress: bool, interrupt: Any = None
-                 ) -> tuple[npt.NDArray[Any], list[dict[str, Any]]]:
+@dataclass
+class FileRun:
+    """A whole file restored: image (file order), each slice's metadata, uncertainty."""
+
+    image: npt.NDArray[Any]
+    runs: list[dict[str, Any]]
+    uncertainty: npt.NDArray[np.float32] | None = None
+
+
+def restore_file(job: FileJob, *, progress: bool, interrupt: Any = None,
+                 warm_start: bool = True) -> FileRun:
     """Restore every slice of ``job`` here, one after the other, with a progress bar.
 
-    When ``interrupt`` (an Event) is set, the slice in progress ends with its
-    result so far and the slices not reached are copied unrestored
-    (``stop_reason`` ``"not_run"``); a slice stopped before its first iteration
-    counts as not reached.
+    With ``warm_start`` each slice after the first starts from the weights the
+    previous one ended with (slices of a stack are alike, so the fit starts close to
+    its goal); each still stops by its own rule. When ``interrupt`` (an Event) is
+    set, the slice in progress ends with its result so far and the slices not
+    reached are copied unrestored (``stop_reason`` ``"not_run"``); a slice stopped
+    before its first iteration counts as not reached.
     """
     from napari_specdip.cli.progress import Progress
 
     out = job.layout.new_canonical_output(job.scale, job.output_dtype)
+    spread = job.new_uncertainty()
     runs: list[dict[str, Any]] = []
     n = job.layout.n_slices
+    state: dict[str, Any] | None = None
+    left = sum(1 for item in job.slices() if job.passthrough(item) is None)
     for k, item in enumerate(job.slices(), 1):
         copy = job.passthrough(item)
         if copy is not None:
             job.layout.put(out, item.index, copy, item.alpha, job.scale)
+            job.put_uncertainty(spread, item, None)
             runs.append(passthrough_meta(item.index))
             continue
+        left -= 1
         if interrupt is not None and interrupt.is_set():
             job.layout.put(out, item.index, job.unrestored(item), item.alpha, job.scale)
+            job.put_uncertainty(spread, item, None, fill=math.nan)
             runs.append({**passthrough_meta(item.index), "stop_reason": NOT_RUN})
             continue
         desc = f"slice {k}/{n}" if job.layout.is_stack else job.source.path.name
@@ -295,17 +386,23 @@ def restore_file(job: FileJob, *, progress: bool, interrupt: Any = None
             bar.update(report.iteration, loss=report.loss, ratio=report.signals.get("ratio"))
 
         try:
-            image, meta = run_slice(item.image, job.task, item.channel_axis, item.mask,
-                                    item.reference, job.options, on_step=on_step,
-                                    interrupt=interrupt)
+            done = run_slice(item.image, job.task, item.channel_axis, item.mask, item.reference,
+                             job.options, on_step=on_step, interrupt=interrupt,
+                             warm_start=state if warm_start else None,
+                             keep_state=warm_start and left > 0)
         finally:
             bar.close()
-        if meta.get("stop_reason") == "stopped" and not meta.get("iterations"):
-            image, meta = job.unrestored(item), {**passthrough_meta(item.index),
-                                                 "stop_reason": NOT_RUN}
-        job.layout.put(out, item.index, image, item.alpha, job.scale)
-        runs.append({"index": list(item.index), **meta})
-    return job.layout.to_file_order(out), runs
+        state = done.state
+        if done.meta.get("stop_reason") == "stopped" and not done.meta.get("iterations"):
+            done = SliceRun(job.unrestored(item), {**passthrough_meta(item.index),
+                                                   "stop_reason": NOT_RUN})
+            job.put_uncertainty(spread, item, None, fill=math.nan)
+        else:
+            job.put_uncertainty(spread, item, done.uncertainty)
+        job.layout.put(out, item.index, done.image, item.alpha, job.scale)
+        runs.append({"index": list(item.index), **done.meta})
+    return FileRun(job.layout.to_file_order(out), runs,
+                   None if spread is None else job.layout.to_file_order(spread))
 
 
 def estimate_file(job: FileJob) -> Any:
@@ -320,17 +417,107 @@ def estimate_file(job: FileJob) -> Any:
                     reference=first.reference, alpha=False, **job.options)
 
 
-def describe_estimate(est: Any, slices: int = 1) -> str:
-    """``estimate: at most 12 min (3000 iterations x 0.24 s), peak memory ...``."""
+def typical_stop(params: Any, height: int, width: int) -> tuple[int, int] | None:
+    """The iterations after which the hold-out stop usually ends a run of ``params``
+    on a ``height`` x ``width`` output: :data:`TYPICAL_STOP` scaled roughly with the
+    image (a larger image fits more slowly: by the square root of its side over
+    :data:`TYPICAL_STOP_SIDE`, between half and four times), capped at
+    ``max_iterations``. None for other stop rules and presets without figures,
+    and when the cap comes first.
+
+    Examples
+    --------
+    >>> from napari_specdip import RestoreParameters
+    >>> typical_stop(RestoreParameters.for_task("denoise"), 128, 128)
+    (150, 900)
+    >>> typical_stop(RestoreParameters.for_task("denoise", preset="quick"), 512, 512)
+    (300, 1500)
+    >>> typical_stop(RestoreParameters.for_task("denoise", stop="none"), 128, 128) is None
+    True
+    """
+    if params is None or params.stop != "auto" or params.preset not in TYPICAL_STOP:
+        return None
+    low, high = TYPICAL_STOP[params.preset]
+    factor = min(4.0, max(0.5, (height * width / TYPICAL_STOP_SIDE**2) ** 0.25))
+    low, high = _round_iterations(low * factor), _round_iterations(high * factor)
+    cap = int(params.max_iterations)
+    if low >= cap:
+        return None
+    return low, min(high, cap)
+
+
+def _round_iterations(n: float) -> int:
+    """Two significant digits: a rough figure should not look precise."""
+    if n < 100:
+        return max(1, round(n))
+    digits = 10 ** (len(str(int(n))) - 2)
+    return int(round(n / digits) * digits)
+
+
+def rough_seconds(a: float, b: float | None = None) -> str:
+    """``'40 s'``, ``'3 min'``, ``'1-4 min'``, ``'40 s-2 min'``: rough times, for ranges."""
+
+    def split(s: float) -> tuple[str, str]:
+        if s < 60:
+            return f"{s:.0f}" if s >= 1 else f"{s:.1g}", "s"
+        if s < 3600:
+            return f"{s / 60:.0f}", "min"
+        return f"{s / 3600:.1f}".removesuffix(".0"), "h"
+
+    if not math.isfinite(a) or (b is not None and not math.isfinite(b)):
+        return "unknown"
+    first, unit = split(a)
+    if b is None:
+        return f"{first} {unit}"
+    second, unit_b = split(b)
+    if unit == unit_b:
+        return f"{first}-{second} {unit}" if first != second else f"{first} {unit}"
+    return f"{first} {unit}-{second} {unit_b}"
+
+
+def describe_estimate(est: Any, slices: int = 1, *, params: Any = None,
+                      size: tuple[int, int] | None = None, threads: int | None = None) -> str:
+    """Two lines: time (per 100 iterations, at the cap, and, for the hold-out stop, the
+    typical range) and memory, e.g.::
+
+        estimate: 8.1 s per 100 iterations; at most 4 min 3 s (3000 iterations); usually
+        stops after 150-900 iterations (12 s-1 min), typical, not a promise
+          peak memory 236.7 MB of 22.0 GB available on cpu, 2 torch thread(s)
+
+    (the first line is one line). ``params`` and ``size`` (the output's height and
+    width) give the typical range, :func:`typical_stop`.
+    """
     from napari_specdip.core.estimate import format_bytes, format_seconds
 
     available = ("unknown memory" if est.available_memory_bytes is None
                  else format_bytes(est.available_memory_bytes))
-    per = f" per slice, {slices} slices" if slices > 1 else ""
-    total = f"{format_seconds(est.seconds * slices)} at most"
-    return (f"estimate: {total} ({est.iterations} iterations x "
-            f"{format_seconds(est.seconds_per_iteration)}{per}), peak memory "
-            f"{format_bytes(est.peak_memory_bytes)} of {available} available on {est.device}")
+    per_slice = " per slice" if slices > 1 else ""
+    many = f", {slices} slices" if slices > 1 else ""
+    step = est.seconds_per_iteration
+    exact = params is not None and params.stop == "none"
+    cap = (f"{format_seconds(est.seconds * slices)} ({est.iterations} iterations{per_slice}"
+           f"{many})")
+    text = (f"estimate: {format_seconds(100 * step)} per 100 iterations; "
+            f"{'' if exact else 'at most '}{cap}")
+    typical = typical_stop(params, *size) if size is not None else None
+    if typical is not None:
+        low, high = typical
+        text += (f"; usually stops after {low}-{high} iterations{per_slice} "
+                 f"({rough_seconds(low * step * slices, high * step * slices)}"
+                 f"{' in all' if slices > 1 else ''}), typical, not a promise")
+    text += (f"\n  peak memory {format_bytes(est.peak_memory_bytes)} of {available} available "
+             f"on {est.device}")
+    if threads:
+        text += f", {threads} torch thread(s)"
+    return text
+
+
+def describe_job_estimate(job: FileJob, est: Any) -> str:
+    """:func:`describe_estimate` of a file: its restored slices, options and size."""
+    slices = sum(1 for item in job.slices() if job.passthrough(item) is None)
+    h, w = job.layout.spatial_shape
+    return describe_estimate(est, slices, params=job.params, size=(h * job.scale, w * job.scale),
+                             threads=job.options.get("num_threads"))
 
 
 #: ``stop_reason`` of a slice an interrupted run did not reach (copied unrestored)
@@ -397,6 +584,14 @@ def build_sidecar(job: FileJob, runs: list[dict[str, Any]], image: npt.NDArray[A
     })
     if job.tiff_meta is not None:
         core["calibration"] = job.tiff_meta.describe()
+    if job.uncertainty is not None:
+        core["uncertainty"] = {
+            "file": str(job.uncertainty.resolve()),
+            "members": job.ensemble,
+            "what": "per-pixel standard deviation of the ensemble members' outputs, float32, "
+                    "in the output's layout, intensity units and calibration (0 on constant "
+                    "slices and alpha, NaN on slices not restored)",
+        }
     warnings = list(dict.fromkeys(w for r in runs for w in r.get("warnings", [])))
     if warnings:
         core["warnings"] = warnings
@@ -410,15 +605,23 @@ def _mean(values: list[float]) -> float:
     return float(np.mean(finite)) if finite else float("nan")
 
 
-def write_outputs(job: FileJob, image: npt.NDArray[Any], sidecar: dict[str, Any]) -> None:
-    """Image first, then the sidecar, each atomically: a sidecar means a finished output."""
+def write_outputs(job: FileJob, image: npt.NDArray[Any], sidecar: dict[str, Any],
+                  uncertainty: npt.NDArray[Any] | None = None) -> None:
+    """The uncertainty (ensembles), the image, then the sidecar, each atomically: a
+    sidecar means a finished output."""
     axes = job.source.axes if job.source.kind == "tiff" else None
+    target = job.output
     try:
-        write_image(job.output, image, channel_axis=job.layout.channel_axis, axes=axes,
+        if job.uncertainty is not None and uncertainty is not None:
+            target = job.uncertainty
+            write_image(target, uncertainty.astype(np.float32, copy=False),
+                        channel_axis=job.layout.channel_axis, axes=axes, tiff=job.tiff_meta)
+        target = job.output
+        write_image(target, image, channel_axis=job.layout.channel_axis, axes=axes,
                     tiff=job.tiff_meta)
         write_json(job.sidecar, sidecar)
     except OSError as exc:
-        raise RunError(f"cannot write {job.output}: {os_reason(exc)}") from exc
+        raise RunError(f"cannot write {target}: {os_reason(exc)}") from exc
 
 
 def timed() -> Callable[[], float]:
