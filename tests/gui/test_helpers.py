@@ -99,7 +99,9 @@ def _estimate(per_step: float, iterations: int, *, fits: bool = True) -> Estimat
 
 def test_estimate_text_says_time_per_step_cap_usual_range_and_memory() -> None:
     balanced = RestoreParameters.for_task("denoise")  # stop auto, at most 3000 iterations
-    low, high = _estimating.TYPICAL_AUTO_STOP
+    from napari_specdip.core.estimate import typical_stop
+
+    low, high = typical_stop(balanced, 128, 128) or (0, 0)
     text = _estimating.estimate_text(_estimate(0.35, 3000), balanced)
     usual = _estimating.rough_range(low * 0.35, high * 0.35)
     assert text == f"≈ 35 s per 100 it · at most 18 min · usually {usual} · 310 MB"
@@ -110,7 +112,7 @@ def test_estimate_text_says_time_per_step_cap_usual_range_and_memory() -> None:
     for params in (balanced.replace(stop="none"), RestoreParameters.for_task(
             "denoise", preset="paper")):
         assert "usually" not in _estimating.estimate_text(_estimate(0.35, 3000), params)
-    assert _estimating.typical_iterations(balanced.replace(max_iterations=500)) == (low, 500)
+    assert typical_stop(balanced.replace(max_iterations=500), 128, 128) == (low, 500)
     refused = _estimating.estimate_text(_estimate(math.nan, 3000, fits=False), balanced)
     assert refused == ("Will not fit: needs about 9.0 GB on cpu but only 8.0 GB is available; "
                        "try a smaller width (32 instead of 64)")

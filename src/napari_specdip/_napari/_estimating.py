@@ -24,7 +24,7 @@ if TYPE_CHECKING:
 #: photo 1680, noisy microscopy 215 (235 with the Poisson-Gaussian model), masked
 #: image 925, JPEG-blocked 195; the quick preset on the photo 655. The rule waits
 #: 150-400 iterations past the minimum of the held-out error, so 200 is about the least.
-TYPICAL_AUTO_STOP = (200, 1700)
+
 
 
 @dataclass(frozen=True)
@@ -55,17 +55,6 @@ def run_estimate(request: EstimateRequest) -> Estimate:
 
     return estimate(request.plane, request.task, channel_axis=request.channel_axis,
                     mask=request.mask, **request.options)
-
-
-def typical_iterations(params: RestoreParameters) -> tuple[int, int] | None:
-    """Where the stop rule usually ends a run (None when there is no measured range)."""
-    if params.stop == "none":
-        return None
-    if params.stop == "auto" and params.preset != "paper":
-        low, high = TYPICAL_AUTO_STOP
-        cap = params.max_iterations
-        return min(low, cap), min(high, cap)
-    return None
 
 
 def rough_seconds(seconds: float) -> str:
@@ -127,7 +116,9 @@ def estimate_text(found: Estimate, params: RestoreParameters, planes: int = 1) -
     where = f" for {planes} slices" if planes > 1 else ""
     parts = [f"≈ {rough_seconds(100 * per_step)} per 100 it",
              f"at most {rough_seconds(found.seconds * planes)}{where}"]
-    typical = typical_iterations(params)
+    from napari_specdip.core.estimate import typical_stop
+
+    typical = typical_stop(params, *found.canvas)
     if typical is not None and math.isfinite(per_step):
         low, high = (t * per_step * planes for t in typical)
         parts.append(f"usually {rough_range(low, high)}")

@@ -70,11 +70,6 @@ ENGINE_OPTIONS = {
 #: the uncertainty of an ensemble run goes next to the output as ``STEM`` + this
 UNCERTAINTY_SUFFIX = "_uncertainty.tif"
 
-#: Where the hold-out stop (``stop="auto"``) usually ends a run, by preset: iterations at
-#: :data:`TYPICAL_STOP_SIDE` px (the lead's held-out evaluation, denoising and inpainting
-#: at 128 px). Typical, not a promise: a run may stop earlier or later, or at its cap.
-TYPICAL_STOP = {"quick": (150, 900), "balanced": (150, 900)}
-TYPICAL_STOP_SIDE = 128
 
 
 def uncertainty_path(output: Path) -> Path:
@@ -417,43 +412,6 @@ def estimate_file(job: FileJob) -> Any:
                     reference=first.reference, alpha=False, **job.options)
 
 
-def typical_stop(params: Any, height: int, width: int) -> tuple[int, int] | None:
-    """The iterations after which the hold-out stop usually ends a run of ``params``
-    on a ``height`` x ``width`` output: :data:`TYPICAL_STOP` scaled roughly with the
-    image (a larger image fits more slowly: by the square root of its side over
-    :data:`TYPICAL_STOP_SIDE`, between half and four times), capped at
-    ``max_iterations``. None for other stop rules and presets without figures,
-    and when the cap comes first.
-
-    Examples
-    --------
-    >>> from napari_specdip import RestoreParameters
-    >>> typical_stop(RestoreParameters.for_task("denoise"), 128, 128)
-    (150, 900)
-    >>> typical_stop(RestoreParameters.for_task("denoise", preset="quick"), 512, 512)
-    (300, 1500)
-    >>> typical_stop(RestoreParameters.for_task("denoise", stop="none"), 128, 128) is None
-    True
-    """
-    if params is None or params.stop != "auto" or params.preset not in TYPICAL_STOP:
-        return None
-    low, high = TYPICAL_STOP[params.preset]
-    factor = min(4.0, max(0.5, (height * width / TYPICAL_STOP_SIDE**2) ** 0.25))
-    low, high = _round_iterations(low * factor), _round_iterations(high * factor)
-    cap = int(params.max_iterations)
-    if low >= cap:
-        return None
-    return low, min(high, cap)
-
-
-def _round_iterations(n: float) -> int:
-    """Two significant digits: a rough figure should not look precise."""
-    if n < 100:
-        return max(1, round(n))
-    digits = 10 ** (len(str(int(n))) - 2)
-    return int(round(n / digits) * digits)
-
-
 def rough_seconds(a: float, b: float | None = None) -> str:
     """``'40 s'``, ``'3 min'``, ``'1-4 min'``, ``'40 s-2 min'``: rough times, for ranges."""
 
@@ -499,7 +457,9 @@ def describe_estimate(est: Any, slices: int = 1, *, params: Any = None,
            f"{many})")
     text = (f"estimate: {format_seconds(100 * step)} per 100 iterations; "
             f"{'' if exact else 'at most '}{cap}")
-    typical = typical_stop(params, *size) if size is not None else None
+    from napari_specdip.core.estimate import typical_stop
+
+    typical = typical_stop(params, *size) if size is not None and params is not None else None
     if typical is not None:
         low, high = typical
         text += (f"; usually stops after {low}-{high} iterations{per_slice} "

@@ -257,7 +257,8 @@ def iter_restore(image: Any, task: str = "denoise", *, mask: Any = None, factor:
         fresh initialisation: the slices of a stack are alike, so each starts
         close to its fit (``benchmarks/warm_start.py`` measures what it saves).
     keep_state : bool
-        Put the final network weights (on the CPU) in ``result.state``.
+        Put the network weights (on the CPU) in ``result.state``: those of the
+        iteration the result holds when a stop rule kept one, else the last.
 
     Returns
     -------
@@ -660,6 +661,7 @@ def _fit(job: RestoreJob, device: torch.device, scale: int, start: float) -> Res
     # the output at a rule's detected minimum (ES-WMV, hold-out), returned in the end
     candidate: torch.Tensor | None = None
     candidate_iteration = 0
+    candidate_state: dict[str, torch.Tensor] | None = None
     last_good = [t.detach().clone() for t in net.parameters()] if p.backtrack else []
     last_good_psnr = -math.inf
     backtracks = 0
@@ -737,6 +739,9 @@ def _fit(job: RestoreJob, device: torch.device, scale: int, start: float) -> Res
                         if getattr(rule, "improved", False):
                             candidate = _chosen(p.output, out, ema, None).clone()
                             candidate_iteration = iteration
+                            if job.keep_state:  # the next slice starts from the best fit
+                                candidate_state = {k: v.detach().clone()
+                                                   for k, v in net.state_dict().items()}
                 score = (signals["psnr"] if "psnr" in signals
                          else -signals["variance"] if "variance" in signals else None)
                 if p.output == "best" and score is not None and score > best_score:
@@ -781,8 +786,10 @@ def _fit(job: RestoreJob, device: torch.device, scale: int, start: float) -> Res
         hist.update({k: np.asarray([row.get(k, math.nan) for row in signal_rows]) for k in keys})
         hist.setdefault("signal_iteration", np.zeros(0, dtype=int))
         params = p.as_dict()
-        state = ({k: v.detach().cpu().clone() for k, v in net.state_dict().items()}
-                 if job.keep_state else None)
+        state = None
+        if job.keep_state:
+            kept = candidate_state if candidate_state is not None else net.state_dict()
+            state = {k: v.detach().cpu().clone() for k, v in kept.items()}
         return RestoreResult(
             image=image,
             iterations=iteration,
@@ -805,7 +812,8 @@ def _fit(job: RestoreJob, device: torch.device, scale: int, start: float) -> Res
         )
     finally:
         # drop device tensors before the scope empties the allocator cache
-        del net, optimizer, z, y, out, ema, best, candidate, last_good, signals_meter, pending
+        del net, optimizer, z, y, out, ema, best, candidate, candidate_state, last_good
+        del signals_meter, pending
 
 
 def _chosen(output: str, last: torch.Tensor, ema: torch.Tensor | None,

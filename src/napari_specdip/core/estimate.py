@@ -483,6 +483,48 @@ def check_memory(job: RestoreJob) -> None:
                           + memory_advice(job, needed, available, dev))
 
 
+# --------------------------------------------------------------------------- typical stop
+
+#: Where the hold-out stop (``stop="auto"``) usually ends a run, by preset, in iterations at
+#: :data:`TYPICAL_STOP_SIDE` px: the 10th to 90th percentile of the stops on the held-out
+#: half of benchmarks/stopping.py (denoising and inpainting, widths 16-64, 360-870), widened
+#: to the floor the rule's patience sets (300 iterations after the minimum) and to the
+#: slowest sample seen (the 128 px noisy photo stopped at 1680 in the balanced preset).
+#: Typical, not a promise.
+TYPICAL_STOP: dict[str, tuple[int, int]] = {"quick": (350, 1000), "balanced": (350, 1000)}
+TYPICAL_STOP_SIDE = 128
+
+
+def typical_stop(params: RestoreParameters, height: int, width: int
+                 ) -> tuple[int, int] | None:
+    """The iterations after which the hold-out stop usually ends a run of ``params``
+    on a ``height`` x ``width`` output: :data:`TYPICAL_STOP`, its upper end scaled with
+    the image (a larger image fits more slowly: by the square root of its side over
+    :data:`TYPICAL_STOP_SIDE`, between 1 and 4 times; 256 px stopped at 570-1000 in the
+    evaluation), capped at ``max_iterations``. None for other stop rules, for presets
+    without figures, and when the cap comes first.
+
+    Examples
+    --------
+    >>> from napari_specdip import RestoreParameters
+    >>> typical_stop(RestoreParameters.for_task("denoise"), 128, 128)
+    (350, 1000)
+    >>> typical_stop(RestoreParameters.for_task("denoise", preset="quick"), 512, 512)
+    (350, 1500)
+    >>> typical_stop(RestoreParameters.for_task("denoise", stop="none"), 128, 128) is None
+    True
+    """
+    if params.stop != "auto" or params.preset not in TYPICAL_STOP:
+        return None
+    low, high = TYPICAL_STOP[params.preset]
+    factor = min(4.0, max(1.0, (height * width / TYPICAL_STOP_SIDE**2) ** 0.25))
+    high = int(round(high * factor, -2))
+    cap = int(params.max_iterations)
+    if low >= cap:
+        return None
+    return low, min(high, cap)
+
+
 # --------------------------------------------------------------------------- time
 
 

@@ -78,8 +78,9 @@ class RestoreResult:
         members' outputs, in the result's layout and intensity units (float32);
         None for a single run.
     state : dict or None
-        The final network weights (CPU tensors) when the run was asked to
-        ``keep_state``: pass them as ``warm_start`` to the next slice.
+        The network weights (CPU tensors) of the iteration the result holds, when
+        the run was asked to ``keep_state``: pass them as ``warm_start`` to the next
+        slice.
     """
 
     image: np.ndarray
