@@ -165,5 +165,5 @@ def test_typical_stop_and_the_estimate_in_words() -> None:
                      "not a promise")
     assert second == "  peak memory 2.0 MB of 8.0 GB available on cpu, 2 torch thread(s)"
     stack = describe_estimate(est, 3, params=balanced, size=(128, 128))
-    assert "(3000 iterations per slice, 3 slices)" in stack and "(3-18 min in all)" in stack
+    assert "(3000 iterations per slice, 3 slices)" in stack and "(7-20 min in all)" in stack
 

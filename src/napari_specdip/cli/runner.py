@@ -439,11 +439,11 @@ def describe_estimate(est: Any, slices: int = 1, *, params: Any = None,
     typical range) and memory, e.g.::
 
         estimate: 8.1 s per 100 iterations; at most 4 min 3 s (3000 iterations); usually
-        stops after 150-900 iterations (12 s-1 min), typical, not a promise
+        stops after 350-1000 iterations (28 s-1 min), typical, not a promise
           peak memory 236.7 MB of 22.0 GB available on cpu, 2 torch thread(s)
 
     (the first line is one line). ``params`` and ``size`` (the output's height and
-    width) give the typical range, :func:`typical_stop`.
+    width) give the typical range, :func:`napari_specdip.core.estimate.typical_stop`.
     """
     from napari_specdip.core.estimate import format_bytes, format_seconds
 
