@@ -264,8 +264,8 @@ def test_region_preview_restores_the_view_in_place(viewer: Any, open_widget: Any
     widget = open_widget(task="denoise", iterations=40, stop="none", width=8)
     widget.image.value = image
     # look at a 40 x 60 px part of the image (world units: 0.5 per pixel)
-    viewer.camera.center = (10.0 + 0.5 * 50, 20.0 + 0.5 * 70)
-    viewer.camera.zoom = min(viewer.canvas.size[0] / 20.0, viewer.canvas.size[1] / 30.0)
+    viewer.scene.camera.center = (10.0 + 0.5 * 50, 20.0 + 0.5 * 70)
+    viewer.scene.camera.zoom = min(viewer.canvas.size[0] / 20.0, viewer.canvas.size[1] / 30.0)
     box = widget.region_box()
     assert box.shape[0] <= 128 and box.shape[1] <= 128
     assert box.y0 <= 50 <= box.y1 and box.x0 <= 70 <= box.x1

@@ -1159,7 +1159,9 @@ class RestoreWidget(Container[Widget]):
             corners_arr = np.asarray(corners)
             corners_arr = np.stack([corners_arr.min(axis=0), corners_arr.max(axis=0)])
         else:
-            camera = self._viewer.camera
+            # napari >= 0.9 keeps the camera on the scene (viewer.camera is deprecated there)
+            scene = getattr(self._viewer, "scene", None)
+            camera = scene.camera if scene is not None else self._viewer.camera
             canvas_hw = tuple(getattr(getattr(self._viewer, "canvas", None), "size", (600, 800)))
             view = _region.view_corners(camera.center, camera.zoom, canvas_hw)
             corners_arr = np.asarray([np.asarray(layer.world_to_data(
