@@ -110,7 +110,8 @@ def plot(records: list[dict[str, Any]], baselines: dict[str, Any], path: Path) -
             if (r["image"], r["degradation"], r["size"]) != panel:
                 continue
             c = colors[r["preset"]]
-            ax.plot(r["curve_seconds"], r["curve_psnr_ema"], color=c, label=f"{r['preset']}")
+            label = r["preset"] + (" (last iterate)" if r["preset"] == "paper" else "")
+            ax.plot(r["curve_seconds"], r["curve_psnr_ema"], color=c, label=label)
             ax.plot(r["curve_seconds"], r["curve_psnr_last"], color=c, ls=":", lw=0.8)
             ax.plot([r["seconds"]], [r["psnr"]], "x", color=c, ms=8)
         for name, (seconds, value) in baselines["|".join(map(str, panel))].items():
@@ -121,8 +122,8 @@ def plot(records: list[dict[str, Any]], baselines: dict[str, Any], path: Path) -
         ax.set_xlabel("seconds (this machine)")
         ax.set_ylabel("PSNR (dB)")
         ax.set_title(f"{panel[0]} {panel[2]} px, {panel[1]}", fontsize=9)
-        ax.legend(fontsize=7, title="solid: moving average, dotted: last; x: result",
-                  title_fontsize=6)
+        ax.legend(fontsize=7, loc="lower right",
+                  title="solid: moving average, dotted: last; x: result", title_fontsize=6)
         finite = [v for r in records if (r["image"], r["degradation"], r["size"]) == panel
                   for v in r["curve_psnr_ema"] if np.isfinite(v)]
         if finite:
