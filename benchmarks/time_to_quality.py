@@ -142,7 +142,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/time_to_quality"))
     parser.add_argument("--markdown", action="store_true")
+    parser.add_argument("--replot", nargs="+", type=Path, metavar="JSON",
+                        help="draw the PNG (--out) from earlier runs' JSON files, run nothing")
     args = parser.parse_args(argv)
+    if args.replot:
+        loaded = [json.loads(path.read_text()) for path in args.replot]
+        plot([r for d in loaded for r in d["runs"]],
+             {k: v for d in loaded for k, v in d["baselines"].items()}, args.out.with_suffix(".png"))
+        return 0
     _common.set_threads(args.threads)
     _common.echo(*_common.machine_lines(args.device),
                  f"budget {args.budget:.0f} s per run; other work on the machine: see the "
