@@ -232,13 +232,28 @@ def psnr(x: Array, y: Array) -> float:
     return float(10 * np.log10(1.0 / max(float(np.mean((x - y) ** 2)), 1e-12)))
 
 
-def nl_means(observation: Array) -> Array:
-    """scikit-image's NL-means with the noise level estimated from the image."""
-    from skimage.restoration import denoise_nl_means, estimate_sigma
+def estimated_sigma(observation: Array) -> float | None:
+    """scikit-image's wavelet estimate of the noise level (None without PyWavelets)."""
+    from skimage.restoration import estimate_sigma
+
+    try:
+        return float(np.mean(estimate_sigma(observation,
+                                            channel_axis=-1 if observation.ndim == 3 else None)))
+    except ImportError:  # estimate_sigma needs PyWavelets, an optional dependency
+        return None
+
+
+def nl_means(observation: Array, sigma: float | None = None) -> Array:
+    """scikit-image's NL-means with the noise level estimated from the image (or
+    ``sigma`` when PyWavelets, which the estimate needs, is missing)."""
+    from skimage.restoration import denoise_nl_means
 
     axis = -1 if observation.ndim == 3 else None
-    sigma = float(np.mean(estimate_sigma(observation, channel_axis=axis)))
-    return np.asarray(denoise_nl_means(observation, h=0.8 * sigma, sigma=sigma, fast_mode=True,
+    found = estimated_sigma(observation)
+    level = found if found is not None else sigma
+    if level is None:
+        raise ValueError("NL-means needs a noise level: install PyWavelets or pass sigma")
+    return np.asarray(denoise_nl_means(observation, h=0.8 * level, sigma=level, fast_mode=True,
                                        patch_size=5, patch_distance=6, channel_axis=axis))
 
 
@@ -248,10 +263,9 @@ def bm3d(observation: Array) -> Array | None:
         import bm3d as bm3d_lib
     except ImportError:
         return None
-    from skimage.restoration import estimate_sigma
-
-    axis = -1 if observation.ndim == 3 else None
-    sigma = float(np.mean(estimate_sigma(observation, channel_axis=axis)))
+    sigma = estimated_sigma(observation)
+    if sigma is None:
+        return None
     if observation.ndim == 3:
         return np.asarray(bm3d_lib.bm3d_rgb(observation, sigma))
     return np.asarray(bm3d_lib.bm3d(observation, sigma))

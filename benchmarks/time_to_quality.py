@@ -80,7 +80,7 @@ def baseline_points(image: str, degradation: str, size: int) -> dict[str, tuple[
     points: dict[str, tuple[float, float]] = {}
     if deg.task == "denoise":
         t = time.perf_counter()
-        restored = _evalset.nl_means(observation)
+        restored = _evalset.nl_means(observation, deg.level / 255.0)
         points["NL-means"] = (time.perf_counter() - t, _evalset.psnr(restored, clean))
         t = time.perf_counter()
         bm3d = _evalset.bm3d(observation)
