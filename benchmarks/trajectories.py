@@ -5,7 +5,7 @@ the clean reference makes the engine record the PSNR/SSIM of the last iterate
 and of the moving average at every evaluated step, next to every reference-free
 signal (blur/sharpness ratio, ES-WMV variance, hold-out loss, band
 correspondence). ``stopping.py`` replays stopping rules on these records
-offline, and ``presets.py`` compares optimiser settings on them, so one run
+offline, and optimiser settings are compared on them the same way, so one run
 serves every rule and every question about it.
 
 Runs go to their iteration cap (``stop="none"``) and are spread over worker

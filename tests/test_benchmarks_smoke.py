@@ -128,7 +128,7 @@ def test_replay_matches_the_engine(tmp_path: Path) -> None:
     stopping = load("stopping")
     trajectories = load("trajectories")
     # the balanced preset's optimiser and hold-out, as the engine's defaults
-    config = trajectories.Config("camera", 64, "sigma25", 8, learning_rate=1e-2, lr_warmup=50,
+    config = trajectories.Config("camera", 64, "sigma25", 8, learning_rate=3e-3, lr_warmup=50,
                                  holdout=0.1, max_iterations=400)
     record = trajectories.run(config, "cpu")
     outcome = stopping.replay(record, "auto")

@@ -302,7 +302,8 @@ def test_stop_auto_needs_held_out_pixels() -> None:
 
 def test_warm_start_continues_from_the_previous_fit(camera64: np.ndarray) -> None:
     noisy = add_gaussian_noise(camera64, seed=0)
-    options = {"width": 8, "stop": "none", "signal_every": 1}
+    # quick's step: 40 iterations fit well past the start
+    options = {"width": 8, "stop": "none", "signal_every": 1, "learning_rate": 1e-2}
     first = restore(noisy, max_iterations=40, keep_state=True, **options)
     assert first.state is not None and restore(noisy, max_iterations=2, **options).state is None
     cold = restore(noisy, max_iterations=1, **options)

@@ -33,7 +33,7 @@ def test_preset_loads_its_values_and_keeps_what_the_user_changed(viewer: Any) ->
     # balanced by default, in every field the preset sets
     assert widget.preset.value == "balanced"
     assert (widget.net_width.value, widget.max_iterations.value) == (64, 3000)
-    assert widget.learning_rate.value == "0.01" and widget.stop.value == "auto"
+    assert widget.learning_rate.value == "0.003" and widget.stop.value == "auto"
     assert widget.output.value == "ema" and widget.signal_every.value == 5
     assert widget.holdout.value == pytest.approx(0.1)
     params = widget.parameters()

@@ -119,7 +119,7 @@ def test_advanced_fields_show_values_as_typed_and_check_only_what_is_used(
         viewer: Any, open_widget: Any) -> None:
     viewer.add_image(samples.jpeg_blocked(SIZE).image, name="coffee")
     widget = open_widget(task="deblock", show_advanced=True)
-    assert widget.learning_rate.value == "0.01"  # the balanced preset's
+    assert widget.learning_rate.value == "0.003"  # the balanced preset's
     assert widget.stop_epsilon.value == "0.01"
     widget.learning_rate.value = "2e-4"
     widget.stop.value = "ratio"  # window and ε are read for the ratio rule only

@@ -80,8 +80,8 @@ TOOLTIPS: dict[str, str] = {
                   "filter, smoother; set its σ below) or nearest."),
     "sigmas": ("Gaussian upsampling only: one σ per level, coarse to fine, separated by "
                "commas. Larger σ suppresses more high frequency."),
-    "learning_rate": ("Step size of the Adam optimiser (quick and balanced: 0.01 after a "
-                      "short warm-up; the paper: 0.001). Type it as you like: 0.01 or 1e-2. "
+    "learning_rate": ("Step size of the Adam optimiser, after a short warm-up (quick: "
+                      "0.01, balanced: 0.003; the paper: 0.001, no warm-up). Type it as you like: 0.01 or 1e-2. "
                       "Larger fits faster but less stably."),
     "network": ("decoder: the paper's network. skip: the original Deep Image Prior "
                 "network; convnet: no resampling. The last two are for comparisons."),

@@ -60,7 +60,7 @@ NETWORK_WORDS = {
 #: what each ``--preset`` is for (its settings are read from the code)
 PRESET_WORDS = {
     "quick": "for trying things: seconds to a minute at 128 px on a laptop CPU",
-    "balanced": "0.3-0.6 dB over quick for about twice its time per step",
+    "balanced": "about 0.3 dB over quick for about three times its time per step",
     "paper": "the paper's settings exactly; ten to a hundred times the time of balanced, "
              "for a GPU",
 }

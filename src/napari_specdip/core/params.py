@@ -73,13 +73,16 @@ _MAX_ITERATIONS = {
 }
 
 
-# What each preset sets (benchmarks/presets.py and benchmarks/README.md give the
-# measurements behind these numbers); every other field keeps its task default.
+# What each preset sets (benchmarks/README.md gives the measurements behind these numbers:
+# trajectories.py, stopping.py, time_to_quality.py); every other field keeps its task default.
+# balanced steps at 3e-3: at width 64 and 256 px, 1e-2 diverged again and again (camera,
+# sigma 25: 23.1 dB after 1200 iterations against 27.8 at 3e-3), while at 128 px 3e-3 gave
+# up 0.1-0.2 dB and about 30% more iterations.
 _PRESETS: dict[str, dict[str, Any]] = {
     "quick": {"width": 32, "learning_rate": 1e-2, "lr_warmup": 50, "max_iterations": 1500,
               "signal_every": 5, "holdout": 0.1, "stop": "auto", "output": "ema",
               "start_at_mean": True},
-    "balanced": {"width": 64, "learning_rate": 1e-2, "lr_warmup": 50, "max_iterations": 3000,
+    "balanced": {"width": 64, "learning_rate": 3e-3, "lr_warmup": 50, "max_iterations": 3000,
                  "signal_every": 5, "holdout": 0.1, "stop": "auto", "output": "ema",
                  "start_at_mean": True},
     # the reference implementation's settings, kept exactly (METHOD.md sections 2 and 8)
@@ -285,14 +288,16 @@ class RestoreParameters:
         """Return the defaults for ``task`` under ``preset`` (default
         ``"balanced"``), with ``overrides`` applied on top.
 
-        Presets, measured in ``benchmarks/presets.py`` (figures in
-        benchmarks/README.md):
+        Presets, measured with ``benchmarks/trajectories.py``, ``stopping.py`` and
+        ``time_to_quality.py`` (figures in benchmarks/README.md):
 
         - ``"quick"``: width 32, Adam 1e-2 after a 50-step warm-up, at most 1500
           iterations, signals every 5 steps, stop at the hold-out minimum. For
           tuning: seconds to a minute at 128 px on a laptop CPU.
-        - ``"balanced"`` (default): the same at width 64 and at most 3000
-          iterations: 0.3-0.6 dB over ``quick``, about twice its time per step.
+        - ``"balanced"`` (default): width 64, Adam 3e-3 after the same warm-up, at
+          most 3000 iterations: about 0.3 dB over ``quick`` (camera, sigma 25: 27.1
+          against 26.7 dB at 128 px, 27.8 against 27.5 at 256 px) for about three
+          times its time per step. (At width 64, 1e-2 diverged at 256 px.)
         - ``"paper"``: the paper's settings kept exactly: width 128, depth 5,
           Adam 1e-3, up to 10000 iterations, the blur/sharpness ratio rule,
           last iterate; ten to a hundred times the time of ``"balanced"``.
