@@ -28,6 +28,7 @@ python benchmarks/stopping.py runs.jsonl --split held-out --markdown
 from __future__ import annotations
 
 import argparse
+import gzip
 import json
 import math
 import sys
@@ -122,7 +123,9 @@ def load(paths: Iterable[Path]) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     runs: list[dict[str, Any]] = []
     baselines: dict[str, Any] = {}
     for path in paths:
-        for line in path.read_text().splitlines():
+        text = (gzip.decompress(path.read_bytes()).decode() if path.suffix == ".gz"
+                else path.read_text())
+        for line in text.splitlines():
             record = json.loads(line)
             if record["type"] == "run":
                 runs.append(record)

@@ -132,7 +132,7 @@ def test_option_changes_read_sidecars_as_json() -> None:
     rgb = {**meta, "parameters": {**old, "input_shape": [40, 48, 3], "channel_axis": -1}}
     assert option_changes(rgb, "denoise", options, None) == []
     assert option_changes(meta, "denoise", {**options, "preset": "quick"}, None) == [
-        "preset balanced -> quick"]
+        "preset balanced -> quick", "learning_rate 0.003 -> 0.01"]
     changed = option_changes(meta, "denoise", {**options, "ensemble": 2, "holdout": 0.2}, None)
     assert changed == ["holdout 0.1 -> 0.2", "ensemble 1 -> 2"]
 
@@ -161,9 +161,9 @@ def test_typical_stop_and_the_estimate_in_words() -> None:
     text = describe_estimate(est, params=balanced, size=(128, 128), threads=2)
     first, second = text.splitlines()
     assert first == ("estimate: 40.0 s per 100 iterations; at most 20 min 0 s (3000 "
-                     "iterations); usually stops after 350-1000 iterations (2-7 min), typical, "
+                     "iterations); usually stops after 350-1300 iterations (2-9 min), typical, "
                      "not a promise")
     assert second == "  peak memory 2.0 MB of 8.0 GB available on cpu, 2 torch thread(s)"
     stack = describe_estimate(est, 3, params=balanced, size=(128, 128))
-    assert "(3000 iterations per slice, 3 slices)" in stack and "(7-20 min in all)" in stack
+    assert "(3000 iterations per slice, 3 slices)" in stack and "(7-26 min in all)" in stack
 
