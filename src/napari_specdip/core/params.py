@@ -76,8 +76,8 @@ _MAX_ITERATIONS = {
 # What each preset sets (benchmarks/README.md gives the measurements behind these numbers:
 # trajectories.py, stopping.py, time_to_quality.py); every other field keeps its task default.
 # balanced steps at 3e-3: at width 64 and 256 px, 1e-2 diverged again and again (camera,
-# sigma 25: 23.1 dB after 1200 iterations against 27.8 at 3e-3), while at 128 px 3e-3 gave
-# up 0.1-0.2 dB and about 30% more iterations.
+# sigma 25: 23.1 dB after 1200 iterations against 27.8 at 3e-3), while at 128 px 3e-3 was
+# within 0.2 dB either way and took about 30% more iterations.
 _PRESETS: dict[str, dict[str, Any]] = {
     "quick": {"width": 32, "learning_rate": 1e-2, "lr_warmup": 50, "max_iterations": 1500,
               "signal_every": 5, "holdout": 0.1, "stop": "auto", "output": "ema",
