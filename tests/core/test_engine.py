@@ -74,8 +74,8 @@ def test_padding_keeps_every_pixel() -> None:
 def test_inpainting_fills_masked_pixels(camera64: np.ndarray) -> None:
     mask = np.random.default_rng(0).random(camera64.shape) < 0.5
     damaged = np.where(mask, 0.0, camera64)
-    # the task's learning rate (1e-3): at 1e-2 the sigmoid output of this dark crop can
-    # saturate at 0 for a while (or for good), and when it escapes depends on CPU kernels
+    # at 1e-2 the sigmoid output of this dark crop could saturate at 0 for a while (or for
+    # good), and when it escaped depended on CPU kernels: the output now starts at the mean
     result = restore(damaged, "inpaint", mask=mask, width=16, depth=3, max_iterations=150,
                      stop="none", seed=0)
     err_before = np.abs(damaged[mask] - camera64[mask]).mean()
