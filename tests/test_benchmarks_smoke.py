@@ -122,14 +122,16 @@ def test_trajectories_then_stopping_replay(capsys: pytest.CaptureFixture[str],
 
 def test_replay_matches_the_engine(tmp_path: Path) -> None:
     """The replayed hold-out rule stops where the engine's own run stops."""
-    from napari_specdip import restore
+    from napari_specdip import RestoreParameters, restore
     import numpy as np
 
     stopping = load("stopping")
     trajectories = load("trajectories")
     # the balanced preset's optimiser and hold-out, as the engine's defaults
-    config = trajectories.Config("camera", 64, "sigma25", 8, learning_rate=3e-3, lr_warmup=50,
-                                 holdout=0.1, max_iterations=400)
+    balanced = RestoreParameters.for_task("denoise")
+    config = trajectories.Config("camera", 64, "sigma25", 8, learning_rate=balanced.learning_rate,
+                                 lr_warmup=balanced.lr_warmup, holdout=balanced.holdout,
+                                 max_iterations=400)
     record = trajectories.run(config, "cpu")
     outcome = stopping.replay(record, "auto")
     evalset = load("_evalset")

@@ -9,10 +9,17 @@ from __future__ import annotations
 import math
 from importlib import metadata
 
+from napari_specdip.core.params import RestoreParameters
+
 PAPER_URL = "https://arxiv.org/abs/2107.01125"
 
 HEADER = ("Restores one image without training data: a network is fitted to the image "
           "itself and stopped before it reproduces the noise.")
+
+def _preset_step(preset: str) -> str:
+    # read from the presets so that the tooltip cannot drift from them
+    return f"{RestoreParameters.for_task('denoise', preset=preset).learning_rate:.6g}"
+
 
 TOOLTIPS: dict[str, str] = {
     "image": ("The image layer to restore (2D gray, RGB, multichannel, or a Z/T stack). "
@@ -81,8 +88,9 @@ TOOLTIPS: dict[str, str] = {
     "sigmas": ("Gaussian upsampling only: one σ per level, coarse to fine, separated by "
                "commas. Larger σ suppresses more high frequency."),
     "learning_rate": ("Step size of the Adam optimiser, after a short warm-up (quick: "
-                      "0.01, balanced: 0.003; the paper: 0.001, no warm-up). Type it as you like: 0.01 or 1e-2. "
-                      "Larger fits faster but less stably."),
+                      f"{_preset_step('quick')}, balanced: {_preset_step('balanced')}; the "
+                      f"paper: {_preset_step('paper')}, no warm-up). Type it as you like: "
+                      "0.01 or 1e-2. Larger fits faster but less stably."),
     "network": ("decoder: the paper's network. skip: the original Deep Image Prior "
                 "network; convnet: no resampling. The last two are for comparisons."),
     "output": ("What the result holds: ema (quick, balanced) a moving average of recent "
