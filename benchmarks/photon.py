@@ -18,7 +18,9 @@ nuclei and synthetic puncta), exposed by a simulated camera:
 - ``ours (GAT)``: ``noise="poisson-gaussian"`` (camera values ESTIMATED from the
   image, the GAT before the fit and its exact unbiased inverse after);
 - ``ours (weighted)``: ``noise="poisson-gaussian", noise_fit="weighted"`` (squared
-  error weighted by the inverse signal-dependent variance, in the data's space).
+  error weighted by the inverse signal-dependent variance, in the data's space);
+- ``ours (weighted, K=4)``: the same with ``ensemble=4`` (the mean of four seeds,
+  fitted as one grouped network).
 
 Our runs use seed 0 and the engine's defaults (width, stop rule, EMA output) unless
 ``--width``, ``--max-iterations`` or ``--lr`` say otherwise; every 10th output is
@@ -55,7 +57,9 @@ import _microscopy as micro  # noqa: E402
 
 OURS = {"ours (gaussian)": {"noise": "gaussian"},
         "ours (GAT)": {"noise": "poisson-gaussian", "noise_fit": "anscombe"},
-        "ours (weighted)": {"noise": "poisson-gaussian", "noise_fit": "weighted"}}
+        "ours (weighted)": {"noise": "poisson-gaussian", "noise_fit": "weighted"},
+        "ours (weighted, K=4)": {"noise": "poisson-gaussian", "noise_fit": "weighted",
+                                 "ensemble": 4}}
 CLASSICAL = ("noisy", "BM3D", "BM3D+GAT", "NLM+GAT")
 RESULTS = Path(__file__).resolve().parent / "results"
 
@@ -102,15 +106,19 @@ def classical(case: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def replay_stop(result: Any, params: Any) -> int:
-    """Iteration at which the engine's stop rules (``params.stop``) fire on a run made
-    with ``stop="none"``: the rules are fed the recorded signals exactly as the loop
-    feeds them, so the output there is what a stopped run returns (the EMA is causal)."""
+def replay_stop(result: Any, params: Any) -> tuple[int, int]:
+    """Where the engine's stop rules (``params.stop``) fire on a run made with
+    ``stop="none"``, and the iteration whose output a stopped run returns: the rules
+    are fed the recorded signals exactly as the loop feeds them. The hold-out and
+    ES-WMV rules return the output of their minimum (the EMA is causal, so it is the
+    recorded output of that iteration), the ratio rule the output where it fires."""
     from napari_specdip.stopping import make_rules
 
     rules = make_rules(params.stop, window=params.stop_window, epsilon=params.stop_epsilon,
-                       patience=params.wmv_patience, every=params.signal_every)
+                       patience=params.wmv_patience, every=params.signal_every,
+                       holdout_patience=params.holdout_patience)
     history = result.history
+    returned: int | None = None
     for row, iteration in enumerate(history["signal_iteration"]):
         fired = False
         for rule in rules:
@@ -118,9 +126,12 @@ def replay_stop(result: Any, params: Any) -> int:
             if values is None or not np.isfinite(values[row]):
                 continue
             fired = rule.update(int(iteration), float(values[row])) or fired
+            if getattr(rule, "improved", False):
+                returned = int(iteration)
         if fired:
-            return int(iteration)
-    return int(result.iterations)
+            return int(iteration), int(iteration) if returned is None else returned
+    end = int(result.iterations)
+    return end, end if returned is None else returned
 
 
 def replay_discrepancy(result: Any, sigma2: float | None, window: int = 20) -> int | None:
@@ -176,14 +187,15 @@ def ours(case: dict[str, Any]) -> dict[str, Any]:
     def at(iteration: int) -> float:
         return curve[nearest(iteration)]
 
-    stop = replay_stop(result, defaults)
+    fired_at, stop = replay_stop(result, defaults)
     record = result.parameters.get("noise_model") or {}
     sigma2 = (record.get("fitted_sigma", 0.0) ** 2 if record.get("fit") == "anscombe"
               else record.get("mean_variance"))
     discrepancy = replay_discrepancy(result, sigma2)
     best_iteration = max(curve, key=lambda k: curve[k])
     out = {"psnr": at(stop), "ssim": micro.score(images[nearest(stop)], clean)[1],
-           "stop_iteration": stop, "fired": stop < result.iterations,
+           "stop_iteration": stop, "fired_iteration": fired_at,
+           "fired": fired_at < result.iterations,
            "best": curve[best_iteration], "best_iteration": best_iteration,
            "gap": curve[best_iteration] - at(stop), "last": curve[result.iterations],
            "discrepancy_iteration": discrepancy,
@@ -410,7 +422,8 @@ def main(argv: list[str] | None = None) -> int:
             summary[f"{m} - ours (gaussian), all (mean dB)"] = float(np.mean(diff))
     md += ["## Stops: the default rule (replayed) and the discrepancy principle, against the run's "
            "best output", ""]
-    header = ["method", "default: mean gap dB", "max gap", "gap <= 0.5", "fired", "mean stop it",
+    header = ["method", "default: mean gap dB", "max gap", "gap <= 0.5", "fired",
+              "mean returned it", "mean fired it",
               "discrepancy: mean gap dB", "max gap", "gap <= 0.5", "mean stop it", "ms / it"]
     rows = []
     for m in args.methods:
@@ -424,6 +437,7 @@ def main(argv: list[str] | None = None) -> int:
                      f"{sum(g <= 0.5 for g in gaps)}/{len(gaps)}",
                      f"{sum(run['fired'] for run in runs)}/{len(runs)}",
                      f"{np.mean([run['stop_iteration'] for run in runs]):.0f}",
+                     f"{np.mean([run.get('fired_iteration', math.nan) for run in runs]):.0f}",
                      f"{np.mean(dgaps):.2f}" if dgaps else "-",
                      f"{np.max(dgaps):.2f}" if dgaps else "-",
                      f"{sum(g <= 0.5 for g in dgaps)}/{len(runs)}" if dgaps else "-",

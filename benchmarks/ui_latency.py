@@ -27,10 +27,14 @@ other core is the GUI's (what the widget does on a 2-core machine).
 from __future__ import annotations
 
 import argparse
+import collections
 import statistics
 import sys
+import threading
 import time
+import traceback
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -67,12 +71,63 @@ def _time_pyqtgraph_paints(store: list[float]) -> Callable[[], None]:
     return restore
 
 
+class MainThreadSampler:
+    """Samples the main thread's Python stack every few ms from a second thread, so
+    that a long gap between timer ticks can be attributed to the code that ran in
+    it. A sample whose innermost frame is the event loop's ``exec`` means the main
+    thread was inside Qt's C++ (painting, compositing) with no Python on top; a
+    sampler that itself wakes late means the GIL was held elsewhere."""
+
+    def __init__(self, interval_s: float = 0.005) -> None:
+        self.interval_s = interval_s
+        self.main_id = threading.main_thread().ident
+        self.samples: list[tuple[float, float, tuple[str, ...]]] = []  # (time, late, stack)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="sampler", daemon=True)
+
+    def _run(self) -> None:
+        expected = time.perf_counter()
+        while not self._stop.is_set():
+            now = time.perf_counter()
+            frame = sys._current_frames().get(self.main_id)  # noqa: SLF001
+            if frame is not None:
+                stack = tuple(f"{Path(fs.filename).name}:{fs.name}"
+                              for fs in traceback.extract_stack(frame)[-12:])
+                self.samples.append((now, now - expected, stack))
+            expected = time.perf_counter() + self.interval_s
+            time.sleep(self.interval_s)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def report(self, ticks: Sequence[float], threshold_ms: float = 100.0,
+               top: int = 6) -> list[str]:
+        """What the main thread was doing in each gap over ``threshold_ms``."""
+        lines: list[str] = []
+        for a, b in zip(ticks, ticks[1:], strict=False):
+            gap = 1000 * (b - a)
+            if gap <= threshold_ms:
+                continue
+            inside = [(late, stack) for t, late, stack in self.samples if a < t < b]
+            lines.append(f"gap {gap:.0f} ms at {a - ticks[0]:.1f} s: {len(inside)} samples, "
+                         f"sampler late by up to {1000 * max((x[0] for x in inside), default=0):.0f} ms")
+            counts = collections.Counter(" < ".join(reversed(stack[-4:])) for _, stack in inside)
+            for stack_text, n in counts.most_common(top):
+                lines.append(f"    {n:3d}  {stack_text}")
+        return lines
+
+
 def _percentile(values: Sequence[float], q: float) -> float:
     return float(np.percentile(np.asarray(values, dtype=float), q)) if values else float("nan")
 
 
 def measure(*, size: int, width: int, iterations: int, theme: str = "dark",
-            stop: str = "none", timeout_s: float = 300.0, viewer: Any = None) -> dict[str, Any]:
+            stop: str = "none", timeout_s: float = 300.0, viewer: Any = None,
+            profile: bool = False) -> dict[str, Any]:
     """One run in a fresh viewer (or ``viewer``, shown); returns the gaps and the
     redraw and slot times in milliseconds."""
     import napari
@@ -130,10 +185,15 @@ def measure(*, size: int, width: int, iterations: int, theme: str = "dark",
     redraws.clear()  # count the run's paints only
     paints.clear()
     first = len(own) if own is not None else 0
+    sampler = MainThreadSampler() if profile else None
+    if sampler is not None:
+        sampler.start()
     start = time.perf_counter()
     timer.start()
     loop.exec()
     timer.stop()
+    if sampler is not None:
+        sampler.stop()
     seconds = time.perf_counter() - start
     while widget.is_running:  # the timeout fired: stop and let the result arrive
         widget.request_stop()
@@ -150,7 +210,8 @@ def measure(*, size: int, width: int, iterations: int, theme: str = "dark",
     gaps = [1000 * (b - a) for a, b in zip(ticks, ticks[1:], strict=False)]
     return {"gaps": gaps, "redraws": [1000 * r for r in redraws],
             "paints": [1000 * p for p in paints],
-            "slots": [1000 * s for s in slots], "seconds": seconds, "iterations": done}
+            "slots": [1000 * s for s in slots], "seconds": seconds, "iterations": done,
+            "profile": sampler.report(ticks) if sampler is not None else []}
 
 
 def summary_rows(result: dict[str, Any]) -> list[tuple[str, int, float, float, float]]:
@@ -170,6 +231,8 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--width", type=int, default=32)
     parser.add_argument("--iterations", type=int, default=250)
     parser.add_argument("--theme", default="dark")
+    parser.add_argument("--profile", action="store_true",
+                        help="sample the main thread's stack and say what ran in each long gap")
     args = parser.parse_args(argv)
 
     import torch
@@ -180,7 +243,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
           f"{args.iterations} iterations (stop none), window {WINDOW[0]}x{WINDOW[1]}, "
           f"{args.theme} theme, timer every {TICK_MS} ms")
     result = measure(size=args.size, width=args.width, iterations=args.iterations,
-                     theme=args.theme)
+                     theme=args.theme, profile=args.profile)
     print(f"run: {result['iterations']} iterations in {result['seconds']:.1f} s")
     print("\n| what | count | mean ms | p95 ms | max ms |")
     print("|---|---|---|---|---|")
@@ -195,6 +258,9 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     print(f"gaps over 100 ms: {len(long)} ({60.0 * len(long) / result['seconds']:.0f} a minute), "
           f"{100.0 * frozen / result['seconds']:.0f}% of the run's time; over 500 ms: "
           f"{sum(g > 500.0 for g in gaps)}")
+    if result["profile"]:
+        print("\nwhat the main thread ran in each gap over 100 ms (innermost frame first):")
+        print("\n".join(result["profile"]))
     return result
 
 

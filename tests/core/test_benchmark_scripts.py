@@ -54,3 +54,29 @@ def test_cli_threads_benchmark_smoke(load: object, capsys: pytest.CaptureFixture
     assert [(r["busy"], r["threads"]) for r in rows] == [(0, 1)]
     assert rows[0]["seconds"] > 0 and rows[0]["ratio"] == 1.0
     assert "| busy cores | torch threads | s / iteration | vs 1 thread | auto chose |" in out
+
+
+def test_estimate_accuracy_smoke(load: object, capsys: pytest.CaptureFixture[str],
+                                 tmp_path: Path) -> None:
+    bench = load("estimate_accuracy")  # type: ignore[operator]
+    assert bench.main(["--size", "32", "--cases", "2", "--iterations", "5",
+                       "--out", str(tmp_path / "est")]) == 0
+    out = capsys.readouterr().out
+    assert "| camera | 32 | paper | denoise | 1 |" in out and "within 1.5x:" in out
+    rows = (tmp_path / "est.json").read_text()
+    assert '"iterations": 5' in rows and '"ratio"' in rows
+
+
+def test_region_preview_smoke(load: object, capsys: pytest.CaptureFixture[str],
+                              tmp_path: Path) -> None:
+    bench = load("region_preview")  # type: ignore[operator]
+    assert bench.main(["--size", "48", "--images", "camera", "--presets", "quick",
+                       "--max-iterations", "20", "--out", str(tmp_path / "region")]) == 0
+    out = capsys.readouterr().out
+    import json
+
+    (row,) = json.loads((tmp_path / "region.json").read_text())
+    assert row["side"] == 48 and row["preview_iterations"] == 20 == row["whole_iterations"]
+    # the region is the whole 48 px image here: the two runs are the same run (same seed)
+    assert row["difference"] == pytest.approx(0.0, abs=1e-6)
+    assert "within 1 dB:" in out

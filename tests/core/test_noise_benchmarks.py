@@ -82,3 +82,24 @@ def test_ensemble_smoke(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> N
     assert all(r[5] == "3 / 3" for r in rows)
     saved = json.loads((tmp_path / "ensemble.json").read_text())
     assert all(-1.0 <= r["corr_pixel"] <= 1.0 for r in saved["records"])
+
+
+def test_photon_replay_returns_what_the_engine_returns() -> None:
+    """photon.py scores the output the hold-out rule returns (its minimum), not the one
+    of the iteration at which it fires (the engine's own run is the reference)."""
+    import numpy as np
+
+    from napari_specdip import RestoreParameters, restore
+
+    photon = load("photon")
+    rng = np.random.default_rng(0)
+    clean = np.kron(rng.random((4, 4)), np.ones((8, 8)))
+    noisy = clean + rng.normal(0, 0.1, clean.shape)
+    defaults = RestoreParameters.for_task("denoise", width=4, max_iterations=400, seed=0,
+                                          preview_every=0, holdout_patience=60)
+    free = restore(noisy, parameters=defaults.replace(stop="none"))
+    fired, returned = photon.replay_stop(free, defaults)
+    engine = restore(noisy, parameters=defaults)
+    assert engine.stop_reason == "holdout" and fired < 400
+    assert (engine.iterations, engine.stop_iteration) == (fired, returned)
+    assert returned < fired

@@ -1,9 +1,13 @@
 """Live charts of a run: FBC bands, the stopping signal, the loss, PSNR/SSIM.
 
 Drawn with pyqtgraph (imported when the widget is built), which is made for live
-data: an update hands each curve its new arrays and Qt repaints the plots
-incrementally, so the main thread never spends long on a redraw (the first,
-matplotlib version blocked it for 0.3-1 s per redraw; ``benchmarks/ui_latency.py``).
+data: an update hands each curve its new arrays, so the main thread never spends
+long on a redraw (the first, matplotlib version blocked it for 0.3-1 s per redraw;
+``benchmarks/ui_latency.py``). The plots do not repaint on their own when their
+scene changes: each update repaints all of them in one pass (``_repaint``). Left
+to themselves, the four views repainted one after the other, 6-7 passes per update,
+and every pass makes Qt compose the whole window with napari's OpenGL canvas:
+at 20-40 ms a pass in software OpenGL that blocked the main thread 150-300 ms.
 What each panel shows, its labels and colours come from
 :mod:`napari_specdip.chart_panels`, shared with the CLI's PNG charts.
 
@@ -25,6 +29,7 @@ import numpy.typing as npt
 from qtpy.QtCore import Qt, QTimer
 from qtpy.QtGui import QFont
 from qtpy.QtWidgets import (
+    QGraphicsView,
     QGridLayout,
     QHBoxLayout,
     QLabel,
@@ -147,6 +152,9 @@ class ChartPanel(QWidget):
         self.plot_widget = pg.PlotWidget(axisItems=axes)
         self.plot_widget.setToolTip(panel.help)
         self.plot_widget.setMinimumHeight(120)
+        # repainted by the charts widget, all plots in one pass (see the module's text)
+        self.plot_widget.setViewportUpdateMode(
+            QGraphicsView.ViewportUpdateMode.NoViewportUpdate)
         self.plot_widget.setSizePolicy(QSizePolicy.Policy.Expanding,
                                        QSizePolicy.Policy.Expanding)
         self.plot = self.plot_widget.getPlotItem()
@@ -534,10 +542,16 @@ class ChartsWidget(QWidget):
                     y = np.where(np.isfinite(y) & (y > 0), y, np.nan)
                 panel.curves[series.key].setData(x, y, connect="finite")
         self._update_notes()
+        self._repaint()
         self._stale = False
         self.draw_count += 1
         self.draw_times.append(time.perf_counter() - start)
         del self.draw_times[:-1000]
+
+    def _repaint(self) -> None:
+        """Schedule one repaint of every plot (they do not follow their scenes)."""
+        for panel in self.panels.values():
+            panel.plot_widget.viewport().update()
 
     def _update_notes(self) -> None:
         """Say why a panel is empty: no point yet, or window means not started."""
@@ -589,6 +603,7 @@ class ChartsWidget(QWidget):
         self.title_label.setFont(self._font)
         for panel in self.panels.values():
             panel.apply_theme(colors, self._font)
+        self._repaint()
 
     @property
     def colors(self) -> dict[str, str]:
@@ -612,11 +627,12 @@ def _hex(color: Any) -> str:
 
 
 def _nice_ceiling(value: float) -> float:
-    """The smallest round number (10, 12, 15, 20, 25, 30, 40, 50, 60, 80, 100, ...) not
-    below ``value``: the x axis grows in steps, not at every point."""
+    """The smallest round number (10, 20, 50, 100, 200, ...) not below ``value``: the
+    x axis grows in a few steps, not at every point (a new range repaints every axis
+    and grid, about 50 ms of the main thread for the four plots in software OpenGL)."""
     value = max(value, 10.0)
     decade = 10.0 ** math.floor(math.log10(value))
-    for m in (1.0, 1.2, 1.5, 2.0, 2.5, 3.0, 4.0, 5.0, 6.0, 8.0, 10.0):
+    for m in (1.0, 2.0, 5.0, 10.0):
         if m * decade >= value - 1e-9:
             return m * decade
     return 10.0 * decade
