@@ -94,7 +94,7 @@ def test_photon_replay_returns_what_the_engine_returns() -> None:
     photon = load("photon")
     rng = np.random.default_rng(0)
     clean = np.kron(rng.random((4, 4)), np.ones((8, 8)))
-    noisy = clean + rng.normal(0, 0.1, clean.shape)
+    noisy = clean + np.random.default_rng(1).normal(0, 0.2, clean.shape)
     defaults = RestoreParameters.for_task("denoise", width=4, max_iterations=400, seed=0,
                                           preview_every=0, holdout_patience=60)
     free = restore(noisy, parameters=defaults.replace(stop="none"))
