@@ -55,6 +55,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--size", type=int, default=256)
     parser.add_argument("--slices", type=int, default=10)
+    parser.add_argument("--stack-seed", type=int, default=3,
+                        help="seed of the synthetic stack (3; another seed, another stack)")
     parser.add_argument("--preset", default="balanced")
     parser.add_argument("--width", type=int, default=None)
     parser.add_argument("--max-iterations", type=int, default=None)
@@ -70,7 +72,7 @@ def main(argv: list[str] | None = None) -> int:
     # first calls pay for imports and allocator warm-up: not part of either timing
     restore(np.random.default_rng(0).random((32, 32)), width=8, max_iterations=2, stop="none",
             device=args.device)
-    clean = drifting_stack(args.size, args.slices)
+    clean = drifting_stack(args.size, args.slices, seed=args.stack_seed)
     noisy = np.stack([add_gaussian_noise(c, seed=10 + z) for z, c in enumerate(clean)])
     options: dict[str, Any] = {"preset": args.preset, "device": args.device, "seed": 0,
                                "preview_every": 0}

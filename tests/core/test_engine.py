@@ -295,6 +295,21 @@ def test_auto_stop_returns_the_held_out_minimum() -> None:
     assert len(held_out) == len(history["signal_iteration"]) == result.iterations
 
 
+def test_warm_started_run_waits_its_own_patience() -> None:
+    """A run from warm_start weights stops holdout_patience_warm after its minimum."""
+    image = np.random.default_rng(0).random((32, 32))
+    params = RestoreParameters.for_task("denoise", holdout_patience=40,
+                                        holdout_patience_warm=10, signal_every=1)
+    first = restore(image, width=8, depth=3, max_iterations=300, parameters=params,
+                    keep_state=True)
+    assert first.stop_reason == "holdout"
+    assert first.iterations == first.stop_iteration + 40 and first.state is not None
+    second = restore(image, width=8, depth=3, max_iterations=300, parameters=params,
+                     warm_start=first.state)
+    assert second.stop_reason == "holdout"
+    assert second.iterations == second.stop_iteration + 10
+
+
 def test_stop_auto_needs_held_out_pixels() -> None:
     with pytest.raises(ValueError, match="holdout > 0"):
         RestoreParameters.for_task("denoise", holdout=0.0)

@@ -647,7 +647,8 @@ def _fit(job: RestoreJob, device: torch.device, scale: int, start: float) -> Res
                              noise)
     rules = make_rules(p.stop, window=p.stop_window, epsilon=p.stop_epsilon,
                        patience=p.wmv_patience, every=p.signal_every,
-                       holdout_patience=p.holdout_patience,
+                       holdout_patience=(p.holdout_patience if job.warm_start is None
+                                         else p.holdout_patience_warm),
                        holdout_signal="holdout_loss_ema" if p.output == "ema" else "holdout_loss")
     optimizer = torch.optim.Adam(net.parameters(), lr=p.learning_rate)
     jitter = isinstance(net, SkipNet)

@@ -152,6 +152,10 @@ class RestoreParameters:
         ``"none"`` (run ``max_iterations``).
     holdout_patience : int
         Iterations ``stop="auto"`` waits after the held-out error's minimum.
+    holdout_patience_warm : int
+        The same for a run that starts from ``warm_start`` weights (the next slice
+        of a stack): it starts near its optimum, which it reaches within 50-130
+        iterations, so it waits less (benchmarks/warm_start.py).
     stop_window, stop_epsilon : int, float
         Window n and threshold epsilon of the ratio rule.
     wmv_window, wmv_patience : int
@@ -261,6 +265,7 @@ class RestoreParameters:
     wmv_window: int = 100
     wmv_patience: int = 1000
     holdout_patience: int = 300
+    holdout_patience_warm: int = 100
     track_variance: bool = False
     holdout: float = 0.0
     signal_every: int = 1
@@ -360,6 +365,9 @@ class RestoreParameters:
                              "(e.g. 0.1); with holdout=0 use stop='ratio', 'wmv' or 'none'")
         if self.holdout_patience < 1:
             raise ValueError(f"holdout_patience must be >= 1, got {self.holdout_patience}")
+        if self.holdout_patience_warm < 1:
+            raise ValueError("holdout_patience_warm must be >= 1, got "
+                             f"{self.holdout_patience_warm}")
         if not self.lipschitz > 0:
             raise ValueError(f"lipschitz must be positive, got {self.lipschitz}")
         if self.width < 1 or (self.depth is not None and self.depth < 0):
