@@ -6,6 +6,7 @@ that for ``python benchmarks/<script>.py``) and import it as ``_common``.
 
 from __future__ import annotations
 
+import json
 import os
 import platform
 import statistics
@@ -120,6 +121,16 @@ def echo(*lines: str) -> None:
     for line in lines:
         print(line)
     sys.stdout.flush()
+
+
+def write_report(prefix: str, lines: Sequence[str], records: Any) -> None:
+    """Print ``lines`` and keep them as ``prefix.md``, the ``records`` as ``prefix.json``."""
+    text = "\n".join([*lines, ""])
+    print(text)
+    with open(prefix + ".md", "w") as md:
+        md.write(text)
+    with open(prefix + ".json", "w") as raw:
+        raw.write(json.dumps(records, indent=1))
 
 
 class EmaTracker:

@@ -15,7 +15,6 @@ within a factor 1.5 on an idle machine. Say what else the machine was doing.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from pathlib import Path
@@ -101,11 +100,8 @@ def main(argv: list[str] | None = None) -> int:
     summary = (f"measured / estimated: median {np.median(ratios):.2f}, range "
                f"{ratios.min():.2f}-{ratios.max():.2f}; within 1.5x: "
                f"{int(np.sum((ratios <= 1.5) & (ratios >= 1 / 1.5)))}/{len(rows)}")
-    text = "\n".join([*lines, f"runs of {args.iterations} iterations, stop none, "
-                      f"{args.threads} torch thread(s)", "", table, "", summary, ""])
-    print(text)
-    Path(args.out + ".md").write_text(text)
-    Path(args.out + ".json").write_text(json.dumps(rows, indent=1))
+    _common.write_report(args.out, [*lines, f"runs of {args.iterations} iterations, stop none, "
+                         f"{args.threads} torch thread(s)", "", table, "", summary], rows)
     return 0
 
 

@@ -18,7 +18,6 @@ issue 10: within 1 dB), and the seconds of each.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import threading
 import time
@@ -38,21 +37,19 @@ IMAGES = ("camera", "astronaut", "nuclei2")
 def _run(noisy: np.ndarray, axis: int | None, params: Any, budget_s: float | None
          ) -> tuple[np.ndarray, float, int, str]:
     """One run as the widget's worker does it: the time budget through the interrupt."""
-    from napari_specdip.core.engine import plan_restore
+    from napari_specdip.core.engine import plan_restore, run_to_end
+    from napari_specdip.core.results import StepReport
 
     interrupt = threading.Event()
     job = plan_restore(noisy, "denoise", channel_axis=axis, parameters=params,
                        interrupt=interrupt)
-    gen = job.run()
-    start = time.perf_counter()
-    while True:
-        try:
-            report = next(gen)
-        except StopIteration as done:
-            result = done.value
-            break
+
+    def watch(report: StepReport) -> None:
         if budget_s is not None and report.elapsed >= budget_s:
             interrupt.set()
+
+    start = time.perf_counter()
+    result = run_to_end(job.run(), watch)
     seconds = time.perf_counter() - start
     return np.asarray(result.image, dtype=np.float64), seconds, result.iterations, result.stop_reason
 
@@ -122,11 +119,9 @@ def main(argv: list[str] | None = None) -> int:
     diffs = np.asarray([r["difference"] for r in rows])
     summary = (f"whole-image run minus region preview, on the region: mean {diffs.mean():+.2f} dB, "
                f"max {diffs.max():+.2f} dB; within 1 dB: {int(np.sum(diffs <= 1.0))}/{len(rows)}")
-    text = "\n".join([*lines, f"{args.size} px images, Gaussian sigma {args.sigma:g}/255, "
-                      f"{args.threads} torch thread(s)", "", table, "", summary, ""])
-    print(text)
-    Path(args.out + ".md").write_text(text)
-    Path(args.out + ".json").write_text(json.dumps(rows, indent=1))
+    _common.write_report(args.out, [*lines, f"{args.size} px images, Gaussian sigma "
+                         f"{args.sigma:g}/255, {args.threads} torch thread(s)", "", table, "",
+                         summary], rows)
     return 0
 
 

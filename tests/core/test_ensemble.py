@@ -7,10 +7,12 @@ import pytest
 import torch
 
 from napari_specdip import restore
+from napari_specdip.core.engine import run_to_end
 from napari_specdip.core.ensemble import ensemble_mean, stack_decoders
 from napari_specdip.core.layers import LipschitzConv2d, spectral_norm_exact
 from napari_specdip.core.networks import Decoder
 from napari_specdip.core.operators import Identity
+from napari_specdip.core.results import StepReport
 
 FAST = {"width": 8, "depth": 3, "stop": "none"}
 
@@ -127,15 +129,13 @@ def test_ensemble_with_noise_model_and_preview() -> None:
     sample = noisy_microscopy(64)
     gen = iter_restore(sample.image, noise="poisson-gaussian", ensemble=2, max_iterations=4,
                        preview_every=2, **FAST)
-    previews = []
-    while True:
-        try:
-            report = next(gen)
-        except StopIteration as done:
-            result = done.value
-            break
+    previews: list[np.ndarray] = []
+
+    def keep(report: StepReport) -> None:
         if report.preview is not None:
             previews.append(report.preview)
+
+    result = run_to_end(gen, keep)
     assert len(previews) == 2 and previews[0].dtype == np.uint16
     assert result.uncertainty is not None and result.uncertainty.shape == (64, 64)
 
