@@ -274,7 +274,7 @@ def test_region_preview_restores_the_view_in_place(viewer: Any, open_widget: Any
     assert worker is not None, widget.last_error
     assert widget.preview_button.text == "Stop" and not widget.run_button.enabled
     assert "stops after" in widget.status.value
-    worker.yielded.connect(lambda _item: progress.append(widget.eta_label.value))
+    worker.yielded.connect(lambda _item: progress.append(widget.estimate_label.value))
     wait_for_run(widget)
     region = widget.session.output
     assert region is not None and region.name == "photo [specdip region preview]"
@@ -288,7 +288,8 @@ def test_region_preview_restores_the_view_in_place(viewer: Any, open_widget: Any
     # the progress line during the run: iterations over the cap, and the time left
     assert any("iteration" in p and "/ 40" in p for p in progress)
     assert any("left" in p for p in progress)
-    assert not _visible(widget.eta_label)
+    # and after it, the same line shows the estimate again, not a stale time left
+    assert not any(word in widget.estimate_label.value for word in ("left", "/ 40"))
     # a Shapes rectangle chooses the region instead
     shapes = viewer.add_shapes([np.array([[10.0 + 0.5 * 4, 20.0 + 0.5 * 6],
                                           [10.0 + 0.5 * 43, 20.0 + 0.5 * 51]])],

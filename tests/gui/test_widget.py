@@ -89,11 +89,17 @@ def test_each_task_adds_a_restored_layer(task: str, viewer: Any, open_widget: An
     worker = widget.start()
     assert worker is not None, widget.last_error
     assert widget.run_button.text == "Stop"
+    # the preview layer is made at the click (napari's add_image is the one slow step of
+    # a run on a software display), showing the input until the first preview
+    preview = viewer.layers[-1]
+    assert preview.name == f"{sample.name} [specdip preview]"
+    if task != "super-resolve":
+        np.testing.assert_array_equal(preview.data, image.data)
     wait_for_run(widget)
 
     assert widget.last_error == ""
     out = widget.last_output
-    assert out is not None
+    assert preview.name == out.name  # the preview became the result (renamed)
     assert len(viewer.layers) == n_layers + 1  # the preview layer is gone
     assert not any("[specdip preview]" in layer.name for layer in viewer.layers)
     assert out.name == f"{sample.name} {WORDS[task]}"

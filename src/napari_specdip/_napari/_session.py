@@ -13,7 +13,8 @@ from __future__ import annotations
 import dataclasses
 import threading
 import time
-from collections.abc import Generator
+from collections import deque
+from collections.abc import Callable, Generator
 from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
@@ -124,6 +125,8 @@ class RunSession:
         self._last_ui = 0.0
         self._last_region_preview = -1.0
         self._queue: list[RestoreJob] = []
+        self._steps: deque[Callable[[], None]] = deque()
+        self._pumping = False
 
     # ------------------------------------------------------------------ control
 
@@ -143,6 +146,7 @@ class RunSession:
         # napari keeps every worker (its cancel callback) for the session: hand it a list
         # that is emptied at the end, so the data snapshots do not outlive the run
         self._queue = list(plan.jobs)
+        self._add_preview_layer()
         self.worker = create_worker(
             run_jobs, self._queue, self.interrupt, self.budget_s, plan.warm_start,
             _start_thread=False,
@@ -151,6 +155,24 @@ class RunSession:
         )
         self.worker.start()
         return self.worker
+
+    def _add_preview_layer(self) -> None:
+        """The preview layer, showing the input until the first preview.
+
+        Made here, at the click, not at the first preview: napari's ``add_image``
+        (layer controls, vispy visuals, thumbnail) blocks the main thread for 150-200 ms
+        on a software-rendered display, which the run's own updates never do.
+        """
+        plan = self.plan
+        if plan is None or self.preview_layer is not None or plan.params.preview_every <= 0:
+            return  # (a region preview may reuse the last region's layer)
+        canvas = plan.preview_canvas()
+        if canvas is None:
+            canvas = np.array(plan.filler(plan.planes[0]), copy=True)
+        self._preview_data = canvas if plan.info.n_leading else None
+        name = plan.region_name() if self.is_region else plan.preview_name()
+        self.preview_layer = self.viewer.add_image(
+            canvas, name=name, **plan.placement(), **plan.display())
 
     def request_stop(self, by: str = "you") -> None:
         """Ask the run to stop; the result so far becomes a layer."""
@@ -246,22 +268,51 @@ class RunSession:
         layer.scale = where["scale"]
         layer.translate = where["translate"]
 
-    def _on_returned(self, results: list[RestoreResult]) -> None:
-        plan = self.plan
-        if plan is None:
-            return
-        from napari.utils.notifications import show_info, show_warning
+    # The end of a run is handled in steps, one per pass of Qt's event loop (charts,
+    # result layer, status and toast, controls), so that the window repaints and
+    # answers input between them instead of blocking for their sum.
 
-        kept = _planning.useful_results(results)
+    def _later(self, step: Callable[[], None]) -> None:
+        self._steps.append(step)
+        if not self._pumping:
+            self._pumping = True
+            from qtpy.QtCore import QTimer
+
+            QTimer.singleShot(0, self._pump)
+
+    def _pump(self) -> None:
+        step = self._steps.popleft()
+        try:
+            step()
+        finally:
+            if self._steps:
+                from qtpy.QtCore import QTimer
+
+                QTimer.singleShot(0, self._pump)
+            else:
+                self._pumping = False
+
+    def _on_returned(self, results: list[RestoreResult]) -> None:
+        self._later(lambda: self._mark_stop(results))
+        self._later(lambda: self._show_result(results))
+
+    def _mark_stop(self, results: list[RestoreResult]) -> None:
         last = results[-1] if results else None
         charts = self.charts
-        if charts is not None and last is not None:
+        if charts is not None and last is not None and self.plan is not None:
             try:
                 charts.mark_stop(last.stop_iteration if last.stop_reason != "stopped"
                                  else last.iterations, self._reason(last.stop_reason))
                 charts.flush()
             except RuntimeError:  # the charts dock was deleted with the viewer
                 self.charts = None
+
+    def _show_result(self, results: list[RestoreResult]) -> None:
+        plan = self.plan
+        if plan is None:
+            return
+        kept = _planning.useful_results(results)
+        last = results[-1] if results else None
         if not kept:
             done = last.iterations if last is not None else 0
             self.message = (f"Stopped after {done} iteration{'s' * (done != 1)}, before a "
@@ -284,6 +335,13 @@ class RunSession:
         self.output = layer
         self.results = kept
         self.preview_layer = None
+        # next, before the run's end (already queued: it clears the results)
+        self._steps.appendleft(lambda: self._report_result(plan, kept))
+
+    def _report_result(self, plan: _planning.RunPlan, kept: list[RestoreResult]) -> None:
+        from napari.utils.notifications import show_info, show_warning
+
+        name = plan.result_name(kept)
         reasons = sorted({self._words(r.stop_reason) for r in kept})
         iterations = sum(r.iterations for r in kept)
         elapsed = sum(r.elapsed for r in kept)
@@ -332,6 +390,9 @@ class RunSession:
             show_info(toast(toast_text))
 
     def _on_errored(self, exc: BaseException) -> None:
+        self._later(lambda: self._report_error(exc))
+
+    def _report_error(self, exc: BaseException) -> None:
         from napari.utils.notifications import show_error
 
         message = (str(exc) if isinstance(exc, ValueError | MemoryError)
@@ -343,6 +404,9 @@ class RunSession:
                                               else "see the Restore panel")))
 
     def _on_finished(self) -> None:
+        self._later(self._finished)
+
+    def _finished(self) -> None:
         self.worker = None
         self.plan = None  # drop the jobs (data snapshots) now
         self.results = []  # and the results' arrays (the layers hold what is needed)

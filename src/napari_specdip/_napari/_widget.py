@@ -178,6 +178,7 @@ class RestoreWidget(Container[Widget]):
         self._estimate_worker: Any = None
         self._estimate_generation = 0
         self._estimate_pending = False
+        self._estimate_shown: tuple[str, str] = ("", "")  # the estimate line under Run
         tip = TOOLTIPS
 
         # ---------------------------------------------------------------- header
@@ -258,7 +259,9 @@ class RestoreWidget(Container[Widget]):
         self.preview_button = PushButton(text="Preview region", tooltip=tip["preview_button"])
         self.region = ComboBox(label="region", choices=self._region_choices,
                                tooltip=tip["region"])
-        self.eta_label = Label(value="")
+        # one line under Run: the estimate before a run, the progress and time left during
+        # it (one label, not two swapped: showing or hiding a label re-lays out the dock,
+        # 20 ms each on the click that starts a run)
         self.estimate_label = Label(value="")
         self.estimate_label.tooltip = tip["estimate"]
         self.status = Label(value="")
@@ -281,7 +284,7 @@ class RestoreWidget(Container[Widget]):
             _section_title("Method"), self.method_section, self.stop_note, self.device_label,
             self.show_advanced, self.advanced,
             _section_title("Run"), self.run_section, self.run_buttons, self.estimate_label,
-            self.eta_label, self.status,
+            self.status,
             _section_title("Result"), self.result_row,
         ])
         for section in (self.input_section, self.method_section, self.advanced,
@@ -293,7 +296,7 @@ class RestoreWidget(Container[Widget]):
             *self.input_section, *self.noise_fields, *self.method_section, self.show_advanced,
             *self.advanced, self.region]
         self.native.setMinimumWidth(340)
-        for label in (self.header, self.defaults_note, self.device_label, self.eta_label,
+        for label in (self.header, self.defaults_note, self.device_label,
                       self.status, self.stop_note, self.estimate_label, self.noise_note):
             label.native.setWordWrap(True)
             label.native.setSizePolicy(QSizePolicy.Policy.Ignored,
@@ -305,7 +308,6 @@ class RestoreWidget(Container[Widget]):
         for combo in (self.upsampler, self.network, self.output, self.stop, self.task,
                       self.preset, self.noise, self.noise_fit):
             combo.native.setMinimumContentsLength(9)
-        self.eta_label.visible = False
         self.defaults_note.visible = False
         self.stop_note.visible = False
         self.stop_note.native.setStyleSheet(_ERROR_STYLE)
@@ -1064,14 +1066,13 @@ class RestoreWidget(Container[Widget]):
             request = None  # Run says what is wrong
         if request is None:
             self.last_estimate = None
+            self._estimate_shown = ("", _INFO_STYLE)
             self.estimate_label.value = ""
             self.estimate_label.visible = False
             return None
         self._estimate_generation += 1
         generation = self._estimate_generation
-        self.estimate_label.native.setStyleSheet(_INFO_STYLE)
-        self.estimate_label.value = "estimating time and memory…"
-        self.estimate_label.visible = True
+        self._show_estimate("estimating time and memory…", _INFO_STYLE)
         params = self.parameters(notify=False)
         planes = request.planes
 
@@ -1093,23 +1094,31 @@ class RestoreWidget(Container[Widget]):
         if not self._alive or generation != self._estimate_generation:
             return
         self.last_estimate = found
-        label = self.estimate_label
         try:
-            label.value = _estimating.estimate_text(found, params, planes)
-            label.native.setStyleSheet(_INFO_STYLE if found.fits else _ERROR_STYLE)
-            label.visible = not self.is_running
-            fit_label(label.native)
+            self._show_estimate(_estimating.estimate_text(found, params, planes),
+                                _INFO_STYLE if found.fits else _ERROR_STYLE)
         except RuntimeError:  # the widget was deleted with its viewer
             self._alive = False
+
+    def _show_estimate(self, text: str, style: str) -> None:
+        """The estimate under Run (kept for the run's end while the label shows progress)."""
+        self._estimate_shown = (text, style)
+        if self.is_running:
+            return
+        label = self.estimate_label
+        if label.native.styleSheet() != style:
+            label.native.setStyleSheet(style)
+        label.value = text
+        if label.visible != bool(text):
+            label.visible = bool(text)
+        fit_label(label.native)
 
     def _on_estimate_failed(self, generation: int, exc: BaseException) -> None:
         if not self._alive or generation != self._estimate_generation:
             return
         self.last_estimate = None
         try:
-            self.estimate_label.value = f"no estimate: {exc}"
-            self.estimate_label.native.setStyleSheet(_INFO_STYLE)
-            fit_label(self.estimate_label.native)
+            self._show_estimate(f"no estimate: {exc}", _INFO_STYLE)
         except RuntimeError:
             self._alive = False
 
@@ -1231,9 +1240,12 @@ class RestoreWidget(Container[Widget]):
         active.text = "Stop"
         active.enabled = True
         idle.enabled = False
-        self.eta_label.value = "starting…"
-        self.eta_label.visible = True
-        self.estimate_label.visible = False
+        label = self.estimate_label
+        if label.native.styleSheet() != _INFO_STYLE:
+            label.native.setStyleSheet(_INFO_STYLE)
+        label.value = "starting…"
+        if not label.visible:
+            label.visible = True
         self._update_result_buttons()
         return worker
 
@@ -1241,7 +1253,7 @@ class RestoreWidget(Container[Widget]):
 
     def run_progress(self, session: RunSession, text: str) -> None:
         if self._alive and session is self._session:
-            self.eta_label.value = text
+            self.estimate_label.value = text
 
     def run_result(self, session: RunSession, message: str, *, error: bool) -> None:
         if not self._alive:
@@ -1279,8 +1291,7 @@ class RestoreWidget(Container[Widget]):
         for button, text in ((self.run_button, "Run"), (self.preview_button, "Preview region")):
             button.text = text
             button.enabled = True
-        self.eta_label.visible = False
-        self.estimate_label.visible = bool(self.estimate_label.value)
+        self._show_estimate(*self._estimate_shown)
         self.reset_choices()
         self._update_result_buttons()
         if self._estimate_pending:
