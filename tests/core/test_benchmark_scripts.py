@@ -80,3 +80,35 @@ def test_region_preview_smoke(load: object, capsys: pytest.CaptureFixture[str],
     # the region is the whole 48 px image here: the two runs are the same run (same seed)
     assert row["difference"] == pytest.approx(0.0, abs=1e-6)
     assert "within 1 dB:" in out
+
+
+def test_norm_speed_smoke(load: object, capsys: pytest.CaptureFixture[str]) -> None:
+    bench = load("norm_speed")  # type: ignore[operator]
+    assert bench.main(["--sizes", "32", "--presets", "quick", "--iterations", "2",
+                       "--warmup", "1", "--repeats", "1"]) == 0
+    out = capsys.readouterr().out
+    (row,) = [line for line in out.splitlines() if line.startswith("| 32 | quick |")]
+    assert float(row.split("|")[-2]) > 0
+    # the previous norm is swapped back afterwards
+    from napari_specdip.core.layers import MeanOnlyBatchNorm
+
+    y = MeanOnlyBatchNorm(2)(torch.ones(1, 2, 4, 4, requires_grad=True))
+    assert "MeanOnlyNorm" in type(y.grad_fn).__name__
+
+
+def test_uncertainty_pooling_smoke(load: object, capsys: pytest.CaptureFixture[str],
+                                   tmp_path: Path) -> None:
+    bench = load("uncertainty_pooling")  # type: ignore[operator]
+    assert bench.main(["--size", "32", "--images", "camera", "--members", "2", "--width", "8",
+                       "--max-iterations", "20", "--out", str(tmp_path / "pool")]) == 0
+    import json
+
+    (row,) = json.loads((tmp_path / "pool.json").read_text())
+    assert row["split"] == "tune" and row["iterations"] == 20
+    corr = row["corr"]
+    assert set(corr) == {str(s) for s in bench.SIGMAS}
+    assert all(-1.0 <= c <= 1.0 for c in corr.values())
+    assert "| tune | 1 |" in capsys.readouterr().out
+    from napari_specdip.core import ensemble
+
+    assert ensemble.POOL_SIGMA == 0.75  # put back after the per-pixel runs

@@ -155,3 +155,15 @@ def test_examples() -> None:
 
     result = doctest.testmod(ensemble, optionflags=doctest.ELLIPSIS)
     assert result.failed == 0 and result.attempted > 0
+
+
+def test_spread_is_pooled_over_neighbours_of_the_same_channel() -> None:
+    from napari_specdip.core.ensemble import POOL_SIGMA, pool_spread
+
+    variance = np.zeros((9, 9, 2))
+    variance[4, 4, 0] = 1.0
+    np.testing.assert_array_equal(pool_spread(variance, 0.0), np.sqrt(variance))
+    pooled = pool_spread(variance, POOL_SIGMA)
+    assert 0 < pooled[4, 4, 0] < 1 and pooled[4, 5, 0] > 0 and pooled[4, 7, 0] < 1e-2
+    assert not pooled[..., 1].any()  # channels are not mixed
+    np.testing.assert_allclose(pool_spread(np.full((6, 6, 1), 0.04)), 0.2)  # flat stays

@@ -73,6 +73,23 @@ def test_mean_only_bn() -> None:
     assert len(list(bn.buffers())) == 0  # no running statistics
 
 
+def test_mean_only_bn_gradient_is_autograd_s() -> None:
+    """The written-out gradient equals autograd's on the plain expression (float64)."""
+    torch.manual_seed(0)
+    bn = MeanOnlyBatchNorm(4).double()
+    with torch.no_grad():
+        bn.beta.normal_()
+    x = torch.randn(2, 4, 6, 5, dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(bn, (x,))
+    weights = torch.randn(2, 4, 6, 5, dtype=torch.float64)
+    (bn(x) * weights).sum().backward()
+    grad_x, grad_beta = x.grad.clone(), bn.beta.grad.clone()
+    x.grad, bn.beta.grad = None, None
+    plain = x - x.mean(dim=(2, 3), keepdim=True) + bn.beta.view(1, -1, 1, 1)
+    (plain * weights).sum().backward()
+    assert torch.allclose(grad_x, x.grad) and torch.allclose(grad_beta, bn.beta.grad)
+
+
 def test_gaussian_kernel_sums_to_one_and_small_sigma_is_zero_insertion() -> None:
     for sigma in (0.1, 0.5, 1.0):
         assert float(gaussian_kernel(sigma).sum()) == pytest.approx(1.0, abs=1e-6)

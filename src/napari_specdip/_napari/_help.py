@@ -45,7 +45,7 @@ TOOLTIPS: dict[str, str] = {
                "0.001, blur/sharpness stop; ten to a hundred times slower). Choosing one "
                "loads its values into the fields you have not changed yourself."),
     "ensemble": ("Fit K networks from seeds seed .. seed + K - 1 together and return their "
-                 "mean, plus a second layer with their per-pixel standard deviation (where "
+                 "mean, plus a second layer with their standard deviation (where "
                  "the result is uncertain). Costs about K times the time and memory of one "
                  "run; 1 runs a single network."),
     "warm_start": ("Stacks: start each slice from the network the previous slice ended "

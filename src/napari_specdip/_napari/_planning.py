@@ -524,7 +524,7 @@ def assemble(plan: RunPlan, results: list[RestoreResult]
 
 def assemble_uncertainty(plan: RunPlan, results: Sequence[RestoreResult]
                          ) -> npt.NDArray[np.float32] | None:
-    """An ensemble's per-pixel standard deviation laid out as the output, one value per
+    """An ensemble's standard deviation laid out as the output, one value per
     pixel (RGB: root mean square over the channels; planes not restored: 0); None
     without an ensemble."""
     maps = [r.uncertainty for r in results]

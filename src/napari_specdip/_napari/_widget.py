@@ -425,7 +425,10 @@ class RestoreWidget(Container[Widget]):
         if not high > 0:
             high = float(finite.max()) if finite.size and finite.max() > 0 else 1.0
         members = int(session.results[0].parameters.get("ensemble", 1))
-        what = (f"per-pixel standard deviation of the {members} ensemble members' outputs, "
+        from napari_specdip.core.ensemble import POOL_SIGMA  # torch is loaded by now
+
+        what = (f"standard deviation of the {members} ensemble members' outputs (each "
+                f"pixel's, pooled over its neighbours: Gaussian sigma {POOL_SIGMA:g} px), "
                 "in the image's units" + (" (root mean square over the colour channels)"
                                           if plan.info.rgb else ""))
         metadata = {"specdip": {"uncertainty_of": out.name, "source_layer": plan.info.name,
@@ -1279,7 +1282,7 @@ class RestoreWidget(Container[Widget]):
                 self._noise_used = (source, used)
                 self._update_noise_note()
         for layer in extra:
-            message += (f" Its uncertainty (the ensemble's per-pixel standard deviation) is "
+            message += (f" Its uncertainty (the ensemble's standard deviation) is "
                         f"the hidden layer {layer.name!r}.")
         self._show_status(message)
 

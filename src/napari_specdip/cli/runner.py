@@ -545,10 +545,13 @@ def build_sidecar(job: FileJob, runs: list[dict[str, Any]], image: npt.NDArray[A
     if job.tiff_meta is not None:
         core["calibration"] = job.tiff_meta.describe()
     if job.uncertainty is not None:
+        from napari_specdip.core.ensemble import POOL_SIGMA
+
         core["uncertainty"] = {
             "file": str(job.uncertainty.resolve()),
             "members": job.ensemble,
-            "what": "per-pixel standard deviation of the ensemble members' outputs, float32, "
+            "what": "standard deviation of the ensemble members' outputs (each pixel's, pooled "
+                    f"over its neighbours: Gaussian sigma {POOL_SIGMA:g} px), float32, "
                     "in the output's layout, intensity units and calibration (0 on constant "
                     "slices and alpha, NaN on slices not restored)",
         }

@@ -240,7 +240,8 @@ def iter_restore(image: Any, task: str = "denoise", *, mask: Any = None, factor:
         :class:`~napari_specdip.RestoreParameters`.
     ensemble : int, optional
         Fit K members (seeds ``seed .. seed + K - 1``) together; the result is their
-        mean and ``result.uncertainty`` their per-pixel standard deviation.
+        mean and ``result.uncertainty`` their standard deviation (each pixel's,
+        pooled over its neighbours).
     output_dtype : dtype, optional
         dtype of the result; default the input's.
     interrupt : threading.Event-like, optional

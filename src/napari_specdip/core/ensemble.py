@@ -51,11 +51,31 @@ def ensemble_mean(output: torch.Tensor) -> torch.Tensor:
     return output if output.shape[0] == 1 else output.mean(dim=0, keepdim=True)
 
 
+#: Gaussian sigma (pixels) over which the members' variance is pooled before the square
+#: root. K = 4 outputs give each pixel's standard deviation with a relative error of about
+#: 40%; pooled over its neighbours, the map's correlation with the result's absolute error
+#: rose from 0.32 to 0.35 on average on the 12 held-out images of
+#: benchmarks/uncertainty_pooling.py (0.75 was the best of 0-2 on the 11 tuning images).
+POOL_SIGMA = 0.75
+
+
+def pool_spread(variance_hwc: npt.NDArray[np.float64], sigma: float = POOL_SIGMA
+                ) -> npt.NDArray[np.float64]:
+    """Standard deviation from a per-pixel (H, W, C) variance pooled over neighbouring
+    pixels of the same channel (Gaussian weights; ``sigma`` 0: per pixel)."""
+    if sigma > 0:
+        from scipy.ndimage import gaussian_filter
+
+        variance_hwc = gaussian_filter(variance_hwc, sigma=(sigma, sigma, 0), mode="reflect")
+    return np.sqrt(np.maximum(variance_hwc, 0.0))
+
+
 def spread_to_user(members_hwc: Sequence[npt.NDArray[np.float64]], layout: Layout
                    ) -> npt.NDArray[np.float32]:
-    """Per-pixel standard deviation across members' [0, 1] (H, W, C) images, in the
-    input's layout and intensity units (float32: a spread, not an intensity)."""
+    """Standard deviation across members' [0, 1] (H, W, C) images, pooled over
+    neighbouring pixels (:data:`POOL_SIGMA`), in the input's layout and intensity
+    units (float32: a spread, not an intensity)."""
     stack = np.stack([np.clip(m, 0.0, 1.0) for m in members_hwc])
-    std = stack.std(axis=0, ddof=1) * (layout.high - layout.low)
+    std = pool_spread(stack.var(axis=0, ddof=1), POOL_SIGMA) * (layout.high - layout.low)
     out = std[..., 0] if layout.channel_axis is None else np.moveaxis(std, -1, layout.channel_axis)
     return np.asarray(out, dtype=np.float32)

@@ -32,7 +32,7 @@ class DecoderBlock(nn.Sequential):
                 LipschitzConv2d(c * members, cout * members, 3, lipschitz=lipschitz,
                                 groups=members),
                 MeanOnlyBatchNorm(cout * members),
-                nn.LeakyReLU(0.01),
+                nn.LeakyReLU(0.01, inplace=True),  # on the norm's own output
             ]
         super().__init__(*layers)
 

@@ -230,7 +230,7 @@ class RestoreParameters:
     ensemble : int
         Members K fitted together from seeds ``seed .. seed + K - 1`` (decoder
         only); the result is their mean and ``result.uncertainty`` their
-        per-pixel standard deviation.
+        standard deviation (each pixel's, pooled over its neighbours).
 
     Examples
     --------

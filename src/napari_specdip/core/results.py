@@ -74,8 +74,9 @@ class RestoreResult:
     metrics : dict of str to float
         Blur, sharpness and their ratio of the result; PSNR and SSIM with a reference.
     uncertainty : numpy.ndarray or None
-        With ``ensemble`` = K > 1: the per-pixel standard deviation of the K
-        members' outputs, in the result's layout and intensity units (float32);
+        With ``ensemble`` = K > 1: the standard deviation of the K members'
+        outputs, each pixel's pooled over its neighbours (Gaussian weights, sigma
+        :data:`~napari_specdip.core.ensemble.POOL_SIGMA` px), in the result's layout and intensity units (float32);
         None for a single run.
     state : dict or None
         The network weights (CPU tensors) of the iteration the result holds, when
