@@ -126,8 +126,10 @@ def plot(records: list[dict[str, Any]], baselines: dict[str, Any], path: Path) -
                   title="solid: moving average, dotted: last; x: result", title_fontsize=6)
         finite = [v for r in records if (r["image"], r["degradation"], r["size"]) == panel
                   for v in r["curve_psnr_ema"] if np.isfinite(v)]
-        if finite:
-            ax.set_ylim(max(min(finite), max(finite) - 12), max(finite) + 1.5)
+        if finite:  # the baselines' points stay in view
+            points = [v for _, v in baselines["|".join(map(str, panel))].values()]
+            top = max([*finite, *points])
+            ax.set_ylim(max(min(finite), top - 12), top + 1.5)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
 
