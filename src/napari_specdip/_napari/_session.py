@@ -160,8 +160,9 @@ class RunSession:
         """The preview layer, showing the input until the first preview.
 
         Made here, at the click, not at the first preview: napari's ``add_image``
-        (layer controls, vispy visuals, thumbnail) blocks the main thread for 150-200 ms
-        on a software-rendered display, which the run's own updates never do.
+        (layer list events, layer controls, vispy visuals) blocked the main thread for
+        110-215 ms on a software-rendered display, longer than any of the run's own
+        updates (benchmarks/ui_latency.py).
         """
         plan = self.plan
         if plan is None or self.preview_layer is not None or plan.params.preview_every <= 0:
