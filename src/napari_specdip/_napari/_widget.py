@@ -1108,13 +1108,18 @@ class RestoreWidget(Container[Widget]):
         self._estimate_shown = (text, style)
         if self.is_running:
             return
+        self._set_run_line(text, style)
+        fit_label(self.estimate_label.native)
+
+    def _set_run_line(self, text: str, style: str) -> None:
+        """The line under Run, touching only what changes (a style or visibility change
+        re-lays out the dock)."""
         label = self.estimate_label
         if label.native.styleSheet() != style:
             label.native.setStyleSheet(style)
         label.value = text
         if label.visible != bool(text):
             label.visible = bool(text)
-        fit_label(label.native)
 
     def _on_estimate_failed(self, generation: int, exc: BaseException) -> None:
         if not self._alive or generation != self._estimate_generation:
@@ -1243,12 +1248,7 @@ class RestoreWidget(Container[Widget]):
         active.text = "Stop"
         active.enabled = True
         idle.enabled = False
-        label = self.estimate_label
-        if label.native.styleSheet() != _INFO_STYLE:
-            label.native.setStyleSheet(_INFO_STYLE)
-        label.value = "starting…"
-        if not label.visible:
-            label.visible = True
+        self._set_run_line("starting…", _INFO_STYLE)
         self._update_result_buttons()
         return worker
 

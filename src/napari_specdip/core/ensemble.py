@@ -54,8 +54,8 @@ def ensemble_mean(output: torch.Tensor) -> torch.Tensor:
 #: Gaussian sigma (pixels) over which the members' variance is pooled before the square
 #: root. K = 4 outputs give each pixel's standard deviation with a relative error of about
 #: 40%; pooled over its neighbours, the map's correlation with the result's absolute error
-#: rose from 0.32 to 0.35 on average on the 12 held-out images of
-#: benchmarks/uncertainty_pooling.py (0.75 was the best of 0-2 on the 11 tuning images).
+#: rose from 0.28 to 0.31 on average on the 15 held-out cases of
+#: benchmarks/uncertainty_pooling.py (0.75 was the best of 0-2 on the 12 tuning cases).
 POOL_SIGMA = 0.75
 
 
