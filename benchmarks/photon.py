@@ -23,8 +23,9 @@ nuclei and synthetic puncta), exposed by a simulated camera:
   fitted as one grouped network).
 
 Our runs use seed 0 and the engine's defaults (width, stop rule, EMA output) unless
-``--width``, ``--max-iterations`` or ``--lr`` say otherwise; every 10th output is
-scored, so the table also says how far the automatic stop landed from the best
+``--width``, ``--max-iterations`` or ``--lr`` say otherwise; the output of every
+signal step (every 5th iteration) is scored, so the output the stop returns is scored
+exactly, and the table also says how far the automatic stop landed from the best
 output of its own run ("gap"). A separate table checks the noise estimator: gain
 and read noise estimated from each exposure against the truth, for every peak and
 read noise 1-3, with the offset estimated (black level) and given.
@@ -106,34 +107,6 @@ def classical(case: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def replay_stop(result: Any, params: Any) -> tuple[int, int]:
-    """Where the engine's stop rules (``params.stop``) fire on a run made with
-    ``stop="none"``, and the iteration whose output a stopped run returns: the rules
-    are fed the recorded signals exactly as the loop feeds them. The hold-out and
-    ES-WMV rules return the output of their minimum (the EMA is causal, so it is the
-    recorded output of that iteration), the ratio rule the output where it fires."""
-    from napari_specdip.stopping import make_rules
-
-    rules = make_rules(params.stop, window=params.stop_window, epsilon=params.stop_epsilon,
-                       patience=params.wmv_patience, every=params.signal_every,
-                       holdout_patience=params.holdout_patience)
-    history = result.history
-    returned: int | None = None
-    for row, iteration in enumerate(history["signal_iteration"]):
-        fired = False
-        for rule in rules:
-            values = history.get(rule.signal)
-            if values is None or not np.isfinite(values[row]):
-                continue
-            fired = rule.update(int(iteration), float(values[row])) or fired
-            if getattr(rule, "improved", False):
-                returned = int(iteration)
-        if fired:
-            return int(iteration), int(iteration) if returned is None else returned
-    end = int(result.iterations)
-    return end, end if returned is None else returned
-
-
 def replay_discrepancy(result: Any, sigma2: float | None, window: int = 20) -> int | None:
     """First iteration where the loss, averaged over ``window`` steps, reaches the noise
     variance of the space the network fits (Morozov's discrepancy principle), or None."""
@@ -148,8 +121,10 @@ def replay_discrepancy(result: Any, sigma2: float | None, window: int = 20) -> i
 
 
 def ours(case: dict[str, Any]) -> dict[str, Any]:
-    """One engine run to the budget (stop="none"), the default stop replayed on it; scores
-    the output every 10 iterations, so the best of the whole run is known."""
+    """One engine run with its default stop (at most the budget): the result is exactly
+    what a user gets, scored as returned (and the ensemble's uncertainty map is that of
+    the returned output). The output of every signal step (where a stop rule can return
+    one) is scored too, so the best output of the run up to the stop is known."""
     from napari_specdip import RestoreParameters, iter_restore
     from napari_specdip.core.engine import run_to_end
     from napari_specdip.core.results import StepReport
@@ -163,52 +138,55 @@ def ours(case: dict[str, Any]) -> dict[str, Any]:
                if v is not None}
     defaults = RestoreParameters.for_task("denoise", **options)
     budget = case["budget"] or defaults.max_iterations
-    params = defaults.replace(stop="none", max_iterations=budget, track_variance=True,
-                              preview_every=10, seed=0, device=case["device"],
+    params = defaults.replace(max_iterations=budget, track_variance=True,
+                              preview_every=defaults.signal_every, seed=0, device=case["device"],
                               **OURS[case["method"]])
     curve: dict[int, float] = {}
     images: dict[int, np.ndarray] = {}
 
     def follow(report: StepReport) -> None:
-        if report.preview is not None:
+        if report.preview is not None and report.iteration % defaults.signal_every == 0:
             images[report.iteration] = camera.to_unit(report.preview).astype(np.float32)
             curve[report.iteration] = micro.score(images[report.iteration], clean)[0]
 
     start = time.perf_counter()
     result = run_to_end(iter_restore(adu, parameters=params, output_dtype="float32"), follow)
     seconds = time.perf_counter() - start
-    images[result.iterations] = camera.to_unit(result.image).astype(np.float32)
-    curve[result.iterations] = micro.score(images[result.iterations], clean)[0]
-    scored = np.asarray(sorted(curve))
-
-    def nearest(iteration: int) -> int:  # the scored output nearest to (not after) ``iteration``
-        return int(scored[scored <= max(iteration, int(scored[0]))][-1])
-
-    def at(iteration: int) -> float:
-        return curve[nearest(iteration)]
-
-    fired_at, stop = replay_stop(result, defaults)
+    image = camera.to_unit(result.image)
+    psnr, ssim = micro.score(image, clean)
+    stop = int(result.stop_iteration)
+    curve.setdefault(stop, psnr)  # a run shorter than one signal interval
+    best_iteration = max(curve, key=lambda k: curve[k])
+    best = max(curve[best_iteration], psnr)
     record = result.parameters.get("noise_model") or {}
     sigma2 = (record.get("fitted_sigma", 0.0) ** 2 if record.get("fit") == "anscombe"
               else record.get("mean_variance"))
     discrepancy = replay_discrepancy(result, sigma2)
-    best_iteration = max(curve, key=lambda k: curve[k])
-    out = {"psnr": at(stop), "ssim": micro.score(images[nearest(stop)], clean)[1],
-           "stop_iteration": stop, "fired_iteration": fired_at,
-           "fired": fired_at < result.iterations,
-           "best": curve[best_iteration], "best_iteration": best_iteration,
-           "gap": curve[best_iteration] - at(stop), "last": curve[result.iterations],
+    scored = np.asarray(sorted(curve))
+    out = {"psnr": psnr, "ssim": ssim,
+           "stop_iteration": stop, "fired_iteration": int(result.iterations),
+           "fired": result.stop_reason not in ("max_iterations", "stopped"),
+           "best": best, "best_iteration": best_iteration if best > psnr else stop,
+           "gap": best - psnr, "last": curve.get(int(result.iterations), math.nan),
            "discrepancy_iteration": discrepancy,
-           "discrepancy_psnr": None if discrepancy is None else at(discrepancy),
+           "discrepancy_psnr": None if discrepancy is None else curve[
+               int(scored[scored <= max(discrepancy, int(scored[0]))][-1])],
            "seconds": seconds, "iterations": result.iterations,
            "ms_per_iteration": 1000 * seconds / max(result.iterations, 1),
            "device": result.device, "noise_model": record or None,
            "width": result.parameters["width"]}
+    if result.uncertainty is not None:
+        # a spread in ADU, on the photons / peak scale of the scores
+        spread = np.asarray(result.uncertainty, dtype=np.float64) / (camera.gain * camera.peak)
+        error = np.abs(np.clip(image, 0.0, 1.0) - clean)
+        out["uncertainty_corr"] = float(np.corrcoef(spread.ravel(), error.ravel())[0, 1])
     _common.echo(f"# {case['image']} peak {case['peak']:g} read {case['read']:g} {case['method']}: "
                  f"stop {stop} -> {out['psnr']:.2f} dB, best {out['best']:.2f} at "
-                 f"{best_iteration}, discrepancy stop {discrepancy} -> "
+                 f"{out['best_iteration']}, discrepancy stop {discrepancy} -> "
                  f"{out['discrepancy_psnr'] or math.nan:.2f} dB; {seconds:.0f} s "
-                 f"({out['ms_per_iteration']:.1f} ms/it)")
+                 f"({out['ms_per_iteration']:.1f} ms/it)"
+                 + (f", corr(std, |error|) {out['uncertainty_corr']:.2f}"
+                    if "uncertainty_corr" in out else ""))
     return out
 
 
@@ -257,8 +235,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         help="our variants to run (all three)")
     parser.add_argument("--width", type=int, default=None, help="network width (engine default)")
     parser.add_argument("--budget", "--max-iterations", dest="budget", type=int, default=None,
-                        help="iterations each of our runs makes (stop=none; the default stop is "
-                             "replayed on it); default: the engine's cap")
+                        help="the most iterations each of our runs makes (it stops with the "
+                             "engine's default rule); default: the engine's cap")
     parser.add_argument("--lr", type=float, default=None, help="learning rate (engine default)")
     parser.add_argument("--device", default="cpu", help="device of our runs (cpu; cuda)")
     parser.add_argument("--jobs", type=int, default=1,
@@ -352,9 +330,10 @@ def main(argv: list[str] | None = None) -> int:
         f"settings: {args.size} px, peaks {args.peaks} photons, read noise {args.reads} photons, "
         f"camera gain {micro.GAIN_ADU} ADU/photon, offset {micro.OFFSET_ADU} ADU, uint16, "
         f"noise seed {args.seed}; ours: seed 0, width {args.width or defaults.width}, "
-        f"lr {args.lr or defaults.learning_rate}, {args.budget or defaults.max_iterations} "
-        f"iterations with stop='none', the default stop ({defaults.stop!r}) replayed on the "
-        f"recorded signals, output {defaults.output!r} scored every 10 iterations; "
+        f"lr {args.lr or defaults.learning_rate}, at most {args.budget or defaults.max_iterations} "
+        f"iterations, the default stop ({defaults.stop!r}) and output ({defaults.output!r}): "
+        f"the returned result scored, and the output of every signal step "
+        f"({defaults.signal_every} iterations) up to the stop; "
         f"{args.jobs} CPU process(es), {args.gpu_procs if args.device != 'cpu' else 0} GPU "
         "process(es)",
         "  scores: PSNR dB / SSIM on photons / peak (data range 1); BM3D: "
@@ -420,8 +399,8 @@ def main(argv: list[str] | None = None) -> int:
         if m != "ours (gaussian)" and "ours (gaussian)" in args.methods:
             diff = [r["scores"][m][0] - r["scores"]["ours (gaussian)"][0] for r in records]
             summary[f"{m} - ours (gaussian), all (mean dB)"] = float(np.mean(diff))
-    md += ["## Stops: the default rule (replayed) and the discrepancy principle, against the run's "
-           "best output", ""]
+    md += ["## Stops: the default rule and the discrepancy principle (replayed), against the "
+           "run's best output up to the stop", ""]
     header = ["method", "default: mean gap dB", "max gap", "gap <= 0.5", "fired",
               "mean returned it", "mean fired it",
               "discrepancy: mean gap dB", "max gap", "gap <= 0.5", "mean stop it", "ms / it"]
@@ -444,6 +423,21 @@ def main(argv: list[str] | None = None) -> int:
                      f"{np.mean(dits):.0f}" if dits else "-",
                      f"{np.mean([run['ms_per_iteration'] for run in runs]):.1f}"])
     md += [_common.format_table(header, rows, markdown=True), ""]
+    corr_rows = []
+    for m in args.methods:
+        by_peak = {peak: [r["ours"][m]["uncertainty_corr"] for r in records
+                          if r["peak"] == peak and "uncertainty_corr" in r["ours"][m]]
+                   for peak in args.peaks}
+        if any(by_peak.values()):
+            every = [c for cs in by_peak.values() for c in cs]
+            summary[f"{m} corr(uncertainty, |error|) (mean)"] = float(np.mean(every))
+            corr_rows.append([m, *(f"{np.mean(c):.2f}" if c else "-" for c in by_peak.values()),
+                              f"{np.mean(every):.2f}"])
+    if corr_rows:
+        md += ["## Uncertainty: Pearson correlation of `result.uncertainty` with the result's "
+               "absolute error (per pixel, mean over images)", "",
+               _common.format_table(["method", *(f"peak {p:g}" for p in args.peaks), "all"],
+                                    corr_rows, markdown=True), ""]
 
     est_dip = [run["noise_model"] for r in records for run in r["ours"].values()
                if run.get("noise_model")]

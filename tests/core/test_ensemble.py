@@ -122,6 +122,20 @@ def test_ensemble_is_reproducible_and_seeded() -> None:
     assert a.history["loss"][0] == pytest.approx(np.mean(first), rel=1e-5)
 
 
+def test_ensemble_is_its_members_single_runs() -> None:
+    """Member k is the single run seeded seed + k, held-out pixels and start included:
+    the ensemble's result is the mean of those runs, its hold-out signal their mean."""
+    image = np.random.default_rng(4).random((32, 32))
+    options = {**FAST, "holdout": 0.2, "output": "last", "max_iterations": 8}
+    both = restore(image, seed=2, ensemble=2, **options)
+    singles = [restore(image, seed=s, **options) for s in (2, 3)]
+    np.testing.assert_allclose(both.image, np.mean([r.image for r in singles], axis=0),
+                               atol=2e-5)
+    np.testing.assert_allclose(both.history["holdout_loss"],
+                               np.mean([r.history["holdout_loss"] for r in singles], axis=0),
+                               rtol=1e-4)
+
+
 def test_ensemble_with_noise_model_and_preview() -> None:
     from napari_specdip import iter_restore
     from napari_specdip.samples import noisy_microscopy

@@ -84,22 +84,27 @@ def test_ensemble_smoke(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> N
     assert all(-1.0 <= r["corr_pixel"] <= 1.0 for r in saved["records"])
 
 
-def test_photon_replay_returns_what_the_engine_returns() -> None:
-    """photon.py scores the output the hold-out rule returns (its minimum), not the one
-    of the iteration at which it fires (the engine's own run is the reference)."""
+def test_photon_scores_what_the_engine_returns(monkeypatch: pytest.MonkeyPatch) -> None:
+    """photon.py's score of our run is that of the result the engine returns at its own
+    stop (the hold-out minimum), and an ensemble's record carries the uncertainty's
+    correlation with the error."""
     import numpy as np
 
     from napari_specdip import RestoreParameters, restore
 
     photon = load("photon")
-    rng = np.random.default_rng(0)
-    clean = np.kron(rng.random((4, 4)), np.ones((8, 8)))
-    noisy = clean + np.random.default_rng(1).normal(0, 0.2, clean.shape)
-    defaults = RestoreParameters.for_task("denoise", width=4, max_iterations=400, seed=0,
-                                          preview_every=0, holdout_patience=60)
-    free = restore(noisy, parameters=defaults.replace(stop="none"))
-    fired, returned = photon.replay_stop(free, defaults)
-    engine = restore(noisy, parameters=defaults)
-    assert engine.stop_reason == "holdout" and fired < 400
-    assert (engine.iterations, engine.stop_iteration) == (fired, returned)
-    assert returned < fired
+    case = {"image": "nuclei", "size": 48, "peak": 10.0, "read": 2.0, "seed": 0,
+            "method": "ours (weighted, K=4)", "device": "cpu", "width": 4, "budget": 60,
+            "lr": None, "threads": 0}
+    record = photon.ours(case)
+    micro = photon.micro
+    clean = micro.load("nuclei", 48)
+    camera = micro.Camera(peak=10.0, read=2.0)
+    params = RestoreParameters.for_task("denoise", width=4).replace(
+        max_iterations=60, seed=0, preview_every=0, **photon.OURS[case["method"]])
+    engine = restore(camera.expose(clean, 0), parameters=params, output_dtype="float32")
+    assert record["stop_iteration"] == engine.stop_iteration
+    assert record["psnr"] == pytest.approx(micro.score(camera.to_unit(engine.image), clean)[0],
+                                           abs=1e-3)
+    assert record["best"] >= record["psnr"] and record["gap"] >= 0.0
+    assert -1.0 <= record["uncertainty_corr"] <= 1.0

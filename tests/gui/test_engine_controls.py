@@ -201,9 +201,10 @@ def test_noise_model_section_shows_estimates_next_to_the_samples_truth(
     used = widget.last_output.metadata["specdip"]["noise_model"]
     assert used["source"] == {"gain": "given", "read_sigma": "estimated",
                               "offset": "estimated"}
-    first, second = widget.noise_note.value.split("\n")
+    first, bound, second = widget.noise_note.value.split("\n")
     assert first.startswith("last run used: gain 20 (given), read noise ")
     assert "(estimated), offset " in first and first.endswith("(estimated)")
+    assert "upper bound" in bound  # read noise and offset both estimated
     assert second.startswith("sample truth: gain 20")
 
     widget.noise_read_sigma.value = "lots"

@@ -717,6 +717,10 @@ class RestoreWidget(Container[Widget]):
             values = ", ".join(f"{word} {_g(used.get(key))} ({source.get(key, 'estimated')})"
                                for key, word in _CAMERA_WORDS)
             lines.append(f"last run used: {values}")
+            if "given" not in (source.get("read_sigma"), source.get("offset")):
+                # one image's variance cannot tell read noise from light in its darkest part
+                lines.append("(with the offset estimated as the darkest level, the read noise "
+                             "is an upper bound: give the offset to measure it)")
         truth = self._sample_noise()
         if truth is not None and self.noise.value == "poisson-gaussian":
             values = ", ".join(f"{word} {_g(truth.get(key))}" for key, word in _CAMERA_WORDS)

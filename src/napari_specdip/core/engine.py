@@ -426,15 +426,25 @@ class _Signals:
         self.holdout = holdout[(..., *obs_crop)] if holdout is not None else None
 
     def _holdout_loss(self, out: torch.Tensor) -> torch.Tensor:
+        """Mean squared error on the held-out pixels; with one mask per member (an
+        ensemble), each member's on its own mask: the members' mean fits every pixel
+        that some member holds out, so only the members themselves are unfitted there."""
         assert self.holdout is not None
+        if self.holdout.shape[0] == 1:
+            out = ensemble_mean(out)
         residual = (self.op(out) - self.target)[(..., *self.obs_crop)] ** 2
-        loss: torch.Tensor = (residual * self.holdout).sum() / (
-            self.holdout.sum() * residual.shape[1])
+        per_member = (residual * self.holdout).flatten(1).sum(dim=1) / (
+            self.holdout.flatten(1).sum(dim=1) * residual.shape[1])
+        loss: torch.Tensor = per_member.mean()
         return loss
 
-    def measure(self, out: torch.Tensor, ema: torch.Tensor | None) -> dict[str, float]:
+    def measure(self, members: torch.Tensor, members_ema: torch.Tensor | None
+                ) -> dict[str, float]:
+        """Signals of the output (an ensemble's: its members' mean) and of its EMA."""
         from napari_specdip.metrics import psnr_torch, ssim_torch
 
+        out = ensemble_mean(members)
+        ema = None if members_ema is None else ensemble_mean(members_ema)
         canvas = out[(..., *self.crop)]
         gray = _gray(canvas)
         observed = self.op(out)[(..., *self.obs_crop)] if self.op.scale > 1 else canvas
@@ -448,10 +458,10 @@ class _Signals:
                 values.append(variance[None])
         if self.holdout is not None:
             names.append("holdout_loss")
-            values.append(self._holdout_loss(out)[None])
-            if ema is not None:
+            values.append(self._holdout_loss(members)[None])
+            if members_ema is not None:
                 names.append("holdout_loss_ema")
-                values.append(self._holdout_loss(ema)[None])
+                values.append(self._holdout_loss(members_ema)[None])
         if self.reference is not None and self.ref_gray is not None:
             if self.noise is not None:
                 canvas = self.noise.to_data_torch(canvas)
@@ -604,13 +614,15 @@ def _fit(job: RestoreJob, device: torch.device, scale: int, start: float) -> Res
         else:
             z = net.make_input(ph * scale, pw * scale, generator=gen)
         del nets
-        held = (_holdout_mask(height, width_px, p.holdout, p.seed, job.known)
+        # (masks, H, W): member k holds out the pixels a single run seeded seed + k would
+        held = (np.stack([_holdout_mask(height, width_px, p.holdout, p.seed + k, job.known)
+                          for k in range(members)])
                 if p.holdout > 0 else None)
         if p.start_at_mean and isinstance(net, Decoder):
             fitted = np.ones((height, width_px), bool) if job.known is None else job.known.copy()
-            if held is not None:
-                fitted &= ~held
-            net.start_at(torch.from_numpy(obs[fitted].reshape(-1, channels).mean(0)).float())
+            masks = [fitted] if held is None else [fitted & ~h for h in held]
+            net.start_at(torch.from_numpy(np.stack(
+                [obs[m].reshape(-1, channels).mean(0) for m in masks])).float())
     if job.warm_start is not None:
         try:
             net.load_state_dict(dict(job.warm_start))
@@ -638,8 +650,8 @@ def _fit(job: RestoreJob, device: torch.device, scale: int, start: float) -> Res
     fit_weight: torch.Tensor | None = None
     holdout: torch.Tensor | None = None
     if held is not None:
-        held_padded = pad_reflect(held[..., None].astype(np.float32), pads)
-        holdout = _to_tensor(held_padded, device)
+        holdout = torch.cat([_to_tensor(pad_reflect(h[..., None].astype(np.float32), pads),
+                                        device) for h in held])
         known_padded = op.known if isinstance(op, Inpainting) else torch.ones_like(holdout)
         fit_weight = known_padded * (1.0 - holdout)
     need_variance = (p.track_variance or p.stop == "wmv"
@@ -730,8 +742,7 @@ def _fit(job: RestoreJob, device: torch.device, scale: int, start: float) -> Res
             signals: dict[str, float] = {}
             stop_now = False
             if evaluate:
-                signals = signals_meter.measure(ensemble_mean(out),
-                                                None if ema is None else ensemble_mean(ema))
+                signals = signals_meter.measure(out, ema)
                 signals["loss"] = loss_value
                 for rule in rules:
                     if rule.signal in signals:  # the variance exists once its window is full

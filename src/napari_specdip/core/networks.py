@@ -89,11 +89,15 @@ class Decoder(nn.Module):
         return int(2**self.depth)
 
     def start_at(self, mean: torch.Tensor) -> None:
-        """Set the head's bias so the first output sits near ``mean`` (per channel,
-        for every member)."""
+        """Set the head's bias so the first output sits near ``mean``: per channel
+        ``(C,)`` for every member, or ``(members, C)`` one row per member."""
         assert self.head.bias is not None
+        rows = mean.reshape(-1, self.out_channels)
+        if rows.shape[0] not in (1, self.members):
+            raise ValueError(f"start_at needs 1 or {self.members} rows of means, got {rows.shape[0]}")
         with torch.no_grad():
-            self.head.bias.copy_(torch.logit(mean.clamp(0.02, 0.98)).repeat(self.members))
+            self.head.bias.copy_(torch.logit(rows.clamp(0.02, 0.98)).repeat(
+                self.members // rows.shape[0], 1).reshape(-1))
 
     @property
     def settings(self) -> tuple[int, int, int, float, str, tuple[float, ...]]:

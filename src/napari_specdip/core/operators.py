@@ -24,7 +24,8 @@ class Operator(nn.Module):
         """Mean squared error between ``A(x)`` and the observation ``y``.
 
         ``weight`` is a fixed (1, 1, h, w) map of the observation's size (0 on
-        pixels left out of the fit): the loss is then the weighted mean.
+        pixels left out of the fit), or one such map per member (K, 1, h, w): the
+        loss is then each member's weighted mean.
         ``weights`` maps ``A(x)`` to per-pixel weights of the squared error (a
         signal-dependent noise variance), or to None. ``x`` may hold an
         ensemble's members along its batch axis: the loss is then the sum of the
@@ -41,7 +42,7 @@ class Operator(nn.Module):
             per_member = squared.flatten(1).mean(dim=1)
         else:
             per_member = (squared * weight).flatten(1).sum(dim=1) / (
-                torch.sum(weight) * squared.shape[1])
+                weight.flatten(1).sum(dim=1) * squared.shape[1])
         total: torch.Tensor = per_member.sum()
         return total
 

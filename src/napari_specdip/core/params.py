@@ -229,8 +229,11 @@ class RestoreParameters:
         stop).
     ensemble : int
         Members K fitted together from seeds ``seed .. seed + K - 1`` (decoder
-        only); the result is their mean and ``result.uncertainty`` their
-        standard deviation (each pixel's, pooled over its neighbours).
+        only), member k exactly the single run seeded ``seed + k``, held-out
+        pixels included (each member leaves out its own, so every pixel is fitted
+        by most members and left to the others' interpolation by a few); the
+        result is their mean and ``result.uncertainty`` their standard deviation
+        (each pixel's, pooled over its neighbours).
 
     Examples
     --------
