@@ -94,7 +94,8 @@ class Decoder(nn.Module):
         assert self.head.bias is not None
         rows = mean.reshape(-1, self.out_channels)
         if rows.shape[0] not in (1, self.members):
-            raise ValueError(f"start_at needs 1 or {self.members} rows of means, got {rows.shape[0]}")
+            raise ValueError(f"start_at needs 1 or {self.members} rows of means, "
+                             f"got {rows.shape[0]}")
         with torch.no_grad():
             self.head.bias.copy_(torch.logit(rows.clamp(0.02, 0.98)).repeat(
                 self.members // rows.shape[0], 1).reshape(-1))
