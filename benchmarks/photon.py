@@ -23,10 +23,10 @@ nuclei and synthetic puncta), exposed by a simulated camera:
   fitted as one grouped network).
 
 Our runs use seed 0 and the engine's defaults (width, stop rule, EMA output) unless
-``--width``, ``--max-iterations`` or ``--lr`` say otherwise; the output of every
-signal step (every 5th iteration) is scored, so the output the stop returns is scored
-exactly, and the table also says how far the automatic stop landed from the best
-output of its own run ("gap"). A separate table checks the noise estimator: gain
+``--width``, ``--max-iterations`` or ``--lr`` say otherwise; each run stops with the
+engine's default rule and its result is scored as returned. The output of every
+signal step (every 5th iteration) is scored too, so the table also says how far the
+automatic stop landed from the best output of its own run ("gap"). A separate table checks the noise estimator: gain
 and read noise estimated from each exposure against the truth, for every peak and
 read noise 1-3, with the offset estimated (black level) and given.
 
