@@ -26,9 +26,10 @@ Our runs use seed 0 and the engine's defaults (width, stop rule, EMA output) unl
 ``--width``, ``--max-iterations`` or ``--lr`` say otherwise; each run stops with the
 engine's default rule and its result is scored as returned. The output of every
 signal step (every 5th iteration) is scored too, so the table also says how far the
-automatic stop landed from the best output of its own run ("gap"). A separate table checks the noise estimator: gain
-and read noise estimated from each exposure against the truth, for every peak and
-read noise 1-3, with the offset estimated (black level) and given.
+automatic stop landed from the best output of its own run ("gap"). A separate table
+checks the noise estimator: gain and read noise estimated from each exposure against
+the truth, for every peak and read noise 1-3, with the offset estimated (black level)
+and given.
 
 BM3D (``pip install bm3d``; non-commercial licence, benchmark only) is skipped when
 it cannot be imported. Work runs in ``--jobs`` processes (our runs on ``--device``,
@@ -142,12 +143,11 @@ def ours(case: dict[str, Any]) -> dict[str, Any]:
                               preview_every=defaults.signal_every, seed=0, device=case["device"],
                               **OURS[case["method"]])
     curve: dict[int, float] = {}
-    images: dict[int, np.ndarray] = {}
 
     def follow(report: StepReport) -> None:
         if report.preview is not None and report.iteration % defaults.signal_every == 0:
-            images[report.iteration] = camera.to_unit(report.preview).astype(np.float32)
-            curve[report.iteration] = micro.score(images[report.iteration], clean)[0]
+            curve[report.iteration] = micro.score(
+                camera.to_unit(report.preview).astype(np.float32), clean)[0]
 
     start = time.perf_counter()
     result = run_to_end(iter_restore(adu, parameters=params, output_dtype="float32"), follow)

@@ -84,7 +84,7 @@ def test_ensemble_smoke(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> N
     assert all(-1.0 <= r["corr_pixel"] <= 1.0 for r in saved["records"])
 
 
-def test_photon_scores_what_the_engine_returns(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_photon_scores_what_the_engine_returns() -> None:
     """photon.py's score of our run is that of the result the engine returns at its own
     stop (the hold-out minimum), and an ensemble's record carries the uncertainty's
     correlation with the error."""

@@ -426,12 +426,10 @@ class _Signals:
         self.holdout = holdout[(..., *obs_crop)] if holdout is not None else None
 
     def _holdout_loss(self, out: torch.Tensor) -> torch.Tensor:
-        """Mean squared error on the held-out pixels; with one mask per member (an
-        ensemble), each member's on its own mask: the members' mean fits every pixel
-        that some member holds out, so only the members themselves are unfitted there."""
+        """Mean squared error on the held-out pixels, each member's on its own mask
+        (the members' mean fits every pixel that some member holds out, so only the
+        members themselves are unfitted there), averaged over the members."""
         assert self.holdout is not None
-        if self.holdout.shape[0] == 1:
-            out = ensemble_mean(out)
         residual = (self.op(out) - self.target)[(..., *self.obs_crop)] ** 2
         per_member = (residual * self.holdout).flatten(1).sum(dim=1) / (
             self.holdout.flatten(1).sum(dim=1) * residual.shape[1])

@@ -7,9 +7,9 @@ convolutions are grouped, their Lipschitz bounds computed per member, and the lo
 is the sum of the members' own losses, so that Adam (elementwise) takes each
 member's own steps. The stop watches the members' mean error on their own
 held-out pixels. With a mask each, the mean averages fits that each saw a
-different 90% of the pixels: the mean of K = 4 gained 0.1-1.2 dB over members sharing one
-mask on the photon-level benchmark at 128 px, and 0.35 dB on average at 64 px
-(benchmarks/README.md: photon.py, uncertainty_pooling.py).
+different 90% of the pixels: the mean of K = 4 gained 0.1-1.2 dB over members
+sharing one mask on the photon-level benchmark at 128 px, and 0.35 dB on average
+at 64 px (benchmarks/README.md: photon.py, uncertainty_pooling.py).
 """
 
 from __future__ import annotations
