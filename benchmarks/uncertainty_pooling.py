@@ -19,9 +19,9 @@ Run ``python benchmarks/uncertainty_pooling.py --help`` for the options.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -83,6 +83,12 @@ def run(name: str, label: str, *, size: int, members: int, width: int,
     return row
 
 
+def _case(case: dict[str, Any]) -> dict[str, Any]:
+    """One case in a worker process (its own torch threads)."""
+    _common.set_threads(case.pop("threads"))
+    return run(**case)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
     parser.add_argument("--size", type=int, default=64)
@@ -91,15 +97,24 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--width", type=int, default=32)
     parser.add_argument("--max-iterations", type=int, default=None)
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--jobs", type=int, default=1, help="cases run in this many processes")
     parser.add_argument("--out", default=str(RESULTS / "uncertainty_pooling_cpu64"))
     args = parser.parse_args(argv)
     _common.set_threads(args.threads)
-    rows = [run(name, label, size=args.size, members=args.members, width=args.width,
-                max_iterations=args.max_iterations)
-            for name in args.images for label in degradations(name)]
+    cases = [{"name": name, "label": label, "size": args.size, "members": args.members,
+              "width": args.width, "max_iterations": args.max_iterations,
+              "threads": args.threads}
+             for name in args.images for label in degradations(name)]
+    if args.jobs > 1:
+        import multiprocessing as mp
+
+        with ProcessPoolExecutor(args.jobs, mp_context=mp.get_context("spawn")) as pool:
+            rows = list(pool.map(_case, cases))
+    else:
+        rows = [_case(dict(c)) for c in cases]
     lines = [*_common.machine_lines("cpu"),
              f"settings: {args.size} px, K={args.members}, width {args.width}, torch threads "
-             f"{args.threads}; corr = Pearson correlation of the pooled spread with |result - "
+             f"{args.threads}, {args.jobs} process(es); corr = Pearson correlation of the pooled spread with |result - "
              "clean| per pixel value", "",
              "| split | cases | " + " | ".join(f"sigma {s:g}" for s in SIGMAS) + " |",
              "|---|---|" + "---|" * len(SIGMAS)]

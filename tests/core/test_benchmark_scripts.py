@@ -9,6 +9,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from types import ModuleType
 
+import numpy as np
 import pytest
 import torch
 
@@ -111,4 +112,36 @@ def test_uncertainty_pooling_smoke(load: object, capsys: pytest.CaptureFixture[s
     assert "| tune | 1 |" in capsys.readouterr().out
     from napari_specdip.core import ensemble
 
-    assert ensemble.POOL_SIGMA == 0.75  # put back after the per-pixel runs
+    assert ensemble.POOL_SIGMA == 0.5  # put back after the per-pixel runs
+
+
+def test_uncertainty_ceiling_smoke(load: object, capsys: pytest.CaptureFixture[str],
+                                   tmp_path: Path) -> None:
+    bench = load("uncertainty_ceiling")  # type: ignore[operator]
+    assert bench.main(["--size", "32", "--cases", "camera/sigma25", "--realizations", "2",
+                       "--members", "2", "--width", "8", "--max-iterations", "10",
+                       "--out", str(tmp_path / "ceiling")]) == 0
+    import json
+
+    (row,) = json.loads((tmp_path / "ceiling.json").read_text())
+    assert row["image"] == "camera" and row["noise"] == "sigma25"
+    assert all(-1.0 <= row[k] <= 1.0 for k in ("ceiling", "ours", "ours_vs_scale"))
+    assert 0.0 <= row["bias_share"] <= 1.0
+    assert "| mean |" in capsys.readouterr().out
+
+
+def test_uncertainty_ceiling_of_a_known_error_scale(load: object) -> None:
+    """Draws of N(0, s^2) with s known per pixel: the oracle's correlation is the
+    closed form sqrt(2/pi) sd(s) / sqrt(E s^2 - 2/pi (E s)^2), and a map of s scores it."""
+    bench = load("uncertainty_ceiling")  # type: ignore[operator]
+    rng = np.random.default_rng(0)
+    scale = np.where(np.arange(64 * 64).reshape(64, 64, 1) % 2 == 0, 0.01, 0.05)
+    errors = rng.normal(0.0, 1.0, (400, 64, 64, 1)) * scale
+    maps = np.broadcast_to(scale, errors.shape)
+    row = bench.score(errors, maps)
+    k = np.sqrt(2 / np.pi)
+    closed = k * scale.std() / np.sqrt((scale**2).mean() - k**2 * scale.mean() ** 2)
+    assert row["ceiling"] == pytest.approx(closed, abs=0.01)
+    assert row["ours"] == pytest.approx(closed, abs=0.01)
+    assert row["ours_vs_scale"] == pytest.approx(1.0, abs=0.01)
+    assert row["bias_share"] < 0.01

@@ -181,3 +181,50 @@ def test_spread_is_pooled_over_neighbours_of_the_same_channel() -> None:
     assert 0 < pooled[4, 4, 0] < 1 and pooled[4, 5, 0] > 0 and pooled[4, 7, 0] < 1e-2
     assert not pooled[..., 1].any()  # channels are not mixed
     np.testing.assert_allclose(pool_spread(np.full((6, 6, 1), 0.04)), 0.2)  # flat stays
+
+
+def test_uncertainty_adds_each_members_movement_around_the_returned_output() -> None:
+    from napari_specdip.core.ensemble import POOL_SIGMA, pool_spread, spread_to_user
+    from napari_specdip.core.imaging import Layout
+
+    rng = np.random.default_rng(0)
+    layout = Layout(shape=(8, 8), channel_axis=None, dtype=np.dtype(np.float32), low=10.0,
+                    high=30.0)
+    members_hwc = [rng.random((8, 8, 1)) for _ in range(3)]
+    steps = [[rng.random((8, 8, 1)) for _ in range(3)] for _ in range(4)]
+    between = np.var(members_hwc, axis=0, ddof=1)
+    within = np.var(np.asarray(steps), axis=0).mean(axis=0)
+    plain = spread_to_user(members_hwc, layout)
+    both = spread_to_user(members_hwc, layout, steps)
+    np.testing.assert_allclose(plain, pool_spread(between, POOL_SIGMA)[..., 0] * 20, rtol=1e-6)
+    np.testing.assert_allclose(both, pool_spread(between + within, POOL_SIGMA)[..., 0] * 20,
+                               rtol=1e-6)
+    assert (both >= plain).all() and both.mean() > plain.mean()
+    # one snapshot has no movement to add
+    np.testing.assert_array_equal(spread_to_user(members_hwc, layout, steps[:1]), plain)
+
+
+def test_snapshots_are_the_steps_around_the_returned_iteration(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    from napari_specdip.core import engine
+    from napari_specdip.core.ensemble import SNAPSHOT_HALF_WINDOW
+
+    seen: list[int] = []
+    spread = engine.spread_to_user
+
+    def record(members_hwc: object, layout: object, snapshots: list[object]) -> object:
+        seen.append(len(snapshots))
+        return spread(members_hwc, layout, snapshots)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(engine, "spread_to_user", record)
+    yy, xx = np.mgrid[:32, :32] / 31.0
+    image = 0.5 + 0.4 * np.sin(6 * xx) * np.cos(5 * yy)
+    image += np.random.default_rng(3).normal(0, 0.05, image.shape)
+    from napari_specdip import RestoreParameters
+
+    params = RestoreParameters.for_task("denoise", width=8, depth=3, max_iterations=300,
+                                        signal_every=5, stop="auto", holdout_patience=30,
+                                        ensemble=2, seed=0)
+    result = restore(image, parameters=params)
+    assert result.stop_reason == "holdout" and result.stop_iteration > 2 * SNAPSHOT_HALF_WINDOW
+    assert seen == [2 * round(SNAPSHOT_HALF_WINDOW / 5) + 1]

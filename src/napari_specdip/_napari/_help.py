@@ -45,8 +45,8 @@ TOOLTIPS: dict[str, str] = {
                "0.001, blur/sharpness stop; ten to a hundred times slower). Choosing one "
                "loads its values into the fields you have not changed yourself."),
     "ensemble": ("Fit K networks from seeds seed .. seed + K - 1 together and return their "
-                 "mean, plus a second layer with their standard deviation (where "
-                 "the result is uncertain). Each network leaves out different pixels, so "
+                 "mean, plus a second layer with their standard deviation, over the "
+                 "networks and their last iterations (where the result is uncertain). Each network leaves out different pixels, so "
                  "the mean is cleaner than any one of them (4 gained about 0.9 dB in our "
                  "benchmarks). Costs about K times the time and memory of one run; 1 runs a "
                  "single network."),

@@ -425,12 +425,10 @@ class RestoreWidget(Container[Widget]):
         if not high > 0:
             high = float(finite.max()) if finite.size and finite.max() > 0 else 1.0
         members = int(session.results[0].parameters.get("ensemble", 1))
-        from napari_specdip.core.ensemble import POOL_SIGMA  # torch is loaded by now
+        from napari_specdip.core.ensemble import UNCERTAINTY_WHAT  # torch is loaded by now
 
-        what = (f"standard deviation of the {members} ensemble members' outputs (each "
-                f"pixel's, pooled over its neighbours: Gaussian sigma {POOL_SIGMA:g} px), "
-                "in the image's units" + (" (root mean square over the colour channels)"
-                                          if plan.info.rgb else ""))
+        what = (f"{UNCERTAINTY_WHAT} ({members} members), in the image's units"
+                + (" (root mean square over the colour channels)" if plan.info.rgb else ""))
         metadata = {"specdip": {"uncertainty_of": out.name, "source_layer": plan.info.name,
                                 "ensemble": members, "what": what,
                                 "seed": session.results[0].parameters.get("seed")}}

@@ -198,7 +198,8 @@ def option_help() -> dict[str, str]:
         "holdout": f"fraction of the observed pixels left out of the fit; their error drives "
                    f"--stop auto ({stated_default('holdout')})",
         "ensemble": f"fit K networks (seeds S .. S+K-1) together: the result is their mean; "
-                    f"their standard deviation goes next to the output as "
+                    f"their standard deviation (over the networks and their outputs around the "
+                    f"returned iteration) goes next to the output as "
                     f"STEM{UNCERTAINTY_SUFFIX} (float32, the output's units and calibration); "
                     f"K times the memory, and on a CPU about K times the time "
                     f"({stated_default('ensemble')})",

@@ -545,15 +545,14 @@ def build_sidecar(job: FileJob, runs: list[dict[str, Any]], image: npt.NDArray[A
     if job.tiff_meta is not None:
         core["calibration"] = job.tiff_meta.describe()
     if job.uncertainty is not None:
-        from napari_specdip.core.ensemble import POOL_SIGMA
+        from napari_specdip.core.ensemble import UNCERTAINTY_WHAT
 
         core["uncertainty"] = {
             "file": str(job.uncertainty.resolve()),
             "members": job.ensemble,
-            "what": "standard deviation of the ensemble members' outputs (each pixel's, pooled "
-                    f"over its neighbours: Gaussian sigma {POOL_SIGMA:g} px), float32, "
-                    "in the output's layout, intensity units and calibration (0 on constant "
-                    "slices and alpha, NaN on slices not restored)",
+            "what": f"{UNCERTAINTY_WHAT}, float32, in the output's layout, intensity units "
+                    "and calibration (0 on constant slices and alpha, NaN on slices not "
+                    "restored)",
         }
     warnings = list(dict.fromkeys(w for r in runs for w in r.get("warnings", [])))
     if warnings:

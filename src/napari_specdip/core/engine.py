@@ -15,7 +15,8 @@ import numpy.typing as npt
 import torch
 
 from napari_specdip.core.devices import describe_device, free_device_memory, resolve_device
-from napari_specdip.core.ensemble import ensemble_mean, spread_to_user, stack_decoders
+from napari_specdip.core.ensemble import (SnapshotWindow, ensemble_mean, snapshot_steps,
+                                          spread_to_user, stack_decoders)
 from napari_specdip.core.imaging import Layout, as_hwc, intensity_range, pad_amounts, pad_reflect
 from napari_specdip.core.networks import Decoder, SkipNet, build_network
 from napari_specdip.core.noise import NoiseFit, check_noise_estimable, plan_noise
@@ -240,8 +241,9 @@ def iter_restore(image: Any, task: str = "denoise", *, mask: Any = None, factor:
         :class:`~napari_specdip.RestoreParameters`.
     ensemble : int, optional
         Fit K members (seeds ``seed .. seed + K - 1``) together; the result is their
-        mean and ``result.uncertainty`` their standard deviation (each pixel's,
-        pooled over its neighbours).
+        mean and ``result.uncertainty`` their standard deviation, over the members
+        and over each member's outputs around the returned iteration (each
+        pixel's, pooled over its neighbours).
     output_dtype : dtype, optional
         dtype of the result; default the input's.
     interrupt : threading.Event-like, optional
@@ -674,6 +676,8 @@ def _fit(job: RestoreJob, device: torch.device, scale: int, start: float) -> Res
     candidate: torch.Tensor | None = None
     candidate_iteration = 0
     candidate_state: dict[str, torch.Tensor] | None = None
+    # an ensemble's uncertainty also takes in how each member still moves around then
+    window = SnapshotWindow(snapshot_steps(p.signal_every)) if members > 1 else None
     last_good = [t.detach().clone() for t in net.parameters()] if p.backtrack else []
     last_good_psnr = -math.inf
     backtracks = 0
@@ -758,6 +762,9 @@ def _fit(job: RestoreJob, device: torch.device, scale: int, start: float) -> Res
                 if p.output == "best" and score is not None and score > best_score:
                     best_score, best_iteration, best = score, iteration, out.clone()
                 signal_rows.append({"signal_iteration": iteration, **signals})
+                if window is not None:
+                    window.add(out, chosen=iteration == (best_iteration if p.output == "best"
+                                                         else candidate_iteration))
             preview = None
             if p.preview_every and (iteration % p.preview_every == 0 or stop_now
                                     or iteration == p.max_iterations):
@@ -788,8 +795,11 @@ def _fit(job: RestoreJob, device: torch.device, scale: int, start: float) -> Res
         metrics = _final_metrics(job, final, crop, reference, noise)
         uncertainty = None
         if members > 1:
+            assert window is not None
+            snapshots = [[_composite(job, step[k : k + 1], crop, noise) for k in range(members)]
+                         for step in window.snapshots()]
             uncertainty = spread_to_user([_composite(job, chosen[k : k + 1], crop, noise)
-                                          for k in range(members)], job.layout)
+                                          for k in range(members)], job.layout, snapshots)
         hist = {k: np.asarray(v) for k, v in history.items()}
         # one row per evaluated step; a signal not yet defined there (the WMV variance
         # before its window fills) is NaN, so every column lines up with signal_iteration

@@ -233,7 +233,8 @@ class RestoreParameters:
         pixels included (each member leaves out its own, so every pixel is fitted
         by most members and left to the others' interpolation by a few); the
         result is their mean and ``result.uncertainty`` their standard deviation
-        (each pixel's, pooled over its neighbours).
+        over the members and over each member's outputs around the returned
+        iteration (each pixel's, pooled over its neighbours).
 
     Examples
     --------

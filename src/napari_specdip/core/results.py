@@ -75,9 +75,12 @@ class RestoreResult:
         Blur, sharpness and their ratio of the result; PSNR and SSIM with a reference.
     uncertainty : numpy.ndarray or None
         With ``ensemble`` = K > 1: the standard deviation of the K members'
-        outputs, each pixel's pooled over its neighbours (Gaussian weights, sigma
-        :data:`~napari_specdip.core.ensemble.POOL_SIGMA` px), in the result's
-        layout and intensity units (float32); None for a single run.
+        outputs, over the members and over each member's outputs within
+        :data:`~napari_specdip.core.ensemble.SNAPSHOT_HALF_WINDOW` iterations of
+        the returned one, each pixel's variance pooled over its neighbours
+        (Gaussian weights, sigma :data:`~napari_specdip.core.ensemble.POOL_SIGMA`
+        px), in the result's layout and intensity units (float32); None for a
+        single run.
     state : dict or None
         The network weights (CPU tensors) of the iteration the result holds, when
         the run was asked to ``keep_state``: pass them as ``warm_start`` to the next
