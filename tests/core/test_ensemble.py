@@ -207,7 +207,7 @@ def test_uncertainty_adds_each_members_movement_around_the_returned_output() -> 
 def test_snapshots_are_the_steps_around_the_returned_iteration(
         monkeypatch: pytest.MonkeyPatch) -> None:
     from napari_specdip.core import engine
-    from napari_specdip.core.ensemble import SNAPSHOT_HALF_WINDOW
+    from napari_specdip.core.ensemble import SNAPSHOT_HALF_WINDOW, SNAPSHOT_STRIDE
 
     seen: list[int] = []
     spread = engine.spread_to_user
@@ -226,5 +226,5 @@ def test_snapshots_are_the_steps_around_the_returned_iteration(
                                         signal_every=5, stop="auto", holdout_patience=30,
                                         ensemble=2, seed=0)
     result = restore(image, parameters=params)
-    assert result.stop_reason == "holdout" and result.stop_iteration > 2 * SNAPSHOT_HALF_WINDOW
-    assert seen == [2 * round(SNAPSHOT_HALF_WINDOW / 5) + 1]
+    assert result.stop_reason == "holdout" and result.stop_iteration > SNAPSHOT_HALF_WINDOW
+    assert seen == [2 * SNAPSHOT_HALF_WINDOW // SNAPSHOT_STRIDE + 1]

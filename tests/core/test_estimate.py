@@ -241,3 +241,17 @@ def test_examples_run_as_written() -> None:
 
     result = doctest.testmod(est, optionflags=doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE)
     assert result.failed == 0 and result.attempted >= 3
+
+
+def test_memory_counts_the_ensembles_snapshots(monkeypatch: pytest.MonkeyPatch) -> None:
+    from napari_specdip.core import ensemble
+
+    job = plan_restore(np.random.default_rng(7).random((64, 64)), width=8, ensemble=3,
+                       device="cpu")
+    with_window = est.memory_needed(job).buffers
+    # snapshots beyond the two a zero window still holds, for each of the 3 members
+    held = 3 * ensemble.SNAPSHOT_HALF_WINDOW // ensemble.SNAPSHOT_STRIDE
+    monkeypatch.setattr(ensemble, "SNAPSHOT_HALF_WINDOW", 0)
+    without = est.memory_needed(job).buffers
+    height, width = est.canvas_shape(job.params, 64, 64)
+    assert held > 0 and with_window - without == held * 3 * height * width * 4

@@ -15,8 +15,8 @@ import numpy.typing as npt
 import torch
 
 from napari_specdip.core.devices import describe_device, free_device_memory, resolve_device
-from napari_specdip.core.ensemble import (SnapshotWindow, ensemble_mean, snapshot_steps,
-                                          spread_to_user, stack_decoders)
+from napari_specdip.core.ensemble import (SnapshotWindow, ensemble_mean, spread_to_user,
+                                          stack_decoders)
 from napari_specdip.core.imaging import Layout, as_hwc, intensity_range, pad_amounts, pad_reflect
 from napari_specdip.core.networks import Decoder, SkipNet, build_network
 from napari_specdip.core.noise import NoiseFit, check_noise_estimable, plan_noise
@@ -677,7 +677,7 @@ def _fit(job: RestoreJob, device: torch.device, scale: int, start: float) -> Res
     candidate_iteration = 0
     candidate_state: dict[str, torch.Tensor] | None = None
     # an ensemble's uncertainty also takes in how each member still moves around then
-    window = SnapshotWindow(snapshot_steps(p.signal_every)) if members > 1 else None
+    window = SnapshotWindow() if members > 1 else None
     last_good = [t.detach().clone() for t in net.parameters()] if p.backtrack else []
     last_good_psnr = -math.inf
     backtracks = 0
@@ -762,9 +762,9 @@ def _fit(job: RestoreJob, device: torch.device, scale: int, start: float) -> Res
                 if p.output == "best" and score is not None and score > best_score:
                     best_score, best_iteration, best = score, iteration, out.clone()
                 signal_rows.append({"signal_iteration": iteration, **signals})
-                if window is not None:
-                    window.add(out, chosen=iteration == (best_iteration if p.output == "best"
-                                                         else candidate_iteration))
+            if window is not None:
+                window.add(iteration, out, chosen=iteration == (
+                    best_iteration if p.output == "best" else candidate_iteration))
             preview = None
             if p.preview_every and (iteration % p.preview_every == 0 or stop_now
                                     or iteration == p.max_iterations):

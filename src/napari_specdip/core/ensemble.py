@@ -9,7 +9,9 @@ member's own steps. The stop watches the members' mean error on their own
 held-out pixels. With a mask each, the mean averages fits that each saw a
 different 90% of the pixels: the mean of K = 4 gained 0.1-1.2 dB over members
 sharing one mask on the photon-level benchmark at 128 px, and 0.35 dB on average
-at 64 px (benchmarks/README.md: photon.py, uncertainty_pooling.py).
+at 64 px (benchmarks/README.md: photon.py, uncertainty_pooling.py). The
+uncertainty is the members' spread plus each member's own movement over the steps
+around the returned output (:class:`SnapshotWindow`).
 """
 
 from __future__ import annotations
@@ -60,17 +62,21 @@ def ensemble_mean(output: torch.Tensor) -> torch.Tensor:
 
 #: Gaussian sigma (pixels) over which the variance is pooled before the square root: four
 #: members give each pixel's value from a few samples. 0.5 was the best of 0-2 on the 12
-#: tuning cases of benchmarks/uncertainty_pooling.py (0.375; 0.75: 0.374, per pixel 0.364).
+#: tuning cases of benchmarks/uncertainty_pooling.py (0.386; 0.75: 0.385, per pixel 0.376).
 POOL_SIGMA = 0.5
 
 #: Iterations either side of the returned one whose outputs count as snapshots of each
 #: member. The members share most of their error (two thirds of it is a bias, the same
 #: for every noise draw: benchmarks/uncertainty_ceiling.py), which their spread cannot
 #: see; but where the image is still being fitted each member's output still moves from
-#: step to step. Adding that movement to the spread raised the map's correlation with the
-#: error from 0.32 to 0.36 on the held-out half at 64 px and from 0.33 to 0.42 on the
-#: photon-level benchmark at 128 px (benchmarks/README.md: uncertainty_pooling.py).
-SNAPSHOT_HALF_WINDOW = 10
+#: step to step. Probed on the tuning half of benchmarks/uncertainty_pooling.py, windows
+#: of 25, 50 and 100 iterations either side scored within 0.01 of each other (0.389-0.395,
+#: the spread alone 0.326); the shortest is kept (fewest snapshots held). Built, the map's
+#: correlation went from 0.32 to 0.38 on the held-out half at 64 px, and from 0.33 to 0.44
+#: on the photon-level benchmark at 128 px (0.54 on its fluorescence images).
+SNAPSHOT_HALF_WINDOW = 25
+#: Iterations between snapshots (and the returned one itself).
+SNAPSHOT_STRIDE = 5
 
 #: What ``result.uncertainty`` holds, for layer metadata and sidecars.
 UNCERTAINTY_WHAT = (
@@ -79,45 +85,47 @@ UNCERTAINTY_WHAT = (
     f"pixel's variance pooled over its neighbours: Gaussian sigma {POOL_SIGMA:g} px)")
 
 
-def snapshot_steps(signal_every: int) -> int:
-    """Evaluated steps either side of the returned one whose outputs the map takes in."""
-    return max(1, round(SNAPSHOT_HALF_WINDOW / max(1, signal_every)))
-
-
 class SnapshotWindow:
-    """The members' raw outputs at the evaluated steps around the returned one.
+    """The members' raw outputs every ``stride`` iterations within ``half_window``
+    iterations of the one returned.
 
-    Fed every evaluated step's output, and told whether that step's output became
-    the one to return; keeps the ``steps`` outputs before it, it, and the ``steps``
-    after it (fewer when the run ends sooner).
+    Fed outputs with their iteration, and told whether that output became the one to
+    return; keeps those up to ``half_window`` iterations before it, it, and those up to
+    ``half_window`` after it (fewer when the run ends sooner).
 
     Examples
     --------
-    >>> window = SnapshotWindow(steps=1)
-    >>> for step, chosen in enumerate([False, False, True, False, False]):
-    ...     window.add(torch.full((1, 1, 1, 1), float(step)), chosen=chosen)
-    >>> [float(t) for t in window.snapshots()]
-    [1.0, 2.0, 3.0]
+    >>> window = SnapshotWindow(half_window=10, stride=5)
+    >>> for it in range(5, 45, 5):
+    ...     window.add(it, torch.full((1, 1, 1, 1), float(it)), chosen=it == 20)
+    >>> [int(t) for t in window.snapshots()]
+    [10, 15, 20, 25, 30]
     """
 
-    def __init__(self, steps: int) -> None:
-        self.steps = max(1, int(steps))
-        self._recent: deque[torch.Tensor] = deque(maxlen=self.steps + 1)
+    def __init__(self, *, half_window: int = SNAPSHOT_HALF_WINDOW,
+                 stride: int = SNAPSHOT_STRIDE) -> None:
+        self.half_window = max(0, int(half_window))
+        self.stride = max(1, int(stride))
+        self._recent: deque[tuple[int, torch.Tensor]] = deque()
         self._kept: list[torch.Tensor] = []
-        self._after = 0
+        self._until = -1
 
-    def add(self, output: torch.Tensor, *, chosen: bool) -> None:
+    def add(self, iteration: int, output: torch.Tensor, *, chosen: bool) -> None:
+        if not chosen and iteration % self.stride:
+            return
         snapshot = output.detach().clone()
-        self._recent.append(snapshot)
+        self._recent.append((iteration, snapshot))
+        while self._recent[0][0] < iteration - self.half_window:
+            self._recent.popleft()
         if chosen:
-            self._kept, self._after = list(self._recent), self.steps
-        elif self._after > 0:
+            self._kept = [t for _, t in self._recent]
+            self._until = iteration + self.half_window
+        elif iteration <= self._until:
             self._kept.append(snapshot)
-            self._after -= 1
 
     def snapshots(self) -> list[torch.Tensor]:
         """Around the chosen output; the latest ones when none was chosen."""
-        return list(self._kept or self._recent)
+        return self._kept or [t for _, t in self._recent]
 
 
 def pool_spread(variance_hwc: npt.NDArray[np.float64], sigma: float = POOL_SIGMA

@@ -270,6 +270,12 @@ def memory_needed(job: RestoreJob, device: torch.device | str | None = None) -> 
     candidate = int(p.stop in ("auto", "wmv") and p.output != "best")
     buffers += image * members * (1 + int(p.output == "ema") + int(p.output == "best")
                                   + candidate)
+    if members > 1:
+        # the uncertainty's snapshots: those kept around the returned output, and the
+        # latest ones a later minimum would take
+        from napari_specdip.core.ensemble import SNAPSHOT_HALF_WINDOW, SNAPSHOT_STRIDE
+
+        buffers += image * members * (3 * SNAPSHOT_HALF_WINDOW // SNAPSHOT_STRIDE + 2)
     if p.holdout > 0:
         buffers += 2 * canvas_px * float_bytes  # the fit's weights and the held-out mask
     if job.reference is not None:
