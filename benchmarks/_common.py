@@ -11,7 +11,7 @@ import os
 import platform
 import statistics
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
@@ -111,6 +111,18 @@ def _cell(value: Any) -> str:
             return str(value)
         return f"{value:.2f}" if abs(value) >= 1 else f"{value:.4f}"
     return str(value)
+
+
+def map_cases(function: Callable[[dict[str, Any]], Any], cases: Sequence[dict[str, Any]],
+              jobs: int) -> list[Any]:
+    """``function`` of each case, in ``jobs`` spawned processes (in this one for 1)."""
+    if jobs <= 1:
+        return [function(dict(case)) for case in cases]
+    import multiprocessing as mp
+    from concurrent.futures import ProcessPoolExecutor
+
+    with ProcessPoolExecutor(jobs, mp_context=mp.get_context("spawn")) as pool:
+        return list(pool.map(function, cases))
 
 
 def median(values: Sequence[float]) -> float:

@@ -214,6 +214,20 @@ class Degradation:
         raise ValueError(self.kind)
 
 
+def engine_options(degradation: Degradation, max_iterations: int | None = None
+                   ) -> dict[str, Any]:
+    """Options of ``restore`` for an observation of ``degradation``: Poisson-Gaussian
+    noise with the camera values given (in the [0, 1] units of ``apply``)."""
+    options: dict[str, Any] = {}
+    if degradation.kind == "poisson-gaussian":
+        peak = degradation.level
+        options = {"noise": "poisson-gaussian", "noise_gain": 1.0 / peak,
+                   "noise_read_sigma": degradation.read / peak, "noise_offset": 0.0}
+    if max_iterations is not None:
+        options["max_iterations"] = max_iterations
+    return options
+
+
 def parse_degradation(text: str) -> Degradation:
     """``sigma25``, ``pg30r2``, ``jpeg10``, ``inpaint0.5``."""
     if text.startswith("sigma"):

@@ -29,7 +29,6 @@ from __future__ import annotations
 import argparse
 import sys
 import time
-from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -58,13 +57,7 @@ def draws(name: str, label: str, *, size: int, realizations: int, members: int, 
 
     clean = ev.load(name, size)
     degradation = ev.parse_degradation(label)
-    options: dict[str, Any] = {}
-    if degradation.kind == "poisson-gaussian":
-        peak = degradation.level
-        options = {"noise": "poisson-gaussian", "noise_gain": 1.0 / peak,
-                   "noise_read_sigma": degradation.read / peak, "noise_offset": 0.0}
-    if max_iterations is not None:
-        options["max_iterations"] = max_iterations
+    options = ev.engine_options(degradation, max_iterations)
     errors, maps, psnrs = [], [], []
     start = time.perf_counter()
     for draw in range(realizations):
@@ -124,13 +117,7 @@ def main(argv: list[str] | None = None) -> int:
               "members": args.members, "width": args.width,
               "max_iterations": args.max_iterations, "threads": args.threads}
              for case in args.cases]
-    if args.jobs > 1:
-        import multiprocessing as mp
-
-        with ProcessPoolExecutor(args.jobs, mp_context=mp.get_context("spawn")) as pool:
-            rows = list(pool.map(_case, cases))
-    else:
-        rows = [_case(c) for c in cases]
+    rows = _common.map_cases(_case, cases, args.jobs)
     header = ["image", "noise", "kind", "PSNR dB", "ceiling", "ours", "ours ~ scale",
               "bias share"]
     table = [[r["image"], r["noise"], r["kind"], f"{r['psnr']:.2f}", f"{r['ceiling']:.3f}",

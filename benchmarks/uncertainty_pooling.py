@@ -1,11 +1,13 @@
 """How far to pool an ensemble's spread: correlation of the uncertainty map with the error.
 
-``result.uncertainty`` of ``restore(..., ensemble=K)`` is the members' standard
-deviation. With K = 4 each pixel's value is itself a noisy estimate (about 40%
-relative error), so the engine pools the members' variance over neighbouring pixels
-(Gaussian weights, ``napari_specdip.core.ensemble.POOL_SIGMA``) before the square
-root. This script runs the ensembles once with pooling off, pools the per-pixel
-variance with each candidate sigma itself, and reports the Pearson correlation of
+``result.uncertainty`` of ``restore(..., ensemble=K)`` is the standard deviation of
+the members' outputs, over the members and over each member's outputs around the
+returned iteration (``napari_specdip.core.ensemble.SnapshotWindow``). From a few
+samples each pixel's value is itself a noisy estimate, so the engine pools the
+variance over neighbouring pixels (Gaussian weights,
+``napari_specdip.core.ensemble.POOL_SIGMA``) before the square root. This script
+runs the ensembles once with pooling off, pools the per-pixel variance with each
+candidate sigma itself, and reports the Pearson correlation of
 each map with the absolute error of the result (clean image known), per image, on
 the evaluation set's tuning half (where sigma was chosen) and its held-out half.
 
@@ -21,7 +23,6 @@ from __future__ import annotations
 import argparse
 import sys
 import time
-from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -49,13 +50,7 @@ def run(name: str, label: str, *, size: int, members: int, width: int,
     clean = ev.load(name, size)
     degradation = ev.parse_degradation(label)
     observed, _ = degradation.apply(clean, seed=0)
-    options: dict[str, Any] = {}
-    if degradation.kind == "poisson-gaussian":
-        peak = degradation.level
-        options = {"noise": "poisson-gaussian", "noise_gain": 1.0 / peak,
-                   "noise_read_sigma": degradation.read / peak, "noise_offset": 0.0}
-    if max_iterations is not None:
-        options["max_iterations"] = max_iterations
+    options = ev.engine_options(degradation, max_iterations)
     pooled = ensemble.POOL_SIGMA
     ensemble.POOL_SIGMA = 0.0  # the per-pixel spread; pooled below with each sigma
     start = time.perf_counter()
@@ -105,17 +100,11 @@ def main(argv: list[str] | None = None) -> int:
               "width": args.width, "max_iterations": args.max_iterations,
               "threads": args.threads}
              for name in args.images for label in degradations(name)]
-    if args.jobs > 1:
-        import multiprocessing as mp
-
-        with ProcessPoolExecutor(args.jobs, mp_context=mp.get_context("spawn")) as pool:
-            rows = list(pool.map(_case, cases))
-    else:
-        rows = [_case(dict(c)) for c in cases]
+    rows = _common.map_cases(_case, cases, args.jobs)
     lines = [*_common.machine_lines("cpu"),
              f"settings: {args.size} px, K={args.members}, width {args.width}, torch threads "
-             f"{args.threads}, {args.jobs} process(es); corr = Pearson correlation of the pooled spread with |result - "
-             "clean| per pixel value", "",
+             f"{args.threads}, {args.jobs} process(es); corr = Pearson correlation of the "
+             "pooled spread with |result - clean| per pixel value", "",
              "| split | cases | " + " | ".join(f"sigma {s:g}" for s in SIGMAS) + " |",
              "|---|---|" + "---|" * len(SIGMAS)]
     for split in ("tune", "held-out"):

@@ -46,10 +46,10 @@ TOOLTIPS: dict[str, str] = {
                "loads its values into the fields you have not changed yourself."),
     "ensemble": ("Fit K networks from seeds seed .. seed + K - 1 together and return their "
                  "mean, plus a second layer with their standard deviation, over the "
-                 "networks and their last iterations (where the result is uncertain). Each network leaves out different pixels, so "
-                 "the mean is cleaner than any one of them (4 gained about 0.9 dB in our "
-                 "benchmarks). Costs about K times the time and memory of one run; 1 runs a "
-                 "single network."),
+                 "networks and their last iterations (where the result is uncertain). Each "
+                 "network leaves out different pixels, so the mean is cleaner than any one "
+                 "of them (4 gained about 0.9 dB in our benchmarks). Costs about K times the "
+                 "time and memory of one run; 1 runs a single network."),
     "warm_start": ("Stacks: start each slice from the network the previous slice ended "
                    "with, instead of from scratch. Neighbouring slices look alike, so each "
                    "fit starts close and usually stops sooner; every slice still has its "
