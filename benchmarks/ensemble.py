@@ -24,7 +24,6 @@ import argparse
 import json
 import sys
 import time
-from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -134,13 +133,7 @@ def main(argv: list[str] | None = None) -> int:
     cases += [{**common, "image": i, "k": 1, "seed": s} for i in args.images
               for s in range(args.members)]
     start = time.perf_counter()
-    if args.jobs > 1:
-        import multiprocessing as mp
-
-        with ProcessPoolExecutor(args.jobs, mp_context=mp.get_context("spawn")) as pool:
-            outs = list(pool.map(run, cases))
-    else:
-        outs = [run(c) for c in cases]
+    outs = _common.map_cases(run, cases, args.jobs)
     wall = time.perf_counter() - start
 
     rows, records = [], []

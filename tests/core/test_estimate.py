@@ -255,3 +255,12 @@ def test_memory_counts_the_ensembles_snapshots(monkeypatch: pytest.MonkeyPatch) 
     without = est.memory_needed(job).buffers
     height, width = est.canvas_shape(job.params, 64, 64)
     assert held > 0 and with_window - without == held * 3 * height * width * 4
+
+
+def test_memory_counts_a_held_out_mask_per_member() -> None:
+    image = np.random.default_rng(8).random((64, 64))
+    jobs = {h: plan_restore(image, width=8, ensemble=3, holdout=h, stop="none", device="cpu")
+            for h in (0.0, 0.1)}
+    height, width = est.canvas_shape(jobs[0.1].params, 64, 64)
+    extra = est.memory_needed(jobs[0.1]).buffers - est.memory_needed(jobs[0.0]).buffers
+    assert extra == 2 * 3 * height * width * 4  # the fit's weights and the mask, per member

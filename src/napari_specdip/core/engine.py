@@ -652,8 +652,9 @@ def _fit(job: RestoreJob, device: torch.device, scale: int, start: float) -> Res
     if held is not None:
         holdout = torch.cat([_to_tensor(pad_reflect(h[..., None].astype(np.float32), pads),
                                         device) for h in held])
-        known_padded = op.known if isinstance(op, Inpainting) else torch.ones_like(holdout)
-        fit_weight = known_padded * (1.0 - holdout)
+        fit_weight = 1.0 - holdout
+        if isinstance(op, Inpainting):
+            fit_weight = op.known * fit_weight
     need_variance = (p.track_variance or p.stop == "wmv"
                      or (p.output == "best" and reference is None))
     signals_meter = _Signals(job, y, op, crop, obs_crop, device, reference, need_variance, holdout,

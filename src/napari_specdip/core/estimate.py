@@ -277,7 +277,8 @@ def memory_needed(job: RestoreJob, device: torch.device | str | None = None) -> 
 
         buffers += image * members * (3 * SNAPSHOT_HALF_WINDOW // SNAPSHOT_STRIDE + 2)
     if p.holdout > 0:
-        buffers += 2 * canvas_px * float_bytes  # the fit's weights and the held-out mask
+        # the fit's weights and the held-out mask, one of each per member
+        buffers += 2 * canvas_px * float_bytes * members
     if job.reference is not None:
         buffers += out_px * channels * float_bytes
     buffers += SIGNAL_BYTES_PER_PIXEL * (out_px + height * width)
