@@ -130,6 +130,22 @@ def test_uncertainty_ceiling_smoke(load: object, capsys: pytest.CaptureFixture[s
     assert "| mean |" in capsys.readouterr().out
 
 
+def test_tiling_benchmark_smoke(load: object, capsys: pytest.CaptureFixture[str],
+                                tmp_path: Path) -> None:
+    bench = load("tiling")  # type: ignore[operator]
+    assert bench.main(["--size", "48", "--cases", "camera/sigma25", "--tile", "32",
+                       "--overlap", "4", "--width", "8", "--max-iterations", "8",
+                       "--threads", "1", "--out", str(tmp_path / "tiles")]) == 0
+    import json
+
+    (row,) = json.loads((tmp_path / "tiles.json").read_text())
+    assert row["image"] == "camera" and row["tiled"]["iterations"] == 4 * 8
+    assert row["whole"]["iterations"] == 8 and np.isfinite(row["seam_db"])
+    assert "mean tiles - whole" in capsys.readouterr().out
+    band = bench.blend_band(48, 48, 32, 4)
+    assert band[:, 20:28].all() and not band[:16, :16].any()
+
+
 def test_uncertainty_ceiling_of_a_known_error_scale(load: object) -> None:
     """Draws of N(0, s^2) with s known per pixel: the oracle's correlation is the
     closed form sqrt(2/pi) sd(s) / sqrt(E s^2 - 2/pi (E s)^2), and a map of s scores it."""

@@ -328,3 +328,28 @@ def test_warm_start_carries_each_slice_to_the_next(viewer: Any, open_widget: Any
     assert stack["warm_start"] is False and stack["warm_started"] == [False, False]
     # same seed, same image: the same fresh start
     assert cold[1] == pytest.approx(cold[0], rel=1e-6)
+
+
+def test_a_tiled_run_restores_the_whole_image_tile_by_tile(
+        viewer: Any, open_widget: Any, wait_for_run: Any) -> None:
+    sample = samples.noisy_microscopy(80)
+    image = viewer.add_image(sample.image, name="cells", scale=(0.5, 0.5))
+    widget = open_widget(task="denoise", iterations=4, stop="none", tile=32)
+    widget.image.value = image
+    seen: list[str] = []
+    shown = widget.run_progress
+
+    def record(session: Any, text: str) -> None:
+        seen.append(text)
+        shown(session, text)
+
+    widget.run_progress = record  # what the widget shows under Run during the run
+    widget.start()
+    wait_for_run(widget, timeout=120_000)
+    out = widget.last_output
+    meta = out.metadata["specdip"]
+    assert out.data.shape == image.data.shape and out.data.dtype == image.data.dtype
+    assert tuple(out.scale) == (0.5, 0.5)
+    assert meta["parameters"]["tile"] == 32 and meta["parameters"]["tiles_restored"] == 9
+    assert meta["iterations"] == 9 * 4 and len(meta["parameters"]["tiles"]) == 9
+    assert any("tile 9 of 9" in text for text in seen), seen

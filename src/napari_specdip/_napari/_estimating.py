@@ -120,7 +120,7 @@ def estimate_text(found: Estimate, params: RestoreParameters, planes: int = 1) -
 
     typical = typical_stop(params, *found.canvas)
     if typical is not None and math.isfinite(per_step):
-        low, high = (t * per_step * planes for t in typical)
+        low, high = (t * per_step * planes * found.tile_load for t in typical)
         parts.append(f"usually {rough_range(low, high)}")
     parts.append(rough_bytes(found.peak_memory_bytes))
     return " · ".join(parts)

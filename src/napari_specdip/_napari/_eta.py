@@ -40,13 +40,20 @@ class Progress:
         self.planes = int(planes)
         self.budget_s = budget_s
         self.plane = 0
+        self.tile, self.tiles = 0, 1
         self.iteration = 0
         self.elapsed = 0.0
         self._recent: deque[tuple[int, float]] = deque(maxlen=window)
         self._plane_start = 0.0
         self._total_elapsed = 0.0
 
-    def update(self, plane: int, iteration: int, elapsed: float) -> None:
+    def update(self, plane: int, iteration: int, elapsed: float, *, cap: int | None = None,
+               tile: int = 0, tiles: int = 1) -> None:
+        """A step report's figures; ``cap``, ``tile`` and ``tiles`` those of a tiled
+        run, whose iterations and cap count over all its tiles."""
+        if cap:
+            self.cap = int(cap)
+        self.tile, self.tiles = int(tile), int(tiles)
         if plane != self.plane:
             self._total_elapsed += self.elapsed
             self._recent.clear()
@@ -82,6 +89,8 @@ class Progress:
     def text(self) -> str:
         """E.g. ``"iteration 412 / 3000 (14%) · 0.25 s/it · about 11 min left at most"``."""
         where = (f"slice {self.plane + 1} of {self.planes}, " if self.planes > 1 else "")
+        if self.tiles > 1:
+            where += f"tile {self.tile + 1} of {self.tiles}, "
         share = 100.0 * self.done / max(self.total, 1)
         parts = [f"{where}iteration {self.iteration} / {self.cap} ({share:.0f}%)"]
         speed = self.seconds_per_iteration

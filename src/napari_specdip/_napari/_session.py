@@ -202,7 +202,8 @@ class RunSession:
             self._follow_plane(k)
         if charts is not None:
             charts.add_report(report, schedule=False)
-        self.progress.update(k, report.iteration, report.elapsed)
+        self.progress.update(k, report.iteration, report.elapsed, cap=report.max_iterations,
+                             tile=report.tile, tiles=report.tiles)
         if report.preview is not None:
             self._update_preview(k, report.preview)
         now = time.perf_counter()

@@ -220,6 +220,8 @@ class RestoreWidget(Container[Widget]):
         self.seed = SpinBox(label="seed", value=0, min=0, max=2**31 - 1, tooltip=tip["seed"])
         self.ensemble = SpinBox(label="ensemble", value=1, min=1, max=8,
                                 tooltip=tip["ensemble"])
+        self.tile = SpinBox(label="tile (px)", value=0, min=0, max=8192, step=32,
+                            tooltip=tip["tile"])
         self.preview_every = SpinBox(label="preview every", value=50, min=0, max=100_000,
                                      tooltip=tip["preview_every"])
         self.device = ComboBox(label="device", choices=self._device_choices,
@@ -228,7 +230,7 @@ class RestoreWidget(Container[Widget]):
         self.stop_note = Label(value="")
         self.method_section = Container(labels=True, widgets=[
             *self._preset_controls(), self.lipschitz, self.net_width, self.max_iterations,
-            self.stop, self.seed, self.ensemble, self.preview_every, self.device])
+            self.stop, self.seed, self.ensemble, self.tile, self.preview_every, self.device])
 
         # ---------------------------------------------------------------- advanced
         self.show_advanced = CheckBox(text="Show advanced options", value=False,
@@ -336,7 +338,7 @@ class RestoreWidget(Container[Widget]):
         self.side_by_side.changed.connect(self.set_side_by_side)
         for control in (self.image, self.task, self.preset, self.net_width,
                         self.max_iterations, self.device, self.factor, self.ensemble,
-                        self.stack, self.mask, self.stop, self.holdout, self.output,
+                        self.tile, self.stack, self.mask, self.stop, self.holdout, self.output,
                         self.signal_every, self.network, self.upsampler, self.noise):
             control.changed.connect(self._update_estimate)
         self.native.destroyed.connect(self._on_destroyed)
@@ -883,6 +885,7 @@ class RestoreWidget(Container[Widget]):
             "stop": self.stop.value,
             "seed": int(self.seed.value),
             "ensemble": int(self.ensemble.value),
+            "tile": int(self.tile.value),
             "preview_every": int(self.preview_every.value),
             "upsampler": self.upsampler.value,
             "learning_rate": parse_number(self.learning_rate.value, "learning rate",
@@ -986,7 +989,8 @@ class RestoreWidget(Container[Widget]):
                 else self.stack.value if info.n_leading else None)
         planes, out_leading = _planning.planes(info, mode, current)
         # each slice starts from the weights the slice before ended with
-        warm = bool(self.warm_start.value) and len(planes) > 1
+        # a tiled plane is fitted by one network per tile: nothing to hand on
+        warm = bool(self.warm_start.value) and len(planes) > 1 and not params.tile
         interrupt = Interrupt()
         jobs = []
         plane_ref_ndim = 3 if info.rgb else 2

@@ -203,6 +203,12 @@ def option_help() -> dict[str, str]:
                     f"STEM{UNCERTAINTY_SUFFIX} (float32, the output's units and calibration); "
                     f"K times the memory, and on a CPU about K times the time "
                     f"({stated_default('ensemble')})",
+        "tile": f"fit an image larger than N px as overlapping tiles of at most N x N px, each "
+                f"with its own network and stop (a small image fits in far fewer steps: a "
+                f"large image finishes sooner, above all on a CPU); 0: one network for the "
+                f"whole image ({stated_default('tile')})",
+        "tile_overlap": f"pixels each tile reaches into its neighbours, over which the tiles' "
+                        f"outputs are blended ({stated_default('tile_overlap')})",
         "noise": f"noise model: {_words(NOISE_WORDS, NOISE_MODELS)}; {noise_tasks} only; "
                  f"{stated_default('noise')}",
         "noise_gain": "poisson-gaussian: the camera's gain, input units per photon (e.g. ADU "
@@ -283,6 +289,8 @@ _ROWS: tuple[tuple[str, str | None, str], ...] = (
     ("--signal-every K", "signal_every", ""),
     ("--gain G", "gain", ""),
     ("--ensemble K", "ensemble", ""),
+    ("--tile N", "tile", ""),
+    ("--tile-overlap P", "tile_overlap", ""),
     (f"--noise {{{','.join(NOISE_MODELS)}}}", "noise", ""),
     ("--noise-gain G", "noise_gain", ""),
     ("--noise-read-sigma S", "noise_read_sigma", ""),

@@ -162,6 +162,9 @@ def _add_engine_options(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--gain", type=float, help=helps["gain"])
     g.add_argument("--holdout", type=_fraction, metavar="F", help=helps["holdout"])
     g.add_argument("--ensemble", type=_positive_int, metavar="K", help=helps["ensemble"])
+    g.add_argument("--tile", type=_non_negative_int, metavar="N", help=helps["tile"])
+    g.add_argument("--tile-overlap", type=_non_negative_int, metavar="P",
+                   help=helps["tile_overlap"])
     n = parser.add_argument_group("noise model (denoise and inpaint; microscopy cameras)")
     n.add_argument("--noise", choices=NOISE_MODELS, help=helps["noise"])
     n.add_argument("--noise-gain", type=_positive_float, metavar="G", help=helps["noise_gain"])
@@ -351,7 +354,8 @@ def _cmd_restore(args: argparse.Namespace) -> int:
     started, clock = now_iso(), timed()
     stop = threading.Event()
     # slices of a stack run one after the other here: each starts from the last one's weights
-    warm = bool(args.warm_start) and job.layout.is_stack
+    # a tiled slice is fitted by one network per tile: nothing to hand on
+    warm = bool(args.warm_start) and job.layout.is_stack and not args.tile
     with stop_on_first_interrupt(stop):
         done = restore_file(job, progress=progress_wanted(args.progress), interrupt=stop,
                             warm_start=warm)

@@ -65,6 +65,8 @@ ENGINE_OPTIONS = {
     "noise_offset": "noise_offset",
     "noise_fit": "noise_fit",
     "ensemble": "ensemble",
+    "tile": "tile",
+    "tile_overlap": "tile_overlap",
 }
 
 #: the uncertainty of an ensemble run goes next to the output as ``STEM`` + this
@@ -459,12 +461,17 @@ def describe_estimate(est: Any, slices: int = 1, *, params: Any = None,
             f"{'' if exact else 'at most '}{cap}")
     from napari_specdip.core.estimate import typical_stop
 
+    tiles = getattr(est, "tiles", 1)
+    if tiles > 1:  # each tile stops on its own: the typical stop of the largest, per tile
+        size = est.canvas
+        per_slice = f" per tile ({tiles} tiles{', per slice' if slices > 1 else ''})"
     typical = typical_stop(params, *size) if size is not None and params is not None else None
     if typical is not None:
         low, high = typical
+        load = slices * getattr(est, "tile_load", 1.0)
         text += (f"; usually stops after {low}-{high} iterations{per_slice} "
-                 f"({rough_seconds(low * step * slices, high * step * slices)}"
-                 f"{' in all' if slices > 1 else ''}), typical, not a promise")
+                 f"({rough_seconds(low * step * load, high * step * load)}"
+                 f"{' in all' if slices > 1 or tiles > 1 else ''}), typical, not a promise")
     text += (f"\n  peak memory {format_bytes(est.peak_memory_bytes)} of {available} available "
              f"on {est.device}")
     if threads:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import math
 import time
 from collections import deque
@@ -16,13 +17,14 @@ import torch
 
 from napari_specdip.core.devices import describe_device, free_device_memory, resolve_device
 from napari_specdip.core.ensemble import (SnapshotWindow, ensemble_mean, spread_to_user,
-                                          stack_decoders)
+                                          stack_decoders, std_to_user)
 from napari_specdip.core.imaging import Layout, as_hwc, intensity_range, pad_amounts, pad_reflect
 from napari_specdip.core.networks import Decoder, SkipNet, build_network
 from napari_specdip.core.noise import NoiseFit, check_noise_estimable, plan_noise
 from napari_specdip.core.operators import Downsampling, Identity, Inpainting, Operator
 from napari_specdip.core.params import RestoreParameters, auto_depth
 from napari_specdip.core.results import RestoreResult, StepReport
+from napari_specdip.core.tiling import BlendCanvas, Tile, tile_grid
 from napari_specdip.stopping import make_rules
 
 RestoreGenerator = Generator[StepReport, None, RestoreResult]
@@ -55,6 +57,29 @@ class RestoreJob:
     @property
     def scale(self) -> int:
         return _output_scale(self.params)
+
+    @property
+    def tiles(self) -> list[Tile]:
+        """The tiles the run fits one after another (one: the whole image)."""
+        height, width = self.observation.shape[:2]
+        p = self.params
+        if not p.tile:
+            return tile_grid(height, width, tile=max(height, width), overlap=0)
+        return tile_grid(height, width, tile=p.tile, overlap=p.tile_overlap)
+
+    def tile_job(self, tile: Tile) -> RestoreJob:
+        """The job of one tile: its part of the data, in [0, 1] units and (H, W, C)
+        layout, so that the tiles' outputs blend before the user's layout is made."""
+        rows, cols = tile.slices()
+        out_rows, out_cols = tile.slices(self.scale)
+        observation = self.observation[rows, cols]
+        layout = Layout(shape=observation.shape, channel_axis=-1, dtype=np.dtype(np.float64),
+                        low=0.0, high=1.0)
+        return dataclasses.replace(
+            self, observation=observation, layout=layout, output_dtype=np.dtype(np.float64),
+            known=None if self.known is None else self.known[rows, cols],
+            reference=None if self.reference is None else self.reference[out_rows, out_cols],
+            params=self.params.replace(tile=0))
 
     def run(self) -> RestoreGenerator:
         """Generator of :class:`StepReport`; returns the :class:`RestoreResult`."""
@@ -177,6 +202,17 @@ def plan_restore(image: Any, task: str = "denoise", *, mask: Any = None, factor:
     job = RestoreJob(observation=observation, known=known, reference=ref, layout=layout,
                      params=params, output_dtype=out_dtype, interrupt=interrupt,
                      warm_start=warm_start, keep_state=bool(keep_state))
+    tiles = job.tiles
+    if len(tiles) > 1 and (warm_start is not None or keep_state):
+        raise ValueError(f"this image is fitted as {len(tiles)} tiles, each by its own "
+                         "network: warm_start and keep_state need one network (tile=0)")
+    if known is not None and len(tiles) > 1:
+        for t in tiles:
+            if not known[t.slices()].any():
+                top, bottom, left, right = t.as_list()
+                raise ValueError(f"the tile at rows {top}-{bottom}, columns {left}-{right} lies "
+                                 "wholly inside the mask: nothing there to fit; use larger "
+                                 "tiles or tile=0")
     if check_memory:
         from napari_specdip.core.estimate import check_memory as refuse_if_too_big
 
@@ -198,7 +234,8 @@ def iter_restore(image: Any, task: str = "denoise", *, mask: Any = None, factor:
                  num_threads: int | None = None, noise: str | None = None,
                  noise_gain: float | None = None, noise_read_sigma: float | None = None,
                  noise_offset: float | None = None, noise_fit: str | None = None,
-                 ensemble: int | None = None, output_dtype: Any = None,
+                 ensemble: int | None = None, tile: int | None = None,
+                 tile_overlap: int | None = None, output_dtype: Any = None,
                  interrupt: Interrupt | None = None, alpha: bool | None = None,
                  check_memory: bool = True,
                  warm_start: Mapping[str, torch.Tensor] | None = None,
@@ -244,6 +281,12 @@ def iter_restore(image: Any, task: str = "denoise", *, mask: Any = None, factor:
         mean and ``result.uncertainty`` their standard deviation, over the members
         and over each member's outputs around the returned iteration (each
         pixel's, pooled over its neighbours).
+    tile, tile_overlap : int, optional
+        Fit an image larger than ``tile`` px as overlapping tiles, each with its
+        own network and stop, blended over ``tile_overlap`` px (default 16); 0
+        (default): one network for the whole image. A small image fits in far
+        fewer steps, so a large one finishes sooner; see
+        :class:`~napari_specdip.RestoreParameters`.
     output_dtype : dtype, optional
         dtype of the result; default the input's.
     interrupt : threading.Event-like, optional
@@ -287,7 +330,8 @@ def iter_restore(image: Any, task: str = "denoise", *, mask: Any = None, factor:
         learning_rate=learning_rate, network=network, output=output, gain=gain, holdout=holdout,
         preview_every=preview_every, signal_every=signal_every, num_threads=num_threads,
         noise=noise, noise_gain=noise_gain, noise_read_sigma=noise_read_sigma,
-        noise_offset=noise_offset, noise_fit=noise_fit, ensemble=ensemble,
+        noise_offset=noise_offset, noise_fit=noise_fit, ensemble=ensemble, tile=tile,
+        tile_overlap=tile_overlap,
     )
     return job.run()
 
@@ -520,7 +564,11 @@ def _run(job: RestoreJob) -> RestoreGenerator:
     scale = job.scale
     try:
         with _run_scope(device, p.num_threads):
-            result = yield from _fit(job, device, scale, start)
+            noise = _plan_noise(job)  # once, from the whole image, for every tile
+            if len(job.tiles) > 1:
+                result = yield from _fit_tiled(job, device, scale, start, noise)
+            else:
+                result = yield from _fit(job, device, scale, start, noise)
     except (torch.OutOfMemoryError, RuntimeError) as exc:
         if not isinstance(exc, torch.OutOfMemoryError) and not _is_allocation_failure(exc):
             raise
@@ -583,9 +631,9 @@ def _warn_if_clipped(job: RestoreJob, result: RestoreResult) -> None:
             "use a smaller gain", UserWarning, stacklevel=2)
 
 
-def _fit(job: RestoreJob, device: torch.device, scale: int, start: float) -> RestoreGenerator:
+def _fit(job: RestoreJob, device: torch.device, scale: int, start: float,
+         noise: NoiseFit | None) -> RestoreGenerator:
     p = job.params
-    noise = _plan_noise(job)
     obs = job.observation if noise is None else noise.to_fit(job.observation)
     height, width_px, channels = obs.shape
     depth = p.depth if p.depth is not None else auto_depth(height * scale, width_px * scale)
@@ -793,7 +841,7 @@ def _fit(job: RestoreJob, device: torch.device, scale: int, start: float) -> Res
                 best_iteration = iteration
         final = ensemble_mean(chosen)
         image = _to_user(job, final, crop, noise)
-        metrics = _final_metrics(job, final, crop, reference, noise)
+        metrics = _metrics_of(job, _composite(job, final, crop, noise))
         uncertainty = None
         if members > 1:
             assert window is not None
@@ -838,6 +886,107 @@ def _fit(job: RestoreJob, device: torch.device, scale: int, start: float) -> Res
         del signals_meter, pending
 
 
+def _fit_tiled(job: RestoreJob, device: torch.device, scale: int, start: float,
+               noise: NoiseFit | None) -> RestoreGenerator:
+    """Fit the tiles one after another, each with its own network and stop, and
+    blend their outputs (core/tiling.py). Reports count iterations over all tiles;
+    a stop keeps the tiles done so far and the observation elsewhere."""
+    p = job.params
+    tiles = job.tiles
+    height, width, channels = job.observation.shape
+    fallback = np.repeat(np.repeat(job.observation, scale, axis=0), scale, axis=1)
+    canvas = BlendCanvas(height, width, channels, scale=scale)
+    spread = BlendCanvas(height, width, channels, scale=scale) if p.ensemble > 1 else None
+    cap = p.max_iterations * len(tiles)
+    results: list[RestoreResult] = []
+    done = 0  # iterations of the tiles before this one
+    for index, tile in enumerate(tiles):
+        if job.interrupt is not None and job.interrupt.is_set():
+            break
+        run = _fit(job.tile_job(tile), device, scale, start, noise)
+        try:
+            while True:
+                try:
+                    report = next(run)
+                except StopIteration as end:
+                    result: RestoreResult = end.value
+                    break
+                preview = None
+                if report.preview is not None:
+                    preview = job.layout.to_user(canvas.image(fallback, (tile, report.preview)),
+                                                 dtype=job.output_dtype)
+                yield StepReport(iteration=done + report.iteration, loss=report.loss,
+                                 elapsed=report.elapsed, signals=report.signals,
+                                 preview=preview, max_iterations=cap, tile=index,
+                                 tiles=len(tiles))
+        finally:
+            run.close()
+        if result.iterations == 0:  # stopped before its first step: nothing to blend
+            break
+        canvas.add(tile, result.image)
+        if spread is not None and result.uncertainty is not None:
+            spread.add(tile, result.uncertainty)  # [0, 1] units: the tile's layout
+        results.append(result)
+        done += result.iterations
+        if result.stop_reason == "stopped":
+            break
+    final = canvas.image(fallback)
+    uncertainty = None
+    if spread is not None:
+        uncertainty = std_to_user(spread.image(np.full_like(fallback, np.nan)), job.layout)
+    reasons = [r.stop_reason for r in results]
+    if len(results) < len(tiles) or "stopped" in reasons:
+        stop_reason = "stopped"
+    elif len(set(reasons)) == 1:
+        stop_reason = reasons[0]
+    else:  # e.g. "holdout (14 of 16 tiles), max_iterations (2 of 16 tiles)"
+        stop_reason = ", ".join(f"{r} ({reasons.count(r)} of {len(tiles)} tiles)"
+                                for r in dict.fromkeys(reasons))
+    tile_records = [{"box": tile.as_list(), "iterations": r.iterations,
+                     "stop_reason": r.stop_reason, "stop_iteration": r.stop_iteration,
+                     "depth": r.parameters["depth"]}
+                    for tile, r in zip(tiles, results, strict=False)]
+    return RestoreResult(
+        image=job.layout.to_user(final, dtype=job.output_dtype),
+        iterations=done,
+        stop_reason=stop_reason,
+        stop_iteration=done,
+        history=_merged_history(results),
+        parameters={**p.as_dict(),
+                    "depth": max((int(r.parameters["depth"]) for r in results), default=p.depth),
+                    "backtracks": sum(int(r.parameters["backtracks"]) for r in results),
+                    "warm_start": False, "channel_axis": job.layout.channel_axis,
+                    "input_shape": list(job.layout.shape), "input_dtype": str(job.layout.dtype),
+                    "tiles": tile_records, "tiles_restored": len(results),
+                    **({} if noise is None else {"noise_model": noise.record})},
+        device=describe_device(device),
+        elapsed=time.perf_counter() - start,
+        intensity_range=(job.layout.low, job.layout.high),
+        metrics=_metrics_of(job, final),
+        uncertainty=uncertainty,
+    )
+
+
+def _merged_history(results: list[RestoreResult]) -> dict[str, np.ndarray]:
+    """The tiles' histories one after another, iterations counted over all tiles;
+    ``signal_tile`` says which tile each evaluated step belongs to."""
+    steps = ("iteration", "loss", "elapsed")
+    signal_keys = dict.fromkeys(k for r in results for k in r.history if k not in steps)
+    merged: dict[str, list[np.ndarray]] = {k: [] for k in (*steps, *signal_keys, "signal_tile")}
+    done = 0
+    for index, r in enumerate(results):
+        h = r.history
+        rows = len(h["signal_iteration"])
+        for k in steps:
+            merged[k].append(np.asarray(h[k]) + (done if k == "iteration" else 0))
+        for k in signal_keys:
+            value = np.asarray(h[k], dtype=float) if k in h else np.full(rows, math.nan)
+            merged[k].append(value + done if k == "signal_iteration" else value)
+        merged["signal_tile"].append(np.full(rows, index))
+        done += r.iterations
+    return {k: np.concatenate(v) if v else np.zeros(0) for k, v in merged.items()}
+
+
 def _chosen(output: str, last: torch.Tensor, ema: torch.Tensor | None,
             best: torch.Tensor | None) -> torch.Tensor:
     """The output the result is made of: the last iterate, the moving average or the best."""
@@ -876,11 +1025,11 @@ def _to_user(job: RestoreJob, out: torch.Tensor, crop: tuple[slice, slice],
     return job.layout.to_user(_composite(job, out, crop, noise), dtype=job.output_dtype)
 
 
-def _final_metrics(job: RestoreJob, out: torch.Tensor, crop: tuple[slice, slice],
-                   reference: torch.Tensor | None, noise: NoiseFit | None = None) -> dict[str, float]:
+def _metrics_of(job: RestoreJob, final: npt.NDArray[np.float64]) -> dict[str, float]:
+    """Blur, sharpness, their ratio and (with a reference) PSNR and SSIM of the
+    [0, 1] (H, W, C) result."""
     from napari_specdip import metrics
 
-    final = _composite(job, out, crop, noise)
     gray = metrics.to_gray(final[..., 0] if final.shape[2] == 1 else final) if final.shape[2] in (1, 3) else final.mean(-1)
     values = {"blur": metrics.blur(gray), "sharpness": metrics.sharpness(gray)}
     values["ratio"] = values["blur"] / max(values["sharpness"], 1e-12)

@@ -153,6 +153,12 @@ def spread_to_user(members_hwc: Sequence[npt.NDArray[np.float64]], layout: Layou
         steps = np.stack([np.stack([np.clip(m, 0.0, 1.0) for m in step])
                           for step in snapshots_hwc])  # (steps, members, H, W, C)
         variance = variance + steps.var(axis=0).mean(axis=0)
-    std = pool_spread(variance, POOL_SIGMA) * (layout.high - layout.low)
+    return std_to_user(pool_spread(variance, POOL_SIGMA), layout)
+
+
+def std_to_user(std_hwc: npt.NDArray[np.float64], layout: Layout) -> npt.NDArray[np.float32]:
+    """A (H, W, C) standard deviation in [0, 1] units in the input's layout and
+    intensity units (float32)."""
+    std = std_hwc * (layout.high - layout.low)
     out = std[..., 0] if layout.channel_axis is None else np.moveaxis(std, -1, layout.channel_axis)
     return np.asarray(out, dtype=np.float32)

@@ -14,6 +14,7 @@ actual job on the actual device, cached for the process.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import functools
 import math
 import os
@@ -29,6 +30,7 @@ if TYPE_CHECKING:
     import torch
 
     from napari_specdip.core.engine import RestoreJob
+    from napari_specdip.core.tiling import Tile
     from napari_specdip.core.params import RestoreParameters
 
 #: Working memory of one backward pass, in units of the largest tensor autograd
@@ -86,9 +88,15 @@ class Estimate:
         Expected wall seconds of the run if it goes to its iteration cap (a
         stopping rule usually ends it earlier).
     seconds_per_iteration : float
-        Measured on the actual device at the actual size (median of the timed steps).
+        Measured on the actual device at the actual size (median of the timed
+        steps); a tiled run: of its largest tile.
     iterations : int
-        The iteration cap.
+        The iteration cap (a tiled run: over all its tiles).
+    tiles : int
+        How many tiles the run fits one after another (1: the whole image).
+    tile_load : float
+        What the tiles amount to in fits of the largest one (their area over its
+        area): ``seconds`` is ``seconds_per_iteration`` x the cap x this.
     peak_memory_bytes : int
         Estimated peak memory of the run on its device.
     available_memory_bytes : int or None
@@ -115,13 +123,18 @@ class Estimate:
     advice: str = ""
     canvas: tuple[int, int] = (0, 0)
     memory: MemoryBreakdown | None = field(default=None, compare=False)
+    tiles: int = 1
+    tile_load: float = 1.0
 
     def describe(self) -> str:
         """One or two lines for a user, e.g. before a progress bar."""
         available = ("unknown" if self.available_memory_bytes is None
                      else format_bytes(self.available_memory_bytes))
-        text = (f"estimate: {format_seconds(self.seconds)} at most "
-                f"({self.iterations} iterations x {format_seconds(self.seconds_per_iteration)}), "
+        steps = f"{self.iterations} iterations x {format_seconds(self.seconds_per_iteration)}"
+        if self.tiles > 1:
+            steps = (f"{self.tiles} tiles, {self.iterations} iterations in all, "
+                     f"{format_seconds(self.seconds_per_iteration)} each on the largest")
+        text = (f"estimate: {format_seconds(self.seconds)} at most ({steps}), "
                 f"peak memory {format_bytes(self.peak_memory_bytes)} of {available} "
                 f"available on {self.device}")
         if not self.fits:
@@ -252,6 +265,14 @@ def memory_needed(job: RestoreJob, device: torch.device | str | None = None) -> 
     dev = resolve_device(device if device is not None else p.device)
     height, width, channels = job.observation.shape
     scale = job.scale
+    tiles = job.tiles
+    if len(tiles) > 1:
+        # one tile's network at a time, plus the blend: sums and weights (the
+        # ensemble's spread too), the unrestored fallback and a preview's copy
+        part = memory_needed(job.tile_job(_largest(tiles)), dev)
+        out_px = height * scale * width * scale
+        blend = 8 * out_px * ((channels + 1) * (2 + int(p.ensemble > 1)) + 2 * channels)
+        return dataclasses.replace(part, buffers=part.buffers + blend)
     canvas = canvas_shape(p, height, width, scale)
     members = p.ensemble
     saved, largest, small, trainable, stored, z_bytes = _trace(
@@ -293,6 +314,18 @@ def memory_needed(job: RestoreJob, device: torch.device | str | None = None) -> 
                            backward=int(BACKWARD_FACTOR.get(dev.type, 3.0) * largest),
                            buffers=int(buffers),
                            allocator=int(slack))
+
+
+def _largest(tiles: list[Tile]) -> Tile:
+    return max(tiles, key=lambda t: t.shape[0] * t.shape[1])
+
+
+def tile_load(job: RestoreJob) -> float:
+    """How many fits of the largest tile the run's tiles amount to, by area (1 for
+    an untiled run): a tiled run's time is about this times the largest tile's."""
+    tiles = job.tiles
+    largest = _largest(tiles).shape
+    return sum(t.shape[0] * t.shape[1] for t in tiles) / (largest[0] * largest[1])
 
 
 # --------------------------------------------------------------------------- available memory
@@ -425,11 +458,10 @@ def available_memory(device: torch.device | str = "cpu") -> int | None:
 
 def _with(job: RestoreJob, *, width: int | None = None, side: int | None = None) -> RestoreJob:
     """The job at another width or cropped to at most ``side`` x ``side`` (for what-ifs)."""
-    import dataclasses
-
     params = job.params if width is None else dataclasses.replace(job.params, width=width)
     observation, known, reference = job.observation, job.known, job.reference
-    if side is not None:
+    if side is not None:  # the crop, or a tile, as one network fits it
+        params = dataclasses.replace(params, tile=0)
         observation = observation[:side, :side]
         known = None if known is None else known[:side, :side]
         if reference is not None:
@@ -463,7 +495,8 @@ def memory_advice(job: RestoreJob, needed: int, available: int,
     while side > MIN_SIDE and memory_needed(_with(job, side=side), dev).total > budget:
         side = max(MIN_SIDE, int(side * 0.8))
     if memory_needed(_with(job, side=side), dev).total <= budget and side < max(height, width):
-        tips.append(f"a crop, or tiles, of at most {side} x {side} px")
+        tips.append(f"a crop of at most {side} x {side} px, or tiles of that size "
+                    f"(tile={max(side - 2 * p.tile_overlap, 32)})")
     others = [name for name, _ in available_devices()
               if resolve_device(name) != dev and name != "cpu"]
     if dev.type != "cpu":
@@ -556,11 +589,11 @@ def seconds_per_iteration(job: RestoreJob) -> float:
     (same size, width, network, signals) once per process and key; later calls
     with the same key are free.
     """
-    import dataclasses
-
     from napari_specdip.core.devices import resolve_device
     from napari_specdip.core.engine import run_to_end
 
+    if len(job.tiles) > 1:
+        return seconds_per_iteration(job.tile_job(_largest(job.tiles)))
     p = job.params
     device = resolve_device(p.device)
     key = _calibration_key(job, device)
@@ -620,11 +653,15 @@ def estimate(image: Any, task: str = "denoise", *, channel_axis: int | None = No
     fits = available is None or needed.total <= SAFETY_SHARE * available
     advice = "" if fits or available is None else memory_advice(job, needed.total, available, dev)
     per_step = seconds_per_iteration(job) if fits else math.nan
-    height, width = job.observation.shape[:2]
+    tiles = job.tiles
+    height, width = _largest(tiles).shape
+    load = tile_load(job)
     return Estimate(
-        seconds=per_step * job.params.max_iterations,
+        seconds=per_step * job.params.max_iterations * load,
         seconds_per_iteration=per_step,
-        iterations=job.params.max_iterations,
+        iterations=job.params.max_iterations * len(tiles),
+        tiles=len(tiles),
+        tile_load=load,
         peak_memory_bytes=needed.total,
         available_memory_bytes=available,
         device=describe_device(dev),

@@ -30,7 +30,10 @@ class StepReport:
         The current output, in the input's layout, range and dtype, every
         ``preview_every`` iterations; None otherwise.
     max_iterations : int
-        The run's iteration cap, for progress bars.
+        The run's iteration cap, for progress bars (a tiled run: over all tiles).
+    tile, tiles : int
+        A tiled run (``tile`` > 0): the index of the tile being fitted, and how
+        many there are; iterations and the preview are then the whole image's.
     """
 
     iteration: int
@@ -39,6 +42,8 @@ class StepReport:
     signals: dict[str, float] = field(default_factory=dict)
     preview: np.ndarray | None = None
     max_iterations: int = 0
+    tile: int = 0
+    tiles: int = 1
 
 
 @dataclass
@@ -54,12 +59,14 @@ class RestoreResult:
     iterations : int
         Iterations run.
     stop_reason : str
-        The rule that fired (``"ratio"`` or ``"wmv"``), ``"max_iterations"``, or
-        ``"stopped"`` when asked to stop.
+        The rule that fired (``"holdout"``, ``"ratio"`` or ``"wmv"``),
+        ``"max_iterations"``, or ``"stopped"`` when asked to stop; a tiled run
+        whose tiles ended differently lists each reason with its count of tiles.
     stop_iteration : int
         Iteration whose output the result holds: the minimum found by the
         ``"auto"`` (hold-out) or ``"wmv"`` rule, the best for ``output="best"``,
-        otherwise the last iteration.
+        otherwise the last iteration; a tiled run: ``iterations`` (each tile's
+        is in ``parameters["tiles"]``).
     history : dict of str to numpy.ndarray
         ``iteration`` and ``loss`` for every step; ``signal_iteration`` with
         each signal for the evaluated steps.
