@@ -7,7 +7,8 @@ import threading
 import numpy as np
 import pytest
 
-from napari_specdip import estimate, iter_restore, plan_restore, restore
+from napari_specdip import StepReport, estimate, iter_restore, plan_restore, restore
+from napari_specdip.core.engine import run_to_end
 from napari_specdip.core.estimate import memory_needed, tile_load
 from napari_specdip.core.tiling import BlendCanvas, blend_weights, tile_grid
 
@@ -63,13 +64,8 @@ def test_a_tiled_run_reports_over_all_tiles_and_keeps_the_input_layout() -> None
     rng = np.random.default_rng(0)
     image = (rng.random((80, 70, 3)) * 255).astype(np.uint8)
     run = iter_restore(image, channel_axis=-1, tile=32, tile_overlap=4, preview_every=3, **FAST)
-    reports = []
-    while True:
-        try:
-            reports.append(next(run))
-        except StopIteration as end:
-            result = end.value
-            break
+    reports: list[StepReport] = []
+    result = run_to_end(run, reports.append)
     tiles = 9
     assert [r.iteration for r in reports] == list(range(1, tiles * 6 + 1))
     assert {r.max_iterations for r in reports} == {tiles * 6} and {r.tiles for r in reports} == {9}
@@ -111,14 +107,12 @@ def test_a_stop_keeps_the_tiles_done_and_the_input_elsewhere() -> None:
     image = np.random.default_rng(3).random((96, 96))
     stop = threading.Event()
     run = iter_restore(image, tile=32, tile_overlap=4, interrupt=stop, **FAST)
-    while True:
-        try:
-            report = next(run)
-        except StopIteration as end:
-            result = end.value
-            break
-        if report.iteration == 8:  # in the second tile
+
+    def stop_in_the_second_tile(report: StepReport) -> None:
+        if report.iteration == 8:
             stop.set()
+
+    result = run_to_end(run, stop_in_the_second_tile)
     assert result.stop_reason == "stopped" and result.parameters["tiles_restored"] == 2
     assert result.iterations == 8 and np.all(np.isfinite(result.image))
     np.testing.assert_allclose(result.image[60:, 60:], image[60:, 60:], atol=1e-6)

@@ -903,24 +903,20 @@ def _fit_tiled(job: RestoreJob, device: torch.device, scale: int, start: float,
     for index, tile in enumerate(tiles):
         if job.interrupt is not None and job.interrupt.is_set():
             break
-        run = _fit(job.tile_job(tile), device, scale, start, noise)
-        try:
-            while True:
-                try:
-                    report = next(run)
-                except StopIteration as end:
-                    result: RestoreResult = end.value
-                    break
-                preview = None
-                if report.preview is not None:
-                    preview = job.layout.to_user(canvas.image(fallback, (tile, report.preview)),
-                                                 dtype=job.output_dtype)
-                yield StepReport(iteration=done + report.iteration, loss=report.loss,
-                                 elapsed=report.elapsed, signals=report.signals,
-                                 preview=preview, max_iterations=cap, tile=index,
-                                 tiles=len(tiles))
-        finally:
-            run.close()
+
+        # a tile's report as the whole image's: iterations over all tiles, the blend so far
+        def whole_image(report: StepReport, tile: Tile = tile, index: int = index,
+                        done: int = done) -> StepReport:
+            preview = None
+            if report.preview is not None:
+                preview = job.layout.to_user(canvas.image(fallback, (tile, report.preview)),
+                                             dtype=job.output_dtype)
+            return StepReport(iteration=done + report.iteration, loss=report.loss,
+                              elapsed=report.elapsed, signals=report.signals, preview=preview,
+                              max_iterations=cap, tile=index, tiles=len(tiles))
+
+        result = yield from _relayed(_fit(job.tile_job(tile), device, scale, start, noise),
+                                     whole_image)
         if result.iterations == 0:  # stopped before its first step: nothing to blend
             break
         canvas.add(tile, result.image)
@@ -965,6 +961,22 @@ def _fit_tiled(job: RestoreJob, device: torch.device, scale: int, start: float,
         metrics=_metrics_of(job, final),
         uncertainty=uncertainty,
     )
+
+
+def _relayed(run: RestoreGenerator,
+             convert: Callable[[StepReport], StepReport]) -> RestoreGenerator:
+    """Yield ``convert(report)`` for each of ``run``'s reports and return its result;
+    ``run`` is closed (its memory freed) also when the caller closes this generator."""
+    try:
+        while True:
+            try:
+                report = next(run)
+            except StopIteration as end:
+                result: RestoreResult = end.value
+                return result
+            yield convert(report)
+    finally:
+        run.close()
 
 
 def _merged_history(results: list[RestoreResult]) -> dict[str, np.ndarray]:
