@@ -89,12 +89,27 @@ def test_docs_url_is_a_link() -> None:
     assert _help.docs_url().startswith("https://")
 
 
-def _estimate(per_step: float, iterations: int, *, fits: bool = True) -> Estimate:
+def _estimate(per_step: float, iterations: int, *, fits: bool = True,
+              canvas: tuple[int, int] = (0, 0), device: str = "cpu") -> Estimate:
     return Estimate(seconds=per_step * iterations, seconds_per_iteration=per_step,
                     iterations=iterations, peak_memory_bytes=310_000_000,
-                    available_memory_bytes=8_000_000_000, device="cpu", fits=fits,
+                    available_memory_bytes=8_000_000_000, device=device, fits=fits,
+                    canvas=canvas,
                     advice="" if fits else "needs about 9.0 GB on cpu but only 8.0 GB is "
                                            "available; try a smaller width (32 instead of 64)")
+
+
+def test_the_estimate_suggests_tiles_for_large_images_on_a_cpu() -> None:
+    quick = RestoreParameters.for_task("denoise", preset="quick")
+    hint = f"tile {_estimating.TILE_HINT} would finish sooner"
+    assert hint in _estimating.estimate_text(_estimate(0.8, 1500, canvas=(512, 512)), quick)
+    for found, params in [
+            (_estimate(0.8, 1500, canvas=(512, 512)), quick.replace(tile=128)),
+            (_estimate(0.01, 1500, canvas=(512, 512), device="cuda:0 (H100)"), quick),
+            (_estimate(0.05, 1500, canvas=(128, 192)), quick),
+            (_estimate(25.0, 10000, canvas=(512, 512)),
+             RestoreParameters.for_task("denoise", preset="paper"))]:
+        assert hint not in _estimating.estimate_text(found, params)
 
 
 def test_estimate_text_says_time_per_step_cap_usual_range_and_memory() -> None:
