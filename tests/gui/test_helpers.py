@@ -107,6 +107,7 @@ def test_the_estimate_suggests_tiles_for_large_images_on_a_cpu() -> None:
             (_estimate(0.8, 1500, canvas=(512, 512)), quick.replace(tile=128)),
             (_estimate(0.01, 1500, canvas=(512, 512), device="cuda:0 (H100)"), quick),
             (_estimate(0.05, 1500, canvas=(128, 192)), quick),
+            (_estimate(0.2, 1500, canvas=(256, 384)), quick),
             (_estimate(25.0, 10000, canvas=(512, 512)),
              RestoreParameters.for_task("denoise", preset="paper"))]:
         assert hint not in _estimating.estimate_text(found, params)

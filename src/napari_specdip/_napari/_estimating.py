@@ -128,15 +128,15 @@ def estimate_text(found: Estimate, params: RestoreParameters, planes: int = 1) -
     return " · ".join(parts)
 
 
-#: the tile the estimate suggests on a CPU for images of at least twice its side
-#: (benchmarks/tiling.py, quick: +0.22 dB in 0.79x the time at 256 px; at 512 px 28.4 dB in
-#: 7.6 min where one network had 27.7 dB at 10 min)
+#: the tile the estimate suggests on a CPU for images of at least four times its side
+#: (benchmarks/tiling.py, quick, at 512 px: +0.06 and +1.41 dB over one network's 10 minutes,
+#: camera 28.4 dB in 7.6 min; at 256 px tiles were faster but -0.5 to +0.5 dB)
 TILE_HINT = 128
 
 
 def suggests_tiles(found: Estimate, params: RestoreParameters) -> bool:
-    """Whether to suggest tiles: an untiled run of an image of at least twice
+    """Whether to suggest tiles: an untiled run of an image of at least four times
     :data:`TILE_HINT` px on a CPU (on a GPU a step costs about the same up to 512 px,
     so tiles only add steps), not the paper's settings."""
     return (found.tiles == 1 and not params.tile and params.preset != "paper"
-            and found.device.startswith("cpu") and max(found.canvas) >= 2 * TILE_HINT)
+            and found.device.startswith("cpu") and max(found.canvas) >= 4 * TILE_HINT)
