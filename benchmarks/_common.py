@@ -11,6 +11,7 @@ import os
 import platform
 import statistics
 import sys
+import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -123,6 +124,27 @@ def map_cases(function: Callable[[dict[str, Any]], Any], cases: Sequence[dict[st
 
     with ProcessPoolExecutor(jobs, mp_context=mp.get_context("spawn")) as pool:
         return list(pool.map(function, cases))
+
+
+def restore_within(budget_s: float | None, image: Any, task: str = "denoise",
+                   **options: Any) -> tuple[Any, float]:
+    """``restore`` with a time budget, as the widget's worker does it: the engine's
+    interrupt is set once a report's elapsed time reaches ``budget_s`` (None or 0:
+    none), and the result so far comes back; with the wall seconds of the call."""
+    import threading
+
+    from napari_specdip import iter_restore
+    from napari_specdip.core.engine import run_to_end
+
+    stop = threading.Event()
+
+    def watch(report: Any) -> None:
+        if budget_s and report.elapsed >= budget_s:
+            stop.set()
+
+    start = time.perf_counter()
+    result = run_to_end(iter_restore(image, task, interrupt=stop, **options), watch)
+    return result, time.perf_counter() - start
 
 
 def median(values: Sequence[float]) -> float:

@@ -19,8 +19,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-import threading
-import time
 from pathlib import Path
 from typing import Any
 
@@ -37,20 +35,8 @@ IMAGES = ("camera", "astronaut", "nuclei2")
 def _run(noisy: np.ndarray, axis: int | None, params: Any, budget_s: float | None
          ) -> tuple[np.ndarray, float, int, str]:
     """One run as the widget's worker does it: the time budget through the interrupt."""
-    from napari_specdip.core.engine import plan_restore, run_to_end
-    from napari_specdip.core.results import StepReport
-
-    interrupt = threading.Event()
-    job = plan_restore(noisy, "denoise", channel_axis=axis, parameters=params,
-                       interrupt=interrupt)
-
-    def watch(report: StepReport) -> None:
-        if budget_s is not None and report.elapsed >= budget_s:
-            interrupt.set()
-
-    start = time.perf_counter()
-    result = run_to_end(job.run(), watch)
-    seconds = time.perf_counter() - start
+    result, seconds = _common.restore_within(budget_s, noisy, channel_axis=axis,
+                                             parameters=params)
     return np.asarray(result.image, dtype=np.float64), seconds, result.iterations, result.stop_reason
 
 

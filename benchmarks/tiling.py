@@ -49,21 +49,9 @@ def blend_band(height: int, width: int, tile: int, overlap: int) -> npt.NDArray[
 
 def _run(observed: npt.NDArray[Any], clean: npt.NDArray[Any], options: dict[str, Any],
          budget: float) -> dict[str, Any]:
-    import threading
-
-    from napari_specdip import iter_restore
-    from napari_specdip.core.engine import run_to_end
-
-    stop = threading.Event()
-    start = time.perf_counter()
-
-    def watch(report: Any) -> None:
-        if budget > 0 and report.elapsed >= budget:
-            stop.set()
-
-    result = run_to_end(iter_restore(observed, interrupt=stop, **options), watch)
+    result, seconds = _common.restore_within(budget, observed, **options)
     image = np.clip(np.asarray(result.image, dtype=np.float64), 0.0, 1.0)
-    return {"psnr": ev.psnr(image, clean), "seconds": time.perf_counter() - start,
+    return {"psnr": ev.psnr(image, clean), "seconds": seconds,
             "iterations": result.iterations, "stop": result.stop_reason, "image": image}
 
 

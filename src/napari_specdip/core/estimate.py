@@ -478,6 +478,7 @@ def memory_advice(job: RestoreJob, needed: int, available: int,
     and another device."""
     from napari_specdip.core.devices import available_devices, describe_device, resolve_device
     from napari_specdip.core.imaging import MIN_SIDE
+    from napari_specdip.core.params import MIN_TILE
 
     p = job.params
     dev = resolve_device(device if device is not None else p.device)
@@ -496,7 +497,7 @@ def memory_advice(job: RestoreJob, needed: int, available: int,
         side = max(MIN_SIDE, int(side * 0.8))
     if memory_needed(_with(job, side=side), dev).total <= budget and side < max(height, width):
         tips.append(f"a crop of at most {side} x {side} px, or tiles of that size "
-                    f"(tile={max(side - 2 * p.tile_overlap, 32)})")
+                    f"(tile={max(side - 2 * p.tile_overlap, MIN_TILE)})")
     others = [name for name, _ in available_devices()
               if resolve_device(name) != dev and name != "cpu"]
     if dev.type != "cpu":

@@ -240,7 +240,7 @@ class RestoreParameters:
     tile : int
         0 (default): fit the whole image with one network. N > 0: fit an image
         larger than N px (plus margins) as tiles of at most N x N px, each with its
-        own network, stop and noise-free seams (see ``tile_overlap``); a network
+        own network and stop, blended where they overlap (``tile_overlap``); a network
         fits a small image in far fewer steps, so a large image finishes sooner
         on a CPU (benchmarks/tiling.py: a 512 px image as 128 px tiles, 0.7 dB
         higher in 3/4 of the time the whole-image fit was given).
