@@ -167,3 +167,22 @@ def test_typical_stop_and_the_estimate_in_words() -> None:
     stack = describe_estimate(est, 3, params=balanced, size=(128, 128))
     assert "(3000 iterations per slice, 3 slices)" in stack and "(7-26 min in all)" in stack
 
+
+
+def test_the_estimate_in_words_of_a_tiled_run() -> None:
+    """Each tile stops on its own: the typical stop of the largest tile, per tile, and
+    the time for all of them (its area-weighted count, ``tile_load``)."""
+    from types import SimpleNamespace
+
+    from napari_specdip.cli.runner import describe_estimate, rough_seconds
+    from napari_specdip.core.estimate import typical_stop
+    from napari_specdip.core.params import RestoreParameters
+
+    quick = RestoreParameters.for_task("denoise", preset="quick", tile=128)
+    est = SimpleNamespace(seconds=900.0, seconds_per_iteration=0.05, iterations=16 * 1500,
+                          peak_memory_bytes=2_000_000, available_memory_bytes=8_000_000_000,
+                          device="cpu", tiles=16, tile_load=12.0, canvas=(160, 160))
+    low, high = typical_stop(quick, 160, 160) or (0, 0)
+    text = describe_estimate(est, params=quick, size=(512, 512))
+    assert f"usually stops after {low}-{high} iterations per tile (16 tiles)" in text
+    assert f"({rough_seconds(low * 0.05 * 12.0, high * 0.05 * 12.0)} in all)" in text
