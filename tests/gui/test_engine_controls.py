@@ -336,6 +336,9 @@ def test_a_tiled_run_restores_the_whole_image_tile_by_tile(
     image = viewer.add_image(sample.image, name="cells", scale=(0.5, 0.5))
     widget = open_widget(task="denoise", iterations=4, stop="none", tile=32)
     widget.image.value = image
+    widget.tile_overlap.value = 20  # more than half a tile: refused before any work
+    assert widget.start() is None and "tile_overlap" in widget.last_error
+    widget.tile_overlap.value = 8
     seen: list[str] = []
     shown = widget.run_progress
 
@@ -351,5 +354,11 @@ def test_a_tiled_run_restores_the_whole_image_tile_by_tile(
     assert out.data.shape == image.data.shape and out.data.dtype == image.data.dtype
     assert tuple(out.scale) == (0.5, 0.5)
     assert meta["parameters"]["tile"] == 32 and meta["parameters"]["tiles_restored"] == 9
+    assert meta["parameters"]["tile_overlap"] == 8
     assert meta["iterations"] == 9 * 4 and len(meta["parameters"]["tiles"]) == 9
     assert any("tile 9 of 9" in text for text in seen), seen
+    # the charts show the last tile alone, on its own iterations, and where it stopped
+    charts = widget.charts
+    assert charts.title_label.text() == "tile 9 of 9"
+    assert list(charts.iterations("loss")) == [1.0, 2.0, 3.0, 4.0]
+    assert charts.stop_iteration == 4 and charts.stop_reason == "max_iterations"

@@ -56,6 +56,9 @@ TOOLTIPS: dict[str, str] = {
              "image in far fewer steps, so large images finish much sooner on a CPU (a "
              "512 px photo as 128 px tiles: higher quality in 3/4 of the time). Stacks "
              "are then not warm-started."),
+    "tile_overlap": ("With tiles: how far each tile reaches into its neighbours, in pixels. "
+                     "Tiles are blended over this band, so a wider one hides the seams better "
+                     "and costs more steps; at most half the tile."),
     "warm_start": ("Stacks: start each slice from the network the previous slice ended "
                    "with, instead of from scratch. Neighbouring slices look alike, so each "
                    "fit starts close and usually stops sooner; every slice still has its "

@@ -122,6 +122,9 @@ class RunSession:
         self._reused_region = region_layer is not None
         self._preview_data: np.ndarray | None = None
         self._plane = -1
+        # a tiled run's charts show one tile at a time, on that tile's own iterations
+        self._tile = -1
+        self._tile_offset = 0
         self._last_ui = 0.0
         self._last_region_preview = -1.0
         self._queue: list[RestoreJob] = []
@@ -197,11 +200,18 @@ class RunSession:
         charts = self.charts
         if k != self._plane:
             self._plane = k
+            self._tile = -1
             if k and charts is not None:
                 charts.reset(has_reference=charts.has_reference, title=plan.plane_title(k))
             self._follow_plane(k)
+        if report.tiles > 1 and report.tile != self._tile:
+            self._tile, self._tile_offset = report.tile, report.iteration - 1
+            if charts is not None:
+                charts.reset(has_reference=charts.has_reference,
+                             title=_tile_title(plan.plane_title(k), report.tile, report.tiles))
         if charts is not None:
-            charts.add_report(report, schedule=False)
+            charts.add_report(report if report.tiles <= 1 else dataclasses.replace(
+                report, iteration=report.iteration - self._tile_offset), schedule=False)
         self.progress.update(k, report.iteration, report.elapsed, cap=report.max_iterations,
                              tile=report.tile, tiles=report.tiles)
         if report.preview is not None:
@@ -302,9 +312,15 @@ class RunSession:
         last = results[-1] if results else None
         charts = self.charts
         if charts is not None and last is not None and self.plan is not None:
+            # a tiled result: the charts show its last tile, on that tile's iterations
+            shown = last.parameters.get("tiles") or [{
+                "stop_reason": last.stop_reason, "stop_iteration": last.stop_iteration,
+                "iterations": last.iterations}]
+            tile = shown[-1]
+            reason = "stopped" if last.stop_reason == "stopped" else tile["stop_reason"]
             try:
-                charts.mark_stop(last.stop_iteration if last.stop_reason != "stopped"
-                                 else last.iterations, self._reason(last.stop_reason))
+                charts.mark_stop(tile["stop_iteration"] if reason != "stopped"
+                                 else tile["iterations"], self._reason(reason))
                 charts.flush()
             except RuntimeError:  # the charts dock was deleted with the viewer
                 self.charts = None
@@ -422,3 +438,9 @@ class RunSession:
         listener = self.listener
         if listener is not None:
             listener.run_ended(self)
+
+
+def _tile_title(plane: str, tile: int, tiles: int) -> str:
+    """The charts' title during a tiled run, e.g. ``"z = 2 (3 of 5), tile 4 of 9"``."""
+    where = f"tile {tile + 1} of {tiles}"
+    return f"{plane}, {where}" if plane else where

@@ -249,10 +249,12 @@ class RestoreWidget(Container[Widget]):
         self.holdout = FloatSpinBox(label="held-out pixels", min=0.0, max=0.45, step=0.05,
                                     tooltip=tip["holdout"])
         self.backtrack = CheckBox(text="backtrack on divergence", tooltip=tip["backtrack"])
+        self.tile_overlap = SpinBox(label="tile overlap (px)", value=16, min=0, max=4096,
+                                    step=4, tooltip=tip["tile_overlap"])
         self.advanced = Container(labels=True, widgets=[
             self.upsampler, self.sigmas, self.learning_rate, self.network, self.output,
             self.stop_window, self.stop_epsilon, self.signal_every, self.holdout,
-            self.backtrack,
+            self.backtrack, self.tile_overlap,
         ])
         self.advanced.visible = False
 
@@ -338,7 +340,7 @@ class RestoreWidget(Container[Widget]):
         self.side_by_side.changed.connect(self.set_side_by_side)
         for control in (self.image, self.task, self.preset, self.net_width,
                         self.max_iterations, self.device, self.factor, self.ensemble,
-                        self.tile, self.stack, self.mask, self.stop, self.holdout, self.output,
+                        self.tile, self.tile_overlap, self.stack, self.mask, self.stop, self.holdout, self.output,
                         self.signal_every, self.network, self.upsampler, self.noise):
             control.changed.connect(self._update_estimate)
         self.native.destroyed.connect(self._on_destroyed)
@@ -886,6 +888,7 @@ class RestoreWidget(Container[Widget]):
             "seed": int(self.seed.value),
             "ensemble": int(self.ensemble.value),
             "tile": int(self.tile.value),
+            "tile_overlap": int(self.tile_overlap.value),
             "preview_every": int(self.preview_every.value),
             "upsampler": self.upsampler.value,
             "learning_rate": parse_number(self.learning_rate.value, "learning rate",
