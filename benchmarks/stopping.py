@@ -8,6 +8,11 @@ engine feeds them, one value per evaluated step:
 - ``auto`` (the default of the quick and balanced presets):
   :class:`~napari_specdip.stopping.HoldoutRule` on the held-out error of the
   moving average; the result is the moving average at the rule's minimum.
+  When denoising it watches, as the engine does, the estimated error of the
+  moving average (``error_estimate_ema``, recorded by ``trajectories.py`` since
+  2026-12-03; older records fall back to the held-out loss).
+- ``plain``: the same rule on the held-out loss alone (the engine's choice until
+  2026-12-03, and still for inpainting and deblocking), for comparison.
 - ``ratio`` (the paper's rule, paper preset): the blur/sharpness ratio rule
   (window 100, epsilon 0.01); the result is the last iterate when it fires.
 - ``wmv`` (ES-WMV as published): the moving average at the variance minimum
@@ -43,7 +48,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import _common  # noqa: E402
 
-RULES = ("auto", "ratio", "wmv")
+RULES = ("auto", "plain", "ratio", "wmv")
 GOALS = {"mean_gap": 0.3, "max_gap": 0.6, "past_peak": 500, "over_nl_means": 1.0}
 
 
@@ -74,11 +79,13 @@ def replay(record: dict[str, Any], rule: str) -> Outcome:
     iterations = _column(curves, "signal_iteration").astype(int)
     p = RestoreParameters.for_task("denoise")
     every = int(c["signal_every"])
-    built = make_rules(rule, window=p.stop_window, epsilon=p.stop_epsilon,
-                       patience=p.wmv_patience, every=every,
+    built = make_rules("auto" if rule == "plain" else rule, window=p.stop_window,
+                       epsilon=p.stop_epsilon, patience=p.wmv_patience, every=every,
                        holdout_patience=p.holdout_patience)
     made = built[0]
-    signal = {"auto": "holdout_loss_ema", "ratio": "ratio", "wmv": "variance"}[rule]
+    estimated = np.isfinite(_column(curves, "error_estimate_ema")).any()
+    signal = {"auto": "error_estimate_ema" if estimated else "holdout_loss_ema",
+              "plain": "holdout_loss_ema", "ratio": "ratio", "wmv": "variance"}[rule]
     values = _column(curves, signal)
     # what the rule's output choice returns: the moving average, or the paper's last iterate
     psnr = _column(curves, "psnr" if rule == "ratio" else "psnr_ema")
@@ -176,7 +183,7 @@ def main(argv: list[str] | None = None) -> int:
                                                          markdown=args.markdown), "")
     for keys in (("kind",), ("width",), ("size",), ("degradation",)):
         table = []
-        for rule in ("auto", "ratio"):
+        for rule in ("auto", "plain", "ratio"):
             table += [[rule, *row] for row in summarise(rows, keys, rule)]
         _common.echo(f"## By {keys[0]}", "", _common.format_table(
             ["rule", *keys, *header[1:]], table, markdown=args.markdown), "")
@@ -184,13 +191,14 @@ def main(argv: list[str] | None = None) -> int:
                f"{r['best']:.2f}", f"{r['peak_iteration']:.0f}",
                f"{r['auto']['psnr']:.2f}", f"{r['auto']['gap']:.2f}",
                f"{r['auto']['stop']}{'' if r['auto']['fired'] else '*'}",
+               f"{r['plain']['gap']:.2f}",
                f"{r['ratio']['psnr']:.2f}", f"{r['ratio']['gap']:.2f}",
                f"{r['ratio']['stop']}{'' if r['ratio']['fired'] else '*'}",
                "-" if r["nl_means"] is None else f"{r['nl_means']:.2f}",
                "-" if r["bm3d"] is None else f"{r['bm3d']:.2f}"] for r in rows]
     _common.echo("## Every run", "", _common.format_table(
         ["image", "kind", "degradation", "px", "width", "best", "peak at", "auto PSNR",
-         "auto gap", "auto stop", "paper PSNR", "paper gap", "paper stop", "NL-means", "BM3D"],
+         "auto gap", "auto stop", "plain gap", "paper PSNR", "paper gap", "paper stop", "NL-means", "BM3D"],
         detail, markdown=args.markdown), "")
     if args.json:
         args.json.write_text(json.dumps(rows, indent=1))

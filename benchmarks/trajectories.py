@@ -42,7 +42,8 @@ import _evalset  # noqa: E402
 
 #: history columns kept per evaluated step
 COLUMNS = ("signal_iteration", "psnr", "psnr_ema", "ssim_ema", "ratio", "variance",
-           "holdout_loss", "holdout_loss_ema", "fbc1", "fbc5")
+           "holdout_loss", "holdout_loss_ema", "fit_loss", "fit_loss_ema", "error_estimate",
+           "error_estimate_ema", "fbc1", "fbc5")
 
 
 @dataclass(frozen=True)
@@ -175,7 +176,8 @@ def run(config: Config, device: str) -> dict[str, Any]:
                               "seconds": seconds, "device": result.device,
                               "iterations": result.iterations,
                               "depth": result.parameters["depth"],
-                              "observation_psnr": _evalset.psnr(observation, clean)}
+                              "observation_psnr": _evalset.psnr(observation, clean),
+                              "stop_noise_variance": result.parameters["stop_noise_variance"]}
     record["curves"] = {c: [_round(v) for v in np.asarray(h[c], dtype=float)]
                         for c in COLUMNS if c in h}
     loss = np.asarray(h["loss"], dtype=float)

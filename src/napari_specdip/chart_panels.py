@@ -100,10 +100,14 @@ LOSS = Panel(
     help=("Mean squared difference between the output and the degraded input. It keeps "
           "falling as the network reproduces more, noise included, so a low loss is not "
           "the goal. The held-out pixels (left out of the fit) fall, then rise again once "
-          "the network reproduces noise: the auto stop rule returns their minimum."),
+          "the network reproduces noise. When denoising, the auto stop rule watches the "
+          "estimated error of the averaged output (from the held-out and the fitted "
+          "pixels' loss and the noise level) and returns its minimum; otherwise the "
+          "held-out pixels' minimum."),
     series=(Series("loss", "loss", "#e8912d", width=1.2),
             Series("holdout_loss", "held-out pixels", "#36a3d9", "dotted", 1.2),
-            Series("holdout_loss_ema", "held-out, averaged", "#3b6fb6", "dashed", 2.0)),
+            Series("holdout_loss_ema", "held-out, averaged", "#3b6fb6", "dashed", 2.0),
+            Series("error_estimate_ema", "estimated error, averaged", "#c0392b", "dashed", 2.0)),
     log_y=True,
 )
 
@@ -128,7 +132,7 @@ PANELS: dict[str, Panel] = {p.key: p for p in (FBC, RATIO, LOSS, QUALITY)}
 
 #: the stop marker's words, by stop reason
 STOP_WORDS: dict[str, str] = {
-    "holdout": "held-out minimum",
+    "holdout": "error minimum (held-out)",
     "ratio": "blur/sharpness rule",
     "wmv": "ES-WMV (variance) rule",
     "max_iterations": "iteration cap",

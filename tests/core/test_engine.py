@@ -280,19 +280,54 @@ def test_small_images_work_at_the_default_depth(shape: tuple[int, int], task: st
     assert result.image.shape == tuple(s * (factor or 1) for s in shape)
 
 
-def test_auto_stop_returns_the_held_out_minimum() -> None:
+def test_auto_stop_returns_the_minimum_of_the_estimated_error() -> None:
     image = np.random.default_rng(0).random((32, 32))
     params = RestoreParameters.for_task("denoise", holdout_patience=10, signal_every=1)
     assert params.stop == "auto" and params.output == "ema" and params.holdout > 0
     result = restore(image, width=8, depth=3, max_iterations=300, parameters=params)
     history = result.history
-    held_out = history["holdout_loss_ema"]
+    held_out = history["error_estimate_ema"]
     best = int(np.argmin(held_out))
     assert result.stop_reason == "holdout" and result.iterations < 300
     # the output of the minimum is returned, and the run stops 10 iterations after it
     assert result.stop_iteration == history["signal_iteration"][best]
     assert result.iterations == result.stop_iteration + 10
     assert len(held_out) == len(history["signal_iteration"]) == result.iterations
+
+
+def test_the_error_estimate_follows_the_true_error() -> None:
+    rng = np.random.default_rng(0)
+    yy, xx = np.mgrid[0:48, 0:48] / 48.0
+    clean = 0.5 + 0.3 * np.sin(6 * xx) * np.cos(4 * yy)
+    noisy = clean + rng.normal(0, 0.1, clean.shape)
+    params = RestoreParameters.for_task("denoise", width=8, depth=3, max_iterations=200,
+                                        stop="none", learning_rate=0.01)
+    result = restore(noisy, parameters=params, reference=clean)
+    h = result.history
+    low, high = result.intensity_range
+    true_mse = 10 ** (-h["psnr_ema"] / 10) / (high - low) ** 2  # in the fitted [0, 1] units
+    estimate = h["error_estimate_ema"]
+    assert np.corrcoef(true_mse, estimate)[0, 1] > 0.95
+    # its minimum lies within a few signal steps of the true error's
+    assert abs(int(np.argmin(estimate)) - int(np.argmin(true_mse))) <= 5
+    noise = result.parameters["stop_noise_variance"]
+    assert noise * (high - low) ** 2 == pytest.approx(0.1**2, rel=0.2)
+    # the fitted pixels' loss is what the estimate starts from
+    assert np.all(h["fit_loss_ema"] > 0) and np.all(h["holdout_loss_ema"] > 0)
+
+
+def test_without_a_noise_level_auto_watches_the_held_out_loss() -> None:
+    image = np.random.default_rng(0).random((32, 32))
+    mask = np.zeros((32, 32), bool)
+    mask[10:14, 10:14] = True
+    params = RestoreParameters.for_task("inpaint", holdout_patience=10, signal_every=1,
+                                        stop="auto", holdout=0.1, output="ema")
+    result = restore(image, "inpaint", mask=mask, width=8, depth=3, max_iterations=300,
+                     parameters=params)
+    assert result.parameters["stop_noise_variance"] is None
+    assert "error_estimate_ema" not in result.history
+    best = int(np.argmin(result.history["holdout_loss_ema"]))
+    assert result.stop_iteration == result.history["signal_iteration"][best]
 
 
 def test_warm_started_run_waits_its_own_patience() -> None:

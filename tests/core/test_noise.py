@@ -14,6 +14,7 @@ from napari_specdip.core.noise import (
     StabilisedDomain,
     anscombe,
     estimate_poisson_gaussian,
+    estimate_white_noise_variance,
 )
 from napari_specdip.samples import noisy_microscopy
 
@@ -198,3 +199,39 @@ def test_examples(name: str) -> None:
 
     result = doctest.testmod(importlib.import_module(name), optionflags=doctest.ELLIPSIS)
     assert result.failed == 0 and result.attempted > 0
+
+
+@pytest.mark.parametrize("sigma", [0.02, 0.1])
+@pytest.mark.parametrize("channels", [1, 3])
+def test_white_noise_variance_of_a_smooth_image(sigma: float, channels: int) -> None:
+    rng = np.random.default_rng(1)
+    yy, xx = np.mgrid[0:96, 0:96] / 96.0
+    clean = 0.5 + 0.3 * np.sin(4 * xx + 2 * yy)[..., None] * np.linspace(0.5, 1, channels)
+    noisy = clean + rng.normal(0, sigma, clean.shape)
+    estimate = estimate_white_noise_variance(noisy if channels > 1 else noisy[..., 0])
+    assert estimate == pytest.approx(sigma**2, rel=0.1)
+
+
+def test_white_noise_variance_samples_large_images_reproducibly() -> None:
+    noisy = np.random.default_rng(2).normal(0.5, 0.05, (300, 300, 3))
+    first = estimate_white_noise_variance(noisy, max_patches=5000)
+    assert first == estimate_white_noise_variance(noisy, max_patches=5000)
+    assert first == pytest.approx(0.05**2, rel=0.1)
+    with pytest.raises(ValueError, match="smaller than"):
+        estimate_white_noise_variance(np.zeros((5, 40)))
+
+
+def test_denoising_records_the_noise_level_of_its_stop() -> None:
+    rng = np.random.default_rng(3)
+    yy, xx = np.mgrid[0:48, 0:48] / 48.0
+    noisy = 0.5 + 0.2 * np.cos(3 * xx) * np.sin(2 * yy) + rng.normal(0, 0.08, (48, 48))
+    result = restore(noisy, width=8, depth=3, max_iterations=5)
+    assert result.parameters["stop_noise_variance"] == pytest.approx(
+        estimate_white_noise_variance(noisy), rel=1e-9)
+    # the fitted space is the image scaled to its own range
+    low, high = result.intensity_range
+    assert result.parameters["stop_noise_variance"] * (high - low) ** 2 == pytest.approx(
+        0.08**2, rel=0.15)
+    inpainted = restore(noisy, "inpaint", mask=np.zeros((48, 48), bool) | (xx > 0.9),
+                        width=8, depth=3, max_iterations=2)
+    assert inpainted.parameters["stop_noise_variance"] is None

@@ -76,6 +76,9 @@ def test_a_tiled_run_reports_over_all_tiles_and_keeps_the_input_layout() -> None
     assert result.iterations == tiles * 6 and result.stop_reason == "max_iterations"
     assert result.parameters["tile"] == 32 and result.parameters["tiles_restored"] == tiles
     assert [t["iterations"] for t in result.parameters["tiles"]] == [6] * tiles
+    # each tile's hold-out stop measures the noise on its own pixels
+    assert all(t["stop_noise_variance"] > 0 for t in result.parameters["tiles"])
+    assert "stop_noise_variance" not in result.parameters
     h = result.history
     assert len(h["iteration"]) == len(h["loss"]) == tiles * 6
     assert len(h["signal_iteration"]) == len(h["fbc1"]) == len(h["signal_tile"]) == tiles * 3

@@ -98,8 +98,9 @@ def test_auto_stop_needs_held_out_pixels_and_stops_at_their_minimum(
     assert charts.stop_iteration == meta["stop_iteration"]
     loss_panel = charts.panels["loss"]
     assert loss_panel.stop_label.toPlainText() == (
-        f"stop at {meta['stop_iteration']}: held-out minimum")
-    assert "stop: held-out pixels' error at its minimum" in widget.status.value
+        f"stop at {meta['stop_iteration']}: error minimum (held-out)")
+    assert ("stop: the error estimated from the held-out pixels at its minimum"
+            in widget.status.value)
     assert f"the output of iteration {meta['stop_iteration']}." in widget.status.value
 
 

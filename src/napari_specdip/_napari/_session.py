@@ -387,7 +387,7 @@ class RunSession:
     def _words(self, reason: str) -> str:
         """A stop reason for the status line."""
         if reason == "holdout":
-            return "held-out pixels' error at its minimum"
+            return "the error estimated from the held-out pixels at its minimum"
         return self._reason(reason)
 
     def _reason(self, reason: str) -> str:

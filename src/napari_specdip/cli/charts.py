@@ -16,9 +16,10 @@ import numpy.typing as npt
 from napari_specdip.chart_panels import BAND_LABELS, FBC, LOSS, QUALITY, RATIO, Series, stop_text
 
 FBC_LABELS = BAND_LABELS
-#: the held-out pixels' error on the loss chart (the ``auto`` stop's signal)
-HELD_OUT = Series("holdout_loss", "held-out pixels (the auto stop's signal)", "#3b6fb6",
-                  "dashed", 1.5)
+#: the held-out pixels' error on the loss chart (the ``auto`` stop's signal, but when
+#: denoising: then the estimated error is)
+HELD_OUT = Series("holdout_loss", "held-out pixels", "#3b6fb6", "dashed", 1.5)
+ESTIMATE = Series("error_estimate", "estimated error", "#c0392b", "dashed", 1.5)
 _LINESTYLES = {"solid": "-", "dashed": "--", "dotted": ":"}
 
 
@@ -114,12 +115,20 @@ def loss_chart(history: dict[str, npt.NDArray[Any]], path: Path, *,
     ax = fig.subplots()
     loss = np.asarray(history["loss"], dtype=float)
     _plot(ax, history["iteration"], loss, LOSS.series[0])
-    # the hold-out stop's signal: the error on the pixels left out of the fit (of the
-    # moving average when the result is one), which turns up once noise is being fitted
-    held = next((k for k in ("holdout_loss_ema", "holdout_loss") if k in history), None)
-    if held is not None:
-        values = np.asarray(history[held], dtype=float)
-        _plot(ax, _signal_x(history), values, HELD_OUT)
+    # the auto stop's signals: the error on the pixels left out of the fit and, when
+    # denoising, the estimated error of the whole output (of the moving average when
+    # the result is one); the rule returns the minimum of the last one drawn
+    held = None
+    for series in (HELD_OUT, ESTIMATE):
+        key = next((k for k in (f"{series.key}_ema", series.key) if k in history), None)
+        if key is None:
+            continue
+        held = key
+        values = np.asarray(history[key], dtype=float)
+        label = series.label + (" (the auto stop's signal)" if series is ESTIMATE
+                                or "error_estimate" not in history
+                                and "error_estimate_ema" not in history else "")
+        _plot(ax, _signal_x(history), values, series, label)
         loss = np.concatenate([loss, values])
     if np.all(loss[np.isfinite(loss)] > 0):
         ax.set_yscale("log")

@@ -38,8 +38,9 @@ END = "<!-- end of generated: {} -->"
 #: what each stopping rule does, in the words of the help
 STOP_WORDS = {
     "auto": "hold-out: --holdout of the pixels are left out of the fit, and the run stops "
-            "once their error has not improved for a while and keeps the output of its "
-            "minimum; needs --holdout > 0",
+            "once their error (denoising: the output's error estimated from them, the "
+            "fitted pixels and the noise level) has not improved for a while and keeps the "
+            "output of its minimum; needs --holdout > 0",
     "ratio": "the paper's blur/sharpness ratio rule",
     "wmv": "ES-WMV: stop once the variance of recent outputs has not reached a new minimum "
            "for a while, keeping the output of that minimum",

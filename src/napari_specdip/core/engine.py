@@ -20,7 +20,8 @@ from napari_specdip.core.ensemble import (SnapshotWindow, ensemble_mean, spread_
                                           stack_decoders, std_to_user)
 from napari_specdip.core.imaging import Layout, as_hwc, intensity_range, pad_amounts, pad_reflect
 from napari_specdip.core.networks import Decoder, SkipNet, build_network
-from napari_specdip.core.noise import NoiseFit, check_noise_estimable, plan_noise
+from napari_specdip.core.noise import (WHITE_NOISE_PATCH, NoiseFit, check_noise_estimable,
+                                       estimate_white_noise_variance, plan_noise)
 from napari_specdip.core.operators import Downsampling, Identity, Inpainting, Operator
 from napari_specdip.core.params import RestoreParameters, auto_depth
 from napari_specdip.core.results import RestoreResult, StepReport
@@ -448,7 +449,8 @@ class _Signals:
     def __init__(self, job: RestoreJob, target: torch.Tensor, op: Operator,
                  crop: tuple[slice, slice], obs_crop: tuple[slice, slice], device: torch.device,
                  reference: torch.Tensor | None, track_variance: bool,
-                 holdout: torch.Tensor | None, noise: NoiseFit | None = None) -> None:
+                 holdout: torch.Tensor | None, noise: NoiseFit | None = None,
+                 noise_variance: float | None = None) -> None:
         from napari_specdip.metrics import SignalMeter
 
         p = job.params
@@ -470,6 +472,8 @@ class _Signals:
                          if track_variance else None)
         # held-out pixels of the original image only (not their reflected copies)
         self.holdout = holdout[(..., *obs_crop)] if holdout is not None else None
+        self.noise_variance = noise_variance if holdout is not None else None
+        self.held_fraction = (float(self.holdout.mean()) if self.holdout is not None else 0.0)
 
     def _holdout_loss(self, out: torch.Tensor) -> torch.Tensor:
         """Mean squared error on the held-out pixels, each member's on its own mask
@@ -481,6 +485,39 @@ class _Signals:
             self.holdout.flatten(1).sum(dim=1) * residual.shape[1])
         loss: torch.Tensor = per_member.mean()
         return loss
+
+    def _fit_loss(self, out: torch.Tensor) -> torch.Tensor:
+        """Mean squared error on the fitted pixels of the original image (not the held-out
+        ones, not the padding), averaged over the members."""
+        assert self.holdout is not None
+        residual = (self.op(out) - self.target)[(..., *self.obs_crop)] ** 2
+        fitted = 1.0 - self.holdout
+        if isinstance(self.op, Inpainting):
+            fitted = fitted * self.op.known[(..., *self.obs_crop)]
+        per_member = (residual * fitted).flatten(1).sum(dim=1) / (
+            fitted.flatten(1).sum(dim=1).clamp_min(1.0) * residual.shape[1])
+        loss: torch.Tensor = per_member.mean()
+        return loss
+
+    def _error_estimate(self, fit: torch.Tensor, held: torch.Tensor) -> torch.Tensor:
+        """The output's mean squared error against the clean image, estimated from its
+        loss on the fitted pixels, on the held-out ones and the noise variance ``v``.
+
+        On a held-out pixel the output never saw the observation: its squared error
+        is the held-out loss less ``v``. On a fitted pixel the output is read as a mix
+        ``a * y + (1 - a) * p`` of the observation and such a prediction ``p``; then
+        the fitting loss is ``(1 - a)**2`` times the held-out loss, which gives ``a``
+        (the output's self-influence), and Stein's unbiased risk estimate for a
+        smoother of divergence ``a`` gives the error there: ``fit + v - 2 v sqrt(fit /
+        held)``. Unlike the held-out loss alone, this follows the fitted pixels too,
+        which keep improving on textures after the held-out pixels have turned.
+        """
+        v = float(self.noise_variance or 0.0)
+        share = torch.sqrt((fit / held.clamp_min(1e-12)).clamp(0.0, 1.0))
+        fitted = fit + v - 2.0 * v * share
+        f = self.held_fraction
+        estimate: torch.Tensor = (1.0 - f) * fitted + f * (held - v)
+        return estimate
 
     def measure(self, members: torch.Tensor, members_ema: torch.Tensor | None
                 ) -> dict[str, float]:
@@ -501,11 +538,15 @@ class _Signals:
                 names.append("variance")
                 values.append(variance[None])
         if self.holdout is not None:
-            names.append("holdout_loss")
-            values.append(self._holdout_loss(members)[None])
-            if members_ema is not None:
-                names.append("holdout_loss_ema")
-                values.append(self._holdout_loss(members_ema)[None])
+            outputs = [("", members)] + ([("_ema", members_ema)] if members_ema is not None
+                                         else [])
+            for suffix, each in outputs:
+                held, fit = self._holdout_loss(each), self._fit_loss(each)
+                names += [f"holdout_loss{suffix}", f"fit_loss{suffix}"]
+                values += [held[None], fit[None]]
+                if self.noise_variance is not None:
+                    names.append(f"error_estimate{suffix}")
+                    values.append(self._error_estimate(fit, held)[None])
         if self.reference is not None and self.ref_gray is not None:
             if self.noise is not None:
                 canvas = self.noise.to_data_torch(canvas)
@@ -631,6 +672,29 @@ def _warn_if_clipped(job: RestoreJob, result: RestoreResult) -> None:
             "use a smaller gain", UserWarning, stacklevel=2)
 
 
+def stop_noise_variance(job: RestoreJob) -> float | None:
+    """The noise variance (in the fitted space) from which the auto stop of ``job``
+    estimates the output's error, or None where it watches the held-out loss alone
+    (benchmarks replay the rule with it)."""
+    noise = _plan_noise(job)
+    return _stop_noise_variance(job.params, job.observation if noise is None
+                                else noise.to_fit(job.observation), noise)
+
+
+def _stop_noise_variance(p: RestoreParameters, obs: npt.NDArray[np.float64],
+                         noise: NoiseFit | None) -> float | None:
+    """The noise variance in the fitted space of a denoising run with held-out pixels:
+    the Poisson-Gaussian model's, or estimated from the image's patches; None for other
+    tasks (their degradation is not white noise) and for images too small to estimate."""
+    if p.task != "denoise" or p.holdout <= 0:
+        return None
+    if noise is not None:
+        return float(noise.record["noise_loss"])
+    if min(obs.shape[:2]) < WHITE_NOISE_PATCH:
+        return None
+    return estimate_white_noise_variance(obs)
+
+
 def _fit(job: RestoreJob, device: torch.device, scale: int, start: float,
          noise: NoiseFit | None) -> RestoreGenerator:
     p = job.params
@@ -705,13 +769,17 @@ def _fit(job: RestoreJob, device: torch.device, scale: int, start: float,
             fit_weight = op.known * fit_weight
     need_variance = (p.track_variance or p.stop == "wmv"
                      or (p.output == "best" and reference is None))
+    stop_noise = _stop_noise_variance(p, obs, noise)
     signals_meter = _Signals(job, y, op, crop, obs_crop, device, reference, need_variance, holdout,
-                             noise)
+                             noise, stop_noise)
+    # with the noise variance known, the auto rule watches the estimated error of the
+    # whole output; without it, the held-out pixels' loss
+    watched = "holdout_loss" if stop_noise is None else "error_estimate"
     rules = make_rules(p.stop, window=p.stop_window, epsilon=p.stop_epsilon,
                        patience=p.wmv_patience, every=p.signal_every,
                        holdout_patience=(p.holdout_patience if job.warm_start is None
                                          else p.holdout_patience_warm),
-                       holdout_signal="holdout_loss_ema" if p.output == "ema" else "holdout_loss")
+                       holdout_signal=watched + ("_ema" if p.output == "ema" else ""))
     optimizer = torch.optim.Adam(net.parameters(), lr=p.learning_rate)
     jitter = isinstance(net, SkipNet)
 
@@ -872,6 +940,7 @@ def _fit(job: RestoreJob, device: torch.device, scale: int, start: float,
                         "channel_axis": job.layout.channel_axis,
                         "input_shape": list(job.layout.shape),
                         "input_dtype": str(job.layout.dtype),
+                        "stop_noise_variance": stop_noise,
                         **({} if noise is None else {"noise_model": noise.record})},
             device=describe_device(device),
             elapsed=time.perf_counter() - start,
@@ -940,7 +1009,8 @@ def _fit_tiled(job: RestoreJob, device: torch.device, scale: int, start: float,
                                 for r in dict.fromkeys(reasons))
     tile_records = [{"box": tile.as_list(), "iterations": r.iterations,
                      "stop_reason": r.stop_reason, "stop_iteration": r.stop_iteration,
-                     "depth": r.parameters["depth"]}
+                     "depth": r.parameters["depth"],
+                     "stop_noise_variance": r.parameters["stop_noise_variance"]}
                     for tile, r in zip(tiles, results, strict=False)]
     return RestoreResult(
         image=job.layout.to_user(final, dtype=job.output_dtype),

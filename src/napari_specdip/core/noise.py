@@ -509,3 +509,59 @@ def plan_noise(observation: Array, known: npt.NDArray[np.bool_] | None, *, low: 
     record["noise_loss"] = (record["mean_variance"] if domain is None
                             else domain.noise_sigma**2)
     return NoiseFit(model=model, domain=domain, record=record)
+
+
+# --------------------------------------------------------------------------- white noise
+
+WHITE_NOISE_PATCH = 7
+_MAX_PATCHES = 40_000
+
+
+def estimate_white_noise_variance(image: npt.ArrayLike, *, patch: int = WHITE_NOISE_PATCH,
+                                  max_patches: int = _MAX_PATCHES, seed: int = 0) -> float:
+    """Variance of additive white noise in an (H, W, C) image, from its patches.
+
+    The covariance of the image's ``patch`` x ``patch`` patches (all channels
+    pooled) has the noise variance as the eigenvalue of every direction that
+    the image's structure leaves empty. Following Chen, Zhu and Heng, the
+    largest eigenvalues are dropped one by one until the mean of those left
+    is no larger than their median, the sign that only noise remains; that
+    mean is the estimate. Texture fills every direction and the estimate then
+    errs high (about 1.2x on scikit-image's grass at 128 px); saturated
+    pixels carry less noise and it errs low on dark, clipped images. Up to
+    ``max_patches`` patches are drawn at random (``seed``) on large images.
+
+    Reference: Chen, Zhu, Heng, "An efficient statistical method for image
+    noise level estimation", ICCV 2015.
+
+    Examples
+    --------
+    >>> rng = np.random.default_rng(0)
+    >>> clean = np.linspace(0.2, 0.8, 64)[None, :, None] * np.ones((64, 1, 1))
+    >>> noisy = clean + rng.normal(0, 0.1, clean.shape)
+    >>> round(estimate_white_noise_variance(noisy) ** 0.5, 2)
+    0.1
+    """
+    from numpy.lib.stride_tricks import sliding_window_view
+
+    data = np.asarray(image, dtype=np.float64)
+    if data.ndim == 2:
+        data = data[..., None]
+    h, w, channels = data.shape
+    if h < patch or w < patch:
+        raise ValueError(f"a {h}x{w} image is smaller than a {patch}x{patch} patch")
+    windows = sliding_window_view(data, (patch, patch), axis=(0, 1))  # (h', w', C, p, p)
+    count = windows.shape[0] * windows.shape[1] * channels
+    chosen = np.arange(count)
+    if count > max_patches:
+        chosen = np.sort(np.random.default_rng(seed).choice(count, max_patches, replace=False))
+    # gathers the chosen patches only (a reshape of the view would copy every patch)
+    rows = windows[np.unravel_index(chosen, windows.shape[:3])].reshape(-1, patch * patch)
+    centred = rows - rows.mean(axis=0)
+    eigenvalues = np.linalg.eigvalsh(centred.T @ centred / len(centred))[::-1]
+    for first in range(len(eigenvalues)):
+        tail = eigenvalues[first:]
+        mean = float(np.mean(tail))
+        if mean <= float(np.median(tail)):
+            return max(mean, 0.0)
+    return max(float(eigenvalues[-1]), 0.0)
