@@ -224,7 +224,7 @@ def test_snapshots_are_the_steps_around_the_returned_iteration(
 
     params = RestoreParameters.for_task("denoise", width=8, depth=3, max_iterations=300,
                                         signal_every=5, stop="auto", holdout_patience=30,
-                                        ensemble=2, seed=0)
+                                        learning_rate=0.01, ensemble=2, seed=0)
     result = restore(image, parameters=params)
     assert result.stop_reason == "holdout" and result.stop_iteration > SNAPSHOT_HALF_WINDOW
     assert seen == [2 * SNAPSHOT_HALF_WINDOW // SNAPSHOT_STRIDE + 1]

@@ -475,29 +475,22 @@ class _Signals:
         self.noise_variance = noise_variance if holdout is not None else None
         self.held_fraction = (float(self.holdout.mean()) if self.holdout is not None else 0.0)
 
-    def _holdout_loss(self, out: torch.Tensor) -> torch.Tensor:
-        """Mean squared error on the held-out pixels, each member's on its own mask
+    def _losses(self, out: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Mean squared error on the held-out pixels and on the fitted ones (of the
+        original image: not their reflected copies), each member's on its own mask
         (the members' mean fits every pixel that some member holds out, so only the
         members themselves are unfitted there), averaged over the members."""
-        assert self.holdout is not None
-        residual = (self.op(out) - self.target)[(..., *self.obs_crop)] ** 2
-        per_member = (residual * self.holdout).flatten(1).sum(dim=1) / (
-            self.holdout.flatten(1).sum(dim=1) * residual.shape[1])
-        loss: torch.Tensor = per_member.mean()
-        return loss
-
-    def _fit_loss(self, out: torch.Tensor) -> torch.Tensor:
-        """Mean squared error on the fitted pixels of the original image (not the held-out
-        ones, not the padding), averaged over the members."""
         assert self.holdout is not None
         residual = (self.op(out) - self.target)[(..., *self.obs_crop)] ** 2
         fitted = 1.0 - self.holdout
         if isinstance(self.op, Inpainting):
             fitted = fitted * self.op.known[(..., *self.obs_crop)]
-        per_member = (residual * fitted).flatten(1).sum(dim=1) / (
-            fitted.flatten(1).sum(dim=1).clamp_min(1.0) * residual.shape[1])
-        loss: torch.Tensor = per_member.mean()
-        return loss
+        losses = []
+        for mask in (self.holdout, fitted):
+            per_member = (residual * mask).flatten(1).sum(dim=1) / (
+                mask.flatten(1).sum(dim=1).clamp_min(1.0) * residual.shape[1])
+            losses.append(per_member.mean())
+        return losses[0], losses[1]
 
     def _error_estimate(self, fit: torch.Tensor, held: torch.Tensor) -> torch.Tensor:
         """The output's mean squared error against the clean image, estimated from its
@@ -541,7 +534,7 @@ class _Signals:
             outputs = [("", members)] + ([("_ema", members_ema)] if members_ema is not None
                                          else [])
             for suffix, each in outputs:
-                held, fit = self._holdout_loss(each), self._fit_loss(each)
+                held, fit = self._losses(each)
                 names += [f"holdout_loss{suffix}", f"fit_loss{suffix}"]
                 values += [held[None], fit[None]]
                 if self.noise_variance is not None:
