@@ -10,7 +10,8 @@ engine feeds them, one value per evaluated step:
   moving average; the result is the moving average at the rule's minimum.
   When denoising it watches, as the engine does, the estimated error of the
   moving average (``error_estimate_ema``, recorded by ``trajectories.py`` since
-  2026-12-03; older records fall back to the held-out loss).
+  2026-12-03, or computed from the recorded losses; records without the fitted
+  pixels' loss fall back to the held-out loss).
 - ``plain``: the same rule on the held-out loss alone (the engine's choice until
   2026-12-03, and still for inpainting and deblocking), for comparison.
 - ``ratio`` (the paper's rule, paper preset): the blur/sharpness ratio rule
@@ -69,6 +70,54 @@ def _column(curves: dict[str, Any], name: str) -> np.ndarray:
     return np.asarray([math.nan if v is None else v for v in values], dtype=float)
 
 
+_NOISE_CACHE: dict[str, float | None] = {}
+
+
+def noise_variance_of(record: dict[str, Any]) -> float | None:
+    """The noise variance the engine's auto stop uses on this run's observation."""
+    if "stop_noise_variance" in record:
+        value = record["stop_noise_variance"]
+        return None if value is None else float(value)
+    c = record["config"]
+    key = f"{c['image']}|{c['size']}|{c['degradation']}|{c['seed']}|{c['holdout']}"
+    if key not in _NOISE_CACHE:  # an older record: the same computation on the same input
+        import _evalset
+
+        from napari_specdip import RestoreParameters
+        from napari_specdip.core.engine import plan_restore, stop_noise_variance
+
+        degradation = _evalset.parse_degradation(c["degradation"])
+        clean = _evalset.load(c["image"], c["size"])
+        observation, missing = degradation.apply(clean, seed=c["seed"])
+        params = RestoreParameters.for_task(degradation.task, holdout=c["holdout"])
+        job = plan_restore(observation, degradation.task, mask=missing,
+                           channel_axis=-1 if clean.ndim == 3 else None, parameters=params,
+                           check_memory=False)
+        _NOISE_CACHE[key] = stop_noise_variance(job)
+    return _NOISE_CACHE[key]
+
+
+def auto_signal(record: dict[str, Any]) -> np.ndarray:
+    """What the engine's auto rule watches in this run: the recorded estimated error, or
+    one computed from the recorded losses with the engine's formula (records of
+    2026-12-03 kept the losses before the estimate), else the held-out loss."""
+    import torch
+
+    from napari_specdip.core.engine import error_estimate
+
+    curves = record["curves"]
+    recorded = _column(curves, "error_estimate_ema")
+    if np.isfinite(recorded).any():
+        return recorded
+    fit = _column(curves, "fit_loss_ema")
+    held = _column(curves, "holdout_loss_ema")
+    noise = noise_variance_of(record) if np.isfinite(fit).any() else None
+    if noise is None:
+        return held
+    return error_estimate(torch.from_numpy(fit), torch.from_numpy(held), noise,
+                          float(record["config"]["holdout"])).numpy()
+
+
 def replay(record: dict[str, Any], rule: str) -> Outcome:
     """Feed ``rule`` the recorded signals of one run, as the engine does."""
     from napari_specdip import RestoreParameters
@@ -83,10 +132,8 @@ def replay(record: dict[str, Any], rule: str) -> Outcome:
                        epsilon=p.stop_epsilon, patience=p.wmv_patience, every=every,
                        holdout_patience=p.holdout_patience)
     made = built[0]
-    estimated = np.isfinite(_column(curves, "error_estimate_ema")).any()
-    signal = {"auto": "error_estimate_ema" if estimated else "holdout_loss_ema",
-              "plain": "holdout_loss_ema", "ratio": "ratio", "wmv": "variance"}[rule]
-    values = _column(curves, signal)
+    signal = {"plain": "holdout_loss_ema", "ratio": "ratio", "wmv": "variance"}.get(rule)
+    values = auto_signal(record) if signal is None else _column(curves, signal)
     # what the rule's output choice returns: the moving average, or the paper's last iterate
     psnr = _column(curves, "psnr" if rule == "ratio" else "psnr_ema")
     returned = len(iterations) - 1

@@ -443,6 +443,33 @@ class RunningVariance:
         return (self.squares / n - mean * mean).clamp_min(0).mean().float()
 
 
+def error_estimate(fit: torch.Tensor, held: torch.Tensor, noise_variance: float,
+                   held_fraction: float) -> torch.Tensor:
+    """An output's mean squared error against the clean image, estimated from its loss
+    on the fitted pixels (``fit``), on the held-out ones (``held``, a share
+    ``held_fraction`` of the pixels) and the noise variance ``v``.
+
+    On a held-out pixel the output never saw the observation: its squared error is
+    the held-out loss less ``v``. On a fitted pixel the output is read as a mix
+    ``a * y + (1 - a) * p`` of the observation and such a prediction ``p``; then the
+    fitting loss is ``(1 - a)**2`` times the held-out loss, which gives ``a`` (the
+    output's self-influence), and Stein's unbiased risk estimate for a smoother of
+    divergence ``a`` gives the error there: ``fit + v - 2 v sqrt(fit / held)``. Unlike
+    the held-out loss alone, this follows the fitted pixels too, which on textures
+    keep improving after the held-out pixels have turned.
+
+    Examples
+    --------
+    >>> float(error_estimate(torch.tensor(0.5), torch.tensor(2.0), 1.0, 0.0))
+    0.5
+    """
+    v = float(noise_variance)
+    share = torch.sqrt((fit / held.clamp_min(1e-12)).clamp(0.0, 1.0))
+    fitted = fit + v - 2.0 * v * share
+    estimate: torch.Tensor = (1.0 - held_fraction) * fitted + held_fraction * (held - v)
+    return estimate
+
+
 class _Signals:
     """Everything measured on an evaluated step, on the device; one host sync per step."""
 
@@ -492,26 +519,6 @@ class _Signals:
             losses.append(per_member.mean())
         return losses[0], losses[1]
 
-    def _error_estimate(self, fit: torch.Tensor, held: torch.Tensor) -> torch.Tensor:
-        """The output's mean squared error against the clean image, estimated from its
-        loss on the fitted pixels, on the held-out ones and the noise variance ``v``.
-
-        On a held-out pixel the output never saw the observation: its squared error
-        is the held-out loss less ``v``. On a fitted pixel the output is read as a mix
-        ``a * y + (1 - a) * p`` of the observation and such a prediction ``p``; then
-        the fitting loss is ``(1 - a)**2`` times the held-out loss, which gives ``a``
-        (the output's self-influence), and Stein's unbiased risk estimate for a
-        smoother of divergence ``a`` gives the error there: ``fit + v - 2 v sqrt(fit /
-        held)``. Unlike the held-out loss alone, this follows the fitted pixels too,
-        which keep improving on textures after the held-out pixels have turned.
-        """
-        v = float(self.noise_variance or 0.0)
-        share = torch.sqrt((fit / held.clamp_min(1e-12)).clamp(0.0, 1.0))
-        fitted = fit + v - 2.0 * v * share
-        f = self.held_fraction
-        estimate: torch.Tensor = (1.0 - f) * fitted + f * (held - v)
-        return estimate
-
     def measure(self, members: torch.Tensor, members_ema: torch.Tensor | None
                 ) -> dict[str, float]:
         """Signals of the output (an ensemble's: its members' mean) and of its EMA."""
@@ -539,7 +546,8 @@ class _Signals:
                 values += [held[None], fit[None]]
                 if self.noise_variance is not None:
                     names.append(f"error_estimate{suffix}")
-                    values.append(self._error_estimate(fit, held)[None])
+                    values.append(error_estimate(fit, held, self.noise_variance,
+                                                 self.held_fraction)[None])
         if self.reference is not None and self.ref_gray is not None:
             if self.noise is not None:
                 canvas = self.noise.to_data_torch(canvas)
