@@ -118,16 +118,16 @@ def loss_chart(history: dict[str, npt.NDArray[Any]], path: Path, *,
     # the auto stop's signals: the error on the pixels left out of the fit and, when
     # denoising, the estimated error of the whole output (of the moving average when
     # the result is one); the rule returns the minimum of the last one drawn
+    keys = {series: next((k for k in (f"{series.key}_ema", series.key) if k in history), None)
+            for series in (HELD_OUT, ESTIMATE)}
+    watched = ESTIMATE if keys[ESTIMATE] is not None else HELD_OUT
     held = None
-    for series in (HELD_OUT, ESTIMATE):
-        key = next((k for k in (f"{series.key}_ema", series.key) if k in history), None)
+    for series, key in keys.items():
         if key is None:
             continue
         held = key
         values = np.asarray(history[key], dtype=float)
-        label = series.label + (" (the auto stop's signal)" if series is ESTIMATE
-                                or "error_estimate" not in history
-                                and "error_estimate_ema" not in history else "")
+        label = series.label + (" (the auto stop's signal)" if series is watched else "")
         _plot(ax, _signal_x(history), values, series, label)
         loss = np.concatenate([loss, values])
     if np.all(loss[np.isfinite(loss)] > 0):
