@@ -100,10 +100,10 @@ LOSS = Panel(
     help=("Mean squared difference between the output and the degraded input. It keeps "
           "falling as the network reproduces more, noise included, so a low loss is not "
           "the goal. The held-out pixels (left out of the fit) fall, then rise again once "
-          "the network reproduces noise. When denoising, the auto stop rule watches the "
-          "estimated error of the averaged output (from the held-out and the fitted "
-          "pixels' loss and the noise level) and returns its minimum; otherwise the "
-          "held-out pixels' minimum."),
+          "the network reproduces noise. When denoising Gaussian noise, the auto stop "
+          "rule watches the estimated error of the averaged output (from the held-out "
+          "and the fitted pixels' loss and the noise level) and returns its minimum; "
+          "otherwise the held-out pixels' minimum."),
     series=(Series("loss", "loss", "#e8912d", width=1.2),
             Series("holdout_loss", "held-out pixels", "#36a3d9", "dotted", 1.2),
             Series("holdout_loss_ema", "held-out, averaged", "#3b6fb6", "dashed", 2.0),

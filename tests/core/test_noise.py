@@ -235,3 +235,9 @@ def test_denoising_records_the_noise_level_of_its_stop() -> None:
     inpainted = restore(noisy, "inpaint", mask=np.zeros((48, 48), bool) | (xx > 0.9),
                         width=8, depth=3, max_iterations=2)
     assert inpainted.parameters["stop_noise_variance"] is None
+    # the Poisson-Gaussian fit keeps the held-out loss (its loss is variance-weighted)
+    counts = (noisy.clip(0, 1) * 1000 + 100).astype(np.uint16)
+    photon = restore(counts, width=8, depth=3, max_iterations=5, noise="poisson-gaussian",
+                     noise_gain=2.0, noise_read_sigma=3.0, noise_offset=100.0)
+    assert photon.parameters["stop_noise_variance"] is None
+    assert "error_estimate_ema" not in photon.history
