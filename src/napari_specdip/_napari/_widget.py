@@ -340,8 +340,9 @@ class RestoreWidget(Container[Widget]):
         self.side_by_side.changed.connect(self.set_side_by_side)
         for control in (self.image, self.task, self.preset, self.net_width,
                         self.max_iterations, self.device, self.factor, self.ensemble,
-                        self.tile, self.tile_overlap, self.stack, self.mask, self.stop, self.holdout, self.output,
-                        self.signal_every, self.network, self.upsampler, self.noise):
+                        self.tile, self.tile_overlap, self.stack, self.mask, self.stop,
+                        self.holdout, self.output, self.signal_every, self.network,
+                        self.upsampler, self.noise):
             control.changed.connect(self._update_estimate)
         self.native.destroyed.connect(self._on_destroyed)
         self._watch = _DockWatch(self)

@@ -677,20 +677,19 @@ def stop_noise_variance(job: RestoreJob) -> float | None:
     """The noise variance (in the fitted space) from which the auto stop of ``job``
     estimates the output's error, or None where it watches the held-out loss alone
     (benchmarks replay the rule with it)."""
-    noise = _plan_noise(job)
-    return _stop_noise_variance(job.params, job.observation if noise is None
-                                else noise.to_fit(job.observation), noise)
+    return _stop_noise_variance(job.params, job.observation)
 
 
-def _stop_noise_variance(p: RestoreParameters, obs: npt.NDArray[np.float64],
-                         noise: NoiseFit | None) -> float | None:
+def _stop_noise_variance(p: RestoreParameters, obs: npt.NDArray[np.float64]
+                         ) -> float | None:
     """The noise variance of a denoising run with Gaussian noise and held-out pixels,
-    estimated from the image's patches; None for other tasks (their degradation is not
-    white noise), for images too small to estimate it, and with the Poisson-Gaussian
-    model: there the fit's loss is weighted by a variance that changes from pixel to
-    pixel, and the estimate, measured with Gaussian noise only, lost 1.9 dB on a
-    5-photon cell (64 px) where the held-out loss did not."""
-    if p.task != "denoise" or p.holdout <= 0 or noise is not None:
+    estimated from ``obs`` (the fitted image: with Gaussian noise, the observation);
+    None for other tasks (their degradation is not white noise), for images too small
+    to estimate it, and with the Poisson-Gaussian model: there the fit's loss is
+    weighted by a variance that changes from pixel to pixel, and the estimate,
+    measured with Gaussian noise only, lost 1.9 dB on a 5-photon cell (64 px) where
+    the held-out loss did not."""
+    if p.task != "denoise" or p.holdout <= 0 or p.noise != "gaussian":
         return None
     if min(obs.shape[:2]) < WHITE_NOISE_PATCH:
         return None
@@ -771,7 +770,7 @@ def _fit(job: RestoreJob, device: torch.device, scale: int, start: float,
             fit_weight = op.known * fit_weight
     need_variance = (p.track_variance or p.stop == "wmv"
                      or (p.output == "best" and reference is None))
-    stop_noise = _stop_noise_variance(p, obs, noise)
+    stop_noise = _stop_noise_variance(p, obs)
     signals_meter = _Signals(job, y, op, crop, obs_crop, device, reference, need_variance, holdout,
                              noise, stop_noise)
     # with the noise variance known, the auto rule watches the estimated error of the
