@@ -74,7 +74,8 @@ _NOISE_CACHE: dict[str, float | None] = {}
 
 
 def noise_variance_of(record: dict[str, Any]) -> float | None:
-    """The noise variance the engine's auto stop uses on this run's observation."""
+    """The noise variance the engine's auto stop uses on this run's observation (None:
+    it watches the held-out loss)."""
     if "stop_noise_variance" in record:
         value = record["stop_noise_variance"]
         return None if value is None else float(value)
@@ -97,29 +98,32 @@ def noise_variance_of(record: dict[str, Any]) -> float | None:
     return _NOISE_CACHE[key]
 
 
-def auto_signal(record: dict[str, Any]) -> np.ndarray:
+def auto_signal(record: dict[str, Any], noise_scale: float = 1.0) -> np.ndarray:
     """What the engine's auto rule watches in this run: the recorded estimated error, or
     one computed from the recorded losses with the engine's formula (records of
-    2026-12-03 kept the losses before the estimate), else the held-out loss."""
+    2026-12-03 kept the losses before the estimate), else the held-out loss.
+    ``noise_scale`` multiplies the noise variance (recomputing the estimate): how much
+    a misestimated noise level moves the stop."""
     import torch
 
     from napari_specdip.core.engine import error_estimate
 
     curves = record["curves"]
-    recorded = _column(curves, "error_estimate_ema")
-    if np.isfinite(recorded).any():
-        return recorded
     fit = _column(curves, "fit_loss_ema")
     held = _column(curves, "holdout_loss_ema")
     noise = noise_variance_of(record) if np.isfinite(fit).any() else None
     if noise is None:
         return held
-    return error_estimate(torch.from_numpy(fit), torch.from_numpy(held), noise,
+    recorded = _column(curves, "error_estimate_ema")
+    if np.isfinite(recorded).any() and noise_scale == 1.0:
+        return recorded
+    return error_estimate(torch.from_numpy(fit), torch.from_numpy(held), noise * noise_scale,
                           float(record["config"]["holdout"])).numpy()
 
 
-def replay(record: dict[str, Any], rule: str) -> Outcome:
-    """Feed ``rule`` the recorded signals of one run, as the engine does."""
+def replay(record: dict[str, Any], rule: str, noise_scale: float = 1.0) -> Outcome:
+    """Feed ``rule`` the recorded signals of one run, as the engine does (``noise_scale``:
+    see :func:`auto_signal`)."""
     from napari_specdip import RestoreParameters
     from napari_specdip.stopping import make_rules
 
@@ -133,7 +137,7 @@ def replay(record: dict[str, Any], rule: str) -> Outcome:
                        holdout_patience=p.holdout_patience)
     made = built[0]
     signal = {"plain": "holdout_loss_ema", "ratio": "ratio", "wmv": "variance"}.get(rule)
-    values = auto_signal(record) if signal is None else _column(curves, signal)
+    values = auto_signal(record, noise_scale) if signal is None else _column(curves, signal)
     # what the rule's output choice returns: the moving average, or the paper's last iterate
     psnr = _column(curves, "psnr" if rule == "ratio" else "psnr_ema")
     returned = len(iterations) - 1
@@ -210,6 +214,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--split", choices=("tune", "held-out", "all"), default="all")
     parser.add_argument("--markdown", action="store_true")
     parser.add_argument("--json", type=Path, help="write every row here")
+    parser.add_argument("--noise-scales", type=float, nargs="*", default=[],
+                        help="also replay auto with the noise variance times each of these")
     args = parser.parse_args(argv)
     runs, baselines = load(args.runs)
     # a run that never rose 3 dB above its observation failed to fit: reported apart
@@ -247,9 +253,34 @@ def main(argv: list[str] | None = None) -> int:
         ["image", "kind", "degradation", "px", "width", "best", "peak at", "auto PSNR",
          "auto gap", "auto stop", "plain gap", "paper PSNR", "paper gap", "paper stop", "NL-means", "BM3D"],
         detail, markdown=args.markdown), "")
+    if args.noise_scales:
+        _common.echo("## Sensitivity to the noise variance", "", _common.format_table(
+            ["noise variance x", "runs", "mean gap", "max gap", "worst run"],
+            noise_sensitivity(runs, args.split, args.noise_scales), markdown=args.markdown), "")
     if args.json:
         args.json.write_text(json.dumps(rows, indent=1))
     return 0
+
+
+def noise_sensitivity(runs: list[dict[str, Any]], split: str, scales: Iterable[float]
+                      ) -> list[list[str]]:
+    """The auto rule's gap when the noise variance it uses is off by each factor, on the
+    runs where it watches the estimated error."""
+    chosen = [r for r in runs if split in ("all", r["split"])
+              and r["task"] == "denoise" and noise_variance_of(r) is not None]
+    table = []
+    for scale in [1.0, *scales]:
+        gaps = []
+        for record in chosen:
+            curves = record["curves"]
+            best = float(max(np.nanmax(_column(curves, "psnr_ema")),
+                             np.nanmax(_column(curves, "psnr"))))
+            gaps.append(best - replay(record, "auto", scale).psnr)
+        worst = int(np.argmax(gaps))
+        c = chosen[worst]["config"]
+        table.append([f"{scale:g}", str(len(gaps)), f"{np.mean(gaps):.2f}", f"{max(gaps):.2f}",
+                      f"{c['image']} {c['size']} px {c['degradation']} w{c['width']}"])
+    return table
 
 
 if __name__ == "__main__":

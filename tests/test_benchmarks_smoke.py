@@ -89,6 +89,8 @@ def test_trajectories_then_stopping_replay(capsys: pytest.CaptureFixture[str],
                                            tmp_path: Path) -> None:
     import json
 
+    import numpy as np
+
     trajectories = load("trajectories")
     runs = tmp_path / "runs.jsonl"
     assert trajectories.main(["--plan", "smoke", "--device", "cpu", "--out", str(runs)]) == 0
@@ -105,9 +107,21 @@ def test_trajectories_then_stopping_replay(capsys: pytest.CaptureFixture[str],
 
     stopping = load("stopping")
     rows_json = tmp_path / "rows.json"
-    assert stopping.main([str(runs), "--markdown", "--json", str(rows_json)]) == 0
+    assert stopping.main([str(runs), "--markdown", "--json", str(rows_json),
+                          "--noise-scales", "0.9", "1.1"]) == 0
     out = capsys.readouterr().out
     found = tables(out)
+    header, *scaled = found["Sensitivity to the noise variance"]
+    assert [r[0] for r in scaled] == ["1", "0.9", "1.1"] and all(r[1] == "1" for r in scaled)
+    # without a noise level (Poisson-Gaussian model, inpainting) the rule watches the
+    # held-out loss, as the engine does
+    unknown = {**run, "stop_noise_variance": None}
+    assert stopping.noise_variance_of(unknown) is None
+    np.testing.assert_array_equal(stopping.auto_signal(unknown),
+                                  stopping._column(curves, "holdout_loss_ema"))
+    assert not np.array_equal(stopping.auto_signal(run), stopping.auto_signal(unknown))
+    doubled = stopping.auto_signal(run, noise_scale=2.0)
+    assert not np.allclose(doubled, stopping.auto_signal(run))
     header, *rows = found["All runs"]
     assert header[:4] == ["rule", "runs", "mean gap", "max gap"]
     assert [r[0] for r in rows] == list(stopping.RULES)
