@@ -23,12 +23,15 @@ For each run and rule: the gap (the run's best PSNR, moving average or last
 iterate, minus the PSNR of what the rule returns), the iterations spent after
 the run's peak, and for denoising the margin over NL-means. A rule that never
 fires returns at the cap, marked ``*``. Tables are grouped by split (tune /
-held-out), image kind, width and size.
+held-out), image kind, width and size. ``--noise-scales`` adds the auto rule's gaps with
+the noise variance it uses scaled by each factor (how much a misestimated noise level
+costs).
 
 Examples
 --------
 python benchmarks/trajectories.py --plan heldout --out runs.jsonl
 python benchmarks/stopping.py runs.jsonl --split held-out --markdown
+python benchmarks/stopping.py runs.jsonl --split held-out --noise-scales 0.9 1.1
 """
 
 from __future__ import annotations
@@ -268,7 +271,9 @@ def noise_sensitivity(runs: list[dict[str, Any]], split: str, scales: Iterable[f
     runs where it watches the estimated error."""
     chosen = [r for r in runs if split in ("all", r["split"])
               and r["task"] == "denoise" and noise_variance_of(r) is not None]
-    table = []
+    table: list[list[str]] = []
+    if not chosen:
+        return table
     for scale in [1.0, *scales]:
         gaps = []
         for record in chosen:

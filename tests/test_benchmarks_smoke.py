@@ -122,6 +122,7 @@ def test_trajectories_then_stopping_replay(capsys: pytest.CaptureFixture[str],
     assert not np.array_equal(stopping.auto_signal(run), stopping.auto_signal(unknown))
     doubled = stopping.auto_signal(run, noise_scale=2.0)
     assert not np.allclose(doubled, stopping.auto_signal(run))
+    assert stopping.noise_sensitivity([unknown], "all", [0.9]) == []  # nothing to scale
     header, *rows = found["All runs"]
     assert header[:4] == ["rule", "runs", "mean gap", "max gap"]
     assert [r[0] for r in rows] == list(stopping.RULES)
