@@ -254,7 +254,8 @@ def main(argv: list[str] | None = None) -> int:
                "-" if r["bm3d"] is None else f"{r['bm3d']:.2f}"] for r in rows]
     _common.echo("## Every run", "", _common.format_table(
         ["image", "kind", "degradation", "px", "width", "best", "peak at", "auto PSNR",
-         "auto gap", "auto stop", "plain gap", "paper PSNR", "paper gap", "paper stop", "NL-means", "BM3D"],
+         "auto gap", "auto stop", "plain gap", "paper PSNR", "paper gap", "paper stop",
+         "NL-means", "BM3D"],
         detail, markdown=args.markdown), "")
     if args.noise_scales:
         _common.echo("## Sensitivity to the noise variance", "", _common.format_table(

@@ -16,8 +16,8 @@ import numpy.typing as npt
 from napari_specdip.chart_panels import BAND_LABELS, FBC, LOSS, QUALITY, RATIO, Series, stop_text
 
 FBC_LABELS = BAND_LABELS
-#: the held-out pixels' error on the loss chart (the ``auto`` stop's signal, but when
-#: denoising: then the estimated error is)
+#: the loss chart's signals of the ``auto`` stop: the held-out pixels' error, and, when
+#: denoising, the whole output's estimated error (then the one the rule watches)
 HELD_OUT = Series("holdout_loss", "held-out pixels", "#3b6fb6", "dashed", 1.5)
 ESTIMATE = Series("error_estimate", "estimated error", "#c0392b", "dashed", 1.5)
 _LINESTYLES = {"solid": "-", "dashed": "--", "dotted": ":"}
@@ -115,17 +115,13 @@ def loss_chart(history: dict[str, npt.NDArray[Any]], path: Path, *,
     ax = fig.subplots()
     loss = np.asarray(history["loss"], dtype=float)
     _plot(ax, history["iteration"], loss, LOSS.series[0])
-    # the auto stop's signals: the error on the pixels left out of the fit and, when
-    # denoising, the estimated error of the whole output (of the moving average when
-    # the result is one); the rule returns the minimum of the last one drawn
+    # the auto stop's signals (of the moving average when the result is one); it
+    # watches the estimated error when there is one, else the held-out pixels' error
     keys = {series: next((k for k in (f"{series.key}_ema", series.key) if k in history), None)
             for series in (HELD_OUT, ESTIMATE)}
-    watched = ESTIMATE if keys[ESTIMATE] is not None else HELD_OUT
-    held = None
-    for series, key in keys.items():
-        if key is None:
-            continue
-        held = key
+    drawn = {series: key for series, key in keys.items() if key is not None}
+    watched = ESTIMATE if ESTIMATE in drawn else HELD_OUT
+    for series, key in drawn.items():
         values = np.asarray(history[key], dtype=float)
         label = series.label + (" (the auto stop's signal)" if series is watched else "")
         _plot(ax, _signal_x(history), values, series, label)
@@ -137,7 +133,7 @@ def loss_chart(history: dict[str, npt.NDArray[Any]], path: Path, *,
     ax.set_xlabel("iteration")
     ax.set_ylabel(LOSS.y_label)
     ax.grid(alpha=0.3, which="both")
-    if stop_iteration or held is not None:
+    if stop_iteration or drawn:
         ax.legend(fontsize=8)
     return _save(fig, path)
 
