@@ -23,15 +23,18 @@ For each run and rule: the gap (the run's best PSNR, moving average or last
 iterate, minus the PSNR of what the rule returns), the iterations spent after
 the run's peak, and for denoising the margin over NL-means. A rule that never
 fires returns at the cap, marked ``*``. Tables are grouped by split (tune /
-held-out), image kind, width and size. ``--noise-scales`` adds the auto rule's gaps with
-the noise variance it uses scaled by each factor (how much a misestimated noise level
-costs).
+held-out), image kind, width and size. ``--without-draw`` replays the estimate
+as it was before it took in the held-out pixels' own noise draw, ``--true-draw`` with the
+draw actually made (from the clean image). ``--noise-scales``
+adds the auto rule's gaps with the noise variance it uses scaled by each factor (how
+much a misestimated noise level costs).
 
 Examples
 --------
 python benchmarks/trajectories.py --plan heldout --out runs.jsonl
 python benchmarks/stopping.py runs.jsonl --split held-out --markdown
 python benchmarks/stopping.py runs.jsonl --split held-out --noise-scales 0.9 1.1
+python benchmarks/stopping.py runs.jsonl --split held-out --without-draw
 """
 
 from __future__ import annotations
@@ -73,7 +76,32 @@ def _column(curves: dict[str, Any], name: str) -> np.ndarray:
     return np.asarray([math.nan if v is None else v for v in values], dtype=float)
 
 
-_NOISE_CACHE: dict[str, float | None] = {}
+_JOBS: dict[str, Any] = {}
+#: the held-out pixels' own noise draw in the estimate: "estimated" as the engine does,
+#: "none" as it did before 2026-12-03, evening (``--without-draw``), or "true", the noise
+#: actually drawn (``--true-draw``, from the clean image: a diagnosis, not a rule)
+DRAW = "estimated"
+
+
+def _job_of(record: dict[str, Any]) -> Any:
+    """The engine's job for this run's observation (regenerated from its config)."""
+    c = record["config"]
+    key = f"{c['image']}|{c['size']}|{c['degradation']}|{c['seed']}|{c['holdout']}"
+    if key not in _JOBS:
+        import _evalset
+
+        from napari_specdip import RestoreParameters
+        from napari_specdip.core.engine import plan_restore
+
+        degradation = _evalset.parse_degradation(c["degradation"])
+        clean = _evalset.load(c["image"], c["size"])
+        observation, missing = degradation.apply(clean, seed=c["seed"])
+        params = RestoreParameters.for_task(degradation.task, holdout=c["holdout"],
+                                            seed=c["seed"])
+        _JOBS[key] = plan_restore(observation, degradation.task, mask=missing,
+                                  channel_axis=-1 if clean.ndim == 3 else None,
+                                  parameters=params, check_memory=False)
+    return _JOBS[key]
 
 
 def noise_variance_of(record: dict[str, Any]) -> float | None:
@@ -82,31 +110,52 @@ def noise_variance_of(record: dict[str, Any]) -> float | None:
     if "stop_noise_variance" in record:
         value = record["stop_noise_variance"]
         return None if value is None else float(value)
+    from napari_specdip.core.engine import stop_noise_variance
+
+    return stop_noise_variance(_job_of(record))  # an older record: the same computation
+
+
+def noise_shares_of(record: dict[str, Any]) -> tuple[float, float] | None:
+    """The noise variance on the held-out and on the fitted pixels that the engine's
+    auto stop uses on this run (recomputed for records made before it did)."""
+    if "stop_noise_shares" in record:
+        value = record["stop_noise_shares"]
+        return None if value is None else (float(value[0]), float(value[1]))
+    from napari_specdip.core.engine import stop_noise_shares
+
+    return stop_noise_shares(_job_of(record))
+
+
+def true_noise_shares(record: dict[str, Any]) -> tuple[float, float] | None:
+    """The engine's noise variance scaled by the noise actually drawn on the held-out and
+    on the fitted pixels, relative to the whole image's (regenerated from the config)."""
+    import _evalset
+
+    from napari_specdip.core.engine import _holdout_masks
+
+    v = noise_variance_of(record)
+    if v is None:
+        return None
     c = record["config"]
-    key = f"{c['image']}|{c['size']}|{c['degradation']}|{c['seed']}|{c['holdout']}"
-    if key not in _NOISE_CACHE:  # an older record: the same computation on the same input
-        import _evalset
-
-        from napari_specdip import RestoreParameters
-        from napari_specdip.core.engine import plan_restore, stop_noise_variance
-
-        degradation = _evalset.parse_degradation(c["degradation"])
-        clean = _evalset.load(c["image"], c["size"])
-        observation, missing = degradation.apply(clean, seed=c["seed"])
-        params = RestoreParameters.for_task(degradation.task, holdout=c["holdout"])
-        job = plan_restore(observation, degradation.task, mask=missing,
-                           channel_axis=-1 if clean.ndim == 3 else None, parameters=params,
-                           check_memory=False)
-        _NOISE_CACHE[key] = stop_noise_variance(job)
-    return _NOISE_CACHE[key]
+    clean = _evalset.load(c["image"], c["size"])
+    observation, _ = _evalset.parse_degradation(c["degradation"]).apply(clean, seed=c["seed"])
+    noise = (observation - clean) ** 2
+    noise = noise.mean(axis=-1) if noise.ndim == 3 else noise
+    job = _job_of(record)
+    masks = _holdout_masks(job.params, *noise.shape, job.known)
+    if masks is None:
+        return None
+    overall = float(noise.mean())
+    return (v * float(np.mean([noise[m].mean() for m in masks])) / overall,
+            v * float(np.mean([noise[~m].mean() for m in masks])) / overall)
 
 
 def auto_signal(record: dict[str, Any], noise_scale: float = 1.0) -> np.ndarray:
     """What the engine's auto rule watches in this run: the recorded estimated error, or
-    one computed from the recorded losses with the engine's formula (records of
-    2026-12-03 kept the losses before the estimate), else the held-out loss.
-    ``noise_scale`` multiplies the noise variance (recomputing the estimate): how much
-    a misestimated noise level moves the stop."""
+    one computed from the recorded losses with the engine's formula (records made
+    before the engine took in the held-out pixels' own noise draw on 2026-12-03 are
+    recomputed), else the held-out loss. ``noise_scale`` multiplies the noise variance
+    (recomputing the estimate): how much a misestimated noise level moves the stop."""
     import torch
 
     from napari_specdip.core.engine import error_estimate
@@ -118,10 +167,14 @@ def auto_signal(record: dict[str, Any], noise_scale: float = 1.0) -> np.ndarray:
     if noise is None:
         return held
     recorded = _column(curves, "error_estimate_ema")
-    if np.isfinite(recorded).any() and noise_scale == 1.0:
+    if (np.isfinite(recorded).any() and noise_scale == 1.0 and DRAW == "estimated"
+            and "stop_noise_shares" in record):
         return recorded
+    shares = {"estimated": noise_shares_of, "true": true_noise_shares}.get(
+        DRAW, lambda _: None)(record)
+    scaled = None if shares is None else (shares[0] * noise_scale, shares[1] * noise_scale)
     return error_estimate(torch.from_numpy(fit), torch.from_numpy(held), noise * noise_scale,
-                          float(record["config"]["holdout"])).numpy()
+                          float(record["config"]["holdout"]), noise_shares=scaled).numpy()
 
 
 def replay(record: dict[str, Any], rule: str, noise_scale: float = 1.0) -> Outcome:
@@ -219,7 +272,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", type=Path, help="write every row here")
     parser.add_argument("--noise-scales", type=float, nargs="*", default=[],
                         help="also replay auto with the noise variance times each of these")
+    parser.add_argument("--without-draw", action="store_true",
+                        help="replay auto's estimate with the image's noise variance on the "
+                             "held-out pixels too, not their own draw (the engine before "
+                             "2026-12-03, evening)")
+    parser.add_argument("--true-draw", action="store_true",
+                        help="replay auto's estimate with the noise actually drawn on the "
+                             "held-out and the fitted pixels (from the clean image)")
     args = parser.parse_args(argv)
+    global DRAW
+    DRAW = "none" if args.without_draw else "true" if args.true_draw else "estimated"
     runs, baselines = load(args.runs)
     # a run that never rose 3 dB above its observation failed to fit: reported apart
     rows = [evaluate(r, baselines) for r in runs

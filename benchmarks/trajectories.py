@@ -17,6 +17,7 @@ Examples
 --------
 python benchmarks/trajectories.py --plan smoke --device cpu --out /tmp/smoke.jsonl
 python benchmarks/trajectories.py --plan explore --device cuda --workers 12 --out explore.jsonl
+python benchmarks/trajectories.py --plan heldout --seed 1 --max-size 128 --out seed1.jsonl
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ import os
 import sys
 import time
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -96,6 +97,8 @@ def plan(name: str) -> list[Config]:
         return _main_plan()
     if name == "heldout":
         return _heldout_plan()
+    if name == "tune128":
+        return _tune128_plan()
     if name == "holdout":
         return [_optimised(n, 128, "sigma25", w, "lr1e-2", holdout=f, max_iterations=1000)
                 for n, w in (("cell", 32), ("camera", 16), ("brick", 64), ("nuclei1", 32),
@@ -149,6 +152,19 @@ def _heldout_plan() -> list[Config]:
     return configs
 
 
+def _tune128_plan() -> list[Config]:
+    """The tuning half at 128 px as the held-out plan runs it: widths 32 and 16, sigma 25
+    and 50 (a second noise draw of it with ``--seed``)."""
+    tune = [n for n in _evalset.IMAGES if _evalset.split(n) == "tune"]
+
+    def at(image: str, deg: str, width: int, cap: int) -> Config:
+        return _optimised(image, 128, deg, width, "lr1e-2", holdout=0.1, max_iterations=cap)
+
+    return ([at(n, "sigma25", 32, 1000) for n in tune]
+            + [at(n, "sigma50", 32, 1000) for n in tune]
+            + [at(n, "sigma25", 16, 1200) for n in tune])
+
+
 def run(config: Config, device: str) -> dict[str, Any]:
     """One run to its cap; returns the JSON-ready record."""
     from napari_specdip import RestoreParameters, iter_restore
@@ -177,7 +193,8 @@ def run(config: Config, device: str) -> dict[str, Any]:
                               "iterations": result.iterations,
                               "depth": result.parameters["depth"],
                               "observation_psnr": _evalset.psnr(observation, clean),
-                              "stop_noise_variance": result.parameters["stop_noise_variance"]}
+                              "stop_noise_variance": result.parameters["stop_noise_variance"],
+                              "stop_noise_shares": result.parameters["stop_noise_shares"]}
     record["curves"] = {c: [_round(v) for v in np.asarray(h[c], dtype=float)]
                         for c in COLUMNS if c in h}
     loss = np.asarray(h["loss"], dtype=float)
@@ -257,8 +274,17 @@ def main(argv: list[str] | None = None) -> int:
                         help="seconds after which no new run starts")
     parser.add_argument("--no-baselines", action="store_true")
     parser.add_argument("--shard", default="0/1", help="k/n: run every n-th item from k")
+    parser.add_argument("--seed", type=int, default=None,
+                        help="run the plan with this seed (noise, held-out pixels, network) "
+                             "instead of each run's own")
+    parser.add_argument("--max-size", type=int, default=None,
+                        help="leave out the plan's runs on larger images")
     args = parser.parse_args(argv)
     configs = plan(args.plan)
+    if args.seed is not None:
+        configs = [replace(c, seed=args.seed) for c in configs]
+    if args.max_size is not None:
+        configs = [c for c in configs if c.size <= args.max_size]
     done: set[str] = set()
     if args.out.exists():
         for line in args.out.read_text().splitlines():

@@ -123,6 +123,17 @@ def test_trajectories_then_stopping_replay(capsys: pytest.CaptureFixture[str],
     doubled = stopping.auto_signal(run, noise_scale=2.0)
     assert not np.allclose(doubled, stopping.auto_signal(run))
     assert stopping.noise_sensitivity([unknown], "all", [0.9]) == []  # nothing to scale
+    # the held-out pixels' own noise draw: recorded by the engine, or the one really made
+    v = stopping.noise_variance_of(run)
+    for shares in (stopping.noise_shares_of(run), stopping.true_noise_shares(run)):
+        assert shares is not None and all(0.5 * v < share < 2.0 * v for share in shares)
+    assert stopping.true_noise_shares(run) != stopping.noise_shares_of(run)
+    with_draw = stopping.auto_signal(run)
+    for flag, draw in (("--without-draw", "none"), ("--true-draw", "true")):
+        assert stopping.main([str(runs), flag]) == 0 and stopping.DRAW == draw
+        assert not np.allclose(stopping.auto_signal(run), with_draw)
+    assert stopping.main([str(runs)]) == 0 and stopping.DRAW == "estimated"
+    capsys.readouterr()
     header, *rows = found["All runs"]
     assert header[:4] == ["rule", "runs", "mean gap", "max gap"]
     assert [r[0] for r in rows] == list(stopping.RULES)
@@ -226,3 +237,27 @@ def test_threads_smoke(capsys: pytest.CaptureFixture[str]) -> None:
     # matplotlib cold or the cores busy): 0 redraws/s is a measurement, not a failure
     assert all(r["fps"] >= 0 for r in rows if r["gui"] != "idle")
     assert "| torch threads | main thread | ms / iteration | vs 1 thread | redraws / s |" in out
+
+
+def test_noise_level_smoke(capsys: pytest.CaptureFixture[str]) -> None:
+    noise_level = load("noise_level")
+    assert noise_level.main(["--images", "camera", "nuclei1", "astronaut", "--sizes", "48",
+                             "--sigmas", "25", "--tile-sizes", "64", "--tile", "24",
+                             "--overlap", "4", "--seeds", "0", "1", "--markdown"]) == 0
+    found = tables(capsys.readouterr().out)
+    header, *rows = found["Whole images: estimate / noise drawn"]
+    assert header[:4] == ["px", "sigma", "images", "median"] and len(rows) == 1
+    assert rows[0][2] == "3" and 0.5 < float(rows[0][3]) < 2.0  # sigma 25 is well estimated
+    title = "Tiles (24 px, overlap 4): estimate / noise drawn in the tile"
+    header, *rows = found[title]
+    # three 24 px cores a side: 9 tiles per image, estimated per tile and on the whole image
+    assert [(r[0], r[3]) for r in rows][-2:] == [("all", "per tile"), ("all", "whole")]
+    assert rows[-1][2] == "27"
+    header, *rows = found["Held-out pixels' noise draw (0.1 held out): their noise energy / "
+                          "the image's - 1, and its estimate"]
+    assert header[-2:] == ["error taking 0 (RMS)", "error of the estimate (RMS)"]
+    assert [r[0] for r in rows] == ["seed 0", "seed 1", "sigma 25", "48 px", "other kinds", "all"]
+    assert all(r[1] == "3" for r in rows[:2]) and rows[-1][1] == "6"
+    # the evaluation set draws one noise field per size and seed: the seeds differ
+    assert rows[0][4] != rows[1][4]
+    assert all(0.0 <= float(r[5]) < 0.5 for r in rows)

@@ -15,6 +15,7 @@ from napari_specdip.core.noise import (
     anscombe,
     estimate_poisson_gaussian,
     estimate_white_noise_variance,
+    held_out_noise,
 )
 from napari_specdip.samples import noisy_microscopy
 
@@ -221,6 +222,39 @@ def test_white_noise_variance_samples_large_images_reproducibly() -> None:
         estimate_white_noise_variance(np.zeros((5, 40)))
 
 
+def test_held_out_noise_follows_the_draw_of_the_held_out_pixels() -> None:
+    # a tenth of a 96 px image: the held-out draw is a few percent off the image's
+    rng = np.random.default_rng(4)
+    yy, xx = np.mgrid[0:96, 0:96] / 96.0
+    clean = (0.5 + 0.2 * np.sin(4 * xx + 2 * yy))[..., None]
+    taking_v, estimated = [], []
+    for _ in range(12):
+        noise = rng.normal(0, 0.1, clean.shape)
+        held = rng.random((96, 96)) < 0.1
+        drawn_held = float(np.mean(noise[held] ** 2))
+        drawn_fit = float(np.mean(noise[~held] ** 2))
+        v_held, v_fit = held_out_noise(clean + noise, held, 0.01)
+        taking_v.append(drawn_held - 0.01)
+        estimated.append(v_held - drawn_held)
+        # the fitted pixels' share moves the other way, by a ninth as much
+        assert (v_fit - 0.01) * (v_held - 0.01) <= 0
+        assert abs(v_fit - drawn_fit) < 0.01 * 0.05
+    assert np.sqrt(np.mean(np.square(estimated))) < 0.6 * np.sqrt(np.mean(np.square(taking_v)))
+
+
+def test_held_out_noise_leaves_texture_alone() -> None:
+    # on a fine texture the residuals are the image's own: the shares stay near v
+    rng = np.random.default_rng(5)
+    texture = rng.random((64, 64, 3))
+    noisy = texture + rng.normal(0, 0.01, texture.shape)
+    held = rng.random((64, 64)) < 0.1
+    v_held, v_fit = held_out_noise(noisy, held, 1e-4)
+    assert v_held == pytest.approx(1e-4, rel=0.02) and v_fit == pytest.approx(1e-4, rel=0.02)
+    # nothing held out, or no noise: nothing to correct
+    assert held_out_noise(noisy, np.zeros((64, 64), bool), 1e-4) == (1e-4, 1e-4)
+    assert held_out_noise(noisy, held, 0.0) == (0.0, 0.0)
+
+
 def test_denoising_records_the_noise_level_of_its_stop() -> None:
     rng = np.random.default_rng(3)
     yy, xx = np.mgrid[0:48, 0:48] / 48.0
@@ -234,10 +268,15 @@ def test_denoising_records_the_noise_level_of_its_stop() -> None:
         0.08**2, rel=0.15)
     inpainted = restore(noisy, "inpaint", mask=np.zeros((48, 48), bool) | (xx > 0.9),
                         width=8, depth=3, max_iterations=2)
+    v_held, v_fit = result.parameters["stop_noise_shares"]
+    assert v_held == pytest.approx(result.parameters["stop_noise_variance"], rel=0.2)
+    assert v_fit == pytest.approx(result.parameters["stop_noise_variance"], rel=0.03)
     assert inpainted.parameters["stop_noise_variance"] is None
+    assert inpainted.parameters["stop_noise_shares"] is None
     # the Poisson-Gaussian fit keeps the held-out loss (its loss is variance-weighted)
     counts = (noisy.clip(0, 1) * 1000 + 100).astype(np.uint16)
     photon = restore(counts, width=8, depth=3, max_iterations=5, noise="poisson-gaussian",
                      noise_gain=2.0, noise_read_sigma=3.0, noise_offset=100.0)
     assert photon.parameters["stop_noise_variance"] is None
+    assert photon.parameters["stop_noise_shares"] is None
     assert "error_estimate_ema" not in photon.history

@@ -21,7 +21,8 @@ from napari_specdip.core.ensemble import (SnapshotWindow, ensemble_mean, spread_
 from napari_specdip.core.imaging import Layout, as_hwc, intensity_range, pad_amounts, pad_reflect
 from napari_specdip.core.networks import Decoder, SkipNet, build_network
 from napari_specdip.core.noise import (WHITE_NOISE_PATCH, NoiseFit, check_noise_estimable,
-                                       estimate_white_noise_variance, plan_noise)
+                                       estimate_white_noise_variance, held_out_noise,
+                                       plan_noise)
 from napari_specdip.core.operators import Downsampling, Identity, Inpainting, Operator
 from napari_specdip.core.params import RestoreParameters, auto_depth
 from napari_specdip.core.results import RestoreResult, StepReport
@@ -444,19 +445,22 @@ class RunningVariance:
 
 
 def error_estimate(fit: torch.Tensor, held: torch.Tensor, noise_variance: float,
-                   held_fraction: float) -> torch.Tensor:
+                   held_fraction: float, *,
+                   noise_shares: tuple[float, float] | None = None) -> torch.Tensor:
     """An output's mean squared error against the clean image, estimated from its loss
     on the fitted pixels (``fit``), on the held-out ones (``held``, a share
     ``held_fraction`` of the pixels) and the noise variance ``v``.
 
     On a held-out pixel the output never saw the observation: its squared error is
-    the held-out loss less ``v``. On a fitted pixel the output is read as a mix
-    ``a * y + (1 - a) * p`` of the observation and such a prediction ``p``; then the
-    fitting loss is ``(1 - a)**2`` times the held-out loss, which gives ``a`` (the
-    output's self-influence), and Stein's unbiased risk estimate for a smoother of
-    divergence ``a`` gives the error there: ``fit + v - 2 v sqrt(fit / held)``. Unlike
-    the held-out loss alone, this follows the fitted pixels too, which on textures
-    keep improving after the held-out pixels have turned.
+    the held-out loss less the noise there. On a fitted pixel the output is read as a
+    mix ``a * y + (1 - a) * p`` of the observation and such a prediction ``p``; then
+    the fitting loss is ``(1 - a)**2`` times what the held-out loss would be with the
+    fitted pixels' noise, which gives ``a`` (the output's self-influence), and Stein's
+    unbiased risk estimate for a smoother of divergence ``a`` gives the error there:
+    ``fit - v + 2 v a``. Unlike the held-out loss alone, this follows the fitted
+    pixels too, which on textures keep improving after the held-out pixels have
+    turned. ``noise_shares``: the noise variance on the held-out and on the fitted
+    pixels (:func:`~napari_specdip.core.noise.held_out_noise`; default ``v`` for both).
 
     Examples
     --------
@@ -464,9 +468,10 @@ def error_estimate(fit: torch.Tensor, held: torch.Tensor, noise_variance: float,
     0.5
     """
     v = float(noise_variance)
-    share = torch.sqrt((fit / held.clamp_min(1e-12)).clamp(0.0, 1.0))
-    fitted = fit + v - 2.0 * v * share
-    estimate: torch.Tensor = (1.0 - held_fraction) * fitted + held_fraction * (held - v)
+    v_held, v_fit = noise_shares if noise_shares is not None else (v, v)
+    share = torch.sqrt((fit / (held - v_held + v_fit).clamp_min(1e-12)).clamp(0.0, 1.0))
+    fitted = fit - v_fit + 2.0 * v * (1.0 - share)
+    estimate: torch.Tensor = (1.0 - held_fraction) * fitted + held_fraction * (held - v_held)
     return estimate
 
 
@@ -477,7 +482,8 @@ class _Signals:
                  crop: tuple[slice, slice], obs_crop: tuple[slice, slice], device: torch.device,
                  reference: torch.Tensor | None, track_variance: bool,
                  holdout: torch.Tensor | None, noise: NoiseFit | None = None,
-                 noise_variance: float | None = None) -> None:
+                 noise_variance: float | None = None,
+                 noise_shares: tuple[float, float] | None = None) -> None:
         from napari_specdip.metrics import SignalMeter
 
         p = job.params
@@ -500,6 +506,7 @@ class _Signals:
         # held-out pixels of the original image only (not their reflected copies)
         self.holdout = holdout[(..., *obs_crop)] if holdout is not None else None
         self.noise_variance = noise_variance if holdout is not None else None
+        self.noise_shares = noise_shares
         self.held_fraction = (float(self.holdout.mean()) if self.holdout is not None else 0.0)
 
     def _losses(self, out: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -547,7 +554,8 @@ class _Signals:
                 if self.noise_variance is not None:
                     names.append(f"error_estimate{suffix}")
                     values.append(error_estimate(fit, held, self.noise_variance,
-                                                 self.held_fraction)[None])
+                                                 self.held_fraction,
+                                                 noise_shares=self.noise_shares)[None])
         if self.reference is not None and self.ref_gray is not None:
             if self.noise is not None:
                 canvas = self.noise.to_data_torch(canvas)
@@ -597,6 +605,15 @@ def _holdout_mask(height: int, width: int, fraction: float, seed: int,
     rng = np.random.default_rng([seed, 2])
     chosen = rng.random((height, width)) < fraction
     return chosen & known if known is not None else chosen
+
+
+def _holdout_masks(p: RestoreParameters, height: int, width: int,
+                   known: npt.NDArray[np.bool_] | None) -> npt.NDArray[np.bool_] | None:
+    """(members, H, W): member k holds out the pixels a single run seeded seed + k would."""
+    if p.holdout <= 0:
+        return None
+    return np.stack([_holdout_mask(height, width, p.holdout, p.seed + k, known)
+                     for k in range(p.ensemble)])
 
 
 def _run(job: RestoreJob) -> RestoreGenerator:
@@ -696,6 +713,25 @@ def _stop_noise_variance(p: RestoreParameters, obs: npt.NDArray[np.float64]
     return estimate_white_noise_variance(obs)
 
 
+def stop_noise_shares(job: RestoreJob) -> tuple[float, float] | None:
+    """The noise variance on the held-out and on the fitted pixels of ``job`` (its
+    members' mean) from which the auto stop estimates the error, or None where it
+    watches the held-out loss alone (benchmarks replay the rule with it)."""
+    height, width = job.observation.shape[:2]
+    return _noise_shares(job.observation, _holdout_masks(job.params, height, width, job.known),
+                         stop_noise_variance(job))
+
+
+def _noise_shares(obs: npt.NDArray[np.float64], held: npt.NDArray[np.bool_] | None,
+                  noise_variance: float | None) -> tuple[float, float] | None:
+    """The noise variance on the held-out and the fitted pixels, averaged over the
+    members (each holds out its own pixels; their losses are averaged too)."""
+    if noise_variance is None or held is None:
+        return None
+    pairs = np.array([held_out_noise(obs, mask, noise_variance) for mask in held])
+    return float(pairs[:, 0].mean()), float(pairs[:, 1].mean())
+
+
 def _fit(job: RestoreJob, device: torch.device, scale: int, start: float,
          noise: NoiseFit | None) -> RestoreGenerator:
     p = job.params
@@ -728,9 +764,7 @@ def _fit(job: RestoreJob, device: torch.device, scale: int, start: float,
             z = net.make_input(ph * scale, pw * scale, generator=gen)
         del nets
         # (masks, H, W): member k holds out the pixels a single run seeded seed + k would
-        held = (np.stack([_holdout_mask(height, width_px, p.holdout, p.seed + k, job.known)
-                          for k in range(members)])
-                if p.holdout > 0 else None)
+        held = _holdout_masks(p, height, width_px, job.known)
         if p.start_at_mean and isinstance(net, Decoder):
             fitted = np.ones((height, width_px), bool) if job.known is None else job.known.copy()
             masks = [fitted] if held is None else [fitted & ~h for h in held]
@@ -771,8 +805,9 @@ def _fit(job: RestoreJob, device: torch.device, scale: int, start: float,
     need_variance = (p.track_variance or p.stop == "wmv"
                      or (p.output == "best" and reference is None))
     stop_noise = _stop_noise_variance(p, obs)
+    stop_shares = _noise_shares(obs, held, stop_noise)
     signals_meter = _Signals(job, y, op, crop, obs_crop, device, reference, need_variance, holdout,
-                             noise, stop_noise)
+                             noise, stop_noise, stop_shares)
     # with the noise variance known, the auto rule watches the estimated error of the
     # whole output; without it, the held-out pixels' loss
     watched = "holdout_loss" if stop_noise is None else "error_estimate"
@@ -942,6 +977,8 @@ def _fit(job: RestoreJob, device: torch.device, scale: int, start: float,
                         "input_shape": list(job.layout.shape),
                         "input_dtype": str(job.layout.dtype),
                         "stop_noise_variance": stop_noise,
+                        "stop_noise_shares": (None if stop_shares is None
+                                              else list(stop_shares)),
                         **({} if noise is None else {"noise_model": noise.record})},
             device=describe_device(device),
             elapsed=time.perf_counter() - start,
@@ -1011,7 +1048,8 @@ def _fit_tiled(job: RestoreJob, device: torch.device, scale: int, start: float,
     tile_records = [{"box": tile.as_list(), "iterations": r.iterations,
                      "stop_reason": r.stop_reason, "stop_iteration": r.stop_iteration,
                      "depth": r.parameters["depth"],
-                     "stop_noise_variance": r.parameters["stop_noise_variance"]}
+                     "stop_noise_variance": r.parameters["stop_noise_variance"],
+                     "stop_noise_shares": r.parameters["stop_noise_shares"]}
                     for tile, r in zip(tiles, results, strict=False)]
     return RestoreResult(
         image=job.layout.to_user(final, dtype=job.output_dtype),
