@@ -715,8 +715,9 @@ def _stop_noise_variance(p: RestoreParameters, obs: npt.NDArray[np.float64]
 
 def stop_noise_shares(job: RestoreJob) -> tuple[float, float] | None:
     """The noise variance on the held-out and on the fitted pixels of ``job`` (its
-    members' mean) from which the auto stop estimates the error, or None where it
-    watches the held-out loss alone (benchmarks replay the rule with it)."""
+    members' mean; the whole image's: a tiled run has its tiles' own) from which the auto
+    stop estimates the error, or None where it watches the held-out loss alone
+    (benchmarks replay the rule with it)."""
     height, width = job.observation.shape[:2]
     return _noise_shares(job.observation, _holdout_masks(job.params, height, width, job.known),
                          stop_noise_variance(job))

@@ -530,9 +530,11 @@ def check_memory(job: RestoreJob) -> None:
 #: :data:`TYPICAL_STOP_SIDE` px: the 10th to 90th percentile of the stops on the held-out
 #: half of benchmarks/stopping.py (denoising and inpainting, widths 16-64, Adam 1e-2:
 #: 360-870; 358-768 in the recording of 2026-12-03, with the estimated error watched when
-#: denoising), widened to the floor the rule's patience sets (300 iterations after the
-#: minimum); balanced's upper end is 1.3 times that, as its step of 3e-3 stopped 1.2-1.35
-#: times later than 1e-2 (camera, astronaut at 128 px, width 64). Typical, not a promise.
+#: denoising; at 128 px 355-750 and 340-825 on its two noise draws with the held-out
+#: pixels' own draw taken in), widened to the floor the rule's patience sets (300
+#: iterations after the minimum); balanced's upper end is 1.3 times that, as its step of
+#: 3e-3 stopped 1.2-1.35 times later than 1e-2 (camera, astronaut at 128 px, width 64).
+#: Typical, not a promise.
 TYPICAL_STOP: dict[str, tuple[int, int]] = {"quick": (350, 1000), "balanced": (350, 1300)}
 TYPICAL_STOP_SIDE = 128
 
