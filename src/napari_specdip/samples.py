@@ -62,8 +62,13 @@ def noisy_photo(size: int = 128, *, seed: int = 0) -> Sample:
     from skimage.util import img_as_float
 
     clean = center_crop(img_as_float(data.astronaut()), size)
-    return Sample("noisy photo", "denoise", add_gaussian_noise(clean, seed=seed), clean,
-                  channel_axis=-1, description="astronaut + Gaussian noise, sigma 25/255")
+    noisy = add_gaussian_noise(clean, seed=seed)
+    # clipping to [0, 1] takes noise out of the dark and bright parts: what is left
+    clipped = float(np.sqrt(np.mean((noisy - clean) ** 2)))
+    return Sample("noisy photo", "denoise", noisy, clean, channel_axis=-1,
+                  description="astronaut + Gaussian noise, sigma 25/255",
+                  extra={"noise": {"model": "gaussian", "sigma": NOISE_SIGMA,
+                                   "sigma_clipped": clipped}})
 
 
 def noisy_microscopy(size: int = 128, *, seed: int = 0) -> Sample:

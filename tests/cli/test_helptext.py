@@ -158,7 +158,8 @@ def test_docs_are_generated_from_the_code() -> None:
 def test_the_docs_table_covers_every_engine_option(restore_help: dict[str, str]) -> None:
     rows = _doc_rows(DOC.read_text(encoding="utf-8"))
     for flag in [*FIELDS, "--task", "--preset", "--mask", "--factor", "--device",
-                 "--output-dtype", "--reference", "--threads", "--overwrite", "--noise-gain",
+                 "--output-dtype", "--reference", "--threads", "--overwrite", "--noise-sigma",
+                 "--noise-gain",
                  "--noise-read-sigma", "--noise-offset", "--warm-start"]:
         assert flag in restore_help, flag
         assert flag in rows, flag

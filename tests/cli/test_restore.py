@@ -213,6 +213,8 @@ def test_presets_and_explicit_options(images: dict[str, Path], tmp_path: Path) -
         (["--noise-gain", "2"], ["noise='poisson-gaussian'"]),
         (["--task", "deblock", "--noise", "poisson-gaussian"], ["Poisson-Gaussian", "deblock"]),
         (["--noise", "poisson-gaussian", "--noise-read-sigma", "-1"], ["--noise-read-sigma"]),
+        (["--noise-sigma", "0"], ["--noise-sigma"]),
+        (["--noise", "poisson-gaussian", "--noise-sigma", "3"], ["noise_sigma", "Gaussian"]),
         (["--preset", "fast"], ["invalid choice: 'fast'"]),
         (["--ensemble", "0"], ["--ensemble"]),
     ],
@@ -247,6 +249,16 @@ def test_camera_noise_model_is_recorded(images: dict[str, Path], tmp_path: Path)
     assert model["offset"] == pytest.approx(100.0)
     assert set(model["source"].values()) == {"given"}
     assert tifffile.imread(out).dtype == np.uint16
+
+
+def test_a_given_noise_sigma_is_used_by_the_stop(images: dict[str, Path],
+                                                 tmp_path: Path) -> None:
+    out = tmp_path / "sigma.png"
+    proc = run_cli("restore", images["gray"], "-o", out, "--noise-sigma", "12.75", *FAST)
+    assert proc.returncode == 0, proc.stderr
+    params = _sidecar(out)["parameters"]
+    assert params["noise_sigma"] == 12.75  # input units: a uint8 PNG's 0..255
+    assert params["stop_noise_variance"] == pytest.approx(0.05**2)
 
 
 def test_ensemble_writes_the_uncertainty_next_to_the_output(images: dict[str, Path],

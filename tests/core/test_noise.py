@@ -255,6 +255,27 @@ def test_held_out_noise_leaves_texture_alone() -> None:
     assert held_out_noise(noisy, held, 0.0) == (0.0, 0.0)
 
 
+def test_a_given_noise_sigma_replaces_the_estimate() -> None:
+    rng = np.random.default_rng(6)
+    noisy = np.clip(128 + rng.normal(0, 20, (48, 48)), 0, 255).astype(np.uint8)
+    result = restore(noisy, width=8, depth=3, max_iterations=3, noise_sigma=30.0)
+    assert result.parameters["stop_noise_variance"] == pytest.approx((30 / 255) ** 2)
+    assert result.parameters["noise_sigma"] == 30.0
+    # tiles work in the whole image's [0, 1] units: the same level in each
+    wide = noisy.astype(float) * 2 + 500
+    tiled = restore(wide, width=8, depth=3, max_iterations=3, noise_sigma=40.0, tile=32,
+                    tile_overlap=4)
+    low, high = tiled.intensity_range
+    assert len(tiled.parameters["tiles"]) == 4
+    for tile in tiled.parameters["tiles"]:
+        assert tile["stop_noise_variance"] == pytest.approx((40.0 / (high - low)) ** 2)
+    with pytest.raises(ValueError, match="positive"):
+        restore(noisy, max_iterations=1, noise_sigma=0.0)
+    with pytest.raises(ValueError, match="Gaussian noise level of a denoising run"):
+        restore(noisy, "inpaint", mask=np.zeros((48, 48), bool), max_iterations=1,
+                noise_sigma=5.0)
+
+
 def test_denoising_records_the_noise_level_of_its_stop() -> None:
     rng = np.random.default_rng(3)
     yy, xx = np.mgrid[0:48, 0:48] / 48.0

@@ -225,6 +225,46 @@ def test_noise_model_section_shows_estimates_next_to_the_samples_truth(
     assert widget.parameters().noise == "gaussian"
 
 
+def test_gaussian_noise_sigma_is_shown_estimated_and_can_be_given(
+        make_napari_viewer_proxy: Any, configure: Any, wait_for_run: Any) -> None:
+    viewer = make_napari_viewer_proxy()
+    _, widget = viewer.window.add_plugin_dock_widget("napari-specdip", "Restore")
+    viewer.open_sample("napari-specdip", "noisy_photo")
+    assert widget.image.value.name == "noisy photo" and widget.noise.value == "gaussian"
+    assert _visible(widget.noise_sigma) and widget.noise_sigma.value == ""
+    assert not _visible(widget.noise_gain)
+    # 25/255 drawn; clipping to [0, 1] leaves less in the dark and bright parts
+    assert widget.noise_note.value == "sample truth: noise sigma 0.098 (0.0873 after clipping)"
+    configure(widget, iterations=6, stop="none")
+    assert widget.parameters().noise_sigma is None
+    widget.start()
+    wait_for_run(widget)
+    estimated, truth = widget.noise_note.value.split("\n")
+    assert estimated.startswith("last run used: noise sigma 0.")
+    assert estimated.endswith("(estimated)") and truth.startswith("sample truth: noise sigma")
+    used = float(estimated.split()[5])
+    assert used == pytest.approx(0.0873, rel=0.05)  # the noise left after clipping
+    widget.noise_sigma.value = "0.1"
+    assert widget.parameters().noise_sigma == 0.1
+    widget.start()
+    wait_for_run(widget)
+    assert widget.noise_note.value.split("\n")[0] == "last run used: noise sigma 0.1 (given)"
+    assert widget.last_output.metadata["specdip"]["parameters"]["noise_sigma"] == 0.1
+    widget.noise_sigma.value = "loud"
+    with pytest.raises(ValueError, match="noise sigma: 'loud' is not a number"):
+        widget.parameters()
+    # the Gaussian level of a denoising run only: hidden and not read elsewhere
+    for task in ("inpaint", "denoise"):
+        widget.task.value = task
+        assert _visible(widget.noise_sigma) == (task == "denoise"), task
+    widget.noise_sigma.value = "0.1"
+    widget.task.value = "inpaint"
+    assert widget.parameters().noise_sigma is None
+    widget.task.value = "denoise"
+    widget.noise.value = "poisson-gaussian"
+    assert not _visible(widget.noise_sigma) and widget.parameters().noise_sigma is None
+
+
 # ------------------------------------------------------------------ ensembles
 
 

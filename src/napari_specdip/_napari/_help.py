@@ -69,6 +69,10 @@ TOOLTIPS: dict[str, str] = {
     "noise": ("What kind of noise the image has. gaussian: the same noise level everywhere "
               "(photos). poisson-gaussian: photon shot noise plus camera read noise, "
               "brighter pixels noisier (microscopy, astronomy: raw camera counts)."),
+    "noise_sigma": ("Gaussian noise: its standard deviation, in image units, for the "
+                    "auto stop. Leave empty to estimate it from the image; on fine textures "
+                    "at low noise the estimate runs high and the run stops early, so give it "
+                    "when you know it."),
     "noise_gain": ("Camera gain: image units per detected photon (e.g. ADU per photon). "
                    "Leave empty to estimate it from the image."),
     "noise_read_sigma": ("Camera read noise, in image units (its standard deviation). Leave "

@@ -402,16 +402,18 @@ class RestoreWidget(Container[Widget]):
         tip = TOOLTIPS
         self.noise = ComboBox(label="noise", choices=list(NOISE_MODELS), value="gaussian",
                               tooltip=tip["noise"])
+        self.noise_sigma = LineEdit(label="noise sigma", tooltip=tip["noise_sigma"])
         self.noise_gain = LineEdit(label="camera gain", tooltip=tip["noise_gain"])
         self.noise_read_sigma = LineEdit(label="read noise", tooltip=tip["noise_read_sigma"])
         self.noise_offset = LineEdit(label="offset", tooltip=tip["noise_offset"])
-        for edit in (self.noise_gain, self.noise_read_sigma, self.noise_offset):
+        for edit in (self.noise_sigma, self.noise_gain, self.noise_read_sigma,
+                     self.noise_offset):
             edit.native.setPlaceholderText("estimate from the image")
         self.noise_fit = ComboBox(label="noise fit", choices=list(NOISE_FITS),
                                   tooltip=tip["noise_fit"])
         self.noise_fields = Container(labels=True, widgets=[
-            self.noise, self.noise_gain, self.noise_read_sigma, self.noise_offset,
-            self.noise_fit])
+            self.noise, self.noise_sigma, self.noise_gain, self.noise_read_sigma,
+            self.noise_offset, self.noise_fit])
         self.noise_note = Label(value="")
         self.noise_section = Container(labels=False, widgets=[
             _section_title("Noise model"), self.noise_fields, self.noise_note])
@@ -702,20 +704,29 @@ class RestoreWidget(Container[Widget]):
             fit_label(self.stop_note.native)
 
     def _on_noise_model(self, model: str) -> None:
-        """The camera's values belong to the Poisson-Gaussian model."""
+        """The camera's values belong to the Poisson-Gaussian model, the noise sigma to
+        the Gaussian one (the denoising stop's noise level)."""
         camera = model == "poisson-gaussian"
         for control in (self.noise_gain, self.noise_read_sigma, self.noise_offset,
                         self.noise_fit):
             control.visible = camera
+        self.noise_sigma.visible = self._gaussian_denoising()
         self._update_noise_note()
+
+    def _gaussian_denoising(self) -> bool:
+        """Whether the noise sigma applies: denoising with the Gaussian model."""
+        return bool(self.noise.value == "gaussian" and self.task.value == "denoise")
 
     def _update_noise_note(self, _value: Any = None) -> None:
         """Under the noise model: the camera values the last run on this image used
         (given or estimated) and, for a sample, its true values to compare with."""
         lines = []
         used_on, used = self._noise_used
-        if (used_on is not None and used_on is self.image.value
-                and used.get("model") == "poisson-gaussian"):
+        this_image = used_on is not None and used_on is self.image.value
+        if this_image and used.get("model") == "gaussian" and self._gaussian_denoising():
+            lines.append(f"last run used: noise sigma {_g(used.get('sigma'))} "
+                         f"({used.get('source', 'estimated')})")
+        if this_image and used.get("model") == "poisson-gaussian":
             source = used.get("source") or {}
             values = ", ".join(f"{word} {_g(used.get(key))} ({source.get(key, 'estimated')})"
                                for key, word in _CAMERA_WORDS)
@@ -725,10 +736,15 @@ class RestoreWidget(Container[Widget]):
                 lines.append("(with the offset estimated as the darkest level, the read noise "
                              "is an upper bound: give the offset to measure it)")
         truth = self._sample_noise()
-        if truth is not None and self.noise.value == "poisson-gaussian":
+        if truth is not None and self.noise.value == truth.get("model") == "poisson-gaussian":
             values = ", ".join(f"{word} {_g(truth.get(key))}" for key, word in _CAMERA_WORDS)
             units = f" ({truth['units']})" if truth.get("units") else ""
             lines.append(f"sample truth: {values}{units}")
+        elif (truth is not None and truth.get("model") == "gaussian"
+              and self._gaussian_denoising()):
+            after = truth.get("sigma_clipped")
+            clipped = f" ({_g(after)} after clipping)" if after is not None else ""
+            lines.append(f"sample truth: noise sigma {_g(truth.get('sigma'))}{clipped}")
         self.noise_note.value = "\n".join(lines)
         self.noise_note.visible = bool(lines)
         if lines:
@@ -913,6 +929,9 @@ class RestoreWidget(Container[Widget]):
             options["factor"] = int(self.factor.value)
         if task == "enhance":
             options["gain"] = float(self.gain.value)
+        sigma_text = str(self.noise_sigma.value).strip()
+        if task == "denoise" and self._gaussian_denoising() and sigma_text:
+            options["noise_sigma"] = _parse_camera(sigma_text, "noise sigma", least="positive")
         if task in NOISE_TASKS and self.noise.value != "gaussian":
             options["noise"] = self.noise.value
             options["noise_fit"] = self.noise_fit.value
@@ -1287,9 +1306,12 @@ class RestoreWidget(Container[Widget]):
         if session.output is not None:
             self.device_label.value = f"ran on: {session.output.metadata['specdip']['device']}"
             used = session.output.metadata["specdip"].get("noise_model")
-            if isinstance(used, dict) and session.results:
+            if session.results and (not isinstance(used, dict)
+                                    or used.get("model") == "gaussian"):
+                used = _gaussian_noise_used(session.results[0])
+            if session.results:  # what this run used, or nothing said (no stale values)
                 source = self._source_of(session.output)
-                self._noise_used = (source, used)
+                self._noise_used = (source, used if isinstance(used, dict) else {})
                 self._update_noise_note()
         for layer in extra:
             message += (f" Its uncertainty (the ensemble's standard deviation) is "
@@ -1414,6 +1436,24 @@ def _parse_camera(text: str, words: str, *, least: str | None) -> float:
                                                                             "a number")
         raise ValueError(f"{words} must be {need}, got {text!r}")
     return value
+
+
+def _gaussian_noise_used(result: Any) -> dict[str, Any] | None:
+    """The Gaussian noise level a denoising run's stop used, in the input's units (a
+    tiled run's: the median of its tiles'), given or estimated; None when it used none."""
+    import math
+
+    params = result.parameters
+    variances = [params.get("stop_noise_variance")]
+    if isinstance(params.get("tiles"), list):  # tiles work in the whole image's [0, 1]
+        variances = [t.get("stop_noise_variance") for t in params["tiles"]]
+    known = sorted(float(v) for v in variances if isinstance(v, int | float))
+    if not known:
+        return None
+    low, high = result.intensity_range
+    sigma = math.sqrt(known[len(known) // 2]) * (high - low)
+    return {"model": "gaussian", "sigma": sigma,
+            "source": "given" if params.get("noise_sigma") is not None else "estimated"}
 
 
 def _g(value: Any) -> str:

@@ -212,6 +212,9 @@ def option_help() -> dict[str, str]:
                         f"outputs are blended ({stated_default('tile_overlap')})",
         "noise": f"noise model: {_words(NOISE_WORDS, NOISE_MODELS)}; {noise_tasks} only; "
                  f"{stated_default('noise')}",
+        "noise_sigma": "gaussian, denoise: the noise's standard deviation in input units, "
+                       "for the auto stop (default: estimated from the image; it errs high on "
+                       "fine textures at low noise, which stops early)",
         "noise_gain": "poisson-gaussian: the camera's gain, input units per photon (e.g. ADU "
                       "per electron; default: estimated from the image)",
         "noise_read_sigma": "poisson-gaussian: the camera's read noise, input units (default: "
@@ -293,6 +296,7 @@ _ROWS: tuple[tuple[str, str | None, str], ...] = (
     ("--tile N", "tile", ""),
     ("--tile-overlap P", "tile_overlap", ""),
     (f"--noise {{{','.join(NOISE_MODELS)}}}", "noise", ""),
+    ("--noise-sigma S", "noise_sigma", ""),
     ("--noise-gain G", "noise_gain", ""),
     ("--noise-read-sigma S", "noise_read_sigma", ""),
     ("--noise-offset O", "noise_offset", ""),

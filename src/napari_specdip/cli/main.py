@@ -167,6 +167,7 @@ def _add_engine_options(parser: argparse.ArgumentParser) -> None:
                    help=helps["tile_overlap"])
     n = parser.add_argument_group("noise model (denoise and inpaint; microscopy cameras)")
     n.add_argument("--noise", choices=NOISE_MODELS, help=helps["noise"])
+    n.add_argument("--noise-sigma", type=_positive_float, metavar="S", help=helps["noise_sigma"])
     n.add_argument("--noise-gain", type=_positive_float, metavar="G", help=helps["noise_gain"])
     n.add_argument("--noise-read-sigma", type=_non_negative_float, metavar="S",
                    help=helps["noise_read_sigma"])

@@ -60,6 +60,7 @@ ENGINE_OPTIONS = {
     "preset": "preset",
     "holdout": "holdout",
     "noise": "noise",
+    "noise_sigma": "noise_sigma",
     "noise_gain": "noise_gain",
     "noise_read_sigma": "noise_read_sigma",
     "noise_offset": "noise_offset",

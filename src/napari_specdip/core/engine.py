@@ -77,11 +77,14 @@ class RestoreJob:
         observation = self.observation[rows, cols]
         layout = Layout(shape=observation.shape, channel_axis=-1, dtype=np.dtype(np.float64),
                         low=0.0, high=1.0)
+        sigma = self.params.noise_sigma  # in the input's units: the tile's are [0, 1]
+        if sigma is not None:
+            sigma = sigma / (self.layout.high - self.layout.low)
         return dataclasses.replace(
             self, observation=observation, layout=layout, output_dtype=np.dtype(np.float64),
             known=None if self.known is None else self.known[rows, cols],
             reference=None if self.reference is None else self.reference[out_rows, out_cols],
-            params=self.params.replace(tile=0))
+            params=self.params.replace(tile=0, noise_sigma=sigma))
 
     def run(self) -> RestoreGenerator:
         """Generator of :class:`StepReport`; returns the :class:`RestoreResult`."""
@@ -234,6 +237,7 @@ def iter_restore(image: Any, task: str = "denoise", *, mask: Any = None, factor:
                  holdout: float | None = None,
                  preview_every: int | None = None, signal_every: int | None = None,
                  num_threads: int | None = None, noise: str | None = None,
+                 noise_sigma: float | None = None,
                  noise_gain: float | None = None, noise_read_sigma: float | None = None,
                  noise_offset: float | None = None, noise_fit: str | None = None,
                  ensemble: int | None = None, tile: int | None = None,
@@ -278,6 +282,10 @@ def iter_restore(image: Any, task: str = "denoise", *, mask: Any = None, factor:
         (microscopy), with the camera's gain, read noise and offset in the input's
         units, each estimated from the image when None; see
         :class:`~napari_specdip.RestoreParameters`.
+    noise_sigma : float, optional
+        Gaussian noise of a denoising run: its standard deviation in the input's
+        units, for the auto stop's estimate of the error (default: estimated from
+        the image).
     ensemble : int, optional
         Fit K members (seeds ``seed .. seed + K - 1``) together; the result is their
         mean and ``result.uncertainty`` their standard deviation, over the members
@@ -331,9 +339,9 @@ def iter_restore(image: Any, task: str = "denoise", *, mask: Any = None, factor:
         depth=depth, lipschitz=lipschitz, upsampler=upsampler, sigmas=sigmas,
         learning_rate=learning_rate, network=network, output=output, gain=gain, holdout=holdout,
         preview_every=preview_every, signal_every=signal_every, num_threads=num_threads,
-        noise=noise, noise_gain=noise_gain, noise_read_sigma=noise_read_sigma,
-        noise_offset=noise_offset, noise_fit=noise_fit, ensemble=ensemble, tile=tile,
-        tile_overlap=tile_overlap,
+        noise=noise, noise_sigma=noise_sigma, noise_gain=noise_gain,
+        noise_read_sigma=noise_read_sigma, noise_offset=noise_offset, noise_fit=noise_fit,
+        ensemble=ensemble, tile=tile, tile_overlap=tile_overlap,
     )
     return job.run()
 
@@ -694,20 +702,23 @@ def stop_noise_variance(job: RestoreJob) -> float | None:
     """The noise variance (in the fitted space) from which the auto stop of ``job``
     estimates the output's error, or None where it watches the held-out loss alone
     (benchmarks replay the rule with it)."""
-    return _stop_noise_variance(job.params, job.observation)
+    return _stop_noise_variance(job.params, job.observation, job.layout)
 
 
-def _stop_noise_variance(p: RestoreParameters, obs: npt.NDArray[np.float64]
-                         ) -> float | None:
-    """The noise variance of a denoising run with Gaussian noise and held-out pixels,
-    estimated from ``obs`` (the fitted image: with Gaussian noise, the observation);
-    None for other tasks (their degradation is not white noise), for images too small
-    to estimate it, and with the Poisson-Gaussian model: there the fit's loss is
-    weighted by a variance that changes from pixel to pixel, and the estimate,
-    measured with Gaussian noise only, lost 1.9 dB on a 5-photon cell (64 px) where
-    the held-out loss did not."""
+def _stop_noise_variance(p: RestoreParameters, obs: npt.NDArray[np.float64],
+                         layout: Layout) -> float | None:
+    """The noise variance of a denoising run with Gaussian noise and held-out pixels:
+    ``noise_sigma`` in the fitted space where given, else estimated from ``obs`` (the
+    fitted image: with Gaussian noise, the observation); None for other tasks (their
+    degradation is not white noise), for images too small to estimate it, and with
+    the Poisson-Gaussian model: there the fit's loss is weighted by a variance that
+    changes from pixel to pixel, and the estimate, measured with Gaussian noise only,
+    lost 1.9 dB on a 5-photon cell (64 px) where the held-out loss did not."""
     if p.task != "denoise" or p.holdout <= 0 or p.noise != "gaussian":
         return None
+    if p.noise_sigma is not None:
+        span = layout.high - layout.low
+        return float((p.noise_sigma / span) ** 2) if span > 0 else None
     if min(obs.shape[:2]) < WHITE_NOISE_PATCH:
         return None
     return estimate_white_noise_variance(obs)
@@ -805,7 +816,7 @@ def _fit(job: RestoreJob, device: torch.device, scale: int, start: float,
             fit_weight = op.known * fit_weight
     need_variance = (p.track_variance or p.stop == "wmv"
                      or (p.output == "best" and reference is None))
-    stop_noise = _stop_noise_variance(p, obs)
+    stop_noise = _stop_noise_variance(p, obs, job.layout)
     stop_shares = _noise_shares(obs, held, stop_noise)
     signals_meter = _Signals(job, y, op, crop, obs_crop, device, reference, need_variance, holdout,
                              noise, stop_noise, stop_shares)
