@@ -25,7 +25,8 @@ the run's peak, and for denoising the margin over NL-means. A rule that never
 fires returns at the cap, marked ``*``. Tables are grouped by split (tune /
 held-out), image kind, width and size. ``--without-draw`` replays the estimate
 as it was before it took in the held-out pixels' own noise draw, ``--true-draw`` with the
-draw actually made (from the clean image). ``--noise-scales``
+draw actually made (from the clean image), ``--true-noise`` with the noise level drawn
+too (what a known ``noise_sigma`` gives). ``--noise-scales``
 adds the auto rule's gaps with the noise variance it uses scaled by each factor (how
 much a misestimated noise level costs).
 
@@ -78,8 +79,10 @@ def _column(curves: dict[str, Any], name: str) -> np.ndarray:
 
 _JOBS: dict[str, Any] = {}
 #: the held-out pixels' own noise draw in the estimate: "estimated" as the engine does,
-#: "none" as it did before 2026-12-03, evening (``--without-draw``), or "true", the noise
-#: actually drawn (``--true-draw``, from the clean image: a diagnosis, not a rule)
+#: "none" as it did before 2026-12-03, evening (``--without-draw``), "true", the noise
+#: actually drawn on each set (``--true-draw``, from the clean image: a diagnosis, not a
+#: rule), or "true-noise", that and the image's noise level too (``--true-noise``: what a
+#: user's ``noise_sigma`` gives)
 DRAW = "estimated"
 
 
@@ -126,14 +129,29 @@ def noise_shares_of(record: dict[str, Any]) -> tuple[float, float] | None:
     return stop_noise_shares(_job_of(record))
 
 
+def true_noise_variance(record: dict[str, Any]) -> float | None:
+    """The noise variance actually drawn on this run's observation, in the fitted space
+    (None where the engine's stop watches the held-out loss)."""
+    import _evalset
+
+    if noise_variance_of(record) is None:
+        return None
+    c = record["config"]
+    clean = _evalset.load(c["image"], c["size"])
+    observation, _ = _evalset.parse_degradation(c["degradation"]).apply(clean, seed=c["seed"])
+    layout = _job_of(record).layout
+    return float(np.mean((observation - clean) ** 2)) / (layout.high - layout.low) ** 2
+
+
 def true_noise_shares(record: dict[str, Any]) -> tuple[float, float] | None:
-    """The engine's noise variance scaled by the noise actually drawn on the held-out and
-    on the fitted pixels, relative to the whole image's (regenerated from the config)."""
+    """The engine's noise variance (or with ``DRAW == "true-noise"`` the drawn one) scaled
+    by the noise actually drawn on the held-out and on the fitted pixels, relative to the
+    whole image's (regenerated from the config)."""
     import _evalset
 
     from napari_specdip.core.engine import _holdout_masks
 
-    v = noise_variance_of(record)
+    v = true_noise_variance(record) if DRAW == "true-noise" else noise_variance_of(record)
     if v is None:
         return None
     c = record["config"]
@@ -166,12 +184,14 @@ def auto_signal(record: dict[str, Any], noise_scale: float = 1.0) -> np.ndarray:
     noise = noise_variance_of(record) if np.isfinite(fit).any() else None
     if noise is None:
         return held
+    if DRAW == "true-noise":
+        noise = true_noise_variance(record) or noise
     recorded = _column(curves, "error_estimate_ema")
     if (np.isfinite(recorded).any() and noise_scale == 1.0 and DRAW == "estimated"
             and "stop_noise_shares" in record):
         return recorded
-    shares = {"estimated": noise_shares_of, "true": true_noise_shares}.get(
-        DRAW, lambda _: None)(record)
+    shares = {"estimated": noise_shares_of, "true": true_noise_shares,
+              "true-noise": true_noise_shares}.get(DRAW, lambda _: None)(record)
     scaled = None if shares is None else (shares[0] * noise_scale, shares[1] * noise_scale)
     return error_estimate(torch.from_numpy(fit), torch.from_numpy(held), noise * noise_scale,
                           float(record["config"]["holdout"]), noise_shares=scaled).numpy()
@@ -279,9 +299,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--true-draw", action="store_true",
                         help="replay auto's estimate with the noise actually drawn on the "
                              "held-out and the fitted pixels (from the clean image)")
+    parser.add_argument("--true-noise", action="store_true",
+                        help="as --true-draw, and the image's noise level the one drawn too "
+                             "(what a known noise_sigma gives)")
     args = parser.parse_args(argv)
     global DRAW
-    DRAW = "none" if args.without_draw else "true" if args.true_draw else "estimated"
+    DRAW = ("none" if args.without_draw else "true-noise" if args.true_noise
+            else "true" if args.true_draw else "estimated")
     runs, baselines = load(args.runs)
     # a run that never rose 3 dB above its observation failed to fit: reported apart
     rows = [evaluate(r, baselines) for r in runs

@@ -129,7 +129,8 @@ def test_trajectories_then_stopping_replay(capsys: pytest.CaptureFixture[str],
         assert shares is not None and all(0.5 * v < share < 2.0 * v for share in shares)
     assert stopping.true_noise_shares(run) != stopping.noise_shares_of(run)
     with_draw = stopping.auto_signal(run)
-    for flag, draw in (("--without-draw", "none"), ("--true-draw", "true")):
+    for flag, draw in (("--without-draw", "none"), ("--true-draw", "true"),
+                       ("--true-noise", "true-noise")):
         assert stopping.main([str(runs), flag]) == 0 and stopping.DRAW == draw
         assert not np.allclose(stopping.auto_signal(run), with_draw)
     assert stopping.main([str(runs)]) == 0 and stopping.DRAW == "estimated"
