@@ -930,7 +930,7 @@ class RestoreWidget(Container[Widget]):
         if task == "enhance":
             options["gain"] = float(self.gain.value)
         sigma_text = str(self.noise_sigma.value).strip()
-        if task == "denoise" and self._gaussian_denoising() and sigma_text:
+        if self._gaussian_denoising() and sigma_text:
             options["noise_sigma"] = _parse_camera(sigma_text, "noise sigma", least="positive")
         if task in NOISE_TASKS and self.noise.value != "gaussian":
             options["noise"] = self.noise.value
