@@ -86,6 +86,22 @@ _JOBS: dict[str, Any] = {}
 DRAW = "estimated"
 
 
+_OBSERVED: dict[str, Any] = {}
+
+
+def _observed(record: dict[str, Any]) -> tuple[np.ndarray, np.ndarray, Any]:
+    """(clean, observation, missing pixels) of this run, regenerated from its config."""
+    c = record["config"]
+    key = f"{c['image']}|{c['size']}|{c['degradation']}|{c['seed']}"
+    if key not in _OBSERVED:
+        import _evalset
+
+        clean = _evalset.load(c["image"], c["size"])
+        _OBSERVED[key] = (clean, *_evalset.parse_degradation(c["degradation"]).apply(
+            clean, seed=c["seed"]))
+    return _OBSERVED[key]
+
+
 def _job_of(record: dict[str, Any]) -> Any:
     """The engine's job for this run's observation (regenerated from its config)."""
     c = record["config"]
@@ -96,15 +112,20 @@ def _job_of(record: dict[str, Any]) -> Any:
         from napari_specdip import RestoreParameters
         from napari_specdip.core.engine import plan_restore
 
-        degradation = _evalset.parse_degradation(c["degradation"])
-        clean = _evalset.load(c["image"], c["size"])
-        observation, missing = degradation.apply(clean, seed=c["seed"])
-        params = RestoreParameters.for_task(degradation.task, holdout=c["holdout"],
-                                            seed=c["seed"])
-        _JOBS[key] = plan_restore(observation, degradation.task, mask=missing,
+        task = _evalset.parse_degradation(c["degradation"]).task
+        clean, observation, missing = _observed(record)
+        params = RestoreParameters.for_task(task, holdout=c["holdout"], seed=c["seed"])
+        _JOBS[key] = plan_restore(observation, task, mask=missing,
                                   channel_axis=-1 if clean.ndim == 3 else None,
                                   parameters=params, check_memory=False)
     return _JOBS[key]
+
+
+def _drawn_noise(record: dict[str, Any]) -> np.ndarray:
+    """Each pixel's squared noise actually drawn (its channels' mean), in the data's units."""
+    clean, observation, _ = _observed(record)
+    noise = (observation - clean) ** 2
+    return noise.mean(axis=-1) if noise.ndim == 3 else noise
 
 
 def noise_variance_of(record: dict[str, Any]) -> float | None:
@@ -132,33 +153,22 @@ def noise_shares_of(record: dict[str, Any]) -> tuple[float, float] | None:
 def true_noise_variance(record: dict[str, Any]) -> float | None:
     """The noise variance actually drawn on this run's observation, in the fitted space
     (None where the engine's stop watches the held-out loss)."""
-    import _evalset
-
     if noise_variance_of(record) is None:
         return None
-    c = record["config"]
-    clean = _evalset.load(c["image"], c["size"])
-    observation, _ = _evalset.parse_degradation(c["degradation"]).apply(clean, seed=c["seed"])
     layout = _job_of(record).layout
-    return float(np.mean((observation - clean) ** 2)) / (layout.high - layout.low) ** 2
+    return float(_drawn_noise(record).mean()) / (layout.high - layout.low) ** 2
 
 
 def true_noise_shares(record: dict[str, Any]) -> tuple[float, float] | None:
     """The engine's noise variance (or with ``DRAW == "true-noise"`` the drawn one) scaled
     by the noise actually drawn on the held-out and on the fitted pixels, relative to the
     whole image's (regenerated from the config)."""
-    import _evalset
-
     from napari_specdip.core.engine import _holdout_masks
 
     v = true_noise_variance(record) if DRAW == "true-noise" else noise_variance_of(record)
     if v is None:
         return None
-    c = record["config"]
-    clean = _evalset.load(c["image"], c["size"])
-    observation, _ = _evalset.parse_degradation(c["degradation"]).apply(clean, seed=c["seed"])
-    noise = (observation - clean) ** 2
-    noise = noise.mean(axis=-1) if noise.ndim == 3 else noise
+    noise = _drawn_noise(record)
     job = _job_of(record)
     masks = _holdout_masks(job.params, *noise.shape, job.known)
     if masks is None:

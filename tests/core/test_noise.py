@@ -250,6 +250,10 @@ def test_held_out_noise_leaves_texture_alone() -> None:
     held = rng.random((64, 64)) < 0.1
     v_held, v_fit = held_out_noise(noisy, held, 1e-4)
     assert v_held == pytest.approx(1e-4, rel=0.02) and v_fit == pytest.approx(1e-4, rel=0.02)
+    # an ensemble's stack of masks: the members' mean, a member holding out nothing at v
+    members = np.stack([held, rng.random((64, 64)) < 0.1, np.zeros((64, 64), bool)])
+    singles = np.array([held_out_noise(noisy, m, 1e-4) for m in members])
+    assert held_out_noise(noisy, members, 1e-4) == pytest.approx(tuple(singles.mean(axis=0)))
     # nothing held out, or no noise: nothing to correct
     assert held_out_noise(noisy, np.zeros((64, 64), bool), 1e-4) == (1e-4, 1e-4)
     assert held_out_noise(noisy, held, 0.0) == (0.0, 0.0)

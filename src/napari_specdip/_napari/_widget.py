@@ -1306,10 +1306,9 @@ class RestoreWidget(Container[Widget]):
         if session.output is not None:
             self.device_label.value = f"ran on: {session.output.metadata['specdip']['device']}"
             used = session.output.metadata["specdip"].get("noise_model")
-            if session.results and (not isinstance(used, dict)
-                                    or used.get("model") == "gaussian"):
-                used = _gaussian_noise_used(session.results[0])
             if session.results:  # what this run used, or nothing said (no stale values)
+                if not isinstance(used, dict) or used.get("model") == "gaussian":
+                    used = _gaussian_noise_used(session.results[0])
                 source = self._source_of(session.output)
                 self._noise_used = (source, used if isinstance(used, dict) else {})
                 self._update_noise_note()

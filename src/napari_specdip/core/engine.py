@@ -717,8 +717,7 @@ def _stop_noise_variance(p: RestoreParameters, obs: npt.NDArray[np.float64],
     if p.task != "denoise" or p.holdout <= 0 or p.noise != "gaussian":
         return None
     if p.noise_sigma is not None:
-        span = layout.high - layout.low
-        return float((p.noise_sigma / span) ** 2) if span > 0 else None
+        return float((p.noise_sigma / (layout.high - layout.low)) ** 2)
     if min(obs.shape[:2]) < WHITE_NOISE_PATCH:
         return None
     return estimate_white_noise_variance(obs)
@@ -740,8 +739,7 @@ def _noise_shares(obs: npt.NDArray[np.float64], held: npt.NDArray[np.bool_] | No
     members (each holds out its own pixels; their losses are averaged too)."""
     if noise_variance is None or held is None:
         return None
-    pairs = np.array([held_out_noise(obs, mask, noise_variance) for mask in held])
-    return float(pairs[:, 0].mean()), float(pairs[:, 1].mean())
+    return held_out_noise(obs, held, noise_variance)
 
 
 def _fit(job: RestoreJob, device: torch.device, scale: int, start: float,

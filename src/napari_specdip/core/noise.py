@@ -571,7 +571,8 @@ def estimate_white_noise_variance(image: npt.ArrayLike, *, patch: int = WHITE_NO
 def held_out_noise(image: npt.ArrayLike, held: npt.ArrayLike, noise_variance: float
                    ) -> tuple[float, float]:
     """The noise variance on the held-out pixels ``held`` of an (H, W, C) image and on
-    the others, given the whole image's ``noise_variance`` ``v``.
+    the others, given the whole image's ``noise_variance`` ``v``; for a (K, H, W) stack
+    of masks (an ensemble's members, each holding out its own), their means.
 
     A tenth of a 128 px image is about 1600 pixels, whose noise draw differs from the
     image's by a few percent (its mean square has a relative spread of
@@ -602,9 +603,11 @@ def held_out_noise(image: npt.ArrayLike, held: npt.ArrayLike, noise_variance: fl
     data = np.asarray(image, dtype=np.float64)
     if data.ndim == 2:
         data = data[..., None]
-    mask = np.asarray(held, dtype=bool)
+    # a mask that holds out nothing or everything tells nothing: its member keeps v
+    masks = list(np.asarray(held, dtype=bool).reshape(-1, *data.shape[:2]))
+    usable = [m for m in masks if m.any() and not m.all()]
     v = float(noise_variance)
-    if not mask.any() or mask.all() or v <= 0:
+    if not usable or v <= 0:
         return v, v
     neighbours = np.full((3, 3), 1.0 / 8.0)
     neighbours[1, 1] = 0.0
@@ -613,5 +616,6 @@ def held_out_noise(image: npt.ArrayLike, held: npt.ArrayLike, noise_variance: fl
     spread = float(residual.var()) * data.shape[2]
     shrink = 2.0 * v * v / spread if spread > 0 else 0.0
     overall = float(residual.mean())
-    return (v + shrink * (float(residual[mask].mean()) - overall),
-            v + shrink * (float(residual[~mask].mean()) - overall))
+    held_shift = sum(float(residual[m].mean()) - overall for m in usable) / len(masks)
+    fit_shift = sum(float(residual[~m].mean()) - overall for m in usable) / len(masks)
+    return v + shrink * held_shift, v + shrink * fit_shift
