@@ -475,3 +475,15 @@ def test_remote_stop_reaches_a_running_task_without_a_worker_client(scheduler: s
         # the task asked through the worker's connection: no worker Client was made
         made = client.run(lambda dask_worker: dask_worker._client is not None)
         assert not any(made.values())
+
+
+def test_a_16_bit_colour_png_is_refused_before_any_work(tmp_path: Path) -> None:
+    rgb16 = tmp_path / "rgb16.tif"
+    tifffile.imwrite(rgb16, (np.random.default_rng(3).random((32, 40, 3)) * 60000)
+                     .astype(np.uint16), photometric="rgb")
+    proc = run_cli("restore", rgb16, "-o", tmp_path / "out.png", "--max-iterations", "500")
+    assert_clean_failure(proc, 2, "PNG stores 16-bit gray only", "write .tif")
+    assert not (tmp_path / "out.png").exists()
+    as_bytes = run_cli("restore", rgb16, "-o", tmp_path / "out8.png", "--output-dtype", "uint8",
+                       *FAST)
+    assert as_bytes.returncode == 0, as_bytes.stderr

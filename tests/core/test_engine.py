@@ -213,10 +213,10 @@ def test_backtracking_restores_weights() -> None:
     image = np.random.default_rng(0).random((32, 32))
     # an absurd learning rate makes the fit diverge; backtracking must kick in
     params = RestoreParameters.for_task("denoise", backtrack_every=1, lr_warmup=0)
-    result = restore(image, parameters=params, max_iterations=30, learning_rate=5.0, **FAST)
+    result = restore(image, parameters=params, max_iterations=30, learning_rate=1.0, **FAST)
     assert result.parameters["backtracks"] >= 1
     off = restore(image, parameters=params.replace(backtrack=False), max_iterations=30,
-                  learning_rate=5.0, **FAST)
+                  learning_rate=1.0, **FAST)
     assert off.parameters["backtracks"] == 0
 
 
@@ -231,6 +231,18 @@ def test_backtracking_restores_weights() -> None:
         ({"image": np.random.rand(32, 32), "channel_axis": -1}, "must be 3D"),
         ({"image": np.random.rand(12, 40)}, "too small"),
         ({"image": np.full((32, 32), 7.0)}, "constant"),
+        # whatever the dtype: a uint8 or [0, 1] float image has a natural range, but a
+        # constant one has nothing to restore either
+        ({"image": np.zeros((32, 32), np.uint8)}, "constant"),
+        ({"image": np.zeros((32, 32), np.float32)}, "constant"),
+        ({"image": np.ones((32, 32, 3)), "channel_axis": -1}, "constant"),
+        ({"image": np.random.rand(32, 32), "learning_rate": 1e9}, r"learning_rate must be in"),
+        ({"image": np.random.rand(32, 32), "reference": np.random.rand(32, 32) * 255},
+         "not 0-1"),
+        ({"image": np.random.rand(32, 32) * 255, "reference": np.random.rand(32, 32)},
+         "in the image's units"),
+        ({"image": np.random.rand(32, 32), "reference": np.random.rand(32, 32) + 5.0},
+         "in the image's units"),
         ({"image": np.array([["a"] * 32] * 32)}, "numbers"),
         ({"image": np.random.rand(32, 32), "task": "inpaint"}, "needs a mask"),
         ({"image": np.random.rand(32, 32), "task": "inpaint", "mask": np.zeros((30, 32))},

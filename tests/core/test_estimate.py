@@ -164,7 +164,7 @@ def test_advice_names_a_width_and_a_crop_that_fit(little_memory: int) -> None:
     job = plan_restore(image, width=128, device="cpu", check_memory=False)
     needed = est.memory_needed(job).total
     advice = est.memory_advice(job, needed, little_memory, "cpu")
-    width = int(advice.split("(")[1].split(" instead")[0])
+    width = int(advice.split("smaller width (")[1].split(" instead")[0])
     budget = est.SAFETY_SHARE * little_memory
     assert est.memory_needed(est._with(job, width=width)).total <= budget
     assert est.memory_needed(est._with(job, width=2 * width)).total > budget

@@ -153,3 +153,80 @@ def test_interrupted_run_still_refused_when_types_are_wrong() -> None:
     stop.set()
     with pytest.raises(ValueError, match="seed"):
         restore(np.random.default_rng(6).random((32, 32)), seed="1", interrupt=stop, **FAST)
+
+
+def test_a_reference_in_the_image_units_is_accepted_despite_the_noise() -> None:
+    # noise widens the observed range well past the clean one; neither is refused
+    rng = np.random.default_rng(5)
+    flat = np.full((32, 32), 0.5) + 0.02 * rng.random((32, 32))
+    noisy = flat + rng.normal(0.0, 0.2, flat.shape)
+    assert plan_restore(noisy, reference=flat).reference is not None
+    dark = (rng.random((32, 32)) * 20).astype(np.uint8)
+    assert plan_restore(dark, reference=dark.astype(np.float64) * 0.9).reference is not None
+
+
+# ------------------------------------------------------------------ output dtypes, odd options
+
+
+@pytest.mark.parametrize(("image", "dtype", "expected"), [
+    # [0, 1] floats span 0..255; uint16 is divided by 257; a float's own range is stretched
+    (np.linspace(0.0, 1.0, 32 * 32).reshape(32, 32), "uint8", (0, 128, 255)),
+    (np.linspace(100, 60100, 32 * 32).reshape(32, 32).astype(np.uint16), "uint8",
+     (0, 117, 234)),
+    (np.linspace(-1.0, 1.0, 32 * 32).reshape(32, 32), "uint16", (0, 32768, 65535)),
+])
+def test_output_dtype_rescales_what_it_cannot_hold(image: np.ndarray, dtype: str,
+                                                   expected: tuple[int, int, int]) -> None:
+    layout = plan_restore(image, output_dtype=dtype, **FAST).layout
+    restored = np.array([0.0, 0.5, 1.0]).reshape(1, 3, 1)  # darkest, middle, brightest
+    out = layout.to_user(restored, dtype=np.dtype(dtype))
+    assert out.dtype == np.dtype(dtype)
+    assert out.ravel().tolist() == pytest.approx(
+        [expected[0] if image.dtype.kind == "f" else round(float(image.min()) / 257),
+         expected[1], expected[2]], abs=1)
+    end = restore(image, output_dtype=dtype, max_iterations=2, **FAST).image
+    assert end.dtype == np.dtype(dtype) and 0 < end.mean() < np.iinfo(end.dtype).max
+
+
+def test_output_dtype_keeps_units_where_it_can() -> None:
+    image = (np.random.default_rng(6).random((32, 32)) * 3000 + 100).astype(np.uint16)
+    as_float = restore(image, output_dtype="float32", max_iterations=3, **FAST).image
+    assert 100 <= as_float.min() and as_float.max() <= 3100  # the camera's units, not [0, 1]
+    as_int = restore(image, output_dtype="int32", max_iterations=3, **FAST).image
+    assert as_int.max() > 1000
+    with pytest.raises(ValueError, match="float16 cannot hold"):
+        plan_restore(image.astype(np.float64) * 1e3, output_dtype="float16")
+
+
+def test_a_few_known_pixels_all_drawn_for_holding_out_are_fitted_instead() -> None:
+    image = np.random.default_rng(7).random((32, 40))
+    mask = np.ones((32, 40), bool)
+    mask[0, 5] = mask[0, 6] = False  # two known pixels, both in seed 1's held-out draw
+    job = plan_restore(image, "inpaint", mask=mask, holdout=0.3, seed=1, **FAST)
+    result = restore(image, "inpaint", mask=mask, holdout=0.3, seed=1, max_iterations=3, **FAST)
+    assert job.known is not None and np.isfinite(result.image).all()
+
+
+@pytest.mark.parametrize(("options", "needle"), [
+    ({"sigmas": ()}, "sigmas needs at least one value"),
+    ({"network": "skip", "depth": 0}, "needs depth >= 1"),
+    ({"seed": -1}, "seed must be between 0 and 2\\*\\*62"),
+    ({"seed": 2**64 - 1}, "seed must be between 0 and 2\\*\\*62"),
+    ({"depth": 12}, "depth 12 pads the image to 4096 px"),
+])
+def test_odd_options_are_refused_at_the_call(options: dict, needle: str) -> None:
+    image = np.random.default_rng(8).random((20, 20))
+    with pytest.raises(ValueError, match=needle):
+        iter_restore(image, **{"max_iterations": 1, **options})
+
+
+def test_the_paper_depth_still_runs_on_a_small_image() -> None:
+    image = np.random.default_rng(9).random((20, 24))
+    assert restore(image, preset="paper", width=4, max_iterations=1).iterations == 1
+
+
+def test_a_range_wider_than_float64_is_refused() -> None:
+    image = np.zeros((32, 32))
+    image[0, 0], image[1, 1] = -1.7e308, 1.7e308
+    with pytest.raises(ValueError, match="more than float64"):
+        plan_restore(image)

@@ -170,6 +170,10 @@ def check_writable_kind(path: Path, *, stack: bool, channels: int | None,
                              "write .tif")
         return
     allowed = ("uint8",) if kind == "jpeg" else ("uint8", "uint16")
+    if kind == "png" and dtype.name == "uint16" and channels not in (None, 1):
+        # Pillow, which writes the PNG, stores 16 bits for gray images only
+        raise UsageError(f"{path}: PNG stores 16-bit gray only, the result is 16-bit with "
+                         f"{channels} channels; write .tif (or --output-dtype uint8)")
     if dtype.name not in allowed and dtype.kind != "b":
         raise UsageError(f"{path}: {name} stores {' or '.join(allowed)}, the result is {dtype}; "
                          "write .tif"

@@ -24,7 +24,7 @@ from napari_specdip.core.noise import (WHITE_NOISE_PATCH, NoiseFit, check_noise_
                                        estimate_white_noise_variance, held_out_noise,
                                        plan_noise)
 from napari_specdip.core.operators import Downsampling, Identity, Inpainting, Operator
-from napari_specdip.core.params import RestoreParameters, auto_depth
+from napari_specdip.core.params import PAPER_DEPTH, RestoreParameters, auto_depth
 from napari_specdip.core.results import RestoreResult, StepReport
 from napari_specdip.core.tiling import BlendCanvas, Tile, tile_grid
 from napari_specdip.stopping import make_rules
@@ -179,6 +179,14 @@ def plan_restore(image: Any, task: str = "denoise", *, mask: Any = None, factor:
 
     if params.noise != "gaussian":
         check_noise_estimable(params, (height, width), known)
+    out_side = min(height, width) * _output_scale(params)
+    # the canvas is padded to a multiple of 2**depth: a little is fine (the paper's depth 5
+    # on a 20 px image), a depth far beyond the image only pads it into a memory blow-up
+    if params.depth is not None and 2 ** params.depth > max(2 ** PAPER_DEPTH, 4 * out_side):
+        raise ValueError(f"depth {params.depth} pads the image to {2 ** params.depth} px on a "
+                         f"side, and this output is {out_side} px on its short side: use "
+                         f"depth <= {max(PAPER_DEPTH, (4 * out_side).bit_length() - 1)}, "
+                         "or leave depth unset")
     low, high = intensity_range(values, dtype, known)
     observation = np.clip((values - low) / (high - low), 0.0, 1.0)
     layout = Layout(shape=np.shape(image), channel_axis=axis, dtype=dtype, low=low, high=high,
@@ -194,10 +202,14 @@ def plan_restore(image: Any, task: str = "denoise", *, mask: Any = None, factor:
         if ref_values.shape != expected:
             raise ValueError(f"reference shape {ref_values.shape} (channels last) does not match "
                              f"the output's {expected}")
+        _check_reference_units(ref_values, values if known is None else values[known])
         ref = np.clip((ref_values - low) / (high - low), 0.0, 1.0)
     out_dtype = None if output_dtype is None else np.dtype(output_dtype)
     if out_dtype is not None and out_dtype.kind not in "uif":
         raise ValueError(f"output_dtype must be an integer or float dtype, got {out_dtype}")
+    if out_dtype is not None and out_dtype.kind == "f" and not layout.holds(out_dtype):
+        raise ValueError(f"output_dtype {out_dtype} cannot hold this image's values (up to "
+                         f"{max(abs(low), abs(high)):g}); choose float32 or float64")
     if interrupt is not None and not callable(getattr(interrupt, "is_set", None)):
         raise TypeError("interrupt must have an is_set() method, e.g. threading.Event")
     if warm_start is not None and not (isinstance(warm_start, Mapping) and all(
@@ -223,6 +235,25 @@ def plan_restore(image: Any, task: str = "denoise", *, mask: Any = None, factor:
 
         refuse_if_too_big(job)
     return job
+
+
+def _check_reference_units(reference: npt.NDArray[np.float64],
+                           observed: npt.NDArray[np.float64]) -> None:
+    """Refuse a reference that cannot be in the image's units (a 0-255 reference for a
+    0-1 image, or the other way round): it would be clipped into the image's range and
+    every PSNR against it would be meaningless. Noise widens the observed range, so
+    only a tenfold mismatch is refused, or a [0, 1] reference fifty times narrower than
+    an image of integer-like values."""
+    low, high = float(observed.min()), float(observed.max())
+    span = high - low  # > 0: a constant image is refused before
+    r_low, r_high = float(reference.min()), float(reference.max())
+    r_span = r_high - r_low
+    zero_one = 0.0 <= r_low and r_high <= 1.0 and high - low > 2.0  # [0, 1] for 0-255
+    if (r_span > 10 * span or (zero_one and r_span < span / 50)
+            or r_low > high + span or r_high < low - span):
+        raise ValueError(f"reference values span {r_low:g}..{r_high:g} but the image's span "
+                         f"{low:g}..{high:g}: give the clean reference in the image's units "
+                         "(e.g. 0-255 for an 8-bit image, not 0-1)")
 
 
 def iter_restore(image: Any, task: str = "denoise", *, mask: Any = None, factor: int | None = None,
@@ -298,7 +329,12 @@ def iter_restore(image: Any, task: str = "denoise", *, mask: Any = None, factor:
         fewer steps, so a large one finishes sooner; see
         :class:`~napari_specdip.RestoreParameters`.
     output_dtype : dtype, optional
-        dtype of the result; default the input's.
+        dtype of the result; default the input's. The values keep the input's units
+        where the dtype holds them (a float dtype; an integer dtype whose range holds
+        an integer input's values); otherwise the input's range (an integer dtype's
+        whole range, a float image's [0, 1] or its own min..max) is mapped onto the
+        integer dtype's, as skimage's ``img_as_ubyte`` does: a [0, 1] float image as
+        uint8 spans 0-255, a uint16 one is divided by 257.
     interrupt : threading.Event-like, optional
         Set it to stop early and keep the result so far.
     alpha : bool, optional
@@ -612,7 +648,12 @@ def _holdout_mask(height: int, width: int, fraction: float, seed: int,
     """A seeded random ``fraction`` of the observed pixels, left out of the fit."""
     rng = np.random.default_rng([seed, 2])
     chosen = rng.random((height, width)) < fraction
-    return chosen & known if known is not None else chosen
+    if known is None:
+        return chosen
+    chosen &= known
+    if not (known & ~chosen).any():  # a few known pixels, all drawn: fit them, hold none
+        chosen[:] = False
+    return chosen
 
 
 def _holdout_masks(p: RestoreParameters, height: int, width: int,

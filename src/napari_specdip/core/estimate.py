@@ -505,8 +505,9 @@ def memory_advice(job: RestoreJob, needed: int, available: int,
     tips.append("another device" + (f" ({', '.join(others)})" if others else
                                     " with more memory (a GPU)"))
     where = describe_device(dev)
-    return (f"needs about {format_bytes(needed)} on {where} but only "
-            f"{format_bytes(available)} is available; try " + ", or ".join(tips))
+    return (f"needs about {format_bytes(needed)} on {where}, more than the "
+            f"{format_bytes(budget)} a run may take ({SAFETY_SHARE:.0%} of the "
+            f"{format_bytes(available)} available); try " + ", or ".join(tips))
 
 
 def check_memory(job: RestoreJob) -> None:

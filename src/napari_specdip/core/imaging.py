@@ -23,6 +23,22 @@ class Layout:
     # (H, W) alpha plane, carried over unrestored
     alpha: npt.NDArray[Any] | None = field(default=None, compare=False, repr=False)
 
+    def natural_range(self) -> tuple[float, float]:
+        """The range the input's dtype stands for: an integer dtype's whole range, a
+        float image's [0, 1] or else its own min..max (the range restored)."""
+        if self.dtype.kind in "ui":
+            info = np.iinfo(self.dtype)
+            return float(info.min), float(info.max)
+        return (0.0, 1.0) if self.dtype.kind == "b" else (self.low, self.high)
+
+    def holds(self, target: np.dtype[Any]) -> bool:
+        """Whether ``target`` keeps the values in the input's units: any float dtype that
+        reaches them, an integer dtype whose range holds an integer input's. A float
+        input into an integer dtype is always rescaled (its [0, 1] is not 0..255)."""
+        if target.kind in "ui" and self.dtype.kind not in "uib":
+            return False
+        return _fits(self.low, self.high, target)
+
     def to_user(self, hwc: npt.NDArray[np.floating[Any]], *,
                 dtype: npt.DTypeLike | None = None) -> npt.NDArray[Any]:
         """Map ``hwc`` in [0, 1] to the input's intensity range, layout and dtype
@@ -39,6 +55,9 @@ class Layout:
         result: npt.NDArray[Any]
         if target.kind in "ui":
             info = np.iinfo(target)
+            if not self.holds(target):  # rescaled, as skimage's img_as_ubyte & co
+                low, high = self.natural_range()
+                out = info.min + (out - low) * ((float(info.max) - info.min) / (high - low))
             result = np.clip(np.rint(out), info.min, info.max).astype(target)
         elif target.kind == "b":
             result = np.asarray(out >= 0.5 * (self.low + self.high))
@@ -47,6 +66,13 @@ class Layout:
         else:
             raise ValueError(f"cannot return a restoration as dtype {target}")
         return result
+
+
+def _fits(low: float, high: float, target: np.dtype[Any]) -> bool:
+    if target.kind in "ui":
+        info = np.iinfo(target)
+        return bool(info.min <= low and high <= info.max)
+    return target.kind != "f" or max(abs(low), abs(high)) <= float(np.finfo(target).max)
 
 
 def as_hwc(image: Any, *, channel_axis: int | None, name: str = "image"
@@ -91,16 +117,17 @@ def intensity_range(values: npt.NDArray[np.float64], dtype: np.dtype[Any],
                     known: npt.NDArray[np.bool_] | None = None) -> tuple[float, float]:
     """The range mapped to [0, 1]: uint8 and [0, 1] floats keep their natural range,
     anything else (uint16 microscopy, signed, arbitrary floats) its own min..max."""
-    if dtype == np.uint8:
-        return 0.0, 255.0
-    if dtype.kind == "b":
-        return 0.0, 1.0
     sample = values if known is None else values[known]
     low, high = float(sample.min()), float(sample.max())
-    if dtype.kind == "f" and low >= 0.0 and high <= 1.0:
-        return 0.0, 1.0
-    if high <= low:
+    if high <= low:  # whatever the dtype: a constant image has nothing to restore
         raise ValueError(f"image is constant (every pixel is {low:g}): nothing to restore")
+    if not np.isfinite(high - low):
+        raise ValueError(f"image values span {low:g}..{high:g}, more than float64 can take "
+                         "the difference of: rescale the image first")
+    if dtype == np.uint8:
+        return 0.0, 255.0
+    if dtype.kind == "b" or (dtype.kind == "f" and low >= 0.0 and high <= 1.0):
+        return 0.0, 1.0
     return low, high
 
 

@@ -43,6 +43,9 @@ _LIPSCHITZ = {
 }
 #: the paper's number of upsampling levels, and the smallest coarsest grid kept by default
 PAPER_DEPTH = 5
+#: seeds are used with offsets (ensemble members, held-out masks), within torch's and
+#: numpy's 64-bit range
+MAX_SEED = 2**62
 MIN_COARSE_SIDE = 8
 
 
@@ -406,12 +409,20 @@ class RestoreParameters:
             raise ValueError(f"lipschitz must be positive, got {self.lipschitz}")
         if self.width < 1 or (self.depth is not None and self.depth < 0):
             raise ValueError(f"width must be >= 1 and depth >= 0, got {self.width}, {self.depth}")
+        if self.network == "skip" and self.depth == 0:
+            raise ValueError("network='skip' needs depth >= 1 (its encoder downsamples at "
+                             "least once)")
+        if not self.sigmas:
+            raise ValueError("sigmas needs at least one value (one per upsampling level, "
+                             "the last one repeated)")
+        if not 0 <= self.seed < MAX_SEED:
+            raise ValueError(f"seed must be between 0 and 2**62 - 1, got {self.seed}")
         if self.depth is not None and len(self.sigmas) < self.depth and self.upsampler == "gaussian":
             raise ValueError(f"need {self.depth} Gaussian sigmas (one per level), got {len(self.sigmas)}")
         if any(s <= 0 for s in self.sigmas):
             raise ValueError("Gaussian sigmas must be positive")
-        if not self.learning_rate > 0:
-            raise ValueError(f"learning_rate must be positive, got {self.learning_rate}")
+        if not 0.0 < self.learning_rate <= 1.0:  # Adam's step: far above 1 it only diverges
+            raise ValueError(f"learning_rate must be in (0, 1], got {self.learning_rate}")
         if self.lr_warmup < 0 or self.lr_halflife < 1 or not 0.0 <= self.lr_floor <= 1.0:
             raise ValueError("lr_warmup must be >= 0, lr_halflife >= 1 and lr_floor in [0, 1]")
         if not 0.0 <= self.holdout < 0.5:
