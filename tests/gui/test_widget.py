@@ -172,7 +172,9 @@ def test_stop_mid_run_keeps_the_result(viewer: Any, open_widget: Any, qtbot: Any
     qtbot.waitUntil(lambda: len(reports) >= 25, timeout=60_000)
     # the preview layer is live during the run
     assert any(layer.name == "noisy photo [specdip preview]" for layer in viewer.layers)
-    widget.run_button.native.click()  # Run has become Stop
+    # Run has become Stop, armed after a double-click interval
+    qtbot.waitUntil(lambda: widget.run_button.enabled, timeout=5_000)
+    widget.run_button.native.click()
     wait_for_run(widget)
     out = widget.last_output
     meta = out.metadata["specdip"]

@@ -8,8 +8,9 @@ back into layer data and keyword arguments.
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
-from collections.abc import Sequence
+from collections.abc import Generator, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -19,7 +20,7 @@ import numpy.typing as npt
 if TYPE_CHECKING:
     from napari_specdip.core.engine import RestoreJob
     from napari_specdip.core.params import RestoreParameters
-    from napari_specdip.core.results import RestoreResult
+    from napari_specdip.core.results import RestoreResult, StepReport
 
 #: the stack choice that restores only the plane under the viewer's dims point
 CURRENT = "current"
@@ -58,6 +59,12 @@ class ImageInfo:
     contrast_limits: tuple[float, float] | None
     colormap: Any
     gamma: float
+    #: napari's blending (a channel-axis image's channels blend additively)
+    blending: str = "translucent_no_depth"
+    #: the layer's rotation, shear and affine where not the identity (None otherwise)
+    rotate: npt.NDArray[np.float64] | None = None
+    shear: npt.NDArray[np.float64] | None = None
+    affine: npt.NDArray[np.float64] | None = None
 
     @property
     def ndim(self) -> int:
@@ -105,7 +112,73 @@ def image_info(layer: Any) -> ImageInfo:
         axis_labels=tuple(str(a) for a in labels) if labels is not None else None,
         contrast_limits=(limits[0], limits[1]), colormap=colormap,
         gamma=float(getattr(layer, "gamma", 1.0)),
+        blending=str(getattr(layer, "blending", "translucent_no_depth")),
+        **_transform_of(layer, ndim),
     )
+
+
+def _transform_of(layer: Any, ndim: int) -> dict[str, npt.NDArray[np.float64] | None]:
+    """A layer's rotate, shear and affine, each None where it is the identity."""
+    rotate = np.asarray(getattr(layer, "rotate", np.eye(ndim)), dtype=float)
+    shear = np.asarray(getattr(layer, "shear", np.zeros(0)), dtype=float)
+    affine = getattr(layer, "affine", None)
+    matrix = (np.eye(ndim + 1) if affine is None
+              else np.asarray(affine.affine_matrix, dtype=float))
+    unsheared = (not shear.size or (np.allclose(shear, np.eye(ndim)) if shear.ndim == 2
+                                    else np.allclose(shear, 0.0)))
+    return {"rotate": None if np.allclose(rotate, np.eye(ndim)) else rotate,
+            "shear": None if unsheared else shear,
+            "affine": None if np.allclose(matrix, np.eye(ndim + 1)) else matrix}
+
+
+def _linear(info: ImageInfo) -> npt.NDArray[np.float64]:
+    """Rotation times shear (no scale) of the layer's data-to-physical transform."""
+    n = info.ndim
+    if info.rotate is None and info.shear is None:
+        return np.eye(n)
+    from napari.utils.transforms import CompositeAffine
+
+    return np.asarray(CompositeAffine(
+        rotate=info.rotate if info.rotate is not None else np.eye(n),
+        shear=info.shear if info.shear is not None else np.zeros(n * (n - 1) // 2),
+        ndim=n).linear_matrix, dtype=float)
+
+
+def shifted_translate(info: ImageInfo, offset: Sequence[float]) -> tuple[float, ...]:
+    """The translate that puts data index 0 where the image's index ``offset`` lies
+    (the same scale, rotation and shear): ``translate + R S (scale * offset)``."""
+    step = np.asarray(info.scale, dtype=float) * np.asarray(offset, dtype=float)
+    return tuple(float(v) for v in np.asarray(info.translate, dtype=float) + _linear(info) @ step)
+
+
+def data_to_world(info: ImageInfo) -> npt.NDArray[np.float64]:
+    """The image's full data-to-world matrix (homogeneous, ``ndim + 1`` square)."""
+    from napari.utils.transforms import CompositeAffine
+
+    n = info.ndim
+    physical = CompositeAffine(
+        scale=info.scale, translate=info.translate,
+        rotate=info.rotate if info.rotate is not None else np.eye(n),
+        shear=info.shear if info.shear is not None else np.zeros(n * (n - 1) // 2), ndim=n)
+    affine = info.affine if info.affine is not None else np.eye(n + 1)
+    return np.asarray(affine @ physical.affine_matrix, dtype=float)
+
+
+def _layer_to_world(layer: Any) -> npt.NDArray[np.float64]:
+    """Any layer's data-to-world matrix (homogeneous)."""
+    from napari.utils.transforms import CompositeAffine
+
+    n = int(layer.ndim)
+    physical = CompositeAffine(scale=layer.scale, translate=layer.translate,
+                               rotate=layer.rotate, shear=layer.shear, ndim=n)
+    return np.asarray(layer.affine.affine_matrix @ physical.affine_matrix, dtype=float)
+
+
+def _last_axes(matrix: npt.NDArray[np.float64], ndim: int) -> npt.NDArray[np.float64]:
+    """The homogeneous transform of the last ``ndim`` axes of ``matrix``."""
+    n = matrix.shape[0] - 1
+    keep = [*range(n - ndim, n), n]
+    return matrix[np.ix_(keep, keep)]
 
 
 # --------------------------------------------------------------------------- stacks
@@ -130,6 +203,11 @@ def short_axis_name(info: ImageInfo, axis: int) -> str:
             return label
     from_end = info.n_leading - 1 - axis
     return ("z", "t", "c")[from_end] if from_end < 3 else f"axis {axis}"
+
+
+def slice_words(info: ImageInfo, source: Sequence[int]) -> str:
+    """A slice of the leading axes for a message, e.g. ``"z = 0"`` or ``"t = 1, z = 3"``."""
+    return ", ".join(f"{short_axis_name(info, a)} = {i}" for a, i in enumerate(source))
 
 
 def stack_choices(info: ImageInfo) -> list[tuple[str, Any]]:
@@ -220,16 +298,8 @@ def crop_info(info: ImageInfo, box: Box, index: Sequence[int]) -> ImageInfo:
     n = info.n_leading
     lead = tuple(slice(int(i), int(i) + 1) for i in index)
     data = info.data[lead + box.slices()]
-    translate = list(info.translate)
-    for a in range(n):
-        translate[a] = info.translate[a] + info.scale[a] * int(index[a])
-    translate[n] = info.translate[n] + info.scale[n] * box.y0
-    translate[n + 1] = info.translate[n + 1] + info.scale[n + 1] * box.x0
-    return ImageInfo(
-        name=info.name, data=data, rgb=info.rgb, scale=info.scale, translate=tuple(translate),
-        units=info.units, axis_labels=info.axis_labels, contrast_limits=info.contrast_limits,
-        colormap=info.colormap, gamma=info.gamma,
-    )
+    translate = shifted_translate(info, [*(int(i) for i in index[:n]), box.y0, box.x0])
+    return dataclasses.replace(info, data=data, translate=translate)
 
 
 # --------------------------------------------------------------------------- masks
@@ -240,7 +310,8 @@ def _same(a: Sequence[float], b: Sequence[float]) -> bool:
 
 
 def check_aligned(what: str, layer: Any, info: ImageInfo, ndim: int) -> None:
-    """Raise ValueError unless ``layer`` has the image's scale and translate (last ndim axes)."""
+    """Raise ValueError unless ``layer`` places its pixels where the image's are (its
+    last ndim axes: scale, translate, rotation, shear and affine)."""
     scale = tuple(float(s) for s in layer.scale)[-ndim:]
     translate = tuple(float(t) for t in layer.translate)[-ndim:]
     want_scale, want_translate = info.scale[-ndim:], info.translate[-ndim:]
@@ -250,6 +321,12 @@ def check_aligned(what: str, layer: Any, info: ImageInfo, ndim: int) -> None:
             f"{_fmt(scale)} vs {_fmt(want_scale)}, translate {_fmt(translate)} vs "
             f"{_fmt(want_translate)}. Give the {what} the image's scale and translate."
         )
+    mine = _last_axes(_layer_to_world(layer), ndim)
+    want = _last_axes(data_to_world(info), ndim)
+    if not np.allclose(mine, want, rtol=1e-6, atol=1e-9):
+        raise ValueError(
+            f"{what} {layer.name!r} is not aligned with image {info.name!r}: its rotation, "
+            f"shear or affine differs. Give the {what} the image's transform.")
 
 
 def mask_array(layer: Any, info: ImageInfo) -> npt.NDArray[np.bool_]:
@@ -305,12 +382,14 @@ def _rasterise_shapes(layer: Any, info: ImageInfo) -> npt.NDArray[np.bool_]:
     else:
         raise ValueError(f"mask {layer.name!r} is a {layer.ndim}D Shapes layer; image "
                          f"{info.name!r} needs 2D shapes or {info.ndim}D shapes")
-    s_scale = np.asarray(layer.scale, dtype=float)
-    s_translate = np.asarray(layer.translate, dtype=float)
-    i_scale = np.asarray(info.scale[-target_ndim:], dtype=float)
-    i_translate = np.asarray(info.translate[-target_ndim:], dtype=float)
-    data = [((np.asarray(v, dtype=float) * s_scale + s_translate) - i_translate) / i_scale
-            for v in layer.data]
+    # vertices -> world -> the image's pixels, through both layers' whole transforms
+    to_pixels = np.linalg.inv(_last_axes(data_to_world(info), target_ndim)) @ _last_axes(
+        _layer_to_world(layer), target_ndim)
+    data = []
+    for v in layer.data:
+        points = np.asarray(v, dtype=float)
+        homogeneous = np.concatenate([points, np.ones((len(points), 1))], axis=1)
+        data.append((homogeneous @ to_pixels.T)[:, :-1])
     grid = Shapes(data, shape_type=list(layer.shape_type), ndim=target_ndim)
     masks = np.asarray(grid.to_masks(mask_shape=shape), dtype=bool)
     return np.asarray(masks.any(axis=0), dtype=bool)
@@ -334,6 +413,43 @@ def reference_array(layer: Any, info: ImageInfo, scale: int) -> npt.NDArray[Any]
 # --------------------------------------------------------------------------- the plan
 
 
+@dataclass(frozen=True)
+class ConstantPlane:
+    """A constant slice of a stack (a blank first plane, say): nothing to restore.
+
+    Stands in the plan's jobs where a :class:`~napari_specdip.core.engine.RestoreJob`
+    would; its run copies the slice through (upscaled for super-resolution) at once,
+    as the CLI does, instead of refusing the whole stack.
+    """
+
+    image: npt.NDArray[Any]
+    factor: int = 1
+    reference: None = None
+
+    def run(self) -> Generator[StepReport, None, RestoreResult]:
+        from napari_specdip.core.results import RestoreResult
+
+        image = self.image
+        if self.factor > 1:
+            image = np.repeat(np.repeat(image, self.factor, axis=0), self.factor, axis=1)
+        value = float(np.asarray(image).flat[0])
+        yield from ()
+        return RestoreResult(image=np.array(image, copy=True), iterations=0,
+                             stop_reason=CONSTANT, stop_iteration=0, history={},
+                             parameters={}, device="none", elapsed=0.0,
+                             intensity_range=(value, value))
+
+
+#: ``stop_reason`` of a constant slice copied through
+CONSTANT = "constant"
+
+
+def is_constant(data: npt.NDArray[Any]) -> bool:
+    """Every value the same (NaN-free data: the engine refuses NaN before)."""
+    flat = np.asarray(data).ravel()
+    return bool(flat.size) and bool(np.all(flat == flat[0]))
+
+
 @dataclass
 class RunPlan:
     """Everything one run needs, snapshotted on the main thread."""
@@ -341,7 +457,7 @@ class RunPlan:
     info: ImageInfo
     params: RestoreParameters
     planes: list[Plane]
-    jobs: list[RestoreJob]
+    jobs: list[RestoreJob | ConstantPlane]
     out_leading: tuple[int, ...]
     fixed_index: tuple[int, ...]  # current index used on non-iterated leading axes
     iterated: tuple[int, ...]
@@ -425,18 +541,21 @@ class RunPlan:
         """scale/translate/units/axis_labels of the output (super-resolution: finer grid)."""
         info = self.info
         scale = list(info.scale)
-        translate = list(info.translate)
         n = info.n_leading
-        for a in range(n):
-            if a not in self.iterated:
-                # a single slice taken at the current position
-                translate[a] = info.translate[a] + info.scale[a] * self.fixed_index[a]
+        # where the output's index 0 lies, in the input's pixels: the current position
+        # on the axes not iterated (a single slice), half a pixel in on a finer grid
+        offset = [0.0 if a in self.iterated else float(self.fixed_index[a]) for a in range(n)]
         f = self.factor
+        offset += [-0.5 + 0.5 / f] * 2
         if f > 1:
             for a in (n, n + 1):
-                translate[a] = info.translate[a] + info.scale[a] * (-0.5 + 0.5 / f)
                 scale[a] = info.scale[a] / f
-        kwargs: dict[str, Any] = {"scale": tuple(scale), "translate": tuple(translate)}
+        kwargs: dict[str, Any] = {"scale": tuple(scale),
+                                  "translate": shifted_translate(info, offset)}
+        for key in ("rotate", "shear", "affine"):
+            value = getattr(info, key)
+            if value is not None:
+                kwargs[key] = value
         if info.units is not None:
             kwargs["units"] = info.units
         if info.axis_labels is not None:
@@ -446,7 +565,8 @@ class RunPlan:
     def display(self) -> dict[str, Any]:
         """How the input is shown: contrast limits, colormap, gamma, rgb."""
         info = self.info
-        kwargs: dict[str, Any] = {"rgb": info.rgb, "gamma": info.gamma}
+        kwargs: dict[str, Any] = {"rgb": info.rgb, "gamma": info.gamma,
+                                  "blending": info.blending}
         if info.contrast_limits is not None:
             kwargs["contrast_limits"] = info.contrast_limits
         if info.colormap is not None:
@@ -496,7 +616,8 @@ def assemble(plan: RunPlan, results: list[RestoreResult]
     out = np.empty(plan.out_shape, dtype=results[0].image.dtype)
     for k, plane in enumerate(plan.planes):
         out[plane.target] = results[k].image if k < len(results) else plan.filler(plane)
-    meta = results[0].metadata()
+    # the run record of a restored slice (a constant slice copied through has none)
+    meta = next((r for r in results if r.stop_reason != CONSTANT), results[0]).metadata()
     sd = meta["specdip"]
     missing = len(plan.planes) - len(results)
     sd["source_layer"] = info.name

@@ -14,7 +14,7 @@ import dataclasses
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Generator
+from collections.abc import Callable, Generator, Sequence
 from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
@@ -53,8 +53,8 @@ class Interrupt:
         return self.requested.is_set()
 
 
-def run_jobs(jobs: list[RestoreJob], interrupt: Interrupt, budget_s: float | None = None,
-             warm_start: bool = False
+def run_jobs(jobs: Sequence[RestoreJob | _planning.ConstantPlane], interrupt: Interrupt,
+             budget_s: float | None = None, warm_start: bool = False
              ) -> Generator[tuple[int, StepReport], None, list[RestoreResult]]:
     """Worker body: run the jobs one after the other, yielding ``(job index, report)``.
 
@@ -65,18 +65,21 @@ def run_jobs(jobs: list[RestoreJob], interrupt: Interrupt, budget_s: float | Non
     Returns the results of the jobs that ran (a stop skips the remaining ones).
     """
     results: list[RestoreResult] = []
+    handed: dict[str, Any] | None = None  # the last fit's weights (over constant slices too)
     for k, job in enumerate(jobs):
         if k and interrupt.requested.is_set():
             break
-        if warm_start and results and results[-1].state is not None:
-            job = dataclasses.replace(job, warm_start=results[-1].state)
-            results[-1].state = None
+        if warm_start and handed is not None and not isinstance(job, _planning.ConstantPlane):
+            job, handed = dataclasses.replace(job, warm_start=handed), None
         gen = job.run()
         while True:
             try:
                 report = next(gen)
             except StopIteration as done:
-                results.append(done.value)
+                result = done.value
+                if result.state is not None:
+                    handed, result.state = result.state, None
+                results.append(result)
                 break
             if budget_s is not None and report.elapsed >= budget_s:
                 interrupt.budget.set()
@@ -100,8 +103,10 @@ class RunSession:
 
     def __init__(self, viewer: Any, plan: _planning.RunPlan, *, charts: ChartsWidget | None,
                  listener: RunListener | None, budget_s: float | None = None,
-                 region_layer: Any = None) -> None:
+                 region_layer: Any = None, source_layer: Any = None) -> None:
         self.viewer = viewer
+        #: the input layer the plan was read from (by reference: it may be renamed)
+        self.source_layer = source_layer
         self.plan: _planning.RunPlan | None = plan
         self.charts = charts
         self.listener = listener
@@ -127,7 +132,7 @@ class RunSession:
         self._tile_offset = 0
         self._last_ui = 0.0
         self._last_region_preview = -1.0
-        self._queue: list[RestoreJob] = []
+        self._queue: list[RestoreJob | _planning.ConstantPlane] = []
         self._steps: deque[Callable[[], None]] = deque()
         self._pumping = False
 
@@ -197,6 +202,29 @@ class RunSession:
         if plan is None:
             return
         k, report = item
+        try:
+            self._chart_report(plan, k, report)
+        except RuntimeError:  # the charts dock was deleted with the viewer (Qt objects gone)
+            self.charts = None
+        self.progress.update(k, report.iteration, report.elapsed, cap=report.max_iterations,
+                             tile=report.tile, tiles=report.tiles)
+        if report.preview is not None:
+            self._update_preview(k, report.preview)
+        now = time.perf_counter()
+        if (now - self._last_ui >= UI_TICK_S or report.iteration >= report.max_iterations
+                or report.iteration <= 2):
+            self._last_ui = now
+            if self.charts is not None:
+                try:
+                    self.charts.redraw()
+                except RuntimeError:
+                    self.charts = None
+            if self.listener is not None:
+                self.listener.run_progress(self, self.progress.text())
+
+    def _chart_report(self, plan: _planning.RunPlan, k: int, report: StepReport) -> None:
+        """A new plane or tile resets the charts (and the dims follow the plane); every
+        report adds its signals."""
         charts = self.charts
         if k != self._plane:
             self._plane = k
@@ -212,18 +240,6 @@ class RunSession:
         if charts is not None:
             charts.add_report(report if report.tiles <= 1 else dataclasses.replace(
                 report, iteration=report.iteration - self._tile_offset), schedule=False)
-        self.progress.update(k, report.iteration, report.elapsed, cap=report.max_iterations,
-                             tile=report.tile, tiles=report.tiles)
-        if report.preview is not None:
-            self._update_preview(k, report.preview)
-        now = time.perf_counter()
-        if (now - self._last_ui >= UI_TICK_S or report.iteration >= report.max_iterations
-                or report.iteration <= 2):
-            self._last_ui = now
-            if charts is not None:
-                charts.redraw()
-            if self.listener is not None:
-                self.listener.run_progress(self, self.progress.text())
 
     def _follow_plane(self, k: int) -> None:
         """Move the viewer's dims to the slice being restored, so the preview is in view."""
@@ -330,6 +346,8 @@ class RunSession:
         if plan is None:
             return
         kept = _planning.useful_results(results)
+        if all(r.stop_reason == _planning.CONSTANT for r in kept):
+            kept = []  # only constant slices copied through: the input again
         last = results[-1] if results else None
         if not kept:
             done = last.iterations if last is not None else 0
@@ -360,14 +378,27 @@ class RunSession:
         from napari.utils.notifications import show_info, show_warning
 
         name = plan.result_name(kept)
-        reasons = sorted({self._words(r.stop_reason) for r in kept})
-        iterations = sum(r.iterations for r in kept)
-        elapsed = sum(r.elapsed for r in kept)
-        slices = f" over {len(kept)} slices" if len(plan.jobs) > 1 else ""
-        device = kept[-1].device
+        restored = [r for r in kept if r.stop_reason != _planning.CONSTANT]
+        reasons = sorted({self._words(r.stop_reason) for r in restored})
+        iterations = sum(r.iterations for r in restored)
+        elapsed = sum(r.elapsed for r in restored)
+        slices = (f" over {len(restored)} slice{'s' * (len(restored) != 1)}"
+                  if len(plan.jobs) > 1 else "")
+        device = restored[-1].device if restored else "none"
         what = "Region preview" if self.is_region else f"{name!r}"
         message = (f"{what}: {iterations} iterations{slices} in {elapsed:.1f} s on {device}; "
-                   f"stop: {', '.join(reasons)}.")
+                   f"stop: {', '.join(reasons) or 'none'}.")
+        copied = len(kept) - len(restored)
+        if copied:
+            message += (f" {copied} constant slice{'s were' if copied > 1 else ' was'} "
+                        "copied through: nothing to restore there.")
+        # a slice stopped too early to keep was dropped: say where the stop came
+        if (len(kept) < len(plan.jobs) and self.stop_requested_by
+                and not any(r.stop_reason == "stopped" for r in kept)):
+            who = self._reason("stopped")
+            message += (f" {'Stopped by you' if who == 'stopped' else who.capitalize()} in "
+                        f"slice {len(kept) + 1} of {len(plan.jobs)}: the "
+                        "slices not finished show the input.")
         if len(kept) == 1 and kept[0].stop_iteration < kept[0].iterations:
             # the auto and wmv rules return the output of their minimum, not the last one
             message += f" The result is the output of iteration {kept[0].stop_iteration}."
@@ -378,7 +409,7 @@ class RunSession:
             message = f"The dock was closed during the run: it stopped; {message}"
         self.message = message
         requested = plan.params.device
-        if requested not in ("auto", device) and not device.startswith(requested):
+        if restored and requested not in ("auto", device) and not device.startswith(requested):
             show_warning(toast(f"asked for {requested}, ran on {device}"))
         short = ("dock closed: run stopped, result kept" if self.detached
                  else "region preview done" if self.is_region else f"done: {name}")

@@ -34,7 +34,7 @@ from magicgui.widgets import (
     Widget,
 )
 from qtpy.QtCore import QEvent, QObject, Qt, QTimer
-from qtpy.QtWidgets import QLabel, QMainWindow, QSizePolicy, QWidget
+from qtpy.QtWidgets import QApplication, QLabel, QMainWindow, QSizePolicy, QWidget
 
 from napari_specdip._napari import _estimating, _planning, _region
 from napari_specdip._napari._help import (
@@ -66,6 +66,7 @@ if TYPE_CHECKING:
     import napari
 
     from napari_specdip._napari._charts import ChartsWidget
+    from napari_specdip.core.engine import RestoreJob
     from napari_specdip.core.estimate import Estimate
 
 __all__ = ["RestoreWidget", "run_jobs", "default_num_threads", "CHARTS_NAME"]
@@ -169,6 +170,7 @@ class RestoreWidget(Container[Widget]):
         self.last_uncertainty: Any = None  # the uncertainty layer of the last ensemble run
         # (input layer, noise_model record) of the last run that used a noise model
         self._noise_used: tuple[Any, dict[str, Any]] = (None, {})
+        self._output_source: Any = None  # the input layer of last_output
         self.last_error = ""
         self.last_saved: list[str] = []
         self._task_loaded = "denoise"
@@ -533,7 +535,10 @@ class RestoreWidget(Container[Widget]):
         self._update_result_buttons()
 
     def _on_layer_removed(self, event: Any = None) -> None:
-        if getattr(event, "value", None) is self.last_output:
+        removed = getattr(event, "value", None)
+        if removed is self._output_source:
+            self._output_source = None  # no reference to a layer the user removed
+        if removed is self.last_output:
             self.last_output = None
             self._update_result_buttons()
 
@@ -1015,7 +1020,7 @@ class RestoreWidget(Container[Widget]):
         # a tiled plane is fitted by one network per tile: nothing to hand on
         warm = bool(self.warm_start.value) and len(planes) > 1 and not params.tile
         interrupt = Interrupt()
-        jobs = []
+        jobs: list[RestoreJob | _planning.ConstantPlane] = []
         plane_ref_ndim = 3 if info.rgb else 2
         for k, plane in enumerate(planes):
             plane_mask = None
@@ -1025,7 +1030,13 @@ class RestoreWidget(Container[Widget]):
             if reference is not None:
                 plane_ref = (reference if reference.ndim == plane_ref_ndim
                              else reference[plane.source])
-            where = f"slice {plane.source}: " if info.n_leading and region is None else ""
+            stacked = info.n_leading > 0 and region is None
+            if stacked and _planning.is_constant(info.data[plane.source]):
+                factor = (params.factor or 1) if params.task == "super-resolve" else 1
+                jobs.append(_planning.ConstantPlane(np.asarray(info.data[plane.source]),
+                                                    factor=factor))
+                continue
+            where = f"slice {_planning.slice_words(info, plane.source)}: " if stacked else ""
             try:
                 jobs.append(plan_restore(
                     info.data[plane.source], params.task, mask=plane_mask,
@@ -1035,6 +1046,9 @@ class RestoreWidget(Container[Widget]):
                 ))
             except ValueError as exc:
                 raise ValueError(f"{where}{exc}") from exc
+        if jobs and all(isinstance(j, _planning.ConstantPlane) for j in jobs):
+            raise ValueError(f"every slice of image {info.name!r} is constant: nothing to "
+                             "restore")
         label = dict(_planning.stack_choices(full)) if full.n_leading else {}
         mode_label = next((k for k, v in label.items() if v == mode), "")
         plan = _planning.RunPlan(
@@ -1213,6 +1227,9 @@ class RestoreWidget(Container[Widget]):
             corners_arr = np.asarray([np.asarray(layer.world_to_data(
                 point[:-2] + list(c)))[-2:] for c in view])
         box = _region.pixel_box(corners_arr, (h, w))
+        if box is None and shapes is not None:
+            raise ValueError(f"the rectangle in Shapes layer {shapes.name!r} does not overlap "
+                             f"image {layer.name!r}: draw it over the image")
         if box is None:
             raise ValueError(f"image {layer.name!r} is not in view: pan or zoom to it first")
         on_cpu = "cpu" in self._expected_device.lower() or not self._expected_device
@@ -1258,7 +1275,8 @@ class RestoreWidget(Container[Widget]):
                 region.visible = False  # the whole image is coming: do not cover it
         charts = self.ensure_charts()
         session = RunSession(self._viewer, plan, charts=charts, listener=self,
-                             budget_s=budget_s, region_layer=region_layer)
+                             budget_s=budget_s, region_layer=region_layer,
+                             source_layer=self.image.value)
         self._session = session
         if plan.region is not None:
             h, w = plan.region.shape
@@ -1275,11 +1293,20 @@ class RestoreWidget(Container[Widget]):
         active, idle = ((self.preview_button, self.run_button) if plan.region is not None
                         else (self.run_button, self.preview_button))
         active.text = "Stop"
-        active.enabled = True
+        # armed after a double-click interval: the second click of a double click on
+        # Run would otherwise stop the run it has just started
+        active.enabled = False
         idle.enabled = False
+        QTimer.singleShot(QApplication.doubleClickInterval(),
+                          lambda: self._arm_stop(session, active))
         self._set_run_line("starting…", _INFO_STYLE)
         self._update_result_buttons()
         return worker
+
+    def _arm_stop(self, session: RunSession, button: PushButton) -> None:
+        if (self._alive and session is self._session and session.running
+                and not session.stop_requested_by):
+            button.enabled = True
 
     # ================================================================== session listener
 
@@ -1301,6 +1328,9 @@ class RestoreWidget(Container[Widget]):
             self._region_layer = session.output
         elif session.output is not None:
             self.last_output = session.output
+            # by reference, not by name: the input may be renamed, another layer may
+            # take its name
+            self._output_source = session.source_layer
             self.last_uncertainty = None
             extra = self._add_extra_outputs(session)
         if session.output is not None:
@@ -1309,8 +1339,7 @@ class RestoreWidget(Container[Widget]):
             if session.results:  # what this run used, or nothing said (no stale values)
                 if not isinstance(used, dict) or used.get("model") == "gaussian":
                     used = _gaussian_noise_used(session.results[0])
-                source = self._source_of(session.output)
-                self._noise_used = (source, used if isinstance(used, dict) else {})
+                self._noise_used = (session.source_layer, used if isinstance(used, dict) else {})
                 self._update_noise_note()
         for layer in extra:
             message += (f" Its uncertainty (the ensemble's standard deviation) is "
@@ -1400,8 +1429,9 @@ class RestoreWidget(Container[Widget]):
         return canvas.grid if canvas is not None and hasattr(canvas, "grid") else self._viewer.grid
 
     def _source_of(self, layer: Any) -> Any:
-        name = (layer.metadata.get("specdip") or {}).get("source_layer")
-        return next((x for x in self._layers() if x.name == name), None)
+        """The input layer of the last result (None once it has left the viewer)."""
+        source = self._output_source if layer is self.last_output else None
+        return source if source is not None and source in self._viewer.layers else None
 
 
 def _same(a: Any, b: Any) -> bool:

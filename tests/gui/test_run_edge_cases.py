@@ -1,0 +1,153 @@
+"""Runs a user can stumble into: blank slices, renamed inputs, double clicks, deleted docks."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pytest
+
+pytestmark = pytest.mark.gui
+
+SIZE = 32
+
+
+def _noisy(shape: tuple[int, ...], seed: int = 0) -> np.ndarray:
+    return np.random.default_rng(seed).random(shape).astype(np.float32)
+
+
+def test_a_blank_slice_of_a_stack_is_copied_through(viewer: Any, open_widget: Any,
+                                                     wait_for_run: Any) -> None:
+    data = (_noisy((3, SIZE, SIZE)) * 4000).astype(np.uint16)
+    data[0] = 0  # a blank first plane, as microscopes write
+    image = viewer.add_image(data, name="z")
+    widget = open_widget(task="denoise", iterations=6, stop="none")
+    widget.image.value = image
+    widget.warm_start.value = True
+    assert widget.start() is not None, widget.last_error
+    wait_for_run(widget)
+    out = widget.last_output
+    assert out.data.dtype == np.uint16 and out.data.shape == data.shape
+    assert (out.data[0] == 0).all() and out.data[1:].std() > 0
+    meta = out.metadata["specdip"]
+    assert meta["stop_reason"] == ["constant", "max_iterations", "max_iterations"]
+    assert meta["iterations"] == [0, 6, 6]
+    assert meta["parameters"]["max_iterations"] == 6  # the record of a restored slice
+    # the warm start is handed on from slice to slice past the blank one
+    assert meta["stack"]["warm_started"] == [False, False, True]
+    assert "1 constant slice was copied through" in widget.status.value
+    assert "over 2 slices" in widget.status.value
+
+
+def test_a_stack_of_blank_slices_is_refused(viewer: Any, open_widget: Any) -> None:
+    image = viewer.add_image(np.full((2, SIZE, SIZE), 7, np.uint16), name="blank")
+    widget = open_widget(task="denoise", iterations=6)
+    widget.image.value = image
+    assert widget.start() is None
+    assert "every slice of image 'blank' is constant" in widget.last_error
+
+
+def test_a_slice_that_cannot_be_restored_is_named_by_its_axis(viewer: Any,
+                                                              open_widget: Any) -> None:
+    data = _noisy((2, SIZE, SIZE))
+    data[1, 3, 4] = np.nan
+    image = viewer.add_image(data, name="z")
+    widget = open_widget(task="denoise", iterations=6)
+    widget.image.value = image
+    assert widget.start() is None
+    assert widget.last_error.startswith("slice z = 1: image contains 1 NaN")
+
+
+def test_before_after_follow_the_input_layer_not_its_name(viewer: Any, open_widget: Any,
+                                                          wait_for_run: Any) -> None:
+    image = viewer.add_image(_noisy((SIZE, SIZE)), name="in")
+    widget = open_widget(task="denoise", iterations=6, stop="none")
+    widget.image.value = image
+    widget.start()
+    wait_for_run(widget)
+    image.name = "renamed"
+    imposter = viewer.add_image(_noisy((SIZE, SIZE), 9), name="in", visible=False)
+    widget.compare_button.native.click()  # show the input
+    assert image.visible and not widget.last_output.visible and not imposter.visible
+    widget.compare_button.native.click()  # show the result
+    assert not image.visible and widget.last_output.visible
+    widget.side_by_side.value = True
+    assert image.visible and not imposter.visible
+    widget.side_by_side.value = False
+
+
+def test_a_double_click_on_run_does_not_stop_it(viewer: Any, open_widget: Any, qtbot: Any,
+                                                wait_for_run: Any) -> None:
+    image = viewer.add_image(_noisy((SIZE, SIZE)), name="in")
+    widget = open_widget(task="denoise", iterations=30, stop="none")
+    widget.image.value = image
+    widget.run_button.native.click()
+    widget.run_button.native.click()  # the second click of a double click
+    assert widget.run_button.text == "Stop" and not widget.run_button.enabled
+    qtbot.waitUntil(lambda: widget.run_button.enabled or not widget.is_running,
+                    timeout=10_000)
+    wait_for_run(widget)
+    assert widget.last_output.metadata["specdip"]["iterations"] == 30
+
+
+def test_stopping_a_stack_between_slices_says_so(viewer: Any, open_widget: Any, qtbot: Any,
+                                                 wait_for_run: Any) -> None:
+    image = viewer.add_image(_noisy((3, SIZE, SIZE)), name="z")
+    widget = open_widget(task="denoise", iterations=40, stop="none", preview_every=1)
+    widget.image.value = image
+    reports: list[Any] = []
+    worker = widget.start()
+    worker.yielded.connect(reports.append)
+    qtbot.waitUntil(lambda: any(k == 1 for k, _ in reports), timeout=60_000)
+    widget.request_stop()  # a few steps into the second slice: too few to keep
+    wait_for_run(widget)
+    status = widget.status.value
+    assert "over 1 slice " in status
+    assert "Stopped by you in slice 2 of 3" in status
+
+
+def test_a_channel_axis_result_blends_like_its_channel(viewer: Any, open_widget: Any,
+                                                       wait_for_run: Any) -> None:
+    layers = viewer.add_image(_noisy((2, SIZE, SIZE)), channel_axis=0, name=["a", "b"])
+    widget = open_widget(task="denoise", iterations=6, stop="none")
+    widget.image.value = layers[1]  # napari blends every channel but the first additively
+    widget.start()
+    wait_for_run(widget)
+    assert str(widget.last_output.blending) == str(layers[1].blending) == "additive"
+
+
+def test_a_shapes_region_off_the_image_is_named(viewer: Any, open_widget: Any) -> None:
+    image = viewer.add_image(_noisy((SIZE, SIZE)), name="in")
+    roi = viewer.add_shapes([np.array([[100, 100], [120, 130]])], shape_type="rectangle",
+                            name="roi")
+    widget = open_widget(task="denoise", iterations=6)
+    widget.image.value = image
+    widget.region.reset_choices()
+    widget.region.value = roi
+    assert widget.start_region_preview() is None
+    assert "rectangle in Shapes layer 'roi' does not overlap image 'in'" in widget.last_error
+
+
+def test_a_deleted_charts_dock_does_not_break_the_run(viewer: Any, open_widget: Any) -> None:
+    from napari_specdip._napari._session import RunSession
+    from napari_specdip.core.results import StepReport
+
+    class DeletedCharts:
+        """What the charts are once Qt has deleted them (the viewer was closed)."""
+
+        has_reference = False
+
+        def __getattr__(self, name: str) -> Any:
+            def gone(*_: Any, **__: Any) -> None:
+                raise RuntimeError("wrapped C/C++ object of type QTimer has been deleted")
+            return gone
+
+    image = viewer.add_image(_noisy((2, SIZE, SIZE)), name="z")
+    widget = open_widget(task="denoise", iterations=6)
+    widget.image.value = image
+    session = RunSession(viewer, widget.plan(), charts=DeletedCharts(),  # type: ignore[arg-type]
+                         listener=None)
+    for k in (0, 1):
+        session._on_yielded((k, StepReport(iteration=1, loss=0.1, elapsed=0.1,
+                                           max_iterations=6)))
+    assert session.charts is None
