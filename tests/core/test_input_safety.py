@@ -194,6 +194,11 @@ def test_output_dtype_keeps_units_where_it_can() -> None:
     assert 100 <= as_float.min() and as_float.max() <= 3100  # the camera's units, not [0, 1]
     as_int = restore(image, output_dtype="int32", max_iterations=3, **FAST).image
     assert as_int.max() > 1000
+    # decided by the dtypes, not the values: dim uint16 data as uint8 is still divided by 257
+    dim = (image // 100).astype(np.uint16)
+    assert restore(dim, output_dtype="uint8", max_iterations=3, **FAST).image.max() <= 1
+    eight = (image // 16).astype(np.uint8)
+    assert restore(eight, output_dtype="uint16", max_iterations=3, **FAST).image.max() <= 255
     with pytest.raises(ValueError, match="float16 cannot hold"):
         plan_restore(image.astype(np.float64) * 1e3, output_dtype="float16")
 

@@ -131,17 +131,25 @@ def _transform_of(layer: Any, ndim: int) -> dict[str, npt.NDArray[np.float64] | 
             "affine": None if np.allclose(matrix, np.eye(ndim + 1)) else matrix}
 
 
-def _linear(info: ImageInfo) -> npt.NDArray[np.float64]:
-    """Rotation times shear (no scale) of the layer's data-to-physical transform."""
-    n = info.ndim
-    if info.rotate is None and info.shear is None:
-        return np.eye(n)
+def _physical(n: int, *, scale: Sequence[float] | None = None,
+              translate: Sequence[float] | None = None, rotate: Any = None,
+              shear: Any = None) -> Any:
+    """napari's data-to-physical transform (``translate + R S diag(scale) x``)."""
     from napari.utils.transforms import CompositeAffine
 
-    return np.asarray(CompositeAffine(
-        rotate=info.rotate if info.rotate is not None else np.eye(n),
-        shear=info.shear if info.shear is not None else np.zeros(n * (n - 1) // 2),
-        ndim=n).linear_matrix, dtype=float)
+    return CompositeAffine(
+        scale=scale if scale is not None else np.ones(n),
+        translate=translate if translate is not None else np.zeros(n),
+        rotate=rotate if rotate is not None else np.eye(n),
+        shear=shear if shear is not None else np.zeros(n * (n - 1) // 2), ndim=n)
+
+
+def _linear(info: ImageInfo) -> npt.NDArray[np.float64]:
+    """Rotation times shear (no scale) of the layer's data-to-physical transform."""
+    if info.rotate is None and info.shear is None:
+        return np.eye(info.ndim)
+    return np.asarray(_physical(info.ndim, rotate=info.rotate, shear=info.shear).linear_matrix,
+                      dtype=float)
 
 
 def shifted_translate(info: ImageInfo, offset: Sequence[float]) -> tuple[float, ...]:
@@ -153,24 +161,17 @@ def shifted_translate(info: ImageInfo, offset: Sequence[float]) -> tuple[float, 
 
 def data_to_world(info: ImageInfo) -> npt.NDArray[np.float64]:
     """The image's full data-to-world matrix (homogeneous, ``ndim + 1`` square)."""
-    from napari.utils.transforms import CompositeAffine
-
     n = info.ndim
-    physical = CompositeAffine(
-        scale=info.scale, translate=info.translate,
-        rotate=info.rotate if info.rotate is not None else np.eye(n),
-        shear=info.shear if info.shear is not None else np.zeros(n * (n - 1) // 2), ndim=n)
+    physical = _physical(n, scale=info.scale, translate=info.translate, rotate=info.rotate,
+                         shear=info.shear)
     affine = info.affine if info.affine is not None else np.eye(n + 1)
     return np.asarray(affine @ physical.affine_matrix, dtype=float)
 
 
 def _layer_to_world(layer: Any) -> npt.NDArray[np.float64]:
     """Any layer's data-to-world matrix (homogeneous)."""
-    from napari.utils.transforms import CompositeAffine
-
-    n = int(layer.ndim)
-    physical = CompositeAffine(scale=layer.scale, translate=layer.translate,
-                               rotate=layer.rotate, shear=layer.shear, ndim=n)
+    physical = _physical(int(layer.ndim), scale=layer.scale, translate=layer.translate,
+                         rotate=layer.rotate, shear=layer.shear)
     return np.asarray(layer.affine.affine_matrix @ physical.affine_matrix, dtype=float)
 
 

@@ -331,7 +331,7 @@ def iter_restore(image: Any, task: str = "denoise", *, mask: Any = None, factor:
     output_dtype : dtype, optional
         dtype of the result; default the input's. The values keep the input's units
         where the dtype holds them (a float dtype; an integer dtype whose range holds
-        an integer input's values); otherwise the input's range (an integer dtype's
+        the input's integer dtype's); otherwise the input's range (an integer dtype's
         whole range, a float image's [0, 1] or its own min..max) is mapped onto the
         integer dtype's, as skimage's ``img_as_ubyte`` does: a [0, 1] float image as
         uint8 spans 0-255, a uint16 one is divided by 257.

@@ -32,11 +32,17 @@ class Layout:
         return (0.0, 1.0) if self.dtype.kind == "b" else (self.low, self.high)
 
     def holds(self, target: np.dtype[Any]) -> bool:
-        """Whether ``target`` keeps the values in the input's units: any float dtype that
-        reaches them, an integer dtype whose range holds an integer input's. A float
-        input into an integer dtype is always rescaled (its [0, 1] is not 0..255)."""
-        if target.kind in "ui" and self.dtype.kind not in "uib":
-            return False
+        """Whether ``target`` keeps the values in the input's units: a float dtype that
+        reaches them, an integer dtype whose range holds the input dtype's (decided by
+        the dtypes, not the values: every image of a batch is converted alike). A
+        float input into an integer dtype is always rescaled (its [0, 1] is not 0..255)."""
+        if target.kind in "ui":
+            if self.dtype.kind == "b":
+                return True
+            if self.dtype.kind not in "ui":
+                return False
+            source, wanted = np.iinfo(self.dtype), np.iinfo(target)
+            return bool(wanted.min <= source.min and source.max <= wanted.max)
         return _fits(self.low, self.high, target)
 
     def to_user(self, hwc: npt.NDArray[np.floating[Any]], *,
@@ -69,9 +75,6 @@ class Layout:
 
 
 def _fits(low: float, high: float, target: np.dtype[Any]) -> bool:
-    if target.kind in "ui":
-        info = np.iinfo(target)
-        return bool(info.min <= low and high <= info.max)
     return target.kind != "f" or max(abs(low), abs(high)) <= float(np.finfo(target).max)
 
 
