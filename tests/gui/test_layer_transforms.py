@@ -88,3 +88,19 @@ def test_labels_mask_with_another_rotation_is_refused(viewer: Any, open_widget: 
     widget.mask.value = labels
     with pytest.raises(ValueError, match="rotation, shear or affine"):
         widget.plan()
+
+
+def test_a_saved_rotated_result_opens_where_it_was(viewer: Any, open_widget: Any,
+                                                   wait_for_run: Any, tmp_path: Any) -> None:
+    image = viewer.add_image(_noisy(), name="in", rotate=30, shear=[0.2], scale=(0.5, 0.5))
+    widget = open_widget(task="denoise", iterations=4, stop="none")
+    widget.image.value = image
+    widget.start()
+    wait_for_run(widget)
+    out = widget.last_output
+    target = tmp_path / "rotated.tif"
+    assert widget.save_result(target)
+    opened = viewer.open(str(target), plugin="napari-specdip")[0]
+    for point in [(0, 0), (31, 17)]:
+        np.testing.assert_allclose(opened.data_to_world(point), out.data_to_world(point),
+                                   atol=1e-6)

@@ -85,12 +85,24 @@ def placement(meta: dict[str, Any], ndim: int) -> dict[str, Any]:
     translate = [float(t) for t in meta.get("translate", [0.0] * ndim)][-ndim:]
     units = meta.get("units")
     labels = meta.get("axis_labels")
-    return {
+    where: dict[str, Any] = {
         "scale": scale,
         "translate": translate,
         "units": [_unit_name(u) for u in units][-ndim:] if units is not None else None,
         "axis_labels": [str(a) for a in labels][-ndim:] if labels is not None else None,
     }
+    # a rotated, sheared or affine-placed layer comes back where it was (kept only
+    # where not the identity)
+    identity = {"rotate": np.eye(ndim), "shear": np.zeros(ndim * (ndim - 1) // 2),
+                "affine": np.eye(ndim + 1)}
+    for key, neutral in identity.items():
+        value = meta.get(key)
+        if value is None:
+            continue
+        array = np.asarray(value, dtype=float)
+        if array.shape == neutral.shape and not np.allclose(array, neutral):
+            where[key] = array.tolist()
+    return where
 
 
 def record(meta: dict[str, Any], path: Path, data: npt.NDArray[Any], ndim: int
@@ -207,6 +219,9 @@ def read_tiff_file(path: str | Path) -> tuple[npt.NDArray[Any], dict[str, Any]]:
             attrs["units"] = tuple(u or "pixel" for u in where["units"])
         if where.get("axis_labels"):
             attrs["axis_labels"] = tuple(where["axis_labels"])
+        for key in ("rotate", "shear", "affine"):
+            if where.get(key) is not None:
+                attrs[key] = np.asarray(where[key], dtype=float)
     else:
         attrs.update(_calibration(axes, ndim, ij, x_res, y_res))
     if run is not None:
