@@ -235,3 +235,13 @@ def test_a_range_wider_than_float64_is_refused() -> None:
     image[0, 0], image[1, 1] = -1.7e308, 1.7e308
     with pytest.raises(ValueError, match="more than float64"):
         plan_restore(image)
+
+
+@pytest.mark.parametrize(("camera", "needle"), [
+    ({"noise_gain": 2.0, "noise_read_sigma": 1e30}, r"noise_read_sigma=1e\+30 is far larger"),
+    ({"noise_gain": 1e6, "noise_read_sigma": 2.0}, r"noise_gain=1e\+06 is far larger"),
+])
+def test_camera_values_in_other_units_are_refused(camera: dict, needle: str) -> None:
+    image = (np.random.default_rng(10).poisson(50.0, (64, 64)) * 2 + 100).astype(np.uint16)
+    with pytest.raises(ValueError, match=needle):
+        iter_restore(image, noise="poisson-gaussian", noise_offset=100.0, **camera)

@@ -188,6 +188,12 @@ def plan_restore(image: Any, task: str = "denoise", *, mask: Any = None, factor:
                          f"depth <= {max(PAPER_DEPTH, (4 * out_side).bit_length() - 1)}, "
                          "or leave depth unset")
     low, high = intensity_range(values, dtype, known)
+    for name in ("noise_gain", "noise_read_sigma"):
+        given = getattr(params, name)
+        # noise widens the image's range: a value a hundred times that range is a unit slip
+        if given is not None and given > 100 * (high - low):
+            raise ValueError(f"{name}={given:g} is far larger than the image's whole range "
+                             f"({low:g}..{high:g}): give it in the image's units (ADU)")
     observation = np.clip((values - low) / (high - low), 0.0, 1.0)
     layout = Layout(shape=np.shape(image), channel_axis=axis, dtype=dtype, low=low, high=high,
                     alpha=alpha_plane)
