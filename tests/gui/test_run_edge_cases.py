@@ -151,3 +151,56 @@ def test_a_deleted_charts_dock_does_not_break_the_run(viewer: Any, open_widget: 
         session._on_yielded((k, StepReport(iteration=1, loss=0.1, elapsed=0.1,
                                            max_iterations=6)))
     assert session.charts is None
+
+
+def test_a_sample_opened_with_the_dock_open_becomes_the_input(
+        make_napari_viewer_proxy: Any) -> None:
+    viewer = make_napari_viewer_proxy()
+    _, widget = viewer.window.add_plugin_dock_widget("napari-specdip", "Restore")
+    viewer.open_sample("napari-specdip", "masked_image")
+    assert widget.task.value == "inpaint"
+    viewer.open_sample("napari-specdip", "noisy_photo")
+    assert widget.image.value.name == "noisy photo" and widget.task.value == "denoise"
+    assert widget.reference.value.name == "noisy photo (clean)"
+    assert widget.mask.value is None or widget.task.value != "inpaint"
+    # an image of the user's: the sample's clean reference no longer applies
+    mine = viewer.add_image(_noisy(widget.image.value.data.shape), rgb=True, name="mine")
+    widget.image.value = mine
+    assert widget.reference.value is None
+
+
+def test_the_estimate_comes_back_after_a_run_started_at_once(viewer: Any, open_widget: Any,
+                                                              qtbot: Any,
+                                                              wait_for_run: Any) -> None:
+    image = viewer.add_image(_noisy((SIZE, SIZE)), name="in")
+    widget = open_widget(task="denoise", iterations=6, stop="none")
+    widget.image.value = image
+    widget.net_width.value = 4  # a change, and Run before its estimate is measured
+    assert widget.start() is not None
+    wait_for_run(widget)
+    qtbot.waitUntil(lambda: widget.last_estimate is not None, timeout=30_000)
+    assert widget.estimate_label.value
+
+
+def test_a_tile_larger_than_the_image_is_said(viewer: Any, open_widget: Any,
+                                              wait_for_run: Any) -> None:
+    image = viewer.add_image(_noisy((45, 47)), name="in")
+    widget = open_widget(task="denoise", iterations=4, stop="none", tile=32, tile_overlap=8)
+    widget.image.value = image
+    widget.start()
+    wait_for_run(widget)
+    assert "Fitted whole: the image is no larger than a tile (32 px" in widget.status.value
+
+
+def test_learning_rate_and_sigma_fields_say_what_they_take(viewer: Any,
+                                                           open_widget: Any) -> None:
+    image = viewer.add_image(_noisy((SIZE, SIZE)), name="in")
+    widget = open_widget(task="denoise", iterations=4, learning_rate="1000")
+    widget.image.value = image
+    with pytest.raises(ValueError, match="learning rate must be at most 1"):
+        widget.parameters()
+    widget.learning_rate.value = "0.01"
+    widget.upsampler.value = "gaussian"
+    widget.sigmas.value = "0.1, nan"
+    with pytest.raises(ValueError, match="Gaussian σ must be positive numbers"):
+        widget.parameters()

@@ -112,8 +112,9 @@ TOOLTIPS: dict[str, str] = {
                 "network; convnet: no resampling. The last two are for comparisons."),
     "output": ("What the result holds: ema (quick, balanced) a moving average of recent "
                "outputs, smoother; last the final iterate (the paper); best the highest PSNR "
-               "against the reference, or the most stable output without one. With the auto "
-               "or wmv stop rule it is taken at the rule's minimum."),
+               "against the reference, or the most stable output without one, over the whole "
+               "run. With the auto or wmv stop rule, ema and last are taken at the rule's "
+               "minimum; best keeps its own choice."),
     "stop_window": ("Window n of the blur/sharpness rule, in iterations: it compares the "
                     "mean of the last n values with the n before, so it can fire from "
                     "iteration 2n + 1."),

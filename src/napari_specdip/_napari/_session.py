@@ -399,6 +399,10 @@ class RunSession:
             message += (f" {'Stopped by you' if who == 'stopped' else who.capitalize()} in "
                         f"slice {len(kept) + 1} of {len(plan.jobs)}: the "
                         "slices not finished show the input.")
+        p = plan.params
+        if p.tile and restored and not any(r.parameters.get("tiles") for r in restored):
+            message += (f" Fitted whole: the image is no larger than a tile ({p.tile} px "
+                        f"plus {p.tile_overlap} px of overlap on each side).")
         if len(kept) == 1 and kept[0].stop_iteration < kept[0].iterations:
             # the auto and wmv rules return the output of their minimum, not the last one
             message += f" The result is the output of iteration {kept[0].stop_iteration}."

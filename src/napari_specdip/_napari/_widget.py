@@ -18,6 +18,7 @@ is imported; pyqtgraph when the charts are built.
 
 from __future__ import annotations
 
+import math
 import os
 from typing import TYPE_CHECKING, Any
 
@@ -171,6 +172,8 @@ class RestoreWidget(Container[Widget]):
         # (input layer, noise_model record) of the last run that used a noise model
         self._noise_used: tuple[Any, dict[str, Any]] = (None, {})
         self._output_source: Any = None  # the input layer of last_output
+        #: the mask / reference layers a sample's hint chose (cleared with another image)
+        self._hinted: dict[str, Any] = {}
         self.last_error = ""
         self.last_saved: list[str] = []
         self._task_loaded = "denoise"
@@ -530,8 +533,13 @@ class RestoreWidget(Container[Widget]):
                 self._show_status("No visible image layer left to restore: open an image or "
                                   "make one visible, then choose it above.")
         elif getattr(event, "type", None) == "inserted" and not self.is_running:
-            # a sample's mask/reference layer arriving after its image
-            self._apply_hint(load_task=False, only=str(event.value.name))
+            added = event.value
+            if (added in layers and added.visible
+                    and isinstance(added.metadata.get(SAMPLE_KEY), dict)):
+                # a sample opened with the dock already open: it is what the user means
+                self.image.value = added
+            else:  # a sample's mask/reference layer arriving after its image
+                self._apply_hint(load_task=False, only=str(added.name))
         self._update_result_buttons()
 
     def _on_layer_removed(self, event: Any = None) -> None:
@@ -567,6 +575,14 @@ class RestoreWidget(Container[Widget]):
         """Follow ``metadata["specdip_sample"]`` of the input: task, factor, mask, reference."""
         layer = self.image.value
         hint = layer.metadata.get(SAMPLE_KEY) if layer is not None else None
+        if load_task:
+            # a mask or reference a sample's hint chose belongs to that sample, not to the
+            # next image (its clean reference would score another image's PSNR)
+            for key, combo in (("mask", self.mask), ("reference", self.reference)):
+                chosen = self._hinted.pop(key, None)
+                if chosen is not None and combo.value is chosen and (
+                        not isinstance(hint, dict) or hint.get(key) != chosen.name):
+                    combo.value = None
         if not isinstance(hint, dict):
             return
         if load_task:
@@ -583,6 +599,7 @@ class RestoreWidget(Container[Widget]):
             name = hint.get(key)
             if name in by_name and (only is None or only == name):
                 combo.value = by_name[name]
+                self._hinted[key] = by_name[name]
 
     def _on_task(self, task: str) -> None:
         self._load_defaults(task, self.preset.value,
@@ -885,10 +902,20 @@ class RestoreWidget(Container[Widget]):
     def _parse_sigmas(self) -> tuple[float, ...]:
         text = str(self.sigmas.value).replace(";", ",")
         try:
-            return tuple(float(s) for s in text.split(",") if s.strip())
+            values = tuple(float(s) for s in text.split(",") if s.strip())
         except ValueError:
-            raise ValueError(f"Gaussian σ must be numbers separated by commas, got "
-                             f"{self.sigmas.value!r}") from None
+            values = (math.nan,)
+        if not all(math.isfinite(v) and v > 0 for v in values):
+            raise ValueError(f"Gaussian σ must be positive numbers separated by commas, got "
+                             f"{self.sigmas.value!r}")
+        return values
+
+    def _parse_learning_rate(self) -> float:
+        value = parse_number(self.learning_rate.value, "learning rate", positive=True)
+        if value > 1.0:
+            raise ValueError(f"learning rate must be at most 1 (Adam's step; the presets use "
+                             f"0.001-0.01), got {self.learning_rate.value!r}")
+        return value
 
     def parameters(self, *, notify: bool = True) -> RestoreParameters:
         """The controls as a validated :class:`RestoreParameters` (ValueError if impossible).
@@ -913,8 +940,7 @@ class RestoreWidget(Container[Widget]):
             "tile_overlap": int(self.tile_overlap.value),
             "preview_every": int(self.preview_every.value),
             "upsampler": self.upsampler.value,
-            "learning_rate": parse_number(self.learning_rate.value, "learning rate",
-                                          positive=True),
+            "learning_rate": self._parse_learning_rate(),
             "network": self.network.value,
             "output": self.output.value,
             "signal_every": int(self.signal_every.value),
@@ -1184,13 +1210,22 @@ class RestoreWidget(Container[Widget]):
         """Plan on this thread and start the worker; returns it (None when refused)."""
         if self.is_running:
             return self.worker
-        self._estimate_timer.stop()
+        self._hold_estimate()
         try:
             plan = self.plan()
         except (ValueError, MemoryError) as exc:
             self._show_error(str(exc))
+            if self._estimate_pending:  # no run came: measure now
+                self._update_estimate()
             return None
         return self._launch(plan)
+
+    def _hold_estimate(self) -> None:
+        """No measuring while a run starts; one that was due is made when the run ends
+        (Run pressed right after a change left the line blank)."""
+        if self._estimate_timer.isActive():
+            self._estimate_pending = True
+        self._estimate_timer.stop()
 
     def region_box(self) -> _planning.Box:
         """The pixels a region preview restores (raises ValueError when there are none)."""
@@ -1245,7 +1280,7 @@ class RestoreWidget(Container[Widget]):
         """
         if self.is_running:
             return self.worker
-        self._estimate_timer.stop()
+        self._hold_estimate()
         try:
             params = self.parameters()
             box = self.region_box()
@@ -1255,6 +1290,8 @@ class RestoreWidget(Container[Widget]):
             plan = self.plan(region=box, params=params)
         except (ValueError, MemoryError) as exc:
             self._show_error(str(exc))
+            if self._estimate_pending:  # no run came: measure now
+                self._update_estimate()
             return None
         layer = self._region_layer
         # the last region layer is replaced in place if it shows a region of this image
