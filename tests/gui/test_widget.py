@@ -232,7 +232,7 @@ def test_bad_parameters_are_refused(viewer: Any, open_widget: Any) -> None:
     assert "Gaussian σ" in widget.last_error
     widget.sigmas.value = "0.1, -1"
     assert widget.start() is None
-    assert "sigmas must be positive" in widget.last_error
+    assert "Gaussian σ must be positive numbers" in widget.last_error
     widget.learning_rate.value = "fast"
     assert widget.start() is None
     assert "learning rate" in widget.last_error and "not a number" in widget.last_error
