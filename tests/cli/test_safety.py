@@ -487,3 +487,32 @@ def test_a_16_bit_colour_png_is_refused_before_any_work(tmp_path: Path) -> None:
     as_bytes = run_cli("restore", rgb16, "-o", tmp_path / "out8.png", "--output-dtype", "uint8",
                        *FAST)
     assert as_bytes.returncode == 0, as_bytes.stderr
+
+
+def test_a_batch_never_takes_a_users_file_for_an_earlier_output(tmp_path: Path,
+                                                                scheduler: str) -> None:
+    folder = tmp_path / "in"
+    folder.mkdir()
+    rng = np.random.default_rng(4)
+    tifffile.imwrite(folder / "a.tif", (rng.random((20, 20)) * 255).astype(np.uint8))
+    theirs = np.full((17, 19), 99, np.uint16)  # the user's own file, named like a's output
+    tifffile.imwrite(folder / "a_dn.tif", theirs)
+    proc = run_cli("batch", folder, "-o", folder, "--suffix", "_dn", "--scheduler", scheduler,
+                   *FAST)
+    assert_clean_failure(proc, 2, "a_dn.tif is an input", "a.tif")
+    np.testing.assert_array_equal(tifffile.imread(folder / "a_dn.tif"), theirs)
+
+
+def test_alpha_to_jpeg_is_refused_before_any_work_and_png_records_what_it_wrote(
+        tmp_path: Path) -> None:
+    rgba = tmp_path / "rgba.png"
+    iio.imwrite(rgba, (np.random.default_rng(5).random((32, 32, 4)) * 255).astype(np.uint8))
+    proc = run_cli("restore", rgba, "-o", tmp_path / "out.jpg", "--max-iterations", "500")
+    assert_clean_failure(proc, 2, "JPEG cannot hold an alpha channel")
+    floats = tmp_path / "f.tif"
+    tifffile.imwrite(floats, np.random.default_rng(6).random((32, 32)).astype(np.float32))
+    out = tmp_path / "f.png"
+    assert run_cli("restore", floats, "-o", out, *FAST).returncode == 0
+    meta = _sidecar(out)
+    assert meta["output_dtype"] == "float32" and meta["written_dtype"] == "uint8"
+    assert iio.imread(out).dtype == np.uint8

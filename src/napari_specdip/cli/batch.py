@@ -374,8 +374,15 @@ def run_batch(args: Any) -> int:
             continue
         out = _output_for(f, out_dir, args.suffix, args.out_format)
         key = out.resolve()
-        if key != f.resolve() and planned.get(f.resolve()) not in (None, f):
-            continue  # an output of this batch (an earlier run's, in the input folder)
+        maker = planned.get(f.resolve())
+        if key != f.resolve() and maker not in (None, f):
+            made = _output_for(maker, out_dir, args.suffix, args.out_format)
+            if read_sidecar(sidecar_path(made)) is not None:
+                # an earlier run's output (or its uncertainty) sitting in the input folder
+                continue
+            # no run record: the user's own file, which the other input's result would replace
+            raise UsageError(f"{f} is an input, and also where the result of {maker} would be "
+                             "written: use another --suffix or -o")
         if key in seen:
             raise UsageError(f"{seen[key]} and {f} would both be written to {out}; "
                              "use --suffix or separate runs")

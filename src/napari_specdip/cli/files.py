@@ -170,6 +170,8 @@ def check_writable_kind(path: Path, *, stack: bool, channels: int | None,
                              "write .tif")
         return
     allowed = ("uint8",) if kind == "jpeg" else ("uint8", "uint16")
+    if kind == "jpeg" and channels in (2, 4):
+        raise UsageError(f"{path}: JPEG cannot hold an alpha channel; write .png or .tif")
     if kind == "png" and dtype.name == "uint16" and channels not in (None, 1):
         # Pillow, which writes the PNG, stores 16 bits for gray images only
         raise UsageError(f"{path}: PNG stores 16-bit gray only, the result is 16-bit with "
@@ -240,6 +242,13 @@ def check_writable(path: Path, *, size: int = 0, what: str = "output") -> None:
         if free < size:
             raise UsageError(f"cannot write {what} {path}: it needs about {size / 1e6:.1f} MB "
                              f"and only {free / 1e6:.1f} MB is free there")
+
+
+def stored_dtype(path: Path, dtype: np.dtype[Any]) -> np.dtype[Any]:
+    """The dtype :func:`to_storable` writes ``dtype`` as in ``path``'s format."""
+    if kind_of(path) != "tiff" and dtype.kind in "bf":
+        return np.dtype(np.uint8)
+    return dtype
 
 
 def to_storable(path: Path, data: npt.NDArray[Any]) -> npt.NDArray[Any]:

@@ -27,6 +27,7 @@ from napari_specdip.cli.files import (
     os_reason,
     read_image,
     sidecar_path,
+    stored_dtype,
     write_image,
     write_json,
 )
@@ -547,6 +548,8 @@ def build_sidecar(job: FileJob, runs: list[dict[str, Any]], image: npt.NDArray[A
         "input_axes": job.source.axes,
         "output_shape": list(image.shape),
         "output_dtype": str(image.dtype),
+        # PNG and JPEG store floats in [0, 1] and booleans as uint8
+        "written_dtype": str(stored_dtype(job.output, image.dtype)),
         **job.layout.describe(),
         "slice_count": job.layout.n_slices,
     })
