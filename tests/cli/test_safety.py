@@ -516,3 +516,19 @@ def test_alpha_to_jpeg_is_refused_before_any_work_and_png_records_what_it_wrote(
     meta = _sidecar(out)
     assert meta["output_dtype"] == "float32" and meta["written_dtype"] == "uint8"
     assert iio.imread(out).dtype == np.uint8
+
+
+def test_impossible_options_stop_a_batch_before_any_work(images: dict[str, Path],
+                                                         tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    proc = run_cli("batch", images["gray"], "-o", out, "--tile", "16", *FAST)
+    assert_clean_failure(proc, 2, "tile must be 0")
+    assert not out.exists() or not any(out.iterdir())
+
+
+def test_demo_into_a_file_is_a_usage_error(tmp_path: Path) -> None:
+    target = tmp_path / "a_file"
+    target.write_text("mine")
+    proc = run_cli("demo", "-o", target, "--max-iterations", "2")
+    assert_clean_failure(proc, 2, "is a file")
+    assert target.read_text() == "mine"

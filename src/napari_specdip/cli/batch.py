@@ -241,6 +241,21 @@ def _auto_depth(old: dict[str, Any], params: Any) -> int | None:
     return auto_depth(int(shape[0]) * scale, int(shape[1]) * scale)
 
 
+def _check_options(task: str, options: dict[str, Any]) -> None:
+    """Refuse impossible option values before any work (``restore`` does, at its
+    call): a batch would otherwise start its cluster and fail every file, or skip
+    the files already done as if the options were fine."""
+    import dataclasses
+
+    from napari_specdip.core.params import RestoreParameters
+
+    names = {f.name for f in dataclasses.fields(RestoreParameters)}
+    try:
+        RestoreParameters.for_task(task, **{k: v for k, v in options.items() if k in names})
+    except (TypeError, ValueError) as exc:
+        raise UsageError(str(exc)) from exc
+
+
 def is_finished(output: Path) -> dict[str, Any] | None:
     """The sidecar of a finished output (image and sidecar both there), else None."""
     if not output.is_file():
@@ -399,6 +414,7 @@ def run_batch(args: Any) -> int:
                          "another -o or --suffix, or pass --overwrite to replace the inputs")
     options = engine_options(args)
     options["num_threads"] = args.threads or args.threads_per_worker
+    _check_options(args.task, options)
     if args.scheduler is None:
         check_device(args.device)
     mask = read_image(args.mask, what="mask") if args.mask else None

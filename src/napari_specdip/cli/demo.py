@@ -74,6 +74,9 @@ def run_demo(args: Any) -> int:
     except ValueError as exc:
         raise UsageError(f"sample {key} at --size {args.size}: {one_line(exc)}") from exc
     out_dir = Path(args.output_dir)
+    if out_dir.exists() and not out_dir.is_dir():
+        raise UsageError(f"output folder {out_dir} is a file; give a folder for the demo's "
+                         "files")
     out_dir.mkdir(parents=True, exist_ok=True)
 
     options = {"preset": args.preset or DEMO_PRESET, "max_iterations": args.max_iterations,
