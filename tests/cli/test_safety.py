@@ -532,3 +532,11 @@ def test_demo_into_a_file_is_a_usage_error(tmp_path: Path) -> None:
     proc = run_cli("demo", "-o", target, "--max-iterations", "2")
     assert_clean_failure(proc, 2, "is a file")
     assert target.read_text() == "mine"
+
+
+def test_a_suffix_with_a_path_separator_is_refused(images: dict[str, Path],
+                                                   tmp_path: Path) -> None:
+    proc = run_cli("batch", images["gray"], "-o", tmp_path / "out", "--suffix", "/../../escaped",
+                   *FAST)
+    assert_clean_failure(proc, 2, "--suffix", "path separator")
+    assert not list(tmp_path.rglob("escaped*"))

@@ -240,8 +240,10 @@ def test_a_range_wider_than_float64_is_refused() -> None:
 @pytest.mark.parametrize(("camera", "needle"), [
     ({"noise_gain": 2.0, "noise_read_sigma": 1e30}, r"noise_read_sigma=1e\+30 is far larger"),
     ({"noise_gain": 1e6, "noise_read_sigma": 2.0}, r"noise_gain=1e\+06 is far larger"),
+    ({"noise_gain": 2.0, "noise_read_sigma": 2.0, "noise_offset": 70000.0},
+     "noise_offset=70000 is at or above the image's brightest value"),
 ])
 def test_camera_values_in_other_units_are_refused(camera: dict, needle: str) -> None:
     image = (np.random.default_rng(10).poisson(50.0, (64, 64)) * 2 + 100).astype(np.uint16)
     with pytest.raises(ValueError, match=needle):
-        iter_restore(image, noise="poisson-gaussian", noise_offset=100.0, **camera)
+        iter_restore(image, noise="poisson-gaussian", **{"noise_offset": 100.0, **camera})

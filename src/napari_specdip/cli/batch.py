@@ -367,6 +367,9 @@ def open_client(args: Any) -> Iterator[tuple[Any, str]]:
 
 
 def run_batch(args: Any) -> int:
+    if any(sep in args.suffix for sep in ("/", "\\", os.sep)):
+        raise UsageError(f"--suffix {args.suffix!r} holds a path separator: it is added to "
+                         "file names; choose folders with -o")
     entries = expand_inputs(args.inputs)
     if not entries:
         raise UsageError("no images found in " + ", ".join(args.inputs))

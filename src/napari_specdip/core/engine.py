@@ -194,6 +194,10 @@ def plan_restore(image: Any, task: str = "denoise", *, mask: Any = None, factor:
         if given is not None and given > 100 * (high - low):
             raise ValueError(f"{name}={given:g} is far larger than the image's whole range "
                              f"({low:g}..{high:g}): give it in the image's units (ADU)")
+    if params.noise_offset is not None and params.noise_offset >= high:
+        raise ValueError(f"noise_offset={params.noise_offset:g} is at or above the image's "
+                         f"brightest value ({high:g}): the offset is the camera's dark level, "
+                         "in the image's units")
     observation = np.clip((values - low) / (high - low), 0.0, 1.0)
     layout = Layout(shape=np.shape(image), channel_axis=axis, dtype=dtype, low=low, high=high,
                     alpha=alpha_plane)
