@@ -50,8 +50,9 @@ TOOLTIPS: dict[str, str] = {
                  "network leaves out different pixels, so the mean is cleaner than any one "
                  "of them (4 gained about 0.9 dB in our benchmarks). Costs about K times the "
                  "time and memory of one run; 1 runs a single network."),
-    "tile": ("0: one network fits the whole image. N: an image larger than N px is "
-             "fitted as overlapping tiles of at most N x N px, one after another, each with "
+    "tile": ("0: one network fits the whole image. N: an image larger than N px plus the "
+             "overlap on each side is fitted as tiles (cores of at most N x N px, each "
+             "widened by the overlap), one after another, each with "
              "its own network and stop, blended where they overlap. A network fits a small "
              "image in far fewer steps, so large images finish much sooner on a CPU (a "
              "512 px photo as 128 px tiles: higher quality in 3/4 of the time). Stacks "

@@ -204,7 +204,8 @@ def option_help() -> dict[str, str]:
                     f"STEM{UNCERTAINTY_SUFFIX} (float32, the output's units and calibration); "
                     f"K times the memory, and on a CPU about K times the time "
                     f"({stated_default('ensemble')})",
-        "tile": f"fit an image larger than N px as overlapping tiles of at most N x N px, each "
+        "tile": f"fit an image larger than N px plus the overlap on each side as tiles: "
+                f"cores of at most N x N px, each widened by the overlap, each "
                 f"with its own network and stop (a small image fits in far fewer steps: a "
                 f"large image finishes sooner, above all on a CPU); 0: one network for the "
                 f"whole image ({stated_default('tile')})",

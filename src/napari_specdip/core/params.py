@@ -251,8 +251,9 @@ class RestoreParameters:
         iteration (each pixel's, pooled over its neighbours).
     tile : int
         0 (default): fit the whole image with one network. N > 0: fit an image
-        larger than N px (plus margins) as tiles of at most N x N px, each with its
-        own network and stop, blended where they overlap (``tile_overlap``); a network
+        larger than N px plus ``tile_overlap`` on each side as tiles: cores of at
+        most N x N px, each widened by ``tile_overlap`` into its neighbours, each with
+        its own network and stop, blended where they overlap; a network
         fits a small image in far fewer steps, so a large image finishes sooner
         on a CPU (benchmarks/tiling.py: a 512 px image as 128 px tiles, 0.7 dB
         higher in 3/4 of the time the whole-image fit was given).
