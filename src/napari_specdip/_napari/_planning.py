@@ -119,16 +119,29 @@ def image_info(layer: Any) -> ImageInfo:
 
 def _transform_of(layer: Any, ndim: int) -> dict[str, npt.NDArray[np.float64] | None]:
     """A layer's rotate, shear and affine, each None where it is the identity."""
-    rotate = np.asarray(getattr(layer, "rotate", np.eye(ndim)), dtype=float)
-    shear = np.asarray(getattr(layer, "shear", np.zeros(0)), dtype=float)
     affine = getattr(layer, "affine", None)
-    matrix = (np.eye(ndim + 1) if affine is None
-              else np.asarray(affine.affine_matrix, dtype=float))
-    unsheared = (not shear.size or (np.allclose(shear, np.eye(ndim)) if shear.ndim == 2
-                                    else np.allclose(shear, 0.0)))
-    return {"rotate": None if np.allclose(rotate, np.eye(ndim)) else rotate,
-            "shear": None if unsheared else shear,
-            "affine": None if np.allclose(matrix, np.eye(ndim + 1)) else matrix}
+    return non_identity(getattr(layer, "rotate", None), getattr(layer, "shear", None),
+                        None if affine is None else affine.affine_matrix, ndim)
+
+
+def non_identity(rotate: Any, shear: Any, affine: Any, ndim: int
+                 ) -> dict[str, npt.NDArray[np.float64] | None]:
+    """Rotation matrix, shear (napari's upper-triangular values or a matrix) and affine
+    matrix of an ``ndim``-D layer, each None where absent, the identity, or not of
+    ``ndim`` axes (a record of another layer's: nothing to place by)."""
+    def kept(value: Any, neutral: npt.NDArray[np.float64]) -> npt.NDArray[np.float64] | None:
+        if value is None:
+            return None
+        array = np.asarray(value, dtype=float)
+        if array.shape != neutral.shape or np.allclose(array, neutral):
+            return None
+        return array
+
+    shear_matrix = shear is not None and np.ndim(shear) == 2
+    return {"rotate": kept(rotate, np.eye(ndim)),
+            "shear": kept(shear, np.eye(ndim) if shear_matrix
+                          else np.zeros(ndim * (ndim - 1) // 2)),
+            "affine": kept(affine, np.eye(ndim + 1))}
 
 
 def _physical(n: int, *, scale: Sequence[float] | None = None,
@@ -443,12 +456,6 @@ class ConstantPlane:
 
 #: ``stop_reason`` of a constant slice copied through
 CONSTANT = "constant"
-
-
-def is_constant(data: npt.NDArray[Any]) -> bool:
-    """Every value the same (NaN-free data: the engine refuses NaN before)."""
-    flat = np.asarray(data).ravel()
-    return bool(flat.size) and bool(np.all(flat == flat[0]))
 
 
 @dataclass

@@ -48,6 +48,7 @@ from napari_specdip._napari._help import (
 )
 from napari_specdip._napari._sample_data import SAMPLE_KEY
 from napari_specdip._napari._session import Interrupt, RunSession, run_jobs
+from napari_specdip.core.imaging import is_constant
 from napari_specdip.core.params import (
     DEFAULT_PRESET,
     NETWORKS,
@@ -1057,7 +1058,7 @@ class RestoreWidget(Container[Widget]):
                 plane_ref = (reference if reference.ndim == plane_ref_ndim
                              else reference[plane.source])
             stacked = info.n_leading > 0 and region is None
-            if stacked and _planning.is_constant(info.data[plane.source]):
+            if stacked and is_constant(info.data[plane.source]):
                 factor = (params.factor or 1) if params.task == "super-resolve" else 1
                 jobs.append(_planning.ConstantPlane(np.asarray(info.data[plane.source]),
                                                     factor=factor))
@@ -1214,9 +1215,7 @@ class RestoreWidget(Container[Widget]):
         try:
             plan = self.plan()
         except (ValueError, MemoryError) as exc:
-            self._show_error(str(exc))
-            if self._estimate_pending:  # no run came: measure now
-                self._update_estimate()
+            self._refuse(str(exc))
             return None
         return self._launch(plan)
 
@@ -1226,6 +1225,12 @@ class RestoreWidget(Container[Widget]):
         if self._estimate_timer.isActive():
             self._estimate_pending = True
         self._estimate_timer.stop()
+
+    def _refuse(self, message: str) -> None:
+        """A run that could not start: say why, and measure the estimate held for it."""
+        self._show_error(message)
+        if self._estimate_pending:
+            self._update_estimate()
 
     def region_box(self) -> _planning.Box:
         """The pixels a region preview restores (raises ValueError when there are none)."""
@@ -1289,9 +1294,7 @@ class RestoreWidget(Container[Widget]):
                 max_iterations=min(params.max_iterations, _region.MAX_ITERATIONS))
             plan = self.plan(region=box, params=params)
         except (ValueError, MemoryError) as exc:
-            self._show_error(str(exc))
-            if self._estimate_pending:  # no run came: measure now
-                self._update_estimate()
+            self._refuse(str(exc))
             return None
         layer = self._region_layer
         # the last region layer is replaced in place if it shows a region of this image

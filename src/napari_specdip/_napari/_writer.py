@@ -27,6 +27,8 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from napari_specdip._napari._planning import non_identity
+
 PLACEMENT_KEY = "napari_placement"
 IMAGEJ_DTYPES = ("uint8", "uint16", "float32")
 _IMAGEJ_ORDER = "TZC"
@@ -93,15 +95,8 @@ def placement(meta: dict[str, Any], ndim: int) -> dict[str, Any]:
     }
     # a rotated, sheared or affine-placed layer comes back where it was (kept only
     # where not the identity)
-    identity = {"rotate": np.eye(ndim), "shear": np.zeros(ndim * (ndim - 1) // 2),
-                "affine": np.eye(ndim + 1)}
-    for key, neutral in identity.items():
-        value = meta.get(key)
-        if value is None:
-            continue
-        array = np.asarray(value, dtype=float)
-        if array.shape == neutral.shape and not np.allclose(array, neutral):
-            where[key] = array.tolist()
+    parts = non_identity(meta.get("rotate"), meta.get("shear"), meta.get("affine"), ndim)
+    where.update({key: value.tolist() for key, value in parts.items() if value is not None})
     return where
 
 

@@ -29,7 +29,7 @@ from collections import deque
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import numpy.typing as npt
@@ -68,6 +68,9 @@ from napari_specdip.cli.runner import (
     uncertainty_path,
     write_outputs,
 )
+
+if TYPE_CHECKING:
+    from napari_specdip.core.params import RestoreParameters
 
 PARTIAL_DIR = ".specdip-partial"
 #: scatter slices larger than this to the workers instead of embedding them in the task
@@ -188,10 +191,6 @@ def option_changes(meta: dict[str, Any], task: str, options: dict[str, Any],
                    mask: Path | None) -> list[str]:
     """What differs between a finished output's sidecar and this run's options,
     as ``"name old -> new"`` (empty: the output is what this run would make)."""
-    import dataclasses
-
-    from napari_specdip.core.params import RestoreParameters
-
     changes = []
     if meta.get("task") != task:
         return [f"task {meta.get('task')} -> {task}"]
@@ -204,10 +203,8 @@ def option_changes(meta: dict[str, Any], task: str, options: dict[str, Any],
     old = meta.get("parameters") or {}
     if not old:  # every slice was constant: nothing ran, nothing to compare
         return changes
-    names = {f.name for f in dataclasses.fields(RestoreParameters)}
-    engine = {k: v for k, v in options.items() if k in names}
     try:
-        params = RestoreParameters.for_task(task, **engine)
+        params = _parameters_for(task, options)
     except (TypeError, ValueError):
         return changes
     # as the sidecar holds them: tuples are JSON lists
@@ -241,17 +238,23 @@ def _auto_depth(old: dict[str, Any], params: Any) -> int | None:
     return auto_depth(int(shape[0]) * scale, int(shape[1]) * scale)
 
 
-def _check_options(task: str, options: dict[str, Any]) -> None:
-    """Refuse impossible option values before any work (``restore`` does, at its
-    call): a batch would otherwise start its cluster and fail every file, or skip
-    the files already done as if the options were fine."""
+def _parameters_for(task: str, options: dict[str, Any]) -> RestoreParameters:
+    """The engine parameters the command's options make (TypeError/ValueError if
+    impossible); the options that are not parameters (output dtype...) are left out."""
     import dataclasses
 
     from napari_specdip.core.params import RestoreParameters
 
     names = {f.name for f in dataclasses.fields(RestoreParameters)}
+    return RestoreParameters.for_task(task, **{k: v for k, v in options.items() if k in names})
+
+
+def _check_options(task: str, options: dict[str, Any]) -> None:
+    """Refuse impossible option values before any work (``restore`` does, at its
+    call): a batch would otherwise start its cluster and fail every file, or skip
+    the files already done as if the options were fine."""
     try:
-        RestoreParameters.for_task(task, **{k: v for k, v in options.items() if k in names})
+        _parameters_for(task, options)
     except (TypeError, ValueError) as exc:
         raise UsageError(str(exc)) from exc
 

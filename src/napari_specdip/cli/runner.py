@@ -32,6 +32,7 @@ from napari_specdip.cli.files import (
     write_json,
 )
 from napari_specdip.cli.layout import StackLayout, resolve_layout, split_mask
+from napari_specdip.core.imaging import is_constant
 
 #: ``--threads auto`` gives torch at most this many threads (see :func:`default_threads`)
 MAX_AUTO_THREADS = 8
@@ -145,7 +146,7 @@ class FileJob:
 
     def passthrough(self, item: SliceInput) -> npt.NDArray[Any] | None:
         """A constant slice of a stack has nothing to restore: its (upscaled) copy, else None."""
-        if not self.layout.is_stack or item.image.min() != item.image.max():
+        if not self.layout.is_stack or not is_constant(item.image):
             return None
         shape = item.image.shape[:2]
         shape = (shape[0] * self.scale, shape[1] * self.scale) + item.image.shape[2:]

@@ -20,9 +20,9 @@ from napari_specdip.core.ensemble import (SnapshotWindow, ensemble_mean, spread_
                                           stack_decoders, std_to_user)
 from napari_specdip.core.imaging import Layout, as_hwc, intensity_range, pad_amounts, pad_reflect
 from napari_specdip.core.networks import Decoder, SkipNet, build_network
-from napari_specdip.core.noise import (WHITE_NOISE_PATCH, NoiseFit, check_noise_estimable,
-                                       estimate_white_noise_variance, held_out_noise,
-                                       plan_noise)
+from napari_specdip.core.noise import (WHITE_NOISE_PATCH, NoiseFit, check_camera_units,
+                                       check_noise_estimable, estimate_white_noise_variance,
+                                       held_out_noise, plan_noise)
 from napari_specdip.core.operators import Downsampling, Identity, Inpainting, Operator
 from napari_specdip.core.params import PAPER_DEPTH, RestoreParameters, auto_depth
 from napari_specdip.core.results import RestoreResult, StepReport
@@ -188,16 +188,7 @@ def plan_restore(image: Any, task: str = "denoise", *, mask: Any = None, factor:
                          f"depth <= {max(PAPER_DEPTH, (4 * out_side).bit_length() - 1)}, "
                          "or leave depth unset")
     low, high = intensity_range(values, dtype, known)
-    for name in ("noise_gain", "noise_read_sigma"):
-        given = getattr(params, name)
-        # noise widens the image's range: a value a hundred times that range is a unit slip
-        if given is not None and given > 100 * (high - low):
-            raise ValueError(f"{name}={given:g} is far larger than the image's whole range "
-                             f"({low:g}..{high:g}): give it in the image's units (ADU)")
-    if params.noise_offset is not None and params.noise_offset >= high:
-        raise ValueError(f"noise_offset={params.noise_offset:g} is at or above the image's "
-                         f"brightest value ({high:g}): the offset is the camera's dark level, "
-                         "in the image's units")
+    check_camera_units(params, low, high)
     observation = np.clip((values - low) / (high - low), 0.0, 1.0)
     layout = Layout(shape=np.shape(image), channel_axis=axis, dtype=dtype, low=low, high=high,
                     alpha=alpha_plane)

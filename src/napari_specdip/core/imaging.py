@@ -78,6 +78,14 @@ def _fits(low: float, high: float, target: np.dtype[Any]) -> bool:
     return target.kind != "f" or max(abs(low), abs(high)) <= float(np.finfo(target).max)
 
 
+def is_constant(data: npt.ArrayLike) -> bool:
+    """Every value the same: a slice of a stack with nothing to restore, copied through
+    by the widget and the command line (a NaN makes it not constant: the engine
+    refuses NaN with its own message)."""
+    flat = np.asarray(data).ravel()
+    return bool(flat.size) and bool(np.all(flat == flat[0]))
+
+
 def as_hwc(image: Any, *, channel_axis: int | None, name: str = "image"
            ) -> tuple[npt.NDArray[np.float64], int | None]:
     """Check ``image`` and return it as float64 (H, W, C) with the normalised channel axis."""

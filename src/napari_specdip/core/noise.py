@@ -433,6 +433,22 @@ def check_noise_estimable(params: Any, shape: tuple[int, int],
             "noise_read_sigma and noise_offset")
 
 
+def check_camera_units(params: Any, low: float, high: float) -> None:
+    """Refuse, before any work, given camera values that cannot be in the units of an
+    image spanning ``low..high`` (a gain or read noise in electrons, an offset above
+    every pixel): they would overflow the loss weights or give negative photons."""
+    for name in ("noise_gain", "noise_read_sigma"):
+        given = getattr(params, name)
+        # noise widens the image's range: a value a hundred times that range is a unit slip
+        if given is not None and given > 100 * (high - low):
+            raise ValueError(f"{name}={given:g} is far larger than the image's whole range "
+                             f"({low:g}..{high:g}): give it in the image's units (ADU)")
+    if params.noise_offset is not None and params.noise_offset >= high:
+        raise ValueError(f"noise_offset={params.noise_offset:g} is at or above the image's "
+                         f"brightest value ({high:g}): the offset is the camera's dark level, "
+                         "in the image's units")
+
+
 @dataclass(frozen=True)
 class NoiseFit:
     """How a run takes the Poisson-Gaussian model into account: the space the network
