@@ -376,6 +376,13 @@ def test_warm_start_continues_from_the_previous_fit(camera64: np.ndarray) -> Non
     assert warm.parameters["warm_start"] and not cold.parameters["warm_start"]
     with pytest.raises(ValueError, match="does not fit"):
         restore(noisy, max_iterations=1, warm_start=first.state, width=16, stop="none")
+    # refused at the call, before the run's first step, whatever differs
+    for other in ({"width": 16}, {"depth": 2}, {"ensemble": 2}, {"network": "skip"}):
+        with pytest.raises(ValueError, match="does not fit"):
+            plan_restore(noisy, warm_start=first.state, **{**options, **other})
+    with pytest.raises(ValueError, match="does not fit"):
+        plan_restore(np.dstack([noisy] * 3), channel_axis=-1, warm_start=first.state, **options)
+    assert plan_restore(noisy, warm_start=first.state, **options).warm_start is first.state
     with pytest.raises(TypeError, match="keep_state"):
         restore(noisy, max_iterations=1, warm_start={"a": 1}, **options)
 

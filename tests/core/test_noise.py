@@ -193,6 +193,26 @@ def test_too_small_to_estimate_is_refused_before_work() -> None:
     assert job.params.noise_gain == 2.0
 
 
+def test_too_few_usable_pixels_are_refused_at_the_call() -> None:
+    """Saturated pixels and scattered masked ones leave no window for the estimator:
+    refused by plan_restore with the count, not by the run's first step."""
+    from napari_specdip import plan_restore
+    from napari_specdip.core.noise import usable_samples
+
+    rng = np.random.default_rng(0)
+    image = rng.poisson(rng.uniform(20, 200, (64, 64))).astype(np.uint16)
+    assert usable_samples(image / image.max()) > 1500
+    saturated = image.copy()
+    saturated[rng.random(image.shape) < 0.3] = 4095
+    with pytest.raises(ValueError, match=r"\d+ usable pixels, 1500 needed"):
+        plan_restore(saturated, noise="poisson-gaussian")
+    scattered = rng.random(image.shape) < 0.5  # True: missing
+    with pytest.raises(ValueError, match="0 usable pixels"):
+        plan_restore(image, "inpaint", mask=scattered, noise="poisson-gaussian")
+    job = plan_restore(image, noise="poisson-gaussian")
+    assert usable_samples(job.observation) >= 1500
+
+
 @pytest.mark.parametrize("name", ["napari_specdip.core.noise", "napari_specdip.samples"])
 def test_examples(name: str) -> None:
     import doctest

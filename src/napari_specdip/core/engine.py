@@ -177,8 +177,6 @@ def plan_restore(image: Any, task: str = "denoise", *, mask: Any = None, factor:
     elif mask is not None:
         raise ValueError(f"a mask only makes sense for inpainting, not for task {params.task!r}")
 
-    if params.noise != "gaussian":
-        check_noise_estimable(params, (height, width), known)
     out_side = min(height, width) * _output_scale(params)
     # the canvas is padded to a multiple of 2**depth: a little is fine (the paper's depth 5
     # on a 20 px image), a depth far beyond the image only pads it into a memory blow-up
@@ -190,6 +188,8 @@ def plan_restore(image: Any, task: str = "denoise", *, mask: Any = None, factor:
     low, high = intensity_range(values, dtype, known)
     check_camera_units(params, low, high)
     observation = np.clip((values - low) / (high - low), 0.0, 1.0)
+    if params.noise != "gaussian":
+        check_noise_estimable(params, observation, known)
     layout = Layout(shape=np.shape(image), channel_axis=axis, dtype=dtype, low=low, high=high,
                     alpha=alpha_plane)
 
@@ -224,6 +224,8 @@ def plan_restore(image: Any, task: str = "denoise", *, mask: Any = None, factor:
     if len(tiles) > 1 and (warm_start is not None or keep_state):
         raise ValueError(f"this image is fitted as {len(tiles)} tiles, each by its own "
                          "network: warm_start and keep_state need one network (tile=0)")
+    if warm_start is not None:
+        _check_warm_start(job, warm_start)
     if known is not None and len(tiles) > 1:
         for t in tiles:
             if not known[t.slices()].any():
@@ -236,6 +238,34 @@ def plan_restore(image: Any, task: str = "denoise", *, mask: Any = None, factor:
 
         refuse_if_too_big(job)
     return job
+
+
+def _check_warm_start(job: RestoreJob, state: Mapping[str, torch.Tensor]) -> None:
+    """Refuse at the call a ``warm_start`` whose entries or shapes differ from this run's
+    network, which ``load_state_dict`` would only find after the noise estimate and the
+    network's construction. The network is built on the meta device: shapes, no memory."""
+    p = job.params
+    height, width, channels = job.observation.shape
+    scale = job.scale
+    depth = p.depth if p.depth is not None else auto_depth(height * scale, width * scale)
+    with torch.device("meta"):
+        if p.ensemble > 1:
+            net: torch.nn.Module = Decoder(channels, width=p.width, depth=depth,
+                                           lipschitz=p.lipschitz, upsampler=p.upsampler,
+                                           sigmas=p.sigmas, members=p.ensemble)
+        else:
+            net = build_network(p.network, channels, width=p.width, depth=depth,
+                                lipschitz=p.lipschitz, upsampler=p.upsampler, sigmas=p.sigmas)
+    expected = {name: tuple(t.shape) for name, t in net.state_dict().items()}
+    given = {name: tuple(t.shape) for name, t in state.items()}
+    missing = sorted(expected.keys() - given.keys())
+    extra = sorted(given.keys() - expected.keys())
+    resized = [name for name in expected.keys() & given.keys() if expected[name] != given[name]]
+    if missing or extra or resized:
+        first = (f"{resized[0]} is {given[resized[0]]}, this run's is {expected[resized[0]]}"
+                 if resized else f"{len(missing)} entries missing, {len(extra)} unexpected")
+        raise ValueError("warm_start does not fit this run's network (another size, width, "
+                         f"depth, ensemble or number of channels): {first}")
 
 
 def _check_reference_units(reference: npt.NDArray[np.float64],
