@@ -12,8 +12,10 @@ and the widget's Save button) writes:
 - always the JSON sidecar ``<file>.tif.json`` the CLI writes, ``{"specdip": ...}``.
 
 The reader (``napari-specdip.read_tiff``) opens any TIFF with tifffile and gives
-back the scale, translate, units and axis labels those files carry (ImageJ
-calibration too), with the run record in ``metadata["specdip"]``.
+back the scale, translate, units and axis labels those files carry (ImageJ and
+OME-XML calibration too), with the run record in ``metadata["specdip"]``; a
+multi-series file (multi-position OME-TIFF) opens as one layer per series, planar
+RGB as RGB.
 """
 
 from __future__ import annotations
@@ -22,12 +24,15 @@ import json
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import numpy.typing as npt
 
 from napari_specdip._napari._planning import non_identity
+
+if TYPE_CHECKING:
+    from napari_specdip.cli.files import TiffMeta
 
 PLACEMENT_KEY = "napari_placement"
 IMAGEJ_DTYPES = ("uint8", "uint16", "float32")
@@ -173,25 +178,75 @@ def write_tiff(path: str, data: Any, meta: dict[str, Any]) -> list[str]:
 # --------------------------------------------------------------------------- reading
 
 
-def read_tiff_file(path: str | Path) -> tuple[npt.NDArray[Any], dict[str, Any]]:
-    """Data and napari layer attributes of a TIFF (ImageJ calibration, our placement and
-    run record, from the file or its sidecar)."""
+def read_tiff_layers(path: str | Path) -> list[tuple[npt.NDArray[Any], dict[str, Any]]]:
+    """Data and napari layer attributes of each image series of a TIFF: one for most
+    files, one per position (well, tile) of a multi-series OME-TIFF. Thumbnails and
+    pyramid levels are left out; planar RGB (``SYX``) comes back RGB, samples last."""
     import tifffile
+
+    from napari_specdip.cli.files import image_series, series_index, tiff_meta
 
     p = Path(path)
     with tifffile.TiffFile(p) as tif:
-        series = tif.series[0]
-        data = np.asarray(series.asarray())
-        axes = str(series.axes)
+        chosen = image_series(tif)
+        if not chosen:
+            raise ValueError(f"{p}: no image data in the file")
+        found = []
+        for series in chosen:
+            index = series_index(tif, series)
+            data, axes = _samples_last(np.asarray(series.asarray()), str(series.axes))
+            name = str(series.name or "") if series.kind == "ome" else ""
+            found.append((data, axes, name, tiff_meta(tif, index)))
         ij = tif.imagej_metadata or {}
         shaped = tif.shaped_metadata[0] if tif.shaped_metadata else {}
-        page = tif.pages.first
-        tags = page.tags
-        x_res = tags.get("XResolution")
-        y_res = tags.get("YResolution")
-    rgb = axes.endswith("S") and data.shape[-1] in (3, 4)
-    ndim = data.ndim - (1 if rgb else 0)
-    attrs: dict[str, Any] = {"name": p.stem, "rgb": rgb}
+    # our run record and placement describe the single image our writer saves
+    run = _run_record(p, ij) if len(found) == 1 else None
+    layers = []
+    for k, (data, axes, name, meta) in enumerate(found):
+        rgb = axes.endswith("S") and data.shape[-1] in (3, 4)
+        ndim = data.ndim - (1 if rgb else 0)
+        label = p.stem if len(found) == 1 else f"{p.stem} series {k + 1}"
+        if name and len(found) > 1:
+            label += f" ({name})"
+        attrs: dict[str, Any] = {"name": label, "rgb": rgb}
+        where = (run or {}).get(PLACEMENT_KEY) or (shaped.get(PLACEMENT_KEY)
+                                                  if len(found) == 1 else None)
+        if isinstance(where, dict) and len(where.get("scale") or []) == ndim:
+            attrs["scale"] = tuple(float(s) for s in where["scale"])
+            attrs["translate"] = tuple(float(t) for t in where["translate"])
+            if where.get("units"):
+                attrs["units"] = tuple(u or "pixel" for u in where["units"])
+            if where.get("axis_labels"):
+                attrs["axis_labels"] = tuple(where["axis_labels"])
+            for key in ("rotate", "shear", "affine"):
+                if where.get(key) is not None:
+                    attrs[key] = np.asarray(where[key], dtype=float)
+        else:
+            attrs.update(_calibration(axes, ndim, meta))
+        if run is not None:
+            attrs["metadata"] = {"specdip": run}
+        layers.append((data, attrs))
+    return layers
+
+
+def read_tiff_file(path: str | Path) -> tuple[npt.NDArray[Any], dict[str, Any]]:
+    """Data and napari layer attributes of a TIFF's first image series (ImageJ or OME
+    calibration, our placement and run record, from the file or its sidecar); see
+    :func:`read_tiff_layers` for every series."""
+    return read_tiff_layers(path)[0]
+
+
+def _samples_last(data: npt.NDArray[Any], axes: str) -> tuple[npt.NDArray[Any], str]:
+    """Planar RGB(A) (samples before Y and X, e.g. ``SYX``) with the samples last, the
+    way napari shows colour."""
+    s = axes.find("S")
+    if s < 0 or s == len(axes) - 1 or len(axes) != data.ndim or data.shape[s] not in (3, 4):
+        return data, axes
+    return np.moveaxis(data, s, -1), axes[:s] + axes[s + 1:] + "S"
+
+
+def _run_record(p: Path, ij: dict[str, Any]) -> dict[str, Any] | None:
+    """Our run record: from ImageJ's Info property, else from the sidecar."""
     run: dict[str, Any] | None = None
     if isinstance(ij.get("Info"), str):
         try:
@@ -206,42 +261,24 @@ def read_tiff_file(path: str | Path) -> tuple[npt.NDArray[Any], dict[str, Any]]:
             run = loaded.get("specdip") if isinstance(loaded, dict) else None
         except (OSError, ValueError):
             run = None
-    where = (run or {}).get(PLACEMENT_KEY) or shaped.get(PLACEMENT_KEY)
-    if isinstance(where, dict) and len(where.get("scale") or []) == ndim:
-        attrs["scale"] = tuple(float(s) for s in where["scale"])
-        attrs["translate"] = tuple(float(t) for t in where["translate"])
-        if where.get("units"):
-            attrs["units"] = tuple(u or "pixel" for u in where["units"])
-        if where.get("axis_labels"):
-            attrs["axis_labels"] = tuple(where["axis_labels"])
-        for key in ("rotate", "shear", "affine"):
-            if where.get(key) is not None:
-                attrs[key] = np.asarray(where[key], dtype=float)
-    else:
-        attrs.update(_calibration(axes, ndim, ij, x_res, y_res))
-    if run is not None:
-        attrs["metadata"] = {"specdip": run}
-    return data, attrs
+    return run
 
 
-def _calibration(axes: str, ndim: int, ij: dict[str, Any], x_res: Any, y_res: Any
-                 ) -> dict[str, Any]:
-    """Scale and units from ImageJ's resolution tags, ``spacing`` and ``unit``."""
-    def size(tag: Any) -> float | None:
-        if tag is None:
-            return None
-        num, den = tag.value
-        return float(den) / float(num) if num else None
-
-    sx, sy = size(x_res), size(y_res)
-    if not ij or sx is None or sy is None:
+def _calibration(axes: str, ndim: int, meta: TiffMeta | None) -> dict[str, Any]:
+    """Scale and units from an ImageJ, OME or our shaped file's calibration: pixel size,
+    z spacing, length unit (bare resolution tags, often a camera's dpi, are ignored)."""
+    if meta is None or meta.source is None or meta.resolution is None:
         return {}
+    x, y = meta.resolution
+    if not x or not y:
+        return {}
+    entries = meta.imagej or {}
     spatial = axes[:ndim] if len(axes) >= ndim else ""
     scale = [1.0] * ndim
-    scale[-1], scale[-2] = sx, sy
-    if "Z" in spatial[:-2] and ij.get("spacing"):
-        scale[spatial.index("Z")] = float(ij["spacing"])
-    unit = _FROM_IMAGEJ.get(str(ij.get("unit", "")), None)
+    scale[-1], scale[-2] = 1.0 / x, 1.0 / y
+    if "Z" in spatial[:-2] and entries.get("spacing"):
+        scale[spatial.index("Z")] = float(entries["spacing"])
+    unit = _FROM_IMAGEJ.get(str(entries.get("unit", "")), None)
     out: dict[str, Any] = {"scale": tuple(scale)}
     if unit:
         out["units"] = tuple(unit if a in "ZYX" else "pixel" for a in spatial) \
@@ -259,5 +296,4 @@ def get_reader(path: str | list[str]) -> Callable[[str], list[tuple[Any, ...]]] 
 
 
 def _read(path: str) -> list[tuple[Any, ...]]:
-    data, attrs = read_tiff_file(path)
-    return [(data, attrs, "image")]
+    return [(data, attrs, "image") for data, attrs in read_tiff_layers(path)]

@@ -1,17 +1,21 @@
 """Reading and writing images and sidecars for the command line.
 
-TIFF goes through tifffile (any dtype, stacks, axes metadata), PNG and JPEG
-through imageio. Every write is atomic: the data goes to a hidden temporary file
-in the destination's folder, is flushed to disk, then renamed over the final
-name with :func:`os.replace`, so a file under an output name is always complete.
+TIFF goes through tifffile (any dtype, stacks, axes metadata, ImageJ and OME
+calibration; one image series per file), PNG and JPEG through imageio. Every
+write is atomic: the data goes to a hidden temporary file in the destination's
+folder, is flushed to disk, then renamed over the final name with
+:func:`os.replace`, so a file under an output name is always complete.
 """
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import glob
 import json
+import logging
 import os
+import threading
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -46,6 +50,9 @@ def kind_of(path: Path) -> str:
 
 #: ImageJ metadata entries carried from an input TIFF to its output
 IMAGEJ_KEYS = ("spacing", "unit", "finterval", "tunit", "xorigin", "yorigin", "zorigin", "loop")
+#: ImageJ display entries carried to an ImageJ output (display ranges are not: restoring
+#: changes the intensities, and ImageJ sets fresh ones on opening)
+IMAGEJ_DISPLAY_KEYS = ("mode", "LUTs")
 #: data types ImageJ hyperstacks can hold
 IMAGEJ_DTYPES = ("uint8", "uint16", "float32")
 
@@ -57,19 +64,24 @@ class TiffMeta:
     ``resolution`` is (x, y) pixels per ``resolution_unit`` (TIFF's
     XResolution/YResolution; 1 none, 2 inch, 3 centimetre); ``imagej`` holds
     ImageJ's entries (``spacing``: z step, ``unit``: e.g. ``"micron"``,
-    ``finterval``: frame interval).
+    ``finterval``: frame interval), also when they come from OME-XML or shaped
+    metadata. ``source``: ``"imagej"``, ``"ome"``, ``"shaped"`` or None (resolution
+    tags only); ``display``: ImageJ's composite ``mode`` and channel ``LUTs``.
     """
 
     resolution: tuple[float, float] | None = None
     resolution_unit: int | None = None
     imagej: dict[str, Any] | None = None
+    source: str | None = None
+    display: dict[str, Any] | None = dataclasses.field(default=None, compare=False,
+                                                       repr=False)
 
     def scaled(self, factor: int) -> TiffMeta:
         """The calibration of an output ``factor`` times finer in x and y."""
         if self.resolution is None or factor == 1:
             return self
         x, y = self.resolution
-        return TiffMeta((x * factor, y * factor), self.resolution_unit, self.imagej)
+        return dataclasses.replace(self, resolution=(x * factor, y * factor))
 
     def describe(self) -> dict[str, Any]:
         """JSON-ready summary for sidecars: pixel size per unit, z spacing."""
@@ -95,42 +107,198 @@ class ImageFile:
     tiff: TiffMeta | None = None  # calibration of a TIFF input
 
 
-def _tiff_meta(tif: Any) -> TiffMeta | None:
-    """Resolution tags of the first page and ImageJ's calibration entries, if any."""
-    page = tif.pages.first if hasattr(tif.pages, "first") else tif.pages[0]
+# Whole-slide formats store these beside the image as series of their own (OME names its
+# images freely, so its names are not looked at).
+_SIDE_IMAGES = ("thumbnail", "label", "macro", "map", "overview")
+
+
+def image_series(tif: Any) -> list[Any]:
+    """A TiffFile's image series without the reduced-resolution copies stored beside
+    them (thumbnails, LSM previews, slide labels). Pyramid levels are no series of
+    their own: tifffile keeps them in their series' ``levels``."""
+    series = list(tif.series)
+    kept = [s for s in series if not s.keyframe.is_reduced
+            and not (s.kind != "ome" and str(s.name or "").lower() in _SIDE_IMAGES)]
+    return kept or series[:1]
+
+
+def series_index(tif: Any, series: Any) -> int:
+    """The position of one of ``tif.series`` (for :func:`tiff_meta`)."""
+    return next(i for i, s in enumerate(tif.series) if s is series)
+
+
+# OME length units in metres; ImageJ's length units in metres (ImageJ takes these names)
+_OME_LENGTHS = {"m": 1.0, "dm": 1e-1, "cm": 1e-2, "mm": 1e-3, "µm": 1e-6, "μm": 1e-6,
+                "um": 1e-6, "nm": 1e-9, "pm": 1e-12, "fm": 1e-15, "Å": 1e-10, "km": 1e3,
+                "in": 0.0254, "ft": 0.3048, "yd": 0.9144, "mi": 1609.344,
+                "thou": 2.54e-5, "li": 2.54e-3, "pt": 0.0254 / 72}
+_IMAGEJ_LENGTHS = (("m", 1.0), ("cm", 1e-2), ("mm", 1e-3), ("micron", 1e-6), ("nm", 1e-9))
+_OME_TIMES = {"s": ("sec", 1.0), "ms": ("ms", 1.0), "min": ("min", 1.0), "h": ("hour", 1.0),
+              "µs": ("sec", 1e-6), "μs": ("sec", 1e-6), "ns": ("sec", 1e-9)}
+
+
+def _ome_pixels(xml: str) -> list[tuple[str, Any]]:
+    """(image name, Pixels element) of every OME Image, in the document's order."""
+    from xml.etree import ElementTree
+
+    root = ElementTree.fromstring(xml)
+    found = []
+    for image in root:
+        if not image.tag.endswith("Image"):
+            continue
+        for pixels in image:
+            if pixels.tag.endswith("Pixels"):
+                found.append((image.attrib.get("Name", ""), pixels))
+                break
+    return found
+
+
+def _series_pixels(tif: Any, index: int) -> Any:
+    """The OME Pixels element of ``tif.series[index]``: tifffile skips images without
+    data, so series and images are matched by name and size, in order."""
+    try:
+        images = _ome_pixels(tif.ome_metadata)
+    except Exception:  # malformed XML: no calibration, tifffile has said so
+        return None
+    used: set[int] = set()
+    match = None
+    for s in tif.series[: index + 1]:
+        axes, shape = str(s.axes), tuple(s.shape)
+        size = {f"Size{a}": str(shape[axes.index(a)]) for a in "XY" if a in axes}
+        free = [i for i, (_, pixels) in enumerate(images) if i not in used
+                and all(pixels.attrib.get(k) == n for k, n in size.items())]
+        named = [i for i in free if images[i][0] == (s.name or "")]
+        match = next(iter(named or free), None)
+        if match is not None:
+            used.add(match)
+    return None if match is None else images[match][1]
+
+
+def _ome_length(pixels: Any, axis: str) -> tuple[float, float] | None:
+    """PhysicalSize``axis`` and its unit in metres (OME's default unit is the µm);
+    None when missing, not positive or in no length unit (``pixel``)."""
+    try:
+        value = float(pixels.attrib[f"PhysicalSize{axis}"])
+        per_unit = _OME_LENGTHS[pixels.attrib.get(f"PhysicalSize{axis}Unit", "µm")]
+    except (KeyError, ValueError):
+        return None
+    return (value, per_unit) if np.isfinite(value) and value > 0 else None
+
+
+def ome_calibration(pixels: Any) -> tuple[tuple[float, float], dict[str, Any]] | None:
+    """Resolution (pixels per unit) and ImageJ entries (``unit``, ``spacing``,
+    ``finterval``, ``tunit``) of an OME Pixels element; None without both x and y sizes.
+
+    Lengths go to the ImageJ unit of PhysicalSizeX (``"micron"`` for µm), or the
+    nearest one ImageJ knows (Å -> nm, inch -> cm).
+    """
+    x, y = _ome_length(pixels, "X"), _ome_length(pixels, "Y")
+    if x is None or y is None:
+        return None
+    unit, per_unit = next(((name, m) for name, m in _IMAGEJ_LENGTHS if m <= x[1] * 1.000001),
+                          _IMAGEJ_LENGTHS[-1])
+    entries: dict[str, Any] = {"unit": unit}
+    z = _ome_length(pixels, "Z")
+    if z is not None:
+        entries["spacing"] = z[0] * (z[1] / per_unit)
+    try:
+        step = float(pixels.attrib["TimeIncrement"])
+        tunit, per_tunit = _OME_TIMES[pixels.attrib.get("TimeIncrementUnit", "s")]
+    except (KeyError, ValueError):
+        pass
+    else:
+        if np.isfinite(step) and step > 0:
+            entries.update(finterval=step * per_tunit, tunit=tunit)
+    return (1.0 / (x[0] * (x[1] / per_unit)), 1.0 / (y[0] * (y[1] / per_unit))), entries
+
+
+def tiff_meta(tif: Any, index: int = 0) -> TiffMeta | None:
+    """Calibration of ``tif.series[index]``: the OME-XML physical sizes, else the
+    resolution tags with ImageJ's entries (or the same entries in our shaped metadata);
+    ImageJ's composite mode and channel LUTs. None for a file without any."""
+    page = tif.series[index].keyframe
     resolution = None
     unit = None
     if "XResolution" in page.tags and "YResolution" in page.tags:
         x, y = page.get_resolution()
         resolution = (float(x), float(y))
         unit = int(page.resolutionunit)
-    imagej = None
-    if tif.is_imagej and tif.imagej_metadata:
-        imagej = {k: v for k, v in tif.imagej_metadata.items() if k in IMAGEJ_KEYS}
-    if resolution is None and not imagej:
+    entries: dict[str, Any] = {}
+    source: str | None = None
+    display: dict[str, Any] = {}
+    if tif.is_ome and tif.ome_metadata:
+        pixels = _series_pixels(tif, index)
+        ome = ome_calibration(pixels) if pixels is not None else None
+        if ome is not None:
+            # OME's sizes are what Bio-Formats shows; resolution tags may be a camera's dpi
+            (resolution, entries), unit, source = ome, 1, "ome"
+    elif tif.is_imagej:
+        ij = tif.imagej_metadata or {}
+        entries = {k: v for k, v in ij.items() if k in IMAGEJ_KEYS}
+        display = {k: v for k, v in ij.items() if k in IMAGEJ_DISPLAY_KEYS}
+        source = "imagej"
+    elif tif.is_shaped and tif.shaped_metadata:
+        # our own output where ImageJ could not hold the data
+        shaped = tif.shaped_metadata[min(index, len(tif.shaped_metadata) - 1)]
+        entries = {k: v for k, v in shaped.items() if k in IMAGEJ_KEYS}
+        source = "shaped" if entries else None
+    if resolution is None and not entries and source != "imagej":
         return None
-    return TiffMeta(resolution=resolution, resolution_unit=unit, imagej=imagej or None)
+    return TiffMeta(resolution=resolution, resolution_unit=unit, imagej=entries or None,
+                    source=source, display=display or None)
+
+
+@contextlib.contextmanager
+def quiet_tifffile() -> Iterator[None]:
+    """Hold back what tifffile logs in this thread while the block runs; let it out
+    only if the block succeeds (a failed read becomes our one-line error instead)."""
+    held: list[logging.LogRecord] = []
+    thread = threading.get_ident()
+
+    def hold(record: logging.LogRecord) -> bool:
+        if record.thread == thread:
+            held.append(record)
+            return False
+        return True
+
+    logger = logging.getLogger("tifffile")
+    logger.addFilter(hold)
+    try:
+        yield
+    finally:
+        logger.removeFilter(hold)
+    for record in held:
+        logger.handle(record)
+
+
+def _series_summary(series: list[Any]) -> str:
+    shapes = ", ".join(str(tuple(s.shape)) for s in series[:4])
+    return shapes + (", ..." if len(series) > 4 else "")
 
 
 def read_image(path: str | os.PathLike[str], *, what: str = "input") -> ImageFile:
-    """Read a TIFF (first series), PNG or JPEG; UsageError with one line on any failure."""
+    """Read a TIFF (of one image series), PNG or JPEG; UsageError with one line on any
+    failure, and for a TIFF of several series (positions, wells, tiles)."""
     p = Path(path)
     if not p.exists():
         raise UsageError(f"{what} file not found: {p}")
     if p.is_dir():
         raise UsageError(f"{what} {p} is a directory, not an image file")
     kind = kind_of(p)
+    many: list[Any] = []
     try:
         if kind == "tiff":
             import tifffile
 
-            with tifffile.TiffFile(p) as tif:
+            with quiet_tifffile(), tifffile.TiffFile(p) as tif:
                 if not tif.series:
                     raise ValueError("no image data in the file")
-                series = tif.series[0]
-                data = np.asarray(series.asarray())
-                axes: str | None = str(series.axes)
-                tiff = _tiff_meta(tif)
+                many = image_series(tif)
+                if len(many) == 1:
+                    series = many[0]
+                    data = np.asarray(series.asarray())
+                    axes: str | None = str(series.axes)
+                    tiff = tiff_meta(tif, series_index(tif, series))
         else:
             import imageio.v3 as iio
 
@@ -144,6 +312,14 @@ def read_image(path: str | os.PathLike[str], *, what: str = "input") -> ImageFil
         detail = "" if detail.startswith("Could not find a backend") else f" ({detail})"
         raise UsageError(f"cannot read {what} {p}: not a valid {kind.upper()} "
                          f"file{detail}") from exc
+    if len(many) > 1:
+        # restoring the first position of a multi-position file would lose the others
+        # without a word; a warning scrolls by unseen in a batch
+        raise UsageError(f"{what} {p} holds {len(many)} image series (shapes "
+                         f"{_series_summary(many)}: positions, wells or tiles of one "
+                         "acquisition); specdip restores one per file: save each series as "
+                         "its own TIFF first (Fiji: Bio-Formats Importer with 'Open all "
+                         "series', then save each)")
     if data.dtype.kind not in "uifb" or data.size == 0 or data.ndim < 2:
         raise UsageError(f"cannot read {what} {p}: no usable image data "
                          f"(shape {data.shape}, dtype {data.dtype})")
@@ -314,13 +490,26 @@ def _imagej_axes(axes: str | None, data: npt.NDArray[Any]) -> str | None:
     return axes
 
 
+def _imagej_display(tiff: TiffMeta, axes: str, data: npt.NDArray[Any]) -> dict[str, Any]:
+    """The input's composite mode, and its channel LUTs while they match the channels
+    (an RGB image has none)."""
+    display = dict(tiff.display or {})
+    luts = display.pop("LUTs", None)
+    channels = data.shape[axes.index("C")] if "C" in axes else 1
+    if isinstance(luts, list | tuple) and len(luts) == channels and "S" not in axes:
+        display["LUTs"] = list(luts)
+    return display
+
+
 def write_image(path: Path, data: npt.NDArray[Any], *, channel_axis: int | None = None,
                 axes: str | None = None, tiff: TiffMeta | None = None) -> None:
     """Write ``data`` atomically as TIFF (any dtype, stacks) or PNG/JPEG (2D gray/RGB/RGBA).
 
-    TIFF keeps the axes and ``tiff``'s calibration (resolution tags and, for an
-    ImageJ input that ImageJ can hold, an ImageJ hyperstack with its z spacing
-    and unit; otherwise those entries go into the shaped metadata).
+    TIFF keeps the axes and ``tiff``'s calibration: resolution tags and, for an
+    ImageJ, OME or calibrated input that ImageJ can hold, an ImageJ hyperstack
+    with its z spacing and unit (an ImageJ input's composite mode and LUTs too);
+    otherwise those entries go into the shaped metadata. RGB samples before Y and
+    X (``SYX``) are written as planar RGB.
     """
     kind = kind_of(path)
     data = to_storable(path, np.asarray(data))
@@ -329,23 +518,28 @@ def write_image(path: Path, data: npt.NDArray[Any], *, channel_axis: int | None 
         if kind == "tiff":
             import tifffile
 
-            rgb = (channel_axis is not None and channel_axis % data.ndim == data.ndim - 1
-                   and data.shape[-1] in (3, 4) and data.dtype in (np.uint8, np.uint16))
-            tags: dict[str, Any] = {}
+            c = None if channel_axis is None else channel_axis % data.ndim
+            rgb = (c is not None and data.shape[c] in (3, 4) and data.dtype in (np.uint8, np.uint16)
+                   and (c == data.ndim - 1
+                        or (c == data.ndim - 3 and axes is not None and axes[c:] == "SYX")))
+            options: dict[str, Any] = {"photometric": "rgb" if rgb else "minisblack"}
+            if rgb and c != data.ndim - 1:
+                options["planarconfig"] = "separate"
             if tiff is not None and tiff.resolution is not None:
-                tags["resolution"] = tiff.resolution
-                tags["resolutionunit"] = tiff.resolution_unit or 1
-            ij_axes = _imagej_axes(axes, data) if tiff is not None and tiff.imagej else None
-            if ij_axes is not None and tiff is not None and tiff.imagej is not None:
-                tifffile.imwrite(tmp, data, imagej=True, photometric="rgb" if rgb else "minisblack",
-                                 metadata={**tiff.imagej, "axes": ij_axes}, **tags)
+                options["resolution"] = tiff.resolution
+                options["resolutionunit"] = tiff.resolution_unit or 1
+            ij_axes = (_imagej_axes(axes, data)
+                       if tiff is not None and (tiff.imagej or tiff.source == "imagej") else None)
+            if ij_axes is not None and tiff is not None:
+                metadata = {**(tiff.imagej or {}), **_imagej_display(tiff, ij_axes, data),
+                            "axes": ij_axes}
+                tifffile.imwrite(tmp, data, imagej=True, metadata=metadata, **options)
                 return
-            metadata: dict[str, Any] = {"axes": axes} if axes and len(axes) == data.ndim else {}
+            metadata = {"axes": axes} if axes and len(axes) == data.ndim else {}
             if tiff is not None and tiff.imagej:
                 metadata.update(tiff.imagej)
             # shaped metadata (the default) keeps the array's shape on reading back
-            tifffile.imwrite(tmp, data, photometric="rgb" if rgb else "minisblack",
-                             metadata=metadata, **tags)
+            tifffile.imwrite(tmp, data, metadata=metadata, **options)
         else:
             import imageio.v3 as iio
 
