@@ -210,11 +210,12 @@ def test_presets_and_explicit_options(images: dict[str, Path], tmp_path: Path) -
     [
         (["--stop", "auto", "--holdout", "0"], ["needs holdout > 0"]),
         (["--holdout", "0.7"], ["--holdout", "0.7"]),
-        (["--noise-gain", "2"], ["noise='poisson-gaussian'"]),
-        (["--task", "deblock", "--noise", "poisson-gaussian"], ["Poisson-Gaussian", "deblock"]),
+        (["--noise-gain", "2"], ["--noise-gain", "--noise poisson-gaussian"]),
+        (["--task", "deblock", "--noise", "poisson-gaussian"], ["--noise", "not deblock"]),
         (["--noise", "poisson-gaussian", "--noise-read-sigma", "-1"], ["--noise-read-sigma"]),
         (["--noise-sigma", "0"], ["--noise-sigma"]),
-        (["--noise", "poisson-gaussian", "--noise-sigma", "3"], ["noise_sigma", "Gaussian"]),
+        (["--noise", "poisson-gaussian", "--noise-sigma", "3"],
+         ["--noise-sigma", "--noise gaussian"]),
         (["--preset", "fast"], ["invalid choice: 'fast'"]),
         (["--ensemble", "0"], ["--ensemble"]),
     ],
@@ -234,6 +235,59 @@ def test_bad_new_options_give_one_line(extra: list[str], needles: list[str],
     assert_clean_failure(subprocess.CompletedProcess([], code, captured.out, captured.err), 2,
                          *needles)
     assert not out.exists()
+
+
+@pytest.mark.parametrize("command", ["restore", "batch"])
+@pytest.mark.parametrize(
+    ("extra", "needles"),
+    [
+        (["--factor", "2"], ["--factor only makes sense for --task super-resolve, not denoise"]),
+        (["--task", "deblock", "--gain", "2"], ["--gain", "--task enhance", "not deblock"]),
+        (["--task", "inpaint", "--mask", "MASK", "--factor", "4"], ["--factor", "not inpaint"]),
+        (["--mask", "MASK"], ["--mask only makes sense for --task inpaint, not denoise"]),
+        (["--task", "enhance", "--noise", "gaussian"], ["--noise", "denoise or inpaint"]),
+        (["--task", "super-resolve", "--noise-fit", "weighted"], ["--noise-fit", "not super"]),
+        (["--task", "inpaint", "--mask", "MASK", "--noise-sigma", "3"],
+         ["--noise-sigma", "--task denoise"]),
+        (["--noise-fit", "anscombe"], ["--noise-fit", "--noise poisson-gaussian, not gaussian"]),
+        (["--noise-offset", "100"], ["--noise-offset", "--noise poisson-gaussian"]),
+    ],
+)
+def test_options_the_task_ignores_are_refused(command: str, extra: list[str],
+                                              needles: list[str], images: dict[str, Path],
+                                              tmp_path: Path,
+                                              capsys: pytest.CaptureFixture[str]) -> None:
+    """Typed on the command line but ignored by the task (or the noise model): refused
+    before any file is read, by restore and batch alike."""
+    from napari_specdip.cli.main import main
+
+    out = tmp_path / "out"
+    where = ["-o", str(out / "o.png")] if command == "restore" else ["-o", str(out)]
+    extra = [str(images["mask"]) if a == "MASK" else a for a in extra]
+    code = main([command, str(images["gray"]), *where, *FAST, *extra])
+    captured = capsys.readouterr()
+    assert_clean_failure(subprocess.CompletedProcess([], code, captured.out, captured.err), 2,
+                         *needles, "leave it out")
+    assert not out.exists()
+
+
+def test_presets_and_defaults_never_count_as_options_given() -> None:
+    from napari_specdip.cli.main import build_parser
+    from napari_specdip.cli.runner import check_task_options
+    from napari_specdip.core.params import PRESETS, TASKS
+
+    parser = build_parser()
+    for command in (["restore", "in.png"], ["batch", "in.png", "-o", "out"]):
+        for task in TASKS:
+            for preset in (None, *PRESETS):
+                chosen = ["--preset", preset] if preset else []
+                check_task_options(parser.parse_args([*command, "--task", task, *chosen]))
+        for applies in (["--task", "super-resolve", "--factor", "2"],
+                        ["--task", "enhance", "--gain", "2"],
+                        ["--task", "inpaint", "--mask", "m.png", "--noise", "poisson-gaussian",
+                         "--noise-fit", "anscombe", "--noise-gain", "2", "--noise-offset", "0"],
+                        ["--noise", "gaussian", "--noise-sigma", "3"]):
+            check_task_options(parser.parse_args([*command, *applies]))
 
 
 def test_camera_noise_model_is_recorded(images: dict[str, Path], tmp_path: Path) -> None:

@@ -9,6 +9,8 @@ Resuming: an output whose sidecar exists is finished and skipped. Slices of a
 stack that finished before an interruption are kept under
 ``DIR/.specdip-partial/`` (keyed by a fingerprint of the input and the options)
 and not recomputed; the folder is removed when the stack's output is written.
+A file under an output's name that no run wrote (no run record, no writing
+marker) is the user's: it is refused before any work unless ``--overwrite``.
 """
 
 from __future__ import annotations
@@ -48,8 +50,8 @@ from napari_specdip.cli.files import (
     atomic_path,
     check_folder_writable,
     expand_inputs,
+    kind_of,
     read_image,
-    read_sidecar,
     remove_stale_temps,
     same_file,
     sidecar_path,
@@ -59,14 +61,19 @@ from napari_specdip.cli.runner import (
     SliceInput,
     build_sidecar,
     check_device,
+    check_task_options,
     engine_options,
     first_restored,
+    foreign_files,
+    mask_digest,
     now_iso,
     passthrough_meta,
     prepare,
+    run_record,
     run_slice,
     uncertainty_path,
     write_outputs,
+    writing_marker,
 )
 
 if TYPE_CHECKING:
@@ -188,18 +195,33 @@ _NEUTRAL_OPTIONS = ("num_threads", "preview_every", "device")
 
 
 def option_changes(meta: dict[str, Any], task: str, options: dict[str, Any],
-                   mask: Path | None) -> list[str]:
+                   mask: Path | None, *, mask_sha256: str | None = None,
+                   channel_axis: str | int = "auto", stack_axis: str | int = "auto"
+                   ) -> list[str]:
     """What differs between a finished output's sidecar and this run's options,
-    as ``"name old -> new"`` (empty: the output is what this run would make)."""
+    as ``"name old -> new"`` (empty: the output is what this run would make).
+
+    ``mask_sha256`` is the :func:`~napari_specdip.cli.runner.mask_digest` of this run's
+    mask, compared with the sidecar's when both have one (else the mask's path is);
+    ``channel_axis`` and ``stack_axis`` are the command's ``--channel-axis`` and
+    ``--stack-axis``, resolved for the input the sidecar describes.
+    """
     changes = []
     if meta.get("task") != task:
         return [f"task {meta.get('task')} -> {task}"]
     old_mask = meta.get("mask")
     new_mask = str(mask.resolve()) if mask is not None else None
-    if old_mask != new_mask:
+    old_digest = meta.get("mask_sha256")
+    if old_digest is not None and mask_sha256 is not None:
+        if old_digest != mask_sha256:  # its pixels: a moved mask is the same mask
+            changes.append(f"mask {old_mask} -> {new_mask} (other pixels)")
+    elif old_mask != new_mask:
         changes.append(f"mask {old_mask} -> {new_mask}")
-    if options.get("output_dtype") and meta.get("output_dtype") != options["output_dtype"]:
-        changes.append(f"output dtype {meta.get('output_dtype')} -> {options['output_dtype']}")
+    # without --output-dtype the result keeps the input's dtype
+    dtype = options.get("output_dtype") or meta.get("input_dtype")
+    if dtype and meta.get("output_dtype") and meta["output_dtype"] != dtype:
+        changes.append(f"output dtype {meta['output_dtype']} -> {dtype}")
+    changes += _layout_changes(meta, channel_axis, stack_axis)
     old = meta.get("parameters") or {}
     if not old:  # every slice was constant: nothing ran, nothing to compare
         return changes
@@ -223,6 +245,27 @@ def option_changes(meta: dict[str, Any], task: str, options: dict[str, Any],
         if not same:
             changes.append(f"{name} {before} -> {value}")
     return changes
+
+
+def _layout_changes(meta: dict[str, Any], channel_axis: str | int,
+                    stack_axis: str | int) -> list[str]:
+    """The axes a sidecar's run used against those ``--channel-axis`` and
+    ``--stack-axis`` give the same input (its shape, axes and file type, from the
+    sidecar); empty for a sidecar that does not say."""
+    from napari_specdip.cli.layout import resolve_layout
+
+    shape, source = meta.get("input_shape"), meta.get("input")
+    if not isinstance(shape, list) or not isinstance(source, str) or "stack_axes" not in meta:
+        return []
+    try:
+        layout = resolve_layout(tuple(shape), kind=kind_of(Path(source)),
+                                axes=meta.get("input_axes"), channel_axis=channel_axis,
+                                stack_axis=stack_axis)
+    except UsageError as exc:  # these axes do not fit that input at all
+        return [str(exc)]
+    new = json.loads(json.dumps(layout.describe()))
+    return [f"{name} {meta[name]} -> {value}" for name, value in new.items()
+            if name in meta and meta[name] != value]
 
 
 def _auto_depth(old: dict[str, Any], params: Any) -> int | None:
@@ -260,11 +303,12 @@ def _check_options(task: str, options: dict[str, Any]) -> None:
 
 
 def is_finished(output: Path) -> dict[str, Any] | None:
-    """The sidecar of a finished output (image and sidecar both there), else None."""
-    if not output.is_file():
+    """The sidecar of a finished output (image and sidecar both there, not stopped
+    while writing them), else None."""
+    if not output.is_file() or writing_marker(output).exists():
         return None
-    payload = read_sidecar(sidecar_path(output))
-    if payload is None or not isinstance(payload.get("specdip"), dict):
+    payload = run_record(output)
+    if payload is None:
         return None
     if payload["specdip"].get("uncertainty") and not uncertainty_path(output).is_file():
         return None  # an ensemble's output whose uncertainty went missing
@@ -373,6 +417,7 @@ def run_batch(args: Any) -> int:
     if any(sep in args.suffix for sep in ("/", "\\", os.sep)):
         raise UsageError(f"--suffix {args.suffix!r} holds a path separator: it is added to "
                          "file names; choose folders with -o")
+    check_task_options(args)
     entries = expand_inputs(args.inputs)
     if not entries:
         raise UsageError("no images found in " + ", ".join(args.inputs))
@@ -398,7 +443,7 @@ def run_batch(args: Any) -> int:
         maker = planned.get(f.resolve())
         if key != f.resolve() and maker not in (None, f):
             made = _output_for(maker, out_dir, args.suffix, args.out_format)
-            if read_sidecar(sidecar_path(made)) is not None:
+            if run_record(made) is not None or writing_marker(made).exists():
                 # an earlier run's output (or its uncertainty) sitting in the input folder
                 continue
             # no run record: the user's own file, which the other input's result would replace
@@ -426,13 +471,13 @@ def run_batch(args: Any) -> int:
     mask = read_image(args.mask, what="mask") if args.mask else None
     if args.task == "inpaint" and mask is None:
         raise UsageError("--task inpaint needs --mask FILE (nonzero pixels are filled in)")
-    if mask is not None and args.task != "inpaint":
-        raise UsageError(f"--mask only makes sense for --task inpaint, not {args.task}")
+    digest = mask_digest(mask.data) if mask is not None else None
     check_folder_writable(out_dir)
 
     rows: list[Row] = []
     todo: list[tuple[Path, Path, Row]] = []
     changed: list[str] = []
+    foreign: list[Path] = []
     for f, target in pairs:
         row = Row(file=str(f))
         rows.append(row)
@@ -443,13 +488,23 @@ def run_batch(args: Any) -> int:
         done = None if args.overwrite else is_finished(out)
         if done is not None:
             meta = done["specdip"]
-            changes = option_changes(meta, args.task, options, mask.path if mask else None)
+            changes = option_changes(meta, args.task, options, mask.path if mask else None,
+                                     mask_sha256=digest, channel_axis=args.channel_axis,
+                                     stack_axis=args.stack_axis)
             if changes:
                 changed.append(f"{out} ({', '.join(changes[:3])})")
             row.status, row.iterations = "skipped", meta.get("iterations")
             row.stop, row.message = str(meta.get("stop_reason", "")), f"already in {out}"
         else:
+            if not args.overwrite:
+                foreign += foreign_files(out, ensemble=(args.ensemble or 1) > 1)
             todo.append((f, out, row))
+    if foreign:
+        names = ", ".join(str(p) for p in foreign[:3]) + (" ..." if len(foreign) > 3 else "")
+        raise UsageError(f"{len(foreign)} file(s) under output names were not written by "
+                         f"specdip and would be replaced ({names}): move them, write to "
+                         "another --output-dir or --suffix, or pass --overwrite to replace "
+                         "them")
     if changed:
         listed = "; ".join(changed[:3]) + ("; ..." if len(changed) > 3 else "")
         raise UsageError(f"{len(changed)} output(s) already there were made with other options "

@@ -236,6 +236,15 @@ def threads_help() -> str:
             f"start, at most {MAX_AUTO_THREADS}; threads on busy cores slow every step down)")
 
 
+def restore_overwrite_help() -> str:
+    from napari_specdip.cli.runner import UNCERTAINTY_SUFFIX
+
+    return ("replace files at OUT, OUT.json and (with --ensemble) "
+            f"STEM{UNCERTAINTY_SUFFIX} that specdip did not write, and allow OUT to be the "
+            "input file itself (replaced only once the result is complete); an earlier "
+            "specdip result at OUT is replaced without it")
+
+
 def warm_start_help() -> str:
     return ("stacks: start each slice from the network weights the previous slice ended with "
             "(default: slices are alike, so each starts close to its fit; each still stops "
@@ -307,8 +316,7 @@ _ROWS: tuple[tuple[str, str | None, str], ...] = (
                                "sidecar"),
     ("--warm-start, --no-warm-start", "warm_start", ""),
     ("--threads N", "threads", ""),
-    ("--overwrite", None, "allow -o to name the input file itself (it is replaced only once "
-                          "the result is complete)"),
+    ("--overwrite", "overwrite", ""),
     ("--progress/--no-progress", None, "progress bar on stderr (default: when stderr is a "
                                        "terminal; tqdm's bar when tqdm is installed)"),
     ("-q", None, "print nothing on success (no estimate either)"),
@@ -317,7 +325,8 @@ _ROWS: tuple[tuple[str, str | None, str], ...] = (
 
 def options_table() -> str:
     """The Markdown options table of ``specdip restore`` for docs/cli.md."""
-    helps = {**option_help(), "threads": threads_help(), "warm_start": warm_start_help()}
+    helps = {**option_help(), "threads": threads_help(), "warm_start": warm_start_help(),
+             "overwrite": restore_overwrite_help()}
     lines = ["| option | meaning |", "| --- | --- |"]
     for flags, dest, text in _ROWS:
         body = helps[dest].replace("%%", "%") if dest is not None else text

@@ -190,7 +190,12 @@ def _add_progress_option(parser: argparse.ArgumentParser) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     from napari_specdip.cli.demo import DEMO_SIZE
-    from napari_specdip.cli.helptext import demo_help, threads_help, warm_start_help
+    from napari_specdip.cli.helptext import (
+        demo_help,
+        restore_overwrite_help,
+        threads_help,
+        warm_start_help,
+    )
 
     parser = _Parser(
         prog=PROG,
@@ -218,9 +223,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help=threads_help())
     p.add_argument("--warm-start", action=argparse.BooleanOptionalAction, default=True,
                    help=warm_start_help())
-    p.add_argument("--overwrite", action="store_true",
-                   help="allow -o to name the input file itself (it is replaced only once the "
-                        "result is complete)")
+    p.add_argument("--overwrite", action="store_true", help=restore_overwrite_help())
     _add_progress_option(p)
     p.add_argument("-q", "--quiet", action="store_true",
                    help="print nothing on success (no estimate either)")
@@ -255,8 +258,9 @@ def build_parser() -> argparse.ArgumentParser:
         description="Restore every image (each slice of a stack as its own task) on "
                     "dask.distributed: an embedded local cluster by default, or a running "
                     "cluster with --scheduler. Resumable: outputs that are already there "
-                    "(with their sidecar) are skipped; outputs made with other options are "
-                    "refused unless --overwrite.")
+                    "(with their sidecar) are skipped; outputs made with other options, and "
+                    "files under an output's name that specdip did not write, are refused "
+                    "unless --overwrite.")
     b.add_argument("inputs", nargs="+", metavar="INPUT",
                    help="image files, folders (their images) or glob patterns")
     b.add_argument("-o", "--output-dir", metavar="DIR", required=True, help="output folder")
@@ -279,7 +283,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="output format (default: the input's)")
     b.add_argument("--overwrite", action="store_true",
                    help="recompute outputs that are already there (also those made with other "
-                        "options), and allow outputs that replace their inputs")
+                        "options), replace files under an output's name that specdip did not "
+                        "write, and allow outputs that replace their inputs")
     b.add_argument("--dashboard", metavar="ADDRESS", default=None,
                    help="local cluster: serve the Dask dashboard here, e.g. :8787 (needs bokeh)")
     _add_progress_option(b)
@@ -315,6 +320,22 @@ def _check_not_an_input(output: Path, args: argparse.Namespace) -> None:
                                  f"file {name}; choose another -o")
 
 
+def _check_not_foreign(output: Path, args: argparse.Namespace) -> None:
+    """Refuse to replace a file at the output's names that no specdip run wrote (an
+    earlier result there is replaced: rerunning a command must work)."""
+    from napari_specdip.cli.runner import foreign_files
+
+    if args.overwrite:
+        return
+    theirs = foreign_files(output, ensemble=(args.ensemble or 1) > 1)
+    if theirs:
+        names = " and ".join(str(p) for p in theirs)
+        one = len(theirs) == 1
+        raise UsageError(f"{names} {'exists' if one else 'exist'} and {'was' if one else 'were'} "
+                         "not written by specdip: choose another -o, or pass --overwrite to "
+                         f"replace {'it' if one else 'them'}")
+
+
 def _warn(messages: list[str]) -> None:
     for message in messages:
         print(f"{PROG}: warning: {message}", file=sys.stderr)
@@ -329,6 +350,7 @@ def _cmd_restore(args: argparse.Namespace) -> int:
         NOT_RUN,
         build_sidecar,
         check_device,
+        check_task_options,
         describe_job_estimate,
         engine_options,
         estimate_file,
@@ -342,7 +364,9 @@ def _cmd_restore(args: argparse.Namespace) -> int:
     source = Path(args.input)
     output = Path(args.output) if args.output else source.with_name(
         f"{source.stem}_restored{source.suffix}")
+    check_task_options(args)
     _check_not_an_input(output, args)
+    _check_not_foreign(output, args)
     check_device(args.device)
     options = engine_options(args)
     mask = read_image(args.mask, what="mask") if args.mask else None

@@ -6,6 +6,7 @@ Shared by ``specdip restore`` (slices run here, with a progress bar) and
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import time
@@ -26,6 +27,7 @@ from napari_specdip.cli.files import (
     check_writable_kind,
     os_reason,
     read_image,
+    read_sidecar,
     sidecar_path,
     stored_dtype,
     write_image,
@@ -33,6 +35,7 @@ from napari_specdip.cli.files import (
 )
 from napari_specdip.cli.layout import StackLayout, resolve_layout, split_mask
 from napari_specdip.core.imaging import is_constant
+from napari_specdip.core.params import NOISE_TASKS
 
 #: ``--threads auto`` gives torch at most this many threads (see :func:`default_threads`)
 MAX_AUTO_THREADS = 8
@@ -74,12 +77,104 @@ ENGINE_OPTIONS = {
 
 #: the uncertainty of an ensemble run goes next to the output as ``STEM`` + this
 UNCERTAINTY_SUFFIX = "_uncertainty.tif"
+#: the hidden file that claims an output's names while they are written
+WRITING_MARK = ".specdip-writing"
 
+#: options that apply to some tasks only (argparse dest -> those tasks)
+TASK_OPTIONS: dict[str, tuple[str, ...]] = {
+    "mask": ("inpaint",),
+    "factor": ("super-resolve",),
+    "gain": ("enhance",),
+    "noise": NOISE_TASKS,
+    "noise_sigma": ("denoise",),
+    "noise_gain": NOISE_TASKS,
+    "noise_read_sigma": NOISE_TASKS,
+    "noise_offset": NOISE_TASKS,
+    "noise_fit": NOISE_TASKS,
+}
+#: noise options that apply under one ``--noise`` model only (argparse dest -> that model)
+MODEL_OPTIONS = {
+    "noise_sigma": "gaussian",
+    "noise_gain": "poisson-gaussian",
+    "noise_read_sigma": "poisson-gaussian",
+    "noise_offset": "poisson-gaussian",
+    "noise_fit": "poisson-gaussian",
+}
 
 
 def uncertainty_path(output: Path) -> Path:
     """``OUT_uncertainty.tif`` next to ``output``: the ensemble's per-pixel spread."""
     return output.with_name(f"{output.stem}{UNCERTAINTY_SUFFIX}")
+
+
+def writing_marker(output: Path) -> Path:
+    """``.OUT.specdip-writing`` next to ``output``: there from before the first of its
+    files is written until its sidecar is."""
+    return output.with_name(f".{output.name}{WRITING_MARK}")
+
+
+def run_record(output: Path) -> dict[str, Any] | None:
+    """The sidecar of ``output`` when it is a specdip run record, else None (missing,
+    unreadable, or a JSON file of someone else's)."""
+    payload = read_sidecar(sidecar_path(output))
+    if payload is None or not isinstance(payload.get("specdip"), dict):
+        return None
+    return payload
+
+
+def foreign_files(output: Path, *, ensemble: bool) -> list[Path]:
+    """The files at ``output``, its sidecar and (``ensemble``) its uncertainty that exist
+    but that no specdip run wrote: replacing them would lose the user's data.
+
+    An earlier run's files are known by its run record, or by its writing marker
+    when it stopped between writing the image and the sidecar.
+    """
+    spread = uncertainty_path(output)
+    targets = [output, sidecar_path(output), *([spread] if ensemble else [])]
+    existing = [p for p in targets if os.path.lexists(p)]
+    if not existing or writing_marker(output).exists():
+        return []
+    record = run_record(output)
+    if record is None:
+        return existing
+    # a single network's run wrote no uncertainty: a file there is someone else's
+    return [spread] if spread in existing and not record["specdip"].get("uncertainty") else []
+
+
+def check_task_options(args: Any) -> None:
+    """Refuse an option typed on the command line that the task (or the noise model)
+    ignores; options left out are None, so presets and defaults never count."""
+    from napari_specdip.core.params import RestoreParameters
+
+    for dest, tasks in TASK_OPTIONS.items():
+        if getattr(args, dest, None) is not None and args.task not in tasks:
+            raise UsageError(f"{_flag(dest)} only makes sense for --task {' or '.join(tasks)}, "
+                             f"not {args.task}; leave it out or change --task")
+    model = args.noise
+    if model is None:
+        try:
+            model = RestoreParameters.for_task(args.task, preset=args.preset).noise
+        except ValueError as exc:
+            raise UsageError(one_line(exc)) from exc
+    for dest, wanted in MODEL_OPTIONS.items():
+        if getattr(args, dest, None) is not None and model != wanted:
+            raise UsageError(f"{_flag(dest)} only makes sense with --noise {wanted}, not "
+                             f"{model}; leave it out or pass --noise {wanted}")
+
+
+def _flag(dest: str) -> str:
+    return "--" + dest.replace("_", "-")
+
+
+def mask_digest(data: npt.NDArray[Any]) -> str:
+    """SHA-256 of a mask's shape and nonzero pixels (what the run uses of it), whatever
+    the file's format or the values of its marked pixels."""
+    import hashlib
+
+    marked = np.ascontiguousarray(np.asarray(data) != 0)
+    digest = hashlib.sha256(repr(marked.shape).encode())
+    digest.update(np.packbits(marked).tobytes())
+    return digest.hexdigest()
 
 
 def engine_options(args: Any) -> dict[str, Any]:
@@ -119,6 +214,7 @@ class FileJob:
     scale: int
     output_dtype: np.dtype[Any]
     mask_path: Path | None = None
+    mask_digest: str | None = None
     mask_shared: npt.NDArray[np.bool_] | None = None
     mask_canonical: npt.NDArray[np.bool_] | None = None
     reference_path: Path | None = None
@@ -231,7 +327,8 @@ def prepare(input_path: str | Path, output: Path, *, task: str, options: dict[st
     mask_shared = mask_canonical = None
     if mask is not None:
         if task != "inpaint":
-            raise UsageError(f"--mask only makes sense for --task inpaint, not {task}")
+            raise UsageError(f"--mask only makes sense for --task inpaint, not {task}; "
+                             "leave it out or change --task")
         mask_shared, mask_canonical = split_mask(mask.data, layout, mask_kind=mask.kind)
     elif task == "inpaint":
         raise UsageError("--task inpaint needs --mask FILE (nonzero pixels are filled in)")
@@ -239,6 +336,7 @@ def prepare(input_path: str | Path, output: Path, *, task: str, options: dict[st
     dtype = np.dtype(options["output_dtype"]) if options.get("output_dtype") else source.data.dtype
     job = FileJob(source=source, output=output, task=task, options=options, layout=layout,
                   scale=1, output_dtype=dtype, mask_path=mask.path if mask else None,
+                  mask_digest=mask_digest(mask.data) if mask else None,
                   mask_shared=mask_shared, mask_canonical=mask_canonical)
     job.scale, job.max_iterations, job.params = _check_engine(job, local=local)
     float_range = ((float(source.data.min()), float(source.data.max())) if dtype.kind == "f"
@@ -540,6 +638,7 @@ def build_sidecar(job: FileJob, runs: list[dict[str, Any]], image: npt.NDArray[A
         "input": str(job.source.path.resolve()),
         "output": str(job.output.resolve()),
         "mask": str(job.mask_path.resolve()) if job.mask_path else None,
+        "mask_sha256": job.mask_digest,
         "reference": str(job.reference_path.resolve()) if job.reference_path else None,
         "started": started,
         "finished": now_iso(),
@@ -582,20 +681,36 @@ def _mean(values: list[float]) -> float:
 def write_outputs(job: FileJob, image: npt.NDArray[Any], sidecar: dict[str, Any],
                   uncertainty: npt.NDArray[Any] | None = None) -> None:
     """The uncertainty (ensembles), the image, then the sidecar, each atomically: a
-    sidecar means a finished output."""
+    sidecar means a finished output. A hidden marker (:func:`writing_marker`) stands
+    from before the first file until the sidecar, so that a rerun after a kill in
+    between knows those files for specdip's (:func:`foreign_files`)."""
     axes = job.source.axes if job.source.kind == "tiff" else None
+    marker = writing_marker(job.output)
     target = job.output
+    placed = False  # a file of this run is under an output name
     try:
+        with open(marker, "wb") as fh:
+            fh.write(f"specdip is writing {job.output.name}\n".encode())
+            fh.flush()
+            os.fsync(fh.fileno())
         if job.uncertainty is not None and uncertainty is not None:
             target = job.uncertainty
             write_image(target, uncertainty.astype(np.float32, copy=False),
                         channel_axis=job.layout.channel_axis, axes=axes, tiff=job.tiff_meta)
+            placed = True
         target = job.output
         write_image(target, image, channel_axis=job.layout.channel_axis, axes=axes,
                     tiff=job.tiff_meta)
+        placed = True
         write_json(job.sidecar, sidecar)
-    except OSError as exc:
+    except OSError as exc:  # each write is atomic: the one that failed put nothing in place
+        if not placed:
+            with contextlib.suppress(OSError):
+                marker.unlink()
         raise RunError(f"cannot write {target}: {os_reason(exc)}") from exc
+    # a signal (Ctrl-C, SIGTERM) skips this: a file may be in place, the marker stays
+    with contextlib.suppress(OSError):
+        marker.unlink()
 
 
 def timed() -> Callable[[], float]:
