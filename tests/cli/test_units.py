@@ -157,7 +157,7 @@ def test_typical_stop_and_the_estimate_in_words() -> None:
 
     est = SimpleNamespace(seconds=1200.0, seconds_per_iteration=0.4, iterations=3000,
                           peak_memory_bytes=2_000_000, available_memory_bytes=8_000_000_000,
-                          device="cpu")
+                          device="cpu", tiles=1, tile_load=1.0, canvas=(128, 128))
     text = describe_estimate(est, params=balanced, size=(128, 128), threads=2)
     first, second = text.splitlines()
     assert first == ("estimate: 40.0 s per 100 iterations; at most 20 min 0 s (3000 "
@@ -166,6 +166,31 @@ def test_typical_stop_and_the_estimate_in_words() -> None:
     assert second == "  peak memory 2.0 MB of 8.0 GB available on cpu, 2 torch thread(s)"
     stack = describe_estimate(est, 3, params=balanced, size=(128, 128))
     assert "(3000 iterations per slice, 3 slices)" in stack and "(7-26 min in all)" in stack
+
+
+def test_the_estimate_suggests_tiles_for_a_large_image_on_a_cpu() -> None:
+    """As the widget does: one network on a 512 px image on a CPU needs thousands of
+    steps, 128 px tiles far fewer (benchmarks/tiling.py)."""
+    from types import SimpleNamespace
+
+    from napari_specdip.cli.runner import describe_estimate
+    from napari_specdip.core.estimate import TILE_HINT
+    from napari_specdip.core.params import RestoreParameters
+
+    quick = RestoreParameters.for_task("denoise", preset="quick")
+    hint = f"hint: --tile {TILE_HINT} would finish sooner on this CPU"
+
+    def text(device: str, side: int, params: RestoreParameters, seconds: float = 1200.0) -> str:
+        est = SimpleNamespace(seconds=seconds, seconds_per_iteration=0.8, iterations=1500,
+                              peak_memory_bytes=2_000_000, available_memory_bytes=8_000_000_000,
+                              device=device, tiles=1, tile_load=1.0, canvas=(side, side))
+        return describe_estimate(est, params=params, size=(side, side))
+
+    assert text("cpu", 512, quick).splitlines()[-1] == f"  {hint} (benchmarks/tiling.py)"
+    assert hint not in text("cuda:0 (NVIDIA H100)", 512, quick)
+    assert hint not in text("cpu", 256, quick)
+    assert hint not in text("cpu", 512, quick, seconds=2.4)  # a few iterations asked for
+    assert hint not in text("cpu", 512, RestoreParameters.for_task("denoise", preset="paper"))
 
 
 

@@ -116,7 +116,7 @@ def estimate_text(found: Estimate, params: RestoreParameters, planes: int = 1) -
     where = f" for {planes} slices" if planes > 1 else ""
     parts = [f"≈ {rough_seconds(100 * per_step)} per 100 it",
              f"at most {rough_seconds(found.seconds * planes)}{where}"]
-    from napari_specdip.core.estimate import typical_stop
+    from napari_specdip.core.estimate import TILE_HINT, suggests_tiles, typical_stop
 
     typical = typical_stop(params, *found.canvas)
     if typical is not None and math.isfinite(per_step):
@@ -126,17 +126,3 @@ def estimate_text(found: Estimate, params: RestoreParameters, planes: int = 1) -
     if suggests_tiles(found, params):
         parts.append(f"tile {TILE_HINT} would finish sooner on this CPU")
     return " · ".join(parts)
-
-
-#: the tile the estimate suggests on a CPU for images of at least four times its side
-#: (benchmarks/tiling.py, quick, at 512 px: +0.06 and +1.41 dB over one network's 10 minutes,
-#: camera 28.4 dB in 7.6 min; at 256 px tiles were faster but -0.5 to +0.5 dB)
-TILE_HINT = 128
-
-
-def suggests_tiles(found: Estimate, params: RestoreParameters) -> bool:
-    """Whether to suggest tiles: an untiled run of an image of at least four times
-    :data:`TILE_HINT` px on a CPU (on a GPU a step costs about the same up to 512 px,
-    so tiles only add steps), not the paper's settings."""
-    return (found.tiles == 1 and not params.tile and params.preset != "paper"
-            and found.device.startswith("cpu") and max(found.canvas) >= 4 * TILE_HINT)
