@@ -35,3 +35,12 @@ def assert_clean_failure(proc: subprocess.CompletedProcess[str], code: int, *nee
     assert len(errors) == 1, proc.stderr
     for needle in needles:
         assert needle in errors[0], (needle, errors[0])
+
+
+def batch_status(stdout: str, name: str) -> str:
+    """The status (ok, skipped, failed) of file ``name`` in ``batch``'s summary table."""
+    for line in stdout.splitlines():
+        cells = line.split()
+        if len(cells) >= 2 and Path(cells[0]).name == name:
+            return cells[1]
+    raise AssertionError(f"{name} not in the table:\n{stdout}")

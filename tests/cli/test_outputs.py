@@ -14,7 +14,7 @@ import imageio.v3 as iio
 import numpy as np
 import pytest
 import tifffile
-from specdip_cli_helpers import FAST, assert_clean_failure, run_cli
+from specdip_cli_helpers import FAST, assert_clean_failure, batch_status, run_cli
 
 
 @pytest.fixture(scope="module")
@@ -38,14 +38,6 @@ def _main(args: list[str | Path], capsys: pytest.CaptureFixture[str]
 
 def _contents(folder: Path) -> dict[str, bytes]:
     return {p.name: p.read_bytes() for p in folder.iterdir() if p.is_file()}
-
-
-def _status(stdout: str, name: str) -> str:
-    for line in stdout.splitlines():
-        cells = line.split()
-        if len(cells) >= 2 and Path(cells[0]).name == name:
-            return cells[1]
-    raise AssertionError(f"{name} not in the table:\n{stdout}")
 
 
 # ------------------------------------------------------------------ restore
@@ -165,7 +157,7 @@ def test_batch_never_replaces_a_file_specdip_did_not_write(images: dict[str, Pat
     marker.write_text("")
     proc = run_cli(*base)
     assert proc.returncode == 0, proc.stderr
-    assert _status(proc.stdout, "gray.png") == "ok" and not marker.exists()
+    assert batch_status(proc.stdout, "gray.png") == "ok" and not marker.exists()
     assert json.loads((out / "gray.png.json").read_text())["specdip"]["command"] == "batch"
 
     # --overwrite replaces the user's file
@@ -195,7 +187,7 @@ def test_batch_rerun_with_other_axes_or_output_dtype_is_refused(images: dict[str
     # the axes that auto resolves to, given by number: the same output
     same = run_cli(*base, "--output-dtype", "float32", "--stack-axis", "0", "--format", "tif")
     assert same.returncode == 0, same.stderr
-    assert _status(same.stdout, "stack.tif") == "skipped"
+    assert batch_status(same.stdout, "stack.tif") == "skipped"
 
 
 def test_batch_rerun_with_other_mask_pixels_is_refused(images: dict[str, Path], tmp_path: Path,
@@ -213,7 +205,7 @@ def test_batch_rerun_with_other_mask_pixels_is_refused(images: dict[str, Path], 
     shutil.copy(mask, moved)
     same = run_cli(*base, "--mask", moved)
     assert same.returncode == 0, same.stderr
-    assert _status(same.stdout, "gray.png") == "skipped"
+    assert batch_status(same.stdout, "gray.png") == "skipped"
 
     other = iio.imread(mask)
     other[30:40, 5:15] = 255

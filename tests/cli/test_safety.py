@@ -17,7 +17,7 @@ import imageio.v3 as iio
 import numpy as np
 import pytest
 import tifffile
-from specdip_cli_helpers import FAST, assert_clean_failure, cli_env, run_cli
+from specdip_cli_helpers import FAST, assert_clean_failure, batch_status, cli_env, run_cli
 
 
 @pytest.fixture(scope="module")
@@ -31,14 +31,6 @@ def scheduler() -> Iterator[str]:
 
 def _sidecar(path: Path) -> dict:
     return json.loads(Path(f"{path}.json").read_text())["specdip"]
-
-
-def _status(stdout: str, name: str) -> str:
-    for line in stdout.splitlines():
-        cells = line.split()
-        if len(cells) >= 2 and Path(cells[0]).name == name:
-            return cells[1]
-    raise AssertionError(f"{name} not in the table:\n{stdout}")
 
 
 # ------------------------------------------------------------------ 1: never over the input
@@ -91,7 +83,7 @@ def test_batch_in_place_needs_overwrite_and_skips_its_own_outputs(images: dict[s
     again = run_cli("batch", folder, "-o", folder, "--suffix", "_dn", "--scheduler", scheduler,
                     *FAST)
     assert again.returncode == 0, again.stderr
-    assert _status(again.stdout, "gray.png") == "skipped"
+    assert batch_status(again.stdout, "gray.png") == "skipped"
     rows = [line.split()[0] for line in again.stdout.splitlines()[2:-1]]
     assert [Path(r).name for r in rows] == ["gray.png"], again.stdout
     assert not (folder / "gray_dn_dn.png").exists()
@@ -302,7 +294,7 @@ def test_batch_rerun_with_other_options_is_refused(images: dict[str, Path], tmp_
 
     same = run_cli(*base, *FAST, "--threads", "2")  # where and how fast: not a change
     assert same.returncode == 0, same.stderr
-    assert _status(same.stdout, "gray.png") == "skipped"
+    assert batch_status(same.stdout, "gray.png") == "skipped"
 
     redo = run_cli(*base, *FAST, "--task", "enhance", "--overwrite")
     assert redo.returncode == 0, redo.stderr

@@ -658,8 +658,9 @@ def build_sidecar(job: FileJob, runs: list[dict[str, Any]], image: npt.NDArray[A
         **job.layout.describe(),
         "slice_count": job.layout.n_slices,
     })
-    if job.tiff_meta is not None:
-        core["calibration"] = job.tiff_meta.describe()
+    calibration = job.tiff_meta.describe() if job.tiff_meta is not None else {}
+    if calibration:  # an uncalibrated ImageJ file carries display settings only
+        core["calibration"] = calibration
     if job.uncertainty is not None:
         from napari_specdip.core.ensemble import UNCERTAINTY_WHAT
 
