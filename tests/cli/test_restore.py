@@ -290,6 +290,18 @@ def test_presets_and_defaults_never_count_as_options_given() -> None:
             check_task_options(parser.parse_args([*command, *applies]))
 
 
+def test_tile_takes_auto_or_a_side() -> None:
+    from napari_specdip.cli.main import build_parser
+    from napari_specdip.cli.runner import engine_options
+
+    parser = build_parser()
+    for given, expected in (("auto", "auto"), ("AUTO", "auto"), ("128", 128), ("0", 0)):
+        args = parser.parse_args(["restore", "in.png", "--tile", given])
+        assert engine_options(args)["tile"] == expected
+    with pytest.raises(SystemExit):
+        parser.parse_args(["restore", "in.png", "--tile", "big"])
+
+
 def test_camera_noise_model_is_recorded(images: dict[str, Path], tmp_path: Path) -> None:
     out = tmp_path / "photons.tif"
     proc = run_cli("restore", images["stack"], "-o", out, "--noise", "poisson-gaussian",

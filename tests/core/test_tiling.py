@@ -7,7 +7,8 @@ import threading
 import numpy as np
 import pytest
 
-from napari_specdip import StepReport, estimate, iter_restore, plan_restore, restore
+from napari_specdip import (RestoreParameters, StepReport, estimate, iter_restore, plan_restore,
+                            restore)
 from napari_specdip.core.engine import run_to_end
 from napari_specdip.core.estimate import memory_needed, tile_load
 from napari_specdip.core.tiling import BlendCanvas, blend_weights, tile_grid
@@ -156,3 +157,44 @@ def test_the_estimate_counts_the_tiles() -> None:
     assert found.tiles == 16 and found.iterations == 160
     assert found.seconds == pytest.approx(found.seconds_per_iteration * 10 * found.tile_load)
     assert "16 tiles" in found.describe()
+
+
+def test_tile_auto_tiles_large_images_on_a_cpu_only_where_measured() -> None:
+    """``tile="auto"`` (the quick preset's for denoising): 128 px tiles on a CPU from
+    512 px up, the whole image below that, and for a run that hands its network on."""
+    from napari_specdip.core.params import AUTO_TILE, AUTO_TILE_FROM
+
+    quick = RestoreParameters.for_task("denoise", preset="quick")
+    assert quick.tile == "auto"
+    assert RestoreParameters.for_task("denoise").tile == 0
+    assert all(RestoreParameters.for_task(task, preset="quick").tile == 0
+               for task in ("deblock", "inpaint", "super-resolve", "enhance"))
+    assert RestoreParameters.for_task("denoise", preset="paper").tile == 0
+    with pytest.raises(ValueError, match="'auto'"):
+        quick.replace(tile=16)
+    with pytest.raises(ValueError, match="half the tile"):
+        quick.replace(tile_overlap=AUTO_TILE)
+
+    rng = np.random.default_rng(0)
+    large = rng.random((AUTO_TILE_FROM, AUTO_TILE_FROM - 100))
+    job = plan_restore(large, parameters=quick.replace(device="cpu"))
+    assert job.tile_side == AUTO_TILE and len(job.tiles) > 1
+    assert job.params.tile == "auto"  # the record keeps what was asked
+    small = plan_restore(large[:AUTO_TILE_FROM - 1], parameters=quick.replace(device="cpu"))
+    assert small.tile_side == 0 and len(small.tiles) == 1
+    # a warm-started stack keeps one network per slice
+    handed_on = plan_restore(large, parameters=quick.replace(device="cpu"), keep_state=True)
+    assert handed_on.tile_side == 0 and len(handed_on.tiles) == 1
+    explicit = plan_restore(large, parameters=quick.replace(device="cpu", tile=0))
+    assert explicit.tile_side == 0
+
+
+def test_an_auto_tiled_run_records_the_tile_it_used() -> None:
+    image = np.random.default_rng(1).random((512, 160))
+    result = restore(image, tile="auto", device="cpu", width=4, max_iterations=1, stop="none",
+                     signal_every=1)
+    assert result.parameters["tile"] == "auto" and result.parameters["tile_used"] == 128
+    assert result.parameters["tiles_restored"] == 4 and result.image.shape == image.shape
+    whole = restore(image[:64, :64], tile="auto", device="cpu", width=4, max_iterations=1,
+                    stop="none", signal_every=1)
+    assert whole.parameters["tile_used"] == 0 and "tiles" not in whole.parameters

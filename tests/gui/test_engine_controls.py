@@ -39,10 +39,14 @@ def test_preset_loads_its_values_and_keeps_what_the_user_changed(viewer: Any) ->
     params = widget.parameters()
     assert params.preset == "balanced" and params.lr_warmup == 50 and params.start_at_mean
 
+    assert widget.tile.value == 0 and widget.tile.native.currentText() == "whole image"
     widget.preset.value = "quick"
     assert (widget.net_width.value, widget.max_iterations.value) == (32, 1500)
     assert "quick preset loaded: width 32, iterations 1500" in widget.defaults_note.value
     assert widget.parameters().preset == "quick"
+    # quick denoising tiles a large image on a CPU
+    assert widget.tile.value == "auto" and widget.parameters().tile == "auto"
+    assert widget.tile.native.currentText().startswith("auto")
 
     widget.net_width.value = 48  # the user's own width survives a preset change
     widget.preset.value = "paper"

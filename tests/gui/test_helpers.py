@@ -100,11 +100,12 @@ def _estimate(per_step: float, iterations: int, *, fits: bool = True,
 
 
 def test_the_estimate_suggests_tiles_for_large_images_on_a_cpu() -> None:
-    quick = RestoreParameters.for_task("denoise", preset="quick")
+    quick = RestoreParameters.for_task("denoise", preset="quick", tile=0)
     hint = f"tile {TILE_HINT} would finish sooner"
     assert hint in _estimating.estimate_text(_estimate(0.8, 1500, canvas=(512, 512)), quick)
     for found, params in [
             (_estimate(0.8, 1500, canvas=(512, 512)), quick.replace(tile=128)),
+            (_estimate(0.8, 1500, canvas=(512, 512)), quick.replace(tile="auto")),
             (_estimate(0.01, 1500, canvas=(512, 512), device="cuda:0 (H100)"), quick),
             (_estimate(0.05, 1500, canvas=(128, 192)), quick),
             (_estimate(0.2, 1500, canvas=(256, 384)), quick),

@@ -50,13 +50,15 @@ TOOLTIPS: dict[str, str] = {
                  "network leaves out different pixels, so the mean is cleaner than any one "
                  "of them (4 gained about 0.9 dB in our benchmarks). Costs about K times the "
                  "time and memory of one run; 1 runs a single network."),
-    "tile": ("0: one network fits the whole image. N: an image larger than N px plus the "
-             "overlap on each side is fitted as tiles (cores of at most N x N px, each "
-             "widened by the overlap), one after another, each with "
+    "tile": ("whole image: one network fits the whole image. N px: an image larger than "
+             "N px plus the overlap on each side is fitted as tiles (cores of at most N x N "
+             "px, each widened by the overlap), one after another, each with "
              "its own network and stop, blended where they overlap. A network fits a small "
-             "image in far fewer steps, so large images finish much sooner on a CPU (a "
-             "512 px photo as 128 px tiles: higher quality in 3/4 of the time). Stacks "
-             "are then not warm-started."),
+             "image in far fewer steps, so large images finish much sooner on a CPU (512 px "
+             "images as 128 px tiles: 0.1-1.9 dB higher in 1/2-3/4 of the time). Stacks "
+             "are then not warm-started. auto (the quick preset's for denoising): 128 px "
+             "tiles on a CPU for images of 512 px or more, unless a stack is warm-started; "
+             "else the whole image."),
     "tile_overlap": ("With tiles: how far each tile reaches into its neighbours, in pixels. "
                      "Tiles are blended over this band, so a wider one hides the seams better "
                      "and costs more steps; at most half the tile."),

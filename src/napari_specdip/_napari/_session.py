@@ -400,7 +400,9 @@ class RunSession:
                         f"slice {len(kept) + 1} of {len(plan.jobs)}: the "
                         "slices not finished show the input.")
         p = plan.params
-        if p.tile and restored and not any(r.parameters.get("tiles") for r in restored):
+        # (tile="auto" fits a small image whole by design: nothing to say)
+        if p.tile not in (0, "auto") and restored and not any(
+                r.parameters.get("tiles") for r in restored):
             message += (f" Fitted whole: the image is no larger than a tile ({p.tile} px "
                         f"plus {p.tile_overlap} px of overlap on each side).")
         if len(kept) == 1 and kept[0].stop_iteration < kept[0].iterations:

@@ -84,20 +84,24 @@ _TASK_FIELDS = {
     "learning_rate": "learning_rate", "network": "network", "output": "output",
     "stop_window": "stop_window", "stop_epsilon": "stop_epsilon",
     "signal_every": "signal_every", "holdout": "holdout", "backtrack": "backtrack",
-    "gain": "gain",
+    "gain": "gain", "tile": "tile",
 }
 _FIELD_WORDS = {"lipschitz": "λ", "width": "width", "max_iterations": "iterations",
                 "stop": "stop rule", "upsampler": "upsampler", "sigmas": "σ",
                 "learning_rate": "learning rate", "network": "network", "output": "output",
                 "stop_window": "stop window", "stop_epsilon": "stop ε",
                 "signal_every": "signals every", "holdout": "held-out pixels",
-                "backtrack": "backtrack", "gain": "gain"}
+                "backtrack": "backtrack", "gain": "gain", "tile": "tiles"}
 #: what to do when the auto rule has no held-out pixels to watch
 AUTO_NEEDS_HOLDOUT = ("The auto stop rule watches held-out pixels, but 'held-out pixels' "
                       "(Advanced) is 0: set it to e.g. 0.1, or choose the stop rule ratio, "
                       "wmv or none.")
 #: milliseconds without a change before the estimate is measured again
 ESTIMATE_DELAY_MS = 500
+#: the tiles control: the whole image, the engine's choice, or a tile side
+TILE_CHOICES: list[tuple[str, int | str]] = [
+    ("whole image", 0), ("auto (CPU, 512 px up)", "auto"),
+    *((f"{n} px", n) for n in (32, 64, 96, 128, 192, 256, 384, 512, 1024))]
 #: how the camera values of the noise model are named for the user
 _CAMERA_WORDS = (("gain", "gain"), ("read_sigma", "read noise"), ("offset", "offset"))
 
@@ -226,8 +230,7 @@ class RestoreWidget(Container[Widget]):
         self.seed = SpinBox(label="seed", value=0, min=0, max=2**31 - 1, tooltip=tip["seed"])
         self.ensemble = SpinBox(label="ensemble", value=1, min=1, max=8,
                                 tooltip=tip["ensemble"])
-        self.tile = SpinBox(label="tile (px)", value=0, min=0, max=8192, step=32,
-                            tooltip=tip["tile"])
+        self.tile = ComboBox(label="tiles", value=0, choices=TILE_CHOICES, tooltip=tip["tile"])
         self.preview_every = SpinBox(label="preview every", value=50, min=0, max=100_000,
                                      tooltip=tip["preview_every"])
         self.device = ComboBox(label="device", choices=self._device_choices,
@@ -937,7 +940,7 @@ class RestoreWidget(Container[Widget]):
             "stop": self.stop.value,
             "seed": int(self.seed.value),
             "ensemble": int(self.ensemble.value),
-            "tile": int(self.tile.value),
+            "tile": self.tile.value,
             "tile_overlap": int(self.tile_overlap.value),
             "preview_every": int(self.preview_every.value),
             "upsampler": self.upsampler.value,
@@ -1045,7 +1048,8 @@ class RestoreWidget(Container[Widget]):
         planes, out_leading = _planning.planes(info, mode, current)
         # each slice starts from the weights the slice before ended with
         # a tiled plane is fitted by one network per tile: nothing to hand on
-        warm = bool(self.warm_start.value) and len(planes) > 1 and not params.tile
+        # (tile="auto" fits the whole plane when the network is handed on)
+        warm = bool(self.warm_start.value) and len(planes) > 1 and params.tile in (0, "auto")
         interrupt = Interrupt()
         jobs: list[RestoreJob | _planning.ConstantPlane] = []
         plane_ref_ndim = 3 if info.rgb else 2
@@ -1534,6 +1538,8 @@ def _g(value: Any) -> str:
 
 def _describe(field: str, value: Any) -> str:
     word = _FIELD_WORDS.get(field, field)
+    if field == "tile":
+        return f"{word} {dict((v, k) for k, v in TILE_CHOICES).get(value, value)}"
     if isinstance(value, float):
         return f"{word} {format_number(value)}"
     if isinstance(value, tuple | list):

@@ -14,6 +14,8 @@ from collections.abc import Callable
 from typing import Any
 
 from napari_specdip.core.params import (
+    AUTO_TILE,
+    AUTO_TILE_FROM,
     DEFAULT_PRESET,
     GAUSSIAN_LIPSCHITZ,
     MIN_COARSE_SIDE,
@@ -208,7 +210,9 @@ def option_help() -> dict[str, str]:
                 f"cores of at most N x N px, each widened by the overlap, each "
                 f"with its own network and stop (a small image fits in far fewer steps: a "
                 f"large image finishes sooner, above all on a CPU); 0: one network for the "
-                f"whole image ({stated_default('tile')})",
+                f"whole image; auto: {AUTO_TILE} px tiles on a CPU from {AUTO_TILE_FROM} px "
+                f"up, unless a stack is warm-started, else the whole image "
+                f"({stated_default('tile')})",
         "tile_overlap": f"pixels each tile reaches into its neighbours, over which the tiles' "
                         f"outputs are blended ({stated_default('tile_overlap')})",
         "noise": f"noise model: {_words(NOISE_WORDS, NOISE_MODELS)}; {noise_tasks} only; "
@@ -303,7 +307,7 @@ _ROWS: tuple[tuple[str, str | None, str], ...] = (
     ("--signal-every K", "signal_every", ""),
     ("--gain G", "gain", ""),
     ("--ensemble K", "ensemble", ""),
-    ("--tile N", "tile", ""),
+    ("--tile N|auto", "tile", ""),
     ("--tile-overlap P", "tile_overlap", ""),
     (f"--noise {{{','.join(NOISE_MODELS)}}}", "noise", ""),
     ("--noise-sigma S", "noise_sigma", ""),

@@ -72,6 +72,11 @@ _positive_int = _int_at_least(1)
 _non_negative_int = _int_at_least(0)
 
 
+def _tile(text: str) -> int | str:
+    """argparse type of --tile: ``auto`` or a whole number >= 0."""
+    return "auto" if text.strip().lower() == "auto" else _non_negative_int(text)
+
+
 def _positive_float(text: str) -> float:
     try:
         value = float(text)
@@ -162,7 +167,7 @@ def _add_engine_options(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--gain", type=float, help=helps["gain"])
     g.add_argument("--holdout", type=_fraction, metavar="F", help=helps["holdout"])
     g.add_argument("--ensemble", type=_positive_int, metavar="K", help=helps["ensemble"])
-    g.add_argument("--tile", type=_non_negative_int, metavar="N", help=helps["tile"])
+    g.add_argument("--tile", type=_tile, metavar="N|auto", help=helps["tile"])
     g.add_argument("--tile-overlap", type=_non_negative_int, metavar="P",
                    help=helps["tile_overlap"])
     n = parser.add_argument_group("noise model (denoise and inpaint; microscopy cameras)")
@@ -380,7 +385,8 @@ def _cmd_restore(args: argparse.Namespace) -> int:
     stop = threading.Event()
     # slices of a stack run one after the other here: each starts from the last one's weights
     # a tiled slice is fitted by one network per tile: nothing to hand on
-    warm = bool(args.warm_start) and job.layout.is_stack and not args.tile
+    # (tile auto fits the whole slice when the network is handed on)
+    warm = bool(args.warm_start) and job.layout.is_stack and args.tile in (None, 0, "auto")
     with stop_on_first_interrupt(stop):
         done = restore_file(job, progress=progress_wanted(args.progress), interrupt=stop,
                             warm_start=warm)

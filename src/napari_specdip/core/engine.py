@@ -24,7 +24,8 @@ from napari_specdip.core.noise import (WHITE_NOISE_PATCH, NoiseFit, check_camera
                                        check_noise_estimable, estimate_white_noise_variance,
                                        held_out_noise, plan_noise)
 from napari_specdip.core.operators import Downsampling, Identity, Inpainting, Operator
-from napari_specdip.core.params import PAPER_DEPTH, RestoreParameters, auto_depth
+from napari_specdip.core.params import (AUTO_TILE, AUTO_TILE_FROM, PAPER_DEPTH,
+                                        RestoreParameters, auto_depth)
 from napari_specdip.core.results import RestoreResult, StepReport
 from napari_specdip.core.tiling import BlendCanvas, Tile, tile_grid
 from napari_specdip.stopping import make_rules
@@ -61,13 +62,26 @@ class RestoreJob:
         return _output_scale(self.params)
 
     @property
+    def tile_side(self) -> int:
+        """The tile the run uses (0: the whole image), ``tile="auto"`` decided: tiles on
+        a CPU for a large image, unless the run hands its network on."""
+        p = self.params
+        if p.tile != "auto":
+            return int(p.tile)
+        if self.warm_start is not None or self.keep_state:
+            return 0
+        if max(self.observation.shape[:2]) < AUTO_TILE_FROM:
+            return 0
+        return AUTO_TILE if resolve_device(p.device).type == "cpu" else 0
+
+    @property
     def tiles(self) -> list[Tile]:
         """The tiles the run fits one after another (one: the whole image)."""
         height, width = self.observation.shape[:2]
-        p = self.params
-        if not p.tile:
+        side = self.tile_side
+        if not side:
             return tile_grid(height, width, tile=max(height, width), overlap=0)
-        return tile_grid(height, width, tile=p.tile, overlap=p.tile_overlap)
+        return tile_grid(height, width, tile=side, overlap=self.params.tile_overlap)
 
     def tile_job(self, tile: Tile) -> RestoreJob:
         """The job of one tile: its part of the data, in [0, 1] units and (H, W, C)
@@ -1055,6 +1069,7 @@ def _fit(job: RestoreJob, device: torch.device, scale: int, start: float,
             history=hist,
             parameters={**params, "depth": depth, "backtracks": backtracks,
                         "warm_start": job.warm_start is not None,
+                        "tile_used": job.tile_side,
                         "channel_axis": job.layout.channel_axis,
                         "input_shape": list(job.layout.shape),
                         "input_dtype": str(job.layout.dtype),
@@ -1145,6 +1160,7 @@ def _fit_tiled(job: RestoreJob, device: torch.device, scale: int, start: float,
                     "warm_start": False, "channel_axis": job.layout.channel_axis,
                     "input_shape": list(job.layout.shape), "input_dtype": str(job.layout.dtype),
                     "tiles": tile_records, "tiles_restored": len(results),
+                    "tile_used": job.tile_side,
                     **({} if noise is None else {"noise_model": noise.record})},
         device=describe_device(device),
         elapsed=time.perf_counter() - start,

@@ -26,6 +26,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from napari_specdip.core.params import AUTO_TILE, AUTO_TILE_FROM
+
 if TYPE_CHECKING:
     import torch
 
@@ -540,18 +542,17 @@ TYPICAL_STOP: dict[str, tuple[int, int]] = {"quick": (350, 1000), "balanced": (3
 TYPICAL_STOP_SIDE = 128
 
 
-#: the tile suggested on a CPU for images of at least four times its side
-#: (benchmarks/tiling.py, quick, at 512 px: +0.06 and +1.41 dB over one network's 10 minutes,
-#: camera 28.4 dB in 7.6 min; at 256 px tiles were faster but -0.5 to +0.5 dB)
-TILE_HINT = 128
+#: the tile suggested where ``tile="auto"`` would choose tiles (``AUTO_TILE``)
+TILE_HINT = AUTO_TILE
 
 
 def suggests_tiles(found: Estimate, params: RestoreParameters) -> bool:
-    """Whether to suggest ``tile=TILE_HINT``: an untiled run of an image of at least
-    four times :data:`TILE_HINT` px on a CPU (on a GPU a step costs about the same up
-    to 512 px, so tiles only add steps) that may take minutes, not the paper's settings."""
-    return (found.tiles == 1 and not params.tile and params.preset != "paper"
-            and found.device.startswith("cpu") and max(found.canvas) >= 4 * TILE_HINT
+    """Whether to suggest ``tile=TILE_HINT``: a run told to fit the whole image
+    (``tile=0``) of at least ``AUTO_TILE_FROM`` px on a CPU (on a GPU a step costs
+    about the same up to 512 px, so tiles only add steps) that may take minutes, not
+    the paper's settings."""
+    return (found.tiles == 1 and params.tile == 0 and params.preset != "paper"
+            and found.device.startswith("cpu") and max(found.canvas) >= AUTO_TILE_FROM
             and found.seconds >= 300)
 
 
