@@ -198,3 +198,12 @@ def test_an_auto_tiled_run_records_the_tile_it_used() -> None:
     whole = restore(image[:64, :64], tile="auto", device="cpu", width=4, max_iterations=1,
                     stop="none", signal_every=1)
     assert whole.parameters["tile_used"] == 0 and "tiles" not in whole.parameters
+
+
+def test_the_estimate_plans_auto_tiles_as_the_run_will() -> None:
+    """A warm-started stack's slices are fitted whole under tile="auto": its estimate
+    must not count the tiles a single image would get."""
+    image = np.random.default_rng(2).random((512, 160))
+    options = {"tile": "auto", "device": "cpu", "width": 4, "max_iterations": 10}
+    assert estimate(image, **options).tiles == 4
+    assert estimate(image, keep_state=True, **options).tiles == 1

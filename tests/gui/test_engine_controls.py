@@ -359,6 +359,14 @@ def test_warm_start_carries_each_slice_to_the_next(viewer: Any, open_widget: Any
     assert not _visible(widget.warm_start)
     widget.stack.value = 0
 
+    # the estimate plans the slices as the run will: handed on (so tile="auto" fits each
+    # slice whole), and not once warm starts are off or a slice is alone
+    request = widget._estimate_request()
+    assert request is not None and request.planes == 2 and request.handed_on
+    widget.warm_start.value = False
+    assert not widget._estimate_request().handed_on
+    widget.warm_start.value = True
+
     first = _first_losses(widget, wait_for_run)
     stack = widget.last_output.metadata["specdip"]["stack"]
     assert stack["warm_start"] is True and stack["warm_started"] == [False, True]

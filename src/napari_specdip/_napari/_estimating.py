@@ -37,15 +37,17 @@ class EstimateRequest:
     mask: npt.NDArray[np.bool_] | None
     options: dict[str, Any] = field(default_factory=dict)  # RestoreParameters fields
     planes: int = 1  # how many planes the run restores
+    handed_on: bool = False  # slices warm-started one from another (tile="auto": whole)
 
 
 def request_for(plane: npt.NDArray[Any], params: RestoreParameters, *, rgb: bool,
-                mask: npt.NDArray[np.bool_] | None, planes: int) -> EstimateRequest:
+                mask: npt.NDArray[np.bool_] | None, planes: int,
+                handed_on: bool = False) -> EstimateRequest:
     """An :class:`EstimateRequest` for ``params`` (every field passed explicitly)."""
     options = params.as_dict()
     task = options.pop("task")
     return EstimateRequest(plane=plane, task=task, channel_axis=-1 if rgb else None,
-                           mask=mask, options=options, planes=planes)
+                           mask=mask, options=options, planes=planes, handed_on=handed_on)
 
 
 def run_estimate(request: EstimateRequest) -> Estimate:
@@ -54,7 +56,7 @@ def run_estimate(request: EstimateRequest) -> Estimate:
     from napari_specdip.core.estimate import estimate
 
     return estimate(request.plane, request.task, channel_axis=request.channel_axis,
-                    mask=request.mask, **request.options)
+                    mask=request.mask, keep_state=request.handed_on, **request.options)
 
 
 def rough_seconds(seconds: float) -> str:

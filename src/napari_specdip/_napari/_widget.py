@@ -1046,10 +1046,7 @@ class RestoreWidget(Container[Widget]):
         mode = (_planning.CURRENT if region is not None
                 else self.stack.value if info.n_leading else None)
         planes, out_leading = _planning.planes(info, mode, current)
-        # each slice starts from the weights the slice before ended with
-        # a tiled plane is fitted by one network per tile: nothing to hand on
-        # (tile="auto" fits the whole plane when the network is handed on)
-        warm = bool(self.warm_start.value) and len(planes) > 1 and params.tile in (0, "auto")
+        warm = self._warm_starts(params, len(planes))
         interrupt = Interrupt()
         jobs: list[RestoreJob | _planning.ConstantPlane] = []
         plane_ref_ndim = 3 if info.rgb else 2
@@ -1100,6 +1097,12 @@ class RestoreWidget(Container[Widget]):
             return  # a task or preset load changes many fields: one estimate after it
         self._estimate_timer.start()
 
+    def _warm_starts(self, params: RestoreParameters, planes: int) -> bool:
+        """Whether each slice starts from the weights the slice before ended with: a
+        tiled plane is fitted by one network per tile, nothing to hand on (tile="auto"
+        fits the whole plane when the network is handed on)."""
+        return bool(self.warm_start.value) and planes > 1 and params.tile in (0, "auto")
+
     def _estimate_request(self) -> _estimating.EstimateRequest | None:
         """One plane of the input and the settings, for an estimate (None: nothing to
         estimate yet; ValueError: the settings are impossible)."""
@@ -1123,7 +1126,8 @@ class RestoreWidget(Container[Widget]):
         mode = self.stack.value if info.n_leading else None
         planes, _ = _planning.planes(info, mode, current)
         return _estimating.request_for(plane, params, rgb=info.rgb, mask=mask,
-                                       planes=len(planes))
+                                       planes=len(planes),
+                                       handed_on=self._warm_starts(params, len(planes)))
 
     def refresh_estimate(self) -> Any:
         """Measure time and memory of a run with the current settings in a worker thread;

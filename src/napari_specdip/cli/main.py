@@ -377,16 +377,16 @@ def _cmd_restore(args: argparse.Namespace) -> int:
     mask = read_image(args.mask, what="mask") if args.mask else None
     job = prepare(source, output, task=args.task, options=options, channel_axis=args.channel_axis,
                   stack_axis=args.stack_axis, mask=mask, reference_path=args.reference)
-    if not args.quiet:
-        est = estimate_file(job)
-        if est is not None:
-            print(describe_job_estimate(job, est), file=sys.stderr, flush=True)
-    started, clock = now_iso(), timed()
-    stop = threading.Event()
     # slices of a stack run one after the other here: each starts from the last one's weights
     # a tiled slice is fitted by one network per tile: nothing to hand on
     # (tile auto fits the whole slice when the network is handed on)
     warm = bool(args.warm_start) and job.layout.is_stack and args.tile in (None, 0, "auto")
+    if not args.quiet:
+        est = estimate_file(job, handed_on=warm)
+        if est is not None:
+            print(describe_job_estimate(job, est), file=sys.stderr, flush=True)
+    started, clock = now_iso(), timed()
+    stop = threading.Event()
     with stop_on_first_interrupt(stop):
         done = restore_file(job, progress=progress_wanted(args.progress), interrupt=stop,
                             warm_start=warm)

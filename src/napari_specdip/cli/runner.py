@@ -503,16 +503,19 @@ def restore_file(job: FileJob, *, progress: bool, interrupt: Any = None,
                    None if spread is None else job.layout.to_file_order(spread))
 
 
-def estimate_file(job: FileJob) -> Any:
+def estimate_file(job: FileJob, *, handed_on: bool = False) -> Any:
     """The engine's :class:`~napari_specdip.core.estimate.Estimate` of the first
-    restored slice (None when every slice is constant); times a few steps."""
+    restored slice (None when every slice is constant); times a few steps.
+    ``handed_on``: the slices are warm-started one from another (``tile="auto"`` then
+    fits each whole)."""
     from napari_specdip.core.estimate import estimate
 
     first = first_restored(job)
     if first is None:
         return None
     return estimate(first.image, job.task, channel_axis=first.channel_axis, mask=first.mask,
-                    reference=first.reference, alpha=False, **job.options)
+                    reference=first.reference, alpha=False, keep_state=handed_on,
+                    **job.options)
 
 
 def rough_seconds(a: float, b: float | None = None) -> str:
