@@ -174,11 +174,10 @@ def test_the_estimate_suggests_tiles_for_a_large_image_on_a_cpu() -> None:
     from types import SimpleNamespace
 
     from napari_specdip.cli.runner import describe_estimate
-    from napari_specdip.core.estimate import TILE_HINT
-    from napari_specdip.core.params import RestoreParameters
+    from napari_specdip.core.params import AUTO_TILE, RestoreParameters
 
     quick = RestoreParameters.for_task("denoise", preset="quick")
-    hint = f"hint: --tile {TILE_HINT} would finish sooner on this CPU"
+    hint = f"hint: --tile {AUTO_TILE} would finish sooner on this CPU"
 
     def text(device: str, side: int, params: RestoreParameters, seconds: float = 1200.0) -> str:
         est = SimpleNamespace(seconds=seconds, seconds_per_iteration=0.8, iterations=1500,

@@ -10,8 +10,8 @@ import pytest
 
 from napari_specdip._napari import _estimating, _eta, _help, _region
 from napari_specdip._napari._planning import Box
-from napari_specdip.core.estimate import TILE_HINT, Estimate
-from napari_specdip.core.params import RestoreParameters
+from napari_specdip.core.estimate import Estimate
+from napari_specdip.core.params import AUTO_TILE, RestoreParameters
 
 
 @pytest.mark.parametrize("module", [_eta, _help, _region, _estimating])
@@ -101,7 +101,7 @@ def _estimate(per_step: float, iterations: int, *, fits: bool = True,
 
 def test_the_estimate_suggests_tiles_for_large_images_on_a_cpu() -> None:
     quick = RestoreParameters.for_task("denoise", preset="quick", tile=0)
-    hint = f"tile {TILE_HINT} would finish sooner"
+    hint = f"tile {AUTO_TILE} would finish sooner"
     assert hint in _estimating.estimate_text(_estimate(0.8, 1500, canvas=(512, 512)), quick)
     for found, params in [
             (_estimate(0.8, 1500, canvas=(512, 512)), quick.replace(tile=128)),

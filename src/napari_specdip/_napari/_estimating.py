@@ -118,7 +118,8 @@ def estimate_text(found: Estimate, params: RestoreParameters, planes: int = 1) -
     where = f" for {planes} slices" if planes > 1 else ""
     parts = [f"≈ {rough_seconds(100 * per_step)} per 100 it",
              f"at most {rough_seconds(found.seconds * planes)}{where}"]
-    from napari_specdip.core.estimate import TILE_HINT, suggests_tiles, typical_stop
+    from napari_specdip.core.estimate import suggests_tiles, typical_stop
+    from napari_specdip.core.params import AUTO_TILE
 
     typical = typical_stop(params, *found.canvas)
     if typical is not None and math.isfinite(per_step):
@@ -126,5 +127,5 @@ def estimate_text(found: Estimate, params: RestoreParameters, planes: int = 1) -
         parts.append(f"usually {rough_range(low, high)}")
     parts.append(rough_bytes(found.peak_memory_bytes))
     if suggests_tiles(found, params):
-        parts.append(f"tile {TILE_HINT} would finish sooner on this CPU")
+        parts.append(f"tile {AUTO_TILE} would finish sooner on this CPU")
     return " · ".join(parts)

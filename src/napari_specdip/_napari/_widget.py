@@ -1098,10 +1098,8 @@ class RestoreWidget(Container[Widget]):
         self._estimate_timer.start()
 
     def _warm_starts(self, params: RestoreParameters, planes: int) -> bool:
-        """Whether each slice starts from the weights the slice before ended with: a
-        tiled plane is fitted by one network per tile, nothing to hand on (tile="auto"
-        fits the whole plane when the network is handed on)."""
-        return bool(self.warm_start.value) and planes > 1 and params.tile in (0, "auto")
+        """Whether each slice starts from the weights the slice before ended with."""
+        return bool(self.warm_start.value) and planes > 1 and params.can_warm_start
 
     def _estimate_request(self) -> _estimating.EstimateRequest | None:
         """One plane of the input and the settings, for an estimate (None: nothing to

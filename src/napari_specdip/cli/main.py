@@ -378,9 +378,7 @@ def _cmd_restore(args: argparse.Namespace) -> int:
     job = prepare(source, output, task=args.task, options=options, channel_axis=args.channel_axis,
                   stack_axis=args.stack_axis, mask=mask, reference_path=args.reference)
     # slices of a stack run one after the other here: each starts from the last one's weights
-    # a tiled slice is fitted by one network per tile: nothing to hand on
-    # (tile auto fits the whole slice when the network is handed on)
-    warm = bool(args.warm_start) and job.layout.is_stack and args.tile in (None, 0, "auto")
+    warm = bool(args.warm_start) and job.layout.is_stack and job.params.can_warm_start
     if not args.quiet:
         est = estimate_file(job, handed_on=warm)
         if est is not None:

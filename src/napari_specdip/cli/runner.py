@@ -580,10 +580,11 @@ def describe_estimate(est: Any, slices: int = 1, *, params: Any = None,
              f"on {est.device}")
     if threads:
         text += f", {threads} torch thread(s)"
-    from napari_specdip.core.estimate import TILE_HINT, suggests_tiles
+    from napari_specdip.core.estimate import suggests_tiles
+    from napari_specdip.core.params import AUTO_TILE
 
     if params is not None and suggests_tiles(est, params):
-        text += (f"\n  hint: --tile {TILE_HINT} would finish sooner on this CPU "
+        text += (f"\n  hint: --tile {AUTO_TILE} would finish sooner on this CPU "
                  "(benchmarks/tiling.py)")
     return text
 

@@ -258,18 +258,15 @@ def _check_warm_start(job: RestoreJob, state: Mapping[str, torch.Tensor]) -> Non
     """Refuse at the call a ``warm_start`` whose entries or shapes differ from this run's
     network, which ``load_state_dict`` would only find after the noise estimate and the
     network's construction. The network is built on the meta device: shapes, no memory."""
+    from napari_specdip.core.estimate import network_depth
+
     p = job.params
     height, width, channels = job.observation.shape
-    scale = job.scale
-    depth = p.depth if p.depth is not None else auto_depth(height * scale, width * scale)
     with torch.device("meta"):
-        if p.ensemble > 1:
-            net: torch.nn.Module = Decoder(channels, width=p.width, depth=depth,
-                                           lipschitz=p.lipschitz, upsampler=p.upsampler,
-                                           sigmas=p.sigmas, members=p.ensemble)
-        else:
-            net = build_network(p.network, channels, width=p.width, depth=depth,
-                                lipschitz=p.lipschitz, upsampler=p.upsampler, sigmas=p.sigmas)
+        net = build_network(p.network, channels, width=p.width,
+                            depth=network_depth(p, height, width, job.scale),
+                            lipschitz=p.lipschitz, upsampler=p.upsampler, sigmas=p.sigmas,
+                            members=p.ensemble)
     expected = {name: tuple(t.shape) for name, t in net.state_dict().items()}
     given = {name: tuple(t.shape) for name, t in state.items()}
     missing = sorted(expected.keys() - given.keys())

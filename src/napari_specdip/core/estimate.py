@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from napari_specdip.core.params import AUTO_TILE, AUTO_TILE_FROM
+from napari_specdip.core.params import AUTO_TILE_FROM
 
 if TYPE_CHECKING:
     import torch
@@ -209,21 +209,17 @@ def _trace(network: str, channels: int, width: int, depth: int, upsampler: str,
     """
     import torch
 
-    from napari_specdip.core.networks import build_network
+    from napari_specdip.core.networks import Decoder, build_network
     from napari_specdip.core.operators import Downsampling, Identity, Inpainting, Operator
 
     ch, cw = canvas
-    from napari_specdip.core.networks import Decoder
-
     with torch.device("meta"):
-        net: torch.nn.Module
-        if members > 1:  # an ensemble: one grouped decoder
-            net = Decoder(channels, width=width, depth=depth, lipschitz=1.0,
-                          upsampler=upsampler, sigmas=sigmas, members=members)
+        # an ensemble: one grouped decoder, one generator per member
+        net = build_network(network, channels, width=width, depth=depth, lipschitz=1.0,
+                            upsampler=upsampler, sigmas=sigmas, members=members)
+        if isinstance(net, Decoder):
             z = net.make_input(ch, cw, generator=[torch.Generator() for _ in range(members)])
         else:
-            net = build_network(network, channels, width=width, depth=depth, lipschitz=1.0,
-                                upsampler=upsampler, sigmas=sigmas)
             z = net.make_input(ch, cw, generator=torch.Generator())
         y = torch.empty(1, channels, ch // scale, cw // scale)
         op: Operator
@@ -542,12 +538,8 @@ TYPICAL_STOP: dict[str, tuple[int, int]] = {"quick": (350, 1000), "balanced": (3
 TYPICAL_STOP_SIDE = 128
 
 
-#: the tile suggested where ``tile="auto"`` would choose tiles (``AUTO_TILE``)
-TILE_HINT = AUTO_TILE
-
-
 def suggests_tiles(found: Estimate, params: RestoreParameters) -> bool:
-    """Whether to suggest ``tile=TILE_HINT``: a run told to fit the whole image
+    """Whether to suggest ``tile=AUTO_TILE``: a run told to fit the whole image
     (``tile=0``) of at least ``AUTO_TILE_FROM`` px on a CPU (on a GPU a step costs
     about the same up to 512 px, so tiles only add steps) that may take minutes, not
     the paper's settings."""

@@ -221,11 +221,15 @@ class PlainConvNet(nn.Module):
 
 
 def build_network(kind: str, out_channels: int, *, width: int, depth: int, lipschitz: float,
-                  upsampler: str, sigmas: Sequence[float]) -> Decoder | SkipNet | PlainConvNet:
-    """Make the generator named by ``kind`` ("decoder", "skip", "convnet")."""
+                  upsampler: str, sigmas: Sequence[float], members: int = 1
+                  ) -> Decoder | SkipNet | PlainConvNet:
+    """Make the generator named by ``kind`` ("decoder", "skip", "convnet"); ``members``
+    > 1: an ensemble's grouped decoder."""
     if kind == "decoder":
         return Decoder(out_channels, width=width, depth=depth, lipschitz=lipschitz,
-                       upsampler=upsampler, sigmas=sigmas)
+                       upsampler=upsampler, sigmas=sigmas, members=members)
+    if members != 1:
+        raise ValueError(f"an ensemble needs network='decoder', got {kind!r}")
     if kind == "skip":
         return SkipNet(out_channels, width=width, depth=depth)
     if kind == "convnet":

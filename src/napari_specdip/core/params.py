@@ -387,6 +387,13 @@ class RestoreParameters:
             overrides = {**overrides, "lipschitz": GAUSSIAN_LIPSCHITZ}
         return base.replace(**overrides)
 
+    @property
+    def can_warm_start(self) -> bool:
+        """Whether one slice can start from the network the slice before ended with:
+        not with a fixed tile (one network per tile); ``tile="auto"`` then fits each
+        slice whole."""
+        return self.tile in (0, "auto")
+
     def replace(self, **changes: Any) -> RestoreParameters:
         """Return a copy with ``changes`` applied and validated."""
         names = {f.name for f in dataclasses.fields(self)}
@@ -400,8 +407,6 @@ class RestoreParameters:
     def validate(self) -> None:
         """Raise ``ValueError`` with a clear message for an impossible setting."""
         for f in dataclasses.fields(self):
-            if f.name == "tile" and self.tile == "auto":
-                continue
             _check_type(f.name, getattr(self, f.name), str(f.type))
         _choice("task", self.task, TASKS)
         _choice("stop", self.stop, STOP_RULES)
@@ -504,35 +509,43 @@ def _choice(name: str, value: str, allowed: tuple[str, ...]) -> None:
 
 def _check_type(name: str, value: Any, annotation: str) -> None:
     """``ValueError`` unless ``value`` suits the field's annotation (``"int"``,
-    ``"float | None"``, ``"tuple[float, ...]"``...): a ``seed="7"`` or a
-    ``max_iterations=2.5`` is refused here rather than deep inside torch."""
-    import math
-    import numbers
-
+    ``"float | None"``, ``"int | str"``, ``"tuple[float, ...]"``...): a ``seed="7"`` or
+    a ``max_iterations=2.5`` is refused here rather than deep inside torch. A union
+    takes a value of any of its kinds; the message is the first kind's."""
     kinds = [k.strip() for k in annotation.split("|")]
     if value is None:
         if "None" in kinds:
             return
         raise ValueError(f"{name} must not be None")
-    kind = next((k for k in kinds if k != "None"), "")
+    problems = [_kind_problem(name, value, k) for k in kinds if k != "None"]
+    if problems and all(problems):
+        raise ValueError(problems[0])
+
+
+def _kind_problem(name: str, value: Any, kind: str) -> str | None:
+    """Why ``value`` is not of ``kind`` (None: it is)."""
+    import math
+    import numbers
+
     got = f"{value!r} ({type(value).__name__})"
     if kind == "bool":
         if not isinstance(value, bool) and type(value).__name__ != "bool_":
-            raise ValueError(f"{name} must be True or False, got {got}")
+            return f"{name} must be True or False, got {got}"
     elif kind == "int":
         if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-            raise ValueError(f"{name} must be a whole number, got {got}")
+            return f"{name} must be a whole number, got {got}"
     elif kind == "float":
         if isinstance(value, bool) or not isinstance(value, numbers.Real):
-            raise ValueError(f"{name} must be a number, got {got}")
+            return f"{name} must be a number, got {got}"
         if not math.isfinite(float(value)):
-            raise ValueError(f"{name} must be finite, got {value}")
+            return f"{name} must be finite, got {value}"
     elif kind == "str":
         if not isinstance(value, str):
-            raise ValueError(f"{name} must be a string, got {got}")
+            return f"{name} must be a string, got {got}"
     elif kind.startswith("tuple[float"):
         if not isinstance(value, tuple) or not all(
                 isinstance(v, numbers.Real) and not isinstance(v, bool) and math.isfinite(float(v))
                 for v in value):
-            raise ValueError(f"{name} must be a tuple of finite numbers, got {got}")
+            return f"{name} must be a tuple of finite numbers, got {got}"
+    return None
 
