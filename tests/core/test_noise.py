@@ -325,3 +325,22 @@ def test_denoising_records_the_noise_level_of_its_stop() -> None:
     assert photon.parameters["stop_noise_variance"] is None
     assert photon.parameters["stop_noise_shares"] is None
     assert "error_estimate_ema" not in photon.history
+
+
+@pytest.mark.parametrize("shape", [(300, 257), (129, 40), (2, 9), (140, 60, 3)])
+def test_usable_samples_counts_in_bands_what_the_whole_image_gives(shape: tuple[int, ...]
+                                                                  ) -> None:
+    """The check before a run counts band by band (and stops once enough are found):
+    the same count as the estimator's windows over the whole image."""
+    from napari_specdip.core.noise import _unclipped, _usable_neighbourhoods, usable_samples
+
+    rng = np.random.default_rng(1)
+    image = rng.random(shape)
+    image[rng.random(shape) < 0.01] = 1.0  # saturated pixels, excluded with their windows
+    known = rng.random(shape[:2]) > 0.01
+    planes = image if image.ndim == 3 else image[..., None]
+    whole = sum(int(_usable_neighbourhoods(known & _unclipped(planes[..., c])).sum())
+                for c in range(planes.shape[2]))
+    assert usable_samples(image, known) == whole
+    enough = usable_samples(image, known, at_least=100)
+    assert enough == whole if whole < 100 else 100 <= enough <= whole

@@ -148,16 +148,29 @@ def _usable_neighbourhoods(valid: npt.NDArray[np.bool_]) -> npt.NDArray[np.bool_
     return np.asarray(ok, dtype=bool)
 
 
-def usable_samples(image: npt.ArrayLike, known: npt.ArrayLike | None = None) -> int:
+def usable_samples(image: npt.ArrayLike, known: npt.ArrayLike | None = None, *,
+                   at_least: int | None = None) -> int:
     """How many noise samples :func:`estimate_poisson_gaussian` can draw from ``image``
     ((H, W) or (H, W, C), [0, 1] scale) before it drops outliers: the count it needs at
-    least ``_MIN_SAMPLES`` of, cheap enough to check before a run."""
+    least ``_MIN_SAMPLES`` of. With ``at_least``, counting stops once that many are
+    found (the check before a run, on the GUI thread: a band of rows, not the image)."""
     z = np.asarray(image, dtype=np.float64)
     if z.ndim == 2:
         z = z[..., None]
     mask = np.ones(z.shape[:2], bool) if known is None else np.asarray(known, bool)
-    return sum(int(_usable_neighbourhoods(mask & _unclipped(z[..., c])).sum())
-               for c in range(z.shape[2]))
+    rows = z.shape[0] - 1  # of 2x2 neighbourhoods
+    band, reach = 128, _WINDOW // 2  # a band's rows see this far into its neighbours
+    total = 0
+    for c in range(z.shape[2]):
+        valid = mask & _unclipped(z[..., c])
+        for top in range(0, rows, band):
+            bottom = min(top + band, rows)
+            low, high = max(top - reach, 0), min(bottom + reach, rows)
+            ok = _usable_neighbourhoods(valid[low:high + 1])
+            total += int(ok[top - low:bottom - low].sum())
+            if at_least is not None and total >= at_least:
+                return total
+    return total
 
 
 def _unclipped(z: Array) -> npt.NDArray[np.bool_]:
@@ -443,7 +456,7 @@ def check_noise_estimable(params: Any, observation: Array,
             and params.noise_offset is not None:
         return
     h, w = observation.shape[:2]
-    usable = usable_samples(observation, known)
+    usable = usable_samples(observation, known, at_least=_MIN_SAMPLES)
     if usable < _MIN_SAMPLES:
         raise ValueError(
             f"this {h}x{w} image is too small to estimate its Poisson-Gaussian noise: "
