@@ -612,9 +612,10 @@ class _Signals:
             losses.append(per_member.mean())
         return losses[0], losses[1]
 
-    def measure(self, members: torch.Tensor, members_ema: torch.Tensor | None
-                ) -> dict[str, float]:
-        """Signals of the output (an ensemble's: its members' mean) and of its EMA."""
+    def measure(self, members: torch.Tensor, members_ema: torch.Tensor | None, *,
+                also: torch.Tensor | None = None) -> tuple[dict[str, float], list[float]]:
+        """Signals of the output (an ensemble's: its members' mean) and of its EMA,
+        and the values of ``also`` (1-D), all read back to the host in one go."""
         from napari_specdip.metrics import psnr_torch, ssim_torch
 
         out = ensemble_mean(members)
@@ -656,10 +657,11 @@ class _Signals:
                 names += ["psnr_ema", "ssim_ema"]
                 values += [psnr_torch(ema_canvas, self.reference)[None],
                            ssim_torch(_gray(ema_canvas), self.ref_gray)[None]]
-        flat = torch.cat([v.reshape(-1).float() for v in values]).tolist()
-        signals = dict(zip(names, flat, strict=True))
+        extra = [] if also is None else [also.reshape(-1).float()]
+        flat = torch.cat([v.reshape(-1).float() for v in values] + extra).tolist()
+        signals = dict(zip(names, flat[:len(names)], strict=True))
         signals["ratio"] = signals["blur"] / max(signals["sharpness"], 1e-12)
-        return signals
+        return signals, flat[len(names):]
 
 
 def learning_rate_factor(params: RestoreParameters, iteration: int) -> float:
@@ -825,6 +827,12 @@ def _noise_shares(obs: npt.NDArray[np.float64], held: npt.NDArray[np.bool_] | No
     return held_out_noise(obs, held, noise_variance)
 
 
+def _host_reads_are_free(device: torch.device) -> bool:
+    """Whether reading a value back costs nothing (the CPU): then each step's loss is
+    read at once; elsewhere only at steps that need it."""
+    return device.type == "cpu"
+
+
 def _fit(job: RestoreJob, device: torch.device, scale: int, start: float,
          noise: NoiseFit | None) -> RestoreGenerator:
     p = job.params
@@ -930,7 +938,7 @@ def _fit(job: RestoreJob, device: torch.device, scale: int, start: float,
     stop_reason = "max_iterations"
     out = torch.zeros(1)
     iteration = 0
-    # losses stay on the device until a step that needs them: no host sync per step
+    # losses stay on the device until a step that needs them: no host read per step
     pending: list[torch.Tensor] = []
     loss_value = math.nan
 
@@ -949,8 +957,20 @@ def _fit(job: RestoreJob, device: torch.device, scale: int, start: float,
             evaluate = iteration % p.signal_every == 0 or iteration == p.max_iterations
             checkpoint = p.backtrack and iteration % p.backtrack_every == 0
             pending.append(loss.detach() / members)  # a member's mean, for reports
-            if evaluate or checkpoint or device.type == "cpu":  # a CPU "sync" is free
+            out = pred.detach()
+            # the decay ramps up to ema_decay (as TensorFlow's num_updates) so that a
+            # short run is not dominated by its first, still blank outputs
+            decay = min(p.ema_decay, (1.0 + iteration) / (10.0 + iteration))
+            ema_next = ema
+            if p.output == "ema" and evaluate:  # kept apart until the step is taken
+                ema_next = out.clone() if ema is None else ema.mul(decay).add_(out, alpha=1 - decay)
+            signals: dict[str, float] = {}
+            synced: list[float] = []
+            if evaluate:  # this step's output is measured before the update: one read
+                signals, synced = signals_meter.measure(out, ema_next, also=torch.stack(pending))
+            elif checkpoint or _host_reads_are_free(device):
                 synced = torch.stack(pending).tolist()
+            if synced:
                 history["loss"].extend(synced)
                 history["iteration"].extend(range(iteration - len(synced) + 1, iteration + 1))
                 history["elapsed"].extend([time.perf_counter() - start] * len(synced))
@@ -980,17 +1000,12 @@ def _fit(job: RestoreJob, device: torch.device, scale: int, start: float,
             optimizer.zero_grad(set_to_none=True)
             loss.backward()  # type: ignore[no-untyped-call]
             optimizer.step()
-            out = pred.detach()
             if p.output == "ema":
-                # the decay ramps up to ema_decay (as TensorFlow's num_updates) so that a
-                # short run is not dominated by its first, still blank outputs
-                decay = min(p.ema_decay, (1.0 + iteration) / (10.0 + iteration))
-                ema = out.clone() if ema is None else ema.mul_(decay).add_(out, alpha=1 - decay)
+                ema = ema_next if evaluate else (
+                    out.clone() if ema is None else ema.mul_(decay).add_(out, alpha=1 - decay))
 
-            signals: dict[str, float] = {}
             stop_now = False
             if evaluate:
-                signals = signals_meter.measure(out, ema)
                 signals["loss"] = loss_value
                 for rule in rules:
                     if rule.signal in signals:  # the variance exists once its window is full
