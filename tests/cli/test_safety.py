@@ -532,3 +532,101 @@ def test_a_suffix_with_a_path_separator_is_refused(images: dict[str, Path],
                    *FAST)
     assert_clean_failure(proc, 2, "--suffix", "path separator")
     assert not list(tmp_path.rglob("escaped*"))
+
+
+# ------------------------------------------------------------------ audit: every slice, first
+
+
+def _main(args: list[str | Path], capsys: pytest.CaptureFixture[str]
+          ) -> subprocess.CompletedProcess[str]:
+    """``specdip ARGS`` in this process (faster than a subprocess), as a CompletedProcess."""
+    from napari_specdip.cli.main import main
+
+    argv = [str(a) for a in args]
+    code = main(argv)
+    captured = capsys.readouterr()
+    return subprocess.CompletedProcess(argv, code, captured.out, captured.err)
+
+
+@pytest.mark.parametrize("bad", ["one_nan", "all_inf", "reference"])
+def test_a_bad_later_slice_of_a_stack_is_refused_before_any_work(
+        bad: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    # only the first slice went through the engine's checks: the run failed at the bad
+    # slice, after restoring those before it, and wrote nothing (an all-infinite slice
+    # passed for constant and was copied, infinities and all, into the output)
+    stack = np.random.default_rng(7).random((3, 32, 32)).astype(np.float32)
+    source, reference = tmp_path / "stack.tif", tmp_path / "clean.tif"
+    zyx = {"photometric": "minisblack", "metadata": {"axes": "ZYX"}}
+    clean = stack.copy()
+    if bad == "one_nan":
+        stack[2, 5, 5] = np.nan
+    elif bad == "all_inf":
+        stack[1] = np.inf
+    else:
+        clean[1, 0, 0] = np.nan
+    tifffile.imwrite(source, stack, **zyx)
+    tifffile.imwrite(reference, clean, **zyx)
+    out = tmp_path / "out.tif"
+    proc = _main(["restore", source, "-o", out, "--reference", reference, "--width", "8",
+                  "--depth", "3", "--max-iterations", "200", "--stop", "none"], capsys)
+    where = "(slice (2,))" if bad == "one_nan" else "(slice (1,))"
+    named = str(reference if bad == "reference" else source)
+    assert_clean_failure(proc, 2, named, where, "NaN or infinite")
+    assert "estimate:" not in proc.stderr and not out.exists()
+
+
+def test_a_mask_covering_a_later_slice_is_refused_before_any_work(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    stack = (np.random.default_rng(8).random((3, 32, 32)) * 1000).astype(np.uint16)
+    source, mask = tmp_path / "stack.tif", tmp_path / "mask.tif"
+    tifffile.imwrite(source, stack, photometric="minisblack", metadata={"axes": "ZYX"})
+    holes = np.zeros((3, 32, 32), np.uint8)
+    holes[:, 4:8, 4:8] = 1
+    holes[1] = 1
+    tifffile.imwrite(mask, holes, photometric="minisblack", metadata={"axes": "ZYX"})
+    out = tmp_path / "out.tif"
+    proc = _main(["restore", source, "-o", out, "--task", "inpaint", "--mask", mask,
+                  "--width", "8", "--depth", "3", "--max-iterations", "200", "--stop", "none"],
+                 capsys)
+    assert_clean_failure(proc, 2, str(source), "(slice (1,))", "covers every pixel")
+    assert "estimate:" not in proc.stderr and not out.exists()
+    stack[1] = 9  # a constant slice is copied: its mask is never used
+    tifffile.imwrite(source, stack, photometric="minisblack", metadata={"axes": "ZYX"})
+    proc = _main(["restore", source, "-o", out, "--task", "inpaint", "--mask", mask, *FAST],
+                 capsys)
+    assert proc.returncode == 0, proc.stderr
+    np.testing.assert_array_equal(tifffile.imread(out)[1], 9)
+
+
+def test_a_stack_of_constant_slices_is_copied_not_a_crash(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    # every slice constant: no slice is planned (job.params None), and the warm-start
+    # test read job.params.can_warm_start: AttributeError, exit code 1
+    stack = np.stack([np.full((32, 32), v, np.uint16) for v in (0, 7, 7)])
+    source = tmp_path / "blank.tif"
+    tifffile.imwrite(source, stack, photometric="minisblack", metadata={"axes": "ZYX"})
+    out = tmp_path / "out.tif"
+    proc = _main(["restore", source, "-o", out, *FAST], capsys)
+    assert proc.returncode == 0, proc.stderr
+    assert "Error" not in proc.stderr
+    np.testing.assert_array_equal(tifffile.imread(out), stack)
+    assert _sidecar(out)["stop_reason"] == "constant"
+
+
+@pytest.mark.parametrize("suffix", [".tif", ".jpg"])
+def test_a_cmyk_image_is_refused_not_restored_with_black_as_alpha(
+        suffix: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    # four samples read as RGBA: the K (black ink) channel was carried over as alpha,
+    # unrestored, and C, M, Y restored as if they were R, G, B
+    from PIL import Image
+
+    inks = (np.random.default_rng(9).random((32, 32, 4)) * 255).astype(np.uint8)
+    source = tmp_path / f"cmyk{suffix}"
+    if suffix == ".tif":
+        tifffile.imwrite(source, inks, photometric="separated")
+    else:
+        Image.fromarray(inks[..., :3]).convert("CMYK").save(source)
+    out = tmp_path / "out.tif"
+    proc = _main(["restore", source, "-o", out, *FAST], capsys)
+    assert_clean_failure(proc, 2, str(source), "is a CMYK image", "convert it to RGB")
+    assert not out.exists()

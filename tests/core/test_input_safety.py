@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 import warnings
+from typing import Any
 
 import numpy as np
 import pytest
@@ -247,3 +248,148 @@ def test_camera_values_in_other_units_are_refused(camera: dict, needle: str) -> 
     image = (np.random.default_rng(10).poisson(50.0, (64, 64)) * 2 + 100).astype(np.uint16)
     with pytest.raises(ValueError, match=needle):
         iter_restore(image, noise="poisson-gaussian", **{"noise_offset": 100.0, **camera})
+
+
+# ------------------------------------------------------------------ audit: odd inputs
+
+
+@pytest.mark.parametrize("dtype", ["int64", "uint64"])
+def test_64_bit_integer_outputs_keep_their_brightest_pixels(dtype: str) -> None:
+    # float(2**63 - 1) is 2**63: cast back, the brightest pixels wrapped round to the
+    # dtype's smallest value (uint64: 0), from a float input as from the dtype's own
+    info = np.iinfo(dtype)
+    image = np.random.default_rng(11).random((32, 32))
+    ends = np.array([0.0, 0.5, 1.0]).reshape(1, 3, 1)
+    layout = plan_restore(image, output_dtype=dtype, **FAST).layout
+    out = layout.to_user(ends, dtype=np.dtype(dtype))
+    assert out[0, 0] == info.min and out[0, 2] == info.max
+    assert out[0, 0] < out[0, 1] < out[0, 2]
+    full = np.zeros((32, 32), dtype)
+    full[0, 0], full[1, 1] = info.max, info.min
+    assert plan_restore(full, **FAST).layout.to_user(ends).ravel().tolist() == [
+        info.min, pytest.approx((int(info.min) + int(info.max)) / 2, abs=4096), info.max]
+    # enhance with a huge gain puts most pixels at the ends of the range
+    with pytest.warns(UserWarning, match="clipped"):
+        result = restore(image, "enhance", gain=1e3, output_dtype=dtype, max_iterations=2,
+                         **FAST).image
+    assert (result[image > 0.95] == info.max).all()  # not wrapped round to info.min
+
+
+def test_a_numpy_channel_axis_gives_json_ready_metadata() -> None:
+    import json
+
+    image = np.random.default_rng(12).random((32, 32, 3))
+    result = restore(image, channel_axis=np.int64(-1), max_iterations=2, **FAST)
+    assert type(result.parameters["channel_axis"]) is int
+    json.dumps(result.metadata())
+
+
+@pytest.mark.parametrize(("shape", "axis", "hint"), [
+    ((32, 40, 3), 0, "is the colour axis 2 (channel_axis=-1) instead?"),
+    ((3, 32, 40), -1, "is the colour axis 0 (channel_axis=-3) instead?"),
+])
+def test_a_channel_axis_on_a_long_axis_says_which_axis_is_short(shape: tuple[int, ...],
+                                                                 axis: int, hint: str) -> None:
+    image = np.random.default_rng(13).random(shape)
+    with pytest.raises(ValueError, match="too small") as info:
+        plan_restore(image, channel_axis=axis)
+    assert str(info.value).endswith(hint) and "\n" not in str(info.value)
+    with pytest.raises(ValueError, match=r"too small: spatial shape \(3, 500\), need at least "
+                                         r"16 x 16 pixels$"):
+        plan_restore(np.random.default_rng(13).random((3, 500)))  # no channels: no hint
+
+
+def test_a_mask_that_leaves_only_constant_pixels_says_so() -> None:
+    image = np.random.default_rng(14).random((32, 32))
+    mask = np.ones((32, 32), bool)
+    mask[0, 0] = False  # one known pixel: the image is not constant, what is left of it is
+    with pytest.raises(ValueError, match=r"every pixel outside the mask is .* \(1 known "
+                                         r"pixel\(s\)\).*check the mask"):
+        plan_restore(image, "inpaint", mask=mask)
+    flat = np.where(mask, image, 0.5)
+    flat[0, 0] = 0.5
+    mask[:16] = False  # known pixels all 0.5
+    flat[:16] = 0.5
+    with pytest.raises(ValueError, match="every pixel outside the mask is 0.5"):
+        plan_restore(flat, "inpaint", mask=mask)
+    with pytest.raises(ValueError, match=r"image is constant \(every pixel is 0.5\)"):
+        plan_restore(np.full((32, 32), 0.5), "inpaint", mask=~mask)
+
+
+def test_an_all_infinite_slice_is_not_constant() -> None:
+    from napari_specdip.core.imaging import is_constant
+
+    assert is_constant(np.full((4, 4), 7.0)) and not is_constant(np.zeros((0, 4)))
+    assert not is_constant(np.full((4, 4), np.inf)) and not is_constant(np.full((4, 4), -np.inf))
+    assert not is_constant(np.full((4, 4), np.nan))
+    with pytest.raises(ValueError, match="1024 NaN or infinite"):
+        plan_restore(np.full((32, 32), np.inf))
+
+
+@pytest.mark.parametrize("make", [
+    lambda a: a[::-1, ::-1],  # negative strides
+    lambda a: np.asfortranarray(a),
+    lambda a: a.astype(">f8"),  # big-endian
+    lambda a: a.tolist(),
+])
+def test_odd_array_layouts_restore_like_the_plain_array(make: Any) -> None:
+    rng = np.random.default_rng(15)
+    plain = rng.random((32, 32))
+    odd = make(plain)
+    expected = restore(np.ascontiguousarray(np.asarray(odd), dtype=np.float64), seed=3,
+                       max_iterations=2, **FAST).image
+    if isinstance(odd, np.ndarray):
+        odd.setflags(write=False)  # read-only too: nothing is written into the input
+        copy = odd.copy()
+    result = restore(odd, seed=3, max_iterations=2, **FAST).image
+    np.testing.assert_array_equal(result, expected)
+    assert result.dtype == np.asarray(odd).dtype
+    if isinstance(odd, np.ndarray):
+        np.testing.assert_array_equal(odd, copy)
+
+
+@pytest.mark.parametrize(("task", "options", "needle"), [
+    ("denoise", {"factor": 4}, "factor= only makes sense for task super-resolve, not 'denoise'"),
+    ("deblock", {"gain": 2.0}, "gain= only makes sense for task enhance"),
+    ("super-resolve", {"factor": 2, "noise": "gaussian"}, "noise= only makes sense for task "
+                                                           "denoise or inpaint"),
+    ("denoise", {"noise_gain": 2.0}, "noise_gain, noise_read_sigma and noise_offset need "
+                                      "noise='poisson-gaussian'"),
+    ("denoise", {"noise": "poisson-gaussian", "noise_sigma": 0.1},
+     "noise_sigma is the Gaussian noise level"),
+    ("denoise", {"noise_fit": "anscombe"}, "noise_fit= only makes sense with "
+                                           "noise='poisson-gaussian', not 'gaussian'"),
+])
+def test_an_option_the_task_ignores_is_refused_at_the_call(task: str, options: dict,
+                                                           needle: str) -> None:
+    # a forgotten task="super-resolve" would otherwise return an image of the wrong size
+    image = np.random.default_rng(0).random((32, 32))
+    with pytest.raises(ValueError, match=needle.replace("(", r"\(")):
+        plan_restore(image, task, **options)
+
+
+def test_presets_and_parameters_objects_never_count_as_options_given() -> None:
+    image = np.random.default_rng(0).random((32, 32))
+    for task in ("denoise", "deblock", "super-resolve", "enhance"):
+        for preset in ("quick", "balanced", "paper"):
+            plan_restore(image, task, preset=preset, check_memory=False)
+        params = RestoreParameters.for_task(task)
+        plan_restore(image, task, parameters=params, check_memory=False)
+
+
+def test_an_output_dtype_that_is_no_dtype_names_the_option() -> None:
+    image = np.random.default_rng(0).random((32, 32))
+    with pytest.raises(ValueError, match="output_dtype 'garbage' is not a dtype"):
+        plan_restore(image, output_dtype="garbage")
+
+
+def test_a_lazy_image_is_read_once() -> None:
+    reads = []
+
+    class Lazy:  # what dask and zarr arrays offer numpy
+        def __array__(self, dtype: Any = None, copy: Any = None) -> np.ndarray:
+            reads.append(1)
+            return np.random.default_rng(0).random((32, 32, 4))
+
+    plan_restore(Lazy(), channel_axis=-1, check_memory=False)
+    assert len(reads) == 1

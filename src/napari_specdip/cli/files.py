@@ -286,6 +286,7 @@ def read_image(path: str | os.PathLike[str], *, what: str = "input") -> ImageFil
         raise UsageError(f"{what} {p} is a directory, not an image file")
     kind = kind_of(p)
     many: list[Any] = []
+    cmyk = False
     try:
         if kind == "tiff":
             import tifffile
@@ -299,12 +300,15 @@ def read_image(path: str | os.PathLike[str], *, what: str = "input") -> ImageFil
                     data = np.asarray(series.asarray())
                     axes: str | None = str(series.axes)
                     tiff = tiff_meta(tif, series_index(tif, series))
+                    cmyk = (series.keyframe.photometric == tifffile.PHOTOMETRIC.SEPARATED
+                            and series.keyframe.samplesperpixel == 4)
         else:
             import imageio.v3 as iio
 
             data = np.asarray(iio.imread(p))
             axes = None
             tiff = None
+            cmyk = kind == "jpeg" and iio.immeta(p).get("mode") == "CMYK"
     except MemoryError:
         raise
     except Exception as exc:
@@ -320,6 +324,10 @@ def read_image(path: str | os.PathLike[str], *, what: str = "input") -> ImageFil
                          "acquisition); specdip restores one per file: save each series as "
                          "its own TIFF first (Fiji: Bio-Formats Importer with 'Open all "
                          "series', then save each)")
+    if cmyk:
+        # its fourth channel (K, black ink) would be taken for alpha and left unrestored
+        raise UsageError(f"{what} {p} is a CMYK image: specdip restores gray, RGB and RGBA "
+                         "images; convert it to RGB first")
     if data.dtype.kind not in "uifb" or data.size == 0 or data.ndim < 2:
         raise UsageError(f"cannot read {what} {p}: no usable image data "
                          f"(shape {data.shape}, dtype {data.dtype})")

@@ -80,28 +80,6 @@ UNCERTAINTY_SUFFIX = "_uncertainty.tif"
 #: the hidden file that claims an output's names while they are written
 WRITING_MARK = ".specdip-writing"
 
-#: options that apply to some tasks only (argparse dest -> those tasks)
-TASK_OPTIONS: dict[str, tuple[str, ...]] = {
-    "mask": ("inpaint",),
-    "factor": ("super-resolve",),
-    "gain": ("enhance",),
-    "noise": NOISE_TASKS,
-    "noise_sigma": ("denoise",),
-    "noise_gain": NOISE_TASKS,
-    "noise_read_sigma": NOISE_TASKS,
-    "noise_offset": NOISE_TASKS,
-    "noise_fit": NOISE_TASKS,
-}
-#: noise options that apply under one ``--noise`` model only (argparse dest -> that model)
-MODEL_OPTIONS = {
-    "noise_sigma": "gaussian",
-    "noise_gain": "poisson-gaussian",
-    "noise_read_sigma": "poisson-gaussian",
-    "noise_offset": "poisson-gaussian",
-    "noise_fit": "poisson-gaussian",
-}
-
-
 def uncertainty_path(output: Path) -> Path:
     """``OUT_uncertainty.tif`` next to ``output``: the ensemble's per-pixel spread."""
     return output.with_name(f"{output.stem}{UNCERTAINTY_SUFFIX}")
@@ -144,22 +122,24 @@ def foreign_files(output: Path, *, ensemble: bool) -> list[Path]:
 def check_task_options(args: Any) -> None:
     """Refuse an option typed on the command line that the task (or the noise model)
     ignores; options left out are None, so presets and defaults never count."""
-    from napari_specdip.core.params import RestoreParameters
+    from napari_specdip.core.params import TASK_OPTIONS, RestoreParameters, ignored_option
 
-    for dest, tasks in TASK_OPTIONS.items():
-        if getattr(args, dest, None) is not None and args.task not in tasks:
-            raise UsageError(f"{_flag(dest)} only makes sense for --task {' or '.join(tasks)}, "
-                             f"not {args.task}; leave it out or change --task")
+    given = [dest for dest in TASK_OPTIONS if getattr(args, dest, None) is not None]
     model = args.noise
     if model is None:
         try:
             model = RestoreParameters.for_task(args.task, preset=args.preset).noise
         except ValueError as exc:
             raise UsageError(one_line(exc)) from exc
-    for dest, wanted in MODEL_OPTIONS.items():
-        if getattr(args, dest, None) is not None and model != wanted:
-            raise UsageError(f"{_flag(dest)} only makes sense with --noise {wanted}, not "
-                             f"{model}; leave it out or pass --noise {wanted}")
+    problem = ignored_option(given, args.task, model)
+    if problem is None:
+        return
+    dest, ignoring, needed = problem
+    if ignoring == "noise":
+        raise UsageError(f"{_flag(dest)} only makes sense with --noise {needed}, not "
+                         f"{model}; leave it out or pass --noise {needed}")
+    raise UsageError(f"{_flag(dest)} only makes sense for --task {needed}, not {args.task}; "
+                     "leave it out or change --task")
 
 
 def _flag(dest: str) -> str:
@@ -354,6 +334,7 @@ def prepare(input_path: str | Path, output: Path, *, task: str, options: dict[st
                              f"shape {expected}")
         job.reference_path = ref.path
         job.reference_canonical = layout.canonical(ref.data)
+    _check_every_slice(job)
     return job
 
 
@@ -363,6 +344,34 @@ def first_restored(job: FileJob) -> SliceInput | None:
         if not job.layout.is_stack or item.image.min() != item.image.max():
             return item
     return None
+
+
+def _check_every_slice(job: FileJob) -> None:
+    """Refuse before any work what the engine would refuse in a later slice of a stack
+    (:func:`_check_engine` plans the first one only): NaN or infinite values, in the
+    image or the reference, and a per-slice mask that covers a whole slice. Otherwise
+    the run fails there, after the slices before it were restored, and writes nothing.
+    Constant slices are copied, not restored: their reference and mask are not used."""
+    if not job.layout.is_stack:
+        return
+    data = job.canonical[..., :-1] if job.layout.alpha else job.canonical  # alpha: copied
+    reference = job.reference_canonical
+    bad: dict[Path | None, list[tuple[int, ...]]] = {job.source.path: [], job.reference_path: []}
+    for index in np.ndindex(*job.layout.stack_shape):  # slice by slice: no copy of the stack
+        if is_constant(data[index]):
+            continue
+        if data.dtype.kind == "f" and not np.isfinite(data[index]).all():
+            bad[job.source.path].append(index)
+        if (reference is not None and reference.dtype.kind == "f"
+                and not np.isfinite(reference[index]).all()):
+            bad[job.reference_path].append(index)
+        if job.mask_canonical is not None and job.mask_canonical[index].all():
+            raise UsageError(f"{job.source.path} (slice {index}): the mask covers every "
+                             "pixel of this slice: nothing is left to fit")
+    for path, slices in bad.items():
+        if slices:
+            raise UsageError(f"{path} (slice {slices[0]}): contains NaN or infinite values (in "
+                             f"{len(slices)} slice(s) of the stack); fill or crop them first")
 
 
 def _check_engine(job: FileJob, *, local: bool = True) -> tuple[int, int, Any]:

@@ -18,14 +18,15 @@ import torch
 from napari_specdip.core.devices import describe_device, free_device_memory, resolve_device
 from napari_specdip.core.ensemble import (SnapshotWindow, ensemble_mean, spread_to_user,
                                           stack_decoders, std_to_user)
-from napari_specdip.core.imaging import Layout, as_hwc, intensity_range, pad_amounts, pad_reflect
+from napari_specdip.core.imaging import (Layout, as_array, as_hwc, intensity_range, pad_amounts,
+                                         pad_reflect)
 from napari_specdip.core.networks import Decoder, SkipNet, build_network
 from napari_specdip.core.noise import (WHITE_NOISE_PATCH, NoiseFit, check_camera_units,
                                        check_noise_estimable, estimate_white_noise_variance,
                                        held_out_noise, plan_noise)
 from napari_specdip.core.operators import Downsampling, Identity, Inpainting, Operator
 from napari_specdip.core.params import (AUTO_TILE, AUTO_TILE_FROM, PAPER_DEPTH,
-                                        RestoreParameters, auto_depth)
+                                        RestoreParameters, auto_depth, ignored_option)
 from napari_specdip.core.results import RestoreResult, StepReport
 from napari_specdip.core.tiling import BlendCanvas, Tile, tile_grid
 from napari_specdip.stopping import make_rules
@@ -147,6 +148,15 @@ def plan_restore(image: Any, task: str = "denoise", *, mask: Any = None, factor:
             raise ValueError("preset= chooses the defaults; with parameters= given, build them "
                              "with RestoreParameters.for_task(task, preset=...)")
         params = parameters.replace(**options)
+    # an option the task or noise model ignores was most likely meant for another task
+    problem = ignored_option(options, params.task, params.noise)
+    if problem is not None:
+        name, ignoring, needed = problem
+        if ignoring == "noise":
+            raise ValueError(f"{name}= only makes sense with noise={needed!r}, not "
+                             f"{params.noise!r}; leave it out or pass noise={needed!r}")
+        raise ValueError(f"{name}= only makes sense for task {needed}, not {params.task!r}; "
+                         "leave it out or change the task")
     # numpy scalars (np.int64 seeds...) become Python numbers: torch and JSON want those
     plain = {f: v.item() for f, v in params.as_dict().items() if isinstance(v, np.generic)}
     if plain:
@@ -155,8 +165,9 @@ def plan_restore(image: Any, task: str = "denoise", *, mask: Any = None, factor:
     if channel_axis is not None and (isinstance(channel_axis, bool)
                                      or not isinstance(channel_axis, int | np.integer)):
         raise ValueError(f"channel_axis must be an integer or None, got {channel_axis!r}")
+    image = as_array(image)  # computed once, when lazy
     values, axis = as_hwc(image, channel_axis=channel_axis)
-    dtype = np.asarray(image).dtype
+    dtype = image.dtype
     height, width = values.shape[:2]
     # RGBA: the alpha channel is carried over untouched, never restored as a colour
     if alpha is None:
@@ -168,7 +179,7 @@ def plan_restore(image: Any, task: str = "denoise", *, mask: Any = None, factor:
         if axis is None or values.shape[2] < 2:
             raise ValueError("alpha=True needs a channel axis with at least 2 channels "
                              "(the last one is alpha)")
-        alpha_plane = np.moveaxis(np.asarray(image), axis, -1)[..., -1].copy()
+        alpha_plane = np.moveaxis(image, axis, -1)[..., -1].copy()
         values = values[..., :-1]
 
     known = None
@@ -219,7 +230,11 @@ def plan_restore(image: Any, task: str = "denoise", *, mask: Any = None, factor:
                              f"the output's {expected}")
         _check_reference_units(ref_values, values if known is None else values[known])
         ref = np.clip((ref_values - low) / (high - low), 0.0, 1.0)
-    out_dtype = None if output_dtype is None else np.dtype(output_dtype)
+    try:
+        out_dtype = None if output_dtype is None else np.dtype(output_dtype)
+    except TypeError:
+        raise ValueError(f"output_dtype {output_dtype!r} is not a dtype: give e.g. 'uint8', "
+                         "'uint16', 'float32' or a numpy dtype") from None
     if out_dtype is not None and out_dtype.kind not in "uif":
         raise ValueError(f"output_dtype must be an integer or float dtype, got {out_dtype}")
     if out_dtype is not None and out_dtype.kind == "f" and not layout.holds(out_dtype):

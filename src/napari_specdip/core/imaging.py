@@ -64,7 +64,7 @@ class Layout:
             if not self.holds(target):  # rescaled, as skimage's img_as_ubyte & co
                 low, high = self.natural_range()
                 out = info.min + (out - low) * ((float(info.max) - info.min) / (high - low))
-            result = np.clip(np.rint(out), info.min, info.max).astype(target)
+            result = _rint_into(out, target)
         elif target.kind == "b":
             result = np.asarray(out >= 0.5 * (self.low + self.high))
         elif target.kind == "f":
@@ -74,25 +74,47 @@ class Layout:
         return result
 
 
+def _rint_into(values: npt.NDArray[np.floating[Any]], target: np.dtype[Any]) -> npt.NDArray[Any]:
+    """``values`` rounded and clipped into the integer dtype ``target``. A 64-bit
+    dtype's largest value has no float64 (``float(2**63 - 1)`` is ``2**63``, which the
+    cast wraps round to the smallest value): values that reach it become it exactly."""
+    info = np.iinfo(target)
+    top = float(info.max)
+    rounded = np.rint(values)
+    result: npt.NDArray[Any]
+    if int(top) <= info.max:
+        result = np.clip(rounded, info.min, top).astype(target)
+        return result
+    result = np.clip(rounded, info.min, np.nextafter(top, 0.0)).astype(target)
+    result[rounded >= top] = info.max
+    return result
+
+
 def _fits(low: float, high: float, target: np.dtype[Any]) -> bool:
     return target.kind != "f" or max(abs(low), abs(high)) <= float(np.finfo(target).max)
 
 
 def is_constant(data: npt.ArrayLike) -> bool:
     """Every value the same: a slice of a stack with nothing to restore, copied through
-    by the widget and the command line (a NaN makes it not constant: the engine
-    refuses NaN with its own message)."""
+    by the widget and the command line (a NaN or an infinity makes it not constant,
+    an all-infinite slice too: the engine refuses those with its own message)."""
     flat = np.asarray(data).ravel()
-    return bool(flat.size) and bool(np.all(flat == flat[0]))
+    return bool(flat.size) and bool(np.isfinite(flat[0])) and bool(np.all(flat == flat[0]))
+
+
+def as_array(image: Any, name: str = "image") -> npt.NDArray[Any]:
+    """``np.asarray(image)``, once: a lazy (dask, zarr) array is computed here and the
+    result used from then on; ValueError naming ``name`` when it cannot be read."""
+    try:
+        return np.asarray(image)
+    except Exception as exc:  # a layer, a list of odd lengths...
+        raise ValueError(f"{name} cannot be read as an array: {exc}") from exc
 
 
 def as_hwc(image: Any, *, channel_axis: int | None, name: str = "image"
            ) -> tuple[npt.NDArray[np.float64], int | None]:
     """Check ``image`` and return it as float64 (H, W, C) with the normalised channel axis."""
-    try:
-        arr = np.asarray(image)
-    except Exception as exc:  # a layer, a list of odd lengths...
-        raise ValueError(f"{name} cannot be read as an array: {exc}") from exc
+    arr = as_array(image, name)
     if arr.dtype.kind not in "uifb":
         raise ValueError(f"{name} must hold numbers, got dtype {arr.dtype}")
     if arr.size == 0:
@@ -112,11 +134,16 @@ def as_hwc(image: Any, *, channel_axis: int | None, name: str = "image"
             )
         if not -3 <= channel_axis < 3:
             raise ValueError(f"channel_axis={channel_axis} is out of range for a 3D {name}")
-        axis = channel_axis % 3
+        axis = int(channel_axis) % 3  # a Python int: it goes into the result's metadata
         hwc = np.moveaxis(arr, axis, -1)
     if min(hwc.shape[:2]) < MIN_SIDE:
+        hint = ""
+        if axis is not None and hwc.shape[2] >= MIN_SIDE and min(arr.shape) < MIN_SIDE:
+            short = int(np.argmin(arr.shape))  # the channels are likely there
+            hint = (f"; channel_axis={channel_axis} has {hwc.shape[2]} values: is the "
+                    f"colour axis {short} (channel_axis={short - arr.ndim}) instead?")
         raise ValueError(f"{name} is too small: spatial shape {hwc.shape[:2]}, need at least "
-                         f"{MIN_SIDE} x {MIN_SIDE} pixels")
+                         f"{MIN_SIDE} x {MIN_SIDE} pixels{hint}")
     values = hwc.astype(np.float64)
     if not np.all(np.isfinite(values)):
         bad = int(np.size(values) - np.count_nonzero(np.isfinite(values)))
@@ -131,6 +158,10 @@ def intensity_range(values: npt.NDArray[np.float64], dtype: np.dtype[Any],
     sample = values if known is None else values[known]
     low, high = float(sample.min()), float(sample.max())
     if high <= low:  # whatever the dtype: a constant image has nothing to restore
+        if known is not None and float(values.min()) < float(values.max()):  # the mask's
+            raise ValueError(f"every pixel outside the mask is {low:g} ({int(known.sum())} "
+                             "known pixel(s)): nothing to fit the holes to; check the mask "
+                             "(True/nonzero marks the pixels to fill)")
         raise ValueError(f"image is constant (every pixel is {low:g}): nothing to restore")
     if not np.isfinite(high - low):
         raise ValueError(f"image values span {low:g}..{high:g}, more than float64 can take "

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -29,6 +30,52 @@ NOISE_FITS: tuple[str, ...] = ("weighted", "anscombe")
 # transform is pointwise, so it commutes with these operators only)
 NOISE_TASKS: tuple[str, ...] = ("denoise", "inpaint")
 SR_FACTORS: tuple[int, ...] = (2, 4, 8)
+#: options that apply to some tasks only (option -> those tasks): given for another
+#: task they would be ignored without a word (a forgotten ``task="super-resolve"``)
+TASK_OPTIONS: dict[str, tuple[str, ...]] = {
+    "mask": ("inpaint",),
+    "factor": ("super-resolve",),
+    "gain": ("enhance",),
+    "noise": NOISE_TASKS,
+    "noise_sigma": ("denoise",),
+    "noise_gain": NOISE_TASKS,
+    "noise_read_sigma": NOISE_TASKS,
+    "noise_offset": NOISE_TASKS,
+    "noise_fit": NOISE_TASKS,
+}
+#: noise options that apply under one noise model only (option -> that model)
+MODEL_OPTIONS: dict[str, str] = {
+    "noise_sigma": "gaussian",
+    "noise_gain": "poisson-gaussian",
+    "noise_read_sigma": "poisson-gaussian",
+    "noise_offset": "poisson-gaussian",
+    "noise_fit": "poisson-gaussian",
+}
+
+
+def ignored_option(given: Iterable[str], task: str, noise: str
+                   ) -> tuple[str, Literal["task", "noise"], str] | None:
+    """The first of the ``given`` options that ``task`` or the ``noise`` model ignores:
+    (the option, whether the task or the noise model ignores it, the task(s) or model
+    it needs); None when all of them apply.
+
+    Examples
+    --------
+    >>> ignored_option(["factor", "seed"], "denoise", "gaussian")
+    ('factor', 'task', 'super-resolve')
+    >>> ignored_option(["noise_gain"], "denoise", "gaussian")
+    ('noise_gain', 'noise', 'poisson-gaussian')
+    >>> ignored_option(["gain"], "enhance", "gaussian") is None
+    True
+    """
+    names = list(given)
+    for name in names:
+        if name in TASK_OPTIONS and task not in TASK_OPTIONS[name]:
+            return name, "task", " or ".join(TASK_OPTIONS[name])
+    for name in names:
+        if name in MODEL_OPTIONS and noise != MODEL_OPTIONS[name]:
+            return name, "noise", MODEL_OPTIONS[name]
+    return None
 
 # METHOD.md section 5: coarse to fine; 0.1 is effectively zero insertion.
 DEFAULT_SIGMAS: tuple[float, ...] = (0.1, 0.1, 0.1, 0.5, 0.5)
