@@ -26,7 +26,10 @@ fires returns at the cap, marked ``*``. Tables are grouped by split (tune /
 held-out), image kind, width and size. ``--without-draw`` replays the estimate
 as it was before it took in the held-out pixels' own noise draw, ``--true-draw`` with the
 draw actually made (from the clean image), ``--true-noise`` with the noise level drawn
-too (what a known ``noise_sigma`` gives). ``--noise-scales``
+too (what a known ``noise_sigma`` gives). ``--recompute-noise`` recomputes the noise
+variance and the held-out pixels' draw from each run's observation with the current
+estimator instead of taking the recorded ones (how a change of the estimator moves the
+stop). ``--noise-scales``
 adds the auto rule's gaps with the noise variance it uses scaled by each factor (how
 much a misestimated noise level costs).
 
@@ -36,6 +39,7 @@ python benchmarks/trajectories.py --plan heldout --out runs.jsonl
 python benchmarks/stopping.py runs.jsonl --split held-out --markdown
 python benchmarks/stopping.py runs.jsonl --split held-out --noise-scales 0.9 1.1
 python benchmarks/stopping.py runs.jsonl --split held-out --without-draw
+python benchmarks/stopping.py runs.jsonl --split held-out --recompute-noise
 """
 
 from __future__ import annotations
@@ -84,6 +88,10 @@ _JOBS: dict[str, Any] = {}
 #: rule), or "true-noise", that and the image's noise level too (``--true-noise``: what a
 #: user's ``noise_sigma`` gives)
 DRAW = "estimated"
+#: recompute the noise variance from the observation with the current estimator instead of
+#: taking the one the run recorded (``--recompute-noise``: how a change of the estimator
+#: moves the stop)
+RECOMPUTE_NOISE = False
 
 
 _OBSERVED: dict[str, Any] = {}
@@ -131,7 +139,7 @@ def _drawn_noise(record: dict[str, Any]) -> np.ndarray:
 def noise_variance_of(record: dict[str, Any]) -> float | None:
     """The noise variance the engine's auto stop uses on this run's observation (None:
     it watches the held-out loss)."""
-    if "stop_noise_variance" in record:
+    if "stop_noise_variance" in record and not RECOMPUTE_NOISE:
         value = record["stop_noise_variance"]
         return None if value is None else float(value)
     from napari_specdip.core.engine import stop_noise_variance
@@ -142,7 +150,7 @@ def noise_variance_of(record: dict[str, Any]) -> float | None:
 def noise_shares_of(record: dict[str, Any]) -> tuple[float, float] | None:
     """The noise variance on the held-out and on the fitted pixels that the engine's
     auto stop uses on this run (recomputed for records made before it did)."""
-    if "stop_noise_shares" in record:
+    if "stop_noise_shares" in record and not RECOMPUTE_NOISE:
         value = record["stop_noise_shares"]
         return None if value is None else (float(value[0]), float(value[1]))
     from napari_specdip.core.engine import stop_noise_shares
@@ -198,7 +206,7 @@ def auto_signal(record: dict[str, Any], noise_scale: float = 1.0) -> np.ndarray:
         noise = true_noise_variance(record) or noise
     recorded = _column(curves, "error_estimate_ema")
     if (np.isfinite(recorded).any() and noise_scale == 1.0 and DRAW == "estimated"
-            and "stop_noise_shares" in record):
+            and "stop_noise_shares" in record and not RECOMPUTE_NOISE):
         return recorded
     shares = {"estimated": noise_shares_of, "true": true_noise_shares,
               "true-noise": true_noise_shares}.get(DRAW, lambda _: None)(record)
@@ -312,8 +320,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--true-noise", action="store_true",
                         help="as --true-draw, and the image's noise level the one drawn too "
                              "(what a known noise_sigma gives)")
+    parser.add_argument("--recompute-noise", action="store_true",
+                        help="recompute the noise variance (and the held-out pixels' draw) "
+                             "from each run's observation with the current estimator instead "
+                             "of the recorded one")
     args = parser.parse_args(argv)
-    global DRAW
+    global DRAW, RECOMPUTE_NOISE
+    RECOMPUTE_NOISE = args.recompute_noise
     DRAW = ("none" if args.without_draw else "true-noise" if args.true_noise
             else "true" if args.true_draw else "estimated")
     runs, baselines = load(args.runs)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pytest
 import torch
@@ -240,6 +242,43 @@ def test_white_noise_variance_samples_large_images_reproducibly() -> None:
     assert first == pytest.approx(0.05**2, rel=0.1)
     with pytest.raises(ValueError, match="smaller than"):
         estimate_white_noise_variance(np.zeros((5, 40)))
+
+
+def fine_texture_with_a_smooth_strip(seed: int) -> np.ndarray:
+    """128 px: a fine random texture (std 0.1, like grass) everywhere but a smooth strip of
+    a fifth of the image on the left, over a gentle gradient."""
+    rng = np.random.default_rng(seed)
+    texture = ndi.gaussian_filter(rng.standard_normal((128, 128)), 0.7)
+    texture *= 0.1 / texture.std()
+    envelope = np.clip((np.arange(128) - 24) / 8, 0, 1)[None, :]
+    return 0.5 + 0.1 * np.sin(np.arange(128) / 20)[:, None] + envelope * texture
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_white_noise_variance_sees_past_a_fine_texture(seed: int) -> None:
+    # the texture fills the patch covariance's smallest directions: the patch PCA alone
+    # returns 2.5-3.7 times the noise; the weakly textured patches (the strip) do not
+    clean = fine_texture_with_a_smooth_strip(seed)
+    noisy = clean + np.random.default_rng(10 + seed).normal(0, 0.02, clean.shape)
+    assert estimate_white_noise_variance(noisy, texture_ratio=math.inf) > 2.0 * 0.02**2
+    assert estimate_white_noise_variance(noisy) == pytest.approx(0.02**2, rel=0.15)
+    # the weak patches' estimate alone is the same here: it replaced the first one
+    assert estimate_white_noise_variance(noisy, texture_ratio=0.0) \
+        == estimate_white_noise_variance(noisy)
+
+
+@pytest.mark.parametrize("sigma", [0.02, 0.1])
+def test_white_noise_variance_keeps_the_first_estimate_where_no_texture_misleads_it(
+        sigma: float) -> None:
+    rng = np.random.default_rng(3)
+    yy, xx = np.mgrid[0:128, 0:128] / 128.0
+    smooth = 0.5 + 0.3 * np.sin(4 * xx + 2 * yy)
+    # dark and clipped: the flattest patches are the background, whose noise clipping
+    # lowered; they are left out (too near the clipped bound), so nothing moves either
+    for clean in (smooth, 0.9 * nuclei(128)):
+        noisy = np.clip(clean + rng.normal(0, sigma, clean.shape), 0.0, 1.0)
+        assert estimate_white_noise_variance(noisy) \
+            == estimate_white_noise_variance(noisy, texture_ratio=math.inf)
 
 
 def test_held_out_noise_follows_the_draw_of_the_held_out_pixels() -> None:
