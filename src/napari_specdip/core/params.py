@@ -77,6 +77,7 @@ def ignored_option(given: Iterable[str], task: str, noise: str
             return name, "noise", MODEL_OPTIONS[name]
     return None
 
+
 # METHOD.md section 5: coarse to fine; 0.1 is effectively zero insertion.
 DEFAULT_SIGMAS: tuple[float, ...] = (0.1, 0.1, 0.1, 0.5, 0.5)
 
