@@ -38,6 +38,9 @@ class EstimateRequest:
     options: dict[str, Any] = field(default_factory=dict)  # RestoreParameters fields
     planes: int = 1  # how many planes the run restores
     handed_on: bool = False  # slices warm-started one from another (tile="auto": whole)
+    # the same settings as one object: as options, the task's unused fields (gain for a
+    # denoise) would count as given, which the engine refuses
+    parameters: RestoreParameters | None = None
 
 
 def request_for(plane: npt.NDArray[Any], params: RestoreParameters, *, rgb: bool,
@@ -47,7 +50,8 @@ def request_for(plane: npt.NDArray[Any], params: RestoreParameters, *, rgb: bool
     options = params.as_dict()
     task = options.pop("task")
     return EstimateRequest(plane=plane, task=task, channel_axis=-1 if rgb else None,
-                           mask=mask, options=options, planes=planes, handed_on=handed_on)
+                           mask=mask, options=options, planes=planes, handed_on=handed_on,
+                           parameters=params)
 
 
 def run_estimate(request: EstimateRequest) -> Estimate:
@@ -55,8 +59,10 @@ def run_estimate(request: EstimateRequest) -> Estimate:
     on a small image, free when the same size and settings were measured before)."""
     from napari_specdip.core.estimate import estimate
 
+    settings = (request.options if request.parameters is None
+                else {"parameters": request.parameters})
     return estimate(request.plane, request.task, channel_axis=request.channel_axis,
-                    mask=request.mask, keep_state=request.handed_on, **request.options)
+                    mask=request.mask, keep_state=request.handed_on, **settings)
 
 
 def rough_seconds(seconds: float) -> str:
