@@ -9,7 +9,7 @@ size, width and device); :func:`estimate_text` says the answer in one line.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -32,26 +32,32 @@ class EstimateRequest:
     """What an estimate needs, snapshotted on the main thread."""
 
     plane: npt.NDArray[Any]  # one plane of the input, as the run will see it
-    task: str
     channel_axis: int | None
     mask: npt.NDArray[np.bool_] | None
-    options: dict[str, Any] = field(default_factory=dict)  # RestoreParameters fields
+    # the settings as one object: typed out as options, the task's unused fields (gain
+    # for a denoise) would count as given, which the engine refuses
+    parameters: RestoreParameters
     planes: int = 1  # how many planes the run restores
     handed_on: bool = False  # slices warm-started one from another (tile="auto": whole)
-    # the same settings as one object: as options, the task's unused fields (gain for a
-    # denoise) would count as given, which the engine refuses
-    parameters: RestoreParameters | None = None
+
+    @property
+    def task(self) -> str:
+        return self.parameters.task
+
+    @property
+    def options(self) -> dict[str, Any]:
+        """The settings' fields but the task."""
+        options = self.parameters.as_dict()
+        del options["task"]
+        return options
 
 
 def request_for(plane: npt.NDArray[Any], params: RestoreParameters, *, rgb: bool,
                 mask: npt.NDArray[np.bool_] | None, planes: int,
                 handed_on: bool = False) -> EstimateRequest:
-    """An :class:`EstimateRequest` for ``params`` (every field passed explicitly)."""
-    options = params.as_dict()
-    task = options.pop("task")
-    return EstimateRequest(plane=plane, task=task, channel_axis=-1 if rgb else None,
-                           mask=mask, options=options, planes=planes, handed_on=handed_on,
-                           parameters=params)
+    """An :class:`EstimateRequest` for ``params``."""
+    return EstimateRequest(plane=plane, channel_axis=-1 if rgb else None, mask=mask,
+                           parameters=params, planes=planes, handed_on=handed_on)
 
 
 def run_estimate(request: EstimateRequest) -> Estimate:
@@ -59,10 +65,9 @@ def run_estimate(request: EstimateRequest) -> Estimate:
     on a small image, free when the same size and settings were measured before)."""
     from napari_specdip.core.estimate import estimate
 
-    settings = (request.options if request.parameters is None
-                else {"parameters": request.parameters})
     return estimate(request.plane, request.task, channel_axis=request.channel_axis,
-                    mask=request.mask, keep_state=request.handed_on, **settings)
+                    mask=request.mask, keep_state=request.handed_on,
+                    parameters=request.parameters)
 
 
 def rough_seconds(seconds: float) -> str:
