@@ -575,6 +575,35 @@ def test_a_bad_later_slice_of_a_stack_is_refused_before_any_work(
     assert "estimate:" not in proc.stderr and not out.exists()
 
 
+def test_a_slice_with_nothing_to_fill_is_copied_through(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    stack = (np.random.default_rng(9).random((3, 32, 32)) * 1000).astype(np.uint16)
+    source, mask = tmp_path / "stack.tif", tmp_path / "mask.tif"
+    tifffile.imwrite(source, stack, photometric="minisblack", metadata={"axes": "ZYX"})
+    holes = np.zeros((3, 32, 32), np.uint8)
+    holes[[0, 2], 4:8, 4:8] = 1  # slice 1 has no hole: fitting it would only smooth it
+    tifffile.imwrite(mask, holes, photometric="minisblack", metadata={"axes": "ZYX"})
+    out = tmp_path / "out.tif"
+    proc = _main(["restore", source, "-o", out, "--task", "inpaint", "--mask", mask, *FAST],
+                 capsys)
+    assert proc.returncode == 0, proc.stderr
+    restored = tifffile.imread(out)
+    np.testing.assert_array_equal(restored[1], stack[1])
+    assert (restored[0] != stack[0]).any()
+    meta = _sidecar(out)
+    assert meta["stop_reason"] == "max_iterations,nothing_to_fill"
+    assert [s["stop_reason"] for s in meta["slices"]] == [
+        "max_iterations", "nothing_to_fill", "max_iterations"]
+    # a mask that marks no pixel anywhere is refused before any work
+    tifffile.imwrite(mask, np.zeros_like(holes), photometric="minisblack",
+                     metadata={"axes": "ZYX"})
+    out.unlink()
+    proc = _main(["restore", source, "-o", out, "--task", "inpaint", "--mask", mask, *FAST],
+                 capsys)
+    assert_clean_failure(proc, 2, "marks no pixel to fill in any slice")
+    assert not out.exists()
+
+
 def test_a_mask_covering_a_later_slice_is_refused_before_any_work(
         tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     stack = (np.random.default_rng(8).random((3, 32, 32)) * 1000).astype(np.uint16)

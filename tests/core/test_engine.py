@@ -249,6 +249,8 @@ def test_backtracking_restores_weights() -> None:
          "does not match"),
         ({"image": np.random.rand(32, 32), "task": "inpaint", "mask": np.ones((32, 32))},
          "covers every pixel"),
+        ({"image": np.random.rand(32, 32), "task": "inpaint", "mask": np.zeros((32, 32))},
+         "marks no pixel to fill"),
         ({"image": np.random.rand(32, 32), "mask": np.ones((32, 32))}, "only makes sense"),
         ({"image": np.random.rand(32, 32), "task": "sharpen"}, "unknown task"),
         ({"image": np.random.rand(32, 32), "stop": "never"}, "unknown stop"),

@@ -335,7 +335,7 @@ def test_a_given_noise_sigma_replaces_the_estimate() -> None:
     with pytest.raises(ValueError, match="positive"):
         restore(noisy, max_iterations=1, noise_sigma=0.0)
     with pytest.raises(ValueError, match="Gaussian noise level of a denoising run"):
-        restore(noisy, "inpaint", mask=np.zeros((48, 48), bool), max_iterations=1,
+        restore(noisy, "inpaint", mask=np.eye(48, dtype=bool), max_iterations=1,
                 noise_sigma=5.0)
 
 

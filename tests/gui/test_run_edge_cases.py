@@ -35,8 +35,28 @@ def test_a_blank_slice_of_a_stack_is_copied_through(viewer: Any, open_widget: An
     assert meta["parameters"]["max_iterations"] == 6  # the record of a restored slice
     # the warm start is handed on from slice to slice past the blank one
     assert meta["stack"]["warm_started"] == [False, False, True]
-    assert "1 constant slice was copied through" in widget.status.value
+    assert "1 slice was copied through (constant)" in widget.status.value
     assert "over 2 slices" in widget.status.value
+
+
+def test_a_slice_with_no_hole_is_copied_through_not_smoothed(viewer: Any, open_widget: Any,
+                                                             wait_for_run: Any) -> None:
+    data = (_noisy((3, SIZE, SIZE)) * 4000).astype(np.uint16)
+    image = viewer.add_image(data, name="z")
+    holes = np.zeros((3, SIZE, SIZE), np.uint8)
+    holes[[0, 2], 4:8, 4:8] = 1  # slice 1 has nothing to fill
+    mask = viewer.add_labels(holes, name="holes")
+    widget = open_widget(task="inpaint", iterations=6, stop="none")
+    widget.image.value = image
+    widget.mask.value = mask
+    assert widget.start() is not None, widget.last_error
+    wait_for_run(widget)
+    out = widget.last_output
+    np.testing.assert_array_equal(out.data[1], data[1])
+    assert (out.data[0] != data[0]).any()
+    meta = out.metadata["specdip"]
+    assert meta["stop_reason"] == ["max_iterations", "nothing_to_fill", "max_iterations"]
+    assert "1 slice was copied through (no pixel to fill)" in widget.status.value
 
 
 def test_a_stack_of_blank_slices_is_refused(viewer: Any, open_widget: Any) -> None:
@@ -44,7 +64,7 @@ def test_a_stack_of_blank_slices_is_refused(viewer: Any, open_widget: Any) -> No
     widget = open_widget(task="denoise", iterations=6)
     widget.image.value = image
     assert widget.start() is None
-    assert "every slice of image 'blank' is constant" in widget.last_error
+    assert "every slice of image 'blank' is constant or has no" in widget.last_error
 
 
 def test_a_slice_that_cannot_be_restored_is_named_by_its_axis(viewer: Any,

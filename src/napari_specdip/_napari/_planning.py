@@ -428,16 +428,19 @@ def reference_array(layer: Any, info: ImageInfo, scale: int) -> npt.NDArray[Any]
 
 
 @dataclass(frozen=True)
-class ConstantPlane:
-    """A constant slice of a stack (a blank first plane, say): nothing to restore.
+class CopiedPlane:
+    """A slice of a stack with nothing to restore, copied through as it is: a constant
+    slice (a blank first plane, say), or one whose inpainting mask marks no pixel
+    (fitting it anyway would only smooth it).
 
     Stands in the plan's jobs where a :class:`~napari_specdip.core.engine.RestoreJob`
-    would; its run copies the slice through (upscaled for super-resolution) at once,
-    as the CLI does, instead of refusing the whole stack.
+    would; its run copies the slice (upscaled for super-resolution) at once, as the
+    CLI does, instead of refusing the whole stack.
     """
 
     image: npt.NDArray[Any]
     factor: int = 1
+    reason: str = "constant"
     reference: None = None
 
     def run(self) -> Generator[StepReport, None, RestoreResult]:
@@ -446,16 +449,17 @@ class ConstantPlane:
         image = self.image
         if self.factor > 1:
             image = np.repeat(np.repeat(image, self.factor, axis=0), self.factor, axis=1)
-        value = float(np.asarray(image).flat[0])
         yield from ()
         return RestoreResult(image=np.array(image, copy=True), iterations=0,
-                             stop_reason=CONSTANT, stop_iteration=0, history={},
+                             stop_reason=self.reason, stop_iteration=0, history={},
                              parameters={}, device="none", elapsed=0.0,
-                             intensity_range=(value, value))
+                             intensity_range=(float(np.min(image)), float(np.max(image))))
 
 
-#: ``stop_reason`` of a constant slice copied through
+#: ``stop_reason`` of a slice copied through: constant, or with no pixel to fill
 CONSTANT = "constant"
+NOTHING_TO_FILL = "nothing_to_fill"
+COPIED = (CONSTANT, NOTHING_TO_FILL)
 
 
 @dataclass
@@ -465,7 +469,7 @@ class RunPlan:
     info: ImageInfo
     params: RestoreParameters
     planes: list[Plane]
-    jobs: list[RestoreJob | ConstantPlane]
+    jobs: list[RestoreJob | CopiedPlane]
     out_leading: tuple[int, ...]
     fixed_index: tuple[int, ...]  # current index used on non-iterated leading axes
     iterated: tuple[int, ...]
@@ -624,8 +628,8 @@ def assemble(plan: RunPlan, results: list[RestoreResult]
     out = np.empty(plan.out_shape, dtype=results[0].image.dtype)
     for k, plane in enumerate(plan.planes):
         out[plane.target] = results[k].image if k < len(results) else plan.filler(plane)
-    # the run record of a restored slice (a constant slice copied through has none)
-    meta = next((r for r in results if r.stop_reason != CONSTANT), results[0]).metadata()
+    # the run record of a restored slice (a slice copied through has none)
+    meta = next((r for r in results if r.stop_reason not in COPIED), results[0]).metadata()
     sd = meta["specdip"]
     missing = len(plan.planes) - len(results)
     sd["source_layer"] = info.name

@@ -53,7 +53,7 @@ class Interrupt:
         return self.requested.is_set()
 
 
-def run_jobs(jobs: Sequence[RestoreJob | _planning.ConstantPlane], interrupt: Interrupt,
+def run_jobs(jobs: Sequence[RestoreJob | _planning.CopiedPlane], interrupt: Interrupt,
              budget_s: float | None = None, warm_start: bool = False
              ) -> Generator[tuple[int, StepReport], None, list[RestoreResult]]:
     """Worker body: run the jobs one after the other, yielding ``(job index, report)``.
@@ -69,7 +69,7 @@ def run_jobs(jobs: Sequence[RestoreJob | _planning.ConstantPlane], interrupt: In
     for k, job in enumerate(jobs):
         if k and interrupt.requested.is_set():
             break
-        if warm_start and handed is not None and not isinstance(job, _planning.ConstantPlane):
+        if warm_start and handed is not None and not isinstance(job, _planning.CopiedPlane):
             job, handed = dataclasses.replace(job, warm_start=handed), None
         gen = job.run()
         while True:
@@ -132,7 +132,7 @@ class RunSession:
         self._tile_offset = 0
         self._last_ui = 0.0
         self._last_region_preview = -1.0
-        self._queue: list[RestoreJob | _planning.ConstantPlane] = []
+        self._queue: list[RestoreJob | _planning.CopiedPlane] = []
         self._steps: deque[Callable[[], None]] = deque()
         self._pumping = False
 
@@ -346,8 +346,8 @@ class RunSession:
         if plan is None:
             return
         kept = _planning.useful_results(results)
-        if all(r.stop_reason == _planning.CONSTANT for r in kept):
-            kept = []  # only constant slices copied through: the input again
+        if all(r.stop_reason in _planning.COPIED for r in kept):
+            kept = []  # only slices copied through: the input again
         last = results[-1] if results else None
         if not kept:
             done = last.iterations if last is not None else 0
@@ -378,7 +378,7 @@ class RunSession:
         from napari.utils.notifications import show_info, show_warning
 
         name = plan.result_name(kept)
-        restored = [r for r in kept if r.stop_reason != _planning.CONSTANT]
+        restored = [r for r in kept if r.stop_reason not in _planning.COPIED]
         reasons = sorted({self._words(r.stop_reason) for r in restored})
         iterations = sum(r.iterations for r in restored)
         elapsed = sum(r.elapsed for r in restored)
@@ -388,10 +388,12 @@ class RunSession:
         what = "Region preview" if self.is_region else f"{name!r}"
         message = (f"{what}: {iterations} iterations{slices} in {elapsed:.1f} s on {device}; "
                    f"stop: {', '.join(reasons) or 'none'}.")
-        copied = len(kept) - len(restored)
-        if copied:
-            message += (f" {copied} constant slice{'s were' if copied > 1 else ' was'} "
-                        "copied through: nothing to restore there.")
+        for reason, why in ((_planning.CONSTANT, "constant"),
+                            (_planning.NOTHING_TO_FILL, "no pixel to fill")):
+            copied = sum(r.stop_reason == reason for r in kept)
+            if copied:
+                message += (f" {copied} slice{'s were' if copied > 1 else ' was'} copied "
+                            f"through ({why}): nothing to restore there.")
         # a slice stopped too early to keep was dropped: say where the stop came
         if (len(kept) < len(plan.jobs) and self.stop_requested_by
                 and not any(r.stop_reason == "stopped" for r in kept)):

@@ -1048,7 +1048,7 @@ class RestoreWidget(Container[Widget]):
         planes, out_leading = _planning.planes(info, mode, current)
         warm = self._warm_starts(params, len(planes))
         interrupt = Interrupt()
-        jobs: list[RestoreJob | _planning.ConstantPlane] = []
+        jobs: list[RestoreJob | _planning.CopiedPlane] = []
         plane_ref_ndim = 3 if info.rgb else 2
         for k, plane in enumerate(planes):
             plane_mask = None
@@ -1061,8 +1061,12 @@ class RestoreWidget(Container[Widget]):
             stacked = info.n_leading > 0 and region is None
             if stacked and is_constant(info.data[plane.source]):
                 factor = (params.factor or 1) if params.task == "super-resolve" else 1
-                jobs.append(_planning.ConstantPlane(np.asarray(info.data[plane.source]),
-                                                    factor=factor))
+                jobs.append(_planning.CopiedPlane(np.asarray(info.data[plane.source]),
+                                                  factor=factor))
+                continue
+            if stacked and plane_mask is not None and not plane_mask.any():
+                jobs.append(_planning.CopiedPlane(np.asarray(info.data[plane.source]),
+                                                  reason=_planning.NOTHING_TO_FILL))
                 continue
             where = f"slice {_planning.slice_words(info, plane.source)}: " if stacked else ""
             try:
@@ -1074,9 +1078,9 @@ class RestoreWidget(Container[Widget]):
                 ))
             except ValueError as exc:
                 raise ValueError(f"{where}{exc}") from exc
-        if jobs and all(isinstance(j, _planning.ConstantPlane) for j in jobs):
-            raise ValueError(f"every slice of image {info.name!r} is constant: nothing to "
-                             "restore")
+        if jobs and all(isinstance(j, _planning.CopiedPlane) for j in jobs):
+            raise ValueError(f"every slice of image {info.name!r} is constant or has no "
+                             "masked pixel to fill: nothing to restore")
         label = dict(_planning.stack_choices(full)) if full.n_leading else {}
         mode_label = next((k for k, v in label.items() if v == mode), "")
         plan = _planning.RunPlan(

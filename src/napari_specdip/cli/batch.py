@@ -614,7 +614,8 @@ def _process(args: Any, todo: list[tuple[Path, Path, Row]], options: dict[str, A
             for item in job.slices():
                 copy = job.passthrough(item)
                 if copy is not None:
-                    state.put(item, copy, passthrough_meta(item.index))
+                    state.put(item, copy, passthrough_meta(item.index,
+                                                           job.copy_reason(item) or "constant"))
                     continue
                 saved = _load_slice(partial, item.index) if partial is not None else None
                 if saved is not None and saved[0].shape[:2] == job.layout.output_slice_shape(

@@ -220,10 +220,26 @@ class FileJob:
                 reference, _, _ = self.layout.engine_image(self.reference_canonical, index)
             yield SliceInput(index, image, channel_axis, alpha, mask, reference)
 
-    def passthrough(self, item: SliceInput) -> npt.NDArray[Any] | None:
-        """A constant slice of a stack has nothing to restore: its (upscaled) copy, else None."""
-        if not self.layout.is_stack or not is_constant(item.image):
+    def copy_reason(self, item: SliceInput) -> str | None:
+        """Why a slice of a stack is copied, not restored: ``"constant"`` (nothing to
+        restore) or ``"nothing_to_fill"`` (inpainting, and its mask marks no pixel of
+        it: fitting it anyway would only smooth it); None for a slice to restore."""
+        if not self.layout.is_stack:
             return None
+        if is_constant(item.image):
+            return CONSTANT
+        if item.mask is not None and not item.mask.any():
+            return NOTHING_TO_FILL
+        return None
+
+    def passthrough(self, item: SliceInput) -> npt.NDArray[Any] | None:
+        """A slice of a stack with nothing to restore (:meth:`copy_reason`): its
+        (upscaled) copy, else None."""
+        reason = self.copy_reason(item)
+        if reason is None:
+            return None
+        if reason == NOTHING_TO_FILL:
+            return self.unrestored(item)
         shape = item.image.shape[:2]
         shape = (shape[0] * self.scale, shape[1] * self.scale) + item.image.shape[2:]
         return np.full(shape, item.image.flat[0]).astype(self.output_dtype)
@@ -339,9 +355,9 @@ def prepare(input_path: str | Path, output: Path, *, task: str, options: dict[st
 
 
 def first_restored(job: FileJob) -> SliceInput | None:
-    """The first slice that will be restored (not a constant slice of a stack)."""
+    """The first slice that will be restored (not one :meth:`FileJob.copy_reason` copies)."""
     for item in job.slices():
-        if not job.layout.is_stack or item.image.min() != item.image.max():
+        if job.copy_reason(item) is None:
             return item
     return None
 
@@ -351,15 +367,23 @@ def _check_every_slice(job: FileJob) -> None:
     (:func:`_check_engine` plans the first one only): NaN or infinite values, in the
     image or the reference, and a per-slice mask that covers a whole slice. Otherwise
     the run fails there, after the slices before it were restored, and writes nothing.
-    Constant slices are copied, not restored: their reference and mask are not used."""
+    Constant slices, and slices whose mask marks no pixel, are copied, not restored:
+    their reference and mask are not used; a mask that marks no pixel of any slice is
+    refused."""
     if not job.layout.is_stack:
         return
+    masks = job.mask_shared if job.mask_canonical is None else job.mask_canonical
+    if masks is not None and not masks.any():
+        raise UsageError(f"{job.mask_path}: the mask marks no pixel to fill in any slice of "
+                         f"{job.source.path}: nothing to inpaint (nonzero marks the pixels "
+                         "to fill)")
     data = job.canonical[..., :-1] if job.layout.alpha else job.canonical  # alpha: copied
     reference = job.reference_canonical
     bad: dict[Path | None, list[tuple[int, ...]]] = {job.source.path: [], job.reference_path: []}
     for index in np.ndindex(*job.layout.stack_shape):  # slice by slice: no copy of the stack
-        if is_constant(data[index]):
-            continue
+        if is_constant(data[index]) or (job.mask_canonical is not None
+                                        and not job.mask_canonical[index].any()):
+            continue  # copied as it is
         if data.dtype.kind == "f" and not np.isfinite(data[index]).all():
             bad[job.source.path].append(index)
         if (reference is not None and reference.dtype.kind == "f"
@@ -476,7 +500,7 @@ def restore_file(job: FileJob, *, progress: bool, interrupt: Any = None,
         if copy is not None:
             job.layout.put(out, item.index, copy, item.alpha, job.scale)
             job.put_uncertainty(spread, item, None)
-            runs.append(passthrough_meta(item.index))
+            runs.append(passthrough_meta(item.index, job.copy_reason(item) or CONSTANT))
             continue
         left -= 1
         if interrupt is not None and interrupt.is_set():
@@ -610,8 +634,13 @@ def describe_job_estimate(job: FileJob, est: Any) -> str:
 NOT_RUN = "not_run"
 
 
-def passthrough_meta(index: tuple[int, ...]) -> dict[str, Any]:
-    return {"index": list(index), "iterations": 0, "stop_reason": "constant",
+#: ``stop_reason`` of a slice copied through: constant, or with no pixel to fill
+CONSTANT = "constant"
+NOTHING_TO_FILL = "nothing_to_fill"
+
+
+def passthrough_meta(index: tuple[int, ...], reason: str = CONSTANT) -> dict[str, Any]:
+    return {"index": list(index), "iterations": 0, "stop_reason": reason,
             "elapsed_seconds": 0.0, "metrics": {}}
 
 

@@ -199,6 +199,9 @@ def plan_restore(image: Any, task: str = "denoise", *, mask: Any = None, factor:
         known = ~(m.astype(bool))
         if not known.any():
             raise ValueError("the mask covers every pixel: nothing is left to fit")
+        if known.all():  # the fit would only smooth the image, which was not asked for
+            raise ValueError("the mask marks no pixel to fill: nothing to inpaint (nonzero "
+                             "marks the pixels to fill; to smooth the image, use denoise)")
     elif mask is not None:
         raise ValueError(f"a mask only makes sense for inpainting, not for task {params.task!r}")
 
