@@ -99,6 +99,8 @@ def plan(name: str) -> list[Config]:
         return _heldout_plan()
     if name == "tune128":
         return _tune128_plan()
+    if name == "deblock":
+        return _deblock_plan()
     if name == "holdout":
         return [_optimised(n, 128, "sigma25", w, "lr1e-2", holdout=f, max_iterations=1000)
                 for n, w in (("cell", 32), ("camera", 16), ("brick", 64), ("nuclei1", 32),
@@ -149,6 +151,29 @@ def _heldout_plan() -> list[Config]:
     configs += [at(n, 256, "sigma25", 32, 1000) for n in ("nuclei2", "chelsea", "gravel")]
     configs += [at(n, 512, "sigma25", 16, 1200) for n in ("moon", "nuclei2")]
     configs += [at(n, 128, "sigma25", 128, 600) for n in ("nuclei2", "chelsea", "grass")]
+    return configs
+
+
+def _deblock_plan() -> list[Config]:
+    """JPEG deblocking over both halves at the deblocking presets' optimiser and cap (1000):
+    quality 10 on every photo-like, fluorescence and texture image at 128 px, width 32,
+    and a few at quality 30, widths 16 and 64, 64 and 256 px."""
+    def at(image: str, size: int, quality: int, width: int) -> Config:
+        return _optimised(image, size, f"jpeg{quality}", width, "lr1e-2", holdout=0.1,
+                          max_iterations=1000)
+
+    halves = {"tune": ("camera", "astronaut", "coffee", "nuclei1", "brick", "cell",
+                       "filaments1"),
+              "held-out": ("chelsea", "coins", "moon", "grass", "gravel", "nuclei2", "hubble",
+                           "rocket")}
+    configs: list[Config] = []
+    for images in halves.values():
+        a, b, c = images[0], images[1], images[5] if len(images) > 5 else images[3]
+        configs += [at(n, 128, 10, 32) for n in images]
+        configs += [at(n, 128, 30, 32) for n in (a, b, c)]
+        configs += [at(n, 128, 10, w) for n in (b, c) for w in (16, 64)]
+        configs += [at(n, 64, 10, 32) for n in (a, c)]
+        configs += [at(a, 256, 10, 32)]
     return configs
 
 

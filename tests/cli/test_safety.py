@@ -575,14 +575,25 @@ def test_a_bad_later_slice_of_a_stack_is_refused_before_any_work(
     assert "estimate:" not in proc.stderr and not out.exists()
 
 
+def _write_zyx(path: Path, data: np.ndarray) -> None:
+    tifffile.imwrite(path, data, photometric="minisblack", metadata={"axes": "ZYX"})
+
+
+def _stack_and_mask(tmp_path: Path, holes: np.ndarray, *, seed: int
+                    ) -> tuple[np.ndarray, Path, Path]:
+    """A random uint16 ZYX stack shaped like ``holes``, and ``holes`` as its mask, as TIFFs."""
+    stack = (np.random.default_rng(seed).random(holes.shape) * 1000).astype(np.uint16)
+    source, mask = tmp_path / "stack.tif", tmp_path / "mask.tif"
+    _write_zyx(source, stack)
+    _write_zyx(mask, holes)
+    return stack, source, mask
+
+
 def test_a_slice_with_nothing_to_fill_is_copied_through(
         tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    stack = (np.random.default_rng(9).random((3, 32, 32)) * 1000).astype(np.uint16)
-    source, mask = tmp_path / "stack.tif", tmp_path / "mask.tif"
-    tifffile.imwrite(source, stack, photometric="minisblack", metadata={"axes": "ZYX"})
     holes = np.zeros((3, 32, 32), np.uint8)
     holes[[0, 2], 4:8, 4:8] = 1  # slice 1 has no hole: fitting it would only smooth it
-    tifffile.imwrite(mask, holes, photometric="minisblack", metadata={"axes": "ZYX"})
+    stack, source, mask = _stack_and_mask(tmp_path, holes, seed=9)
     out = tmp_path / "out.tif"
     proc = _main(["restore", source, "-o", out, "--task", "inpaint", "--mask", mask, *FAST],
                  capsys)
@@ -595,8 +606,7 @@ def test_a_slice_with_nothing_to_fill_is_copied_through(
     assert [s["stop_reason"] for s in meta["slices"]] == [
         "max_iterations", "nothing_to_fill", "max_iterations"]
     # a mask that marks no pixel anywhere is refused before any work
-    tifffile.imwrite(mask, np.zeros_like(holes), photometric="minisblack",
-                     metadata={"axes": "ZYX"})
+    _write_zyx(mask, np.zeros_like(holes))
     out.unlink()
     proc = _main(["restore", source, "-o", out, "--task", "inpaint", "--mask", mask, *FAST],
                  capsys)
@@ -606,13 +616,10 @@ def test_a_slice_with_nothing_to_fill_is_copied_through(
 
 def test_a_mask_covering_a_later_slice_is_refused_before_any_work(
         tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    stack = (np.random.default_rng(8).random((3, 32, 32)) * 1000).astype(np.uint16)
-    source, mask = tmp_path / "stack.tif", tmp_path / "mask.tif"
-    tifffile.imwrite(source, stack, photometric="minisblack", metadata={"axes": "ZYX"})
     holes = np.zeros((3, 32, 32), np.uint8)
     holes[:, 4:8, 4:8] = 1
     holes[1] = 1
-    tifffile.imwrite(mask, holes, photometric="minisblack", metadata={"axes": "ZYX"})
+    stack, source, mask = _stack_and_mask(tmp_path, holes, seed=8)
     out = tmp_path / "out.tif"
     proc = _main(["restore", source, "-o", out, "--task", "inpaint", "--mask", mask,
                   "--width", "8", "--depth", "3", "--max-iterations", "200", "--stop", "none"],
@@ -620,7 +627,7 @@ def test_a_mask_covering_a_later_slice_is_refused_before_any_work(
     assert_clean_failure(proc, 2, str(source), "(slice (1,))", "covers every pixel")
     assert "estimate:" not in proc.stderr and not out.exists()
     stack[1] = 9  # a constant slice is copied: its mask is never used
-    tifffile.imwrite(source, stack, photometric="minisblack", metadata={"axes": "ZYX"})
+    _write_zyx(source, stack)
     proc = _main(["restore", source, "-o", out, "--task", "inpaint", "--mask", mask, *FAST],
                  capsys)
     assert proc.returncode == 0, proc.stderr

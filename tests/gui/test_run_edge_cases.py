@@ -16,16 +16,25 @@ def _noisy(shape: tuple[int, ...], seed: int = 0) -> np.ndarray:
     return np.random.default_rng(seed).random(shape).astype(np.float32)
 
 
+def _run_stack(viewer: Any, open_widget: Any, wait_for_run: Any, data: np.ndarray, task: str,
+               *, holes: np.ndarray | None = None, warm_start: bool = False) -> Any:
+    """Run ``task`` (6 iterations) on the stack ``data`` to its end; the widget."""
+    image = viewer.add_image(data, name="z")
+    widget = open_widget(task=task, iterations=6, stop="none")
+    widget.image.value = image
+    if holes is not None:
+        widget.mask.value = viewer.add_labels(holes, name="holes")
+    widget.warm_start.value = warm_start
+    assert widget.start() is not None, widget.last_error
+    wait_for_run(widget)
+    return widget
+
+
 def test_a_blank_slice_of_a_stack_is_copied_through(viewer: Any, open_widget: Any,
                                                      wait_for_run: Any) -> None:
     data = (_noisy((3, SIZE, SIZE)) * 4000).astype(np.uint16)
     data[0] = 0  # a blank first plane, as microscopes write
-    image = viewer.add_image(data, name="z")
-    widget = open_widget(task="denoise", iterations=6, stop="none")
-    widget.image.value = image
-    widget.warm_start.value = True
-    assert widget.start() is not None, widget.last_error
-    wait_for_run(widget)
+    widget = _run_stack(viewer, open_widget, wait_for_run, data, "denoise", warm_start=True)
     out = widget.last_output
     assert out.data.dtype == np.uint16 and out.data.shape == data.shape
     assert (out.data[0] == 0).all() and out.data[1:].std() > 0
@@ -42,15 +51,9 @@ def test_a_blank_slice_of_a_stack_is_copied_through(viewer: Any, open_widget: An
 def test_a_slice_with_no_hole_is_copied_through_not_smoothed(viewer: Any, open_widget: Any,
                                                              wait_for_run: Any) -> None:
     data = (_noisy((3, SIZE, SIZE)) * 4000).astype(np.uint16)
-    image = viewer.add_image(data, name="z")
     holes = np.zeros((3, SIZE, SIZE), np.uint8)
     holes[[0, 2], 4:8, 4:8] = 1  # slice 1 has nothing to fill
-    mask = viewer.add_labels(holes, name="holes")
-    widget = open_widget(task="inpaint", iterations=6, stop="none")
-    widget.image.value = image
-    widget.mask.value = mask
-    assert widget.start() is not None, widget.last_error
-    wait_for_run(widget)
+    widget = _run_stack(viewer, open_widget, wait_for_run, data, "inpaint", holes=holes)
     out = widget.last_output
     np.testing.assert_array_equal(out.data[1], data[1])
     assert (out.data[0] != data[0]).any()
