@@ -62,6 +62,34 @@ def test_a_slice_with_no_hole_is_copied_through_not_smoothed(viewer: Any, open_w
     assert "1 slice was copied through (no pixel to fill)" in widget.status.value
 
 
+def test_a_lazy_stack_is_read_slice_by_slice_and_restored_like_an_array(
+        viewer: Any, open_widget: Any, wait_for_run: Any) -> None:
+    import dask.array as da
+
+    from napari_specdip._napari import _planning
+
+    data = (_noisy((3, SIZE, SIZE)) * 4000).astype(np.uint16)
+    reads: list[Any] = []
+
+    def plane(block: np.ndarray, block_info: Any = None) -> np.ndarray:
+        reads.append(block_info[0]["chunk-location"][0])
+        return block
+
+    lazy = da.from_array(data, chunks=(1, SIZE, SIZE)).map_blocks(plane, dtype=data.dtype)
+    widget = _run_stack(viewer, open_widget, wait_for_run, data, "denoise")
+    eager = widget.last_output.data
+    image = viewer.add_image(lazy, name="lazy")
+    widget.image.value = image
+    reads.clear()
+    plan = widget.plan()
+    # checked at the click, one slice at a time; planned again by the worker
+    assert sorted(reads) == [0, 1, 2]
+    assert all(isinstance(job, _planning.LazyJob) for job in plan.jobs)
+    assert widget.start() is not None, widget.last_error
+    wait_for_run(widget)
+    np.testing.assert_array_equal(widget.last_output.data, eager)
+
+
 def test_a_stack_of_blank_slices_is_refused(viewer: Any, open_widget: Any) -> None:
     image = viewer.add_image(np.full((2, SIZE, SIZE), 7, np.uint16), name="blank")
     widget = open_widget(task="denoise", iterations=6)

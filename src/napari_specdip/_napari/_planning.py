@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
-from collections.abc import Generator, Sequence
+from collections.abc import Callable, Generator, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Union
 
 import numpy as np
 import numpy.typing as npt
@@ -50,7 +50,7 @@ class ImageInfo:
     """
 
     name: str
-    data: npt.NDArray[Any]
+    data: Any  # numpy, or a lazy (dask, zarr) array left unread: index it by plane
     rgb: bool
     scale: tuple[float, ...]
     translate: tuple[float, ...]
@@ -68,7 +68,7 @@ class ImageInfo:
 
     @property
     def ndim(self) -> int:
-        return self.data.ndim - (1 if self.rgb else 0)
+        return int(self.data.ndim) - (1 if self.rgb else 0)
 
     @property
     def n_leading(self) -> int:
@@ -94,7 +94,9 @@ def image_info(layer: Any) -> ImageInfo:
     if getattr(layer, "multiscale", False):
         raise ValueError(f"image {layer.name!r} is multiscale; restore one resolution level "
                          "(e.g. add layer.data[0] as its own layer) instead")
-    data = np.asarray(layer.data)
+    data = layer.data
+    if not all(hasattr(data, a) for a in ("shape", "dtype", "ndim", "__getitem__")):
+        data = np.asarray(data)  # a lazy (dask, zarr) array stays lazy: read by the plane
     rgb = bool(getattr(layer, "rgb", False))
     ndim = data.ndim - (1 if rgb else 0)
     if ndim < 2:
@@ -311,7 +313,7 @@ def crop_info(info: ImageInfo, box: Box, index: Sequence[int]) -> ImageInfo:
     """
     n = info.n_leading
     lead = tuple(slice(int(i), int(i) + 1) for i in index)
-    data = info.data[lead + box.slices()]
+    data = np.asarray(info.data[lead + box.slices()])  # the crop only, of a lazy array
     translate = shifted_translate(info, [*(int(i) for i in index[:n]), box.y0, box.x0])
     return dataclasses.replace(info, data=data, translate=translate)
 
@@ -456,6 +458,28 @@ class CopiedPlane:
                              intensity_range=(float(np.min(image)), float(np.max(image))))
 
 
+@dataclass(frozen=True)
+class LazyJob:
+    """A slice of a stack, checked at the click and planned when its turn comes.
+
+    ``plan(plane)`` gives its :class:`~napari_specdip.core.engine.RestoreJob`; the
+    plane is read from ``source[index]`` (the layer's array, a lazy one too) by the
+    worker, so the run holds one slice's float64 copy at a time, not the stack's.
+    """
+
+    source: Any
+    index: tuple[int, ...]
+    plan: Callable[[npt.NDArray[Any]], RestoreJob]
+    reference: npt.NDArray[Any] | None = None
+
+    def make(self) -> RestoreJob:
+        return self.plan(np.asarray(self.source[self.index]))
+
+
+#: what a run's plan holds for each plane
+Job = Union["RestoreJob", CopiedPlane, LazyJob]
+
+
 #: ``stop_reason`` of a slice copied through: constant, or with no pixel to fill
 CONSTANT = "constant"
 NOTHING_TO_FILL = "nothing_to_fill"
@@ -469,7 +493,7 @@ class RunPlan:
     info: ImageInfo
     params: RestoreParameters
     planes: list[Plane]
-    jobs: list[RestoreJob | CopiedPlane]
+    jobs: list[Job]
     out_leading: tuple[int, ...]
     fixed_index: tuple[int, ...]  # current index used on non-iterated leading axes
     iterated: tuple[int, ...]

@@ -53,7 +53,7 @@ class Interrupt:
         return self.requested.is_set()
 
 
-def run_jobs(jobs: Sequence[RestoreJob | _planning.CopiedPlane], interrupt: Interrupt,
+def run_jobs(jobs: Sequence[_planning.Job], interrupt: Interrupt,
              budget_s: float | None = None, warm_start: bool = False
              ) -> Generator[tuple[int, StepReport], None, list[RestoreResult]]:
     """Worker body: run the jobs one after the other, yielding ``(job index, report)``.
@@ -69,6 +69,8 @@ def run_jobs(jobs: Sequence[RestoreJob | _planning.CopiedPlane], interrupt: Inte
     for k, job in enumerate(jobs):
         if k and interrupt.requested.is_set():
             break
+        if isinstance(job, _planning.LazyJob):
+            job = job.make()
         if warm_start and handed is not None and not isinstance(job, _planning.CopiedPlane):
             job, handed = dataclasses.replace(job, warm_start=handed), None
         gen = job.run()
@@ -132,7 +134,7 @@ class RunSession:
         self._tile_offset = 0
         self._last_ui = 0.0
         self._last_region_preview = -1.0
-        self._queue: list[RestoreJob | _planning.CopiedPlane] = []
+        self._queue: list[_planning.Job] = []
         self._steps: deque[Callable[[], None]] = deque()
         self._pumping = False
 

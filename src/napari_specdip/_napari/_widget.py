@@ -18,6 +18,8 @@ is imported; pyqtgraph when the charts are built.
 
 from __future__ import annotations
 
+import functools
+
 import math
 import os
 from typing import TYPE_CHECKING, Any
@@ -1048,7 +1050,7 @@ class RestoreWidget(Container[Widget]):
         planes, out_leading = _planning.planes(info, mode, current)
         warm = self._warm_starts(params, len(planes))
         interrupt = Interrupt()
-        jobs: list[RestoreJob | _planning.CopiedPlane] = []
+        jobs: list[_planning.Job] = []
         plane_ref_ndim = 3 if info.rgb else 2
         for k, plane in enumerate(planes):
             plane_mask = None
@@ -1059,25 +1061,29 @@ class RestoreWidget(Container[Widget]):
                 plane_ref = (reference if reference.ndim == plane_ref_ndim
                              else reference[plane.source])
             stacked = info.n_leading > 0 and region is None
-            if stacked and is_constant(info.data[plane.source]):
+            data = np.asarray(info.data[plane.source])  # a lazy (dask) plane: read once
+            if stacked and is_constant(data):
                 factor = (params.factor or 1) if params.task == "super-resolve" else 1
-                jobs.append(_planning.CopiedPlane(np.asarray(info.data[plane.source]),
-                                                  factor=factor))
+                jobs.append(_planning.CopiedPlane(data, factor=factor))
                 continue
             if stacked and plane_mask is not None and not plane_mask.any():
-                jobs.append(_planning.CopiedPlane(np.asarray(info.data[plane.source]),
-                                                  reason=_planning.NOTHING_TO_FILL))
+                jobs.append(_planning.CopiedPlane(data, reason=_planning.NOTHING_TO_FILL))
                 continue
             where = f"slice {_planning.slice_words(info, plane.source)}: " if stacked else ""
+            job = functools.partial(
+                plan_restore, task=params.task, mask=plane_mask,
+                channel_axis=-1 if info.rgb else None, reference=plane_ref, parameters=params,
+                interrupt=interrupt, keep_state=warm and k < len(planes) - 1)
             try:
-                jobs.append(plan_restore(
-                    info.data[plane.source], params.task, mask=plane_mask,
-                    channel_axis=-1 if info.rgb else None, reference=plane_ref,
-                    parameters=params, interrupt=interrupt,
-                    keep_state=warm and k < len(planes) - 1,
-                ))
+                planned = job(data)  # refuses a bad slice now, before any work
             except ValueError as exc:
                 raise ValueError(f"{where}{exc}") from exc
+            # a stack's slices are planned again when their turn comes, on the worker: a
+            # planned slice holds float64 copies, which for every slice at once could
+            # outgrow the memory the stack itself takes
+            jobs.append(_planning.LazyJob(info.data, plane.source, job, plane_ref)
+                        if stacked and len(planes) > 1 else planned)
+            del planned
         if jobs and all(isinstance(j, _planning.CopiedPlane) for j in jobs):
             raise ValueError(f"every slice of image {info.name!r} is constant or has no "
                              "masked pixel to fill: nothing to restore")

@@ -351,7 +351,8 @@ def iter_restore(image: Any, task: str = "denoise", *, mask: Any = None, factor:
     task : str
         ``"denoise"``, ``"deblock"``, ``"inpaint"``, ``"super-resolve"`` or ``"enhance"``.
     mask : array_like, optional
-        Inpainting only: the image's spatial shape, True/nonzero on pixels to fill.
+        Inpainting only: the image's spatial shape, True/nonzero on pixels to fill;
+        at least one pixel, and not all of them.
     factor : int, optional
         Super-resolution factor (2, 4 or 8; default 4).
     channel_axis : int, optional
