@@ -18,6 +18,7 @@ Examples
 python benchmarks/trajectories.py --plan smoke --device cpu --out /tmp/smoke.jsonl
 python benchmarks/trajectories.py --plan explore --device cuda --workers 12 --out explore.jsonl
 python benchmarks/trajectories.py --plan heldout --seed 1 --max-size 128 --out seed1.jsonl
+python benchmarks/trajectories.py --plan deblock --device cpu --workers 2 --no-baselines --out deblock.jsonl
 """
 
 from __future__ import annotations
