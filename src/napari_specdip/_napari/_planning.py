@@ -17,6 +17,8 @@ from typing import TYPE_CHECKING, Any, Union
 import numpy as np
 import numpy.typing as npt
 
+from napari_specdip.core.results import CONSTANT, COPIED
+
 if TYPE_CHECKING:
     from napari_specdip.core.engine import RestoreJob
     from napari_specdip.core.params import RestoreParameters
@@ -442,7 +444,7 @@ class CopiedPlane:
 
     image: npt.NDArray[Any]
     factor: int = 1
-    reason: str = "constant"
+    reason: str = CONSTANT
     reference: None = None
 
     def run(self) -> Generator[StepReport, None, RestoreResult]:
@@ -479,11 +481,6 @@ class LazyJob:
 #: what a run's plan holds for each plane
 Job = Union["RestoreJob", CopiedPlane, LazyJob]
 
-
-#: ``stop_reason`` of a slice copied through: constant, or with no pixel to fill
-CONSTANT = "constant"
-NOTHING_TO_FILL = "nothing_to_fill"
-COPIED = (CONSTANT, NOTHING_TO_FILL)
 
 
 @dataclass

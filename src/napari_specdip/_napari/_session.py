@@ -22,6 +22,7 @@ import numpy as np
 from napari_specdip._napari import _planning
 from napari_specdip._napari._eta import Progress
 from napari_specdip._napari._help import toast
+from napari_specdip.core.results import CONSTANT, COPIED, NOTHING_TO_FILL
 
 if TYPE_CHECKING:
     from napari_specdip._napari._charts import ChartsWidget
@@ -348,7 +349,7 @@ class RunSession:
         if plan is None:
             return
         kept = _planning.useful_results(results)
-        if all(r.stop_reason in _planning.COPIED for r in kept):
+        if all(r.stop_reason in COPIED for r in kept):
             kept = []  # only slices copied through: the input again
         last = results[-1] if results else None
         if not kept:
@@ -380,7 +381,7 @@ class RunSession:
         from napari.utils.notifications import show_info, show_warning
 
         name = plan.result_name(kept)
-        restored = [r for r in kept if r.stop_reason not in _planning.COPIED]
+        restored = [r for r in kept if r.stop_reason not in COPIED]
         reasons = sorted({self._words(r.stop_reason) for r in restored})
         iterations = sum(r.iterations for r in restored)
         elapsed = sum(r.elapsed for r in restored)
@@ -390,8 +391,8 @@ class RunSession:
         what = "Region preview" if self.is_region else f"{name!r}"
         message = (f"{what}: {iterations} iterations{slices} in {elapsed:.1f} s on {device}; "
                    f"stop: {', '.join(reasons) or 'none'}.")
-        for reason, why in ((_planning.CONSTANT, "constant"),
-                            (_planning.NOTHING_TO_FILL, "no pixel to fill")):
+        for reason, why in ((CONSTANT, "constant"),
+                            (NOTHING_TO_FILL, "no pixel to fill")):
             copied = sum(r.stop_reason == reason for r in kept)
             if copied:
                 message += (f" {copied} slice{'s were' if copied > 1 else ' was'} copied "

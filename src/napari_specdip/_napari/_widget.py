@@ -19,7 +19,6 @@ is imported; pyqtgraph when the charts are built.
 from __future__ import annotations
 
 import functools
-
 import math
 import os
 from typing import TYPE_CHECKING, Any
@@ -65,6 +64,7 @@ from napari_specdip.core.params import (
     UPSAMPLERS,
     RestoreParameters,
 )
+from napari_specdip.core.results import NOTHING_TO_FILL
 
 if TYPE_CHECKING:
     import napari
@@ -1067,7 +1067,7 @@ class RestoreWidget(Container[Widget]):
                 jobs.append(_planning.CopiedPlane(data, factor=factor))
                 continue
             if stacked and plane_mask is not None and not plane_mask.any():
-                jobs.append(_planning.CopiedPlane(data, reason=_planning.NOTHING_TO_FILL))
+                jobs.append(_planning.CopiedPlane(data, reason=NOTHING_TO_FILL))
                 continue
             where = f"slice {_planning.slice_words(info, plane.source)}: " if stacked else ""
             job = functools.partial(

@@ -612,10 +612,9 @@ def _process(args: Any, todo: list[tuple[Path, Path, Row]], options: dict[str, A
                               spread=job.new_uncertainty(), remaining=job.layout.n_slices)
             queued = len(queue)
             for item in job.slices():
-                copy = job.passthrough(item)
-                if copy is not None:
-                    state.put(item, copy, passthrough_meta(item.index,
-                                                           job.copy_reason(item) or "constant"))
+                reason = job.copy_reason(item)
+                if reason is not None:
+                    state.put(item, job.passthrough(item), passthrough_meta(item.index, reason))
                     continue
                 saved = _load_slice(partial, item.index) if partial is not None else None
                 if saved is not None and saved[0].shape[:2] == job.layout.output_slice_shape(

@@ -35,6 +35,7 @@ from napari_specdip.cli.files import (
 )
 from napari_specdip.cli.layout import StackLayout, resolve_layout, split_mask
 from napari_specdip.core.imaging import is_constant
+from napari_specdip.core.results import CONSTANT, NOTHING_TO_FILL
 from napari_specdip.core.params import NOISE_TASKS
 
 #: ``--threads auto`` gives torch at most this many threads (see :func:`default_threads`)
@@ -232,13 +233,9 @@ class FileJob:
             return NOTHING_TO_FILL
         return None
 
-    def passthrough(self, item: SliceInput) -> npt.NDArray[Any] | None:
-        """A slice of a stack with nothing to restore (:meth:`copy_reason`): its
-        (upscaled) copy, else None."""
-        reason = self.copy_reason(item)
-        if reason is None:
-            return None
-        if reason == NOTHING_TO_FILL:
+    def passthrough(self, item: SliceInput) -> npt.NDArray[Any]:
+        """The copy (upscaled, in the output dtype) of a slice :meth:`copy_reason` copies."""
+        if not is_constant(item.image):
             return self.unrestored(item)
         shape = item.image.shape[:2]
         shape = (shape[0] * self.scale, shape[1] * self.scale) + item.image.shape[2:]
@@ -494,13 +491,13 @@ def restore_file(job: FileJob, *, progress: bool, interrupt: Any = None,
     runs: list[dict[str, Any]] = []
     n = job.layout.n_slices
     state: dict[str, Any] | None = None
-    left = sum(1 for item in job.slices() if job.passthrough(item) is None)
+    left = sum(1 for item in job.slices() if job.copy_reason(item) is None)
     for k, item in enumerate(job.slices(), 1):
-        copy = job.passthrough(item)
-        if copy is not None:
-            job.layout.put(out, item.index, copy, item.alpha, job.scale)
+        reason = job.copy_reason(item)
+        if reason is not None:
+            job.layout.put(out, item.index, job.passthrough(item), item.alpha, job.scale)
             job.put_uncertainty(spread, item, None)
-            runs.append(passthrough_meta(item.index, job.copy_reason(item) or CONSTANT))
+            runs.append(passthrough_meta(item.index, reason))
             continue
         left -= 1
         if interrupt is not None and interrupt.is_set():
@@ -624,7 +621,7 @@ def describe_estimate(est: Any, slices: int = 1, *, params: Any = None,
 
 def describe_job_estimate(job: FileJob, est: Any) -> str:
     """:func:`describe_estimate` of a file: its restored slices, options and size."""
-    slices = sum(1 for item in job.slices() if job.passthrough(item) is None)
+    slices = sum(1 for item in job.slices() if job.copy_reason(item) is None)
     h, w = job.layout.spatial_shape
     return describe_estimate(est, slices, params=job.params, size=(h * job.scale, w * job.scale),
                              threads=job.options.get("num_threads"))
@@ -632,11 +629,6 @@ def describe_job_estimate(job: FileJob, est: Any) -> str:
 
 #: ``stop_reason`` of a slice an interrupted run did not reach (copied unrestored)
 NOT_RUN = "not_run"
-
-
-#: ``stop_reason`` of a slice copied through: constant, or with no pixel to fill
-CONSTANT = "constant"
-NOTHING_TO_FILL = "nothing_to_fill"
 
 
 def passthrough_meta(index: tuple[int, ...], reason: str = CONSTANT) -> dict[str, Any]:

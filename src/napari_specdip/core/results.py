@@ -7,6 +7,12 @@ from typing import Any
 
 import numpy as np
 
+#: ``stop_reason`` of a slice of a stack copied through, not restored: constant (nothing
+#: to restore), or, when inpainting, with a mask that marks no pixel of it
+CONSTANT = "constant"
+NOTHING_TO_FILL = "nothing_to_fill"
+COPIED = (CONSTANT, NOTHING_TO_FILL)
+
 
 @dataclass(frozen=True)
 class StepReport:
