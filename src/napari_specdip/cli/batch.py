@@ -614,7 +614,8 @@ def _process(args: Any, todo: list[tuple[Path, Path, Row]], options: dict[str, A
             for item in job.slices():
                 reason = job.copy_reason(item)
                 if reason is not None:
-                    state.put(item, job.passthrough(item), passthrough_meta(item.index, reason))
+                    state.put(item, job.passthrough(item, reason),
+                              passthrough_meta(item.index, reason))
                     continue
                 saved = _load_slice(partial, item.index) if partial is not None else None
                 if saved is not None and saved[0].shape[:2] == job.layout.output_slice_shape(

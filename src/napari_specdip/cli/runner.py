@@ -35,8 +35,8 @@ from napari_specdip.cli.files import (
 )
 from napari_specdip.cli.layout import StackLayout, resolve_layout, split_mask
 from napari_specdip.core.imaging import is_constant
-from napari_specdip.core.results import CONSTANT, NOTHING_TO_FILL
 from napari_specdip.core.params import NOISE_TASKS
+from napari_specdip.core.results import CONSTANT, NOTHING_TO_FILL
 
 #: ``--threads auto`` gives torch at most this many threads (see :func:`default_threads`)
 MAX_AUTO_THREADS = 8
@@ -233,9 +233,10 @@ class FileJob:
             return NOTHING_TO_FILL
         return None
 
-    def passthrough(self, item: SliceInput) -> npt.NDArray[Any]:
-        """The copy (upscaled, in the output dtype) of a slice :meth:`copy_reason` copies."""
-        if not is_constant(item.image):
+    def passthrough(self, item: SliceInput, reason: str) -> npt.NDArray[Any]:
+        """The copy (upscaled, in the output dtype) of a slice :meth:`copy_reason` copies
+        for ``reason``."""
+        if reason != CONSTANT:
             return self.unrestored(item)
         shape = item.image.shape[:2]
         shape = (shape[0] * self.scale, shape[1] * self.scale) + item.image.shape[2:]
@@ -495,7 +496,8 @@ def restore_file(job: FileJob, *, progress: bool, interrupt: Any = None,
     for k, item in enumerate(job.slices(), 1):
         reason = job.copy_reason(item)
         if reason is not None:
-            job.layout.put(out, item.index, job.passthrough(item), item.alpha, job.scale)
+            job.layout.put(out, item.index, job.passthrough(item, reason), item.alpha,
+                           job.scale)
             job.put_uncertainty(spread, item, None)
             runs.append(passthrough_meta(item.index, reason))
             continue
