@@ -78,35 +78,63 @@ def test_a_lazy_stack_is_read_slice_by_slice_and_restored_like_an_array(
     lazy = da.from_array(data, chunks=(1, SIZE, SIZE)).map_blocks(plane, dtype=data.dtype)
     widget = _run_stack(viewer, open_widget, wait_for_run, data, "denoise")
     eager = widget.last_output.data
-    image = viewer.add_image(lazy, name="lazy")
+    image = viewer.add_image(lazy, name="lazy", visible=False)  # napari reads no slice
     widget.image.value = image
     reads.clear()
     plan = widget.plan()
-    # checked at the click, one slice at a time; planned again by the worker
-    assert sorted(reads) == [0, 1, 2]
-    assert all(isinstance(job, _planning.LazyJob) for job in plan.jobs)
+    # the click reads the first slice only; the worker checks the others before any work
+    assert reads == [0]
+    assert isinstance(plan.jobs[0], _planning.LazyJob)
+    assert all(isinstance(job, _planning.StackSlice) for job in plan.jobs[1:])
+    # the live preview reads a slice when napari shows it, not the stack at the click
+    preview = plan.preview_canvas()
+    assert preview is not None and preview.shape == data.shape and reads == [0]
+    np.testing.assert_array_equal(preview[2], data[2])
+    assert reads == [0, 2]
     assert widget.start() is not None, widget.last_error
     wait_for_run(widget)
     np.testing.assert_array_equal(widget.last_output.data, eager)
 
 
-def test_a_stack_of_blank_slices_is_refused(viewer: Any, open_widget: Any) -> None:
+def test_a_stack_of_blank_slices_is_refused(viewer: Any, open_widget: Any,
+                                            wait_for_run: Any) -> None:
     image = viewer.add_image(np.full((2, SIZE, SIZE), 7, np.uint16), name="blank")
     widget = open_widget(task="denoise", iterations=6)
     widget.image.value = image
+    widget.start()  # the second slice is read by the worker
+    wait_for_run(widget)
+    assert "every slice of image 'blank' is constant or has no" in widget.last_error
+    assert widget.last_output is None
+    assert [layer.name for layer in viewer.layers] == ["blank"]
+    # the current slice alone is read at the click: refused there
+    widget.stack.value = _planning_current()
     assert widget.start() is None
     assert "every slice of image 'blank' is constant or has no" in widget.last_error
 
 
-def test_a_slice_that_cannot_be_restored_is_named_by_its_axis(viewer: Any,
-                                                              open_widget: Any) -> None:
-    data = _noisy((2, SIZE, SIZE))
-    data[1, 3, 4] = np.nan
+def _planning_current() -> str:
+    from napari_specdip._napari import _planning
+
+    return _planning.CURRENT
+
+
+@pytest.mark.parametrize("bad", [0, 2])
+def test_a_slice_that_cannot_be_restored_is_named_by_its_axis(
+        viewer: Any, open_widget: Any, wait_for_run: Any, bad: int) -> None:
+    data = _noisy((3, SIZE, SIZE))
+    data[bad, 3, 4] = np.nan
     image = viewer.add_image(data, name="z")
     widget = open_widget(task="denoise", iterations=6)
     widget.image.value = image
-    assert widget.start() is None
-    assert widget.last_error.startswith("slice z = 1: image contains 1 NaN")
+    if bad == 0:  # the first slice is checked at the click
+        assert widget.start() is None
+    else:  # the others by the worker, before any slice is restored
+        assert widget.start() is not None
+        wait_for_run(widget)
+        assert widget.last_output is None
+    assert widget.last_error.startswith(f"slice z = {bad}: image contains 1 NaN")
+    assert [layer.name for layer in viewer.layers] == ["z"]
+    np.testing.assert_array_equal(np.isnan(image.data), np.isnan(data))
 
 
 def test_before_after_follow_the_input_layer_not_its_name(viewer: Any, open_widget: Any,

@@ -461,8 +461,8 @@ def test_worker_error_is_reported(viewer: Any, open_widget: Any, wait_for_run: A
     from napari_specdip._napari import _session
     from napari_specdip._napari._help import TOAST_CHARS
 
-    def failing(jobs: Any, interrupt: Any, budget_s: Any = None, warm_start: bool = False
-                ) -> Any:
+    def failing(jobs: Any, interrupt: Any, budget_s: Any = None, warm_start: bool = False,
+                name: str = "image") -> Any:
         for k, job in enumerate(jobs):
             gen = job.run()
             yield k, next(gen)

@@ -17,7 +17,8 @@ from typing import TYPE_CHECKING, Any, Union
 import numpy as np
 import numpy.typing as npt
 
-from napari_specdip.core.results import CONSTANT, COPIED
+from napari_specdip.core.imaging import is_constant
+from napari_specdip.core.results import CONSTANT, COPIED, NOTHING_TO_FILL
 
 if TYPE_CHECKING:
     from napari_specdip.core.engine import RestoreJob
@@ -478,8 +479,61 @@ class LazyJob:
         return self.plan(np.asarray(self.source[self.index]))
 
 
+@dataclass(frozen=True)
+class StackSlice:
+    """A slice of a stack not read yet: read and checked by the worker before any slice
+    is restored (:func:`check_slices`), so that Run answers at once on a long (or lazy)
+    stack and a bad slice is still named before any work.
+
+    ``where`` names the slice in messages (``"slice z = 3: "``); ``mask`` is its
+    inpainting mask (one that marks no pixel copies the slice through).
+    """
+
+    source: Any
+    index: tuple[int, ...]
+    plan: Callable[[npt.NDArray[Any]], RestoreJob]
+    where: str
+    mask: npt.NDArray[np.bool_] | None = None
+    factor: int = 1
+    reference: npt.NDArray[Any] | None = None
+
+    def check(self) -> CopiedPlane | LazyJob:
+        """Read the slice: a copy of it where there is nothing to restore, else a job
+        planned again when its turn comes (raises ValueError naming the slice)."""
+        data = np.asarray(self.source[self.index])  # a lazy (dask) plane: read once
+        if is_constant(data):
+            return CopiedPlane(data, factor=self.factor)
+        if self.mask is not None and not self.mask.any():
+            return CopiedPlane(data, reason=NOTHING_TO_FILL)
+        try:
+            self.plan(data)  # refuses a bad slice now, before any work
+        except ValueError as exc:
+            raise ValueError(f"{self.where}{exc}") from exc
+        # planned again at its turn: a planned slice holds float64 copies, which for
+        # every slice at once could outgrow the memory the stack itself takes
+        return LazyJob(self.source, self.index, self.plan, self.reference)
+
+
+#: what a run's plan holds for each plane once its slices are checked
+Checked = Union["RestoreJob", CopiedPlane, LazyJob]
 #: what a run's plan holds for each plane
-Job = Union["RestoreJob", CopiedPlane, LazyJob]
+Job = Union[Checked, StackSlice]
+
+
+def check_slices(jobs: Sequence[Job], name: str,
+                 interrupted: Callable[[], bool] = lambda: False) -> list[Checked] | None:
+    """The jobs with every :class:`StackSlice` read and checked (ValueError for a bad
+    slice, or when every slice is copied through); None when ``interrupted()`` turns
+    true first. ``name`` is the image's, for the message."""
+    checked: list[Checked] = []
+    for job in jobs:
+        if interrupted():
+            return None
+        checked.append(job.check() if isinstance(job, StackSlice) else job)
+    if checked and all(isinstance(j, CopiedPlane) for j in checked):
+        raise ValueError(f"every slice of image {name!r} is constant or has no masked "
+                         "pixel to fill: nothing to restore")
+    return checked
 
 
 
@@ -560,15 +614,12 @@ class RunPlan:
                           for a in (self.iterated or range(self.info.n_leading)))
         return f"{where} ({k + 1} of {len(self.jobs)})"
 
-    def preview_canvas(self) -> npt.NDArray[Any] | None:
+    def preview_canvas(self) -> PreviewStack | None:
         """The stack preview before any plane is restored: the input (planes not yet
         reached show as they are, not black); None for a single plane."""
         if self.info.n_leading == 0:
             return None
-        out = np.empty(self.out_shape, dtype=self.info.data.dtype)
-        for plane in self.planes:
-            out[plane.target] = self.filler(plane)
-        return out
+        return PreviewStack(self)
 
     def placement(self) -> dict[str, Any]:
         """scale/translate/units/axis_labels of the output (super-resolution: finer grid)."""
@@ -618,6 +669,62 @@ class RunPlan:
         if f > 1:
             data = np.repeat(np.repeat(data, f, axis=0), f, axis=1)
         return data
+
+
+class PreviewStack:
+    """A stack's live preview as napari reads it: each plane the run has previewed,
+    and the input's own plane (read when napari asks for it) everywhere else.
+
+    An array-like (``shape``, ``dtype``, ``ndim``, indexing), so that the click on Run
+    reads no plane and the preview holds only the planes previewed so far, not a copy
+    of the whole stack. ``stack[target] = plane`` stores a plane's preview.
+    """
+
+    def __init__(self, plan: RunPlan) -> None:
+        self._plan = plan
+        self._planes = {plane.target: plane for plane in plan.planes}
+        self._shown: dict[tuple[int, ...], npt.NDArray[Any]] = {}
+        self.shape: tuple[int, ...] = plan.out_shape
+        self.dtype = np.dtype(plan.info.data.dtype)
+        self.ndim = len(self.shape)
+        self._leading = len(plan.out_leading)
+
+    def __len__(self) -> int:
+        return self.shape[0]
+
+    def plane(self, target: tuple[int, ...]) -> npt.NDArray[Any]:
+        shown = self._shown.get(target)
+        if shown is not None:
+            return shown
+        return np.asarray(self._plan.filler(self._planes[target]), dtype=self.dtype)
+
+    def __setitem__(self, target: tuple[int, ...], plane: npt.ArrayLike) -> None:
+        if target not in self._planes:
+            raise IndexError(f"{target} is not a plane of the preview stack")
+        self._shown[target] = np.asarray(plane, dtype=self.dtype)
+
+    def __getitem__(self, key: Any) -> npt.NDArray[Any]:
+        key = key if isinstance(key, tuple) else (key,)
+        if any(k is Ellipsis for k in key):
+            at = key.index(Ellipsis)
+            key = key[:at] + (slice(None),) * (self.ndim - len(key) + 1) + key[at + 1:]
+        key = key + (slice(None),) * (self.ndim - len(key))
+        lead, rest = key[:self._leading], key[self._leading:]
+        if not all(isinstance(k, slice | int | np.integer) for k in lead):
+            whole: npt.NDArray[Any] = np.asarray(self)[key]  # fancy indexing: whole stack
+            return whole
+        ranges = [range(n)[k] if isinstance(k, slice) else [range(n)[k]]
+                  for k, n in zip(lead, self.shape, strict=False)]
+        kept = [len(r) for r, k in zip(ranges, lead, strict=True) if isinstance(k, slice)]
+        planes = [self.plane(tuple(index))[rest] for index in itertools.product(*ranges)]
+        if not planes:
+            return np.empty(tuple(kept) + np.empty(self.shape[self._leading:])[rest].shape,
+                            dtype=self.dtype)
+        return np.stack(planes).reshape(tuple(kept) + planes[0].shape)
+
+    def __array__(self, dtype: Any = None, copy: Any = None) -> npt.NDArray[Any]:
+        whole = self[...]
+        return whole if dtype is None else whole.astype(dtype, copy=False)
 
 
 #: a plane stopped before this many iterations holds nothing useful (a nearly flat image)

@@ -55,19 +55,24 @@ class Interrupt:
 
 
 def run_jobs(jobs: Sequence[_planning.Job], interrupt: Interrupt,
-             budget_s: float | None = None, warm_start: bool = False
+             budget_s: float | None = None, warm_start: bool = False, name: str = "image"
              ) -> Generator[tuple[int, StepReport], None, list[RestoreResult]]:
     """Worker body: run the jobs one after the other, yielding ``(job index, report)``.
 
-    Runs on the worker thread and touches no napari object. A time budget stops
-    the run through the interrupt (the engine then returns its result so far).
-    ``warm_start``: each job starts from the network weights the job before ended
-    with (planned with ``keep_state=True``); the weights are handed on, not kept.
-    Returns the results of the jobs that ran (a stop skips the remaining ones).
+    Runs on the worker thread and touches no napari object. A stack's slices are
+    all read and checked first (:func:`_planning.check_slices`: a bad slice stops
+    the run before any work, named in the error; ``name`` is the image's). A time
+    budget stops the run through the interrupt (the engine then returns its result
+    so far). ``warm_start``: each job starts from the network weights the job before
+    ended with (planned with ``keep_state=True``); the weights are handed on, not
+    kept. Returns the results of the jobs that ran (a stop skips the remaining ones).
     """
     results: list[RestoreResult] = []
+    checked = _planning.check_slices(jobs, name, interrupt.requested.is_set)
+    if checked is None:  # stopped while checking
+        return results
     handed: dict[str, Any] | None = None  # the last fit's weights (over constant slices too)
-    for k, job in enumerate(jobs):
+    for k, job in enumerate(checked):
         if k and interrupt.requested.is_set():
             break
         if isinstance(job, _planning.LazyJob):
@@ -128,7 +133,7 @@ class RunSession:
         self.stop_requested_by = ""
         self.preview_layer: Any = region_layer if self.is_region else None
         self._reused_region = region_layer is not None
-        self._preview_data: np.ndarray | None = None
+        self._preview_data: _planning.PreviewStack | None = None
         self._plane = -1
         # a tiled run's charts show one tile at a time, on that tile's own iterations
         self._tile = -1
@@ -160,6 +165,7 @@ class RunSession:
         self._add_preview_layer()
         self.worker = create_worker(
             run_jobs, self._queue, self.interrupt, self.budget_s, plan.warm_start,
+            plan.info.name,
             _start_thread=False,
             _connect={"yielded": self._on_yielded, "returned": self._on_returned,
                       "errored": self._on_errored, "finished": self._on_finished},
@@ -178,10 +184,9 @@ class RunSession:
         plan = self.plan
         if plan is None or self.preview_layer is not None or plan.params.preview_every <= 0:
             return  # (a region preview may reuse the last region's layer)
-        canvas = plan.preview_canvas()
-        if canvas is None:
-            canvas = np.array(plan.filler(plan.planes[0]), copy=True)
-        self._preview_data = canvas if plan.info.n_leading else None
+        stack = plan.preview_canvas()
+        self._preview_data = stack
+        canvas = stack if stack is not None else np.array(plan.filler(plan.planes[0]), copy=True)
         name = plan.region_name() if self.is_region else plan.preview_name()
         self.preview_layer = self.viewer.add_image(
             canvas, name=name, **plan.placement(), **plan.display())
@@ -271,6 +276,7 @@ class RunSession:
                 self.preview_layer = layer = None  # deleted: make a new one
             else:
                 return  # the user deleted the preview: stop previewing
+        data: np.ndarray | _planning.PreviewStack
         if plan.info.n_leading == 0:
             data = preview
         else:

@@ -1052,6 +1052,8 @@ class RestoreWidget(Container[Widget]):
         interrupt = Interrupt()
         jobs: list[_planning.Job] = []
         plane_ref_ndim = 3 if info.rgb else 2
+        stacked = info.n_leading > 0 and region is None
+        factor = (params.factor or 1) if params.task == "super-resolve" else 1
         for k, plane in enumerate(planes):
             plane_mask = None
             if mask is not None:
@@ -1060,33 +1062,24 @@ class RestoreWidget(Container[Widget]):
             if reference is not None:
                 plane_ref = (reference if reference.ndim == plane_ref_ndim
                              else reference[plane.source])
-            stacked = info.n_leading > 0 and region is None
-            data = np.asarray(info.data[plane.source])  # a lazy (dask) plane: read once
-            if stacked and is_constant(data):
-                factor = (params.factor or 1) if params.task == "super-resolve" else 1
-                jobs.append(_planning.CopiedPlane(data, factor=factor))
-                continue
-            if stacked and plane_mask is not None and not plane_mask.any():
-                jobs.append(_planning.CopiedPlane(data, reason=NOTHING_TO_FILL))
-                continue
             where = f"slice {_planning.slice_words(info, plane.source)}: " if stacked else ""
             job = functools.partial(
                 plan_restore, task=params.task, mask=plane_mask,
                 channel_axis=-1 if info.rgb else None, reference=plane_ref, parameters=params,
                 interrupt=interrupt, keep_state=warm and k < len(planes) - 1)
+            if stacked:
+                # read and checked by the worker before it restores any slice (the
+                # first one here, so that a setting no slice can take is refused now)
+                pending = _planning.StackSlice(info.data, plane.source, job, where, plane_mask,
+                                               factor, plane_ref)
+                jobs.append(pending.check() if k == 0 else pending)
+                continue
             try:
-                planned = job(data)  # refuses a bad slice now, before any work
+                jobs.append(job(np.asarray(info.data[plane.source])))
             except ValueError as exc:
                 raise ValueError(f"{where}{exc}") from exc
-            # a stack's slices are planned again when their turn comes, on the worker: a
-            # planned slice holds float64 copies, which for every slice at once could
-            # outgrow the memory the stack itself takes
-            jobs.append(_planning.LazyJob(info.data, plane.source, job, plane_ref)
-                        if stacked and len(planes) > 1 else planned)
-            del planned
-        if jobs and all(isinstance(j, _planning.CopiedPlane) for j in jobs):
-            raise ValueError(f"every slice of image {info.name!r} is constant or has no "
-                             "masked pixel to fill: nothing to restore")
+        if len(jobs) == 1:
+            _planning.check_slices(jobs, info.name)  # a constant slice alone: refused now
         label = dict(_planning.stack_choices(full)) if full.n_leading else {}
         mode_label = next((k for k, v in label.items() if v == mode), "")
         plan = _planning.RunPlan(
@@ -1355,7 +1348,9 @@ class RestoreWidget(Container[Widget]):
         idle.enabled = False
         QTimer.singleShot(QApplication.doubleClickInterval(),
                           lambda: self._arm_stop(session, active))
-        self._set_run_line("starting…", _INFO_STYLE)
+        unread = sum(isinstance(j, _planning.StackSlice) for j in plan.jobs)
+        self._set_run_line(f"reading and checking {unread + 1} slices…" if unread
+                           else "starting…", _INFO_STYLE)
         self._update_result_buttons()
         return worker
 
