@@ -393,3 +393,58 @@ def test_a_lazy_image_is_read_once() -> None:
 
     plan_restore(Lazy(), channel_axis=-1, check_memory=False)
     assert len(reads) == 1
+
+
+def _masked_photo(channel_axis: int | None = None) -> np.ma.MaskedArray:
+    rng = np.random.default_rng(0)
+    shape = (32, 32) if channel_axis is None else (32, 32, 3)
+    data = rng.random(shape) * 200 + 20
+    flags = np.zeros(shape, bool)
+    flags[4:8, 10:14] = True  # a hole (every channel)
+    if channel_axis is not None:
+        flags[20, 20, 1] = True  # one channel of one pixel: the pixel is missing
+    image = np.ma.MaskedArray(data, mask=flags)
+    image.data[flags] = 1e20  # numpy's default fill value: not data
+    return image
+
+
+@pytest.mark.parametrize("channel_axis", [None, -1])
+def test_a_masked_array_is_inpainted_where_it_is_masked(channel_axis: int | None) -> None:
+    image = _masked_photo(channel_axis)
+    result = restore(image, "inpaint", channel_axis=channel_axis, width=8, max_iterations=3,
+                     stop="none")
+    out = np.asarray(result.image)
+    assert out.dtype == np.float64 and out.shape == image.shape
+    # the masked values took no part: the range is the valid pixels' (20-220)
+    assert result.intensity_range[1] <= 220 and out.max() <= 220
+    pixels = np.ma.getmaskarray(image)
+    if channel_axis is not None:
+        pixels = pixels.any(axis=-1)
+    # the same as inpainting the data with the masked pixels as the mask
+    plain = restore(np.ma.getdata(image), "inpaint", mask=pixels, channel_axis=channel_axis,
+                    width=8, max_iterations=3, stop="none")
+    np.testing.assert_array_equal(out, plain.image)
+    assert (image.data[4, 10] == 1e20).all()  # the caller's array is untouched
+
+
+def test_a_masked_array_mask_adds_to_the_mask_given() -> None:
+    image = _masked_photo()
+    holes = np.zeros((32, 32), bool)
+    holes[20:24, 20:24] = True
+    job = plan_restore(image, "inpaint", mask=holes, width=8)
+    assert job.known is not None
+    assert not job.known[4:8, 10:14].any() and not job.known[20:24, 20:24].any()
+    assert job.known.sum() == 32 * 32 - 32
+
+
+def test_a_masked_array_is_refused_for_other_tasks_and_when_all_masked() -> None:
+    image = _masked_photo()
+    with pytest.raises(ValueError, match="masked array with 16 masked pixel"):
+        restore(image, "denoise")
+    everything = np.ma.MaskedArray(np.random.default_rng(0).random((32, 32)), mask=True)
+    with pytest.raises(ValueError, match="every value masked"):
+        restore(everything, "inpaint")
+    # nothing masked: a plain array
+    unmasked = np.ma.MaskedArray(np.ma.getdata(image), mask=False)
+    job = plan_restore(unmasked, "denoise", width=8)
+    assert job.known is None

@@ -165,6 +165,7 @@ def plan_restore(image: Any, task: str = "denoise", *, mask: Any = None, factor:
     if channel_axis is not None and (isinstance(channel_axis, bool)
                                      or not isinstance(channel_axis, int | np.integer)):
         raise ValueError(f"channel_axis must be an integer or None, got {channel_axis!r}")
+    image, masked = _unmasked(image, channel_axis)
     image = as_array(image)  # computed once, when lazy
     values, axis = as_hwc(image, channel_axis=channel_axis)
     dtype = image.dtype
@@ -183,10 +184,14 @@ def plan_restore(image: Any, task: str = "denoise", *, mask: Any = None, factor:
         values = values[..., :-1]
 
     known = None
+    if masked is not None and params.task != "inpaint":
+        raise ValueError(f"image is a masked array with {int(masked.sum())} masked pixel(s): "
+                         "their values are not data. Fill them with task='inpaint' (the "
+                         "masked pixels become the mask), or restore image.filled(value)")
     if params.task == "inpaint":
-        if mask is None:
+        if mask is None and masked is None:
             raise ValueError("inpainting needs a mask: True/nonzero where pixels are to be filled")
-        m = np.asarray(mask)
+        m = np.asarray(mask if mask is not None else masked)
         if m.shape != (height, width):
             raise ValueError(f"mask shape {m.shape} does not match the image's spatial shape "
                              f"{(height, width)}")
@@ -197,6 +202,8 @@ def plan_restore(image: Any, task: str = "denoise", *, mask: Any = None, factor:
             raise ValueError(f"mask contains {bad} NaN or infinite value(s): mark the pixels to "
                              "fill with 1 (or True) and the known pixels with 0")
         known = ~(m.astype(bool))
+        if masked is not None:  # a masked array's masked pixels are to be filled as well
+            known &= ~masked
         if not known.any():
             raise ValueError("the mask covers every pixel: nothing is left to fit")
         if known.all():  # the fit would only smooth the image, which was not asked for
@@ -270,6 +277,26 @@ def plan_restore(image: Any, task: str = "denoise", *, mask: Any = None, factor:
 
         refuse_if_too_big(job)
     return job
+
+
+def _unmasked(image: Any, channel_axis: int | None) -> tuple[Any, npt.NDArray[np.bool_] | None]:
+    """A numpy masked array's data, its masked elements filled with a valid value (they
+    are not data: NaN or a fill value of 1e20, say), and its masked pixels (H, W: any
+    channel masked); None when nothing is masked. Any other image is returned as it is."""
+    if not isinstance(image, np.ma.MaskedArray):
+        return image, None
+    flags = np.ma.getmaskarray(image)
+    data = np.ma.getdata(image)
+    if not flags.any():
+        return data, None
+    valid = data[~flags]
+    valid = valid[np.isfinite(valid)] if valid.dtype.kind in "fc" else valid
+    if valid.size == 0:
+        raise ValueError("image is a masked array with every value masked (or not finite): "
+                         "nothing is left to fit")
+    pixels, _ = as_hwc(flags.astype(np.uint8), channel_axis=channel_axis, name="image's mask")
+    masked_pixels: npt.NDArray[np.bool_] = np.asarray(pixels.any(axis=2))
+    return np.where(flags, valid.min(), data), masked_pixels
 
 
 def _check_warm_start(job: RestoreJob, state: Mapping[str, torch.Tensor]) -> None:
@@ -347,7 +374,8 @@ def iter_restore(image: Any, task: str = "denoise", *, mask: Any = None, factor:
     ----------
     image : array_like
         2D gray image, or 3D with ``channel_axis`` (RGB, multichannel); any
-        integer or float dtype.
+        integer or float dtype. A numpy masked array's masked pixels are filled
+        by ``task="inpaint"`` (added to ``mask``) and refused by the other tasks.
     task : str
         ``"denoise"``, ``"deblock"``, ``"inpaint"``, ``"super-resolve"`` or ``"enhance"``.
     mask : array_like, optional
