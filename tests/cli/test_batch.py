@@ -230,3 +230,29 @@ def test_batch_ensemble_writes_uncertainties_and_starts_slices_cold(images: dict
     assert third.returncode == 0, third.stderr
     assert _table(third.stdout)["gray.png"][1] == "ok"
     assert (folder / "gray_dn_uncertainty.tif").is_file()
+
+
+def test_batch_series_reads_the_same_series_of_every_file(images: dict[str, Path],
+                                                         tmp_path: Path, scheduler: str) -> None:
+    folder, out = tmp_path / "in", tmp_path / "out"
+    folder.mkdir()
+    for k, (low, high) in enumerate(((200, 3000), (300, 6000))):
+        with tifffile.TiffWriter(folder / f"plate{k}.tif") as tif:
+            tif.write(np.full((40, 36), low, np.uint16))
+            tif.write((np.random.default_rng(k).normal(high, high / 10, (32, 32)))
+                      .astype(np.uint16))
+    shutil.copy(images["gray"], folder / "gray.png")
+    args = ["batch", folder, "-o", out, "--scheduler", scheduler, "--series", "1", *FAST]
+    proc = run_cli(*args)
+    assert proc.returncode == 1, proc.stderr  # the PNG holds no series 1: it fails alone
+    rows = _table(proc.stdout)
+    assert rows["plate0.tif"][1] == rows["plate1.tif"][1] == "ok"
+    assert rows["gray.png"][1] == "failed" and "only --series 0" in proc.stdout
+    for k, high in enumerate((3000, 6000)):
+        result = tifffile.imread(out / f"plate{k}.tif")
+        assert result.shape == (32, 32) and 0.8 * high < result.mean() < 1.2 * high
+        assert json.loads((out / f"plate{k}.tif.json").read_text())["specdip"]["series"] == 1
+    # outputs of series 1 are not what --series 0 would make
+    again = run_cli("batch", folder / "plate0.tif", "-o", out, "--scheduler", scheduler,
+                    "--series", "0", *FAST)
+    assert_clean_failure(again, 2, "made with other options", "series 1 -> 0")

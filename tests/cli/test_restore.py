@@ -379,3 +379,91 @@ def test_stack_slices_warm_start_from_the_previous_one(images: dict[str, Path],
     single = tmp_path / "single.png"  # one image: nothing to start from
     assert run_cli("restore", images["gray"], "-o", single, *FAST).returncode == 0
     assert _sidecar(single)["warm_start"] is False
+
+
+# --------------------------------------------------------------------------- --series
+
+
+def _two_series_tiff(path: Path) -> None:
+    """Two positions of other shapes and far apart intensities (about 200 and 3000)."""
+    rng = np.random.default_rng(5)
+    with tifffile.TiffWriter(path) as tif:
+        tif.write((rng.normal(200, 20, (40, 36))).astype(np.uint16))
+        tif.write((rng.normal(3000, 200, (32, 32))).astype(np.uint16))
+    with tifffile.TiffFile(path) as tif:
+        assert [s.shape for s in tif.series] == [(40, 36), (32, 32)]
+
+
+def test_series_restores_the_series_asked_for(tmp_path: Path) -> None:
+    source, out = tmp_path / "two.tif", tmp_path / "second.tif"
+    _two_series_tiff(source)
+    proc = run_cli("restore", source, "-o", out, "--series", "1", *FAST)
+    assert proc.returncode == 0, proc.stderr
+    result = tifffile.imread(out)
+    assert result.shape == (32, 32) and result.dtype == np.uint16
+    assert 2500 < result.mean() < 3500  # series 1's intensities, not series 0's (about 200)
+    meta = _sidecar(out)
+    assert meta["series"] == 1 and meta["input_shape"] == [32, 32]
+    assert "--series" in meta["argv"]
+
+
+@pytest.mark.parametrize(
+    ("extra", "needles"),
+    [
+        ([], ["holds 2 image series", "series 0 (40, 36), series 1 (32, 32)", "--series N",
+              "own TIFF"]),
+        (["--series", "2"], ["--series 2 is out of range", "2 image series, 0 to 1",
+                             "series 1 (32, 32)"]),
+        (["--series", "-1"], ["argument --series", "expected a number >= 0"]),
+        (["--series", "first"], ["argument --series", "expected a whole number"]),
+    ],
+)
+def test_multi_series_without_a_fitting_series_is_refused(
+        extra: list[str], needles: list[str], tmp_path: Path,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    from napari_specdip.cli.main import main
+
+    source, out = tmp_path / "two.tif", tmp_path / "o.tif"
+    _two_series_tiff(source)
+    try:
+        code = main(["restore", str(source), "-o", str(out), *extra, *FAST])
+    except SystemExit as exc:  # argparse's own checks
+        code = int(exc.code or 0)
+    captured = capsys.readouterr()
+    assert_clean_failure(subprocess.CompletedProcess([], code, captured.out, captured.err), 2,
+                         *needles)
+    assert not out.exists()
+
+
+def test_series_of_a_png_is_0_only(images: dict[str, Path], tmp_path: Path,
+                                   capsys: pytest.CaptureFixture[str]) -> None:
+    from napari_specdip.cli.main import main
+
+    refused = tmp_path / "refused.png"
+    code = main(["restore", str(images["gray"]), "-o", str(refused), "--series", "1", *FAST])
+    captured = capsys.readouterr()
+    assert_clean_failure(subprocess.CompletedProcess([], code, captured.out, captured.err), 2,
+                         "--series 1", "gray.png is a PNG file", "only --series 0")
+    assert not refused.exists()
+    out = tmp_path / "gray.png"
+    proc = run_cli("restore", images["gray"], "-o", out, "--series", "0", *FAST)
+    assert proc.returncode == 0, proc.stderr
+    assert iio.imread(out).shape == (48, 40) and _sidecar(out)["series"] == 0
+
+
+def test_a_multi_series_mask_gives_the_same_series(tmp_path: Path) -> None:
+    from napari_specdip.cli.runner import mask_digest
+
+    source, mask, out = tmp_path / "two.tif", tmp_path / "masks.tif", tmp_path / "filled.tif"
+    _two_series_tiff(source)
+    masks = [np.zeros((40, 36), np.uint8), np.zeros((32, 32), np.uint8)]
+    masks[0][5:9, 5:9] = masks[1][10:20, 12:16] = 255
+    with tifffile.TiffWriter(mask) as tif:
+        for m in masks:
+            tif.write(m)
+    # series 0 of the mask, (40, 36), would not fit series 1 of the input
+    proc = run_cli("restore", source, "-o", out, "--series", "1", "--task", "inpaint",
+                   "--mask", mask, *FAST)
+    assert proc.returncode == 0, proc.stderr
+    meta = _sidecar(out)
+    assert meta["series"] == 1 and meta["mask_sha256"] == mask_digest(masks[1])

@@ -48,8 +48,8 @@ def _two_positions(path: Path) -> None:
 def test_multi_position_ome_is_refused_naming_the_series(tmp_path: Path) -> None:
     path = tmp_path / "plate.ome.tif"
     _two_positions(path)
-    with pytest.raises(UsageError, match=r"holds 2 image series \(shapes \(2, 8, 9\), "
-                                         r"\(2, 6, 9\).*own TIFF") as info:
+    with pytest.raises(UsageError, match=r"holds 2 image series \(series 0 \(2, 8, 9\), "
+                                         r"series 1 \(2, 6, 9\).*--series N.*own TIFF") as info:
         read_image(path)
     assert "\n" not in str(info.value)
 
@@ -59,8 +59,81 @@ def test_plain_multi_series_tiff_is_refused(tmp_path: Path) -> None:
     with tifffile.TiffWriter(path) as tif:
         tif.write(_ramp((8, 9)))
         tif.write(_ramp((3, 8, 9)), photometric="minisblack")
-    with pytest.raises(UsageError, match="mask .* holds 2 image series"):
+    with pytest.raises(UsageError, match="mask .* holds 2 image series.*--series N"):
         read_image(path, what="mask")
+
+
+def _two_series(path: Path) -> tuple[np.ndarray, np.ndarray]:
+    """A plain TIFF of two series of other shapes and intensities (no OME, no ImageJ)."""
+    a = np.full((40, 36), 200, np.uint16)
+    b = _ramp((32, 32)) + 3000
+    with tifffile.TiffWriter(path) as tif:
+        tif.write(a)
+        tif.write(b)
+    with tifffile.TiffFile(path) as tif:
+        assert len(tif.series) == 2
+    return a, b
+
+
+def test_series_picks_one_series_of_a_multi_series_tiff(tmp_path: Path) -> None:
+    path = tmp_path / "two.tif"
+    a, b = _two_series(path)
+    image = read_image(path, series=1)
+    assert np.array_equal(image.data, b) and image.axes == "YX" and image.series == 1
+    assert np.array_equal(read_image(path, series=0).data, a)
+    with pytest.raises(UsageError, match=r"--series 2 is out of range: input .* holds 2 image "
+                                         r"series, 0 to 1 \(series 0 \(40, 36\), "
+                                         r"series 1 \(32, 32\)\)"):
+        read_image(path, series=2)
+    with pytest.raises(UsageError, match="out of range"):
+        read_image(path, series=-1)
+
+
+def test_series_takes_the_calibration_of_its_own_position(tmp_path: Path) -> None:
+    path = tmp_path / "plate.ome.tif"
+    _two_positions(path)
+    image = read_image(path, series=1)
+    assert image.data.shape == (2, 6, 9) and image.axes == "ZYX"
+    assert image.tiff is not None and image.tiff.source == "ome"
+    assert image.tiff.describe()["pixel_size"] == pytest.approx([0.2, 0.2])
+    assert image.tiff.describe()["spacing"] == pytest.approx(2.0)
+    assert read_image(path, series=0).tiff.describe()["pixel_size"] == pytest.approx([0.1, 0.1])
+
+
+def test_many_series_are_summarised_past_four(tmp_path: Path) -> None:
+    path = tmp_path / "six.tif"
+    with tifffile.TiffWriter(path) as tif:
+        for k in range(6):
+            tif.write(_ramp((8, 9 + k)))
+    with pytest.raises(UsageError) as info:
+        read_image(path)
+    message = str(info.value)
+    assert "series 3 (8, 12) and 2 more" in message and "series 4" not in message
+    assert "holds 6 image series" in message
+
+
+def test_a_single_image_takes_series_0_only(tmp_path: Path) -> None:
+    png = tmp_path / "one.png"
+    import imageio.v3 as iio
+
+    iio.imwrite(png, _ramp((8, 9), np.uint8))
+    assert read_image(png, series=0).data.shape == (8, 9)
+    with pytest.raises(UsageError, match=r"--series 1: input .*one.png is a PNG file.*"
+                                         r"only --series 0"):
+        read_image(png, series=1)
+    tif = tmp_path / "one.tif"
+    tifffile.imwrite(tif, _ramp((8, 9)))
+    assert read_image(tif, series=0).series == 0
+    with pytest.raises(UsageError, match=r"--series 3: input .* holds one image series, of "
+                                         r"shape \(8, 9\); only --series 0"):
+        read_image(tif, series=3)
+    # a mask or reference of one image serves every series of the input
+    for path in (png, tif):
+        shared = read_image(path, what="mask", series=3, series_if_many=True)
+        assert shared.data.shape == (8, 9) and shared.series is None
+    two = tmp_path / "two.tif"
+    _, b = _two_series(two)
+    assert np.array_equal(read_image(two, what="mask", series=1, series_if_many=True).data, b)
 
 
 def test_pyramid_levels_and_thumbnails_are_not_series(tmp_path: Path) -> None:

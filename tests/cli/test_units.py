@@ -137,6 +137,20 @@ def test_option_changes_read_sidecars_as_json() -> None:
     assert changed == ["holdout 0.1 -> 0.2", "ensemble 1 -> 2"]
 
 
+def test_option_changes_compare_the_series() -> None:
+    """Another --series is another image; no --series read the file's only series, the
+    same as --series 0 (a file of several series is refused without it)."""
+    from napari_specdip.cli.batch import option_changes
+
+    meta = {"task": "denoise", "mask": None, "parameters": {}}
+    assert option_changes(meta, "denoise", {}, None, series=0) == []
+    assert option_changes({**meta, "series": 0}, "denoise", {}, None) == []
+    assert option_changes({**meta, "series": 1}, "denoise", {}, None, series=1) == []
+    assert option_changes({**meta, "series": 1}, "denoise", {}, None, series=2) == [
+        "series 1 -> 2"]
+    assert option_changes(meta, "denoise", {}, None, series=1) == ["series None -> 1"]
+
+
 def test_typical_stop_and_the_estimate_in_words() -> None:
     from types import SimpleNamespace
 

@@ -196,19 +196,24 @@ _NEUTRAL_OPTIONS = ("num_threads", "preview_every", "device")
 
 def option_changes(meta: dict[str, Any], task: str, options: dict[str, Any],
                    mask: Path | None, *, mask_sha256: str | None = None,
-                   channel_axis: str | int = "auto", stack_axis: str | int = "auto"
-                   ) -> list[str]:
+                   channel_axis: str | int = "auto", stack_axis: str | int = "auto",
+                   series: int | None = None) -> list[str]:
     """What differs between a finished output's sidecar and this run's options,
     as ``"name old -> new"`` (empty: the output is what this run would make).
 
     ``mask_sha256`` is the :func:`~napari_specdip.cli.runner.mask_digest` of this run's
     mask, compared with the sidecar's when both have one (else the mask's path is);
     ``channel_axis`` and ``stack_axis`` are the command's ``--channel-axis`` and
-    ``--stack-axis``, resolved for the input the sidecar describes.
+    ``--stack-axis``, resolved for the input the sidecar describes; ``series`` is
+    ``--series``.
     """
     changes = []
     if meta.get("task") != task:
         return [f"task {meta.get('task')} -> {task}"]
+    # without --series the input held one series: the same image as --series 0
+    old_series = meta.get("series")
+    if (old_series or 0) != (series or 0):
+        changes.append(f"series {old_series} -> {series}")
     old_mask = meta.get("mask")
     new_mask = str(mask.resolve()) if mask is not None else None
     old_digest = meta.get("mask_sha256")
@@ -322,9 +327,12 @@ def _fingerprint(job: FileJob) -> str:
     if job.mask_path is not None:
         mst = job.mask_path.stat()
         mask = [str(job.mask_path.resolve()), mst.st_size, mst.st_mtime_ns]
-    key = json.dumps({"input": [str(job.source.path.resolve()), st.st_size, st.st_mtime_ns],
-                      "task": job.task, "options": options, "mask": mask,
-                      "layout": job.layout.describe()}, sort_keys=True, default=str)
+    facts: dict[str, Any] = {
+        "input": [str(job.source.path.resolve()), st.st_size, st.st_mtime_ns],
+        "task": job.task, "options": options, "mask": mask, "layout": job.layout.describe()}
+    if job.source.series is not None:  # only then: runs without --series keep their keys
+        facts["series"] = job.source.series
+    key = json.dumps(facts, sort_keys=True, default=str)
     return hashlib.sha1(key.encode()).hexdigest()[:12]
 
 
@@ -468,7 +476,9 @@ def run_batch(args: Any) -> int:
     _check_options(args.task, options)
     if args.scheduler is None:
         check_device(args.device)
-    mask = read_image(args.mask, what="mask") if args.mask else None
+    # one mask for every file; of several series (one per position), the --series one
+    mask = (read_image(args.mask, what="mask", series=args.series, series_if_many=True)
+            if args.mask else None)
     if args.task == "inpaint" and mask is None:
         raise UsageError("--task inpaint needs --mask FILE (nonzero pixels are filled in)")
     digest = mask_digest(mask.data) if mask is not None else None
@@ -490,7 +500,7 @@ def run_batch(args: Any) -> int:
             meta = done["specdip"]
             changes = option_changes(meta, args.task, options, mask.path if mask else None,
                                      mask_sha256=digest, channel_axis=args.channel_axis,
-                                     stack_axis=args.stack_axis)
+                                     stack_axis=args.stack_axis, series=args.series)
             if changes:
                 changed.append(f"{out} ({', '.join(changes[:3])})")
             row.status, row.iterations = "skipped", meta.get("iterations")
@@ -596,7 +606,7 @@ def _process(args: Any, todo: list[tuple[Path, Path, Row]], options: dict[str, A
             try:
                 job = prepare(source, out, task=args.task, options=options,
                               channel_axis=args.channel_axis, stack_axis=args.stack_axis, mask=mask,
-                              local=False)
+                              local=False, series=args.series)
             except CLIError as exc:
                 row.status, row.message = "failed", str(exc)
                 settled(row)

@@ -1,7 +1,8 @@
 """Reading and writing images and sidecars for the command line.
 
 TIFF goes through tifffile (any dtype, stacks, axes metadata, ImageJ and OME
-calibration; one image series per file), PNG and JPEG through imageio. Every
+calibration; one image series per file, or the one ``--series`` picks), PNG and JPEG
+through imageio. Every
 write is atomic: the data goes to a hidden temporary file in the destination's
 folder, is flushed to disk, then renamed over the final name with
 :func:`os.replace`, so a file under an output name is always complete.
@@ -105,6 +106,7 @@ class ImageFile:
     kind: str  # "tiff", "png" or "jpeg"
     axes: str | None = None  # tifffile's axes code of the series, e.g. "ZYX", "YXS"
     tiff: TiffMeta | None = None  # calibration of a TIFF input
+    series: int | None = None  # the image series asked for (``--series``), None if none was
 
 
 # Whole-slide formats store these beside the image as series of their own (OME names its
@@ -272,19 +274,72 @@ def quiet_tifffile() -> Iterator[None]:
 
 
 def _series_summary(series: list[Any]) -> str:
-    shapes = ", ".join(str(tuple(s.shape)) for s in series[:4])
-    return shapes + (", ..." if len(series) > 4 else "")
+    """``series 0 (5, 512, 512), series 1 (5, 512, 512), ...``: the first 4, then a count."""
+    listed = ", ".join(f"series {k} {tuple(s.shape)}" for k, s in enumerate(series[:4]))
+    return listed + (f" and {len(series) - 4} more" if len(series) > 4 else "")
 
 
-def read_image(path: str | os.PathLike[str], *, what: str = "input") -> ImageFile:
-    """Read a TIFF (of one image series), PNG or JPEG; UsageError with one line on any
-    failure, and for a TIFF of several series (positions, wells, tiles)."""
+def _pick_series(many: list[Any], series: int | None, *, what: str, p: Path) -> Any:
+    """The one of ``many`` (:func:`image_series`) that ``series`` asks for; UsageError for
+    an index out of range, and for several series and no index."""
+    if series is None:
+        if len(many) == 1:
+            return many[0]
+        # restoring the first position of a multi-position file would lose the others
+        # without a word; a warning scrolls by unseen in a batch
+        verb = "restore" if what == "input" else "use"
+        raise UsageError(f"{what} {p} holds {len(many)} image series ({_series_summary(many)}: "
+                         "positions, wells or tiles of one acquisition); specdip restores one "
+                         f"per run: pass --series N (0-based) to {verb} series N, or save each "
+                         "series as its own TIFF first (Fiji: Bio-Formats Importer with 'Open "
+                         "all series', then save each)")
+    if not 0 <= series < len(many):
+        if len(many) == 1:
+            raise UsageError(f"--series {series}: {what} {p} holds one image series, of "
+                             f"shape {tuple(many[0].shape)}; only --series 0 fits it")
+        raise UsageError(f"--series {series} is out of range: {what} {p} holds {len(many)} "
+                         f"image series, 0 to {len(many) - 1} ({_series_summary(many)})")
+    return many[series]
+
+
+def read_image(path: str | os.PathLike[str], *, what: str = "input",
+               series: int | None = None, series_if_many: bool = False) -> ImageFile:
+    """Read a TIFF (one of its image series), PNG or JPEG.
+
+    Parameters
+    ----------
+    path
+        The image file.
+    what
+        What the file is for (``"input"``, ``"mask"``, ``"reference"``), in messages.
+    series
+        The image series to read, 0-based as tifffile counts, among
+        :func:`image_series` (``--series``). None: the file must hold one series.
+        A PNG, a JPEG and a TIFF of one series take 0 only.
+    series_if_many
+        Apply ``series`` only to a TIFF of several series and read any other file
+        as it is: a mask or reference made for every position at once.
+
+    Returns
+    -------
+    ImageFile
+        The pixels, with the series' axes and calibration for a TIFF.
+
+    Raises
+    ------
+    UsageError
+        With one line, on any failure; for a TIFF of several series (positions,
+        wells, tiles) and no ``series``; for a ``series`` the file does not hold.
+    """
     p = Path(path)
     if not p.exists():
         raise UsageError(f"{what} file not found: {p}")
     if p.is_dir():
         raise UsageError(f"{what} {p} is a directory, not an image file")
     kind = kind_of(p)
+    if kind != "tiff" and series not in (None, 0) and not series_if_many:
+        raise UsageError(f"--series {series}: {what} {p} is a {kind.upper()} file, a single "
+                         "image; only --series 0 fits it")
     many: list[Any] = []
     cmyk = False
     try:
@@ -295,13 +350,13 @@ def read_image(path: str | os.PathLike[str], *, what: str = "input") -> ImageFil
                 if not tif.series:
                     raise ValueError("no image data in the file")
                 many = image_series(tif)
-                if len(many) == 1:
-                    series = many[0]
-                    data = np.asarray(series.asarray())
-                    axes: str | None = str(series.axes)
-                    tiff = tiff_meta(tif, series_index(tif, series))
-                    cmyk = (series.keyframe.photometric == tifffile.PHOTOMETRIC.SEPARATED
-                            and series.keyframe.samplesperpixel == 4)
+                wanted = None if series_if_many and len(many) == 1 else series
+                chosen = _pick_series(many, wanted, what=what, p=p)
+                data = np.asarray(chosen.asarray())
+                axes: str | None = str(chosen.axes)
+                tiff = tiff_meta(tif, series_index(tif, chosen))
+                cmyk = (chosen.keyframe.photometric == tifffile.PHOTOMETRIC.SEPARATED
+                        and chosen.keyframe.samplesperpixel == 4)
         else:
             import imageio.v3 as iio
 
@@ -309,21 +364,13 @@ def read_image(path: str | os.PathLike[str], *, what: str = "input") -> ImageFil
             axes = None
             tiff = None
             cmyk = kind == "jpeg" and iio.immeta(p).get("mode") == "CMYK"
-    except MemoryError:
+    except (MemoryError, UsageError):  # UsageError: the series asked for, in our words
         raise
     except Exception as exc:
         detail = one_line(exc)
         detail = "" if detail.startswith("Could not find a backend") else f" ({detail})"
         raise UsageError(f"cannot read {what} {p}: not a valid {kind.upper()} "
                          f"file{detail}") from exc
-    if len(many) > 1:
-        # restoring the first position of a multi-position file would lose the others
-        # without a word; a warning scrolls by unseen in a batch
-        raise UsageError(f"{what} {p} holds {len(many)} image series (shapes "
-                         f"{_series_summary(many)}: positions, wells or tiles of one "
-                         "acquisition); specdip restores one per file: save each series as "
-                         "its own TIFF first (Fiji: Bio-Formats Importer with 'Open all "
-                         "series', then save each)")
     if cmyk:
         # its fourth channel (K, black ink) would be taken for alpha and left unrestored
         raise UsageError(f"{what} {p} is a CMYK image: specdip restores gray, RGB and RGBA "
@@ -333,7 +380,8 @@ def read_image(path: str | os.PathLike[str], *, what: str = "input") -> ImageFil
                          f"(shape {data.shape}, dtype {data.dtype})")
     if axes is not None and len(axes) != data.ndim:
         axes = None
-    return ImageFile(path=p, data=data, kind=kind, axes=axes, tiff=tiff)
+    return ImageFile(path=p, data=data, kind=kind, axes=axes, tiff=tiff,
+                     series=None if series_if_many and len(many) <= 1 else series)
 
 
 def check_writable_kind(path: Path, *, stack: bool, channels: int | None,

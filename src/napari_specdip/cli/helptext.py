@@ -249,6 +249,18 @@ def restore_overwrite_help() -> str:
             "specdip result at OUT is replaced without it")
 
 
+def series_help(*, batch: bool = False) -> str:
+    """Help of ``--series``: ``restore``'s, or ``batch``'s (one index for every file)."""
+    which = ("read image series N of every input file (the same index for all; a file "
+             "without it fails alone)" if batch else "read image series N of the input")
+    return (f"TIFFs of several image series (positions, wells, tiles of one acquisition): "
+            f"{which}. 0-based, as tifffile counts, thumbnails and pyramid levels left out "
+            "(napari's layer 'series 1' is --series 0); a file of one image takes 0 only. "
+            f"A {'--mask' if batch else '--mask or --reference'} of several series gives the "
+            "same series, one of a single image applies as it is. The sidecar records it as "
+            "\"series\". Without it a file of several series is refused, its series listed")
+
+
 def warm_start_help() -> str:
     return ("stacks: start each slice from the network weights the previous slice ended with "
             "(default: slices are alike, so each starts close to its fit; each still stops "
@@ -318,6 +330,7 @@ _ROWS: tuple[tuple[str, str | None, str], ...] = (
     ("--output-dtype DTYPE", None, "dtype of the result (default: the input's)"),
     ("--reference FILE", None, "clean image of the output's shape: PSNR/SSIM go into the "
                                "sidecar"),
+    ("--series N", "series", ""),
     ("--warm-start, --no-warm-start", "warm_start", ""),
     ("--threads N", "threads", ""),
     ("--overwrite", "overwrite", ""),
@@ -330,7 +343,7 @@ _ROWS: tuple[tuple[str, str | None, str], ...] = (
 def options_table() -> str:
     """The Markdown options table of ``specdip restore`` for docs/cli.md."""
     helps = {**option_help(), "threads": threads_help(), "warm_start": warm_start_help(),
-             "overwrite": restore_overwrite_help()}
+             "overwrite": restore_overwrite_help(), "series": series_help()}
     lines = ["| option | meaning |", "| --- | --- |"]
     for flags, dest, text in _ROWS:
         body = helps[dest].replace("%%", "%") if dest is not None else text

@@ -188,6 +188,15 @@ def _add_engine_options(parser: argparse.ArgumentParser) -> None:
                         "2 spatial and the channel axis), none, or an axis number")
 
 
+def _add_series_option(parser: argparse.ArgumentParser, *, batch: bool = False) -> None:
+    """``--series N``: the image series of a multi-series TIFF (a reading option, not the
+    engine's, so it stays out of :func:`_add_engine_options`)."""
+    from napari_specdip.cli.helptext import series_help
+
+    parser.add_argument("--series", type=_non_negative_int, metavar="N", default=None,
+                        help=series_help(batch=batch))
+
+
 def _add_progress_option(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
                         help="show a progress bar (default: when stderr is a terminal)")
@@ -224,6 +233,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_engine_options(p)
     p.add_argument("--reference", metavar="FILE",
                    help="clean image of the output's shape: adds PSNR/SSIM to the sidecar")
+    _add_series_option(p)
     p.add_argument("--threads", type=_threads, metavar="N", default="auto",
                    help=threads_help())
     p.add_argument("--warm-start", action=argparse.BooleanOptionalAction, default=True,
@@ -284,6 +294,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="torch threads per restoration on a --scheduler cluster "
                         "(default: --threads-per-worker)")
     b.add_argument("--suffix", default="", help="added to output file names, e.g. _restored")
+    _add_series_option(b, batch=True)
     b.add_argument("--format", dest="out_format", choices=("same", "tif", "png"), default="same",
                    help="output format (default: the input's)")
     b.add_argument("--overwrite", action="store_true",
@@ -374,9 +385,12 @@ def _cmd_restore(args: argparse.Namespace) -> int:
     _check_not_foreign(output, args)
     check_device(args.device)
     options = engine_options(args)
-    mask = read_image(args.mask, what="mask") if args.mask else None
+    # a mask of several series (one per position) gives the same series as the input
+    mask = (read_image(args.mask, what="mask", series=args.series, series_if_many=True)
+            if args.mask else None)
     job = prepare(source, output, task=args.task, options=options, channel_axis=args.channel_axis,
-                  stack_axis=args.stack_axis, mask=mask, reference_path=args.reference)
+                  stack_axis=args.stack_axis, mask=mask, reference_path=args.reference,
+                  series=args.series)
     # slices of a stack run one after the other here: each starts from the last one's weights
     warm = (bool(args.warm_start) and job.layout.is_stack and job.params is not None
             and job.params.can_warm_start)  # params None: every slice is constant

@@ -309,13 +309,15 @@ class SliceInput:
 def prepare(input_path: str | Path, output: Path, *, task: str, options: dict[str, Any],
             channel_axis: str | int = "auto", stack_axis: str | int = "auto",
             mask: ImageFile | None = None, reference_path: str | Path | None = None,
-            local: bool = True) -> FileJob:
+            local: bool = True, series: int | None = None) -> FileJob:
     """Read and check one input; every user mistake raises UsageError before any work.
 
     ``local``: the run happens in this process (``restore``), so the device and
     the memory estimate are checked here too; a batch's workers check them.
+    ``series``: the image series of a multi-series TIFF to restore (``--series``);
+    a multi-series reference gives the same one, a single-image one is read as it is.
     """
-    source = read_image(input_path)
+    source = read_image(input_path, series=series)
     layout = resolve_layout(source.data.shape, kind=source.kind, axes=source.axes,
                             channel_axis=channel_axis, stack_axis=stack_axis)
     mask_shared = mask_canonical = None
@@ -341,7 +343,7 @@ def prepare(input_path: str | Path, output: Path, *, task: str, options: dict[st
     if job.uncertainty is not None:
         check_writable(job.uncertainty, what="uncertainty output")
     if reference_path is not None:
-        ref = read_image(reference_path, what="reference")
+        ref = read_image(reference_path, what="reference", series=series, series_if_many=True)
         expected = layout.output_shape(job.scale)
         if ref.data.shape != expected:
             raise UsageError(f"reference shape {ref.data.shape} does not match the output's "
@@ -687,6 +689,8 @@ def build_sidecar(job: FileJob, runs: list[dict[str, Any]], image: npt.NDArray[A
         "input_shape": list(job.source.data.shape),
         "input_dtype": str(job.source.data.dtype),
         "input_axes": job.source.axes,
+        # which image series of a multi-series TIFF was restored (--series), when given
+        **({"series": job.source.series} if job.source.series is not None else {}),
         "output_shape": list(image.shape),
         "output_dtype": str(image.dtype),
         # PNG and JPEG store floats in [0, 1] and booleans as uint8
