@@ -165,8 +165,9 @@ def test_napari_reader_opens_one_layer_per_series_with_its_calibration(tmp_path:
     (a, a_attrs, _), (b, b_attrs, _) = layers
     assert a.shape == (2, 8, 9) and b.shape == (2, 6, 9)
     assert np.array_equal(b, _ramp((2, 6, 9)))
-    assert a_attrs["name"] == "plate.ome series 1 (A1)"
-    assert b_attrs["name"] == "plate.ome series 2 (B2)"
+    # named as --series counts them
+    assert a_attrs["name"] == "plate.ome series 0 (A1)"
+    assert b_attrs["name"] == "plate.ome series 1 (B2)"
     assert a_attrs["scale"] == pytest.approx((1.0, 0.1, 0.1))
     assert b_attrs["scale"] == pytest.approx((2.0, 0.2, 0.2))
     assert b_attrs["units"] == ("um", "um", "um")

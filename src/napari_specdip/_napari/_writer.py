@@ -205,7 +205,8 @@ def read_tiff_layers(path: str | Path) -> list[tuple[npt.NDArray[Any], dict[str,
     for k, (data, axes, name, meta) in enumerate(found):
         rgb = axes.endswith("S") and data.shape[-1] in (3, 4)
         ndim = data.ndim - (1 if rgb else 0)
-        label = p.stem if len(found) == 1 else f"{p.stem} series {k + 1}"
+        # counted from 0, as the CLI's --series (and tifffile) count them
+        label = p.stem if len(found) == 1 else f"{p.stem} series {k}"
         if name and len(found) > 1:
             label += f" ({name})"
         attrs: dict[str, Any] = {"name": label, "rgb": rgb}

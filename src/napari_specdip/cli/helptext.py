@@ -255,7 +255,8 @@ def series_help(*, batch: bool = False) -> str:
              "without it fails alone)" if batch else "read image series N of the input")
     return (f"TIFFs of several image series (positions, wells, tiles of one acquisition): "
             f"{which}. 0-based, as tifffile counts, thumbnails and pyramid levels left out "
-            "(napari's layer 'series 1' is --series 0); a file of one image takes 0 only. "
+            "(the plugin's napari reader names its layers 'series N' the same way; Fiji's "
+            "'Series 1' is --series 0); a file of one image takes 0 only. "
             f"A {'--mask' if batch else '--mask or --reference'} of several series gives the "
             "same series, one of a single image applies as it is. The sidecar records it as "
             "\"series\". Without it a file of several series is refused, its series listed")
