@@ -100,6 +100,32 @@ def test_float_rgb_result_keeps_its_dtype_and_scale(viewer: Any, open_widget: An
     assert attrs["metadata"]["specdip"]["stop_reason"] == "max_iterations"
 
 
+def test_ome_name_saves_an_ome_tiff_with_the_layer_scale(viewer: Any, tmp_path: Path) -> None:
+    import tifffile
+    from napari.plugins.io import save_layers
+
+    from napari_specdip._napari._writer import read_tiff_file
+
+    data = np.arange(2 * 16 * 12, dtype=np.uint16).reshape(2, 16, 12)
+    layer = viewer.add_image(data, name="cells", scale=(2.0, 0.25, 0.125),
+                             units=("um", "um", "um"), axis_labels=("z", "y", "x"))
+    target = tmp_path / "cells.ome.tif"
+    paths = save_layers(str(target), [layer], plugin="napari-specdip")
+    assert paths[0] == str(target) and Path(str(target) + ".json").exists()
+    with tifffile.TiffFile(target) as tif:
+        assert tif.is_ome and not tif.is_imagej and tif.series[0].axes == "ZYX"
+        xml = tif.ome_metadata
+        np.testing.assert_array_equal(tif.asarray(), data)
+    for attribute in ('PhysicalSizeX="0.125"', 'PhysicalSizeY="0.25"', 'PhysicalSizeZ="2.0"',
+                      'PhysicalSizeXUnit="µm"', 'PhysicalSizeZUnit="µm"'):
+        assert attribute in xml
+    # the OME-XML alone (no sidecar) gives back the scale and units
+    Path(str(target) + ".json").unlink()
+    _, attrs = read_tiff_file(target)
+    assert attrs["scale"] == pytest.approx((2.0, 0.25, 0.125))
+    assert attrs["units"] == ("um", "um", "um")
+
+
 def test_writer_is_in_the_manifest() -> None:
     from npe2 import PluginManifest
 

@@ -9,6 +9,9 @@ and the widget's Save button) writes:
   ``Info`` property (*Image > Show Info* in ImageJ/Fiji);
 - otherwise a plain TIFF with the same resolution tags and the placement in its
   JSON description (tifffile's shaped metadata), so no dtype is ever converted;
+- an OME-TIFF for a name ending in ``.ome.tif``/``.ome.tiff`` (OME readers go by
+  the name): pixel size and Z spacing as PhysicalSizeX/Y/Z with their unit, the
+  axes, through the CLI's :func:`~napari_specdip.cli.files.write_image`;
 - always the JSON sidecar ``<file>.tif.json`` the CLI writes, ``{"specdip": ...}``.
 
 The reader (``napari-specdip.read_tiff``) opens any TIFF with tifffile and gives
@@ -132,7 +135,7 @@ def write_tiff(path: str, data: Any, meta: dict[str, Any]) -> list[str]:
     """
     import tifffile
 
-    from napari_specdip.cli.files import atomic_path, sidecar_path, write_json
+    from napari_specdip.cli.files import atomic_path, is_ome_tiff, sidecar_path, write_json
 
     target = Path(path)
     if target.suffix.lower() not in (".tif", ".tiff"):
@@ -151,6 +154,11 @@ def write_tiff(path: str, data: Any, meta: dict[str, Any]) -> list[str]:
     imagej = (array.dtype.name in IMAGEJ_DTYPES and letters is not None
               and (not rgb or (array.dtype == np.uint8 and array.shape[-1] == 3)))
     resolution = (1.0 / sx, 1.0 / sy) if sx > 0 and sy > 0 else None
+    if is_ome_tiff(target):
+        _write_ome(target, array, rgb=rgb, where=where, unit=unit, resolution=resolution)
+        sidecar = sidecar_path(target)
+        write_json(sidecar, run)
+        return [str(target), str(sidecar)]
     with atomic_path(target) as tmp:
         if imagej:
             assert letters is not None
@@ -173,6 +181,28 @@ def write_tiff(path: str, data: Any, meta: dict[str, Any]) -> list[str]:
     sidecar = sidecar_path(target)
     write_json(sidecar, run)
     return [str(target), str(sidecar)]
+
+
+def _write_ome(target: Path, array: npt.NDArray[Any], *, rgb: bool, where: dict[str, Any],
+               unit: str | None, resolution: tuple[float, float] | None) -> None:
+    """An OME-TIFF of a layer: its scale and length unit as physical sizes, through
+    the CLI's writer (the run record goes into the sidecar only)."""
+    from napari_specdip.cli.files import TiffMeta, write_image
+
+    ndim = array.ndim - (1 if rgb else 0)
+    labels = where["axis_labels"]
+    letters = ""
+    if labels is not None:
+        letters = "".join(str(a).upper()[:1] for a in labels[: ndim - 2])
+    if len(set(letters)) != ndim - 2 or any(c not in _IMAGEJ_ORDER for c in letters):
+        letters = "Q" * (ndim - 2)  # write_image names these Z, TZ, TZC, as ImageJ would
+    entries: dict[str, Any] = {"unit": unit} if unit else {}
+    if "Z" in letters:
+        entries["spacing"] = float(where["scale"][letters.index("Z")])
+    meta = TiffMeta(resolution=resolution, resolution_unit=1, imagej=entries or None,
+                    source="ome")
+    write_image(target, array, channel_axis=-1 if rgb else None,
+                axes=letters + "YX" + ("S" if rgb else ""), tiff=meta)
 
 
 # --------------------------------------------------------------------------- reading

@@ -1,8 +1,8 @@
 """Reading and writing images and sidecars for the command line.
 
 TIFF goes through tifffile (any dtype, stacks, axes metadata, ImageJ and OME
-calibration; one image series per file, or the one ``--series`` picks), PNG and JPEG
-through imageio. Every
+calibration; one image series per file, or the one ``--series`` picks; an output named
+``*.ome.tif``/``*.ome.tiff`` is written as OME-TIFF), PNG and JPEG through imageio. Every
 write is atomic: the data goes to a hidden temporary file in the destination's
 folder, is flushed to disk, then renamed over the final name with
 :func:`os.replace`, so a file under an output name is always complete.
@@ -29,6 +29,8 @@ import numpy.typing as npt
 from napari_specdip.cli.errors import UsageError, one_line
 
 TIFF_SUFFIXES = (".tif", ".tiff")
+#: output names written as OME-TIFF (OME readers go by the name)
+OME_SUFFIXES = (".ome.tif", ".ome.tiff")
 PNG_SUFFIXES = (".png",)
 JPEG_SUFFIXES = (".jpg", ".jpeg")
 IMAGE_SUFFIXES = TIFF_SUFFIXES + PNG_SUFFIXES + JPEG_SUFFIXES
@@ -56,6 +58,14 @@ IMAGEJ_KEYS = ("spacing", "unit", "finterval", "tunit", "xorigin", "yorigin", "z
 IMAGEJ_DISPLAY_KEYS = ("mode", "LUTs")
 #: data types ImageJ hyperstacks can hold
 IMAGEJ_DTYPES = ("uint8", "uint16", "float32")
+#: data types OME-XML's Pixels Type can name (bool is its "bit")
+OME_DTYPES = ("bool", "uint8", "uint16", "uint32", "int8", "int16", "int32", "float32",
+              "float64")
+
+
+def is_ome_tiff(path: Path) -> bool:
+    """Whether ``path``'s name asks for an OME-TIFF (``.ome.tif``/``.ome.tiff``, any case)."""
+    return path.name.lower().endswith(OME_SUFFIXES)
 
 
 @dataclass(frozen=True)
@@ -137,6 +147,13 @@ _OME_LENGTHS = {"m": 1.0, "dm": 1e-1, "cm": 1e-2, "mm": 1e-3, "µm": 1e-6, "μm"
 _IMAGEJ_LENGTHS = (("m", 1.0), ("cm", 1e-2), ("mm", 1e-3), ("micron", 1e-6), ("nm", 1e-9))
 _OME_TIMES = {"s": ("sec", 1.0), "ms": ("ms", 1.0), "min": ("min", 1.0), "h": ("hour", 1.0),
               "µs": ("sec", 1e-6), "μs": ("sec", 1e-6), "ns": ("sec", 1e-9)}
+# the other way, for OME outputs: ImageJ's spellings of a unit -> OME's name (a name of
+# _OME_LENGTHS that is not listed stands for itself); µ is the micro sign, as OME spells it
+_TO_OME_LENGTHS = {"micron": "µm", "microns": "µm", "um": "µm", "μm": "µm", "\\u00B5m": "µm",
+                   "inch": "in", "inches": "in", "angstrom": "Å"}
+_TO_OME_TIMES = {"sec": "s", "s": "s", "second": "s", "seconds": "s", "ms": "ms", "msec": "ms",
+                 "min": "min", "hour": "h", "hours": "h", "hr": "h", "h": "h", "µs": "µs",
+                 "μs": "µs", "us": "µs", "usec": "µs", "ns": "ns"}
 
 
 def _ome_pixels(xml: str) -> list[tuple[str, Any]]:
@@ -389,6 +406,10 @@ def check_writable_kind(path: Path, *, stack: bool, channels: int | None,
     """Raise UsageError before any work if ``path``'s format cannot hold the result."""
     kind = kind_of(path)
     if kind == "tiff":
+        if is_ome_tiff(path) and dtype.name not in OME_DTYPES:
+            # a plain TIFF under an OME name would mislead the readers that go by it
+            raise UsageError(f"{path}: OME-TIFF stores {', '.join(OME_DTYPES[1:])} or bool, "
+                             f"the result is {dtype}; write .tif, or pass --output-dtype")
         return
     name = "PNG" if kind == "png" else "JPEG"
     if stack:
@@ -557,6 +578,118 @@ def _imagej_display(tiff: TiffMeta, axes: str, data: npt.NDArray[Any]) -> dict[s
     return display
 
 
+def _ome_length_unit(unit: Any) -> str | None:
+    """OME's name of an ImageJ length unit; None for ``pixel`` and names OME lacks."""
+    name = str(unit).strip()
+    name = _TO_OME_LENGTHS.get(name, _TO_OME_LENGTHS.get(name.lower(), name))
+    return name if name in _OME_LENGTHS else None
+
+
+def _positive(value: Any) -> float | None:
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return None
+    return number if np.isfinite(number) and number > 0 else None
+
+
+def ome_pixels_metadata(tiff: TiffMeta | None) -> dict[str, Any]:
+    """OME Pixels attributes of a calibration, the inverse of :func:`ome_calibration`.
+
+    Parameters
+    ----------
+    tiff
+        The calibration; ``resolution`` is pixels per ImageJ ``unit``, or per inch or
+        centimetre (``resolution_unit`` 2 or 3) where there is no ImageJ unit.
+
+    Returns
+    -------
+    dict
+        ``PhysicalSizeX``/``Y`` (1 / resolution), ``PhysicalSizeZ`` (``spacing``) with
+        their ``...Unit``, ``TimeIncrement`` (``finterval``) with its unit; no sizes
+        without a length unit (uncalibrated, ``pixel``, a name OME lacks).
+    """
+    if tiff is None:
+        return {}
+    entries = tiff.imagej or {}
+    if entries.get("unit"):
+        unit = _ome_length_unit(entries["unit"])
+    else:
+        unit = {2: "in", 3: "cm"}.get(tiff.resolution_unit or 1)
+    out: dict[str, Any] = {}
+    if unit is not None:
+        x, y = tiff.resolution or (None, None)
+        x, y = _positive(x), _positive(y)
+        if x is not None and y is not None:
+            out.update(PhysicalSizeX=1.0 / x, PhysicalSizeXUnit=unit,
+                       PhysicalSizeY=1.0 / y, PhysicalSizeYUnit=unit)
+        spacing = _positive(entries.get("spacing"))
+        if spacing is not None:
+            out.update(PhysicalSizeZ=spacing, PhysicalSizeZUnit=unit)
+    step = _positive(entries.get("finterval"))
+    tunit = _TO_OME_TIMES.get(str(entries.get("tunit", "sec")).strip())
+    if step is not None and tunit is not None:
+        out.update(TimeIncrement=step, TimeIncrementUnit=tunit)
+    return out
+
+
+def _ome_axes(axes: str, data: npt.NDArray[Any],
+              stored: tuple[int, int, int, int, int, int]) -> str | None:
+    """The axes to give tifffile's OME writer for ``data`` stored as ``stored`` (its
+    normalised stored shape): ``axes``, with the letters that name no dimension (``I``:
+    a sequence of pages, ``Q``: other) and repeats turned into free Z, T, C (then one
+    Q), the way ImageJ reads a plain stack as slices; None where OME cannot take
+    them, and tifffile names the axes from the shape."""
+    import tifffile
+
+    high = min((axes.index(a) for a in "YXS" if a in axes), default=len(axes))
+    known = [a if a in "TZCAPRHE" and axes[:high].count(a) == 1 else "" for a in axes[:high]]
+    free = [a for a in "ZTC" if a not in known] + ["Q"]  # Q: an OME modulo of "other"
+    lead = axes[:high]
+    if not any(known) and high <= 3:
+        lead = ("", "Z", "TZ", "TZC")[high]
+    elif known.count("") <= len(free):
+        lead = "".join(a or free.pop(0) for a in known)
+    try:  # a dry run of the XML tifffile is to write
+        tifffile.OmeXml().addimage(data.dtype, data.shape, stored, axes=lead + axes[high:])
+    except (tifffile.OmeXmlError, ValueError):
+        return None
+    return lead + axes[high:]
+
+
+def _write_ome(tmp: Path, data: npt.NDArray[Any], *, axes: str | None, tiff: TiffMeta | None,
+               samples: str | None, options: dict[str, Any]) -> None:
+    """Write an OME-TIFF: the axes where OME takes them, the calibration as physical
+    sizes. ``samples``: ``"contig"`` (last axis) or ``"separate"`` (before Y and X) for
+    an axis of samples per pixel (RGB, or colour that is not uint8/uint16)."""
+    import tifffile
+
+    if data.dtype.name not in OME_DTYPES:
+        raise UsageError(f"OME-TIFF cannot store {data.dtype} data; write .tif")
+    lead = data.ndim - (3 if samples else 2)
+    planes = int(np.prod(data.shape[:lead]))
+    if samples == "contig":
+        stored = (planes, 1, 1, data.shape[-3], data.shape[-2], data.shape[-1])
+    elif samples == "separate":
+        stored = (planes, data.shape[-3], 1, data.shape[-2], data.shape[-1], 1)
+    else:
+        stored = (planes, 1, 1, data.shape[-2], data.shape[-1], 1)
+    if samples and options["photometric"] != "rgb":
+        # samples per pixel, not pages: tifffile would otherwise write each row as an image
+        options = {**options, "planarconfig": samples}
+    if not axes or len(axes) != data.ndim:  # a PNG's, or unknown: a plain stack
+        axes = "Q" * lead + {"contig": "YXS", "separate": "SYX"}.get(samples or "", "YX")
+    metadata = ome_pixels_metadata(tiff)
+    ome_axes = _ome_axes(axes, data, stored)
+    if ome_axes is not None:
+        metadata["axes"] = ome_axes
+    try:
+        tifffile.imwrite(tmp, data, ome=True, metadata=metadata, **options)
+    except tifffile.OmeXmlError as exc:  # e.g. more than 5 axes, none of them named
+        raise UsageError(f"OME-TIFF cannot hold this image (shape {data.shape}, axes "
+                         f"{axes}): {exc}; write .tif") from exc
+
+
 def write_image(path: Path, data: npt.NDArray[Any], *, channel_axis: int | None = None,
                 axes: str | None = None, tiff: TiffMeta | None = None) -> None:
     """Write ``data`` atomically as TIFF (any dtype, stacks) or PNG/JPEG (2D gray/RGB/RGBA).
@@ -565,10 +698,15 @@ def write_image(path: Path, data: npt.NDArray[Any], *, channel_axis: int | None 
     ImageJ, OME or calibrated input that ImageJ can hold, an ImageJ hyperstack
     with its z spacing and unit (an ImageJ input's composite mode and LUTs too);
     otherwise those entries go into the shaped metadata. RGB samples before Y and
-    X (``SYX``) are written as planar RGB.
+    X (``SYX``) are written as planar RGB. A name ending in ``.ome.tif`` or
+    ``.ome.tiff`` gets an OME-TIFF instead: OME-XML with the axes and the
+    calibration as physical sizes (:func:`ome_pixels_metadata`), besides the same
+    resolution tags.
     """
     kind = kind_of(path)
     data = to_storable(path, np.asarray(data))
+    # the temporary name ends in .tif only: tifffile must be told, not left to guess
+    ome = kind == "tiff" and is_ome_tiff(path)
 
     def write(tmp: Path) -> None:
         if kind == "tiff":
@@ -584,6 +722,14 @@ def write_image(path: Path, data: npt.NDArray[Any], *, channel_axis: int | None 
             if tiff is not None and tiff.resolution is not None:
                 options["resolution"] = tiff.resolution
                 options["resolutionunit"] = tiff.resolution_unit or 1
+            if ome:
+                # samples per pixel: the file's S axis, else a last channel axis
+                ax = axes if axes is not None and len(axes) == data.ndim else None
+                last = data.ndim >= 3 and (ax.endswith("S") if ax else c == data.ndim - 1)
+                planar = data.ndim >= 3 and ax is not None and ax.endswith("SYX")
+                samples = "contig" if last else "separate" if planar else None
+                _write_ome(tmp, data, axes=axes, tiff=tiff, samples=samples, options=options)
+                return
             ij_axes = (_imagej_axes(axes, data)
                        if tiff is not None and (tiff.imagej or tiff.source == "imagej") else None)
             if ij_axes is not None and tiff is not None:
