@@ -248,3 +248,29 @@ def test_cli_refuses_an_ome_output_dtype_before_any_work(tmp_path: Path) -> None
     proc = run_cli("restore", source, "-o", out, "--output-dtype", "int64", *FAST)
     assert_clean_failure(proc, 2, "OME-TIFF stores", "int64")
     assert not out.exists()
+
+
+def test_names_made_from_an_ome_name_stay_ome_names(tmp_path: Path) -> None:
+    from napari_specdip.cli.batch import _output_for
+    from napari_specdip.cli.files import split_name
+    from napari_specdip.cli.runner import uncertainty_path
+
+    assert split_name(Path("a.OME.TIFF")) == ("a", ".OME.TIFF")
+    assert split_name(Path("a.b.tif")) == ("a.b", ".tif")
+    assert _output_for(Path("in/c.ome.tif"), tmp_path, "_d", "same") == tmp_path / "c_d.ome.tif"
+    assert _output_for(Path("in/c.ome.tif"), tmp_path, "", "png") == tmp_path / "c.png"
+    assert uncertainty_path(tmp_path / "o.ome.tiff") == tmp_path / "o_uncertainty.ome.tif"
+    assert uncertainty_path(tmp_path / "o.png") == tmp_path / "o_uncertainty.tif"
+
+
+def test_default_output_and_uncertainty_of_an_ome_input_are_ome(tmp_path: Path) -> None:
+    rng = np.random.default_rng(0)
+    source = tmp_path / "cells.ome.tif"
+    _ome(source, rng.integers(0, 4000, (24, 20)).astype(np.uint16), "YX",
+         PhysicalSizeX=0.2, PhysicalSizeY=0.2)
+    proc = run_cli("restore", source, "--ensemble", "2", *FAST)
+    assert proc.returncode == 0, proc.stderr
+    for name in ("cells_restored.ome.tif", "cells_restored_uncertainty.ome.tif"):
+        with tifffile.TiffFile(tmp_path / name) as tif:
+            assert tif.is_ome, name
+        assert _pixels(tmp_path / name)["PhysicalSizeX"] == "0.2"

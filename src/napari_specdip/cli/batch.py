@@ -55,6 +55,7 @@ from napari_specdip.cli.files import (
     remove_stale_temps,
     same_file,
     sidecar_path,
+    split_name,
 )
 from napari_specdip.cli.runner import (
     FileJob,
@@ -186,8 +187,10 @@ class FileState:
 
 
 def _output_for(source: Path, out_dir: Path, suffix: str, out_format: str) -> Path:
-    ext = source.suffix if out_format == "same" else f".{out_format}"
-    return out_dir / f"{source.stem}{suffix}{ext}"
+    stem, ext = split_name(source)
+    if out_format != "same":
+        ext = f".{out_format}"
+    return out_dir / f"{stem}{suffix}{ext}"
 
 
 #: options that change where or how fast a run goes, not its result

@@ -68,6 +68,22 @@ def is_ome_tiff(path: Path) -> bool:
     return path.name.lower().endswith(OME_SUFFIXES)
 
 
+def split_name(path: Path) -> tuple[str, str]:
+    """``(stem, extension)`` of a file name, ``.ome.tif`` counted as one extension, so
+    that a name made from them (``stem + "_restored" + extension``) stays an OME name.
+
+    Examples
+    --------
+    >>> split_name(Path("cells.ome.tif")), split_name(Path("a.b.png"))
+    (('cells', '.ome.tif'), ('a.b', '.png'))
+    """
+    if is_ome_tiff(path):
+        cut = len(path.name) - len(next(s for s in OME_SUFFIXES
+                                        if path.name.lower().endswith(s)))
+        return path.name[:cut], path.name[cut:]
+    return path.stem, path.suffix
+
+
 @dataclass(frozen=True)
 class TiffMeta:
     """Physical calibration of a TIFF: pixel size, z spacing and their unit.

@@ -203,7 +203,8 @@ def option_help() -> dict[str, str]:
         "ensemble": f"fit K networks (seeds S .. S+K-1) together: the result is their mean; "
                     f"their standard deviation (over the networks and their outputs around the "
                     f"returned iteration) goes next to the output as "
-                    f"STEM{UNCERTAINTY_SUFFIX} (float32, the output's units and calibration); "
+                    f"STEM{UNCERTAINTY_SUFFIX}.tif (.ome.tif beside an OME-TIFF; float32, the output's "
+                    f"units and calibration); "
                     f"K times the memory, and on a CPU about K times the time "
                     f"({stated_default('ensemble')})",
         "tile": f"fit an image larger than N px plus the overlap on each side as tiles: "
@@ -244,7 +245,7 @@ def restore_overwrite_help() -> str:
     from napari_specdip.cli.runner import UNCERTAINTY_SUFFIX
 
     return ("replace files at OUT, OUT.json and (with --ensemble) "
-            f"STEM{UNCERTAINTY_SUFFIX} that specdip did not write, and allow OUT to be the "
+            f"STEM{UNCERTAINTY_SUFFIX}.tif that specdip did not write, and allow OUT to be the "
             "input file itself (replaced only once the result is complete); an earlier "
             "specdip result at OUT is replaced without it")
 

@@ -360,7 +360,7 @@ def _warn(messages: list[str]) -> None:
 def _cmd_restore(args: argparse.Namespace) -> int:
     import threading
 
-    from napari_specdip.cli.files import read_image
+    from napari_specdip.cli.files import read_image, split_name
     from napari_specdip.cli.progress import progress_wanted
     from napari_specdip.cli.runner import (
         NOT_RUN,
@@ -378,8 +378,8 @@ def _cmd_restore(args: argparse.Namespace) -> int:
     )
 
     source = Path(args.input)
-    output = Path(args.output) if args.output else source.with_name(
-        f"{source.stem}_restored{source.suffix}")
+    stem, ext = split_name(source)
+    output = Path(args.output) if args.output else source.with_name(f"{stem}_restored{ext}")
     check_task_options(args)
     _check_not_an_input(output, args)
     _check_not_foreign(output, args)

@@ -25,10 +25,12 @@ from napari_specdip.cli.files import (
     TiffMeta,
     check_writable,
     check_writable_kind,
+    is_ome_tiff,
     os_reason,
     read_image,
     read_sidecar,
     sidecar_path,
+    split_name,
     stored_dtype,
     write_image,
     write_json,
@@ -76,14 +78,18 @@ ENGINE_OPTIONS = {
     "tile_overlap": "tile_overlap",
 }
 
-#: the uncertainty of an ensemble run goes next to the output as ``STEM`` + this
-UNCERTAINTY_SUFFIX = "_uncertainty.tif"
+#: the uncertainty of an ensemble run goes next to the output as ``STEM`` + this + ``.tif``
+#: (``.ome.tif`` beside an OME-TIFF output)
+UNCERTAINTY_SUFFIX = "_uncertainty"
 #: the hidden file that claims an output's names while they are written
 WRITING_MARK = ".specdip-writing"
 
 def uncertainty_path(output: Path) -> Path:
-    """``OUT_uncertainty.tif`` next to ``output``: the ensemble's per-pixel spread."""
-    return output.with_name(f"{output.stem}{UNCERTAINTY_SUFFIX}")
+    """``OUT_uncertainty.tif`` next to ``output`` (``OUT_uncertainty.ome.tif`` next to an
+    OME-TIFF): the ensemble's per-pixel spread, a float TIFF whatever the output's format."""
+    stem, _ = split_name(output)
+    ext = ".ome.tif" if is_ome_tiff(output) else ".tif"
+    return output.with_name(f"{stem}{UNCERTAINTY_SUFFIX}{ext}")
 
 
 def writing_marker(output: Path) -> Path:
