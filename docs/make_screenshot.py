@@ -65,7 +65,9 @@ def main(folder: Path) -> list[Path]:
     worker = widget.start()
     if worker is None:
         raise SystemExit(f"the run was refused: {widget.last_error}")
-    worker.yielded.connect(lambda item: last.__setitem__("iteration", item[1].iteration))
+    # (a stack's slice checks come first, with no iteration)
+    worker.yielded.connect(lambda item: last.__setitem__(
+        "iteration", getattr(item[1], "iteration", 0)))
     while widget.is_running and last["iteration"] < CAPTURE_AT:
         app.processEvents()
         time.sleep(0.01)

@@ -91,9 +91,17 @@ def test_a_lazy_stack_is_read_slice_by_slice_and_restored_like_an_array(
     assert preview is not None and preview.shape == data.shape and reads == [0]
     np.testing.assert_array_equal(preview[2], data[2])
     assert reads == [0, 2]
-    assert widget.start() is not None, widget.last_error
+    worker = widget.start()
+    assert worker is not None, widget.last_error
+    reports: list[Any] = []
+    worker.yielded.connect(reports.append)
     wait_for_run(widget)
     np.testing.assert_array_equal(widget.last_output.data, eager)
+    # the check pass says how far it got before the first slice's iterations
+    checks = [r for k, r in reports if isinstance(r, _planning.SliceCheck)]
+    assert [(c.done, c.total) for c in checks] == [(2, 3), (3, 3)]
+    assert reports.index((-1, checks[-1])) < next(
+        i for i, (k, r) in enumerate(reports) if not isinstance(r, _planning.SliceCheck))
 
 
 def test_a_stack_of_blank_slices_is_refused(viewer: Any, open_widget: Any,

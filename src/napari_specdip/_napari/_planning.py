@@ -520,20 +520,36 @@ Checked = Union["RestoreJob", CopiedPlane, LazyJob]
 Job = Union[Checked, StackSlice]
 
 
-def check_slices(jobs: Sequence[Job], name: str,
-                 interrupted: Callable[[], bool] = lambda: False) -> list[Checked] | None:
-    """The jobs with every :class:`StackSlice` read and checked (ValueError for a bad
-    slice, or when every slice is copied through); None when ``interrupted()`` turns
-    true first. ``name`` is the image's, for the message."""
+@dataclass(frozen=True)
+class SliceCheck:
+    """What the worker reports while it reads and checks a stack's slices: ``done`` of
+    ``total`` (there are no iterations yet)."""
+
+    done: int
+    total: int
+
+
+def check_slices(jobs: Sequence[Job], name: str
+                 ) -> Generator[SliceCheck, None, list[Checked]]:
+    """Read and check every :class:`StackSlice` of ``jobs``, reporting after each;
+    returns the checked jobs (ValueError for a bad slice, or when every slice is copied
+    through). ``name`` is the image's, for the message."""
     checked: list[Checked] = []
-    for job in jobs:
-        if interrupted():
-            return None
-        checked.append(job.check() if isinstance(job, StackSlice) else job)
-    if checked and all(isinstance(j, CopiedPlane) for j in checked):
+    for k, job in enumerate(jobs):
+        if isinstance(job, StackSlice):
+            checked.append(job.check())
+            yield SliceCheck(k + 1, len(jobs))
+        else:
+            checked.append(job)
+    refuse_if_all_copied(checked, name)
+    return checked
+
+
+def refuse_if_all_copied(jobs: Sequence[Job], name: str) -> None:
+    """ValueError when every slice of image ``name`` is to be copied through."""
+    if jobs and all(isinstance(j, CopiedPlane) for j in jobs):
         raise ValueError(f"every slice of image {name!r} is constant or has no masked "
                          "pixel to fill: nothing to restore")
-    return checked
 
 
 

@@ -56,21 +56,30 @@ class Interrupt:
 
 def run_jobs(jobs: Sequence[_planning.Job], interrupt: Interrupt,
              budget_s: float | None = None, warm_start: bool = False, name: str = "image"
-             ) -> Generator[tuple[int, StepReport], None, list[RestoreResult]]:
+             ) -> Generator[tuple[int, StepReport | _planning.SliceCheck], None,
+                            list[RestoreResult]]:
     """Worker body: run the jobs one after the other, yielding ``(job index, report)``.
 
     Runs on the worker thread and touches no napari object. A stack's slices are
-    all read and checked first (:func:`_planning.check_slices`: a bad slice stops
-    the run before any work, named in the error; ``name`` is the image's). A time
+    all read and checked first (:func:`_planning.check_slices`, reported as
+    ``(-1, SliceCheck)``: a bad slice stops the run before any work, named in the
+    error; ``name`` is the image's). A time
     budget stops the run through the interrupt (the engine then returns its result
     so far). ``warm_start``: each job starts from the network weights the job before
     ended with (planned with ``keep_state=True``); the weights are handed on, not
     kept. Returns the results of the jobs that ran (a stop skips the remaining ones).
     """
     results: list[RestoreResult] = []
-    checked = _planning.check_slices(jobs, name, interrupt.requested.is_set)
-    if checked is None:  # stopped while checking
-        return results
+    checking = _planning.check_slices(jobs, name)
+    while True:
+        try:
+            progress = next(checking)
+        except StopIteration as done:
+            checked: list[_planning.Checked] = done.value
+            break
+        if interrupt.requested.is_set():  # stopped while checking
+            return results
+        yield -1, progress
     handed: dict[str, Any] | None = None  # the last fit's weights (over constant slices too)
     for k, job in enumerate(checked):
         if k and interrupt.requested.is_set():
@@ -205,11 +214,14 @@ class RunSession:
 
     # ------------------------------------------------------------------ worker slots
 
-    def _on_yielded(self, item: tuple[int, StepReport]) -> None:
+    def _on_yielded(self, item: tuple[int, StepReport | _planning.SliceCheck]) -> None:
         plan = self.plan
         if plan is None:
             return
         k, report = item
+        if isinstance(report, _planning.SliceCheck):
+            self._checking(report)
+            return
         try:
             self._chart_report(plan, k, report)
         except RuntimeError:  # the charts dock was deleted with the viewer (Qt objects gone)
@@ -229,6 +241,14 @@ class RunSession:
                     self.charts = None
             if self.listener is not None:
                 self.listener.run_progress(self, self.progress.text())
+
+    def _checking(self, check: _planning.SliceCheck) -> None:
+        now = time.perf_counter()
+        if self.listener is not None and (now - self._last_ui >= UI_TICK_S
+                                          or check.done == check.total):
+            self._last_ui = now
+            self.listener.run_progress(
+                self, f"reading and checking the slices: {check.done} of {check.total}…")
 
     def _chart_report(self, plan: _planning.RunPlan, k: int, report: StepReport) -> None:
         """A new plane or tile resets the charts (and the dims follow the plane); every

@@ -1079,7 +1079,7 @@ class RestoreWidget(Container[Widget]):
             except ValueError as exc:
                 raise ValueError(f"{where}{exc}") from exc
         if len(jobs) == 1:
-            _planning.check_slices(jobs, info.name)  # a constant slice alone: refused now
+            _planning.refuse_if_all_copied(jobs, info.name)  # a constant slice alone: now
         label = dict(_planning.stack_choices(full)) if full.n_leading else {}
         mode_label = next((k for k, v in label.items() if v == mode), "")
         plan = _planning.RunPlan(
