@@ -291,3 +291,24 @@ def test_learning_rate_and_sigma_fields_say_what_they_take(viewer: Any,
     widget.sigmas.value = "0.1, nan"
     with pytest.raises(ValueError, match="Gaussian σ must be positive numbers"):
         widget.parameters()
+
+
+def test_stop_while_the_slices_are_checked_ends_before_any_work(viewer: Any, open_widget: Any,
+                                                                qtbot: Any) -> None:
+    from napari_specdip._napari import _planning
+    from napari_specdip._napari._session import run_jobs
+
+    image = viewer.add_image(_noisy((4, SIZE, SIZE)), name="z")
+    widget = open_widget(task="denoise", iterations=6)
+    widget.image.value = image
+    plan = widget.plan()
+    interrupt = plan.extra["interrupt"]
+    gen = run_jobs(plan.jobs, interrupt, name="z")
+    assert next(gen) == (-1, _planning.SliceCheck(2, 4))
+    interrupt.requested.set()  # Stop, while the third slice is read
+    with pytest.raises(StopIteration) as done:
+        next(gen)
+    assert done.value.value == []
+    # the estimate the new image asked for ends before the viewer closes
+    qtbot.waitUntil(lambda: not widget._estimate_timer.isActive()
+                    and widget._estimate_worker is None, timeout=60_000)
