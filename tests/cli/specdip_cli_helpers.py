@@ -6,6 +6,9 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
+
+import numpy as np
 
 #: the smallest settings that still run the whole pipeline
 FAST = ["--width", "8", "--depth", "4", "--max-iterations", "5", "--stop", "none"]
@@ -44,3 +47,24 @@ def batch_status(stdout: str, name: str) -> str:
         if len(cells) >= 2 and Path(cells[0]).name == name:
             return cells[1]
     raise AssertionError(f"{name} not in the table:\n{stdout}")
+
+
+def ramp(shape: tuple[int, ...], dtype: Any = np.uint16) -> np.ndarray:
+    """A small array whose every value tells where it lies (a wrapped ramp)."""
+    return (np.arange(int(np.prod(shape))) % 251).reshape(shape).astype(dtype)
+
+
+def write_like_cli(source: Path, out: Path, *, scale: int = 1) -> np.ndarray:
+    """What ``specdip restore`` writes for ``source``, with the pixels unchanged (upscaled
+    ``scale`` times, as super-resolution would); the array written."""
+    from napari_specdip.cli.files import read_image, write_image
+    from napari_specdip.cli.layout import resolve_layout
+
+    image = read_image(source)
+    layout = resolve_layout(image.data.shape, kind=image.kind, axes=image.axes)
+    meta = image.tiff.scaled(scale) if image.tiff is not None else None
+    data = image.data
+    for axis in layout.spatial:
+        data = np.repeat(data, scale, axis=axis)
+    write_image(out, data, channel_axis=layout.channel_axis, axes=image.axes, tiff=meta)
+    return data

@@ -12,7 +12,7 @@ from xml.etree import ElementTree
 import numpy as np
 import pytest
 import tifffile
-from specdip_cli_helpers import FAST, assert_clean_failure, run_cli
+from specdip_cli_helpers import FAST, assert_clean_failure, ramp, run_cli, write_like_cli
 
 from napari_specdip.cli.errors import UsageError
 from napari_specdip.cli.files import (
@@ -23,11 +23,7 @@ from napari_specdip.cli.files import (
     read_image,
     write_image,
 )
-from napari_specdip.cli.layout import resolve_layout
 
-
-def _ramp(shape: tuple[int, ...], dtype: Any = np.uint16) -> np.ndarray:
-    return (np.arange(int(np.prod(shape))) % 251).reshape(shape).astype(dtype)
 
 
 def _ome(path: Path, data: np.ndarray, axes: str, **sizes: Any) -> None:
@@ -43,17 +39,6 @@ def _pixels(path: Path) -> dict[str, str]:
     pixels = next(e for e in root.iter() if e.tag.endswith("Pixels"))
     return dict(pixels.attrib)
 
-
-def _write_like_cli(source: Path, out: Path, *, scale: int = 1) -> np.ndarray:
-    """What ``specdip restore`` writes for ``source``, with the pixels unchanged."""
-    image = read_image(source)
-    layout = resolve_layout(image.data.shape, kind=image.kind, axes=image.axes)
-    meta = image.tiff.scaled(scale) if image.tiff is not None else None
-    data = image.data
-    for axis in layout.spatial:
-        data = np.repeat(data, scale, axis=axis)
-    write_image(out, data, channel_axis=layout.channel_axis, axes=image.axes, tiff=meta)
-    return data
 
 
 SIZES = {"PhysicalSizeX": 0.13, "PhysicalSizeY": 0.26, "PhysicalSizeZ": 0.5,
@@ -76,9 +61,9 @@ def test_ome_in_ome_out_keeps_sizes_units_axes_and_pixels(
         tmp_path: Path, axes: str, shape: tuple[int, ...], dtype: Any,
         sizes: dict[str, Any]) -> None:
     source = tmp_path / "in.ome.tif"
-    _ome(source, _ramp(shape, dtype), axes, **sizes)
+    _ome(source, ramp(shape, dtype), axes, **sizes)
     out = tmp_path / "out.ome.tif"
-    data = _write_like_cli(source, out)
+    data = write_like_cli(source, out)
     pixels = _pixels(out)
     assert {k: pixels[k] for k in sizes} == {k: str(v) for k, v in sizes.items()}
     with tifffile.TiffFile(out) as tif:
@@ -96,10 +81,10 @@ def test_ome_in_ome_out_keeps_sizes_units_axes_and_pixels(
 
 def test_super_resolution_halves_the_physical_sizes(tmp_path: Path) -> None:
     source = tmp_path / "cells.ome.tif"
-    _ome(source, _ramp((2, 8, 9)), "ZYX", PhysicalSizeX=0.13, PhysicalSizeY=0.26,
+    _ome(source, ramp((2, 8, 9)), "ZYX", PhysicalSizeX=0.13, PhysicalSizeY=0.26,
          PhysicalSizeZ=500, PhysicalSizeZUnit="nm")
     out = tmp_path / "x2.OME.TIFF"  # the suffix in any case
-    _write_like_cli(source, out, scale=2)
+    write_like_cli(source, out, scale=2)
     pixels = _pixels(out)
     assert float(pixels["PhysicalSizeX"]) == pytest.approx(0.065)
     assert float(pixels["PhysicalSizeY"]) == pytest.approx(0.13)
@@ -110,18 +95,18 @@ def test_super_resolution_halves_the_physical_sizes(tmp_path: Path) -> None:
 
 def test_plain_tif_output_of_an_ome_input_stays_imagej(tmp_path: Path) -> None:
     source = tmp_path / "cells.ome.tif"
-    _ome(source, _ramp((2, 8, 9)), "ZYX", **SIZES)
+    _ome(source, ramp((2, 8, 9)), "ZYX", **SIZES)
     out = tmp_path / "out.tif"
-    _write_like_cli(source, out)
+    write_like_cli(source, out)
     with tifffile.TiffFile(out) as tif:
         assert tif.is_imagej and not tif.is_ome
         assert tif.imagej_metadata["unit"] == "micron"
 
 
 def test_uncalibrated_input_gives_a_valid_ome_tiff_without_sizes(tmp_path: Path) -> None:
-    for name, data, axes in (("plain", _ramp((3, 8, 9)), None),  # tifffile names it
-                             ("pages", _ramp((3, 8, 9)), "IYX"),  # a plain multi-page stack
-                             ("png", _ramp((8, 9, 3), np.uint8), None)):
+    for name, data, axes in (("plain", ramp((3, 8, 9)), None),  # tifffile names it
+                             ("pages", ramp((3, 8, 9)), "IYX"),  # a plain multi-page stack
+                             ("png", ramp((8, 9, 3), np.uint8), None)):
         out = tmp_path / f"{name}.ome.tiff"
         write_image(out, data, channel_axis=-1 if name == "png" else None, axes=axes)
         pixels = _pixels(out)
@@ -135,9 +120,9 @@ def test_uncalibrated_input_gives_a_valid_ome_tiff_without_sizes(tmp_path: Path)
 
 def test_colour_that_is_not_rgb_is_stored_as_samples(tmp_path: Path) -> None:
     # float RGB and gray + alpha are samples per pixel, not one image per row
-    for name, data, axes, channel_axis in (("float", _ramp((8, 9, 3), np.float32), "YXS", 2),
-                                           ("planar", _ramp((3, 8, 9), np.float64), "SYX", 0),
-                                           ("alpha", _ramp((8, 9, 2), np.uint8), None, 2)):
+    for name, data, axes, channel_axis in (("float", ramp((8, 9, 3), np.float32), "YXS", 2),
+                                           ("planar", ramp((3, 8, 9), np.float64), "SYX", 0),
+                                           ("alpha", ramp((8, 9, 2), np.uint8), None, 2)):
         out = tmp_path / f"{name}.ome.tif"
         write_image(out, data, channel_axis=channel_axis, axes=axes)
         with tifffile.TiffFile(out) as tif:
@@ -154,7 +139,7 @@ def test_imagej_calibration_goes_to_ome_units(tmp_path: Path) -> None:
         "PhysicalSizeYUnit": "µm", "PhysicalSizeZ": 0.3, "PhysicalSizeZUnit": "µm",
         "TimeIncrement": 2.0, "TimeIncrementUnit": "s"}  # ImageJ's default time unit
     out = tmp_path / "ij.ome.tif"
-    write_image(out, _ramp((2, 8, 9)), axes="ZYX", tiff=meta)
+    write_image(out, ramp((2, 8, 9)), axes="ZYX", tiff=meta)
     back = read_image(out).tiff
     assert back is not None and back.resolution == (4.0, 2.0)
     assert back.imagej == {"unit": "micron", "spacing": 0.3, "finterval": 2.0, "tunit": "sec"}
@@ -171,7 +156,7 @@ def test_resolution_tags_without_imagej_unit(tmp_path: Path, unit: int, ome_unit
                                              size: float | None) -> None:
     meta = TiffMeta(resolution=(1 / size if size else 5.0,) * 2, resolution_unit=unit)
     out = tmp_path / "tags.ome.tif"
-    write_image(out, _ramp((8, 9)), tiff=meta)
+    write_image(out, ramp((8, 9)), tiff=meta)
     pixels = _pixels(out)
     assert pixels.get("PhysicalSizeXUnit") == ome_unit
     if size is not None:
@@ -192,9 +177,9 @@ def test_dtypes_ome_cannot_name_are_refused_before_any_work(tmp_path: Path) -> N
         check_writable_kind(tmp_path / "x.tif", stack=False, channels=None,
                             dtype=np.dtype(dtype), float_range=None)
         with pytest.raises(UsageError, match="OME-TIFF cannot store"):
-            write_image(out, _ramp((8, 9), dtype))
+            write_image(out, ramp((8, 9), dtype))
     assert not list(tmp_path.iterdir())  # nothing left behind
-    write_image(out, _ramp((8, 9)) > 100)  # bool is OME's "bit"
+    write_image(out, ramp((8, 9)) > 100)  # bool is OME's "bit"
     assert _pixels(out)["Type"] == "bit"
     assert read_image(out).data.dtype == bool
 
@@ -203,12 +188,12 @@ def test_axes_ome_cannot_name_are_mapped(tmp_path: Path) -> None:
     out = tmp_path / "x.ome.tif"
     for axes, shape, expected in (("QQYX", (2, 3, 8, 9), "TZYX"), ("TIYX", (2, 3, 8, 9), "TZYX"),
                                   ("IQZCYX", (2, 2, 2, 2, 8, 9), "TQZCYX")):
-        write_image(out, _ramp(shape), axes=axes)
+        write_image(out, ramp(shape), axes=axes)
         with tifffile.TiffFile(out) as tif:
             assert tif.is_ome and tif.series[0].axes == expected
-            np.testing.assert_array_equal(tif.asarray(), _ramp(shape))
+            np.testing.assert_array_equal(tif.asarray(), ramp(shape))
     with pytest.raises(UsageError, match="OME-TIFF cannot hold this image"):
-        write_image(out, _ramp((2,) * 5 + (8, 9)), axes="QQQQQYX")
+        write_image(out, ramp((2,) * 5 + (8, 9)), axes="QQQQQYX")
 
 
 # --------------------------------------------------------------------------- the CLI
@@ -243,7 +228,7 @@ def test_cli_writes_ome_with_the_input_calibration(tmp_path: Path) -> None:
 
 def test_cli_refuses_an_ome_output_dtype_before_any_work(tmp_path: Path) -> None:
     source = tmp_path / "cells.ome.tif"
-    _ome(source, _ramp((24, 20)), "YX", PhysicalSizeX=0.1, PhysicalSizeY=0.1)
+    _ome(source, ramp((24, 20)), "YX", PhysicalSizeX=0.1, PhysicalSizeY=0.1)
     out = tmp_path / "out.ome.tif"
     proc = run_cli("restore", source, "-o", out, "--output-dtype", "int64", *FAST)
     assert_clean_failure(proc, 2, "OME-TIFF stores", "int64")

@@ -12,6 +12,7 @@ from typing import Any
 import numpy as np
 import pytest
 import tifffile
+from specdip_cli_helpers import ramp, write_like_cli
 
 from napari_specdip._napari._writer import _read, read_tiff_file, read_tiff_layers
 from napari_specdip.cli.errors import UsageError
@@ -19,19 +20,6 @@ from napari_specdip.cli.files import TiffMeta, quiet_tifffile, read_image, write
 from napari_specdip.cli.layout import resolve_layout
 
 
-def _ramp(shape: tuple[int, ...], dtype: Any = np.uint16) -> np.ndarray:
-    return (np.arange(int(np.prod(shape))) % 251).reshape(shape).astype(dtype)
-
-
-def _write_like_cli(source: Path, out: Path, *, scale: int = 1) -> None:
-    """What ``specdip restore`` writes for ``source``, with the pixels unchanged."""
-    image = read_image(source)
-    layout = resolve_layout(image.data.shape, kind=image.kind, axes=image.axes)
-    meta = image.tiff.scaled(scale) if image.tiff is not None else None
-    data = image.data
-    for axis in layout.spatial:
-        data = np.repeat(data, scale, axis=axis)
-    write_image(out, data, channel_axis=layout.channel_axis, axes=image.axes, tiff=meta)
 
 
 # --------------------------------------------------------------------------- series
@@ -39,9 +27,9 @@ def _write_like_cli(source: Path, out: Path, *, scale: int = 1) -> None:
 
 def _two_positions(path: Path) -> None:
     with tifffile.TiffWriter(path, ome=True) as tif:
-        tif.write(_ramp((2, 8, 9)), metadata={"axes": "ZYX", "Name": "A1", "PhysicalSizeX": 0.1,
+        tif.write(ramp((2, 8, 9)), metadata={"axes": "ZYX", "Name": "A1", "PhysicalSizeX": 0.1,
                                                "PhysicalSizeY": 0.1, "PhysicalSizeZ": 1.0})
-        tif.write(_ramp((2, 6, 9)), metadata={"axes": "ZYX", "Name": "B2", "PhysicalSizeX": 0.2,
+        tif.write(ramp((2, 6, 9)), metadata={"axes": "ZYX", "Name": "B2", "PhysicalSizeX": 0.2,
                                                "PhysicalSizeY": 0.2, "PhysicalSizeZ": 2.0})
 
 
@@ -57,8 +45,8 @@ def test_multi_position_ome_is_refused_naming_the_series(tmp_path: Path) -> None
 def test_plain_multi_series_tiff_is_refused(tmp_path: Path) -> None:
     path = tmp_path / "two.tif"
     with tifffile.TiffWriter(path) as tif:
-        tif.write(_ramp((8, 9)))
-        tif.write(_ramp((3, 8, 9)), photometric="minisblack")
+        tif.write(ramp((8, 9)))
+        tif.write(ramp((3, 8, 9)), photometric="minisblack")
     with pytest.raises(UsageError, match="mask .* holds 2 image series.*--series N"):
         read_image(path, what="mask")
 
@@ -66,7 +54,7 @@ def test_plain_multi_series_tiff_is_refused(tmp_path: Path) -> None:
 def _two_series(path: Path) -> tuple[np.ndarray, np.ndarray]:
     """A plain TIFF of two series of other shapes and intensities (no OME, no ImageJ)."""
     a = np.full((40, 36), 200, np.uint16)
-    b = _ramp((32, 32)) + 3000
+    b = ramp((32, 32)) + 3000
     with tifffile.TiffWriter(path) as tif:
         tif.write(a)
         tif.write(b)
@@ -104,7 +92,7 @@ def test_many_series_are_summarised_past_four(tmp_path: Path) -> None:
     path = tmp_path / "six.tif"
     with tifffile.TiffWriter(path) as tif:
         for k in range(6):
-            tif.write(_ramp((8, 9 + k)))
+            tif.write(ramp((8, 9 + k)))
     with pytest.raises(UsageError) as info:
         read_image(path)
     message = str(info.value)
@@ -116,13 +104,13 @@ def test_a_single_image_takes_series_0_only(tmp_path: Path) -> None:
     png = tmp_path / "one.png"
     import imageio.v3 as iio
 
-    iio.imwrite(png, _ramp((8, 9), np.uint8))
+    iio.imwrite(png, ramp((8, 9), np.uint8))
     assert read_image(png, series=0).data.shape == (8, 9)
     with pytest.raises(UsageError, match=r"--series 1: input .*one.png is a PNG file.*"
                                          r"only --series 0"):
         read_image(png, series=1)
     tif = tmp_path / "one.tif"
-    tifffile.imwrite(tif, _ramp((8, 9)))
+    tifffile.imwrite(tif, ramp((8, 9)))
     assert read_image(tif, series=0).series == 0
     with pytest.raises(UsageError, match=r"--series 3: input .* holds one image series, of "
                                          r"shape \(8, 9\); only --series 0"):
@@ -137,7 +125,7 @@ def test_a_single_image_takes_series_0_only(tmp_path: Path) -> None:
 
 
 def test_pyramid_levels_and_thumbnails_are_not_series(tmp_path: Path) -> None:
-    full = _ramp((32, 32), np.uint8)
+    full = ramp((32, 32), np.uint8)
     pyramid = tmp_path / "pyramid.ome.tif"
     with tifffile.TiffWriter(pyramid, ome=True) as tif:
         tif.write(full, subifds=2, metadata={"axes": "YX"})
@@ -164,7 +152,7 @@ def test_napari_reader_opens_one_layer_per_series_with_its_calibration(tmp_path:
     assert [layer[2] for layer in layers] == ["image", "image"]
     (a, a_attrs, _), (b, b_attrs, _) = layers
     assert a.shape == (2, 8, 9) and b.shape == (2, 6, 9)
-    assert np.array_equal(b, _ramp((2, 6, 9)))
+    assert np.array_equal(b, ramp((2, 6, 9)))
     # named as --series counts them
     assert a_attrs["name"] == "plate.ome series 0 (A1)"
     assert b_attrs["name"] == "plate.ome series 1 (B2)"
@@ -179,7 +167,7 @@ def test_napari_reader_opens_one_layer_per_series_with_its_calibration(tmp_path:
 
 @pytest.mark.parametrize("samples", [3, 4])
 def test_planar_rgb_is_colour_for_the_cli_and_napari(tmp_path: Path, samples: int) -> None:
-    rgb = _ramp((samples, 8, 9), np.uint8)
+    rgb = ramp((samples, 8, 9), np.uint8)
     source = tmp_path / "planar.tif"
     tifffile.imwrite(source, rgb, photometric="rgb", planarconfig="separate",
                      extrasamples=["unassalpha"] if samples == 4 else None)
@@ -193,7 +181,7 @@ def test_planar_rgb_is_colour_for_the_cli_and_napari(tmp_path: Path, samples: in
     assert attrs["rgb"] and np.array_equal(data, np.moveaxis(rgb, 0, -1))
 
     out = tmp_path / "out.tif"
-    _write_like_cli(source, out)
+    write_like_cli(source, out)
     with tifffile.TiffFile(out) as tif:
         page = tif.pages.first
         assert page.photometric == tifffile.PHOTOMETRIC.RGB
@@ -204,7 +192,7 @@ def test_planar_rgb_is_colour_for_the_cli_and_napari(tmp_path: Path, samples: in
 
 
 def test_planar_rgb_stack_opens_in_napari_samples_last(tmp_path: Path) -> None:
-    stack = _ramp((2, 3, 8, 9), np.uint16)
+    stack = ramp((2, 3, 8, 9), np.uint16)
     source = tmp_path / "zstack.tif"
     tifffile.imwrite(source, stack, photometric="rgb", planarconfig="separate",
                      metadata={"axes": "ZSYX"})
@@ -224,7 +212,7 @@ def _ome(path: Path, data: np.ndarray, axes: str, **sizes: Any) -> None:
 
 def test_ome_physical_sizes_are_read_and_kept_as_imagej_calibration(tmp_path: Path) -> None:
     source = tmp_path / "cells.ome.tif"
-    _ome(source, _ramp((2, 8, 9)), "ZYX", PhysicalSizeX=0.13, PhysicalSizeY=0.26,
+    _ome(source, ramp((2, 8, 9)), "ZYX", PhysicalSizeX=0.13, PhysicalSizeY=0.26,
          PhysicalSizeZ=500, PhysicalSizeZUnit="nm", TimeIncrement=250,
          TimeIncrementUnit="ms")
     meta = read_image(source).tiff
@@ -240,7 +228,7 @@ def test_ome_physical_sizes_are_read_and_kept_as_imagej_calibration(tmp_path: Pa
     assert attrs["units"] == ("um", "um", "um")
 
     out = tmp_path / "x2.tif"
-    _write_like_cli(source, out, scale=2)  # super-resolution halves the pixel size
+    write_like_cli(source, out, scale=2)  # super-resolution halves the pixel size
     with tifffile.TiffFile(out) as tif:
         assert tif.is_imagej and tif.series[0].axes == "ZYX"
         x, y = tif.pages.first.get_resolution()
@@ -260,7 +248,7 @@ def test_ome_physical_sizes_are_read_and_kept_as_imagej_calibration(tmp_path: Pa
 def test_ome_units_go_to_an_imagej_unit(tmp_path: Path, unit: str, size: float,
                                         expected_unit: str, expected_size: float) -> None:
     source = tmp_path / "u.ome.tif"
-    _ome(source, _ramp((8, 9)), "YX", PhysicalSizeX=size, PhysicalSizeXUnit=unit,
+    _ome(source, ramp((8, 9)), "YX", PhysicalSizeX=size, PhysicalSizeXUnit=unit,
          PhysicalSizeY=size, PhysicalSizeYUnit=unit)
     meta = read_image(source).tiff
     assert meta is not None and meta.imagej == {"unit": expected_unit}
@@ -272,7 +260,7 @@ def test_ome_without_physical_sizes_or_in_pixels_has_no_calibration(tmp_path: Pa
                                                   "PhysicalSizeXUnit": "pixel",
                                                   "PhysicalSizeYUnit": "pixel"})):
         source = tmp_path / f"{name}.ome.tif"
-        _ome(source, _ramp((8, 9)), "YX", **sizes)
+        _ome(source, ramp((8, 9)), "YX", **sizes)
         meta = read_image(source).tiff
         assert meta is None or (meta.source is None and not meta.imagej)
         assert "scale" not in read_tiff_file(source)[1]
@@ -281,10 +269,10 @@ def test_ome_without_physical_sizes_or_in_pixels_has_no_calibration(tmp_path: Pa
 def test_ome_calibration_survives_a_layout_imagej_cannot_hold(tmp_path: Path) -> None:
     # C before Z is not ImageJ's order: shaped metadata keeps the calibration
     source = tmp_path / "czyx.ome.tif"
-    _ome(source, _ramp((2, 3, 8, 9)), "CZYX", PhysicalSizeX=0.1, PhysicalSizeY=0.1,
+    _ome(source, ramp((2, 3, 8, 9)), "CZYX", PhysicalSizeX=0.1, PhysicalSizeY=0.1,
          PhysicalSizeZ=0.3)
     out = tmp_path / "czyx_out.tif"
-    _write_like_cli(source, out)
+    write_like_cli(source, out)
     with tifffile.TiffFile(out) as tif:
         assert not tif.is_imagej and tif.series[0].axes == "CZYX"
         assert tif.shaped_metadata[0]["unit"] == "micron"
@@ -311,11 +299,11 @@ def _luts() -> list[np.ndarray]:
 
 def test_uncalibrated_imagej_hyperstack_stays_imagej_with_mode_and_luts(tmp_path: Path) -> None:
     source = tmp_path / "hyper.tif"
-    tifffile.imwrite(source, _ramp((2, 2, 8, 9)), imagej=True,
+    tifffile.imwrite(source, ramp((2, 2, 8, 9)), imagej=True,
                      metadata={"axes": "ZCYX", "mode": "composite", "LUTs": _luts(),
                                "Ranges": (0.0, 10.0, 0.0, 20.0), "min": 0.0, "max": 10.0})
     out = tmp_path / "hyper_out.tif"
-    _write_like_cli(source, out)
+    write_like_cli(source, out)
     with tifffile.TiffFile(out) as tif:
         assert tif.is_imagej and tif.series[0].axes == "ZCYX"
         ij = tif.imagej_metadata
@@ -323,13 +311,13 @@ def test_uncalibrated_imagej_hyperstack_stays_imagej_with_mode_and_luts(tmp_path
         assert all(np.array_equal(a, b) for a, b in zip(ij["LUTs"], _luts(), strict=True))
         # the display ranges of the noisy input would clip the result
         assert not {"Ranges", "min", "max"} & set(ij)
-    assert np.array_equal(tifffile.imread(out), _ramp((2, 2, 8, 9)))
+    assert np.array_equal(tifffile.imread(out), ramp((2, 2, 8, 9)))
 
 
 def test_luts_that_do_not_match_the_channels_are_dropped(tmp_path: Path) -> None:
     meta = TiffMeta(source="imagej", display={"mode": "composite", "LUTs": _luts()})
     out = tmp_path / "three.tif"
-    write_image(out, _ramp((3, 8, 9)), axes="CYX", tiff=meta)
+    write_image(out, ramp((3, 8, 9)), axes="CYX", tiff=meta)
     with tifffile.TiffFile(out) as tif:
         assert tif.is_imagej and tif.imagej_metadata["mode"] == "composite"
         assert "LUTs" not in tif.imagej_metadata
@@ -339,7 +327,7 @@ def test_imagej_input_imagej_cannot_hold_goes_shaped_without_display(tmp_path: P
     meta = TiffMeta(resolution=(4.0, 4.0), resolution_unit=1, imagej={"unit": "micron"},
                     source="imagej", display={"mode": "composite", "LUTs": _luts()})
     out = tmp_path / "f64.tif"
-    write_image(out, _ramp((2, 8, 9), np.float64), axes="CYX", tiff=meta)
+    write_image(out, ramp((2, 8, 9), np.float64), axes="CYX", tiff=meta)
     with tifffile.TiffFile(out) as tif:
         assert not tif.is_imagej and tif.series[0].dtype == np.float64
         assert tif.shaped_metadata[0]["unit"] == "micron"
