@@ -88,8 +88,6 @@ def test_photon_scores_what_the_engine_returns() -> None:
     """photon.py's score of our run is that of the result the engine returns at its own
     stop (the hold-out minimum), and an ensemble's record carries the uncertainty's
     correlation with the error."""
-    import numpy as np
-
     from napari_specdip import RestoreParameters, restore
 
     photon = load("photon")

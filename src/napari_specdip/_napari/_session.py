@@ -26,7 +26,6 @@ from napari_specdip.core.results import CONSTANT, COPIED, NOTHING_TO_FILL
 
 if TYPE_CHECKING:
     from napari_specdip._napari._charts import ChartsWidget
-    from napari_specdip.core.engine import RestoreJob
     from napari_specdip.core.results import RestoreResult, StepReport
 
 #: seconds between two updates of the charts and the progress line, made together so
@@ -63,11 +62,11 @@ def run_jobs(jobs: Sequence[_planning.Job], interrupt: Interrupt,
     Runs on the worker thread and touches no napari object. A stack's slices are
     all read and checked first (:func:`_planning.check_slices`, reported as
     ``(-1, SliceCheck)``: a bad slice stops the run before any work, named in the
-    error; ``name`` is the image's). A time
-    budget stops the run through the interrupt (the engine then returns its result
-    so far). ``warm_start``: each job starts from the network weights the job before
-    ended with (planned with ``keep_state=True``); the weights are handed on, not
-    kept. Returns the results of the jobs that ran (a stop skips the remaining ones).
+    error; ``name`` is the image's). A time budget stops the run through the
+    interrupt (the engine then returns its result so far). ``warm_start``: each job
+    starts from the network weights the job before ended with (planned with
+    ``keep_state=True``); the weights are handed on, not kept. Returns the results
+    of the jobs that ran (a stop skips the remaining ones).
     """
     results: list[RestoreResult] = []
     checking = _planning.check_slices(jobs, name)

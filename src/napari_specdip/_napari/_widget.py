@@ -49,7 +49,6 @@ from napari_specdip._napari._help import (
 )
 from napari_specdip._napari._sample_data import SAMPLE_KEY
 from napari_specdip._napari._session import Interrupt, RunSession, run_jobs
-from napari_specdip.core.imaging import is_constant
 from napari_specdip.core.params import (
     DEFAULT_PRESET,
     NETWORKS,
@@ -64,13 +63,11 @@ from napari_specdip.core.params import (
     UPSAMPLERS,
     RestoreParameters,
 )
-from napari_specdip.core.results import NOTHING_TO_FILL
 
 if TYPE_CHECKING:
     import napari
 
     from napari_specdip._napari._charts import ChartsWidget
-    from napari_specdip.core.engine import RestoreJob
     from napari_specdip.core.estimate import Estimate
 
 __all__ = ["RestoreWidget", "run_jobs", "default_num_threads", "CHARTS_NAME"]

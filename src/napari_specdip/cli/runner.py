@@ -37,7 +37,6 @@ from napari_specdip.cli.files import (
 )
 from napari_specdip.cli.layout import StackLayout, resolve_layout, split_mask
 from napari_specdip.core.imaging import is_constant
-from napari_specdip.core.params import NOISE_TASKS
 from napari_specdip.core.results import CONSTANT, NOTHING_TO_FILL
 
 #: ``--threads auto`` gives torch at most this many threads (see :func:`default_threads`)
