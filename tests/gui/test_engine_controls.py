@@ -334,8 +334,8 @@ def _first_losses(widget: Any, wait_for_run: Any) -> dict[int, float]:
     first: dict[int, float] = {}
 
     def grab(item: Any) -> None:
-        k, report = item
-        if report.iteration == 1:
+        k, report = item  # (-1, SliceCheck) items come first: the slices' check
+        if getattr(report, "iteration", None) == 1:
             first[k] = report.loss
 
     worker = widget.start()
