@@ -375,3 +375,21 @@ def test_quiet_tifffile_lets_out_what_a_successful_read_logged(
             logger.warning("invalid offset")
             raise ValueError("unreadable")
         assert not caplog.records
+
+
+@pytest.mark.parametrize(("shape", "dtype"), [((8, 9, 3), np.float32), ((8, 9, 2), np.uint8),
+                                              ((2, 8, 9, 4), np.float64)])
+def test_colour_that_tiff_rgb_cannot_take_is_stored_as_samples(
+        tmp_path: Path, shape: tuple[int, ...], dtype: Any) -> None:
+    # float RGB, gray + alpha: one page per plane with the channels as samples (it was one
+    # page per row of the image, which other programs open as a stack of rows)
+    data = ramp(shape, dtype)
+    out = tmp_path / "colour.tif"
+    write_image(out, data, channel_axis=-1)
+    with tifffile.TiffFile(out) as tif:
+        assert len(tif.pages) == (shape[0] if len(shape) == 4 else 1)
+        assert tif.pages[0].samplesperpixel == shape[-1]
+    back = read_image(out)
+    assert back.data.dtype == data.dtype and np.array_equal(back.data, data)
+    layout = resolve_layout(back.data.shape, kind=back.kind, axes=back.axes)
+    assert layout.channel_axis is not None and layout.channel_axis % data.ndim == data.ndim - 1

@@ -754,6 +754,11 @@ def write_image(path: Path, data: npt.NDArray[Any], *, channel_axis: int | None 
                 tifffile.imwrite(tmp, data, imagej=True, metadata=metadata, **options)
                 return
             metadata = {"axes": axes} if axes and len(axes) == data.ndim else {}
+            if not rgb and data.ndim >= 3 and (c == data.ndim - 1 or metadata.get(
+                    "axes", "").endswith("S")):
+                # colour TIFF's photometric RGB cannot take (float, gray + alpha): samples
+                # per pixel, not one page per row of the image
+                options["planarconfig"] = "contig"
             if tiff is not None and tiff.imagej:
                 metadata.update(tiff.imagej)
             # shaped metadata (the default) keeps the array's shape on reading back
