@@ -17,8 +17,7 @@ from typing import TYPE_CHECKING, Any, Union
 import numpy as np
 import numpy.typing as npt
 
-from napari_specdip.core.imaging import is_constant
-from napari_specdip.core.results import CONSTANT, COPIED, NOTHING_TO_FILL
+from napari_specdip.core.results import CONSTANT, COPIED, copy_reason
 
 if TYPE_CHECKING:
     from napari_specdip.core.engine import RestoreJob
@@ -501,10 +500,9 @@ class StackSlice:
         """Read the slice: a copy of it where there is nothing to restore, else a job
         planned again when its turn comes (raises ValueError naming the slice)."""
         data = np.asarray(self.source[self.index])  # a lazy (dask) plane: read once
-        if is_constant(data):
-            return CopiedPlane(data, factor=self.factor)
-        if self.mask is not None and not self.mask.any():
-            return CopiedPlane(data, reason=NOTHING_TO_FILL)
+        reason = copy_reason(data, self.mask)
+        if reason is not None:
+            return CopiedPlane(data, factor=self.factor, reason=reason)
         try:
             self.plan(data)  # refuses a bad slice now, before any work
         except ValueError as exc:
@@ -550,7 +548,6 @@ def refuse_if_all_copied(jobs: Sequence[Job], name: str) -> None:
     if jobs and all(isinstance(j, CopiedPlane) for j in jobs):
         raise ValueError(f"every slice of image {name!r} is constant or has no masked "
                          "pixel to fill: nothing to restore")
-
 
 
 @dataclass
@@ -733,9 +730,9 @@ class PreviewStack:
                   for k, n in zip(lead, self.shape, strict=False)]
         kept = [len(r) for r, k in zip(ranges, lead, strict=True) if isinstance(k, slice)]
         planes = [self.plane(tuple(index))[rest] for index in itertools.product(*ranges)]
-        if not planes:
-            return np.empty(tuple(kept) + np.empty(self.shape[self._leading:])[rest].shape,
-                            dtype=self.dtype)
+        if not planes:  # an empty selection: its shape from a plane that holds no data
+            plane = np.broadcast_to(np.zeros((), self.dtype), self.shape[self._leading:])
+            return np.empty(tuple(kept) + plane[rest].shape, dtype=self.dtype)
         return np.stack(planes).reshape(tuple(kept) + planes[0].shape)
 
     def __array__(self, dtype: Any = None, copy: Any = None) -> npt.NDArray[Any]:

@@ -61,15 +61,23 @@ def _imagej_unit(unit: Any) -> str | None:
     return _IMAGEJ_UNITS.get(name, name.encode("ascii", "ignore").decode() or None)
 
 
+def _label_letters(labels: Sequence[str] | None, n_leading: int) -> str | None:
+    """The T, Z, C letters the leading axes' labels give (t, z, c...), in their order;
+    None when they give no such set (no labels, a repeat, another letter)."""
+    if labels is None or len(labels) < n_leading:
+        return None
+    letters = "".join(str(a).upper()[:1] for a in labels[:n_leading])
+    ok = len(set(letters)) == n_leading and all(c in _IMAGEJ_ORDER for c in letters)
+    return letters if ok else None
+
+
 def _leading_axes(labels: Sequence[str] | None, n_leading: int) -> str | None:
     """ImageJ axis letters of the leading axes: from the labels (t, z, c), else Z, TZ,
     TZC; None when ImageJ cannot hold them (more than 3, or out of ImageJ's order)."""
     if n_leading > 3:
         return None
-    letters = ""
-    if labels is not None and len(labels) >= n_leading:
-        letters = "".join(str(a).upper()[:1] for a in labels[:n_leading])
-    if len(set(letters)) != n_leading or any(c not in _IMAGEJ_ORDER for c in letters):
+    letters = _label_letters(labels, n_leading)
+    if letters is None:
         letters = ("", "Z", "TZ", "TZC")[n_leading]
     positions = [_IMAGEJ_ORDER.index(c) for c in letters]
     return letters if positions == sorted(positions) else None
@@ -189,13 +197,10 @@ def _write_ome(target: Path, array: npt.NDArray[Any], *, rgb: bool, where: dict[
     the CLI's writer (the run record goes into the sidecar only)."""
     from napari_specdip.cli.files import TiffMeta, write_image
 
-    ndim = array.ndim - (1 if rgb else 0)
-    labels = where["axis_labels"]
-    letters = ""
-    if labels is not None:
-        letters = "".join(str(a).upper()[:1] for a in labels[: ndim - 2])
-    if len(set(letters)) != ndim - 2 or any(c not in _IMAGEJ_ORDER for c in letters):
-        letters = "Q" * (ndim - 2)  # write_image names these Z, TZ, TZC, as ImageJ would
+    n_leading = array.ndim - (3 if rgb else 2)
+    letters = _label_letters(where["axis_labels"], n_leading)
+    if letters is None:
+        letters = "Q" * n_leading  # write_image names these Z, TZ, TZC, as ImageJ would
     entries: dict[str, Any] = {"unit": unit} if unit else {}
     if "Z" in letters:
         entries["spacing"] = float(where["scale"][letters.index("Z")])

@@ -36,8 +36,8 @@ from napari_specdip.cli.files import (
     write_json,
 )
 from napari_specdip.cli.layout import StackLayout, resolve_layout, split_mask
-from napari_specdip.core.imaging import is_constant
-from napari_specdip.core.results import CONSTANT, NOTHING_TO_FILL
+from napari_specdip.core.results import CONSTANT
+from napari_specdip.core.results import copy_reason as slice_copy_reason
 
 #: ``--threads auto`` gives torch at most this many threads (see :func:`default_threads`)
 MAX_AUTO_THREADS = 8
@@ -230,13 +230,7 @@ class FileJob:
         """Why a slice of a stack is copied, not restored: ``"constant"`` (nothing to
         restore) or ``"nothing_to_fill"`` (inpainting, and its mask marks no pixel of
         it: fitting it anyway would only smooth it); None for a slice to restore."""
-        if not self.layout.is_stack:
-            return None
-        if is_constant(item.image):
-            return CONSTANT
-        if item.mask is not None and not item.mask.any():
-            return NOTHING_TO_FILL
-        return None
+        return slice_copy_reason(item.image, item.mask) if self.layout.is_stack else None
 
     def passthrough(self, item: SliceInput, reason: str) -> npt.NDArray[Any]:
         """The copy (upscaled, in the output dtype) of a slice :meth:`copy_reason` copies
@@ -386,8 +380,8 @@ def _check_every_slice(job: FileJob) -> None:
     reference = job.reference_canonical
     bad: dict[Path | None, list[tuple[int, ...]]] = {job.source.path: [], job.reference_path: []}
     for index in np.ndindex(*job.layout.stack_shape):  # slice by slice: no copy of the stack
-        if is_constant(data[index]) or (job.mask_canonical is not None
-                                        and not job.mask_canonical[index].any()):
+        if slice_copy_reason(data[index], None if job.mask_canonical is None
+                       else job.mask_canonical[index]) is not None:
             continue  # copied as it is
         if data.dtype.kind == "f" and not np.isfinite(data[index]).all():
             bad[job.source.path].append(index)

@@ -6,12 +6,35 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+import numpy.typing as npt
+
+from napari_specdip.core.imaging import is_constant
 
 #: ``stop_reason`` of a slice of a stack copied through, not restored: constant (nothing
 #: to restore), or, when inpainting, with a mask that marks no pixel of it
 CONSTANT = "constant"
 NOTHING_TO_FILL = "nothing_to_fill"
 COPIED = (CONSTANT, NOTHING_TO_FILL)
+
+
+def copy_reason(image: npt.ArrayLike, mask: npt.ArrayLike | None = None) -> str | None:
+    """Why a slice of a stack is copied through, not restored: :data:`CONSTANT` (nothing
+    to restore) or :data:`NOTHING_TO_FILL` (inpainting, and ``mask`` marks no pixel of it:
+    fitting it anyway would only smooth it); None for a slice to restore. The CLI and
+    the widget both ask it.
+
+    Examples
+    --------
+    >>> copy_reason(np.zeros((4, 4))), copy_reason(np.eye(4), np.zeros((4, 4), bool))
+    ('constant', 'nothing_to_fill')
+    >>> copy_reason(np.eye(4)) is None
+    True
+    """
+    if is_constant(image):
+        return CONSTANT
+    if mask is not None and not np.asarray(mask).any():
+        return NOTHING_TO_FILL
+    return None
 
 
 @dataclass(frozen=True)
