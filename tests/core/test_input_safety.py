@@ -8,6 +8,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+import torch
 
 from napari_specdip import RestoreParameters, iter_restore, plan_restore, restore
 
@@ -331,19 +332,24 @@ def test_an_all_infinite_slice_is_not_constant() -> None:
     lambda a: np.asfortranarray(a),
     lambda a: a.astype(">f8"),  # big-endian
     lambda a: a.tolist(),
+    lambda a: torch.tensor(a, requires_grad=True),  # np.asarray refuses it
 ])
 def test_odd_array_layouts_restore_like_the_plain_array(make: Any) -> None:
     rng = np.random.default_rng(15)
     plain = rng.random((32, 32))
     odd = make(plain)
-    expected = restore(np.ascontiguousarray(np.asarray(odd), dtype=np.float64), seed=3,
+    if isinstance(odd, torch.Tensor):
+        as_numpy = odd.detach().numpy()
+    else:
+        as_numpy = np.asarray(odd)
+    expected = restore(np.ascontiguousarray(as_numpy, dtype=np.float64), seed=3,
                        max_iterations=2, **FAST).image
     if isinstance(odd, np.ndarray):
         odd.setflags(write=False)  # read-only too: nothing is written into the input
         copy = odd.copy()
     result = restore(odd, seed=3, max_iterations=2, **FAST).image
     np.testing.assert_array_equal(result, expected)
-    assert result.dtype == np.asarray(odd).dtype
+    assert result.dtype == as_numpy.dtype
     if isinstance(odd, np.ndarray):
         np.testing.assert_array_equal(odd, copy)
 

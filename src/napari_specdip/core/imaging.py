@@ -104,8 +104,12 @@ def is_constant(data: npt.ArrayLike) -> bool:
 
 def as_array(image: Any, name: str = "image") -> npt.NDArray[Any]:
     """``np.asarray(image)``, once: a lazy (dask, zarr) array is computed here and the
-    result used from then on; ValueError naming ``name`` when it cannot be read."""
+    result used from then on, a torch tensor is detached and copied to the host;
+    ValueError naming ``name`` when it cannot be read."""
     try:
+        if type(image).__module__.startswith("torch") and hasattr(image, "detach"):
+            # a tensor that requires grad or lives on a GPU refuses np.asarray
+            return np.asarray(image.detach().cpu())
         return np.asarray(image)
     except Exception as exc:  # a layer, a list of odd lengths...
         raise ValueError(f"{name} cannot be read as an array: {exc}") from exc
