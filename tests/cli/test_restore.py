@@ -198,9 +198,12 @@ def test_presets_and_explicit_options(images: dict[str, Path], tmp_path: Path) -
     assert params["signal_every"] == 1 and params["holdout"] == 0 and params["output"] == "last"
 
     out = tmp_path / "held.png"
-    proc = run_cli("restore", images["gray"], "-o", out, "--holdout", "0.2", *FAST)
+    proc = run_cli("restore", images["gray"], "-o", out, "--holdout", "0.2",
+                   "--input-jitter", "0.25", *FAST)
     assert proc.returncode == 0, proc.stderr
-    assert _sidecar(out)["parameters"]["holdout"] == 0.2
+    params = _sidecar(out)["parameters"]
+    assert params["holdout"] == 0.2 and params["input_jitter"] == 0.25
+    assert quick.input_jitter == 0.1  # the preset's, when not given
 
 
 @pytest.mark.parametrize(

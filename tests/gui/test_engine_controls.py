@@ -36,6 +36,7 @@ def test_preset_loads_its_values_and_keeps_what_the_user_changed(viewer: Any) ->
     assert widget.learning_rate.value == "0.003" and widget.stop.value == "auto"
     assert widget.output.value == "ema" and widget.signal_every.value == 5
     assert widget.holdout.value == pytest.approx(0.1)
+    assert widget.input_jitter.value == pytest.approx(0.1)
     params = widget.parameters()
     assert params.preset == "balanced" and params.lr_warmup == 50 and params.start_at_mean
 
@@ -54,6 +55,7 @@ def test_preset_loads_its_values_and_keeps_what_the_user_changed(viewer: Any) ->
     assert widget.max_iterations.value == 10000 and widget.learning_rate.value == "0.001"
     assert widget.stop.value == "ratio" and widget.output.value == "last"
     assert widget.signal_every.value == 1 and widget.holdout.value == 0
+    assert widget.input_jitter.value == 0 and widget.parameters().input_jitter == 0
     note = widget.defaults_note.value
     assert "paper preset loaded" in note and "kept your width 48" in note
     params = widget.parameters()

@@ -69,6 +69,11 @@ TOOLTIPS: dict[str, str] = {
     "holdout": ("Share of the observed pixels left out of the fit (0.1 = 10%) and watched "
                 "instead: their error tells when the network starts to reproduce noise. "
                 "The auto stop rule needs it above 0; every pixel is still restored."),
+    "input_jitter": ("Noise added to the network's fixed input at every step (its code "
+                     "has amplitude 1). The output then averages over nearby inputs: the "
+                     "run fits noise more slowly and the auto stop lands nearer the best "
+                     "result. 0.1 in quick and balanced; 0 in paper, as the paper's "
+                     "decoder."),
     "noise": ("What kind of noise the image has. gaussian: the same noise level everywhere "
               "(photos). poisson-gaussian: photon shot noise plus camera read noise, "
               "brighter pixels noisier (microscopy, astronomy: raw camera counts)."),

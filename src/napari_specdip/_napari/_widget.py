@@ -83,14 +83,15 @@ _TASK_FIELDS = {
     "learning_rate": "learning_rate", "network": "network", "output": "output",
     "stop_window": "stop_window", "stop_epsilon": "stop_epsilon",
     "signal_every": "signal_every", "holdout": "holdout", "backtrack": "backtrack",
-    "gain": "gain", "tile": "tile",
+    "gain": "gain", "tile": "tile", "input_jitter": "input_jitter",
 }
 _FIELD_WORDS = {"lipschitz": "λ", "width": "width", "max_iterations": "iterations",
                 "stop": "stop rule", "upsampler": "upsampler", "sigmas": "σ",
                 "learning_rate": "learning rate", "network": "network", "output": "output",
                 "stop_window": "stop window", "stop_epsilon": "stop ε",
                 "signal_every": "signals every", "holdout": "held-out pixels",
-                "backtrack": "backtrack", "gain": "gain", "tile": "tiles"}
+                "backtrack": "backtrack", "gain": "gain", "tile": "tiles",
+                "input_jitter": "input jitter"}
 #: what to do when the auto rule has no held-out pixels to watch
 AUTO_NEEDS_HOLDOUT = ("The auto stop rule watches held-out pixels, but 'held-out pixels' "
                       "(Advanced) is 0: set it to e.g. 0.1, or choose the stop rule ratio, "
@@ -256,13 +257,15 @@ class RestoreWidget(Container[Widget]):
                                     tooltip=tip["signal_every"])
         self.holdout = FloatSpinBox(label="held-out pixels", min=0.0, max=0.45, step=0.05,
                                     tooltip=tip["holdout"])
+        self.input_jitter = FloatSpinBox(label="input jitter", min=0.0, max=1.0, step=0.05,
+                                         tooltip=tip["input_jitter"])
         self.backtrack = CheckBox(text="backtrack on divergence", tooltip=tip["backtrack"])
         self.tile_overlap = SpinBox(label="tile overlap (px)", value=16, min=0, max=4096,
                                     step=4, tooltip=tip["tile_overlap"])
         self.advanced = Container(labels=True, widgets=[
             self.upsampler, self.sigmas, self.learning_rate, self.network, self.output,
             self.stop_window, self.stop_epsilon, self.signal_every, self.holdout,
-            self.backtrack, self.tile_overlap,
+            self.input_jitter, self.backtrack, self.tile_overlap,
         ])
         self.advanced.visible = False
 
@@ -948,6 +951,7 @@ class RestoreWidget(Container[Widget]):
             "output": self.output.value,
             "signal_every": int(self.signal_every.value),
             "holdout": holdout,
+            "input_jitter": float(self.input_jitter.value),
             "backtrack": bool(self.backtrack.value),
             "num_threads": default_num_threads(),
             "device": self._resolve_device(notify=notify),

@@ -200,6 +200,10 @@ def option_help() -> dict[str, str]:
         "gain": f"enhance: detail gain ({stated_default('gain')})",
         "holdout": f"fraction of the observed pixels left out of the fit; their error drives "
                    f"--stop auto ({stated_default('holdout')})",
+        "input_jitter": f"standard deviation of the noise added to the network's input code "
+                        f"(amplitude 1) at each step: it flattens the run's peak, so the stop "
+                        f"lands nearer it; 0 for the paper's decoder "
+                        f"({stated_default('input_jitter')})",
         "ensemble": f"fit K networks (seeds S .. S+K-1) together: the result is their mean; "
                     f"their standard deviation (over the networks and their outputs around the "
                     f"returned iteration) goes next to the output as "
@@ -309,6 +313,7 @@ _ROWS: tuple[tuple[str, str | None, str], ...] = (
     ("--lipschitz, --lambda L", "lipschitz", ""),
     (f"--stop {{{','.join(STOP_RULES)}}}", "stop", ""),
     ("--holdout F", "holdout", ""),
+    ("--input-jitter S", "input_jitter", ""),
     ("--max-iterations N", "max_iterations", ""),
     ("--seed S", "seed", ""),
     ("--device D", None, "auto (CUDA, then MPS, then CPU), cpu, cuda, cuda:N, mps"),

@@ -166,6 +166,8 @@ def _add_engine_options(parser: argparse.ArgumentParser) -> None:
                    help=helps["signal_every"])
     g.add_argument("--gain", type=float, help=helps["gain"])
     g.add_argument("--holdout", type=_fraction, metavar="F", help=helps["holdout"])
+    g.add_argument("--input-jitter", type=_non_negative_float, metavar="S",
+                   help=helps["input_jitter"])
     g.add_argument("--ensemble", type=_positive_int, metavar="K", help=helps["ensemble"])
     g.add_argument("--tile", type=_tile, metavar="N|auto", help=helps["tile"])
     g.add_argument("--tile-overlap", type=_non_negative_int, metavar="P",

@@ -66,6 +66,7 @@ ENGINE_OPTIONS = {
     "output_dtype": "output_dtype",
     "preset": "preset",
     "holdout": "holdout",
+    "input_jitter": "input_jitter",
     "noise": "noise",
     "noise_sigma": "noise_sigma",
     "noise_gain": "noise_gain",

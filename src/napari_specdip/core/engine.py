@@ -7,7 +7,7 @@ import dataclasses
 import math
 import time
 from collections import deque
-from collections.abc import Callable, Generator, Iterator, Mapping
+from collections.abc import Callable, Generator, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -352,7 +352,7 @@ def iter_restore(image: Any, task: str = "denoise", *, mask: Any = None, factor:
                  upsampler: str | None = None, sigmas: tuple[float, ...] | None = None,
                  learning_rate: float | None = None, network: str | None = None,
                  output: str | None = None, gain: float | None = None,
-                 holdout: float | None = None,
+                 holdout: float | None = None, input_jitter: float | None = None,
                  preview_every: int | None = None, signal_every: int | None = None,
                  num_threads: int | None = None, noise: str | None = None,
                  noise_sigma: float | None = None,
@@ -394,7 +394,8 @@ def iter_restore(image: Any, task: str = "denoise", *, mask: Any = None, factor:
         other options start from (see :meth:`RestoreParameters.for_task`, which
         says what each costs and gives). Options given explicitly override it.
     max_iterations, stop, seed, device, width, depth, lipschitz, upsampler, sigmas,
-    learning_rate, network, output, gain, holdout, preview_every, signal_every, num_threads
+    learning_rate, network, output, gain, holdout, input_jitter, preview_every, signal_every,
+    num_threads
         See :class:`~napari_specdip.RestoreParameters`; None takes the preset's
         or the task's default.
     noise, noise_gain, noise_read_sigma, noise_offset, noise_fit
@@ -463,7 +464,8 @@ def iter_restore(image: Any, task: str = "denoise", *, mask: Any = None, factor:
         max_iterations=max_iterations, stop=stop, seed=seed, device=device, width=width,
         depth=depth, lipschitz=lipschitz, upsampler=upsampler, sigmas=sigmas,
         learning_rate=learning_rate, network=network, output=output, gain=gain, holdout=holdout,
-        preview_every=preview_every, signal_every=signal_every, num_threads=num_threads,
+        input_jitter=input_jitter, preview_every=preview_every, signal_every=signal_every,
+        num_threads=num_threads,
         noise=noise, noise_sigma=noise_sigma, noise_gain=noise_gain,
         noise_read_sigma=noise_read_sigma, noise_offset=noise_offset, noise_fit=noise_fit,
         ensemble=ensemble, tile=tile, tile_overlap=tile_overlap,
@@ -734,6 +736,15 @@ def learning_rate_factor(params: RestoreParameters, iteration: int) -> float:
     return 1.0
 
 
+def _jittered(z: torch.Tensor, generators: Sequence[torch.Generator], std: float
+              ) -> torch.Tensor:
+    """``z`` plus Gaussian noise of ``std``: one generator per member, whose inputs lie
+    side by side on the channel axis."""
+    shape = (z.shape[0], z.shape[1] // len(generators), *z.shape[2:])
+    noise = [torch.randn(shape, generator=g, device=z.device) for g in generators]
+    return z + torch.cat(noise, dim=1) * std
+
+
 def _holdout_mask(height: int, width: int, fraction: float, seed: int,
                   known: npt.NDArray[np.bool_] | None) -> npt.NDArray[np.bool_]:
     """A seeded random ``fraction`` of the observed pixels, left out of the fit."""
@@ -924,7 +935,9 @@ def _fit(job: RestoreJob, device: torch.device, scale: int, start: float,
         except (RuntimeError, KeyError) as exc:
             raise ValueError("warm_start does not fit this run's network (another size, width, "
                              f"depth, ensemble or number of channels): {exc}") from exc
-    jitter_gen = torch.Generator(device=device).manual_seed(p.seed + 1)
+    # member k jitters its input as the single run seeded seed + k would
+    jitter_gens = [torch.Generator(device=device).manual_seed(p.seed + k + 1)
+                   for k in range(members)]
     net = net.to(device)
     z = z.to(device)
     y = _to_tensor(obs_padded, device)
@@ -965,7 +978,9 @@ def _fit(job: RestoreJob, device: torch.device, scale: int, start: float,
                                          else p.holdout_patience_warm),
                        holdout_signal=watched + ("_ema" if p.output == "ema" else ""))
     optimizer = torch.optim.Adam(net.parameters(), lr=p.learning_rate)
-    jitter = isinstance(net, SkipNet)
+    # the skip network keeps the original DIP's own jitter
+    jitter_std = SkipNet.input_jitter if isinstance(net, SkipNet) else p.input_jitter
+    jitter = jitter_std > 0
 
     history: dict[str, list[float]] = {"iteration": [], "loss": [], "elapsed": []}
     signal_rows: list[dict[str, float]] = []
@@ -997,7 +1012,7 @@ def _fit(job: RestoreJob, device: torch.device, scale: int, start: float,
                 break
             for group in optimizer.param_groups:
                 group["lr"] = p.learning_rate * learning_rate_factor(p, iteration)
-            net_in = z + torch.randn(z.shape, generator=jitter_gen, device=device) * SkipNet.input_jitter if jitter else z
+            net_in = _jittered(z, jitter_gens, jitter_std) if jitter else z
             pred = net(net_in)
             loss = op.loss(pred, y, fit_weight,
                            weights=None if noise is None else noise.loss_weights)
