@@ -381,15 +381,15 @@ def _check_every_slice(job: FileJob) -> None:
     reference = job.reference_canonical
     bad: dict[Path | None, list[tuple[int, ...]]] = {job.source.path: [], job.reference_path: []}
     for index in np.ndindex(*job.layout.stack_shape):  # slice by slice: no copy of the stack
-        if slice_copy_reason(data[index], None if job.mask_canonical is None
-                       else job.mask_canonical[index]) is not None:
+        mask = None if job.mask_canonical is None else job.mask_canonical[index]
+        if slice_copy_reason(data[index], mask) is not None:
             continue  # copied as it is
         if data.dtype.kind == "f" and not np.isfinite(data[index]).all():
             bad[job.source.path].append(index)
         if (reference is not None and reference.dtype.kind == "f"
                 and not np.isfinite(reference[index]).all()):
             bad[job.reference_path].append(index)
-        if job.mask_canonical is not None and job.mask_canonical[index].all():
+        if mask is not None and mask.all():
             raise UsageError(f"{job.source.path} (slice {index}): the mask covers every "
                              "pixel of this slice: nothing is left to fit")
     for path, slices in bad.items():

@@ -935,9 +935,6 @@ def _fit(job: RestoreJob, device: torch.device, scale: int, start: float,
         except (RuntimeError, KeyError) as exc:
             raise ValueError("warm_start does not fit this run's network (another size, width, "
                              f"depth, ensemble or number of channels): {exc}") from exc
-    # member k jitters its input as the single run seeded seed + k would
-    jitter_gens = [torch.Generator(device=device).manual_seed(p.seed + k + 1)
-                   for k in range(members)]
     net = net.to(device)
     z = z.to(device)
     y = _to_tensor(obs_padded, device)
@@ -978,9 +975,11 @@ def _fit(job: RestoreJob, device: torch.device, scale: int, start: float,
                                          else p.holdout_patience_warm),
                        holdout_signal=watched + ("_ema" if p.output == "ema" else ""))
     optimizer = torch.optim.Adam(net.parameters(), lr=p.learning_rate)
-    # the skip network keeps the original DIP's own jitter
+    # the skip network keeps the original DIP's own jitter; member k jitters its input
+    # as the single run seeded seed + k would
     jitter_std = SkipNet.input_jitter if isinstance(net, SkipNet) else p.input_jitter
-    jitter = jitter_std > 0
+    jitter_gens = ([torch.Generator(device=device).manual_seed(p.seed + k + 1)
+                    for k in range(members)] if jitter_std > 0 else [])
 
     history: dict[str, list[float]] = {"iteration": [], "loss": [], "elapsed": []}
     signal_rows: list[dict[str, float]] = []
@@ -1012,7 +1011,7 @@ def _fit(job: RestoreJob, device: torch.device, scale: int, start: float,
                 break
             for group in optimizer.param_groups:
                 group["lr"] = p.learning_rate * learning_rate_factor(p, iteration)
-            net_in = _jittered(z, jitter_gens, jitter_std) if jitter else z
+            net_in = _jittered(z, jitter_gens, jitter_std) if jitter_gens else z
             pred = net(net_in)
             loss = op.loss(pred, y, fit_weight,
                            weights=None if noise is None else noise.loss_weights)
