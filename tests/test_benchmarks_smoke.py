@@ -193,6 +193,25 @@ def test_time_to_quality_and_warm_start_smoke(capsys: pytest.CaptureFixture[str]
     assert len(slices) == 2 and all(s["warm"]["iterations"] == 6 for s in slices)
 
 
+def test_gpu_presets_smoke(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    import json
+
+    presets = load("gpu_presets")
+    out = tmp_path / "gp"
+    assert presets.main(["--device", "cpu", "--sizes", SIZE, "--rgb-sizes", SIZE, "--presets",
+                         "quick", "--steps", "2", "--ensemble-size", SIZE, "--threads", "1",
+                         "--out", str(out)]) == 0
+    text = capsys.readouterr().out
+    header, *rows = tables(text)["seconds per iteration"]
+    assert header[:3] == ["px", "channels", "preset"] and len(header) == 8
+    assert [r[:3] for r in rows] == [[SIZE, "gray", "quick"], [SIZE, "RGB", "quick"]]
+    assert all(float(r[3]) > 0 and float(r[4]) > 0 for r in rows)
+    saved = json.loads(out.with_suffix(".json").read_text())
+    # one seed, one result on the CPU; the sync count exists on CUDA only
+    assert saved["same_seed_identical"] and saved["same_seed_identical_ensemble2"]
+    assert saved["ensemble4_s"] > 0 and "host_syncs_per_step" not in saved
+
+
 def test_speed_smoke(capsys: pytest.CaptureFixture[str]) -> None:
     speed = load("speed")
     code = speed.main(["--sizes", SPEED_SIZE, "--width", "8", "--iterations", "2", "--warmup", "1",

@@ -264,3 +264,22 @@ def test_memory_counts_a_held_out_mask_per_member() -> None:
     height, width = est.canvas_shape(jobs[0.1].params, 64, 64)
     extra = est.memory_needed(jobs[0.1]).buffers - est.memory_needed(jobs[0.0]).buffers
     assert extra == 2 * 3 * height * width * 4  # the fit's weights and the mask, per member
+
+
+@pytest.mark.parametrize(("config", "mib"), [(":4096:8", 32.0), (":4096:2:16:8", 8.125),
+                                             (":16:8", 0.125), ("nonsense", 0.0)])
+def test_cublas_workspace_follows_its_setting(config: str, mib: float,
+                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CUBLAS_WORKSPACE_CONFIG", config)
+    assert est.cublas_workspace_bytes() == mib * 2**20
+
+
+def test_cuda_estimate_counts_the_cublas_workspace(monkeypatch: pytest.MonkeyPatch) -> None:
+    # shapes alone: no GPU is needed to see what a CUDA run's estimate adds
+    from napari_specdip.core import devices
+
+    job = plan_restore(np.random.default_rng(0).random((64, 64)), width=8, device="cpu")
+    monkeypatch.setattr(devices, "resolve_device", lambda name: torch.device(str(name)))
+    on_cpu, on_cuda = est.memory_needed(job, "cpu"), est.memory_needed(job, "cuda")
+    assert on_cuda.allocator == est.cublas_workspace_bytes() == 32 * 2**20
+    assert on_cuda.activations == on_cpu.activations and on_cuda.buffers == on_cpu.buffers

@@ -3,12 +3,15 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 
 from napari_specdip.core.layers import (
     GaussianUpsample,
     LipschitzConv2d,
     MeanOnlyBatchNorm,
     Upsample2x,
+    _bilinear_x2_by_shifts,
+    _pad_replicate_by_copies,
     downsample,
     gaussian_kernel,
     lanczos2_kernel,
@@ -114,6 +117,36 @@ def test_wider_sigma_smooths_more() -> None:
 @pytest.mark.parametrize("up", [GaussianUpsample(3, 0.5), Upsample2x("bilinear"), Upsample2x("nearest")])
 def test_upsampler_shapes(up: torch.nn.Module) -> None:
     assert up(torch.rand(2, 3, 5, 7)).shape == (2, 3, 10, 14)
+
+
+def _value_and_gradient(f: object, x: torch.Tensor, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    x = x.clone().requires_grad_(True)
+    y = f(x)  # type: ignore[operator]
+    weights = torch.randn(y.shape, dtype=y.dtype, generator=torch.Generator().manual_seed(seed))
+    (grad,) = torch.autograd.grad((y * weights).sum(), x)
+    return y.detach(), grad
+
+
+@pytest.mark.parametrize("shape", [(1, 3, 5, 7), (2, 1, 1, 4), (1, 2, 8, 8), (1, 1, 1, 1)])
+def test_accelerator_bilinear_is_torchs_in_value_and_gradient(shape: tuple[int, ...]) -> None:
+    # the accelerators' deterministic path must be the CPU's interpolate, forward and back
+    x = torch.randn(shape, dtype=torch.float64, generator=torch.Generator().manual_seed(1))
+    ours = _value_and_gradient(_bilinear_x2_by_shifts, x)
+    torchs = _value_and_gradient(
+        lambda t: F.interpolate(t, scale_factor=2, mode="bilinear", align_corners=False), x)
+    assert ours[0].shape == (shape[0], shape[1], 2 * shape[2], 2 * shape[3])
+    for a, b in zip(ours, torchs, strict=True):
+        torch.testing.assert_close(a, b, rtol=0, atol=1e-12)
+
+
+@pytest.mark.parametrize(("shape", "pad"), [((1, 3, 5, 7), 1), ((2, 1, 1, 4), 3), ((1, 2, 4, 4), 6)])
+def test_accelerator_replicate_pad_is_torchs_in_value_and_gradient(shape: tuple[int, ...],
+                                                                   pad: int) -> None:
+    x = torch.randn(shape, dtype=torch.float64, generator=torch.Generator().manual_seed(2))
+    ours = _value_and_gradient(lambda t: _pad_replicate_by_copies(t, pad), x)
+    torchs = _value_and_gradient(lambda t: F.pad(t, (pad,) * 4, mode="replicate"), x)
+    for a, b in zip(ours, torchs, strict=True):
+        torch.testing.assert_close(a, b, rtol=0, atol=1e-12)
 
 
 @pytest.mark.parametrize("factor", [2, 4, 8])

@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
+import os
 import platform
 from functools import lru_cache
 
-import torch
+# cuBLAS gives the same result twice only with a fixed workspace, read when CUDA first
+# uses it: set before that, unless the user chose one (32 MiB of GPU memory; the
+# estimate counts it, core/estimate.py)
+os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+
+import torch  # noqa: E402
 
 
 def available_devices() -> list[tuple[str, str]]:

@@ -516,16 +516,24 @@ def _run_scope(device: torch.device, num_threads: int | None) -> Iterator[None]:
     """Thread count and deterministic kernels for the run; restored afterwards."""
     threads = torch.get_num_threads()
     cudnn = (torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark)
+    algorithms = (torch.are_deterministic_algorithms_enabled(),
+                  torch.is_deterministic_algorithms_warn_only_enabled())
     try:
         if num_threads is not None:
             torch.set_num_threads(num_threads)
         if device.type == "cuda":
             torch.backends.cudnn.deterministic = True
             torch.backends.cudnn.benchmark = False
+            # cuDNN's flag alone left one seed giving two results on an H200 (gradients
+            # differing by 1e-11 at the first step, 1e-3 after 25); torch's deterministic
+            # kernels made them bit for bit equal (tests/core/test_cuda_determinism.py).
+            # Warn only: an operation with no such kernel must not end a user's run
+            torch.use_deterministic_algorithms(True, warn_only=True)
         yield
     finally:
         torch.set_num_threads(threads)
         torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark = cudnn
+        torch.use_deterministic_algorithms(algorithms[0], warn_only=algorithms[1])
         free_device_memory(device)
 
 

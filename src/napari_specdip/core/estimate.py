@@ -55,6 +55,9 @@ SIGNAL_BYTES_PER_PIXEL = 64
 #: Memory left to the rest of the system: a run is refused when its estimate is
 #: above this share of what is available.
 SAFETY_SHARE = 0.95
+#: ``CUBLAS_WORKSPACE_CONFIG`` when the user set none (napari_specdip.core.devices sets
+#: it so): ``:SIZE:COUNT`` in KiB, 32 MiB that torch takes from its CUDA allocator.
+DEFAULT_CUBLAS_WORKSPACE = ":4096:8"
 #: Warm-up and timed steps of the time calibration.
 WARMUP_STEPS = 2
 TIMED_STEPS = 3
@@ -68,7 +71,8 @@ class MemoryBreakdown:
     activations: int  # what autograd keeps between the forward and the backward pass
     backward: int  # working memory of the backward pass
     buffers: int  # observation, network input, EMA/best outputs, signals, variance window
-    allocator: int = 0  # CPU: freed heap blocks the C allocator keeps (see HEAP_SLACK)
+    # CPU: freed heap blocks the C allocator keeps (see HEAP_SLACK); CUDA: cuBLAS's workspace
+    allocator: int = 0
 
     @property
     def total(self) -> int:
@@ -307,11 +311,29 @@ def memory_needed(job: RestoreJob, device: torch.device | str | None = None) -> 
         wide = 4 if dev.type == "mps" else 8
         window = max(1, round(p.wmv_window / p.signal_every))
         buffers += (window + 2) * out_px * channels * wide
-    slack = HEAP_SLACK * small if dev.type == "cpu" else 0
+    slack = (HEAP_SLACK * small if dev.type == "cpu"
+             else cublas_workspace_bytes() if dev.type == "cuda" else 0)
     return MemoryBreakdown(parameters=int(parameters), activations=int(saved),
                            backward=int(BACKWARD_FACTOR.get(dev.type, 3.0) * largest),
                            buffers=int(buffers),
                            allocator=int(slack))
+
+
+def cublas_workspace_bytes() -> int:
+    """Bytes of cuBLAS workspace that torch takes from its CUDA allocator, by
+    ``CUBLAS_WORKSPACE_CONFIG`` (``:SIZE:COUNT`` pairs, SIZE in KiB). On an H200 it was
+    the 33-35 MB by which small runs' measured peaks exceeded the estimate
+    (benchmarks/gpu_presets.py).
+
+    Examples
+    --------
+    >>> cublas_workspace_bytes() // 2**20  # torch's and our default, :4096:8
+    32
+    """
+    config = os.environ.get("CUBLAS_WORKSPACE_CONFIG", DEFAULT_CUBLAS_WORKSPACE)
+    numbers = [int(part) for part in config.split(":") if part.strip().isdigit()]
+    return 1024 * sum(size * count for size, count in zip(numbers[0::2], numbers[1::2],
+                                                          strict=False))
 
 
 def _largest(tiles: list[Tile]) -> Tile:

@@ -219,11 +219,69 @@ class Upsample2x(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.mode == "bilinear":
-            return F.interpolate(x, scale_factor=2, mode="bilinear", align_corners=False)
+            return upsample_bilinear_x2(x)
         return F.interpolate(x, scale_factor=2, mode="nearest")
 
     def extra_repr(self) -> str:
         return f"mode={self.mode}"
+
+
+def upsample_bilinear_x2(x: torch.Tensor) -> torch.Tensor:
+    """Bilinear x2 upsampling of ``(N, C, H, W)``, half-pixel centres, edges clamped:
+    ``F.interpolate(x, scale_factor=2, mode="bilinear", align_corners=False)``.
+
+    On an accelerator it is built from shifted copies and weighted sums, whose
+    gradient is deterministic: CUDA's own backward adds with atomics and has no
+    deterministic version (torch refuses it in deterministic mode, which a CUDA run
+    turns on). The CPU keeps torch's kernel (deterministic there).
+
+    Examples
+    --------
+    >>> upsample_bilinear_x2(torch.arange(4.0).view(1, 1, 2, 2))[0, 0, 0]
+    tensor([0.0000, 0.2500, 0.7500, 1.0000])
+    """
+    if x.device.type == "cpu":
+        return F.interpolate(x, scale_factor=2, mode="bilinear", align_corners=False)
+    return _bilinear_x2_by_shifts(x)
+
+
+def _bilinear_x2_by_shifts(x: torch.Tensor) -> torch.Tensor:
+    for dim in (2, 3):  # separable: rows, then columns
+        n = x.shape[dim]
+        before = torch.cat([x.narrow(dim, 0, 1), x.narrow(dim, 0, n - 1)], dim)
+        after = torch.cat([x.narrow(dim, 1, n - 1), x.narrow(dim, n - 1, 1)], dim)
+        # output 2i sits a quarter pixel before input i, output 2i+1 a quarter after
+        x = torch.stack([0.75 * x + 0.25 * before, 0.75 * x + 0.25 * after],
+                        dim=dim + 1).flatten(dim, dim + 1)
+    return x
+
+
+def pad_replicate(x: torch.Tensor, pad: int) -> torch.Tensor:
+    """``F.pad(x, (pad,) * 4, mode="replicate")`` of ``(N, C, H, W)``; on an
+    accelerator from expanded edge copies, whose gradient is deterministic (CUDA's
+    replicate-pad backward is not).
+
+    Examples
+    --------
+    >>> pad_replicate(torch.arange(4.0).view(1, 1, 2, 2), 1)[0, 0]
+    tensor([[0., 0., 1., 1.],
+            [0., 0., 1., 1.],
+            [2., 2., 3., 3.],
+            [2., 2., 3., 3.]])
+    """
+    if x.device.type == "cpu":
+        return F.pad(x, (pad, pad, pad, pad), mode="replicate")
+    return _pad_replicate_by_copies(x, pad)
+
+
+def _pad_replicate_by_copies(x: torch.Tensor, pad: int) -> torch.Tensor:
+    for dim in (2, 3):
+        shape = list(x.shape)
+        shape[dim] = pad
+        first = x.narrow(dim, 0, 1).expand(shape)
+        last = x.narrow(dim, x.shape[dim] - 1, 1).expand(shape)
+        x = torch.cat([first, x, last], dim)
+    return x
 
 
 def make_upsampler(kind: str, channels: int, sigma: float = 0.1) -> nn.Module:
@@ -253,7 +311,7 @@ def downsample(x: torch.Tensor, factor: int) -> torch.Tensor:
     k = lanczos2_kernel(factor).to(device=x.device, dtype=x.dtype)
     c = x.shape[1]
     pad = (3 * factor) // 2
-    x = F.pad(x, (pad, pad, pad, pad), mode="replicate")
+    x = pad_replicate(x, pad)
     kh = k.view(1, 1, -1, 1).expand(c, 1, -1, 1)
     kw = k.view(1, 1, 1, -1).expand(c, 1, 1, -1)
     x = F.conv2d(x, kh, stride=(factor, 1), groups=c)
