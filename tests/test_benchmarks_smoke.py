@@ -203,9 +203,9 @@ def test_gpu_presets_smoke(capsys: pytest.CaptureFixture[str], tmp_path: Path) -
                          "--out", str(out)]) == 0
     text = capsys.readouterr().out
     header, *rows = tables(text)["seconds per iteration"]
-    assert header[:3] == ["px", "channels", "preset"] and len(header) == 8
+    assert header[:3] == ["px", "channels", "preset"] and len(header) == 9
     assert [r[:3] for r in rows] == [[SIZE, "gray", "quick"], [SIZE, "RGB", "quick"]]
-    assert all(float(r[3]) > 0 and float(r[4]) > 0 for r in rows)
+    assert all(float(r[3]) > 0 and float(r[4]) > 0 and float(r[5]) > 0 for r in rows)
     saved = json.loads(out.with_suffix(".json").read_text())
     # one seed, one result on the CPU; the sync count exists on CUDA only
     assert saved["same_seed_identical"] and saved["same_seed_identical_ensemble2"]
