@@ -6,6 +6,7 @@ import threading
 
 import numpy as np
 import pytest
+import torch
 from skimage import data, img_as_float
 from skimage.metrics import peak_signal_noise_ratio
 
@@ -39,6 +40,19 @@ def test_same_seed_same_output_other_seed_differs(camera64: np.ndarray) -> None:
     np.testing.assert_array_equal(a.image, b.image)
     np.testing.assert_array_equal(a.history["loss"], b.history["loss"])
     assert not np.array_equal(a.image, c.image)
+
+
+def test_the_thread_count_a_repeat_needs_is_recorded(camera64: np.ndarray) -> None:
+    # the same seed with another CPU thread count sums in another order, so a run records
+    # the count it used, given or torch's own
+    given = restore(camera64, "denoise", max_iterations=2, num_threads=2, **FAST)
+    assert given.parameters["threads_used"] == 2
+    assert torch.get_num_threads() == 1  # the caller's setting (conftest) is put back
+    own = restore(camera64, "denoise", max_iterations=2, **FAST)
+    assert own.parameters["num_threads"] is None and own.parameters["threads_used"] == 1
+    tiled = restore(np.tile(camera64, (2, 2)), "denoise", max_iterations=2, tile=64,
+                    num_threads=2, **FAST)
+    assert tiled.parameters["tiles_restored"] == 4 and tiled.parameters["threads_used"] == 2
 
 
 @pytest.mark.parametrize("dtype", [np.uint8, np.uint16, np.float32, np.float64])

@@ -787,6 +787,8 @@ def _run(job: RestoreJob) -> RestoreGenerator:
                 result = yield from _fit_tiled(job, device, scale, start, noise)
             else:
                 result = yield from _fit(job, device, scale, start, noise)
+            # another CPU thread count sums in another order: what a repeat needs
+            result.parameters["threads_used"] = torch.get_num_threads()
     except (torch.OutOfMemoryError, RuntimeError) as exc:
         if not isinstance(exc, torch.OutOfMemoryError) and not _is_allocation_failure(exc):
             raise
