@@ -84,6 +84,24 @@ def _configure(widget: Any, *, task: str | None = None, iterations: int = 6,
 
 
 @pytest.fixture
+def session_reports(monkeypatch: pytest.MonkeyPatch) -> list[Any]:
+    """Every ``(slice, report)`` a run's worker yields, in order, as its session receives
+    them: a slot connected to the worker after ``start()`` can miss the first ones (a
+    tiny stack's slice check is over at once)."""
+    from napari_specdip._napari._session import RunSession
+
+    reports: list[Any] = []
+    on_yielded = RunSession._on_yielded
+
+    def spy(session: RunSession, item: Any) -> None:
+        reports.append(item)
+        on_yielded(session, item)
+
+    monkeypatch.setattr(RunSession, "_on_yielded", spy)
+    return reports
+
+
+@pytest.fixture
 def wait_for_run(qtbot: Any) -> Callable[..., None]:
     """Block (processing Qt events) until the widget's worker has finished."""
 

@@ -63,7 +63,7 @@ def test_a_slice_with_no_hole_is_copied_through_not_smoothed(viewer: Any, open_w
 
 
 def test_a_lazy_stack_is_read_slice_by_slice_and_restored_like_an_array(
-        viewer: Any, open_widget: Any, wait_for_run: Any) -> None:
+        viewer: Any, open_widget: Any, wait_for_run: Any, session_reports: list[Any]) -> None:
     import dask.array as da
 
     from napari_specdip._napari import _planning
@@ -91,11 +91,11 @@ def test_a_lazy_stack_is_read_slice_by_slice_and_restored_like_an_array(
     assert preview is not None and preview.shape == data.shape and reads == [0]
     np.testing.assert_array_equal(preview[2], data[2])
     assert reads == [0, 2]
+    session_reports.clear()  # the eager run's
     worker = widget.start()
     assert worker is not None, widget.last_error
-    reports: list[Any] = []
-    worker.yielded.connect(reports.append)
     wait_for_run(widget)
+    reports = session_reports
     np.testing.assert_array_equal(widget.last_output.data, eager)
     # the check pass says how far it got before the first slice's iterations
     checks = [r for k, r in reports if isinstance(r, _planning.SliceCheck)]

@@ -241,8 +241,8 @@ def test_bad_parameters_are_refused(viewer: Any, open_widget: Any) -> None:
 # ------------------------------------------------------------------ stacks
 
 
-def test_stack_is_restored_slice_by_slice(viewer: Any, open_widget: Any,
-                                          wait_for_run: Any) -> None:
+def test_stack_is_restored_slice_by_slice(viewer: Any, open_widget: Any, wait_for_run: Any,
+                                          session_reports: list[Any]) -> None:
     base = samples.jpeg_blocked(SIZE).image
     stack = np.stack([base, np.flipud(base), np.fliplr(base)])
     layer = viewer.add_image(stack, name="stack", scale=(3.0, 1.0, 1.0))
@@ -253,10 +253,9 @@ def test_stack_is_restored_slice_by_slice(viewer: Any, open_widget: Any,
     assert shown(widget.stack)
     assert widget.stack.value == 0  # along the only leading axis
     assert list(widget.stack.choices) == [0, "current"]
-    seen: list[int] = []
-    worker = widget.start()
-    worker.yielded.connect(lambda item: seen.append(item[0]))
+    widget.start()
     wait_for_run(widget)
+    seen = [k for k, _ in session_reports]
     out = widget.last_output
     assert out.data.shape == stack.shape
     np.testing.assert_allclose(out.scale, (3.0, 1.0, 1.0))
