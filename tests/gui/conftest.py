@@ -83,19 +83,30 @@ def _configure(widget: Any, *, task: str | None = None, iterations: int = 6,
         control.value = str(value) if isinstance(control, LineEdit) else value
 
 
+class SessionReports(list[Any]):
+    """The ``(slice, report)`` items a run's session received, in order; each of
+    ``listeners`` is called with every item after the session's own slot."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.listeners: list[Callable[[Any], None]] = []
+
+
 @pytest.fixture
-def session_reports(monkeypatch: pytest.MonkeyPatch) -> list[Any]:
-    """Every ``(slice, report)`` a run's worker yields, in order, as its session receives
-    them: a slot connected to the worker after ``start()`` can miss the first ones (a
-    tiny stack's slice check is over at once)."""
+def session_reports(monkeypatch: pytest.MonkeyPatch) -> SessionReports:
+    """Every item a run's worker yields, as its session receives them, for the whole test:
+    a slot connected to the worker after ``start()`` can miss the first ones (a tiny
+    stack's slice check is over at once)."""
     from napari_specdip._napari._session import RunSession
 
-    reports: list[Any] = []
+    reports = SessionReports()
     on_yielded = RunSession._on_yielded
 
     def spy(session: RunSession, item: Any) -> None:
         reports.append(item)
         on_yielded(session, item)
+        for listener in reports.listeners:
+            listener(item)
 
     monkeypatch.setattr(RunSession, "_on_yielded", spy)
     return reports

@@ -40,7 +40,7 @@ def test_every_panel_says_what_it_shows(make_napari_viewer_proxy: Any) -> None:
 
 
 def test_notes_markers_and_layout_during_a_run(make_napari_viewer_proxy: Any,
-                                              wait_for_run: Any) -> None:
+                                              wait_for_run: Any, session_reports: Any) -> None:
     viewer = make_napari_viewer_proxy(show=True)
     sample = samples.noisy_photo(SIZE)
     image = viewer.add_image(sample.image, name="photo", rgb=True)
@@ -63,8 +63,8 @@ def test_notes_markers_and_layout_during_a_run(make_napari_viewer_proxy: Any,
             notes.append((ratio.note.isVisible(), ratio.note.toPlainText(),
                           charts.panels["fbc"].note.isVisible()))
 
-    worker = widget.start()
-    worker.yielded.connect(look)
+    session_reports.listeners.append(look)
+    widget.start()
     wait_for_run(widget)
     # the window means could not exist yet: the plot said when they start
     assert notes == [(True, "the two window means start at iteration 101: each averages "

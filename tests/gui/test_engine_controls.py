@@ -331,7 +331,7 @@ def test_rgb_ensemble_gives_one_uncertainty_per_pixel(viewer: Any, open_widget: 
 # ------------------------------------------------------------------ warm start
 
 
-def _first_losses(widget: Any, wait_for_run: Any) -> dict[int, float]:
+def _first_losses(widget: Any, wait_for_run: Any, reports: Any) -> dict[int, float]:
     """The loss of each slice's first iteration."""
     first: dict[int, float] = {}
 
@@ -340,14 +340,14 @@ def _first_losses(widget: Any, wait_for_run: Any) -> dict[int, float]:
         if getattr(report, "iteration", None) == 1:
             first[k] = report.loss
 
-    worker = widget.start()
-    worker.yielded.connect(grab)
+    reports.listeners[:] = [grab]
+    widget.start()
     wait_for_run(widget)
     return first
 
 
 def test_warm_start_carries_each_slice_to_the_next(viewer: Any, open_widget: Any,
-                                                   wait_for_run: Any) -> None:
+                                                   wait_for_run: Any, session_reports: Any) -> None:
     base = samples.jpeg_blocked(SIZE).image
     flat = viewer.add_image(base, name="flat")
     widget = open_widget(task="deblock", iterations=100, stop="none", preview_every=0)
@@ -369,7 +369,7 @@ def test_warm_start_carries_each_slice_to_the_next(viewer: Any, open_widget: Any
     assert not widget._estimate_request().handed_on
     widget.warm_start.value = True
 
-    first = _first_losses(widget, wait_for_run)
+    first = _first_losses(widget, wait_for_run, session_reports)
     stack = widget.last_output.metadata["specdip"]["stack"]
     assert stack["warm_start"] is True and stack["warm_started"] == [False, True]
     # the second slice (the same image) starts where the first ended, far below a
@@ -378,7 +378,7 @@ def test_warm_start_carries_each_slice_to_the_next(viewer: Any, open_widget: Any
     assert widget.last_output.metadata["specdip"]["stop_reason"] == ["max_iterations"] * 2
 
     widget.warm_start.value = False
-    cold = _first_losses(widget, wait_for_run)
+    cold = _first_losses(widget, wait_for_run, session_reports)
     stack = widget.last_output.metadata["specdip"]["stack"]
     assert stack["warm_start"] is False and stack["warm_started"] == [False, False]
     # same seed, same image: the same fresh start

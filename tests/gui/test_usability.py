@@ -203,7 +203,8 @@ def test_changing_the_task_keeps_what_the_user_changed(viewer: Any) -> None:
 
 
 def test_stack_preview_shows_unreached_slices_as_the_input(viewer: Any, open_widget: Any,
-                                                           qtbot: Any, wait_for_run: Any) -> None:
+                                                           qtbot: Any, wait_for_run: Any,
+                                                           session_reports: Any) -> None:
     base = samples.jpeg_blocked(SIZE).image
     stack = np.stack([base, np.flipud(base), np.fliplr(base)])
     layer = viewer.add_image(stack, name="stack", axis_labels=("z", "y", "x"))
@@ -216,8 +217,8 @@ def test_stack_preview_shows_unreached_slices_as_the_input(viewer: Any, open_wid
         if item[0] == 0 and preview is not None and not seen:
             seen.append(np.array(preview.data, copy=True))
 
-    worker = widget.start()
-    worker.yielded.connect(grab)
+    session_reports.listeners.append(grab)
+    widget.start()
     wait_for_run(widget)
     assert seen, "no preview was shown during the first slice"
     np.testing.assert_array_equal(seen[0][1:], stack[1:])  # not black
