@@ -6,10 +6,11 @@ import os
 import platform
 from functools import lru_cache
 
-# cuBLAS gives the same result twice only with a fixed workspace, read when CUDA first
-# uses it: set before that, unless the user chose one (32 MiB of GPU memory; the
-# estimate counts it, core/estimate.py)
-os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+#: cuBLAS gives the same result twice only with a fixed workspace, read when CUDA first
+#: uses it: set before that, unless the user chose one (``:SIZE:COUNT`` in KiB: 32 MiB of
+#: GPU memory, which the estimate counts, core/estimate.py)
+CUBLAS_WORKSPACE = ":4096:8"
+os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", CUBLAS_WORKSPACE)
 
 import torch  # noqa: E402
 

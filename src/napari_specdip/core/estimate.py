@@ -55,9 +55,6 @@ SIGNAL_BYTES_PER_PIXEL = 64
 #: Memory left to the rest of the system: a run is refused when its estimate is
 #: above this share of what is available.
 SAFETY_SHARE = 0.95
-#: ``CUBLAS_WORKSPACE_CONFIG`` when the user set none (napari_specdip.core.devices sets
-#: it so): ``:SIZE:COUNT`` in KiB, 32 MiB that torch takes from its CUDA allocator.
-DEFAULT_CUBLAS_WORKSPACE = ":4096:8"
 #: Warm-up and timed steps of the time calibration.
 WARMUP_STEPS = 2
 TIMED_STEPS = 3
@@ -330,7 +327,9 @@ def cublas_workspace_bytes() -> int:
     >>> cublas_workspace_bytes() // 2**20  # torch's and our default, :4096:8
     32
     """
-    config = os.environ.get("CUBLAS_WORKSPACE_CONFIG", DEFAULT_CUBLAS_WORKSPACE)
+    from napari_specdip.core.devices import CUBLAS_WORKSPACE
+
+    config = os.environ.get("CUBLAS_WORKSPACE_CONFIG", CUBLAS_WORKSPACE)
     numbers = [int(part) for part in config.split(":") if part.strip().isdigit()]
     return 1024 * sum(size * count for size, count in zip(numbers[0::2], numbers[1::2],
                                                           strict=False))
