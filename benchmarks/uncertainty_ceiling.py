@@ -19,7 +19,12 @@ by restoring the same clean image from R noise draws (same seed, same settings):
 
 Images: ``_evalset`` at 64 px, Gaussian noise sigma 25/255 or Poisson-Gaussian
 noise (peak 30 photons, read noise 2, camera values given). Width 32, K = 4, engine
-defaults otherwise.
+defaults otherwise. Those Poisson-Gaussian observations are clipped to [0, 1], which
+biases a dark background at low photon counts; ``--camera`` instead exposes
+``photon.py``'s images (``cell``, ``nuclei``, ``puncta``; cases such as
+``nuclei/pg5r2``) through its simulated camera (uint16 ADU above a pedestal, nothing
+clipped) and restores them as its ``ours (weighted, K=4)`` does: camera values
+estimated from each exposure, the weighted fit.
 
 Run ``python benchmarks/uncertainty_ceiling.py --help`` for the options.
 """
@@ -39,6 +44,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import _common  # noqa: E402
 import _evalset as ev  # noqa: E402
+import _microscopy as micro  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results"
 CASES = ("cell/pg30r2", "nuclei2/pg30r2", "puncta1/pg30r2", "camera/sigma25",
@@ -50,24 +56,39 @@ def _corr(a: npt.NDArray[np.float64], b: npt.NDArray[np.float64]) -> float:
 
 
 def draws(name: str, label: str, *, size: int, realizations: int, members: int, width: int,
-          max_iterations: int | None) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64],
-                                               list[float], float]:
+          max_iterations: int | None, camera: bool = False
+          ) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64], list[float], float]:
     """Errors (R, H, W, C) and uncertainty maps of R noise draws, their PSNRs and seconds."""
     from napari_specdip import restore
 
-    clean = ev.load(name, size)
+    clean = micro.load(name, size) if camera else ev.load(name, size)
     degradation = ev.parse_degradation(label)
-    options = ev.engine_options(degradation, max_iterations)
     errors, maps, psnrs = [], [], []
     start = time.perf_counter()
     for draw in range(realizations):
-        observed, _ = degradation.apply(clean, seed=draw)
-        result = restore(observed.astype(np.float32), seed=0, ensemble=members, width=width,
-                         channel_axis=-1 if observed.ndim == 3 else None, **options)
-        assert result.uncertainty is not None
-        image = np.clip(np.asarray(result.image, dtype=np.float64), 0.0, 1.0)
+        if camera:
+            if degradation.kind != "poisson-gaussian":
+                raise ValueError(f"--camera takes Poisson-Gaussian cases, not {label!r}")
+            exposure = micro.Camera(peak=degradation.level, read=degradation.read)
+            adu = exposure.expose(clean, draw)
+            extra = {} if max_iterations is None else {"max_iterations": max_iterations}
+            result = restore(adu, seed=0, ensemble=members, width=width, **extra,
+                             noise="poisson-gaussian", noise_fit="weighted",
+                             output_dtype="float32")
+            assert result.uncertainty is not None
+            unit = exposure.gain * exposure.peak  # ADU per unit of the clean image
+            image = np.clip(exposure.to_unit(result.image), 0.0, 1.0)
+            spread = np.asarray(result.uncertainty, dtype=np.float64) / unit
+        else:
+            observed, _ = degradation.apply(clean, seed=draw)
+            result = restore(observed.astype(np.float32), seed=0, ensemble=members,
+                             width=width, channel_axis=-1 if observed.ndim == 3 else None,
+                             **ev.engine_options(degradation, max_iterations))
+            assert result.uncertainty is not None
+            image = np.clip(np.asarray(result.image, dtype=np.float64), 0.0, 1.0)
+            spread = np.asarray(result.uncertainty, dtype=np.float64)
         errors.append((image - clean).reshape(size, size, -1))
-        maps.append(np.asarray(result.uncertainty, dtype=np.float64).reshape(size, size, -1))
+        maps.append(spread.reshape(size, size, -1))
         psnrs.append(ev.psnr(image, clean))
     return np.stack(errors), np.stack(maps), psnrs, time.perf_counter() - start
 
@@ -77,7 +98,8 @@ def _case(case: dict[str, Any]) -> dict[str, Any]:
     _common.set_threads(case.pop("threads"))
     name, label = case.pop("case").split("/")
     errors, maps, psnrs, seconds = draws(name, label, **case)
-    row = {"image": name, "noise": label, "kind": ev.kind(name), "psnr": float(np.mean(psnrs)),
+    kind = "camera exposure" if case["camera"] else ev.kind(name)
+    row = {"image": name, "noise": label, "kind": kind, "psnr": float(np.mean(psnrs)),
            "seconds": seconds, **score(errors, maps)}
     _common.echo(f"# {name}/{label}: ceiling {row['ceiling']:.3f}, ours {row['ours']:.3f}, "
                  f"bias share {row['bias_share']:.2f} ({seconds:.0f} s)")
@@ -108,6 +130,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--max-iterations", type=int, default=None)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--jobs", type=int, default=1, help="cases run in this many processes")
+    parser.add_argument("--camera", action="store_true",
+                        help="photon.py's images and camera (cases like nuclei/pg5r2)")
     parser.add_argument("--out", default=str(RESULTS / "uncertainty_ceiling_cpu64"))
     args = parser.parse_args(argv)
     if args.realizations < 2:
@@ -115,7 +139,8 @@ def main(argv: list[str] | None = None) -> int:
     _common.set_threads(args.threads)
     cases = [{"case": case, "size": args.size, "realizations": args.realizations,
               "members": args.members, "width": args.width,
-              "max_iterations": args.max_iterations, "threads": args.threads}
+              "max_iterations": args.max_iterations, "threads": args.threads,
+              "camera": args.camera}
              for case in args.cases]
     rows = _common.map_cases(_case, cases, args.jobs)
     header = ["image", "noise", "kind", "PSNR dB", "ceiling", "ours", "ours ~ scale",
@@ -129,7 +154,10 @@ def main(argv: list[str] | None = None) -> int:
                   f"{np.mean([r['bias_share'] for r in rows]):.2f}"])
     lines = [*_common.machine_lines("cpu"),
              f"settings: {args.size} px, K={args.members}, width {args.width}, "
-             f"{args.realizations} noise draws per case, torch threads {args.threads}, "
+             f"{args.realizations} noise draws per case, "
+             + ("photon.py's images and camera, camera values estimated, weighted fit, "
+                if args.camera else "")
+             + f"torch threads {args.threads}, "
              f"{args.jobs} process(es); "
              "correlations per pixel value, averaged over the draws", "",
              _common.format_table(header, table, markdown=True)]

@@ -130,6 +130,23 @@ def test_uncertainty_ceiling_smoke(load: object, capsys: pytest.CaptureFixture[s
     assert "| mean |" in capsys.readouterr().out
 
 
+def test_uncertainty_ceiling_camera_mode(load: object, tmp_path: Path) -> None:
+    """--camera: photon.py's image through its camera, the map brought to the clean scale."""
+    bench = load("uncertainty_ceiling")  # type: ignore[operator]
+    assert bench.main(["--camera", "--size", "48", "--cases", "nuclei/pg10r2",
+                       "--realizations", "2", "--members", "2", "--width", "8",
+                       "--max-iterations", "10", "--out", str(tmp_path / "ceiling")]) == 0
+    import json
+
+    (row,) = json.loads((tmp_path / "ceiling.json").read_text())
+    assert row["image"] == "nuclei" and row["kind"] == "camera exposure"
+    assert all(-1.0 <= row[k] <= 1.0 for k in ("ceiling", "ours", "ours_vs_scale"))
+    assert 0.0 < row["psnr"] < 60.0  # scored on photons / peak, not on ADU
+    with pytest.raises(ValueError, match="Poisson-Gaussian"):
+        bench.draws("nuclei", "sigma25", size=32, realizations=2, members=2, width=8,
+                    max_iterations=5, camera=True)
+
+
 def test_tiling_benchmark_smoke(load: object, capsys: pytest.CaptureFixture[str],
                                 tmp_path: Path) -> None:
     bench = load("tiling")  # type: ignore[operator]
