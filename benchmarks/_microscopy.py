@@ -116,6 +116,10 @@ class Camera:
         """ADU -> photons / peak (the clean image's scale)."""
         return (np.asarray(adu, dtype=np.float64) - self.offset) / (self.gain * self.peak)
 
+    def spread_to_unit(self, adu_spread: npt.ArrayLike) -> Array:
+        """A spread in ADU (no offset) -> photons / peak, the scale of :meth:`to_unit`."""
+        return np.asarray(adu_spread, dtype=np.float64) / (self.gain * self.peak)
+
     def truth(self) -> dict[str, float]:
         return {"gain": self.gain, "read_sigma": self.read * self.gain, "offset": self.offset}
 

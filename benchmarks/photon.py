@@ -177,7 +177,7 @@ def ours(case: dict[str, Any]) -> dict[str, Any]:
            "width": result.parameters["width"]}
     if result.uncertainty is not None:
         # a spread in ADU, on the photons / peak scale of the scores
-        spread = np.asarray(result.uncertainty, dtype=np.float64) / (camera.gain * camera.peak)
+        spread = camera.spread_to_unit(result.uncertainty)
         error = np.abs(np.clip(image, 0.0, 1.0) - clean)
         out["uncertainty_corr"] = float(np.corrcoef(spread.ravel(), error.ravel())[0, 1])
     _common.echo(f"# {case['image']} peak {case['peak']:g} read {case['read']:g} {case['method']}: "

@@ -76,9 +76,8 @@ def draws(name: str, label: str, *, size: int, realizations: int, members: int, 
                              noise="poisson-gaussian", noise_fit="weighted",
                              output_dtype="float32")
             assert result.uncertainty is not None
-            unit = exposure.gain * exposure.peak  # ADU per unit of the clean image
             image = np.clip(exposure.to_unit(result.image), 0.0, 1.0)
-            spread = np.asarray(result.uncertainty, dtype=np.float64) / unit
+            spread = exposure.spread_to_unit(result.uncertainty)
         else:
             observed, _ = degradation.apply(clean, seed=draw)
             result = restore(observed.astype(np.float32), seed=0, ensemble=members,
