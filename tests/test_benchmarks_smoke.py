@@ -281,3 +281,26 @@ def test_noise_level_smoke(capsys: pytest.CaptureFixture[str]) -> None:
     # the evaluation set draws one noise field per size and seed: the seeds differ
     assert rows[0][4] != rows[1][4]
     assert all(0.0 <= float(r[5]) < 0.5 for r in rows)
+
+
+def test_stopping_replays_the_deblocking_budget() -> None:
+    import numpy as np
+
+    stopping = load("stopping")
+    iterations = list(range(5, 1505, 5))
+    peak = np.exp(-((np.asarray(iterations) - 150.0) / 300.0) ** 2)
+    record = {"task": "deblock", "kind": "gray photo", "split": "tune",
+              "stop_noise_variance": None, "stop_noise_shares": None,
+              "config": {"image": "camera", "size": 64, "degradation": "jpeg10", "width": 32,
+                         "learning_rate": 0.01, "seed": 0, "holdout": 0.1, "signal_every": 5},
+              "curves": {"signal_iteration": iterations,
+                         "psnr_ema": list(25.0 + peak), "psnr": list(25.0 + peak),
+                         # the held-out loss keeps falling: only the budget ends the run
+                         "holdout_loss_ema": list(1.0 / np.asarray(iterations, float))}}
+    budget = stopping.deblock_budget_of(record)
+    assert budget is not None and 5 < budget < 1000
+    out = stopping.replay(record, "auto")
+    assert out.fired and out.stop == out.returned == budget - budget % 5
+    # the paper's rule runs on to the recording's end
+    assert stopping.replay(record, "ratio").stop == 1500
+    assert stopping.deblock_budget_of({**record, "task": "denoise"}) is None

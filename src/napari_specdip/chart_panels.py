@@ -136,6 +136,7 @@ STOP_WORDS: dict[str, str] = {
     "ratio": "blur/sharpness rule",
     "wmv": "ES-WMV (variance) rule",
     "max_iterations": "iteration cap",
+    "deblock_budget": "JPEG's budget",
     "stopped": "stopped by you",
 }
 

@@ -132,6 +132,10 @@ def estimate_text(found: Estimate, params: RestoreParameters, planes: int = 1) -
     from napari_specdip.core.estimate import suggests_tiles, typical_stop
     from napari_specdip.core.params import AUTO_TILE
 
+    if params.task == "deblock" and params.stop == "auto":
+        quality = found.jpeg_quality
+        parts.append(f"{found.iterations} it for JPEG quality ≈ {quality}" if quality
+                     else f"{found.iterations} it (no JPEG blocks found)")
     typical = typical_stop(params, *found.canvas)
     if typical is not None and math.isfinite(per_step):
         low, high = (t * per_step * planes * found.tile_load for t in typical)

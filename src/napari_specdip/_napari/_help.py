@@ -97,7 +97,9 @@ TOOLTIPS: dict[str, str] = {
              "Advanced) is left out of the fit; the run stops once the error they show has "
              "not improved for a while and returns the output where it was lowest (the "
              "hold-out minimum; when denoising, of the whole output's error estimated from "
-             "them, the fitted pixels and the noise level). ratio: the paper's "
+             "them, the fitted pixels and the noise level); deblocking also stops at a budget "
+             "of iterations read from the JPEG's compression and the image's size. "
+             "ratio: the paper's "
              "blur/sharpness rule (window and ε in Advanced). "
              "wmv: ES-WMV (early stopping by windowed moving variance: stops when the output "
              "has stopped changing). none: run to the iteration cap."),

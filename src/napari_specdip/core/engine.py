@@ -20,6 +20,7 @@ from napari_specdip.core.ensemble import (SnapshotWindow, ensemble_mean, spread_
                                           stack_decoders, std_to_user)
 from napari_specdip.core.imaging import (Layout, as_array, as_hwc, intensity_range, pad_amounts,
                                          pad_reflect)
+from napari_specdip.core.jpeg import JpegEstimate, deblock_budget, estimate_jpeg
 from napari_specdip.core.networks import Decoder, SkipNet, build_network
 from napari_specdip.core.noise import (WHITE_NOISE_PATCH, NoiseFit, check_camera_units,
                                        check_noise_estimable, estimate_white_noise_variance,
@@ -57,6 +58,8 @@ class RestoreJob:
     interrupt: Interrupt | None
     warm_start: Mapping[str, torch.Tensor] | None = None
     keep_state: bool = False
+    # deblocking with the auto stop: the JPEG's quantisation, read from the input
+    jpeg: JpegEstimate | None = None
 
     @property
     def scale(self) -> int:
@@ -256,9 +259,13 @@ def plan_restore(image: Any, task: str = "denoise", *, mask: Any = None, factor:
             isinstance(v, torch.Tensor) for v in warm_start.values())):
         raise TypeError("warm_start must be a network state: a previous result's .state "
                         "(run it with keep_state=True)")
+    jpeg = None
+    if params.task == "deblock" and params.stop == "auto" and values.shape[2] in (1, 3):
+        # in the input's own levels: a JPEG's quantisation lattice lives there
+        jpeg = estimate_jpeg(values[..., 0] if values.shape[2] == 1 else values)
     job = RestoreJob(observation=observation, known=known, reference=ref, layout=layout,
                      params=params, output_dtype=out_dtype, interrupt=interrupt,
-                     warm_start=warm_start, keep_state=bool(keep_state))
+                     warm_start=warm_start, keep_state=bool(keep_state), jpeg=jpeg)
     tiles = job.tiles
     if len(tiles) > 1 and (warm_start is not None or keep_state):
         raise ValueError(f"this image is fitted as {len(tiles)} tiles, each by its own "
@@ -901,6 +908,25 @@ def _host_reads_are_free(device: torch.device) -> bool:
     return device.type == "cpu"
 
 
+def iteration_limit(job: RestoreJob, height: int, width: int) -> int:
+    """The iterations a fit of ``height`` x ``width`` pixels of ``job`` may take: its
+    ``max_iterations``, or for deblocking with the auto stop the budget the JPEG's
+    compression and the image's size call for (:func:`core.jpeg.deblock_budget`)."""
+    p = job.params
+    if p.task != "deblock" or p.stop != "auto":
+        return int(p.max_iterations)
+    return deblock_budget(job.jpeg, height, width, width=p.width,
+                          learning_rate=p.learning_rate, cap=p.max_iterations)
+
+
+def _jpeg_record(found: JpegEstimate | None) -> dict[str, Any] | None:
+    """What the run record says of the JPEG's quantisation (None: none found)."""
+    if found is None:
+        return None
+    return {"grid": list(found.grid), "scale": round(found.scale, 3),
+            "quality": found.quality, "frequencies": found.frequencies}
+
+
 def _fit(job: RestoreJob, device: torch.device, scale: int, start: float,
          noise: NoiseFit | None) -> RestoreGenerator:
     p = job.params
@@ -985,6 +1011,7 @@ def _fit(job: RestoreJob, device: torch.device, scale: int, start: float,
                                          else p.holdout_patience_warm),
                        holdout_signal=watched + ("_ema" if p.output == "ema" else ""))
     optimizer = torch.optim.Adam(net.parameters(), lr=p.learning_rate)
+    limit = iteration_limit(job, height, width_px)
     # the skip network keeps the original DIP's own jitter; member k jitters its input
     # as the single run seeded seed + k would
     jitter_std = SkipNet.input_jitter if isinstance(net, SkipNet) else p.input_jitter
@@ -1006,7 +1033,7 @@ def _fit(job: RestoreJob, device: torch.device, scale: int, start: float,
     last_good = [t.detach().clone() for t in net.parameters()] if p.backtrack else []
     last_good_psnr = -math.inf
     backtracks = 0
-    stop_reason = "max_iterations"
+    stop_reason = "max_iterations" if limit == p.max_iterations else "deblock_budget"
     out = torch.zeros(1)
     iteration = 0
     # losses stay on the device until a step that needs them: no host read per step
@@ -1014,7 +1041,7 @@ def _fit(job: RestoreJob, device: torch.device, scale: int, start: float,
     loss_value = math.nan
 
     try:
-        for iteration in range(1, p.max_iterations + 1):
+        for iteration in range(1, limit + 1):
             if job.interrupt is not None and job.interrupt.is_set():
                 iteration -= 1
                 stop_reason = "stopped"
@@ -1025,7 +1052,7 @@ def _fit(job: RestoreJob, device: torch.device, scale: int, start: float,
             pred = net(net_in)
             loss = op.loss(pred, y, fit_weight,
                            weights=None if noise is None else noise.loss_weights)
-            evaluate = iteration % p.signal_every == 0 or iteration == p.max_iterations
+            evaluate = iteration % p.signal_every == 0 or iteration == limit
             checkpoint = p.backtrack and iteration % p.backtrack_every == 0
             pending.append(loss.detach() / members)  # a member's mean, for reports
             out = pred.detach()
@@ -1062,7 +1089,7 @@ def _fit(job: RestoreJob, device: torch.device, scale: int, start: float,
                     backtracks += 1
                     yield StepReport(iteration=iteration, loss=loss_value,
                                      elapsed=time.perf_counter() - start,
-                                     max_iterations=p.max_iterations)
+                                     max_iterations=limit)
                     continue
                 with torch.no_grad():
                     for good, t in zip(last_good, net.parameters(), strict=True):
@@ -1099,13 +1126,13 @@ def _fit(job: RestoreJob, device: torch.device, scale: int, start: float,
                     best_iteration if p.output == "best" else candidate_iteration))
             preview = None
             if p.preview_every and (iteration % p.preview_every == 0 or stop_now
-                                    or iteration == p.max_iterations):
+                                    or iteration == limit):
                 shown = candidate if stop_now and candidate is not None else _chosen(
                     p.output, out, ema, best)
                 preview = _to_user(job, ensemble_mean(shown), crop, noise)
             yield StepReport(iteration=iteration, loss=loss_value,
                              elapsed=time.perf_counter() - start, signals=signals,
-                             preview=preview, max_iterations=p.max_iterations)
+                             preview=preview, max_iterations=limit)
             if stop_now:
                 break
         if pending:  # losses of the last steps of a stopped run
@@ -1159,6 +1186,8 @@ def _fit(job: RestoreJob, device: torch.device, scale: int, start: float,
                         "stop_noise_variance": stop_noise,
                         "stop_noise_shares": (None if stop_shares is None
                                               else list(stop_shares)),
+                        **({"deblock_budget": limit, "jpeg": _jpeg_record(job.jpeg)}
+                           if p.task == "deblock" and p.stop == "auto" else {}),
                         **({} if noise is None else {"noise_model": noise.record})},
             device=describe_device(device),
             elapsed=time.perf_counter() - start,
@@ -1184,7 +1213,7 @@ def _fit_tiled(job: RestoreJob, device: torch.device, scale: int, start: float,
     fallback = np.repeat(np.repeat(job.observation, scale, axis=0), scale, axis=1)
     canvas = BlendCanvas(height, width, channels, scale=scale)
     spread = BlendCanvas(height, width, channels, scale=scale) if p.ensemble > 1 else None
-    cap = p.max_iterations * len(tiles)
+    cap = sum(iteration_limit(job, *t.shape) for t in tiles)
     results: list[RestoreResult] = []
     done = 0  # iterations of the tiles before this one
     for index, tile in enumerate(tiles):

@@ -94,7 +94,8 @@ class Estimate:
         Measured on the actual device at the actual size (median of the timed
         steps); a tiled run: of its largest tile.
     iterations : int
-        The iteration cap (a tiled run: over all its tiles).
+        The iteration cap (a tiled run: over all its tiles); deblocking with the
+        ``"auto"`` stop: the budget its JPEG calls for.
     tiles : int
         How many tiles the run fits one after another (1: the whole image).
     tile_load : float
@@ -114,6 +115,9 @@ class Estimate:
         Height and width the network works at (padded, super-resolution included).
     memory : MemoryBreakdown
         The peak memory by what holds it.
+    jpeg_quality : int or None
+        Deblocking with the ``"auto"`` stop: the libjpeg quality whose quantisation
+        was found in the image (None: none found, or another task).
     """
 
     seconds: float
@@ -128,6 +132,7 @@ class Estimate:
     memory: MemoryBreakdown | None = field(default=None, compare=False)
     tiles: int = 1
     tile_load: float = 1.0
+    jpeg_quality: int | None = None
 
     def describe(self) -> str:
         """One or two lines for a user, e.g. before a progress bar."""
@@ -576,7 +581,7 @@ def typical_stop(params: RestoreParameters, height: int, width: int
     the image (a larger image fits more slowly: by the square root of its side over
     :data:`TYPICAL_STOP_SIDE`, between 1 and 4 times; 256 px stopped at 570-1000 in the
     evaluation), capped at ``max_iterations``. None for other stop rules, for presets
-    without figures, and when the cap comes first.
+    without figures, when the cap comes first, and for deblocking (its budget ends it).
 
     Examples
     --------
@@ -588,7 +593,7 @@ def typical_stop(params: RestoreParameters, height: int, width: int
     >>> typical_stop(RestoreParameters.for_task("denoise", stop="none"), 128, 128) is None
     True
     """
-    if params.stop != "auto" or params.preset not in TYPICAL_STOP:
+    if params.stop != "auto" or params.preset not in TYPICAL_STOP or params.task == "deblock":
         return None
     low, high = TYPICAL_STOP[params.preset]
     factor = min(4.0, max(1.0, (height * width / TYPICAL_STOP_SIDE**2) ** 0.25))
@@ -677,7 +682,7 @@ def estimate(image: Any, task: str = "denoise", *, channel_axis: int | None = No
     (True, 100, True, True)
     """
     from napari_specdip.core.devices import describe_device, resolve_device
-    from napari_specdip.core.engine import plan_restore
+    from napari_specdip.core.engine import iteration_limit, plan_restore
 
     job = plan_restore(image, task, channel_axis=channel_axis, mask=mask, factor=factor,
                        device=device, check_memory=False, **options)
@@ -690,10 +695,11 @@ def estimate(image: Any, task: str = "denoise", *, channel_axis: int | None = No
     tiles = job.tiles
     height, width = _largest(tiles).shape
     load = tile_load(job)
+    limit = iteration_limit(job, height, width)  # deblocking: the JPEG's budget
     return Estimate(
-        seconds=per_step * job.params.max_iterations * load,
+        seconds=per_step * limit * load,
         seconds_per_iteration=per_step,
-        iterations=job.params.max_iterations * len(tiles),
+        iterations=limit * len(tiles),
         tiles=len(tiles),
         tile_load=load,
         peak_memory_bytes=needed.total,
@@ -703,4 +709,5 @@ def estimate(image: Any, task: str = "denoise", *, channel_axis: int | None = No
         advice=advice,
         canvas=canvas_shape(job.params, height, width, job.scale),
         memory=needed,
+        jpeg_quality=None if job.jpeg is None else job.jpeg.quality,
     )

@@ -149,7 +149,6 @@ _PRESETS: dict[str, dict[str, Any]] = {
               "max_iterations": 10000, "signal_every": 1, "holdout": 0.0, "stop": "ratio",
               "output": "last", "start_at_mean": False, "input_jitter": 0.0},
 }
-DEBLOCK_ITERATIONS = 1000
 # the smallest tile: a decoder needs a few levels of upsampling to have any spectral bias
 MIN_TILE = 32
 #: ``tile="auto"`` fits a denoising run on a CPU as tiles of this side once the image is
@@ -441,11 +440,6 @@ class RestoreParameters:
         )
         if task == "inpaint" and name == "paper":
             settings["max_iterations"] = _MAX_ITERATIONS["inpaint"]
-        if task == "deblock" and name != "paper":
-            # JPEG's errors are shared by the pixels of a block, so held-out pixels see
-            # them too and the hold-out stop rarely fires: the cap ends the run, and at
-            # 1000 iterations it is within 0.2 dB of the best (benchmarks/stopping.py)
-            settings["max_iterations"] = DEBLOCK_ITERATIONS
         base = dataclasses.replace(base, **settings)
         if overrides.get("upsampler") == "gaussian" and "lipschitz" not in overrides:
             overrides = {**overrides, "lipschitz": GAUSSIAN_LIPSCHITZ}

@@ -89,7 +89,10 @@ class RestoreResult:
         Iterations run.
     stop_reason : str
         The rule that fired (``"holdout"``, ``"ratio"`` or ``"wmv"``),
-        ``"max_iterations"``, or ``"stopped"`` when asked to stop; a tiled run
+        ``"max_iterations"``, ``"deblock_budget"`` (deblocking's auto stop: the
+        iterations the JPEG's compression and the image's size call for, in
+        ``parameters["deblock_budget"]``, the quantisation found in
+        ``parameters["jpeg"]``), or ``"stopped"`` when asked to stop; a tiled run
         whose tiles ended differently lists each reason with its count of tiles.
     stop_iteration : int
         Iteration whose output the result holds: the minimum found by the

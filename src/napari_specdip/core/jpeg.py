@@ -1,0 +1,213 @@
+"""How strongly a decoded JPEG was compressed, read from its pixels.
+
+JPEG stores each 8x8 block's orthonormal DCT coefficients rounded to multiples of a
+quantisation step per frequency. Decoding keeps them there, up to the decoder's rounding
+to integers (a spread of about 0.3 grey levels per coefficient): so on the right block
+grid the coefficients of a frequency sit on a lattice whose spacing is its step. The
+steps, relative to the example luminance table of the JPEG standard (ITU-T T.81, Annex
+K; libjpeg scales it by the quality setting), give one number for how much was thrown
+away: 5 at libjpeg's quality 10, 1.67 at 30, 1 at 50, 0.5 at 75.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+#: The example luminance quantisation table of ITU-T T.81 (Annex K.1), row = vertical
+#: frequency.
+ANNEX_K_LUMINANCE = np.array([
+    [16, 11, 10, 16, 24, 40, 51, 61],
+    [12, 12, 14, 19, 26, 58, 60, 55],
+    [14, 13, 16, 24, 40, 57, 69, 56],
+    [14, 17, 22, 29, 51, 87, 80, 62],
+    [18, 22, 37, 56, 68, 109, 103, 77],
+    [24, 35, 55, 64, 81, 104, 113, 92],
+    [49, 64, 78, 87, 103, 121, 120, 101],
+    [72, 92, 95, 98, 112, 100, 103, 99]], dtype=np.float64)
+
+# the lowest frequencies, the last to be zeroed (the mean, (0, 0), of every block)
+_FREQUENCIES = ((0, 0), (0, 1), (1, 0), (1, 1), (0, 2), (2, 0), (1, 2), (2, 1), (2, 2), (0, 3), (3, 0))
+_STEPS = np.arange(3, 256, dtype=np.float64)  # 2 and 1 fit any set of coefficients
+_TOLERANCE = 1.5  # grey levels: the decoder's rounding, through RGB for colour
+_ON_LATTICE = 0.8  # share of a frequency's nonzero coefficients that must fit its step
+_MIN_NONZERO = 10
+_SIGNIFICANT = 6.0  # z-score of the share on the lattice against chance
+_AGREEMENT = 0.25  # how far a frequency's step may stray from the table's scale
+_GRID_FREQUENCIES = _FREQUENCIES[:3]  # enough to find the grid, a third of the time
+_MAX_BLOCKS = 2048  # a central crop of larger images: plenty, and fast
+
+
+@dataclass(frozen=True)
+class JpegEstimate:
+    """What :func:`estimate_jpeg` found."""
+
+    grid: tuple[int, int]  # (row, column) of the first whole block
+    scale: float  # the steps over the Annex K table's (libjpeg: 50 / quality below 50)
+    frequencies: int  # frequencies whose step was read
+
+    @property
+    def quality(self) -> int:
+        """The libjpeg quality setting (1-100) whose table has this scale."""
+        percent = 100.0 * self.scale
+        quality = 5000.0 / percent if percent >= 100.0 else (200.0 - percent) / 2.0
+        return int(np.clip(round(quality), 1, 100))
+
+
+def _blocks(z: npt.NDArray[Any], dy: int, dx: int) -> npt.NDArray[Any]:
+    z = z[dy:, dx:]
+    h, w = z.shape[0] // 8 * 8, z.shape[1] // 8 * 8
+    return z[:h, :w].reshape(h // 8, 8, w // 8, 8).transpose(0, 2, 1, 3).reshape(-1, 8, 8)
+
+
+def _steps(blocks: npt.NDArray[np.float64], clipped: npt.NDArray[np.bool_],
+           frequencies: tuple[tuple[int, int], ...] = _FREQUENCIES
+           ) -> dict[tuple[int, int], tuple[float, float]]:
+    """Per frequency: the largest step whose lattice holds its nonzero coefficients,
+    and how far that is beyond chance (a z-score: a continuous coefficient falls within
+    the tolerance of some multiple of ``q`` with probability ``2 tol / q``)."""
+    from scipy.fft import dctn
+
+    # a clipped pixel moved its block's coefficients off the lattice
+    whole = ~clipped.any(axis=(1, 2))
+    coefficients = dctn(blocks[whole], axes=(1, 2), norm="ortho")
+    coefficients[:, 0, 0] -= 8.0 * 128.0  # JPEG centres the levels before the transform
+    chance = np.minimum(2.0 * _TOLERANCE / _STEPS, 1.0 - 1e-9)
+    found = {}
+    for u, v in frequencies:
+        c = np.abs(coefficients[:, u, v])
+        # a step is judged on the coefficients it did not round to zero (those near zero
+        # fit any step); its divisors fit too, so the largest step that fits is the one
+        judged = c[:, None] >= _STEPS / 2.0
+        count = judged.sum(axis=0)
+        on = (np.abs(c[:, None] - _STEPS * np.round(c[:, None] / _STEPS)) < _TOLERANCE) & judged
+        share = on.sum(axis=0) / np.maximum(count, 1)
+        z = (share - chance) / np.sqrt(chance * (1.0 - chance) / np.maximum(count, 1))
+        fits = np.flatnonzero((count >= _MIN_NONZERO) & (share >= _ON_LATTICE)
+                              & (z >= _SIGNIFICANT))
+        if fits.size:
+            step = _STEPS[fits[-1]]
+            # quantised coefficients take several multiples; one value repeated (a
+            # synthetic ramp's) fits any of its divisors
+            if np.unique(np.round(c[c >= step / 2.0] / step)).size >= 2:
+                found[(u, v)] = (float(step), float(z[fits[-1]]))
+    return found
+
+
+def estimate_jpeg(image: npt.ArrayLike) -> JpegEstimate | None:
+    """The block grid and quantisation strength of a decoded JPEG.
+
+    Parameters
+    ----------
+    image : array_like
+        (H, W) grey or (H, W, 3) RGB levels 0-255 as decoded (an image whose values
+        are all within [0, 1] is taken as level / 255).
+
+    Returns
+    -------
+    JpegEstimate or None
+        None when no 8x8 grid holds quantised coefficients: not a JPEG, resampled or
+        rescaled since, or compressed so lightly (libjpeg quality above about 85)
+        that its steps cannot be told from the decoder's rounding.
+
+    Examples
+    --------
+    >>> import io, imageio.v3 as iio
+    >>> from skimage import data
+    >>> encoded = iio.imwrite("<bytes>", data.camera()[100:228, 200:328], extension=".jpg",
+    ...                       quality=30)
+    >>> found = estimate_jpeg(iio.imread(io.BytesIO(encoded), extension=".jpg"))
+    >>> found.grid, found.quality
+    ((0, 0), 30)
+    """
+    z = np.asarray(image, dtype=np.float64)
+    if z.ndim == 3 and z.shape[2] == 3:
+        rgb = z
+    elif z.ndim == 2:
+        rgb = z[..., None]
+    else:
+        raise ValueError(f"JPEG estimation needs a grey or RGB image, got shape {z.shape}")
+    if min(rgb.shape[:2]) < 16 or not np.isfinite(rgb).all():
+        return None
+    if np.max(rgb) <= 1.0:
+        rgb = rgb * 255.0
+    side = int(8 * np.sqrt(_MAX_BLOCKS))
+    top, left = max(0, (rgb.shape[0] - side) // 2), max(0, (rgb.shape[1] - side) // 2)
+    rgb = rgb[top:top + side + 8, left:left + side + 8]
+    clipped = np.asarray(((rgb <= 0.5) | (rgb >= 254.5)).any(axis=2))
+    # JPEG codes colour as luminance (ITU-R BT.601, as JFIF) and two chroma planes
+    z = rgb[..., 0] if rgb.shape[2] == 1 else rgb @ np.array([0.299, 0.587, 0.114])
+    evidence = np.zeros((8, 8))
+    for dy in range(8):
+        for dx in range(8):
+            steps = _steps(_blocks(z, dy, dx), _blocks(clipped, dy, dx), _GRID_FREQUENCIES)
+            evidence[dy, dx] = sum(score for _, score in steps.values())
+    dy, dx = (int(i) for i in np.unravel_index(np.argmax(evidence), evidence.shape))
+    found = _steps(_blocks(z, dy, dx), _blocks(clipped, dy, dx))
+    ratios = np.array([step / ANNEX_K_LUMINANCE[f] for f, (step, _) in found.items()])
+    if ratios.size == 0:
+        return None
+    scale = float(np.median(ratios))
+    # a quantisation table scales the standard's as a whole: the frequencies agree
+    agreeing = int(np.sum(np.abs(ratios / scale - 1.0) <= _AGREEMENT))
+    if agreeing < 2:
+        return None
+    return JpegEstimate(grid=((dy + top) % 8, (dx + left) % 8), scale=scale,
+                        frequencies=agreeing)
+
+
+#: The deblocking budget (:func:`deblock_budget`): iterations at 128 px, at the scale of
+#: libjpeg's quality 10, width 32 and Adam 1e-2 (the quick preset), and the powers of
+#: the image's side, of the quantisation scale, of the network's width and of the step
+#: by which it grows or shrinks. Chosen on the tuning half of benchmarks/trajectories.py's
+#: deblocking plans (benchmarks/README.md: *A budget from the JPEG's own compression*):
+#: the balanced preset (width 64, Adam 3e-3) peaked where the quick one did (camera 535
+#: iterations against 485, brick 125 against 125), hence the small power of the step.
+BUDGET_ITERATIONS = 450.0
+BUDGET_SIDE = 128.0
+BUDGET_SCALE = 5.0
+BUDGET_WIDTH = 32
+BUDGET_SIDE_POWER = 1.5
+BUDGET_SCALE_POWER = 1.0
+BUDGET_WIDTH_POWER = 0.5
+BUDGET_LEARNING_RATE = 1e-2
+BUDGET_LEARNING_RATE_POWER = 0.25
+#: Without a quantisation found, at 128 px: the deblocking presets' cap until 2026-12-04
+#: (within 0.2 dB of the best at 128 px and quality 10, benchmarks/stopping.py).
+UNKNOWN_BUDGET = 1000
+
+
+def deblock_budget(found: JpegEstimate | None, height: int, width_px: int, *, width: int,
+                   learning_rate: float, cap: int) -> int:
+    """Iterations a deblocking fit of a ``height`` x ``width_px`` image gets before its
+    output is returned, at most ``cap``.
+
+    JPEG's errors are shared by the pixels of a block, so the held-out pixels see them
+    too and the hold-out stop rarely fires. The fit reaches its best later the larger the
+    image and the lighter the compression (the less there is to undo): from about 100
+    iterations for a 64 px image at quality 10 to past 2000 at 128 px and quality 50.
+    The budget follows both, and the network's width and step, measured on the runs of
+    benchmarks/trajectories.py. Without a quantisation found (not a JPEG, a very light
+    one, or too few blocks to read it from): :data:`UNKNOWN_BUDGET` at 128 px, the
+    fixed budget used before, grown with the image's side alike.
+
+    Examples
+    --------
+    >>> light, heavy = JpegEstimate((0, 0), 1.0, 11), JpegEstimate((0, 0), 5.0, 11)
+    >>> [deblock_budget(j, 128, 128, width=32, learning_rate=1e-2, cap=3000)
+    ...  for j in (heavy, light, None)]
+    [450, 2250, 1000]
+    """
+    side = float(np.sqrt(height * width_px))
+    size = (side / BUDGET_SIDE) ** BUDGET_SIDE_POWER
+    if found is None:
+        budget = UNKNOWN_BUDGET * size
+    else:
+        budget = (BUDGET_ITERATIONS * size
+                  * (BUDGET_SCALE / max(found.scale, 1e-3)) ** BUDGET_SCALE_POWER
+                  * (BUDGET_WIDTH / width) ** BUDGET_WIDTH_POWER
+                  * (BUDGET_LEARNING_RATE / learning_rate) ** BUDGET_LEARNING_RATE_POWER)
+    return int(min(cap, max(1, round(budget / 5.0) * 5)))

@@ -1,0 +1,102 @@
+"""The JPEG quantisation read from decoded pixels, and the deblocking budget it sets."""
+
+from __future__ import annotations
+
+import io
+
+import imageio.v3 as iio
+import numpy as np
+import numpy.typing as npt
+import pytest
+from skimage import data
+
+from napari_specdip.core.jpeg import JpegEstimate, deblock_budget, estimate_jpeg
+
+
+def _jpeg(image: npt.NDArray[np.uint8], quality: int) -> npt.NDArray[np.uint8]:
+    encoded = iio.imwrite("<bytes>", image, extension=".jpg", quality=quality)
+    return np.asarray(iio.imread(io.BytesIO(encoded), extension=".jpg"))
+
+
+@pytest.mark.parametrize("quality", [10, 30, 50, 75])
+def test_quality_and_grid_of_a_grey_crop(quality: int) -> None:
+    decoded = _jpeg(data.camera()[100:228, 150:278], quality)
+    found = estimate_jpeg(decoded[3:, 5:])  # cropped after decoding: the grid moves
+    assert found is not None
+    assert found.grid == (5, 3)
+    assert found.quality == quality
+
+
+def test_colour_is_read_through_its_luminance() -> None:
+    decoded = _jpeg(data.astronaut()[:136, 100:236], 20)
+    found = estimate_jpeg(decoded)
+    assert found is not None and found.quality == 20 and found.grid == (0, 0)
+    # [0, 1] floats are taken as levels / 255
+    again = estimate_jpeg(decoded / 255.0)
+    assert again == found
+
+
+@pytest.mark.parametrize("image", [
+    np.random.default_rng(0).random((128, 128)),  # noise, never compressed
+    np.tile(np.linspace(0.0, 1.0, 128), (128, 1)),  # a smooth ramp
+    data.camera()[:128, :128],  # a PNG original
+    np.zeros((8, 8)),  # too small for blocks
+])
+def test_no_quantisation_where_there_is_none(image: npt.NDArray[np.float64]) -> None:
+    assert estimate_jpeg(image) is None
+
+
+def test_resampled_jpeg_has_lost_its_grid() -> None:
+    from skimage.transform import rescale
+
+    decoded = _jpeg(data.camera()[100:228, 150:278], 10).astype(float)
+    assert estimate_jpeg(rescale(decoded, 1.3, order=1)) is None
+
+
+def test_refuses_other_shapes() -> None:
+    with pytest.raises(ValueError, match="grey or RGB"):
+        estimate_jpeg(np.zeros((32, 32, 2)))
+
+
+def test_budget_grows_with_size_and_lighter_compression_and_stays_capped() -> None:
+    def budget(scale: float | None, side: int = 128, width: int = 32, cap: int = 10**6) -> int:
+        found = None if scale is None else JpegEstimate((0, 0), scale, 11)
+        return deblock_budget(found, side, side, width=width, learning_rate=1e-2, cap=cap)
+
+    assert budget(5.0, 64) < budget(5.0, 128) < budget(5.0, 256)
+    assert budget(5.0) < budget(1.67) < budget(1.0)
+    assert budget(5.0, width=64) < budget(5.0, width=32) < budget(5.0, width=16)
+    assert budget(1.0, cap=700) == 700
+    assert budget(None) == 1000 and budget(None, cap=300) == 300
+    assert budget(None, 64) < budget(None) < budget(None, 256)
+
+
+def test_deblocking_stops_at_the_budget_of_its_jpeg() -> None:
+    from napari_specdip import estimate, restore
+
+    decoded = _jpeg(data.camera()[100:148, 150:198], 10)
+    options = {"preset": "quick", "width": 16, "seed": 0, "device": "cpu"}
+    expected = deblock_budget(estimate_jpeg(decoded), 48, 48, width=16, learning_rate=1e-2,
+                              cap=1500)
+    assert 1 < expected < 1500
+    assert estimate(decoded, "deblock", **options).iterations == expected
+    result = restore(decoded, "deblock", **options)
+    assert result.iterations == expected == result.parameters["deblock_budget"]
+    assert result.stop_reason == "deblock_budget"
+    assert result.parameters["jpeg"]["quality"] == 10
+    assert decoded.dtype == result.image.dtype == np.uint8
+
+
+def test_other_stops_and_tasks_have_no_budget() -> None:
+    from napari_specdip import restore
+
+    decoded = _jpeg(data.camera()[100:148, 150:198], 10)
+    fixed = restore(decoded, "deblock", preset="quick", width=8, stop="none", max_iterations=7)
+    assert fixed.iterations == 7 and fixed.stop_reason == "max_iterations"
+    assert "deblock_budget" not in fixed.parameters
+    denoised = restore(decoded, "denoise", preset="quick", width=8, max_iterations=7)
+    assert "jpeg" not in denoised.parameters
+    # no JPEG found: the fixed budget, here under the cap given
+    plain = restore(data.camera()[100:148, 150:198], "deblock", preset="quick", width=8,
+                    max_iterations=6)
+    assert plain.parameters["jpeg"] is None and plain.iterations == 6
