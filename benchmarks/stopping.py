@@ -224,6 +224,13 @@ def replay(record: dict[str, Any], rule: str, noise_scale: float = 1.0) -> Outco
     c = record["config"]
     curves = record["curves"]
     iterations = _column(curves, "signal_iteration").astype(int)
+    budget = deblock_budget_of(record) if rule in ("auto", "plain") else None
+    if budget is not None and budget < iterations[-1]:  # the budget ends the run there
+        curves = {k: v[:int(np.searchsorted(iterations, budget, side="right"))]
+                  if isinstance(v, list) and len(v) == len(iterations) else v
+                  for k, v in curves.items()}
+        record = {**record, "curves": curves}
+        iterations = _column(curves, "signal_iteration").astype(int)
     p = RestoreParameters.for_task("denoise")
     every = int(c["signal_every"])
     built = make_rules("auto" if rule == "plain" else rule, window=p.stop_window,
@@ -245,7 +252,24 @@ def replay(record: dict[str, Any], rule: str, noise_scale: float = 1.0) -> Outco
             chosen = index if rule == "ratio" else returned
             return Outcome(int(iteration), int(iterations[chosen]), float(psnr[chosen]), True)
     chosen = len(iterations) - 1 if rule == "ratio" else returned
-    return Outcome(int(iterations[-1]), int(iterations[chosen]), float(psnr[chosen]), False)
+    ended = budget is not None and iterations[-1] >= budget  # the budget is the rule's
+    return Outcome(int(iterations[-1]), int(iterations[chosen]), float(psnr[chosen]), ended)
+
+
+def deblock_budget_of(record: dict[str, Any]) -> int | None:
+    """The iterations the engine's deblocking stop allows this run (its JPEG's
+    quantisation read from the regenerated observation), or None for other tasks."""
+    if record["task"] != "deblock":
+        return None
+    from napari_specdip.core.jpeg import deblock_budget, estimate_jpeg
+
+    c = record["config"]
+    _, observation, _ = _observed(record)
+    found = estimate_jpeg(observation[..., 0] if observation.ndim == 3
+                          and observation.shape[2] == 1 else observation)
+    height, width = observation.shape[:2]
+    return deblock_budget(found, height, width, width=int(c["width"]),
+                          learning_rate=float(c["learning_rate"]), cap=10**9)
 
 
 def evaluate(record: dict[str, Any], baselines: dict[str, Any]) -> dict[str, Any]:
@@ -283,7 +307,23 @@ def load(paths: Iterable[Path]) -> tuple[list[dict[str, Any]], dict[str, Any]]:
                 runs.append(record)
             elif record["type"] == "baseline":
                 baselines[record["key"]] = record
-    return runs, baselines
+    return _longest(runs), baselines
+
+
+def _longest(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """One record per run: a longer recording of the same run (same settings but the cap,
+    under a schedule that does not depend on the cap) supersedes a shorter one, whose
+    steps it repeats."""
+    kept: dict[str, dict[str, Any]] = {}
+    for record in runs:
+        c = record["config"]
+        key = record["key"]
+        if c.get("lr_schedule") in ("constant", "exponential"):
+            key = json.dumps({k: v for k, v in c.items() if k != "max_iterations"},
+                             sort_keys=True)
+        if key not in kept or record["iterations"] > kept[key]["iterations"]:
+            kept[key] = record
+    return list(kept.values())
 
 
 def summarise(rows: list[dict[str, Any]], keys: tuple[str, ...], rule: str) -> list[list[Any]]:

@@ -19,6 +19,8 @@ python benchmarks/trajectories.py --plan smoke --device cpu --out /tmp/smoke.jso
 python benchmarks/trajectories.py --plan explore --device cuda --workers 12 --out explore.jsonl
 python benchmarks/trajectories.py --plan heldout --seed 1 --max-size 128 --out seed1.jsonl
 python benchmarks/trajectories.py --plan deblock --device cpu --workers 2 --no-baselines --out deblock.jsonl
+python benchmarks/trajectories.py --plan deblock-long --workers 2 --no-baselines --out long.jsonl
+python benchmarks/trajectories.py --plan deblock-balanced --workers 2 --no-baselines --out bal.jsonl
 """
 
 from __future__ import annotations
@@ -105,6 +107,10 @@ def plan(name: str) -> list[Config]:
         return _tune128_plan()
     if name == "deblock":
         return _deblock_plan()
+    if name == "deblock-long":
+        return _deblock_long_plan()
+    if name == "deblock-balanced":
+        return _deblock_balanced_plan()
     if name == "holdout":
         return [_optimised(n, 128, "sigma25", w, "lr1e-2", holdout=f, max_iterations=1000)
                 for n, w in (("cell", 32), ("camera", 16), ("brick", 64), ("nuclei1", 32),
@@ -181,6 +187,41 @@ def _deblock_plan() -> list[Config]:
         configs += [at(n, 128, 10, w) for n in (b, c) for w in (16, 64)]
         configs += [at(n, 64, 10, 32) for n in (a, c)]
         configs += [at(a, 256, 10, 32)]
+    return configs
+
+
+def _deblock_long_plan() -> list[Config]:
+    """JPEG deblocking past the 1000-iteration cap, where the deblocking plan's lightly
+    compressed and large runs peak: quality 20, 30 and 50 at 128 px (the deblocking plan's
+    three images of each half), width 16 at quality 10, and 256 px at quality 10, up to
+    2500 iterations."""
+    def at(image: str, size: int, quality: int, width: int) -> Config:
+        return _optimised(image, size, f"jpeg{quality}", width, "lr1e-2", holdout=0.1,
+                          max_iterations=2500)
+
+    configs: list[Config] = []
+    for a, b, c in (("camera", "astronaut", "cell"), ("chelsea", "coins", "nuclei2")):
+        configs += [at(a, 256, 10, 32)]
+        configs += [at(n, 128, q, 32) for q in (30, 50, 20) for n in (a, b, c)]
+        configs += [at(n, 128, 10, 16) for n in (b, c)]
+    return configs
+
+
+def _deblock_balanced_plan() -> list[Config]:
+    """JPEG deblocking at the balanced preset's optimiser (width 64, Adam 3e-3), which
+    fits at another pace than the quick one's: quality 10 at 128 px on four images of
+    each half, quality 30 on two, quality 10 at 64 px on two, up to 2500 iterations
+    (1000 at 64 px)."""
+    def at(image: str, size: int, quality: int, cap: int) -> Config:
+        return _optimised(image, size, f"jpeg{quality}", 64, "lr3e-3", holdout=0.1,
+                          max_iterations=cap)
+
+    configs: list[Config] = []
+    for four, two in ((("camera", "brick", "nuclei1", "coffee"), ("astronaut", "cell")),
+                      (("moon", "coins", "nuclei2", "rocket"), ("chelsea", "grass"))):
+        configs += [at(n, 128, 10, 2500) for n in four]
+        configs += [at(n, 128, 30, 2500) for n in two]
+        configs += [at(n, 64, 10, 1000) for n in two]
     return configs
 
 

@@ -38,7 +38,7 @@ _MIN_NONZERO = 10
 _SIGNIFICANT = 6.0  # z-score of the share on the lattice against chance
 _AGREEMENT = 0.25  # how far a frequency's step may stray from the table's scale
 _GRID_FREQUENCIES = _FREQUENCIES[:3]  # enough to find the grid, a third of the time
-_MAX_BLOCKS = 2048  # a central crop of larger images: plenty, and fast
+_MAX_BLOCKS = 1024  # a central crop of larger images: plenty, and under a second
 
 
 @dataclass(frozen=True)
