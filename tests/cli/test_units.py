@@ -180,6 +180,13 @@ def test_typical_stop_and_the_estimate_in_words() -> None:
     assert second == "  peak memory 2.0 MB of 8.0 GB available on cpu, 2 torch thread(s)"
     stack = describe_estimate(est, 3, params=balanced, size=(128, 128))
     assert "(3000 iterations per slice, 3 slices)" in stack and "(7-26 min in all)" in stack
+    # deblocking: the budget its JPEG calls for is the stop, not a typical range
+    deblock = RestoreParameters.for_task("deblock")
+    jpeg = SimpleNamespace(**{**vars(est), "iterations": 430, "seconds": 172.0,
+                              "jpeg_quality": 10})
+    first = describe_estimate(jpeg, params=deblock, size=(128, 128)).splitlines()[0]
+    assert first == ("estimate: 40.0 s per 100 iterations; at most 2 min 52 s (430 "
+                     "iterations); the budget for JPEG quality ≈ 10")
 
 
 def test_the_estimate_suggests_tiles_for_a_large_image_on_a_cpu() -> None:

@@ -603,6 +603,9 @@ def describe_estimate(est: Any, slices: int = 1, *, params: Any = None,
     if tiles > 1:  # each tile stops on its own: the typical stop of the largest, per tile
         size = est.canvas
         per_slice = f" per tile ({tiles} tiles{', per slice' if slices > 1 else ''})"
+    quality = getattr(est, "jpeg_quality", None)
+    if quality is not None:  # deblocking: the budget is the stop
+        text += f"; the budget for JPEG quality ≈ {quality}"
     typical = typical_stop(params, *size) if size is not None and params is not None else None
     if typical is not None:
         low, high = typical
