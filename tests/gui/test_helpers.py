@@ -120,7 +120,8 @@ def test_estimate_text_says_the_deblocking_budget_and_the_quality_found() -> Non
     deblock = RestoreParameters.for_task("deblock")
     found = dataclasses.replace(_estimate(0.35, 450), jpeg_quality=10)
     text = _estimating.estimate_text(found, deblock)
-    assert text == "≈ 35 s per 100 it · at most 3 min · 450 it for JPEG quality ≈ 10 · 310 MB"
+    assert text == ("≈ 35 s per 100 it · at most 3 min · 450 it for JPEG quality ≈ 10 · "
+                    "310 MB")
     plain = _estimating.estimate_text(_estimate(0.35, 1000), deblock)
     assert "1000 it (no JPEG blocks found)" in plain and "usually" not in plain
     assert "JPEG" not in _estimating.estimate_text(found, deblock.replace(stop="none"))

@@ -30,7 +30,8 @@ ANNEX_K_LUMINANCE = np.array([
     [72, 92, 95, 98, 112, 100, 103, 99]], dtype=np.float64)
 
 # the lowest frequencies, the last to be zeroed (the mean, (0, 0), of every block)
-_FREQUENCIES = ((0, 0), (0, 1), (1, 0), (1, 1), (0, 2), (2, 0), (1, 2), (2, 1), (2, 2), (0, 3), (3, 0))
+_FREQUENCIES = ((0, 0), (0, 1), (1, 0), (1, 1), (0, 2), (2, 0), (1, 2), (2, 1), (2, 2),
+                (0, 3), (3, 0))
 _STEPS = np.arange(3, 256, dtype=np.float64)  # 2 and 1 fit any set of coefficients
 _TOLERANCE = 1.5  # grey levels: the decoder's rounding, through RGB for colour
 _ON_LATTICE = 0.8  # share of a frequency's nonzero coefficients that must fit its step
