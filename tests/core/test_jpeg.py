@@ -100,3 +100,20 @@ def test_other_stops_and_tasks_have_no_budget() -> None:
     plain = restore(data.camera()[100:148, 150:198], "deblock", preset="quick", width=8,
                     max_iterations=6)
     assert plain.parameters["jpeg"] is None and plain.iterations == 6
+
+
+def test_tiles_take_the_budget_of_their_own_size() -> None:
+    from napari_specdip import restore
+
+    decoded = _jpeg(data.camera()[100:196, 150:246], 10)
+    result = restore(decoded, "deblock", preset="quick", width=8, tile=48, tile_overlap=8)
+    found = estimate_jpeg(decoded)
+    assert result.parameters["jpeg"]["quality"] == 10
+    tiles = result.parameters["tiles"]
+    assert len(tiles) > 1
+    for tile in tiles:
+        top, bottom, left, right = tile["box"]
+        budget = deblock_budget(found, bottom - top, right - left, width=8,
+                                learning_rate=1e-2, cap=1500)
+        assert tile["iterations"] == tile["deblock_budget"] == budget
+    assert result.iterations == sum(t["iterations"] for t in tiles)

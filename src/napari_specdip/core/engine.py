@@ -1258,7 +1258,9 @@ def _fit_tiled(job: RestoreJob, device: torch.device, scale: int, start: float,
                      "stop_reason": r.stop_reason, "stop_iteration": r.stop_iteration,
                      "depth": r.parameters["depth"],
                      "stop_noise_variance": r.parameters["stop_noise_variance"],
-                     "stop_noise_shares": r.parameters["stop_noise_shares"]}
+                     "stop_noise_shares": r.parameters["stop_noise_shares"],
+                     **({"deblock_budget": r.parameters["deblock_budget"]}
+                        if "deblock_budget" in r.parameters else {})}
                     for tile, r in zip(tiles, results, strict=False)]
     return RestoreResult(
         image=job.layout.to_user(final, dtype=job.output_dtype),
@@ -1273,6 +1275,8 @@ def _fit_tiled(job: RestoreJob, device: torch.device, scale: int, start: float,
                     "input_shape": list(job.layout.shape), "input_dtype": str(job.layout.dtype),
                     "tiles": tile_records, "tiles_restored": len(results),
                     "tile_used": job.tile_side,
+                    **({"jpeg": _jpeg_record(job.jpeg)}
+                       if p.task == "deblock" and p.stop == "auto" else {}),
                     **({} if noise is None else {"noise_model": noise.record})},
         device=describe_device(device),
         elapsed=time.perf_counter() - start,
