@@ -18,6 +18,7 @@ Examples
 python benchmarks/trajectories.py --plan smoke --device cpu --out /tmp/smoke.jsonl
 python benchmarks/trajectories.py --plan explore --device cuda --workers 12 --out explore.jsonl
 python benchmarks/trajectories.py --plan heldout --seed 1 --max-size 128 --out seed1.jsonl
+python benchmarks/trajectories.py --plan deblock --split held-out --seed 1 --out deblock1.jsonl
 python benchmarks/trajectories.py --plan deblock --device cpu --workers 2 --no-baselines --out deblock.jsonl
 python benchmarks/trajectories.py --plan deblock-long --workers 2 --no-baselines --out long.jsonl
 python benchmarks/trajectories.py --plan deblock-balanced --workers 2 --no-baselines --out bal.jsonl
@@ -353,6 +354,8 @@ def main(argv: list[str] | None = None) -> int:
                              "instead of each run's own")
     parser.add_argument("--max-size", type=int, default=None,
                         help="leave out the plan's runs on larger images")
+    parser.add_argument("--split", choices=("tune", "held-out"), default=None,
+                        help="only the runs on that half's images")
     parser.add_argument("--input-jitter", type=float, default=None,
                         help="run the plan with this input jitter instead of the presets' "
                              "(0: none, as before 2026-12-04, evening)")
@@ -364,6 +367,8 @@ def main(argv: list[str] | None = None) -> int:
         configs = [replace(c, input_jitter=args.input_jitter) for c in configs]
     if args.max_size is not None:
         configs = [c for c in configs if c.size <= args.max_size]
+    if args.split is not None:
+        configs = [c for c in configs if _evalset.split(c.image) == args.split]
     done: set[str] = set()
     if args.out.exists():
         for line in args.out.read_text().splitlines():

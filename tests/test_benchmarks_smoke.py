@@ -304,3 +304,12 @@ def test_stopping_replays_the_deblocking_budget() -> None:
     # the paper's rule runs on to the recording's end
     assert stopping.replay(record, "ratio").stop == 1500
     assert stopping.deblock_budget_of({**record, "task": "denoise"}) is None
+
+
+def test_trajectories_keeps_one_half(tmp_path: Path) -> None:
+    trajectories = load("trajectories")
+    runs = tmp_path / "runs.jsonl"
+    # the smoke plan's two images are both on the tuning half
+    assert trajectories.main(["--plan", "smoke", "--split", "held-out", "--no-baselines",
+                              "--out", str(runs)]) == 0
+    assert not runs.exists() or not runs.read_text().strip()
