@@ -252,7 +252,7 @@ def replay(record: dict[str, Any], rule: str, noise_scale: float = 1.0) -> Outco
             chosen = index if rule == "ratio" else returned
             return Outcome(int(iteration), int(iterations[chosen]), float(psnr[chosen]), True)
     chosen = len(iterations) - 1 if rule == "ratio" else returned
-    ended = budget is not None and iterations[-1] >= budget  # the budget is the rule's
+    ended = bool(budget is not None and iterations[-1] >= budget)  # the budget is the rule's
     return Outcome(int(iterations[-1]), int(iterations[chosen]), float(psnr[chosen]), ended)
 
 

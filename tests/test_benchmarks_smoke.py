@@ -301,6 +301,7 @@ def test_stopping_replays_the_deblocking_budget() -> None:
     assert budget is not None and 5 < budget < 1000
     out = stopping.replay(record, "auto")
     assert out.fired and out.stop == out.returned == budget - budget % 5
+    assert type(out.fired) is bool  # written out by --json
     # the paper's rule runs on to the recording's end
     assert stopping.replay(record, "ratio").stop == 1500
     assert stopping.deblock_budget_of({**record, "task": "denoise"}) is None
