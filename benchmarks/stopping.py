@@ -50,7 +50,7 @@ import json
 import math
 import sys
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -257,19 +257,19 @@ def replay(record: dict[str, Any], rule: str, noise_scale: float = 1.0) -> Outco
 
 
 def deblock_budget_of(record: dict[str, Any]) -> int | None:
-    """The iterations the engine's deblocking stop allows this run (its JPEG's
-    quantisation read from the regenerated observation), or None for other tasks."""
+    """The iterations the engine's deblocking stop allows this run (the engine's own
+    plan of the regenerated observation, at the run's width and step), or None for
+    other tasks."""
     if record["task"] != "deblock":
         return None
-    from napari_specdip.core.jpeg import deblock_budget, estimate_jpeg
+    from napari_specdip.core.engine import iteration_limit
 
     c = record["config"]
-    _, observation, _ = _observed(record)
-    found = estimate_jpeg(observation[..., 0] if observation.ndim == 3
-                          and observation.shape[2] == 1 else observation)
-    height, width = observation.shape[:2]
-    return deblock_budget(found, height, width, width=int(c["width"]),
-                          learning_rate=float(c["learning_rate"]), cap=10**9)
+    job = _job_of(record)
+    job = replace(job, params=job.params.replace(
+        width=int(c["width"]), learning_rate=float(c["learning_rate"]), max_iterations=10**9))
+    height, width = job.observation.shape[:2]
+    return iteration_limit(job, height, width)
 
 
 def evaluate(record: dict[str, Any], baselines: dict[str, Any]) -> dict[str, Any]:

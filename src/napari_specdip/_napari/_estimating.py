@@ -132,7 +132,7 @@ def estimate_text(found: Estimate, params: RestoreParameters, planes: int = 1) -
     from napari_specdip.core.estimate import suggests_tiles, typical_stop
     from napari_specdip.core.params import AUTO_TILE
 
-    if params.task == "deblock" and params.stop == "auto":
+    if params.stops_at_jpeg_budget:
         quality = found.jpeg_quality
         parts.append(f"{found.iterations} it for JPEG quality ≈ {quality}" if quality
                      else f"{found.iterations} it (no JPEG blocks found)")

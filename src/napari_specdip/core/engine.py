@@ -260,7 +260,7 @@ def plan_restore(image: Any, task: str = "denoise", *, mask: Any = None, factor:
         raise TypeError("warm_start must be a network state: a previous result's .state "
                         "(run it with keep_state=True)")
     jpeg = None
-    if params.task == "deblock" and params.stop == "auto" and values.shape[2] in (1, 3):
+    if params.stops_at_jpeg_budget and values.shape[2] in (1, 3):
         # in the input's own levels: a JPEG's quantisation lattice lives there
         jpeg = estimate_jpeg(values[..., 0] if values.shape[2] == 1 else values)
     job = RestoreJob(observation=observation, known=known, reference=ref, layout=layout,
@@ -913,7 +913,7 @@ def iteration_limit(job: RestoreJob, height: int, width: int) -> int:
     ``max_iterations``, or for deblocking with the auto stop the budget the JPEG's
     compression and the image's size call for (:func:`core.jpeg.deblock_budget`)."""
     p = job.params
-    if p.task != "deblock" or p.stop != "auto":
+    if not p.stops_at_jpeg_budget:
         return int(p.max_iterations)
     return deblock_budget(job.jpeg, height, width, width=p.width,
                           learning_rate=p.learning_rate, cap=p.max_iterations)
@@ -1187,7 +1187,7 @@ def _fit(job: RestoreJob, device: torch.device, scale: int, start: float,
                         "stop_noise_shares": (None if stop_shares is None
                                               else list(stop_shares)),
                         **({"deblock_budget": limit, "jpeg": _jpeg_record(job.jpeg)}
-                           if p.task == "deblock" and p.stop == "auto" else {}),
+                           if p.stops_at_jpeg_budget else {}),
                         **({} if noise is None else {"noise_model": noise.record})},
             device=describe_device(device),
             elapsed=time.perf_counter() - start,
@@ -1276,7 +1276,7 @@ def _fit_tiled(job: RestoreJob, device: torch.device, scale: int, start: float,
                     "tiles": tile_records, "tiles_restored": len(results),
                     "tile_used": job.tile_side,
                     **({"jpeg": _jpeg_record(job.jpeg)}
-                       if p.task == "deblock" and p.stop == "auto" else {}),
+                       if p.stops_at_jpeg_budget else {}),
                     **({} if noise is None else {"noise_model": noise.record})},
         device=describe_device(device),
         elapsed=time.perf_counter() - start,

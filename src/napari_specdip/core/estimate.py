@@ -593,7 +593,8 @@ def typical_stop(params: RestoreParameters, height: int, width: int
     >>> typical_stop(RestoreParameters.for_task("denoise", stop="none"), 128, 128) is None
     True
     """
-    if params.stop != "auto" or params.preset not in TYPICAL_STOP or params.task == "deblock":
+    if (params.stop != "auto" or params.preset not in TYPICAL_STOP
+            or params.stops_at_jpeg_budget):
         return None
     low, high = TYPICAL_STOP[params.preset]
     factor = min(4.0, max(1.0, (height * width / TYPICAL_STOP_SIDE**2) ** 0.25))

@@ -446,6 +446,12 @@ class RestoreParameters:
         return base.replace(**overrides)
 
     @property
+    def stops_at_jpeg_budget(self) -> bool:
+        """Whether the run ends at the iterations its JPEG calls for
+        (:func:`napari_specdip.core.jpeg.deblock_budget`): deblocking with the auto stop."""
+        return self.task == "deblock" and self.stop == "auto"
+
+    @property
     def can_warm_start(self) -> bool:
         """Whether one slice can start from the network the slice before ended with:
         not with a fixed tile (one network per tile); ``tile="auto"`` then fits each
