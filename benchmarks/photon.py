@@ -245,7 +245,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         help="processes sharing the GPU for our runs when --device is not cpu (1; "
                              "measured: 15 processes sharing one H100 ran 30x slower each)")
     parser.add_argument("--threads", type=int, default=1, help="torch threads per process (1)")
-    parser.add_argument("--seed", type=int, default=0, help="noise seed (0)")
+    parser.add_argument("--seed", "--seeds", dest="seeds", type=int, nargs="+", default=[0],
+                        help="noise seeds: one exposure of each image and peak per seed (0); "
+                             "the tables average over them")
     parser.add_argument("--no-bm3d", dest="bm3d", action="store_false")
     parser.add_argument("--estimator-size", type=int, default=256,
                         help="image side of the estimator check (256; 0 skips it)")
@@ -329,7 +331,8 @@ def main(argv: list[str] | None = None) -> int:
     lines += [
         f"settings: {args.size} px, peaks {args.peaks} photons, read noise {args.reads} photons, "
         f"camera gain {micro.GAIN_ADU} ADU/photon, offset {micro.OFFSET_ADU} ADU, uint16, "
-        f"noise seed {args.seed}; ours: seed 0, width {args.width or defaults.width}, "
+        f"noise seed(s) {' '.join(map(str, args.seeds))}; "
+        f"ours: seed 0, width {args.width or defaults.width}, "
         f"lr {args.lr or defaults.learning_rate}, "
         f"at most {args.budget or defaults.max_iterations} "
         f"iterations, the default stop ({defaults.stop!r}) and output ({defaults.output!r}): "
@@ -351,8 +354,8 @@ def main(argv: list[str] | None = None) -> int:
         summary["wall seconds"] = round(time.perf_counter() - start, 1)
         return _write(args, lines, md, summary, [], est_rows)
 
-    cases = [{"image": i, "size": args.size, "peak": p, "read": r, "seed": args.seed}
-             for i in args.images for p in args.peaks for r in args.reads]
+    cases = [{"image": i, "size": args.size, "peak": p, "read": r, "seed": s}
+             for s in args.seeds for i in args.images for p in args.peaks for r in args.reads]
     dip = [{**c, "method": m, "device": args.device, "width": args.width, "budget": args.budget,
             "lr": args.lr, "threads": args.threads} for c in cases for m in args.methods]
     start = time.perf_counter()
@@ -363,7 +366,7 @@ def main(argv: list[str] | None = None) -> int:
     records = []
     for case, scores in zip(cases, classic_out, strict=True):
         runs = {d["method"]: r for d, r in zip(dip, dip_out, strict=True)
-                if all(d[k] == case[k] for k in ("image", "peak", "read"))}
+                if all(d[k] == case[k] for k in ("image", "peak", "read", "seed"))}
         record = {**case, "scores": {m: list(scores[m]) for m in CLASSICAL if m in scores},
                   "ours": runs}
         for name, run in runs.items():
@@ -371,12 +374,13 @@ def main(argv: list[str] | None = None) -> int:
         records.append(record)
 
     md: list[str] = ["## PSNR dB / SSIM per exposure (ours: at the default stop)", ""]
-    header = ["image", "peak", "read", *methods]
-    rows = [[r["image"], f"{r['peak']:g}", f"{r['read']:g}",
+    draws = len(args.seeds) > 1  # a column for the noise seed only when there are several
+    header = ["image", "peak", "read", *(["seed"] if draws else []), *methods]
+    rows = [[r["image"], f"{r['peak']:g}", f"{r['read']:g}", *([str(r["seed"])] if draws else []),
              *(_cell(r["scores"].get(m)) for m in methods)] for r in records]
     md += [_common.format_table(header, rows, markdown=True), ""]
 
-    md += ["## Mean PSNR dB over images, per peak", ""]
+    md += [f"## Mean PSNR dB over images{' and noise seeds' if draws else ''}, per peak", ""]
     header = ["peak", *methods, *(f"{m} best" for m in args.methods)]
     rows = []
     for peak in args.peaks:
@@ -396,6 +400,12 @@ def main(argv: list[str] | None = None) -> int:
             diff = [r["ours"][m]["best"] - r["scores"]["BM3D+GAT"][0] for r in low_peaks]
             summary[f"{m} best-of-run - BM3D+GAT, peaks <= 30 (mean dB)"] = (
                 float(np.mean(diff)) if diff else math.nan)
+            if draws:  # how much one exposure of each case moves the comparison
+                by_seed = [np.mean([r["scores"][m][0] - r["scores"]["BM3D+GAT"][0]
+                                    for r in low_peaks if r["seed"] == seed])
+                           for seed in args.seeds]
+                summary[f"{m} - BM3D+GAT, peaks <= 30, per noise seed (mean dB)"] = " / ".join(
+                    f"{d:+.2f}" for d in by_seed)
     for m in args.methods:
         if m != "ours (gaussian)" and "ours (gaussian)" in args.methods:
             diff = [r["scores"][m][0] - r["scores"]["ours (gaussian)"][0] for r in records]

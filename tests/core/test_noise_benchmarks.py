@@ -69,6 +69,32 @@ def test_photon_smoke(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> Non
     assert (tmp_path / "photon.md").read_text().startswith("machine:")
 
 
+def test_photon_several_noise_seeds(capsys: pytest.CaptureFixture[str], tmp_path: Path,
+                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    """--seed 0 1: one exposure of each case per seed, a seed column, and the comparison
+    with BM3D+GAT per seed (BM3D stood in for by a Gaussian filter: not a CI dependency)."""
+    from scipy.ndimage import gaussian_filter
+
+    photon = load("photon")
+    monkeypatch.setattr(photon, "bm3d_available", lambda: True)
+    monkeypatch.setattr(photon, "_bm3d", lambda image, sigma: gaussian_filter(image, 1.0))
+    code = photon.main(["--size", "48", "--width", "4", "--budget", "3", "--images", "nuclei",
+                        "--peaks", "10", "--methods", "ours (weighted)", "--seed", "0", "1",
+                        "--estimator-size", "0", "--out", str(tmp_path / "photon")])
+    out = capsys.readouterr().out
+    assert code == 0
+    header, *rows = tables(out)["PSNR dB / SSIM per exposure (ours: at the default stop)"]
+    assert header[:4] == ["image", "peak", "read", "seed"]
+    assert [r[:4] for r in rows] == [["nuclei", "10", "2", "0"], ["nuclei", "10", "2", "1"]]
+    assert rows[0][4] != rows[1][4]  # two exposures, two noisy scores
+    saved = json.loads((tmp_path / "photon.json").read_text())
+    assert [r["seed"] for r in saved["records"]] == [0, 1]
+    per_seed = saved["summary"]["ours (weighted) - BM3D+GAT, peaks <= 30, per noise seed (mean dB)"]
+    diffs = [float(d) for d in per_seed.split(" / ")]
+    mean = saved["summary"]["ours (weighted) - BM3D+GAT, peaks <= 30 (mean dB)"]
+    assert len(diffs) == 2 and sum(diffs) / 2 == pytest.approx(mean, abs=0.01)
+
+
 def test_ensemble_smoke(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
     ensemble = load("ensemble")
     code = ensemble.main(["--size", "48", "--width", "4", "--max-iterations", "3", "--stop",
