@@ -103,9 +103,9 @@ def test_other_stops_and_tasks_have_no_budget() -> None:
 
 
 def test_tiles_take_the_budget_of_their_own_size() -> None:
-    from napari_specdip import restore
+    from napari_specdip import estimate, restore
 
-    decoded = _jpeg(data.camera()[100:196, 150:246], 10)
+    decoded = _jpeg(data.camera()[100:200, 150:250], 10)
     result = restore(decoded, "deblock", preset="quick", width=8, tile=48, tile_overlap=8)
     found = estimate_jpeg(decoded)
     assert result.parameters["jpeg"]["quality"] == 10
@@ -117,3 +117,8 @@ def test_tiles_take_the_budget_of_their_own_size() -> None:
                                 learning_rate=1e-2, cap=1500)
         assert tile["iterations"] == tile["deblock_budget"] == budget
     assert result.iterations == sum(t["iterations"] for t in tiles)
+    assert len({t["deblock_budget"] for t in tiles}) > 1  # tiles of several sizes
+    # the estimate counts each tile's own budget, as the run does
+    planned = estimate(decoded, "deblock", preset="quick", width=8, tile=48, tile_overlap=8,
+                       device="cpu")
+    assert planned.iterations == result.iterations

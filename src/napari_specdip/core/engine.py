@@ -919,6 +919,12 @@ def iteration_limit(job: RestoreJob, height: int, width: int) -> int:
                           learning_rate=p.learning_rate, cap=p.max_iterations)
 
 
+def tile_iteration_limits(job: RestoreJob) -> list[int]:
+    """:func:`iteration_limit` of each of ``job``'s tiles, in order (one entry for an
+    untiled run): what the run's fits may take in all, and what its estimate counts."""
+    return [iteration_limit(job, *tile.shape) for tile in job.tiles]
+
+
 def _jpeg_record(found: JpegEstimate | None) -> dict[str, Any] | None:
     """What the run record says of the JPEG's quantisation (None: none found)."""
     if found is None:
@@ -1213,7 +1219,7 @@ def _fit_tiled(job: RestoreJob, device: torch.device, scale: int, start: float,
     fallback = np.repeat(np.repeat(job.observation, scale, axis=0), scale, axis=1)
     canvas = BlendCanvas(height, width, channels, scale=scale)
     spread = BlendCanvas(height, width, channels, scale=scale) if p.ensemble > 1 else None
-    cap = sum(iteration_limit(job, *t.shape) for t in tiles)
+    cap = sum(tile_iteration_limits(job))
     results: list[RestoreResult] = []
     done = 0  # iterations of the tiles before this one
     for index, tile in enumerate(tiles):

@@ -95,7 +95,8 @@ class Estimate:
         steps); a tiled run: of its largest tile.
     iterations : int
         The iteration cap (a tiled run: over all its tiles); deblocking with the
-        ``"auto"`` stop: the budget its JPEG calls for.
+        ``"auto"`` stop: the budget its JPEG calls for (a tiled run: each tile's own,
+        from its size, summed).
     tiles : int
         How many tiles the run fits one after another (1: the whole image).
     tile_load : float
@@ -683,7 +684,7 @@ def estimate(image: Any, task: str = "denoise", *, channel_axis: int | None = No
     (True, 100, True, True)
     """
     from napari_specdip.core.devices import describe_device, resolve_device
-    from napari_specdip.core.engine import iteration_limit, plan_restore
+    from napari_specdip.core.engine import plan_restore, tile_iteration_limits
 
     job = plan_restore(image, task, channel_axis=channel_axis, mask=mask, factor=factor,
                        device=device, check_memory=False, **options)
@@ -696,11 +697,14 @@ def estimate(image: Any, task: str = "denoise", *, channel_axis: int | None = No
     tiles = job.tiles
     height, width = _largest(tiles).shape
     load = tile_load(job)
-    limit = iteration_limit(job, height, width)  # deblocking: the JPEG's budget
+    # each tile's own cap (deblocking: the budget its size and the JPEG call for), its
+    # steps timed as the largest tile's scaled by area, as tile_load counts them
+    limits = tile_iteration_limits(job)
+    steps = sum(n * t.shape[0] * t.shape[1] for n, t in zip(limits, tiles, strict=True))
     return Estimate(
-        seconds=per_step * limit * load,
+        seconds=per_step * steps / (height * width),
         seconds_per_iteration=per_step,
-        iterations=limit * len(tiles),
+        iterations=sum(limits),
         tiles=len(tiles),
         tile_load=load,
         peak_memory_bytes=needed.total,
