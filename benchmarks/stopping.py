@@ -7,11 +7,15 @@ engine feeds them, one value per evaluated step:
 
 - ``auto`` (the default of the quick and balanced presets):
   :class:`~napari_specdip.stopping.HoldoutRule` on the held-out error of the
-  moving average; the result is the moving average at the rule's minimum.
+  moving average; the result is the moving average in the middle of the
+  plateau around the rule's minimum (``HoldoutRule.returned_iteration``).
   When denoising it watches, as the engine does, the estimated error of the
   moving average (``error_estimate_ema``, recorded by ``trajectories.py`` since
   2026-12-03, or computed from the recorded losses; records without the fitted
   pixels' loss fall back to the held-out loss).
+- ``minimum``: ``auto`` returning the moving average at the minimum itself
+  (``holdout_return="minimum"``; the default until 2026-12-05) instead of the
+  middle of the minimum's plateau.
 - ``plain``: the same rule on the held-out loss alone (the engine's choice until
   2026-12-03, and still for inpainting and deblocking), for comparison.
 - ``ratio`` (the paper's rule, paper preset): the blur/sharpness ratio rule
@@ -60,7 +64,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import _common  # noqa: E402
 
-RULES = ("auto", "plain", "ratio", "wmv")
+RULES = ("auto", "minimum", "plain", "ratio", "wmv")
 GOALS = {"mean_gap": 0.3, "max_gap": 0.6, "past_peak": 500, "over_nl_means": 1.0}
 
 
@@ -224,7 +228,7 @@ def replay(record: dict[str, Any], rule: str, noise_scale: float = 1.0) -> Outco
     c = record["config"]
     curves = record["curves"]
     iterations = _column(curves, "signal_iteration").astype(int)
-    budget = deblock_budget_of(record) if rule in ("auto", "plain") else None
+    budget = deblock_budget_of(record) if rule in ("auto", "minimum", "plain") else None
     if budget is not None and budget < iterations[-1]:  # the budget ends the run there
         curves = {k: v[:int(np.searchsorted(iterations, budget, side="right"))]
                   if isinstance(v, list) and len(v) == len(iterations) else v
@@ -233,9 +237,9 @@ def replay(record: dict[str, Any], rule: str, noise_scale: float = 1.0) -> Outco
         iterations = _column(curves, "signal_iteration").astype(int)
     p = RestoreParameters.for_task("denoise")
     every = int(c["signal_every"])
-    built = make_rules("auto" if rule == "plain" else rule, window=p.stop_window,
+    built = make_rules("auto" if rule in ("plain", "minimum") else rule, window=p.stop_window,
                        epsilon=p.stop_epsilon, patience=p.wmv_patience, every=every,
-                       holdout_patience=p.holdout_patience)
+                       holdout_patience=p.holdout_patience, holdout_plateau=rule != "minimum")
     made = built[0]
     signal = {"plain": "holdout_loss_ema", "ratio": "ratio", "wmv": "variance"}.get(rule)
     values = auto_signal(record, noise_scale) if signal is None else _column(curves, signal)
@@ -249,11 +253,19 @@ def replay(record: dict[str, Any], rule: str, noise_scale: float = 1.0) -> Outco
         if rule != "ratio" and getattr(made, "improved", False):
             returned = index
         if fired:
-            chosen = index if rule == "ratio" else returned
+            chosen = index if rule == "ratio" else _returned(made, iterations, returned)
             return Outcome(int(iteration), int(iterations[chosen]), float(psnr[chosen]), True)
-    chosen = len(iterations) - 1 if rule == "ratio" else returned
+    chosen = len(iterations) - 1 if rule == "ratio" else _returned(made, iterations, returned)
     ended = bool(budget is not None and iterations[-1] >= budget)  # the budget is the rule's
     return Outcome(int(iterations[-1]), int(iterations[chosen]), float(psnr[chosen]), ended)
+
+
+def _returned(rule: Any, iterations: np.ndarray, minimum: int) -> int:
+    """Index of the step whose output the rule returns: the hold-out rule's own pick (the
+    middle of its plateau), else its minimum."""
+    if isinstance(getattr(rule, "returned_iteration", None), int):
+        return int(np.searchsorted(iterations, rule.returned_iteration))
+    return minimum
 
 
 def deblock_budget_of(record: dict[str, Any]) -> int | None:
@@ -388,7 +400,7 @@ def main(argv: list[str] | None = None) -> int:
                                                          markdown=args.markdown), "")
     for keys in (("kind",), ("width",), ("size",), ("degradation",)):
         table = []
-        for rule in ("auto", "plain", "ratio"):
+        for rule in ("auto", "minimum", "plain", "ratio"):
             table += [[rule, *row] for row in summarise(rows, keys, rule)]
         _common.echo(f"## By {keys[0]}", "", _common.format_table(
             ["rule", *keys, *header[1:]], table, markdown=args.markdown), "")

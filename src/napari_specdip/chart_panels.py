@@ -102,8 +102,9 @@ LOSS = Panel(
           "the goal. The held-out pixels (left out of the fit) fall, then rise again once "
           "the network reproduces noise. When denoising Gaussian noise, the auto stop "
           "rule watches the estimated error of the averaged output (from the held-out "
-          "and the fitted pixels' loss and the noise level) and returns its minimum; "
-          "otherwise the held-out pixels' minimum."),
+          "and the fitted pixels' loss and the noise level); otherwise the held-out "
+          "pixels'. It returns the output from the middle of the plateau around that "
+          "minimum."),
     series=(Series("loss", "loss", "#e8912d", width=1.2),
             Series("holdout_loss", "held-out pixels", "#36a3d9", "dotted", 1.2),
             Series("holdout_loss_ema", "held-out, averaged", "#3b6fb6", "dashed", 2.0),

@@ -11,7 +11,9 @@ every step or every k-th.
 
 from __future__ import annotations
 
+import bisect
 import math
+import statistics
 from collections import deque
 from typing import Protocol
 
@@ -26,6 +28,14 @@ class StoppingRule(Protocol):
     def update(self, iteration: int, value: float) -> bool:
         """Take this step's value; return True when the run should stop."""
         ...
+
+
+#: The hold-out rule's plateau: steps within this many median step-to-step changes of
+#: the minimum (chosen on photon-level single runs; benchmarks/README.md).
+PLATEAU_TOLERANCE = 2.0
+#: Fewer steps up to twice the minimum's iteration than this: return the minimum (an early,
+#: steep minimum, whose steps' median change still holds the descent).
+PLATEAU_MIN_STEPS = 12
 
 
 def _samples(iterations: int, every: int) -> int:
@@ -76,10 +86,22 @@ class HoldoutRule:
     so its minimum over the run marks the output closest to the clean image,
     with no reference (Li et al., "Self-validation: early stopping for
     single-instance deep generative priors", BMVC 2021). The run stops once the
-    minimum is ``patience`` iterations old and returns the output of the
-    minimum (``best_iteration``). The patience (300) was chosen on the tuning
-    half of benchmarks/stopping.py's images; a patience proportional to the
-    minimum's own iteration did no better there.
+    minimum is ``patience`` iterations old. The patience (300) was chosen on the
+    tuning half of benchmarks/stopping.py's images; a patience proportional to
+    the minimum's own iteration did no better there.
+
+    What it returns (``returned_iteration``): with ``plateau`` off, the output of
+    the minimum (``best_iteration``). With it on, the middle of the minimum's
+    plateau: among the steps up to twice the minimum's iteration, those whose
+    value lies within :data:`PLATEAU_TOLERANCE` times the median step-to-step
+    change of the minimum, and of them the one nearest halfway between the
+    first and the last. Where the watched error is flat within its own noise
+    (low photon counts: the held-out loss moves 0.3% while the output's PSNR
+    moves 2 dB), the minimum is a random point of that plateau and its middle a
+    steadier pick (benchmarks/README.md, *The middle of the plateau*). Until the
+    rule fires (a run ended by its cap or stopped) it is the minimum. The
+    steps the rule may still return are ``kept``: the engine keeps their
+    outputs and drops the others (at most ``max_kept``, the lowest values).
 
     When denoising Gaussian noise, the engine feeds it an estimate of the whole
     output's error instead (``error_estimate_ema``: the held-out pixels' loss, and
@@ -90,32 +112,94 @@ class HoldoutRule:
 
     Examples
     --------
-    >>> rule = HoldoutRule(patience=2)
+    >>> rule = HoldoutRule(patience=2, plateau=False)
     >>> [rule.update(i, v) for i, v in enumerate([5.0, 3.0, 2.0, 2.5, 2.4, 2.6], 1)]
     [False, False, False, False, True, True]
-    >>> rule.best_iteration
-    3
+    >>> rule.best_iteration, rule.returned_iteration
+    (3, 3)
+    >>> rule = HoldoutRule(patience=40)
+    >>> flat = [9.0, 7.0, 5.0, 3.0, 2.0, 1.5, 1.0, 0.99, 1.0, 1.01, 1.0, 1.02, 1.01, 1.0, 1.1, 1.3]
+    >>> [rule.update(i, v) for i, v in zip(range(5, 85, 5), flat)][-1]
+    True
+    >>> rule.best_iteration, rule.returned_iteration
+    (40, 55)
     """
 
     name = "holdout"
 
-    def __init__(self, *, patience: int = 300, signal: str = "holdout_loss_ema") -> None:
-        if patience < 1:
-            raise ValueError("patience must be >= 1")
+    def __init__(self, *, patience: int = 300, signal: str = "holdout_loss_ema",
+                 plateau: bool = True, max_kept: int = 64) -> None:
+        if patience < 1 or max_kept < 1:
+            raise ValueError("patience and max_kept must be >= 1")
         self.patience = int(patience)
         self.signal = signal
+        self.plateau = bool(plateau)
+        self.max_kept = int(max_kept)
         self.best_value = math.inf
         self.best_iteration = 0
         self.improved = False
+        self.fired = False
+        self.kept: set[int] = set()
+        self._iterations: list[int] = []
+        self._values: dict[int, float] = {}
         self.signals: dict[str, float] = {}
 
     def update(self, iteration: int, value: float) -> bool:
+        value = float(value)
         self.improved = value < self.best_value
         if self.improved:
-            self.best_value = float(value)
+            self.best_value = value
             self.best_iteration = iteration
+        if math.isfinite(value):
+            self._iterations.append(iteration)
+            self._values[iteration] = value
+            self._keep(iteration)
         self.signals = {"holdout_min": self.best_value}
-        return iteration - self.best_iteration >= self.patience
+        self.fired = iteration - self.best_iteration >= self.patience
+        return self.fired
+
+    @property
+    def returned_iteration(self) -> int:
+        """The step whose output the run returns (see the class notes)."""
+        # before the rule fires the plateau may go on past the steps seen (a run ended
+        # by its cap or by the user while the error still falls): the minimum is the best
+        tolerance = self._tolerance() if self.fired else None
+        if tolerance is None:
+            return self.best_iteration
+        near = [i for i in self._window() if self._values[i] <= self.best_value + tolerance]
+        centre = 0.5 * (near[0] + near[-1])
+        return min((i for i in near if i in self.kept),
+                   key=lambda i: (abs(i - centre), i), default=self.best_iteration)
+
+    def _window(self) -> list[int]:
+        """The steps seen up to twice the minimum's iteration."""
+        return self._iterations[: bisect.bisect_right(self._iterations, 2 * self.best_iteration)]
+
+    def _tolerance(self) -> float | None:
+        if not self.plateau:
+            return None
+        window = self._window()
+        if len(window) < PLATEAU_MIN_STEPS:
+            return None
+        values = [self._values[i] for i in window]
+        steps = [abs(b - a) for a, b in zip(values[:-1], values[1:], strict=True)]
+        return PLATEAU_TOLERANCE * statistics.median(steps)
+
+    def _keep(self, iteration: int) -> None:
+        if self.best_iteration not in self._values:  # no finite value yet: nothing to keep
+            self.kept = set()
+            return
+        if not self.plateau:
+            self.kept = {self.best_iteration}
+            return
+        tolerance = self._tolerance()
+        # twice the tolerance: a step that far above the minimum now cannot be near it later
+        limit = math.inf if tolerance is None else self.best_value + 2.0 * tolerance
+        kept = {i for i in self.kept | {iteration} if self._values[i] <= limit}
+        kept.add(self.best_iteration)
+        if len(kept) > self.max_kept:
+            kept = set(sorted(kept, key=lambda i: (self._values[i], i))[: self.max_kept])
+        self.kept = kept
 
 
 class WMVRule:
@@ -177,7 +261,8 @@ Rule = RatioRule | WMVRule | HoldoutRule
 
 def make_rules(name: str, *, window: int = 100, epsilon: float = 0.01, patience: int = 1000,
                every: int = 1, holdout_patience: int = 300,
-               holdout_signal: str = "holdout_loss_ema") -> list[Rule]:
+               holdout_signal: str = "holdout_loss_ema", holdout_plateau: bool = True,
+               holdout_kept: int = 64) -> list[Rule]:
     """The rules behind a ``stop`` choice; the run stops when the first one fires.
 
     ``"auto"`` is the hold-out rule (:class:`HoldoutRule`): on the evaluation set
@@ -195,7 +280,8 @@ def make_rules(name: str, *, window: int = 100, epsilon: float = 0.01, patience:
     []
     """
     if name == "auto":
-        return [HoldoutRule(patience=holdout_patience, signal=holdout_signal)]
+        return [HoldoutRule(patience=holdout_patience, signal=holdout_signal,
+                            plateau=holdout_plateau, max_kept=holdout_kept)]
     if name in ("ratio", "wmv"):
         rule = make_rule(name, window=window, epsilon=epsilon, patience=patience, every=every)
         assert not isinstance(rule, BudgetRule)

@@ -13,6 +13,7 @@ from skimage.metrics import peak_signal_noise_ratio
 import napari_specdip
 from napari_specdip import RestoreParameters, iter_restore, plan_restore, restore
 from napari_specdip.samples import add_gaussian_noise, center_crop
+from napari_specdip.stopping import HoldoutRule
 
 FAST = {"width": 8, "depth": 3, "stop": "none"}
 
@@ -358,6 +359,34 @@ def test_without_a_noise_level_auto_watches_the_held_out_loss() -> None:
     assert "error_estimate_ema" not in result.history
     best = int(np.argmin(result.history["holdout_loss_ema"]))
     assert result.stop_iteration == result.history["signal_iteration"][best]
+
+
+def test_auto_stop_returns_the_middle_of_the_minimum_s_plateau() -> None:
+    rng = np.random.default_rng(2)
+    yy, xx = np.mgrid[0:32, 0:32] / 32.0
+    image = 0.5 + 0.3 * np.sin(6 * xx) * np.cos(4 * yy) + rng.normal(0, 0.2, (32, 32))
+    mask = np.zeros((32, 32), bool)
+    mask[10:16, 10:16] = True
+    params = RestoreParameters.for_task("inpaint", holdout_patience=60, signal_every=1,
+                                        width=8, depth=3, max_iterations=400, stop="auto",
+                                        holdout=0.1, output="ema")
+    result = restore(image, "inpaint", mask=mask, parameters=params)
+    h = result.history
+    minimum = int(h["signal_iteration"][np.argmin(h["holdout_loss_ema"])])
+    assert result.iterations == minimum + 60
+    # the rule fed the recorded signal picks the same step, here not the minimum
+    rule = HoldoutRule(patience=60)
+    for iteration, value in zip(h["signal_iteration"], h["holdout_loss_ema"], strict=True):
+        rule.update(int(iteration), float(value))
+    assert result.stop_iteration == rule.returned_iteration != minimum
+    # and what comes back is that step's moving average: a run that ends there
+    upto = restore(image, "inpaint", mask=mask,
+                   parameters=params.replace(stop="none", max_iterations=result.stop_iteration))
+    np.testing.assert_array_equal(result.image, upto.image)
+    at_minimum = restore(image, "inpaint", mask=mask,
+                         parameters=params.replace(holdout_return="minimum"))
+    assert at_minimum.stop_iteration == minimum
+    assert at_minimum.iterations == result.iterations
 
 
 def test_warm_started_run_waits_its_own_patience() -> None:

@@ -30,7 +30,7 @@ from napari_specdip.core.params import (AUTO_TILE, AUTO_TILE_FROM, PAPER_DEPTH,
                                         RestoreParameters, auto_depth, ignored_option)
 from napari_specdip.core.results import RestoreResult, StepReport
 from napari_specdip.core.tiling import BlendCanvas, Tile, tile_grid
-from napari_specdip.stopping import make_rules
+from napari_specdip.stopping import HoldoutRule, make_rules
 
 RestoreGenerator = Generator[StepReport, None, RestoreResult]
 
@@ -908,6 +908,21 @@ def _host_reads_are_free(device: torch.device) -> bool:
     return device.type == "cpu"
 
 
+#: Memory for the outputs a hold-out run may still return (its plateau), and how many.
+TRAIL_BYTES = 256 * 2**20
+TRAIL_MAX = 32
+
+
+def trail_length(values: int) -> int:
+    """How many outputs of ``values`` float32 values the hold-out rule may keep: at most
+    :data:`TRAIL_MAX`, fewer for large outputs (within :data:`TRAIL_BYTES`), at least 4.
+
+    >>> trail_length(128 * 128), trail_length(4096 * 4096 * 3)
+    (32, 4)
+    """
+    return max(4, min(TRAIL_MAX, TRAIL_BYTES // max(1, 4 * values)))
+
+
 def iteration_limit(job: RestoreJob, height: int, width: int) -> int:
     """The iterations a fit of ``height`` x ``width`` pixels of ``job`` may take: its
     ``max_iterations``, or for deblocking with the auto stop the budget the JPEG's
@@ -1015,7 +1030,14 @@ def _fit(job: RestoreJob, device: torch.device, scale: int, start: float,
                        patience=p.wmv_patience, every=p.signal_every,
                        holdout_patience=(p.holdout_patience if job.warm_start is None
                                          else p.holdout_patience_warm),
-                       holdout_signal=watched + ("_ema" if p.output == "ema" else ""))
+                       holdout_signal=watched + ("_ema" if p.output == "ema" else ""),
+                       # an ensemble's snapshot window is anchored where the minimum is seen
+                       holdout_plateau=p.holdout_return == "plateau" and members == 1,
+                       holdout_kept=trail_length(members * channels * height * width_px
+                                                 * scale * scale))
+    # the outputs the hold-out rule may still return (its plateau around the minimum)
+    plateau = next((r for r in rules if isinstance(r, HoldoutRule) and r.plateau), None)
+    trail: dict[int, torch.Tensor] = {}
     optimizer = torch.optim.Adam(net.parameters(), lr=p.learning_rate)
     limit = iteration_limit(job, height, width_px)
     # the skip network keeps the original DIP's own jitter; member k jitters its input
@@ -1117,11 +1139,18 @@ def _fit(job: RestoreJob, device: torch.device, scale: int, start: float,
                             stop_now, stop_reason = True, rule.name
                         signals.update(rule.signals)
                         if getattr(rule, "improved", False):
-                            candidate = _chosen(p.output, out, ema, None).clone()
-                            candidate_iteration = iteration
-                            if job.keep_state:  # the next slice starts from the best fit
+                            if plateau is None:
+                                candidate = _chosen(p.output, out, ema, None).clone()
+                                candidate_iteration = iteration
+                            if job.keep_state:  # the next slice starts from the minimum's fit
                                 candidate_state = {k: v.detach().clone()
                                                    for k, v in net.state_dict().items()}
+                if plateau is not None and plateau.kept:
+                    trail = {i: t for i, t in trail.items() if i in plateau.kept}
+                    if iteration in plateau.kept:
+                        trail[iteration] = _chosen(p.output, out, ema, None).clone()
+                    candidate_iteration = plateau.returned_iteration
+                    candidate = trail[candidate_iteration]
                 score = (signals["psnr"] if "psnr" in signals
                          else -signals["variance"] if "variance" in signals else None)
                 if p.output == "best" and score is not None and score > best_score:
@@ -1204,7 +1233,7 @@ def _fit(job: RestoreJob, device: torch.device, scale: int, start: float,
         )
     finally:
         # drop device tensors before the scope empties the allocator cache
-        del net, optimizer, z, y, out, ema, best, candidate, candidate_state, last_good
+        del net, optimizer, z, y, out, ema, best, candidate, candidate_state, last_good, trail
         del signals_meter, pending
 
 

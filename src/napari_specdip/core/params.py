@@ -23,6 +23,7 @@ DEFAULT_PRESET = "balanced"
 UPSAMPLERS: tuple[str, ...] = ("bilinear", "gaussian", "nearest")
 NETWORKS: tuple[str, ...] = ("decoder", "skip", "convnet")
 OUTPUTS: tuple[str, ...] = ("last", "ema", "best")
+HOLDOUT_RETURNS: tuple[str, ...] = ("plateau", "minimum")
 LR_SCHEDULES: tuple[str, ...] = ("constant", "cosine", "exponential")
 NOISE_MODELS: tuple[str, ...] = ("gaussian", "poisson-gaussian")
 NOISE_FITS: tuple[str, ...] = ("weighted", "anscombe")
@@ -212,8 +213,8 @@ class RestoreParameters:
     stop : str
         ``"auto"`` (quick and balanced presets): stop once the error on the
         held-out pixels (see ``holdout``) has not improved for a patience, and
-        return the output of its minimum, the run's best as far as the data can
-        tell (when denoising: the output's error estimated from the held-out and
+        return the output around its minimum (see ``holdout_return``), the run's
+        best as far as the data can tell (when denoising: the output's error estimated from the held-out and
         the fitted pixels' losses and the noise variance); ``"ratio"`` (the
         paper's blur/sharpness rule, paper preset; returns the output when it
         fires), ``"wmv"`` (ES-WMV, Wang et al.: stop when the
@@ -226,6 +227,11 @@ class RestoreParameters:
         The same for a run that starts from ``warm_start`` weights (the next slice
         of a stack): it starts near its optimum, which it reaches within 50-130
         iterations, so it waits less (benchmarks/warm_start.py).
+    holdout_return : {"plateau", "minimum"}
+        Which output ``stop="auto"`` returns: the middle of the watched error's
+        plateau around its minimum (default; steadier where that error is flat
+        within its own noise, see :class:`napari_specdip.stopping.HoldoutRule`) or
+        the minimum itself. An ensemble (``ensemble`` > 1) returns the minimum.
     stop_window, stop_epsilon : int, float
         Window n and threshold epsilon of the ratio rule.
     wmv_window, wmv_patience : int
@@ -370,6 +376,7 @@ class RestoreParameters:
     wmv_patience: int = 1000
     holdout_patience: int = 300
     holdout_patience_warm: int = 100
+    holdout_return: str = "plateau"
     track_variance: bool = False
     holdout: float = 0.0
     signal_every: int = 1
@@ -477,6 +484,7 @@ class RestoreParameters:
         _choice("upsampler", self.upsampler, UPSAMPLERS)
         _choice("network", self.network, NETWORKS)
         _choice("output", self.output, OUTPUTS)
+        _choice("holdout_return", self.holdout_return, HOLDOUT_RETURNS)
         _choice("lr_schedule", self.lr_schedule, LR_SCHEDULES)
         _choice("preset", self.preset, PRESETS)
         if self.stop == "auto" and not self.holdout > 0:
