@@ -193,7 +193,8 @@ class HoldoutRule:
             self.kept = {self.best_iteration}
             return
         tolerance = self._tolerance()
-        # twice the tolerance: a step that far above the minimum now cannot be near it later
+        # twice the tolerance: a step that far above the minimum now is unlikely to be near
+        # it later (the cap on kept outputs bounds the memory either way)
         limit = math.inf if tolerance is None else self.best_value + 2.0 * tolerance
         kept = {i for i in self.kept | {iteration} if self._values[i] <= limit}
         kept.add(self.best_iteration)
