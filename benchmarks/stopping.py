@@ -263,7 +263,9 @@ def replay(record: dict[str, Any], rule: str, noise_scale: float = 1.0) -> Outco
 def _returned(rule: Any, iterations: np.ndarray, minimum: int) -> int:
     """Index of the step whose output the rule returns: the hold-out rule's own pick (the
     middle of its plateau), else its minimum."""
-    if isinstance(getattr(rule, "returned_iteration", None), int):
+    from napari_specdip.stopping import HoldoutRule
+
+    if isinstance(rule, HoldoutRule):
         return int(np.searchsorted(iterations, rule.returned_iteration))
     return minimum
 

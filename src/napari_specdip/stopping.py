@@ -36,6 +36,8 @@ PLATEAU_TOLERANCE = 2.0
 #: Fewer steps up to twice the minimum's iteration than this: return the minimum (an early,
 #: steep minimum, whose steps' median change still holds the descent).
 PLATEAU_MIN_STEPS = 12
+#: At most this many outputs kept for the plateau (the engine keeps fewer of large ones).
+PLATEAU_MAX_KEPT = 32
 
 
 def _samples(iterations: int, every: int) -> int:
@@ -128,7 +130,7 @@ class HoldoutRule:
     name = "holdout"
 
     def __init__(self, *, patience: int = 300, signal: str = "holdout_loss_ema",
-                 plateau: bool = True, max_kept: int = 64) -> None:
+                 plateau: bool = True, max_kept: int = PLATEAU_MAX_KEPT) -> None:
         if patience < 1 or max_kept < 1:
             raise ValueError("patience and max_kept must be >= 1")
         self.patience = int(patience)
@@ -263,7 +265,7 @@ Rule = RatioRule | WMVRule | HoldoutRule
 def make_rules(name: str, *, window: int = 100, epsilon: float = 0.01, patience: int = 1000,
                every: int = 1, holdout_patience: int = 300,
                holdout_signal: str = "holdout_loss_ema", holdout_plateau: bool = True,
-               holdout_kept: int = 64) -> list[Rule]:
+               holdout_kept: int = PLATEAU_MAX_KEPT) -> list[Rule]:
     """The rules behind a ``stop`` choice; the run stops when the first one fires.
 
     ``"auto"`` is the hold-out rule (:class:`HoldoutRule`): on the evaluation set

@@ -42,8 +42,9 @@ STOP_WORDS = {
     "auto": "hold-out: --holdout of the pixels are left out of the fit, and the run stops "
             "once their error (denoising: the output's error estimated from them, the "
             "fitted pixels and the noise level) has not improved for a while and keeps the "
-            "output from the middle of the plateau around its minimum; needs --holdout > 0; deblocking also stops at a "
-            "budget of iterations read from the JPEG's compression and the image's size",
+            "output from the middle of the plateau around its minimum; needs --holdout > 0; "
+            "deblocking also stops at a budget of iterations read from the JPEG's "
+            "compression and the image's size",
     "ratio": "the paper's blur/sharpness ratio rule",
     "wmv": "ES-WMV: stop once the variance of recent outputs has not reached a new minimum "
            "for a while, keeping the output of that minimum",

@@ -30,7 +30,7 @@ from napari_specdip.core.params import (AUTO_TILE, AUTO_TILE_FROM, PAPER_DEPTH,
                                         RestoreParameters, auto_depth, ignored_option)
 from napari_specdip.core.results import RestoreResult, StepReport
 from napari_specdip.core.tiling import BlendCanvas, Tile, tile_grid
-from napari_specdip.stopping import HoldoutRule, make_rules
+from napari_specdip.stopping import PLATEAU_MAX_KEPT, HoldoutRule, make_rules
 
 RestoreGenerator = Generator[StepReport, None, RestoreResult]
 
@@ -908,19 +908,19 @@ def _host_reads_are_free(device: torch.device) -> bool:
     return device.type == "cpu"
 
 
-#: Memory for the outputs a hold-out run may still return (its plateau), and how many.
+#: Memory for the outputs a hold-out run may still return (its plateau).
 TRAIL_BYTES = 256 * 2**20
-TRAIL_MAX = 32
 
 
 def trail_length(values: int) -> int:
     """How many outputs of ``values`` float32 values the hold-out rule may keep: at most
-    :data:`TRAIL_MAX`, fewer for large outputs (within :data:`TRAIL_BYTES`), at least 4.
+    :data:`~napari_specdip.stopping.PLATEAU_MAX_KEPT`, fewer for large outputs (within
+    :data:`TRAIL_BYTES`), at least 4.
 
     >>> trail_length(128 * 128), trail_length(4096 * 4096 * 3)
     (32, 4)
     """
-    return max(4, min(TRAIL_MAX, TRAIL_BYTES // max(1, 4 * values)))
+    return max(4, min(PLATEAU_MAX_KEPT, TRAIL_BYTES // max(1, 4 * values)))
 
 
 def iteration_limit(job: RestoreJob, height: int, width: int) -> int:

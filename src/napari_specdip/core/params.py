@@ -214,8 +214,9 @@ class RestoreParameters:
         ``"auto"`` (quick and balanced presets): stop once the error on the
         held-out pixels (see ``holdout``) has not improved for a patience, and
         return the output around its minimum (see ``holdout_return``), the run's
-        best as far as the data can tell (when denoising: the output's error estimated from the held-out and
-        the fitted pixels' losses and the noise variance); ``"ratio"`` (the
+        best as far as the data can tell (when denoising: the output's error
+        estimated from the held-out and the fitted pixels' losses and the noise
+        variance); ``"ratio"`` (the
         paper's blur/sharpness rule, paper preset; returns the output when it
         fires), ``"wmv"`` (ES-WMV, Wang et al.: stop when the
         variance of recent outputs has not reached a new minimum for
