@@ -11,6 +11,7 @@ from scipy import ndimage as ndi
 
 from napari_specdip import restore
 from napari_specdip.core.noise import (
+    BLACK_METHODS,
     AnscombeInverse,
     PoissonGaussian,
     StabilisedDomain,
@@ -56,6 +57,34 @@ def test_estimator_finds_gain_and_read_noise(peak: float, read: float) -> None:
     given = estimate_poisson_gaussian(unit, black=(offset - low) / (high - low))
     assert given.model.to_camera(low=low, high=high)["read_sigma"] == pytest.approx(read * gain,
                                                                                    rel=0.2)
+
+
+@pytest.mark.parametrize(("peak", "read"), [(60.0, 1.0), (5.0, 1.0)])
+def test_estimator_counts_the_photons_of_a_lit_background(peak: float, read: float) -> None:
+    # the background holds 3% of the peak: 1.8 photons at 60, whose shot noise the darkest
+    # level would count as read noise (1.45x); at 5 photons that level's 7x7 mean dips
+    # below the pedestal by its own noise (0.8x)
+    gain, offset = 2.0, 100.0
+    adu = expose(nuclei(192), peak=peak, read=read, gain=gain, offset=offset).astype(float)
+    low, high = adu.min(), adu.max()
+    found = estimate_poisson_gaussian((adu - low) / (high - low))
+    assert found.black_from == "skewness"
+    camera = found.model.to_camera(low=low, high=high)
+    assert camera["read_sigma"] == pytest.approx(read * gain, rel=0.2)
+    assert camera["offset"] == pytest.approx(offset, abs=0.5 * gain)
+
+
+def test_estimator_falls_back_to_the_darkest_level_when_outliers_skew_the_noise() -> None:
+    gain, offset, read = 2.0, 100.0, 2.0
+    adu = expose(nuclei(192), peak=30.0, read=read, gain=gain, offset=offset).astype(float)
+    warm = np.random.default_rng(9).random(adu.shape) < 0.01  # a percent of warm pixels
+    adu[warm] += 5 * read * gain
+    low, high = adu.min(), adu.max()
+    found = estimate_poisson_gaussian((adu - low) / (high - low))
+    # their skew alone would place the pedestal where the read noise is zero
+    assert found.black_from == "darkest level"
+    assert found.model.to_camera(low=low, high=high)["read_sigma"] == pytest.approx(
+        read * gain, rel=0.2)
 
 
 def test_estimator_sees_plain_gaussian_noise_as_flat() -> None:
@@ -137,6 +166,7 @@ def test_restore_with_the_noise_model_keeps_dtype_and_records_it() -> None:
     assert record["gain"] == pytest.approx(truth["gain"], rel=0.3)
     assert result.metadata()["specdip"]["noise_model"]["gain"] == record["gain"]
     assert result.parameters["noise"] == "poisson-gaussian"
+    assert record["offset_from"] in BLACK_METHODS[1:]
 
 
 def test_given_camera_values_are_used_as_given() -> None:
@@ -146,7 +176,7 @@ def test_given_camera_values_are_used_as_given() -> None:
                      noise_read_sigma=truth["read_sigma"], noise_offset=truth["offset"],
                      noise_fit="anscombe", max_iterations=5, **FAST)
     record = result.parameters["noise_model"]
-    assert set(record["source"].values()) == {"given"}
+    assert set(record["source"].values()) == {"given"} and record["offset_from"] == "given"
     for key in ("gain", "read_sigma", "offset"):
         assert record[key] == pytest.approx(truth[key])
     assert record["fit"] == "anscombe" and result.image.dtype == np.uint16

@@ -231,6 +231,36 @@ def test_noise_model_section_shows_estimates_next_to_the_samples_truth(
     assert widget.parameters().noise == "gaussian"
 
 
+def test_noise_note_says_when_the_skewness_placed_the_offset(
+        make_napari_viewer_proxy: Any, configure: Any, wait_for_run: Any) -> None:
+    # a lit background (3 photons at a peak of 100) over a camera's pedestal, 128 px
+    from scipy import ndimage as ndi
+
+    rng = np.random.default_rng(0)
+    yy, xx = np.mgrid[:128, :128]
+    clean = np.zeros((128, 128))
+    for _ in range(10):
+        cy, cx, r = rng.uniform(0, 128), rng.uniform(0, 128), rng.uniform(8, 18)
+        clean = np.maximum(clean, ((yy - cy) ** 2 + (xx - cx) ** 2 < r * r) * rng.uniform(0.4, 1))
+    clean = ndi.gaussian_filter(clean, 1.5) + 0.03
+    photons = rng.poisson(100 * clean / clean.max()) + rng.normal(0, 1.0, clean.shape)
+    adu = np.rint(100 + 2 * photons).astype(np.uint16)
+    viewer = make_napari_viewer_proxy()
+    _, widget = viewer.window.add_plugin_dock_widget("napari-specdip", "Restore")
+    viewer.add_image(adu, name="lit background")
+    widget.image.value = viewer.layers["lit background"]
+    configure(widget, iterations=4, stop="none", noise="poisson-gaussian")
+    widget.start()
+    wait_for_run(widget)
+    used = widget.last_output.metadata["specdip"]["noise_model"]
+    assert used["offset_from"] == "skewness"
+    assert used["offset"] == pytest.approx(100.0, abs=2.0)
+    assert used["read_sigma"] == pytest.approx(2.0, rel=0.25)
+    first, how = widget.noise_note.value.split("\n")
+    assert first.startswith("last run used: gain ")
+    assert "skewness" in how and "upper bound" not in how
+
+
 def test_gaussian_noise_sigma_is_shown_estimated_and_can_be_given(
         make_napari_viewer_proxy: Any, configure: Any, wait_for_run: Any) -> None:
     viewer = make_napari_viewer_proxy()

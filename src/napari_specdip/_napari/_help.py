@@ -86,7 +86,7 @@ TOOLTIPS: dict[str, str] = {
     "noise_read_sigma": ("Camera read noise, in image units (its standard deviation). Leave "
                          "empty to estimate it from the image."),
     "noise_offset": ("Camera offset (pedestal): the image value of zero photons. Leave empty "
-                     "to estimate it from the image (its black level)."),
+                     "to estimate it from the image (from the noise's skewness, else its black level)."),
     "noise_fit": ("How the noise model enters the fit: weighted (default: each pixel's error "
                   "weighted by its expected noise) or anscombe (variance-stabilising "
                   "transform; can be sharper but needs a well-placed stop)."),

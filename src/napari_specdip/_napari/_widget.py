@@ -759,10 +759,15 @@ class RestoreWidget(Container[Widget]):
             values = ", ".join(f"{word} {_g(used.get(key))} ({source.get(key, 'estimated')})"
                                for key, word in _CAMERA_WORDS)
             lines.append(f"last run used: {values}")
+            offset_from = used.get("offset_from", "darkest level")
             if "given" not in (source.get("read_sigma"), source.get("offset")):
-                # one image's variance cannot tell read noise from light in its darkest part
-                lines.append("(with the offset estimated as the darkest level, the read noise "
-                             "is an upper bound: give the offset to measure it)")
+                if offset_from == "darkest level":
+                    # the noise's skewness was too uncertain to count the photons there
+                    lines.append("(with the offset estimated as the darkest level, the read "
+                                 "noise is an upper bound: give the offset to measure it)")
+                elif offset_from == "skewness":
+                    lines.append("(offset placed below the darkest level by the photons its "
+                                 "noise's skewness counts)")
         truth = self._sample_noise()
         if truth is not None and self.noise.value == truth.get("model") == "poisson-gaussian":
             values = ", ".join(f"{word} {_g(truth.get(key))}" for key, word in _CAMERA_WORDS)

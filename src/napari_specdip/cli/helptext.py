@@ -232,8 +232,9 @@ def option_help() -> dict[str, str]:
         "noise_read_sigma": "poisson-gaussian: the camera's read noise, input units (default: "
                             "estimated from the image)",
         "noise_offset": "poisson-gaussian: the camera's offset, the input value of zero "
-                        "photons (default: estimated as the image's black level; give the "
-                        "camera's pedestal or a dark frame's mean where you know it)",
+                        "photons (default: estimated from the noise's skewness, else as the "
+                        "image's black level; give the camera's pedestal or a dark frame's "
+                        "mean where you know it)",
         "noise_fit": f"how the poisson-gaussian model enters the fit: "
                      f"{_words(NOISE_FIT_WORDS, NOISE_FITS)}; {stated_default('noise_fit')}",
     }
