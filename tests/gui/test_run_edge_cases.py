@@ -177,19 +177,34 @@ def test_a_double_click_on_run_does_not_stop_it(viewer: Any, open_widget: Any, q
     assert widget.last_output.metadata["specdip"]["iterations"] == 30
 
 
-def test_stopping_a_stack_between_slices_says_so(viewer: Any, open_widget: Any, qtbot: Any,
-                                                 wait_for_run: Any) -> None:
+def test_stopping_a_stack_between_slices_says_so(viewer: Any, open_widget: Any,
+                                                 wait_for_run: Any,
+                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    from napari_specdip._napari import _session
+
     image = viewer.add_image(_noisy((3, SIZE, SIZE)), name="z")
     widget = open_widget(task="denoise", iterations=40, stop="none", preview_every=1)
     widget.image.value = image
-    reports: list[Any] = []
-    worker = widget.start()
-    worker.yielded.connect(reports.append)
-    qtbot.waitUntil(lambda: any(k == 1 for k, _ in reports), timeout=60_000)
-    widget.request_stop()  # a few steps into the second slice: too few to keep
+    run_jobs = _session.run_jobs
+
+    def stopped_in_slice_two(*args: Any, **kwargs: Any) -> Any:
+        # the user's Stop, asked on the worker thread at slice 2's first report: asked
+        # from the GUI thread it lands as late as the queued reports are handled
+        jobs = run_jobs(*args, **kwargs)
+        while True:
+            try:
+                k, report = next(jobs)
+            except StopIteration as done:
+                return done.value
+            if k == 1:
+                widget._session.request_stop()
+            yield k, report
+
+    monkeypatch.setattr(_session, "run_jobs", stopped_in_slice_two)
+    widget.start()
     wait_for_run(widget)
     status = widget.status.value
-    assert "over 1 slice " in status
+    assert "over 1 slice " in status  # a few steps into the second slice: too few to keep
     assert "Stopped by you in slice 2 of 3" in status
 
 
