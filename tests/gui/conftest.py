@@ -123,6 +123,33 @@ def wait_for_run(qtbot: Any) -> Callable[..., None]:
 
 
 @pytest.fixture
+def stop_from_the_worker(monkeypatch: pytest.MonkeyPatch) -> Callable[..., None]:
+    """``stop_from_the_worker(widget, when)``: the user's Stop, asked on the worker thread
+    at the first report ``(k, report)`` that ``when`` accepts, before the engine takes its
+    next step. Asked from the GUI thread it lands as late as the queued reports are
+    handled, which a loaded machine delays by tens of iterations."""
+    from napari_specdip._napari import _session
+
+    run_jobs = _session.run_jobs
+
+    def _arm(widget: Any, when: Callable[[int, Any], bool]) -> None:
+        def stopping(*args: Any, **kwargs: Any) -> Any:
+            jobs = run_jobs(*args, **kwargs)
+            while True:
+                try:
+                    k, report = next(jobs)
+                except StopIteration as done:
+                    return done.value
+                if when(k, report):
+                    widget._session.request_stop()
+                yield k, report
+
+        monkeypatch.setattr(_session, "run_jobs", stopping)
+
+    return _arm
+
+
+@pytest.fixture
 def remove_layer(qtbot: Any) -> Callable[[Any, Any], None]:
     """``remove_layer(viewer, layer)`` without napari's Xvfb crash: bring the layer to the
     top, let the canvas draw that, then remove it."""

@@ -179,28 +179,11 @@ def test_a_double_click_on_run_does_not_stop_it(viewer: Any, open_widget: Any, q
 
 def test_stopping_a_stack_between_slices_says_so(viewer: Any, open_widget: Any,
                                                  wait_for_run: Any,
-                                                 monkeypatch: pytest.MonkeyPatch) -> None:
-    from napari_specdip._napari import _session
-
+                                                 stop_from_the_worker: Any) -> None:
     image = viewer.add_image(_noisy((3, SIZE, SIZE)), name="z")
     widget = open_widget(task="denoise", iterations=40, stop="none", preview_every=1)
     widget.image.value = image
-    run_jobs = _session.run_jobs
-
-    def stopped_in_slice_two(*args: Any, **kwargs: Any) -> Any:
-        # the user's Stop, asked on the worker thread at slice 2's first report: asked
-        # from the GUI thread it lands as late as the queued reports are handled
-        jobs = run_jobs(*args, **kwargs)
-        while True:
-            try:
-                k, report = next(jobs)
-            except StopIteration as done:
-                return done.value
-            if k == 1:
-                widget._session.request_stop()
-            yield k, report
-
-    monkeypatch.setattr(_session, "run_jobs", stopped_in_slice_two)
+    stop_from_the_worker(widget, lambda k, _report: k == 1)  # slice 2's first step
     widget.start()
     wait_for_run(widget)
     status = widget.status.value

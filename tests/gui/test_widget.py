@@ -431,25 +431,23 @@ def test_stop_at_once_adds_no_layer(viewer: Any, open_widget: Any, wait_for_run:
     assert widget.run_button.text == "Run"
 
 
-def test_stopping_a_stack_keeps_the_slices_done(viewer: Any, open_widget: Any, qtbot: Any,
-                                                wait_for_run: Any) -> None:
+def test_stopping_a_stack_keeps_the_slices_done(viewer: Any, open_widget: Any,
+                                                wait_for_run: Any,
+                                                stop_from_the_worker: Any) -> None:
     base = samples.jpeg_blocked(SIZE).image
     stack = np.stack([base, np.flipud(base), np.fliplr(base)])
     layer = viewer.add_image(stack, name="stack")
     widget = open_widget(task="deblock", iterations=30, stop="none")
     widget.image.value = layer
-    reports: list[Any] = []
-    worker = widget.start()
-    worker.yielded.connect(reports.append)
     # the first slice done, the second well under way
-    qtbot.waitUntil(lambda: sum(k == 1 for k, _ in reports) >= 22, timeout=60_000)
-    widget.request_stop()
+    stop_from_the_worker(widget, lambda k, report: k == 1 and report.iteration >= 22)
+    widget.start()
     wait_for_run(widget)
     out = widget.last_output
     assert out.data.shape == stack.shape
     meta = out.metadata["specdip"]
     assert meta["stop_reason"] == ["max_iterations", "stopped", "not run"]
-    assert meta["iterations"][0] == 30 and meta["iterations"][2] == 0
+    assert meta["iterations"] == [30, 22, 0]
     assert out.name == f"stack deblocked (stopped at {meta['iterations'][1]} in slice 2 of 3)"
     # the slice never reached keeps the input
     np.testing.assert_array_equal(out.data[2], stack[2])
