@@ -185,9 +185,7 @@ def _skew_samples(z: Array, valid: npt.NDArray[np.bool_]
     ring = (_local_mean(z, _WINDOW) * _WINDOW**2 - nine) / (_WINDOW**2 - 9)
     residual = z - (nine - z) / 8.0
     roughness = _local_mean((_local_mean(z, 3) - _local_mean(z, _WINDOW)) ** 2, _WINDOW)
-    from scipy.ndimage import binary_erosion
-
-    ok = binary_erosion(valid, structure=np.ones((_WINDOW, _WINDOW), bool), border_value=0)
+    ok = _eroded(valid, _WINDOW, border=False)
     return residual[ok], ring[ok], z[ok], roughness[ok]
 
 
@@ -228,13 +226,18 @@ def _black_from_skewness(samples: list[tuple[Array, Array, Array, Array]], a: fl
 
 def _usable_neighbourhoods(valid: npt.NDArray[np.bool_]) -> npt.NDArray[np.bool_]:
     """(H-1, W-1): the 2x2 neighbourhoods whose whole window is usable (mask, clipping)."""
+    ok = valid[:-1, :-1] & valid[:-1, 1:] & valid[1:, :-1] & valid[1:, 1:]
+    return _eroded(ok, _WINDOW, border=True)
+
+
+def _eroded(mask: npt.NDArray[np.bool_], size: int, *, border: bool) -> npt.NDArray[np.bool_]:
+    """``mask`` eroded by a ``size`` square, outside the image counted as ``border``."""
     from scipy.ndimage import binary_erosion
 
-    ok = valid[:-1, :-1] & valid[:-1, 1:] & valid[1:, :-1] & valid[1:, 1:]
     # a square window erodes as a column then a row: several times faster
-    for shape in ((_WINDOW, 1), (1, _WINDOW)):
-        ok = binary_erosion(ok, structure=np.ones(shape, bool), border_value=1)
-    return np.asarray(ok, dtype=bool)
+    for shape in ((size, 1), (1, size)):
+        mask = binary_erosion(mask, structure=np.ones(shape, bool), border_value=int(border))
+    return np.asarray(mask, dtype=bool)
 
 
 def usable_samples(image: npt.ArrayLike, known: npt.ArrayLike | None = None, *,
@@ -349,7 +352,7 @@ def estimate_poisson_gaussian(image: npt.ArrayLike, known: npt.ArrayLike | None 
     valid = [mask & _unclipped(z[..., c]) for c in range(z.shape[2])]
     parts: list[tuple[Array, Array, Array, Array]] = [
         _level_samples(z[..., c], valid[c]) for c in range(z.shape[2])]
-    detail, mean, level, roughness = (np.concatenate([p[i] for p in parts]) for i in range(4))
+    detail, ring, level, roughness = (np.concatenate([p[i] for p in parts]) for i in range(4))
     if detail.size < _MIN_SAMPLES:
         raise ValueError(
             f"too few usable pixels ({detail.size}) to estimate the noise from the image; "
@@ -357,11 +360,11 @@ def estimate_poisson_gaussian(image: npt.ArrayLike, known: npt.ArrayLike | None 
     # a robust scale to drop isolated outliers (hot pixels, cosmic rays)
     mad = 1.4826 * float(np.median(np.abs(detail)))
     keep = np.abs(detail) <= 8.0 * max(mad, 1e-12)
-    detail, mean, level, roughness = detail[keep], mean[keep], level[keep], roughness[keep]
+    detail, ring, level, roughness = detail[keep], ring[keep], level[keep], roughness[keep]
 
     count = bins or int(np.clip(detail.size // 1500, 8, 32))
     bin_mean, bin_var, bin_n = [], [], []
-    for flat in _flat_bins(mean, roughness, count):
+    for flat in _flat_bins(ring, roughness, count):
         d = detail[flat]
         bin_mean.append(float(level[flat].mean()))
         bin_var.append(float(np.mean(d * d)))
