@@ -87,6 +87,24 @@ def test_estimator_falls_back_to_the_darkest_level_when_outliers_skew_the_noise(
         read * gain, rel=0.2)
 
 
+def test_estimator_samples_a_large_image_in_bands(monkeypatch: pytest.MonkeyPatch) -> None:
+    from napari_specdip.core import noise
+
+    gain, offset, read = 2.0, 100.0, 2.0
+    adu = expose(nuclei(256), peak=30.0, read=read, gain=gain, offset=offset).astype(float)
+    low, high = adu.min(), adu.max()
+    unit = (adu - low) / (high - low)
+    whole = estimate_poisson_gaussian(unit).model.to_camera(low=low, high=high)
+    monkeypatch.setattr(noise, "SAMPLED_PIXELS", 256 * 96)
+    bands = noise._bands(256, 256)
+    assert len(bands) > 1 and bands[0][0] == 0 and bands[-1][1] == 256
+    assert all(b1 <= t2 for (_, b1), (t2, _) in zip(bands, bands[1:]))  # spread, no overlap
+    assert sum(b - t for t, b in bands) * 256 <= 256 * 96
+    sampled = estimate_poisson_gaussian(unit).model.to_camera(low=low, high=high)
+    assert sampled["gain"] == pytest.approx(whole["gain"], rel=0.1)
+    assert sampled["read_sigma"] == pytest.approx(read * gain, rel=0.2)
+
+
 def test_estimator_sees_plain_gaussian_noise_as_flat() -> None:
     rng = np.random.default_rng(1)
     noisy = nuclei(128) * 0.8 + 0.1 + rng.normal(0, 0.02, (128, 128))
