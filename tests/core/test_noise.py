@@ -104,6 +104,14 @@ def test_estimator_samples_a_large_image_in_bands(monkeypatch: pytest.MonkeyPatc
     sampled = estimate_poisson_gaussian(unit).model.to_camera(low=low, high=high)
     assert sampled["gain"] == pytest.approx(whole["gain"], rel=0.1)
     assert sampled["read_sigma"] == pytest.approx(read * gain, rel=0.2)
+    # the check before a run counts the rows the estimator samples, not the image's
+    known = np.zeros(unit.shape, bool)
+    known[20:44] = True  # between the first two bands: over 1500 samples, none sampled
+    assert noise.usable_samples(unit, known) == 0
+    with pytest.raises(ValueError, match="too few usable pixels"):
+        estimate_poisson_gaussian(unit, known)
+    monkeypatch.setattr(noise, "SAMPLED_PIXELS", 1 << 22)
+    assert noise.usable_samples(unit, known) > 1500
 
 
 def test_estimator_sees_plain_gaussian_noise_as_flat() -> None:

@@ -310,24 +310,27 @@ def usable_samples(image: npt.ArrayLike, known: npt.ArrayLike | None = None, *,
                    at_least: int | None = None) -> int:
     """How many noise samples :func:`estimate_poisson_gaussian` can draw from ``image``
     ((H, W) or (H, W, C), [0, 1] scale) before it drops outliers: the count it needs at
-    least ``_MIN_SAMPLES`` of. With ``at_least``, counting stops once that many are
-    found (the check before a run, on the GUI thread: a band of rows, not the image)."""
+    least ``_MIN_SAMPLES`` of, from the rows it samples (:func:`_bands`). With
+    ``at_least``, counting stops once that many are found (the check before a run, on
+    the GUI thread: a band of rows, not the image)."""
     z = np.asarray(image, dtype=np.float64)
     if z.ndim == 2:
         z = z[..., None]
     mask = np.ones(z.shape[:2], bool) if known is None else np.asarray(known, bool)
     rows = z.shape[0] - 1  # of 2x2 neighbourhoods
     band, reach = 128, _WINDOW // 2  # a band's rows see this far into its neighbours
+    sampled = [(first, min(last, rows)) for first, last in _bands(z.shape[0], z.shape[1])]
     total = 0
     for c in range(z.shape[2]):
         valid = mask & _unclipped(z[..., c])
-        for top in range(0, rows, band):
-            bottom = min(top + band, rows)
-            low, high = max(top - reach, 0), min(bottom + reach, rows)
-            ok = _usable_neighbourhoods(valid[low:high + 1])
-            total += int(ok[top - low:bottom - low].sum())
-            if at_least is not None and total >= at_least:
-                return total
+        for first, last in sampled:
+            for top in range(first, last, band):
+                bottom = min(top + band, last)
+                low, high = max(top - reach, 0), min(bottom + reach, rows)
+                ok = _usable_neighbourhoods(valid[low:high + 1])
+                total += int(ok[top - low:bottom - low].sum())
+                if at_least is not None and total >= at_least:
+                    return total
     return total
 
 
