@@ -314,3 +314,16 @@ def test_trajectories_keeps_one_half(tmp_path: Path) -> None:
     assert trajectories.main(["--plan", "smoke", "--split", "held-out", "--no-baselines",
                               "--out", str(runs)]) == 0
     assert not runs.exists() or not runs.read_text().strip()
+
+
+def test_stack_camera_smoke(capsys: pytest.CaptureFixture[str]) -> None:
+    stack_camera = load("stack_camera")
+    code = stack_camera.main(["--sizes", "48", "--slices", "3", "--peaks", "10",
+                              "--images", "nuclei"])
+    out = capsys.readouterr().out
+    assert code == 0
+    header, *rows = tables(out)["gain and read noise over the truth"]
+    assert header[:3] == ["image", "px", "photons"] and len(rows) == 1
+    assert rows[0][:3] == ["nuclei", "48", "10"] and rows[0][3].endswith("/3)")
+    assert 0.5 < float(rows[0][5]) < 1.5  # the stack's gain over the truth
+    assert "48 px: gain within 20% on" in out

@@ -68,3 +68,19 @@ def write_like_cli(source: Path, out: Path, *, scale: int = 1) -> np.ndarray:
         data = np.repeat(data, scale, axis=axis)
     write_image(out, data, channel_axis=layout.channel_axis, axes=image.axes, tiff=meta)
     return data
+
+
+def camera_stack(count: int, size: int) -> np.ndarray:
+    """ZYX uint16 slices of one camera (gain 3, read noise 2 photons, offset 100)."""
+    rng = np.random.default_rng(0)
+    yy, xx = np.mgrid[:size, :size]
+    slices = []
+    for _ in range(count):
+        clean = np.full((size, size), 0.05)
+        for _ in range(6):
+            cy, cx, r = rng.uniform(0, size, 2).tolist() + [rng.uniform(4, 10)]
+            disc = (yy - cy) ** 2 + (xx - cx) ** 2 < r * r
+            clean = np.maximum(clean, disc * rng.uniform(0.3, 1))
+        photons = rng.poisson(10 * clean) + rng.normal(0, 2.0, clean.shape)
+        slices.append(np.rint(100 + 3 * photons))
+    return np.asarray(slices, dtype=np.uint16)

@@ -16,7 +16,7 @@ import imageio.v3 as iio
 import numpy as np
 import pytest
 import tifffile
-from specdip_cli_helpers import FAST, assert_clean_failure, cli_env, run_cli
+from specdip_cli_helpers import FAST, assert_clean_failure, camera_stack, cli_env, run_cli
 
 from napari_specdip.cli.files import TEMP_MARK, expand_inputs
 
@@ -256,3 +256,19 @@ def test_batch_series_reads_the_same_series_of_every_file(images: dict[str, Path
     again = run_cli("batch", folder / "plate0.tif", "-o", out, "--scheduler", scheduler,
                     "--series", "0", *FAST)
     assert_clean_failure(again, 2, "made with other options", "series 1 -> 0")
+
+
+def test_batch_hands_a_stack_one_camera_estimate(tmp_path: Path, scheduler: str) -> None:
+    """The slices run in parallel on the workers, each with the camera values estimated
+    once over the whole stack on the client."""
+    folder = tmp_path / "in"
+    folder.mkdir()
+    tifffile.imwrite(folder / "z.tif", camera_stack(4, 48), imagej=True,
+                     metadata={"axes": "ZYX"})
+    proc = run_cli("batch", folder, "-o", tmp_path / "out", "--scheduler", scheduler, *FAST,
+                   "--max-iterations", "2", "--noise", "poisson-gaussian")
+    assert proc.returncode == 0, proc.stderr
+    meta = json.loads((tmp_path / "out" / "z.tif.json").read_text())["specdip"]
+    models = [s["noise_model"] for s in meta["slices"]]
+    assert [m["estimated_over"]["slices"] for m in models] == [4] * 4
+    assert all(m["gain"] == pytest.approx(models[0]["gain"], rel=1e-9) for m in models)

@@ -12,7 +12,7 @@ import imageio.v3 as iio
 import numpy as np
 import pytest
 import tifffile
-from specdip_cli_helpers import FAST, assert_clean_failure, cli_env, run_cli
+from specdip_cli_helpers import FAST, assert_clean_failure, camera_stack, cli_env, run_cli
 
 
 def _sidecar(path: Path) -> dict:
@@ -468,3 +468,34 @@ def test_a_multi_series_mask_gives_the_same_series(tmp_path: Path) -> None:
     assert proc.returncode == 0, proc.stderr
     meta = _sidecar(out)
     assert meta["series"] == 1 and meta["mask_sha256"] == mask_digest(masks[1])
+
+
+def test_a_stack_with_camera_noise_shares_one_estimate(tmp_path: Path) -> None:
+    from napari_specdip.cli.main import main
+
+    src = tmp_path / "z.tif"
+    tifffile.imwrite(src, camera_stack(4, 48), imagej=True, metadata={"axes": "ZYX"})
+    out = tmp_path / "z_out.tif"
+    assert main(["restore", str(src), "-o", str(out), *FAST, "--max-iterations", "2",
+                 "--noise", "poisson-gaussian", "--noise-offset", "100", "-q"]) == 0
+    models = [s["noise_model"] for s in _sidecar(out)["slices"]]
+    assert len(models) == 4
+    for key in ("gain", "read_sigma", "offset"):
+        assert all(m[key] == pytest.approx(models[0][key], rel=1e-9) for m in models), key
+    for key in ("estimated_over", "offset_from", "samples"):
+        assert all(m[key] == models[0][key] for m in models), key
+    assert models[0]["estimated_over"]["slices"] == 4 and models[0]["offset"] == 100.0
+    assert models[0]["source"] == {"gain": "estimated", "read_sigma": "estimated",
+                                   "offset": "given"}
+    assert models[0]["gain"] == pytest.approx(3.0, rel=0.3)
+    # inpainting masks that differ by slice: each slice is estimated on its own
+    mask = np.zeros((4, 48, 48), np.uint8)
+    for k in range(4):
+        mask[k, 8 * k : 8 * k + 6, 10:20] = 1
+    tifffile.imwrite(tmp_path / "m.tif", mask, imagej=True, metadata={"axes": "ZYX"})
+    assert main(["restore", str(src), "-o", str(tmp_path / "i.tif"), *FAST,
+                 "--max-iterations", "2", "--task", "inpaint", "--mask",
+                 str(tmp_path / "m.tif"), "--noise", "poisson-gaussian", "-q"]) == 0
+    models = [s["noise_model"] for s in _sidecar(tmp_path / "i.tif")["slices"]]
+    assert not any("estimated_over" in m for m in models)
+    assert len({m["gain"] for m in models}) == 4

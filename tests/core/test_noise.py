@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import numpy as np
 import pytest
@@ -15,7 +16,9 @@ from napari_specdip.core.noise import (
     AnscombeInverse,
     PoissonGaussian,
     StabilisedDomain,
+    CameraEstimate,
     anscombe,
+    estimate_camera,
     estimate_poisson_gaussian,
     estimate_white_noise_variance,
     held_out_noise,
@@ -272,6 +275,104 @@ def test_too_few_usable_pixels_are_refused_at_the_call() -> None:
     assert usable_samples(job.observation) >= 1500
 
 
+def stack_of(count: int, size: int, *, gain: float = 3.0, offset: float = 100.0
+             ) -> list[np.ndarray]:
+    """Slices of one camera: different nuclei, each its own noise draw."""
+    return [expose(nuclei(size, seed=k), peak=10.0, read=2.0, gain=gain, offset=offset,
+                   seed=100 + k) for k in range(count)]
+
+
+def alone(image: np.ndarray) -> dict[str, float]:
+    values = image.astype(float)
+    low, high = values.min(), values.max()
+    found = estimate_poisson_gaussian((values - low) / (high - low))
+    return found.model.to_camera(low=low, high=high)
+
+
+def test_a_stack_is_estimated_once_over_its_slices() -> None:
+    stack = stack_of(10, 48)
+    camera = estimate_camera(stack)
+    assert (camera.slices, camera.of) == (10, 10) and camera.samples > 10_000
+    assert camera.gain == pytest.approx(3.0, rel=0.15)
+    assert camera.read_sigma == pytest.approx(6.0, rel=0.25)
+    assert camera.offset == pytest.approx(100.0, abs=6.0)
+    # each 48 px slice alone: far less sure of the camera it shares with the others
+    gains = [alone(image)["gain"] for image in stack]
+    assert max(abs(g / 3.0 - 1.0) for g in gains) > 2 * abs(camera.gain / 3.0 - 1.0)
+    # channels of one camera pool the same way (channels last, or first)
+    rgb = estimate_camera([np.stack([a, b], axis=0) for a, b in zip(stack[::2], stack[1::2],
+                                                                       strict=True)],
+                          channel_axis=0)
+    assert rgb.gain == pytest.approx(camera.gain, rel=1e-9) and rgb.samples == camera.samples
+
+
+def test_a_long_stack_is_sampled_in_evenly_spaced_slices(monkeypatch: pytest.MonkeyPatch
+                                                         ) -> None:
+    import napari_specdip.core.noise as noise
+
+    stack = stack_of(12, 48)
+    read: list[int] = []
+
+    class Counted(list):  # type: ignore[type-arg]
+        def __getitem__(self, i: Any) -> Any:
+            read.append(i)
+            return super().__getitem__(i)
+
+    monkeypatch.setattr(noise, "STACK_SAMPLED_VALUES", 4 * 48 * 48)
+    camera = estimate_camera(Counted(stack))
+    assert (camera.slices, camera.of) == (4, 12)
+    assert sorted(set(read) - {0}) == [4, 7, 11]  # the first slice's shape is read too
+    assert camera.gain == pytest.approx(3.0, rel=0.2)
+
+
+def test_given_camera_values_stay_in_a_stack_estimate() -> None:
+    camera = estimate_camera(stack_of(4, 48), offset=100.0, gain=3.0)
+    assert (camera.offset, camera.gain) == (100.0, 3.0) and camera.black_from == "given"
+    assert camera.read_sigma == pytest.approx(6.0, rel=0.25)
+
+
+def test_bad_stacks_are_refused_by_the_estimate() -> None:
+    stack = stack_of(3, 48)
+    with pytest.raises(ValueError, match="share one"):
+        estimate_camera([stack[0], stack[1][:40]])
+    with pytest.raises(ValueError, match="constant"):
+        estimate_camera([np.full((48, 48), 7.0)] * 3)
+    with pytest.raises(ValueError, match="no slices"):
+        estimate_camera([])
+    with pytest.raises(ValueError, match="too few usable pixels"):
+        estimate_camera([image[:20, :20] for image in stack])
+
+
+def test_each_slice_runs_with_the_stack_camera_and_says_so() -> None:
+    stack = stack_of(4, 48)
+    camera = estimate_camera(stack)
+    result = restore(stack[1], noise="poisson-gaussian", noise_camera=camera,
+                     max_iterations=3, **FAST)
+    record = result.parameters["noise_model"]
+    for key in ("gain", "read_sigma", "offset"):
+        assert record[key] == pytest.approx(getattr(camera, key))
+    assert record["estimated_over"] == {"slices": 4, "of": 4, "samples": camera.samples}
+    assert record["offset_from"] == camera.black_from and record["samples"] == camera.samples
+    assert set(record["source"].values()) == {"estimated"}
+    # a value given to the run wins over the stack's, and everything given needs no stack
+    given = restore(stack[1], noise="poisson-gaussian", noise_camera=camera,
+                    noise_offset=90.0, max_iterations=3, **FAST).parameters["noise_model"]
+    assert given["offset"] == pytest.approx(90.0) and given["offset_from"] == "given"
+    assert given["gain"] == pytest.approx(camera.gain) and "estimated_over" in given
+    every = restore(stack[1], noise="poisson-gaussian", noise_camera=camera, noise_gain=3.0,
+                    noise_read_sigma=6.0, noise_offset=100.0, max_iterations=3,
+                    **FAST).parameters["noise_model"]
+    assert "estimated_over" not in every and every["gain"] == pytest.approx(3.0)
+    # a slice too small to estimate alone runs with its stack's values
+    small = restore(stack[1][:20, :20], noise="poisson-gaussian", noise_camera=camera,
+                    max_iterations=3, **FAST)
+    assert small.parameters["noise_model"]["gain"] == pytest.approx(camera.gain)
+    with pytest.raises(TypeError, match="CameraEstimate"):
+        restore(stack[1], noise="poisson-gaussian", noise_camera={"gain": 3.0},
+                max_iterations=3, **FAST)
+    assert isinstance(camera, CameraEstimate)
+
+
 @pytest.mark.parametrize("name", ["napari_specdip.core.noise", "napari_specdip.samples"])
 def test_examples(name: str) -> None:
     import doctest
@@ -440,3 +541,15 @@ def test_usable_samples_counts_in_bands_what_the_whole_image_gives(shape: tuple[
     assert usable_samples(image, known) == whole
     enough = usable_samples(image, known, at_least=100)
     assert enough == whole if whole < 100 else 100 <= enough <= whole
+
+
+def test_lazy_slices_read_only_what_is_asked_for() -> None:
+    from napari_specdip.core.noise import LazySlices
+
+    read: list[int] = []
+    slices = LazySlices(5, lambda k: read.append(k) or np.full((2, 2), k))
+    assert len(slices) == 5 and read == []
+    assert slices[-1][0, 0] == 4 and [s[0, 0] for s in slices[1:3]] == [1, 2]
+    assert read == [4, 1, 2]
+    with pytest.raises(IndexError):
+        slices[5]

@@ -261,6 +261,31 @@ def test_noise_note_says_when_the_skewness_placed_the_offset(
     assert "skewness" in how and "upper bound" not in how
 
 
+def test_a_stack_shares_one_camera_estimate(viewer: Any, open_widget: Any,
+                                            wait_for_run: Any) -> None:
+    # four slices of one camera (gain 3, read noise 2 photons, offset 100), 48 px each
+    rng = np.random.default_rng(0)
+    yy, xx = np.mgrid[:48, :48]
+    slices = []
+    for _ in range(4):
+        clean = np.full((48, 48), 0.05)
+        for _ in range(6):
+            cy, cx, r = rng.uniform(0, 48), rng.uniform(0, 48), rng.uniform(4, 10)
+            clean = np.maximum(clean, ((yy - cy) ** 2 + (xx - cx) ** 2 < r * r) * 0.8)
+        slices.append(np.rint(100 + 3 * (rng.poisson(10 * clean) + rng.normal(0, 2, (48, 48)))))
+    layer = viewer.add_image(np.asarray(slices, dtype=np.uint16), name="camera stack")
+    widget = open_widget(task="denoise", iterations=2, stop="none", noise="poisson-gaussian")
+    widget.image.value = layer
+    widget.start()
+    wait_for_run(widget)
+    models = widget.last_output.metadata["specdip"]["noise_model_per_slice"]
+    assert len(models) == 4
+    assert all(m["estimated_over"] == {"slices": 4, "of": 4, "samples": models[0]["samples"]}
+               for m in models)
+    assert all(m["gain"] == pytest.approx(models[0]["gain"], rel=1e-9) for m in models)
+    assert "(estimated once over its 4 slices, for every slice)" in widget.noise_note.value
+
+
 def test_gaussian_noise_sigma_is_shown_estimated_and_can_be_given(
         make_napari_viewer_proxy: Any, configure: Any, wait_for_run: Any) -> None:
     viewer = make_napari_viewer_proxy()

@@ -82,7 +82,8 @@ TOOLTIPS: dict[str, str] = {
                     "at low noise the estimate runs high and the run stops early, so give it "
                     "when you know it."),
     "noise_gain": ("Camera gain: image units per detected photon (e.g. ADU per photon). "
-                   "Leave empty to estimate it from the image."),
+                   "Leave empty to estimate it from the image (from all the slices of a "
+                   "stack at once: they share one camera)."),
     "noise_read_sigma": ("Camera read noise, in image units (its standard deviation). Leave "
                          "empty to estimate it from the image."),
     "noise_offset": ("Camera offset (pedestal): the image value of zero photons. Leave empty "

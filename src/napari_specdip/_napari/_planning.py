@@ -9,6 +9,7 @@ back into layer data and keyword arguments.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import itertools
 from collections.abc import Callable, Generator, Sequence
 from dataclasses import dataclass, field
@@ -541,6 +542,38 @@ def check_slices(jobs: Sequence[Job], name: str
             checked.append(job)
     refuse_if_all_copied(checked, name)
     return checked
+
+
+def with_stack_camera(checked: list[Checked]) -> list[Checked]:
+    """A stack's slices with Poisson-Gaussian noise share one camera: estimate the
+    camera values not given once over the slices to restore (reading a few of them
+    again) and hand them to every slice's run. Unchanged for fewer than two slices,
+    Gaussian noise, or inpainting masks that differ by slice (ValueError when the
+    slices hold too little to estimate from)."""
+    lazy = [j for j in checked if isinstance(j, LazyJob)]
+    if len(lazy) < 2 or not all(isinstance(j.plan, functools.partial) for j in lazy):
+        return checked
+    keywords = lazy[0].plan.keywords  # type: ignore[attr-defined]
+    params = keywords.get("parameters")
+    if (params is None or params.noise != "poisson-gaussian"
+            or None not in (params.noise_gain, params.noise_read_sigma, params.noise_offset)):
+        return checked
+    mask = keywords.get("mask")
+    if any(j.plan.keywords.get("mask") is not mask for j in lazy):  # type: ignore[attr-defined]
+        return checked
+    from napari_specdip.core.noise import LazySlices, estimate_camera
+
+    planes = LazySlices(len(lazy), lambda k: lazy[k].source[lazy[k].index])
+    camera = estimate_camera(planes, channel_axis=keywords.get("channel_axis"),
+                             known=None if mask is None else ~np.asarray(mask, bool),
+                             gain=params.noise_gain, read_sigma=params.noise_read_sigma,
+                             offset=params.noise_offset)
+
+    def planned(plan: Any) -> Callable[[npt.NDArray[Any]], RestoreJob]:
+        return functools.partial(plan, noise_camera=camera)
+
+    return [dataclasses.replace(j, plan=planned(j.plan)) if isinstance(j, LazyJob) else j
+            for j in checked]
 
 
 def refuse_if_all_copied(jobs: Sequence[Job], name: str) -> None:

@@ -759,6 +759,11 @@ class RestoreWidget(Container[Widget]):
             values = ", ".join(f"{word} {_g(used.get(key))} ({source.get(key, 'estimated')})"
                                for key, word in _CAMERA_WORDS)
             lines.append(f"last run used: {values}")
+            over = used.get("estimated_over")
+            if isinstance(over, dict):  # a stack: one camera, estimated once for every slice
+                shown = (f"{over.get('slices')} of its {over.get('of')}"
+                         if over.get("slices") != over.get("of") else f"its {over.get('of')}")
+                lines.append(f"(estimated once over {shown} slices, for every slice)")
             offset_from = used.get("offset_from", "darkest level")
             if "given" not in (source.get("read_sigma"), source.get("offset")):
                 if offset_from == "darkest level":

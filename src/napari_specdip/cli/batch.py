@@ -120,12 +120,13 @@ class RemoteStop:
 
 def restore_slice_task(image: npt.NDArray[Any], task: str, channel_axis: int | None,
                        mask: npt.NDArray[np.bool_] | None, options: dict[str, Any],
-                       stop_event: str | None = None
+                       stop_event: str | None = None, noise_camera: Any = None
                        ) -> tuple[npt.NDArray[Any], dict[str, Any], npt.NDArray[Any] | None]:
     """The Dask task: restore one slice on a worker, from scratch (slices run in
     parallel, so none waits for another's weights); (image, metadata, ensemble spread)."""
     interrupt = RemoteStop(stop_event) if stop_event else None
-    done = run_slice(image, task, channel_axis, mask, None, options, interrupt=interrupt)
+    done = run_slice(image, task, channel_axis, mask, None, options, interrupt=interrupt,
+                     noise_camera=noise_camera)
     return done.image, done.meta, done.uncertainty
 
 
@@ -654,7 +655,8 @@ def _process(args: Any, todo: list[tuple[Path, Path, Row]], options: dict[str, A
             if slice_mask is not None and slice_mask.nbytes > SCATTER_BYTES:
                 slice_mask = client.scatter(slice_mask, direct=False)
             fut = client.submit(restore_slice_task, image, state.job.task, item.channel_axis,
-                                slice_mask, state.job.options, stop_name, pure=False,
+                                slice_mask, state.job.options, stop_name,
+                                state.job.noise_camera, pure=False,
                                 key=f"specdip-{state.job.source.path.name}-{uuid.uuid4().hex[:8]}")
             info[fut] = (state, item)
             state.futures.add(fut)

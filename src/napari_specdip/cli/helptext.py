@@ -228,9 +228,9 @@ def option_help() -> dict[str, str]:
                        "for the auto stop (default: estimated from the image; it errs high on "
                        "fine textures at low noise, which stops early)",
         "noise_gain": "poisson-gaussian: the camera's gain, input units per photon (e.g. ADU "
-                      "per electron; default: estimated from the image)",
+                      "per electron; default: estimated from the image, once over all the slices of a stack)",
         "noise_read_sigma": "poisson-gaussian: the camera's read noise, input units (default: "
-                            "estimated from the image)",
+                            "estimated from the image, or the stack)",
         "noise_offset": "poisson-gaussian: the camera's offset, the input value of zero "
                         "photons (default: estimated from the noise's skewness, else as the "
                         "image's black level; give the camera's pedestal or a dark frame's "

@@ -209,6 +209,8 @@ class FileJob:
     max_iterations: int = 1
     #: the resolved options of the first restored slice (None: every slice is constant)
     params: Any = None
+    #: a stack's camera values, estimated once over its slices (Poisson-Gaussian noise)
+    noise_camera: Any = None
     canonical: npt.NDArray[Any] = field(init=False)
 
     def __post_init__(self) -> None:
@@ -351,7 +353,37 @@ def prepare(input_path: str | Path, output: Path, *, task: str, options: dict[st
         job.reference_path = ref.path
         job.reference_canonical = layout.canonical(ref.data)
     _check_every_slice(job)
+    job.noise_camera = stack_camera(job)
     return job
+
+
+def stack_camera(job: FileJob) -> Any:
+    """The camera values of a stack with Poisson-Gaussian noise, estimated once over the
+    slices it restores (one camera took them all) where any is not given; None for a
+    single image, Gaussian noise, or inpainting masks that differ by slice."""
+    p = job.params
+    if (p is None or p.noise != "poisson-gaussian" or not job.layout.is_stack
+            or job.mask_canonical is not None or None not in (
+                p.noise_gain, p.noise_read_sigma, p.noise_offset)):
+        return None
+    from napari_specdip.core.noise import LazySlices, estimate_camera
+
+    indices, channel_axis = [], None
+    for item in job.slices():  # the images are read again, a few of them, by the estimate
+        if job.copy_reason(item) is None:
+            indices.append(item.index)
+            channel_axis = item.channel_axis
+    if len(indices) < 2:
+        return None
+    try:
+        images = LazySlices(len(indices), lambda k: job.layout.engine_image(
+            job.canonical, indices[k])[0])
+        return estimate_camera(images, channel_axis=channel_axis,
+                               known=None if job.mask_shared is None else ~job.mask_shared,
+                               gain=p.noise_gain, read_sigma=p.noise_read_sigma,
+                               offset=p.noise_offset)
+    except ValueError as exc:
+        raise UsageError(f"{job.source.path}: {one_line(exc)}") from exc
 
 
 def first_restored(job: FileJob) -> SliceInput | None:
@@ -443,8 +475,9 @@ def run_slice(image: npt.NDArray[Any], task: str, channel_axis: int | None,
               mask: npt.NDArray[np.bool_] | None, reference: npt.NDArray[Any] | None,
               options: dict[str, Any], on_step: Callable[[Any], None] | None = None,
               interrupt: Any = None, warm_start: Any = None,
-              keep_state: bool = False) -> SliceRun:
-    """Restore one 2D image (from ``warm_start``'s weights when given).
+              keep_state: bool = False, noise_camera: Any = None) -> SliceRun:
+    """Restore one 2D image (from ``warm_start``'s weights when given; with a stack's
+    ``noise_camera`` values when given).
 
     Runs wherever it is called: here for ``restore``, on a Dask worker for ``batch``.
     """
@@ -457,7 +490,7 @@ def run_slice(image: npt.NDArray[Any], task: str, channel_axis: int | None,
         # the CLI carries alpha itself (layout.py): the engine gets colour channels only
         job = plan_restore(image, task, mask=mask, channel_axis=channel_axis, reference=reference,
                            interrupt=interrupt, alpha=False, warm_start=warm_start,
-                           keep_state=keep_state, **options)
+                           keep_state=keep_state, noise_camera=noise_camera, **options)
         result = run_to_end(job.run(), on_step)
     meta: dict[str, Any] = result.metadata()["specdip"]
     messages = list(dict.fromkeys(str(w.message) for w in caught
@@ -521,7 +554,8 @@ def restore_file(job: FileJob, *, progress: bool, interrupt: Any = None,
             done = run_slice(item.image, job.task, item.channel_axis, item.mask, item.reference,
                              job.options, on_step=on_step, interrupt=interrupt,
                              warm_start=state if warm_start else None,
-                             keep_state=warm_start and left > 0)
+                             keep_state=warm_start and left > 0,
+                             noise_camera=job.noise_camera)
         finally:
             bar.close()
         state = done.state

@@ -22,9 +22,10 @@ from napari_specdip.core.imaging import (Layout, as_array, as_hwc, intensity_ran
                                          pad_reflect)
 from napari_specdip.core.jpeg import JpegEstimate, deblock_budget, estimate_jpeg
 from napari_specdip.core.networks import Decoder, SkipNet, build_network
-from napari_specdip.core.noise import (WHITE_NOISE_PATCH, NoiseFit, check_camera_units,
-                                       check_noise_estimable, estimate_white_noise_variance,
-                                       held_out_noise, plan_noise)
+from napari_specdip.core.noise import (WHITE_NOISE_PATCH, CameraEstimate, NoiseFit,
+                                       check_camera_units, check_noise_estimable,
+                                       estimate_white_noise_variance, held_out_noise,
+                                       plan_noise)
 from napari_specdip.core.operators import Downsampling, Identity, Inpainting, Operator
 from napari_specdip.core.params import (AUTO_TILE, AUTO_TILE_FROM, PAPER_DEPTH,
                                         RestoreParameters, auto_depth, ignored_option)
@@ -60,6 +61,8 @@ class RestoreJob:
     keep_state: bool = False
     # deblocking with the auto stop: the JPEG's quantisation, read from the input
     jpeg: JpegEstimate | None = None
+    # a slice of a stack: the camera values estimated over the whole stack
+    noise_camera: CameraEstimate | None = None
 
     @property
     def scale(self) -> int:
@@ -120,7 +123,7 @@ def plan_restore(image: Any, task: str = "denoise", *, mask: Any = None, factor:
                  interrupt: Interrupt | None = None, alpha: bool | None = None,
                  check_memory: bool = True,
                  warm_start: Mapping[str, torch.Tensor] | None = None, keep_state: bool = False,
-                 **options: Any) -> RestoreJob:
+                 noise_camera: CameraEstimate | None = None, **options: Any) -> RestoreJob:
     """Check the input and options and snapshot them into a :class:`RestoreJob`.
 
     Takes the same arguments as :func:`iter_restore`; raises ``ValueError`` (or
@@ -226,7 +229,10 @@ def plan_restore(image: Any, task: str = "denoise", *, mask: Any = None, factor:
     low, high = intensity_range(values, dtype, known)
     check_camera_units(params, low, high)
     observation = np.clip((values - low) / (high - low), 0.0, 1.0)
-    if params.noise != "gaussian":
+    if noise_camera is not None and not isinstance(noise_camera, CameraEstimate):
+        raise TypeError("noise_camera must be a CameraEstimate (from estimate_camera), got "
+                        f"{type(noise_camera).__name__}")
+    if params.noise != "gaussian" and noise_camera is None:
         check_noise_estimable(params, observation, known)
     layout = Layout(shape=np.shape(image), channel_axis=axis, dtype=dtype, low=low, high=high,
                     alpha=alpha_plane)
@@ -265,7 +271,8 @@ def plan_restore(image: Any, task: str = "denoise", *, mask: Any = None, factor:
         jpeg = estimate_jpeg(values[..., 0] if values.shape[2] == 1 else values)
     job = RestoreJob(observation=observation, known=known, reference=ref, layout=layout,
                      params=params, output_dtype=out_dtype, interrupt=interrupt,
-                     warm_start=warm_start, keep_state=bool(keep_state), jpeg=jpeg)
+                     warm_start=warm_start, keep_state=bool(keep_state), jpeg=jpeg,
+                     noise_camera=noise_camera if params.noise != "gaussian" else None)
     tiles = job.tiles
     if len(tiles) > 1 and (warm_start is not None or keep_state):
         raise ValueError(f"this image is fitted as {len(tiles)} tiles, each by its own "
@@ -370,7 +377,8 @@ def iter_restore(image: Any, task: str = "denoise", *, mask: Any = None, factor:
                  interrupt: Interrupt | None = None, alpha: bool | None = None,
                  check_memory: bool = True,
                  warm_start: Mapping[str, torch.Tensor] | None = None,
-                 keep_state: bool = False) -> RestoreGenerator:
+                 keep_state: bool = False,
+                 noise_camera: CameraEstimate | None = None) -> RestoreGenerator:
     """Restore ``image`` step by step: a generator of reports that returns the result.
 
     Input errors are raised at the call, before the generator starts. Closing the
@@ -448,6 +456,12 @@ def iter_restore(image: Any, task: str = "denoise", *, mask: Any = None, factor:
     keep_state : bool
         Put the network weights (on the CPU) in ``result.state``: those of the
         iteration the result holds when a stop rule kept one, else the last.
+    noise_camera : CameraEstimate, optional
+        ``noise="poisson-gaussian"``: the camera values estimated over the stack this
+        image is a slice of (:func:`~napari_specdip.core.noise.estimate_camera`),
+        used for those of ``noise_gain``, ``noise_read_sigma`` and ``noise_offset``
+        that are None instead of an estimate from this image alone; the record
+        says so (``noise_model["estimated_over"]``).
 
     Returns
     -------
@@ -468,7 +482,8 @@ def iter_restore(image: Any, task: str = "denoise", *, mask: Any = None, factor:
         image, task, mask=mask, factor=factor, channel_axis=channel_axis, reference=reference,
         parameters=parameters, output_dtype=output_dtype, interrupt=interrupt, preset=preset,
         alpha=alpha, check_memory=check_memory, warm_start=warm_start, keep_state=keep_state,
-        max_iterations=max_iterations, stop=stop, seed=seed, device=device, width=width,
+        noise_camera=noise_camera, max_iterations=max_iterations, stop=stop, seed=seed,
+        device=device, width=width,
         depth=depth, lipschitz=lipschitz, upsampler=upsampler, sigmas=sigmas,
         learning_rate=learning_rate, network=network, output=output, gain=gain, holdout=holdout,
         input_jitter=input_jitter, preview_every=preview_every, signal_every=signal_every,
@@ -1374,7 +1389,7 @@ def _plan_noise(job: RestoreJob) -> NoiseFit | None:
         return None
     return plan_noise(job.observation, job.known, low=job.layout.low, high=job.layout.high,
                       gain=p.noise_gain, read_sigma=p.noise_read_sigma, offset=p.noise_offset,
-                      fit=p.noise_fit)
+                      fit=p.noise_fit, camera=job.noise_camera)
 
 
 def _composite(job: RestoreJob, out: torch.Tensor, crop: tuple[slice, slice],

@@ -680,30 +680,165 @@ class NoiseFit:
         return float(self.record["mean_variance"]) / variance
 
 
-def plan_noise(observation: Array, known: npt.NDArray[np.bool_] | None, *, low: float,
-               high: float, gain: float | None, read_sigma: float | None,
-               offset: float | None, fit: str) -> NoiseFit:
-    """The noise model of a run: the camera values given (input units), the rest
-    estimated from the [0, 1] ``observation``; and how it enters the fit."""
+def _fit_camera(observation: Array, known: npt.NDArray[np.bool_] | None, *, low: float,
+                high: float, gain: float | None, read_sigma: float | None,
+                offset: float | None) -> tuple[PoissonGaussian, int, str]:
+    """The model on the [0, 1] scale ``low..high`` of ``observation`` from the camera
+    values given (input units) and the rest estimated: (model, samples, black_from)."""
     span = high - low
     a_given = None if gain is None else gain / span
     black_given = None if offset is None else (offset - low) / span
-    samples, black_from = 0, "given"
     if gain is not None and read_sigma is not None and offset is not None:
         model = PoissonGaussian.from_camera(gain=gain, read_sigma=read_sigma, offset=offset,
                                             low=low, high=high)
+        return model, 0, "given"
+    found = estimate_poisson_gaussian(observation, known, gain=a_given, black=black_given)
+    model = found.model
+    if read_sigma is not None:
+        b = (read_sigma / span) ** 2 - model.a * model.black
+        if a_given is None:  # the slope that goes with the given read noise
+            refit = estimate_poisson_gaussian(observation, known, intercept=b,
+                                              black=model.black)
+            model = PoissonGaussian(a=refit.model.a, b=(read_sigma / span) ** 2
+                                    - refit.model.a * model.black, black=model.black)
+        else:
+            model = PoissonGaussian(a=model.a, b=b, black=model.black)
+    return model, found.samples, found.black_from
+
+
+#: A stack's camera values are estimated from at most this many of its values, read
+#: from evenly spaced slices: twice what the estimator samples of one image.
+STACK_SAMPLED_VALUES = 1 << 23
+
+
+@dataclass(frozen=True)
+class CameraEstimate:
+    """Camera values in input units, estimated once over the slices of a stack.
+
+    A stack's slices come from one camera, so they share its gain, read noise and
+    offset; estimated slice by slice, small slices scatter. Build it with
+    :func:`estimate_camera` and hand it to each slice's run (``noise_camera=``).
+    """
+
+    gain: float
+    read_sigma: float
+    offset: float
+    black_from: str  # one of BLACK_METHODS
+    samples: int  # noise samples the fit used
+    slices: int  # slices they came from
+    of: int  # slices in the stack
+
+    def record(self) -> dict[str, int]:
+        """What the run record keeps of where the values came from."""
+        return {"slices": self.slices, "of": self.of, "samples": self.samples}
+
+
+class LazySlices(Sequence[Any]):
+    """``count`` slices of a stack, slice ``i`` read by ``read(i)`` only when asked for:
+    :func:`estimate_camera` reads a few of a long (or lazy) stack."""
+
+    def __init__(self, count: int, read: Callable[[int], Any]) -> None:
+        self._count, self._read = count, read
+
+    def __len__(self) -> int:
+        return self._count
+
+    def __getitem__(self, i: Any) -> Any:
+        if isinstance(i, slice):
+            return [self._read(k) for k in range(*i.indices(self._count))]
+        if not -self._count <= i < self._count:
+            raise IndexError(i)
+        return self._read(i % self._count)
+
+
+def estimate_camera(slices: Sequence[Any], *, channel_axis: int | None = None,
+                    known: npt.ArrayLike | None = None, gain: float | None = None,
+                    read_sigma: float | None = None, offset: float | None = None
+                    ) -> CameraEstimate:
+    """Estimate a stack's camera values (input units) from its slices together.
+
+    Parameters
+    ----------
+    slices : sequence of array_like
+        The stack's images (2D, or with ``channel_axis``), all of one shape. Only the
+        evenly spaced slices that hold up to :data:`STACK_SAMPLED_VALUES` values
+        between them are read (lazy arrays too).
+    channel_axis : int, optional
+        Axis of each slice's channels (pooled: one camera).
+    known : array_like of bool, optional
+        (H, W), False on pixels to ignore in every slice (inpainting's mask).
+    gain, read_sigma, offset : float, optional
+        The camera values that are known; the others are estimated.
+
+    Returns
+    -------
+    CameraEstimate
+
+    Raises
+    ------
+    ValueError
+        When the slices differ in shape or hold too few usable pixels between them.
+
+    Examples
+    --------
+    >>> rng = np.random.default_rng(0)
+    >>> clean = np.tile(np.linspace(0.05, 1.0, 64), (64, 1))
+    >>> stack = [100 + 2.0 * (rng.poisson(clean * 40) + rng.normal(0, 3, clean.shape))
+    ...          for _ in range(8)]
+    >>> camera = estimate_camera(stack)
+    >>> camera.slices, round(camera.gain, 1)
+    (8, 2.0)
+    """
+    from napari_specdip.core.imaging import as_hwc
+
+    count = len(slices)
+    if count == 0:
+        raise ValueError("no slices to estimate the camera values from")
+    per_slice = max(1, int(np.prod(np.shape(slices[0]), dtype=np.int64)))
+    take = int(np.clip(STACK_SAMPLED_VALUES // per_slice, 1, count))
+    picks = [int(i) for i in np.unique(np.linspace(0, count - 1, take).round())]
+    planes: list[Array] = []
+    for i in picks:
+        values, _ = as_hwc(np.asarray(slices[i]), channel_axis=channel_axis)
+        if planes and values.shape != planes[0].shape:
+            raise ValueError(f"slice {i} has shape {values.shape}, slice {picks[0]} "
+                             f"{planes[0].shape} (channels last): a stack's slices share one")
+        planes.append(np.asarray(values, dtype=np.float64))
+    data = np.concatenate(planes, axis=2)  # (H, W, slices x channels): channels pool
+    mask = None if known is None else np.asarray(known, bool)
+    seen = data if mask is None else data[mask]
+    finite = seen[np.isfinite(seen)]
+    if finite.size == 0 or float(finite.min()) == float(finite.max()):
+        raise ValueError("the slices are constant: there is no noise to estimate the camera "
+                         "values from")
+    low, high = float(finite.min()), float(finite.max())
+    observation = np.clip((data - low) / (high - low), 0.0, 1.0)
+    model, samples, black_from = _fit_camera(observation, mask, low=low, high=high, gain=gain,
+                                             read_sigma=read_sigma, offset=offset)
+    camera = model.to_camera(low=low, high=high)
+    return CameraEstimate(gain=camera["gain"], read_sigma=camera["read_sigma"],
+                          offset=camera["offset"], black_from=black_from, samples=samples,
+                          slices=len(picks), of=count)
+
+
+def plan_noise(observation: Array, known: npt.NDArray[np.bool_] | None, *, low: float,
+               high: float, gain: float | None, read_sigma: float | None,
+               offset: float | None, fit: str, camera: CameraEstimate | None = None
+               ) -> NoiseFit:
+    """The noise model of a run: the camera values given (input units), the others
+    taken from ``camera`` (estimated over the stack the image belongs to) or else
+    estimated from the [0, 1] ``observation``; and how it enters the fit."""
+    if camera is None:
+        model, samples, black_from = _fit_camera(observation, known, low=low, high=high,
+                                                 gain=gain, read_sigma=read_sigma,
+                                                 offset=offset)
     else:
-        found = estimate_poisson_gaussian(observation, known, gain=a_given, black=black_given)
-        model, samples, black_from = found.model, found.samples, found.black_from
-        if read_sigma is not None:
-            b = (read_sigma / span) ** 2 - model.a * model.black
-            if a_given is None:  # the slope that goes with the given read noise
-                refit = estimate_poisson_gaussian(observation, known, intercept=b,
-                                                  black=model.black)
-                model = PoissonGaussian(a=refit.model.a, b=(read_sigma / span) ** 2
-                                        - refit.model.a * model.black, black=model.black)
-            else:
-                model = PoissonGaussian(a=model.a, b=b, black=model.black)
+        model = PoissonGaussian.from_camera(
+            gain=camera.gain if gain is None else gain,
+            read_sigma=camera.read_sigma if read_sigma is None else read_sigma,
+            offset=camera.offset if offset is None else offset, low=low, high=high)
+        samples = camera.samples
+        black_from = "given" if offset is not None else camera.black_from
     values = observation if known is None else observation[np.asarray(known, bool)]
     record = describe(model, low=low, high=high, given={
         "gain": gain is not None, "read_sigma": read_sigma is not None,
@@ -711,6 +846,9 @@ def plan_noise(observation: Array, known: npt.NDArray[np.bool_] | None, *, low: 
     record["fit"] = fit
     record["samples"] = samples
     record["offset_from"] = black_from  # how the black level was found (BLACK_METHODS)
+    if camera is not None and not (gain is not None and read_sigma is not None
+                                   and offset is not None):
+        record["estimated_over"] = camera.record()
     record["mean_variance"] = float(np.mean(model.variance(values)))
     record["peak_photons"] = float(np.max(model.photons(values)))
     domain = None
