@@ -370,6 +370,8 @@ def test_each_slice_runs_with_the_stack_camera_and_says_so() -> None:
     with pytest.raises(TypeError, match="CameraEstimate"):
         restore(stack[1], noise="poisson-gaussian", noise_camera={"gain": 3.0},
                 max_iterations=3, **FAST)
+    with pytest.raises(ValueError, match="only makes sense with noise='poisson-gaussian'"):
+        restore(stack[1], noise_camera=camera, max_iterations=3, **FAST)
     assert isinstance(camera, CameraEstimate)
 
 

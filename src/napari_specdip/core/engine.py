@@ -232,6 +232,9 @@ def plan_restore(image: Any, task: str = "denoise", *, mask: Any = None, factor:
     if noise_camera is not None and not isinstance(noise_camera, CameraEstimate):
         raise TypeError("noise_camera must be a CameraEstimate (from estimate_camera), got "
                         f"{type(noise_camera).__name__}")
+    if noise_camera is not None and params.noise != "poisson-gaussian":
+        raise ValueError(f"noise_camera= only makes sense with noise='poisson-gaussian', not "
+                         f"{params.noise!r}; leave it out or pass noise='poisson-gaussian'")
     if params.noise != "gaussian" and noise_camera is None:
         check_noise_estimable(params, observation, known)
     layout = Layout(shape=np.shape(image), channel_axis=axis, dtype=dtype, low=low, high=high,
@@ -272,7 +275,7 @@ def plan_restore(image: Any, task: str = "denoise", *, mask: Any = None, factor:
     job = RestoreJob(observation=observation, known=known, reference=ref, layout=layout,
                      params=params, output_dtype=out_dtype, interrupt=interrupt,
                      warm_start=warm_start, keep_state=bool(keep_state), jpeg=jpeg,
-                     noise_camera=noise_camera if params.noise != "gaussian" else None)
+                     noise_camera=noise_camera)
     tiles = job.tiles
     if len(tiles) > 1 and (warm_start is not None or keep_state):
         raise ValueError(f"this image is fitted as {len(tiles)} tiles, each by its own "
