@@ -470,7 +470,9 @@ def test_a_multi_series_mask_gives_the_same_series(tmp_path: Path) -> None:
     assert meta["series"] == 1 and meta["mask_sha256"] == mask_digest(masks[1])
 
 
-def test_a_stack_with_camera_noise_shares_one_estimate(tmp_path: Path) -> None:
+def test_a_stack_with_camera_noise_shares_one_estimate(tmp_path: Path,
+                                                       capsys: pytest.CaptureFixture[str]
+                                                       ) -> None:
     from napari_specdip.cli.main import main
 
     src = tmp_path / "z.tif"
@@ -488,6 +490,13 @@ def test_a_stack_with_camera_noise_shares_one_estimate(tmp_path: Path) -> None:
     assert models[0]["source"] == {"gain": "estimated", "read_sigma": "estimated",
                                    "offset": "given"}
     assert models[0]["gain"] == pytest.approx(3.0, rel=0.3)
+    # said before the first slice runs, with the values the sidecar then records
+    assert main(["restore", str(src), "-o", str(out), *FAST, "--max-iterations", "2",
+                 "--noise", "poisson-gaussian", "--noise-offset", "100", "--overwrite"]) == 0
+    said = capsys.readouterr().err
+    assert ("camera values for every slice (estimated over 4 slices, where not given): "
+            f"gain {models[0]['gain']:.4g}, read noise {models[0]['read_sigma']:.4g}, "
+            "offset 100") in said
     # inpainting masks that differ by slice: each slice is estimated on its own
     mask = np.zeros((4, 48, 48), np.uint8)
     for k in range(4):

@@ -664,8 +664,15 @@ def describe_job_estimate(job: FileJob, est: Any) -> str:
     """:func:`describe_estimate` of a file: its restored slices, options and size."""
     slices = sum(1 for item in job.slices() if job.copy_reason(item) is None)
     h, w = job.layout.spatial_shape
-    return describe_estimate(est, slices, params=job.params, size=(h * job.scale, w * job.scale),
+    text = describe_estimate(est, slices, params=job.params, size=(h * job.scale, w * job.scale),
                              threads=job.options.get("num_threads"))
+    camera = job.noise_camera
+    if camera is not None:  # the values every slice will run with, before the first
+        over = f"{camera.slices} of {camera.of}" if camera.slices < camera.of else camera.of
+        text += (f"\n  camera values for every slice (estimated over {over} slices, where "
+                 f"not given): gain {camera.gain:.4g}, read noise {camera.read_sigma:.4g}, "
+                 f"offset {camera.offset:.5g}")
+    return text
 
 
 #: ``stop_reason`` of a slice an interrupted run did not reach (copied unrestored)
