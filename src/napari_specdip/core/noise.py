@@ -707,8 +707,10 @@ def _fit_camera(observation: Array, known: npt.NDArray[np.bool_] | None, *, low:
 
 
 #: A stack's camera values are estimated from at most this many of its values, read
-#: from evenly spaced slices: twice what the estimator samples of one image.
-STACK_SAMPLED_VALUES = 1 << 23
+#: from evenly spaced slices: what the estimator samples of one large image. 40 slices
+#: of 512 px: 16 of them, 5 s and about 0.7 GB (twice this: 11 s and 1.3 GB, values
+#: within 2%).
+STACK_SAMPLED_VALUES = 1 << 22
 
 
 @dataclass(frozen=True)
