@@ -331,6 +331,13 @@ def test_given_camera_values_stay_in_a_stack_estimate() -> None:
     assert camera.read_sigma == pytest.approx(6.0, rel=0.25)
 
 
+def test_a_blank_slice_adds_no_noise_samples() -> None:
+    stack = stack_of(4, 48)
+    with_blank = estimate_camera([np.zeros_like(stack[0]), *stack])
+    assert (with_blank.slices, with_blank.of) == (4, 5)
+    assert with_blank.gain == pytest.approx(estimate_camera(stack).gain, rel=1e-9)
+
+
 def test_bad_stacks_are_refused_by_the_estimate() -> None:
     stack = stack_of(3, 48)
     with pytest.raises(ValueError, match="share one"):

@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from napari_specdip import samples
+from napari_specdip import restore, samples
 
 pytestmark = pytest.mark.gui
 
@@ -284,6 +284,39 @@ def test_a_stack_shares_one_camera_estimate(viewer: Any, open_widget: Any,
                for m in models)
     assert all(m["gain"] == pytest.approx(models[0]["gain"], rel=1e-9) for m in models)
     assert "(estimated once over its 4 slices, for every slice)" in widget.noise_note.value
+
+
+def test_a_part_of_a_layer_takes_the_camera_of_the_whole(viewer: Any, open_widget: Any,
+                                                         wait_for_run: Any) -> None:
+    """A region preview (48 px of a 256 px microscopy image) and one slice of a stack
+    run with the camera values of the whole layer: a 48 px crop alone gives a gain of
+    a third of the truth."""
+    sample = samples.noisy_microscopy(256)
+    image = viewer.add_image(sample.image, name="cells")
+    widget = open_widget(task="denoise", iterations=2, stop="none", noise="poisson-gaussian")
+    widget.image.value = image
+    shapes = viewer.add_shapes([np.array([[20.0, 20.0], [67.0, 67.0]])],
+                               shape_type="rectangle", name="roi")
+    widget.region.reset_choices()
+    widget.region.value = shapes
+    assert widget.start_region_preview() is not None, widget.last_error
+    wait_for_run(widget)
+    used = widget.session.output.metadata["specdip"]["noise_model"]
+    assert used["estimated_over"]["of"] == 1
+    whole = restore(sample.image, noise="poisson-gaussian", max_iterations=1, width=8,
+                    stop="none").parameters["noise_model"]
+    assert used["gain"] == pytest.approx(whole["gain"], rel=1e-6)
+    assert used["offset"] == pytest.approx(whole["offset"], rel=1e-6)
+    assert "(estimated over the whole image)" in widget.noise_note.value
+    # one slice of a stack: the camera values of every slice
+    stack = viewer.add_image(np.stack([sample.image, sample.image[::-1]]), name="two")
+    widget.image.value = stack
+    widget.stack.value = "current"
+    widget.region.value = None
+    widget.start()
+    wait_for_run(widget)
+    used = widget.last_output.metadata["specdip"]["noise_model"]
+    assert used["estimated_over"] == {"slices": 2, "of": 2, "samples": used["samples"]}
 
 
 def test_gaussian_noise_sigma_is_shown_estimated_and_can_be_given(

@@ -474,6 +474,9 @@ class LazyJob:
     index: tuple[int, ...]
     plan: Callable[[npt.NDArray[Any]], RestoreJob]
     reference: npt.NDArray[Any] | None = None
+    #: a part of a layer (a region, one slice) with Poisson-Gaussian noise: the whole
+    #: layer, over which its camera values are estimated (its own pixels are too few)
+    camera_from: CameraSource | None = None
 
     def make(self) -> RestoreJob:
         return self.plan(np.asarray(self.source[self.index]))
@@ -496,6 +499,7 @@ class StackSlice:
     mask: npt.NDArray[np.bool_] | None = None
     factor: int = 1
     reference: npt.NDArray[Any] | None = None
+    camera_from: CameraSource | None = None
 
     def check(self) -> CopiedPlane | LazyJob:
         """Read the slice: a copy of it where there is nothing to restore, else a job
@@ -504,13 +508,17 @@ class StackSlice:
         reason = copy_reason(data, self.mask)
         if reason is not None:
             return CopiedPlane(data, factor=self.factor, reason=reason)
-        try:
-            self.plan(data)  # refuses a bad slice now, before any work
+        try:  # refuses a bad slice now, before any work
+            if self.camera_from is None:
+                self.plan(data)
+            else:  # its camera values come from the whole layer, estimated on the worker
+                plan: Any = self.plan
+                plan(data, noise_camera=checking_camera())
         except ValueError as exc:
             raise ValueError(f"{self.where}{exc}") from exc
         # planned again at its turn: a planned slice holds float64 copies, which for
         # every slice at once could outgrow the memory the stack itself takes
-        return LazyJob(self.source, self.index, self.plan, self.reference)
+        return LazyJob(self.source, self.index, self.plan, self.reference, self.camera_from)
 
 
 #: what a run's plan holds for each plane once its slices are checked
@@ -544,6 +552,64 @@ def check_slices(jobs: Sequence[Job], name: str
     return checked
 
 
+def checking_camera() -> Any:
+    """Stand-in camera values for checking a job on the main thread whose values come
+    from its whole layer, estimated later on the worker (they enter no check)."""
+    from napari_specdip.core.noise import CameraEstimate
+
+    return CameraEstimate(gain=1.0, read_sigma=1.0, offset=0.0, black_from="given",
+                          samples=0, slices=0, of=0)
+
+
+@dataclass(frozen=True)
+class CameraSource:
+    """The planes a camera estimate reads: every plane of a layer, read when asked
+    for, with its channel axis and the pixels to ignore (an inpainting mask's)."""
+
+    planes: Sequence[Any]
+    channel_axis: int | None = None
+    known: npt.NDArray[np.bool_] | None = None
+
+    @classmethod
+    def of_layer(cls, info: ImageInfo, mask: npt.NDArray[np.bool_] | None) -> CameraSource:
+        from napari_specdip.core.noise import LazySlices
+
+        shape = info.leading_shape
+        planes = LazySlices(int(np.prod(shape, dtype=np.int64)),
+                            lambda k: info.data[np.unravel_index(k, shape)] if shape
+                            else info.data)
+        return cls(planes, -1 if info.rgb else None, None if mask is None else ~mask)
+
+
+def wants_layer_camera(params: RestoreParameters) -> bool:
+    """Whether a run estimates Poisson-Gaussian camera values (some are not given)."""
+    return params.noise == "poisson-gaussian" and None in (
+        params.noise_gain, params.noise_read_sigma, params.noise_offset)
+
+
+def with_camera(checked: list[Checked]) -> list[Checked]:
+    """Hand one camera estimate to every run of a plan: a part of a layer (a region
+    preview, one slice of a stack) gets the values of the whole layer, and a stack's
+    slices the values estimated once over them (:func:`with_stack_camera`)."""
+    from napari_specdip.core.noise import estimate_camera
+
+    done: list[Checked] = []
+    for job in checked:
+        if not isinstance(job, LazyJob) or job.camera_from is None:
+            done.append(job)
+            continue
+        source = job.camera_from
+        plan: Any = job.plan
+        params = plan.keywords["parameters"]
+        camera = estimate_camera(source.planes, channel_axis=source.channel_axis,
+                                 known=source.known, gain=params.noise_gain,
+                                 read_sigma=params.noise_read_sigma,
+                                 offset=params.noise_offset)
+        done.append(LazyJob(job.source, job.index, functools.partial(plan, noise_camera=camera),
+                            job.reference))
+    return with_stack_camera(done)
+
+
 def with_stack_camera(checked: list[Checked]) -> list[Checked]:
     """A stack's slices with Poisson-Gaussian noise share one camera: estimate the
     camera values not given once over the slices to restore (reading a few of them
@@ -551,12 +617,12 @@ def with_stack_camera(checked: list[Checked]) -> list[Checked]:
     Gaussian noise, or inpainting masks that differ by slice (ValueError when the
     slices hold too little to estimate from)."""
     lazy = [j for j in checked if isinstance(j, LazyJob)]
-    if len(lazy) < 2 or not all(isinstance(j.plan, functools.partial) for j in lazy):
+    if len(lazy) < 2 or not all(isinstance(j.plan, functools.partial)
+                                and "noise_camera" not in j.plan.keywords for j in lazy):
         return checked
     keywords = lazy[0].plan.keywords  # type: ignore[attr-defined]
     params = keywords.get("parameters")
-    if (params is None or params.noise != "poisson-gaussian"
-            or None not in (params.noise_gain, params.noise_read_sigma, params.noise_offset)):
+    if params is None or not wants_layer_camera(params):
         return checked
     mask = keywords.get("mask")
     if any(j.plan.keywords.get("mask") is not mask for j in lazy):  # type: ignore[attr-defined]

@@ -79,7 +79,7 @@ def run_jobs(jobs: Sequence[_planning.Job], interrupt: Interrupt,
         if interrupt.requested.is_set():  # stopped while checking
             return results
         yield -1, progress
-    checked = _planning.with_stack_camera(checked)
+    checked = _planning.with_camera(checked)
     handed: dict[str, Any] | None = None  # the last fit's weights (over constant slices too)
     for k, job in enumerate(checked):
         if k and interrupt.requested.is_set():

@@ -760,10 +760,11 @@ class RestoreWidget(Container[Widget]):
                                for key, word in _CAMERA_WORDS)
             lines.append(f"last run used: {values}")
             over = used.get("estimated_over")
-            if isinstance(over, dict):  # a stack: one camera, estimated once for every slice
+            if isinstance(over, dict):  # one camera: estimated over the whole layer
                 shown = (f"{over.get('slices')} of its {over.get('of')}"
                          if over.get("slices") != over.get("of") else f"its {over.get('of')}")
-                lines.append(f"(estimated once over {shown} slices, for every slice)")
+                lines.append("(estimated over the whole image)" if over.get("of") == 1
+                             else f"(estimated once over {shown} slices, for every slice)")
             offset_from = used.get("offset_from", "darkest level")
             if "given" not in (source.get("read_sigma"), source.get("offset")):
                 if offset_from == "darkest level":
@@ -1043,6 +1044,12 @@ class RestoreWidget(Container[Widget]):
         if self.reference.value is not None:
             reference = _planning.reference_array(self.reference.value, info, scale)
         full = info
+        # a part of the layer (a region, one slice of a stack) takes the camera values of
+        # the whole layer: its own few pixels would give others than the whole run's
+        camera_from = None
+        part = region is not None or (info.n_leading > 0 and self.stack.value == _planning.CURRENT)
+        if part and _planning.wants_layer_camera(params) and (mask is None or mask.ndim == 2):
+            camera_from = _planning.CameraSource.of_layer(full, mask)
         if region is not None:
             info = _planning.crop_info(full, region, current)
             lead = tuple(slice(i, i + 1) for i in current)
@@ -1082,13 +1089,18 @@ class RestoreWidget(Container[Widget]):
                 # read and checked by the worker before it restores any slice (the
                 # first one here, so that a setting no slice can take is refused now)
                 pending = _planning.StackSlice(info.data, plane.source, job, where, plane_mask,
-                                               factor, plane_ref)
+                                               factor, plane_ref, camera_from)
                 jobs.append(pending.check() if k == 0 else pending)
                 continue
             try:
-                jobs.append(job(np.asarray(info.data[plane.source])))
+                data = np.asarray(info.data[plane.source])
+                if camera_from is None:
+                    jobs.append(job(data))
+                    continue
+                job(data, noise_camera=_planning.checking_camera())  # the rest checked now
             except ValueError as exc:
                 raise ValueError(f"{where}{exc}") from exc
+            jobs.append(_planning.LazyJob(data, (), job, plane_ref, camera_from))
         if len(jobs) == 1:
             _planning.refuse_if_all_copied(jobs, info.name)  # a constant slice alone: now
         label = dict(_planning.stack_choices(full)) if full.n_leading else {}

@@ -805,7 +805,11 @@ def estimate_camera(slices: Sequence[Any], *, channel_axis: int | None = None,
         if planes and values.shape != planes[0].shape:
             raise ValueError(f"slice {i} has shape {values.shape}, slice {picks[0]} "
                              f"{planes[0].shape} (channels last): a stack's slices share one")
-        planes.append(np.asarray(values, dtype=np.float64))
+        if np.ptp(values) > 0:  # a constant slice (a blank plane) holds no noise to measure
+            planes.append(np.asarray(values, dtype=np.float64))
+    if not planes:
+        raise ValueError("the slices are constant: there is no noise to estimate the camera "
+                         "values from")
     data = np.concatenate(planes, axis=2)  # (H, W, slices x channels): channels pool
     mask = None if known is None else np.asarray(known, bool)
     seen = data if mask is None else data[mask]
@@ -820,7 +824,7 @@ def estimate_camera(slices: Sequence[Any], *, channel_axis: int | None = None,
     camera = model.to_camera(low=low, high=high)
     return CameraEstimate(gain=camera["gain"], read_sigma=camera["read_sigma"],
                           offset=camera["offset"], black_from=black_from, samples=samples,
-                          slices=len(picks), of=count)
+                          slices=len(planes), of=count)
 
 
 def plan_noise(observation: Array, known: npt.NDArray[np.bool_] | None, *, low: float,
