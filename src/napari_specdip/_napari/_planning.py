@@ -578,7 +578,8 @@ class CameraSource:
         planes = LazySlices(int(np.prod(shape, dtype=np.int64)),
                             lambda k: info.data[np.unravel_index(k, shape)] if shape
                             else info.data)
-        return cls(planes, -1 if info.rgb else None, None if mask is None else ~mask)
+        return cls(planes, -1 if info.rgb else None,
+                   None if mask is None else ~np.asarray(mask, bool))
 
 
 def wants_layer_camera(params: RestoreParameters) -> bool:
