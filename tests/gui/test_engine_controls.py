@@ -287,7 +287,9 @@ def test_a_stack_shares_one_camera_estimate(viewer: Any, open_widget: Any,
 
 
 def test_a_part_of_a_layer_takes_the_camera_of_the_whole(viewer: Any, open_widget: Any,
-                                                         wait_for_run: Any) -> None:
+                                                         wait_for_run: Any,
+                                                         monkeypatch: pytest.MonkeyPatch
+                                                         ) -> None:
     """A region preview (48 px of a 256 px microscopy image) and one slice of a stack
     run with the camera values of the whole layer: a 48 px crop alone gives a gain of
     a third of the truth."""
@@ -308,6 +310,18 @@ def test_a_part_of_a_layer_takes_the_camera_of_the_whole(viewer: Any, open_widge
     assert used["gain"] == pytest.approx(whole["gain"], rel=1e-6)
     assert used["offset"] == pytest.approx(whole["offset"], rel=1e-6)
     assert "(estimated over the whole image)" in widget.noise_note.value
+    # the next preview of the same layer reads it no more: its estimate is kept
+    import napari_specdip.core.noise as noise
+
+    def not_again(*_: Any, **__: Any) -> None:
+        raise AssertionError("the layer's camera values were estimated again")
+
+    with monkeypatch.context() as patched:
+        patched.setattr(noise, "estimate_camera", not_again)
+        assert widget.start_region_preview() is not None, widget.last_error
+        wait_for_run(widget)
+        assert not widget.session.error, widget.session.error
+    assert widget.session.output.metadata["specdip"]["noise_model"]["gain"] == used["gain"]
     # one slice of a stack: the camera values of every slice
     stack = viewer.add_image(np.stack([sample.image, sample.image[::-1]]), name="two")
     widget.image.value = stack
