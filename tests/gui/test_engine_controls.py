@@ -331,6 +331,14 @@ def test_a_part_of_a_layer_takes_the_camera_of_the_whole(viewer: Any, open_widge
     wait_for_run(widget)
     used = widget.last_output.metadata["specdip"]["noise_model"]
     assert used["estimated_over"] == {"slices": 2, "of": 2, "samples": used["samples"]}
+    # and every slice: the same values, not estimated again
+    widget.stack.value = 0
+    with monkeypatch.context() as patched:
+        patched.setattr(noise, "estimate_camera", not_again)
+        widget.start()
+        wait_for_run(widget)
+    models = widget.last_output.metadata["specdip"]["noise_model_per_slice"]
+    assert [m["gain"] for m in models] == [used["gain"]] * 2
 
 
 def test_gaussian_noise_sigma_is_shown_estimated_and_can_be_given(

@@ -630,9 +630,10 @@ def wants_layer_camera(params: RestoreParameters) -> bool:
 
 
 def with_camera(checked: list[Checked]) -> list[Checked]:
-    """Hand one camera estimate to every run of a plan: a part of a layer (a region
-    preview, one slice of a stack) gets the values of the whole layer, and a stack's
-    slices the values estimated once over them (:func:`with_stack_camera`)."""
+    """Hand the camera values of the whole layer (:func:`layer_camera`) to every job
+    of a plan that asks for them: a region preview, one slice or every slice of a
+    stack, with Poisson-Gaussian noise (ValueError when the layer holds too little to
+    estimate them from)."""
     done: list[Checked] = []
     for job in checked:
         if not isinstance(job, LazyJob) or job.camera_from is None:
@@ -642,39 +643,7 @@ def with_camera(checked: list[Checked]) -> list[Checked]:
         camera = layer_camera(job.camera_from, plan.keywords["parameters"])
         done.append(LazyJob(job.source, job.index, functools.partial(plan, noise_camera=camera),
                             job.reference))
-    return with_stack_camera(done)
-
-
-def with_stack_camera(checked: list[Checked]) -> list[Checked]:
-    """A stack's slices with Poisson-Gaussian noise share one camera: estimate the
-    camera values not given once over the slices to restore (reading a few of them
-    again) and hand them to every slice's run. Unchanged for fewer than two slices,
-    Gaussian noise, or inpainting masks that differ by slice (ValueError when the
-    slices hold too little to estimate from)."""
-    lazy = [j for j in checked if isinstance(j, LazyJob)]
-    if len(lazy) < 2 or not all(isinstance(j.plan, functools.partial)
-                                and "noise_camera" not in j.plan.keywords for j in lazy):
-        return checked
-    keywords = lazy[0].plan.keywords  # type: ignore[attr-defined]
-    params = keywords.get("parameters")
-    if params is None or not wants_layer_camera(params):
-        return checked
-    mask = keywords.get("mask")
-    if any(j.plan.keywords.get("mask") is not mask for j in lazy):  # type: ignore[attr-defined]
-        return checked
-    from napari_specdip.core.noise import LazySlices, estimate_camera
-
-    planes = LazySlices(len(lazy), lambda k: lazy[k].source[lazy[k].index])
-    camera = estimate_camera(planes, channel_axis=keywords.get("channel_axis"),
-                             known=None if mask is None else ~np.asarray(mask, bool),
-                             gain=params.noise_gain, read_sigma=params.noise_read_sigma,
-                             offset=params.noise_offset)
-
-    def planned(plan: Any) -> Callable[[npt.NDArray[Any]], RestoreJob]:
-        return functools.partial(plan, noise_camera=camera)
-
-    return [dataclasses.replace(j, plan=planned(j.plan)) if isinstance(j, LazyJob) else j
-            for j in checked]
+    return done
 
 
 def refuse_if_all_copied(jobs: Sequence[Job], name: str) -> None:

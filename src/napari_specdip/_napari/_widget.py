@@ -1044,11 +1044,12 @@ class RestoreWidget(Container[Widget]):
         if self.reference.value is not None:
             reference = _planning.reference_array(self.reference.value, info, scale)
         full = info
-        # a part of the layer (a region, one slice of a stack) takes the camera values of
-        # the whole layer: its own few pixels would give others than the whole run's
+        # a region, a slice or every slice of a stack takes the camera values of the whole
+        # layer (one camera took it): a part's own few pixels would give others, and a
+        # preview, a slice and the whole stack then run with the same values
         camera_from = None
-        part = region is not None or (info.n_leading > 0 and self.stack.value == _planning.CURRENT)
-        if part and _planning.wants_layer_camera(params) and (mask is None or mask.ndim == 2):
+        if ((region is not None or info.n_leading > 0) and _planning.wants_layer_camera(params)
+                and (mask is None or mask.ndim == 2)):
             camera_from = _planning.CameraSource.of_layer(full, mask)
         if region is not None:
             info = _planning.crop_info(full, region, current)
