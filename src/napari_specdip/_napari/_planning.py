@@ -481,6 +481,14 @@ class LazyJob:
     def make(self) -> RestoreJob:
         return self.plan(np.asarray(self.source[self.index]))
 
+    def check(self, data: npt.NDArray[Any]) -> None:
+        """Plan ``data`` (this job's plane, read) to refuse bad settings now; camera
+        values from the whole layer, estimated later on the worker, are stood in for."""
+        plan: Any = self.plan
+        if self.camera_from is not None:
+            plan = functools.partial(plan, noise_camera=checking_camera())
+        plan(data)
+
 
 @dataclass(frozen=True)
 class StackSlice:
@@ -508,17 +516,14 @@ class StackSlice:
         reason = copy_reason(data, self.mask)
         if reason is not None:
             return CopiedPlane(data, factor=self.factor, reason=reason)
-        try:  # refuses a bad slice now, before any work
-            if self.camera_from is None:
-                self.plan(data)
-            else:  # its camera values come from the whole layer, estimated on the worker
-                plan: Any = self.plan
-                plan(data, noise_camera=checking_camera())
-        except ValueError as exc:
-            raise ValueError(f"{self.where}{exc}") from exc
         # planned again at its turn: a planned slice holds float64 copies, which for
         # every slice at once could outgrow the memory the stack itself takes
-        return LazyJob(self.source, self.index, self.plan, self.reference, self.camera_from)
+        job = LazyJob(self.source, self.index, self.plan, self.reference, self.camera_from)
+        try:
+            job.check(data)  # refuses a bad slice now, before any work
+        except ValueError as exc:
+            raise ValueError(f"{self.where}{exc}") from exc
+        return job
 
 
 #: what a run's plan holds for each plane once its slices are checked
@@ -621,12 +626,6 @@ def layer_camera(source: CameraSource, params: RestoreParameters) -> Any:
     _LAYER_CAMERAS.append((refs[0], refs[1], given, camera))
     del _LAYER_CAMERAS[:-_LAYER_CAMERAS_KEPT]
     return camera
-
-
-def wants_layer_camera(params: RestoreParameters) -> bool:
-    """Whether a run estimates Poisson-Gaussian camera values (some are not given)."""
-    return params.noise == "poisson-gaussian" and None in (
-        params.noise_gain, params.noise_read_sigma, params.noise_offset)
 
 
 def with_camera(checked: list[Checked]) -> list[Checked]:

@@ -1048,7 +1048,7 @@ class RestoreWidget(Container[Widget]):
         # layer (one camera took it): a part's own few pixels would give others, and a
         # preview, a slice and the whole stack then run with the same values
         camera_from = None
-        if ((region is not None or info.n_leading > 0) and _planning.wants_layer_camera(params)
+        if ((region is not None or info.n_leading > 0) and params.estimates_camera
                 and (mask is None or mask.ndim == 2)):
             camera_from = _planning.CameraSource.of_layer(full, mask)
         if region is not None:
@@ -1093,15 +1093,16 @@ class RestoreWidget(Container[Widget]):
                                                factor, plane_ref, camera_from)
                 jobs.append(pending.check() if k == 0 else pending)
                 continue
+            data = np.asarray(info.data[plane.source])
             try:
-                data = np.asarray(info.data[plane.source])
                 if camera_from is None:
                     jobs.append(job(data))
                     continue
-                job(data, noise_camera=_planning.checking_camera())  # the rest checked now
+                lazy = _planning.LazyJob(data, (), job, plane_ref, camera_from)
+                lazy.check(data)
             except ValueError as exc:
                 raise ValueError(f"{where}{exc}") from exc
-            jobs.append(_planning.LazyJob(data, (), job, plane_ref, camera_from))
+            jobs.append(lazy)
         if len(jobs) == 1:
             _planning.refuse_if_all_copied(jobs, info.name)  # a constant slice alone: now
         label = dict(_planning.stack_choices(full)) if full.n_leading else {}

@@ -362,9 +362,8 @@ def stack_camera(job: FileJob) -> Any:
     slices it restores (one camera took them all) where any is not given; None for a
     single image, Gaussian noise, or inpainting masks that differ by slice."""
     p = job.params
-    if (p is None or p.noise != "poisson-gaussian" or not job.layout.is_stack
-            or job.mask_canonical is not None or None not in (
-                p.noise_gain, p.noise_read_sigma, p.noise_offset)):
+    if (p is None or not p.estimates_camera or not job.layout.is_stack
+            or job.mask_canonical is not None):
         return None
     from napari_specdip.core.noise import LazySlices, estimate_camera
 

@@ -615,8 +615,7 @@ def check_noise_estimable(params: Any, observation: Array,
                           known: npt.NDArray[np.bool_] | None) -> None:
     """Refuse, before any work, an image with too few usable pixels (size, mask,
     saturated or zero-clipped pixels) to estimate the camera values from."""
-    if params.noise_gain is not None and params.noise_read_sigma is not None \
-            and params.noise_offset is not None:
+    if not params.estimates_camera:
         return
     h, w = observation.shape[:2]
     usable = usable_samples(observation, known, at_least=_MIN_SAMPLES)
@@ -796,15 +795,16 @@ def estimate_camera(slices: Sequence[Any], *, channel_axis: int | None = None,
     count = len(slices)
     if count == 0:
         raise ValueError("no slices to estimate the camera values from")
-    per_slice = max(1, int(np.prod(np.shape(slices[0]), dtype=np.int64)))
-    take = int(np.clip(STACK_SAMPLED_VALUES // per_slice, 1, count))
+    first, _ = as_hwc(np.asarray(slices[0]), channel_axis=channel_axis)  # always picked
+    shape = first.shape
+    take = int(np.clip(STACK_SAMPLED_VALUES // max(1, first.size), 1, count))
     picks = [int(i) for i in np.unique(np.linspace(0, count - 1, take).round())]
     planes: list[Array] = []
     for i in picks:
-        values, _ = as_hwc(np.asarray(slices[i]), channel_axis=channel_axis)
-        if planes and values.shape != planes[0].shape:
-            raise ValueError(f"slice {i} has shape {values.shape}, slice {picks[0]} "
-                             f"{planes[0].shape} (channels last): a stack's slices share one")
+        values = first if i == 0 else as_hwc(np.asarray(slices[i]), channel_axis=channel_axis)[0]
+        if values.shape != shape:
+            raise ValueError(f"slice {i} has shape {values.shape}, slice 0 {shape} (channels "
+                             "last): a stack's slices share one")
         if np.ptp(values) > 0:  # a constant slice (a blank plane) holds no noise to measure
             planes.append(np.asarray(values, dtype=np.float64))
     if not planes:

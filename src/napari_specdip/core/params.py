@@ -460,6 +460,13 @@ class RestoreParameters:
         return self.task == "deblock" and self.stop == "auto"
 
     @property
+    def estimates_camera(self) -> bool:
+        """Whether the run estimates camera values: Poisson-Gaussian noise with the
+        gain, read noise or offset not given."""
+        return self.noise == "poisson-gaussian" and None in (
+            self.noise_gain, self.noise_read_sigma, self.noise_offset)
+
+    @property
     def can_warm_start(self) -> bool:
         """Whether one slice can start from the network the slice before ended with:
         not with a fixed tile (one network per tile); ``tile="auto"`` then fits each
