@@ -28,6 +28,7 @@ FIELDS = {
     "--learning-rate": "learning_rate", "--network": "network", "--result": "output",
     "--signal-every": "signal_every", "--gain": "gain", "--holdout": "holdout",
     "--ensemble": "ensemble", "--noise": "noise", "--noise-fit": "noise_fit",
+    "--refine": "refine",
 }
 
 

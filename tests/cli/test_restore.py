@@ -204,6 +204,12 @@ def test_presets_and_explicit_options(images: dict[str, Path], tmp_path: Path) -
     params = _sidecar(out)["parameters"]
     assert params["holdout"] == 0.2 and params["input_jitter"] == 0.25
     assert quick.input_jitter == 0.1  # the preset's, when not given
+    assert params["refine"] == "wiener" and params["refined"]["method"] == "wiener"
+
+    out = tmp_path / "plain.png"
+    proc = run_cli("restore", images["gray"], "-o", out, "--refine", "none", *FAST)
+    assert proc.returncode == 0, proc.stderr
+    assert _sidecar(out)["parameters"]["refined"] == {"method": "none"}
 
 
 @pytest.mark.parametrize(
@@ -252,6 +258,7 @@ def test_bad_new_options_give_one_line(extra: list[str], needles: list[str],
          ["--noise-sigma", "--task denoise"]),
         (["--noise-fit", "anscombe"], ["--noise-fit", "--noise poisson-gaussian, not gaussian"]),
         (["--noise-offset", "100"], ["--noise-offset", "--noise poisson-gaussian"]),
+        (["--task", "deblock", "--refine", "none"], ["--refine", "--task denoise"]),
     ],
 )
 def test_options_the_task_ignores_are_refused(command: str, extra: list[str],

@@ -527,3 +527,22 @@ def test_a_tiled_run_restores_the_whole_image_tile_by_tile(
     assert charts.title_label.text() == "tile 9 of 9"
     assert list(charts.iterations("loss")) == [1.0, 2.0, 3.0, 4.0]
     assert charts.stop_iteration == 4 and charts.stop_reason == "max_iterations"
+
+
+def test_refine_stage_follows_the_preset_and_shows_for_denoising(viewer: Any) -> None:
+    from napari_specdip._napari._widget import RestoreWidget
+
+    widget = RestoreWidget(viewer)
+    assert widget.refine.value == "wiener" and widget.parameters().refine == "wiener"
+    assert _visible(widget.refine)
+    widget.refine.value = "none"  # the user's choice reaches the run
+    assert widget.parameters().refine == "none"
+    widget.refine.value = "wiener"
+    widget.preset.value = "paper"  # the paper keeps the network's output
+    assert widget.refine.value == "none" and widget.parameters().refine == "none"
+    widget.preset.value = "quick"
+    assert widget.parameters().refine == "wiener"
+    widget.task.value = "inpaint"
+    assert not _visible(widget.refine)
+    widget.refine.value = "none"  # hidden: not passed, so the task never sees it
+    assert widget.parameters().task == "inpaint"

@@ -69,6 +69,13 @@ TOOLTIPS: dict[str, str] = {
     "holdout": ("Share of the observed pixels left out of the fit (0.1 = 10%) and watched "
                 "instead: their error tells when the network starts to reproduce noise. "
                 "The auto stop rule needs it above 0; every pixel is still restored."),
+    "refine": ("Denoising: what follows the fit. wiener (quick and balanced) filters the "
+               "image once more, with the network's output as the pilot of an empirical "
+               "Wiener filter on 8x8 DCT patches (BM3D's second step, without block "
+               "matching; RGB in opponent colours): it brings back detail the stopped fit "
+               "has not reached. none (paper) keeps the network's output. The noise level "
+               "is 'noise sigma' or the one estimated from the image; with "
+               "poisson-gaussian, the camera model's."),
     "input_jitter": ("Noise added to the network's fixed input at every step (its code "
                      "has amplitude 1). The output then averages over nearby inputs: the "
                      "run fits noise more slowly and the auto stop lands nearer the best "

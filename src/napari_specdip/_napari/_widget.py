@@ -57,6 +57,7 @@ from napari_specdip.core.params import (
     NOISE_TASKS,
     OUTPUTS,
     PRESETS,
+    REFINES,
     SR_FACTORS,
     STOP_RULES,
     TASKS,
@@ -83,7 +84,7 @@ _TASK_FIELDS = {
     "learning_rate": "learning_rate", "network": "network", "output": "output",
     "stop_window": "stop_window", "stop_epsilon": "stop_epsilon",
     "signal_every": "signal_every", "holdout": "holdout", "backtrack": "backtrack",
-    "gain": "gain", "tile": "tile", "input_jitter": "input_jitter",
+    "gain": "gain", "tile": "tile", "input_jitter": "input_jitter", "refine": "refine",
 }
 _FIELD_WORDS = {"lipschitz": "λ", "width": "width", "max_iterations": "iterations",
                 "stop": "stop rule", "upsampler": "upsampler", "sigmas": "σ",
@@ -91,7 +92,7 @@ _FIELD_WORDS = {"lipschitz": "λ", "width": "width", "max_iterations": "iteratio
                 "stop_window": "stop window", "stop_epsilon": "stop ε",
                 "signal_every": "signals every", "holdout": "held-out pixels",
                 "backtrack": "backtrack", "gain": "gain", "tile": "tiles",
-                "input_jitter": "input jitter"}
+                "input_jitter": "input jitter", "refine": "refine"}
 #: what to do when the auto rule has no held-out pixels to watch
 AUTO_NEEDS_HOLDOUT = ("The auto stop rule watches held-out pixels, but 'held-out pixels' "
                       "(Advanced) is 0: set it to e.g. 0.1, or choose the stop rule ratio, "
@@ -250,6 +251,7 @@ class RestoreWidget(Container[Widget]):
         self.learning_rate = LineEdit(label="learning rate", tooltip=tip["learning_rate"])
         self.network = ComboBox(label="network", choices=list(NETWORKS), tooltip=tip["network"])
         self.output = ComboBox(label="output", choices=list(OUTPUTS), tooltip=tip["output"])
+        self.refine = ComboBox(label="refine", choices=list(REFINES), tooltip=tip["refine"])
         self.stop_window = SpinBox(label="stop window", min=1, max=100_000,
                                    tooltip=tip["stop_window"])
         self.stop_epsilon = LineEdit(label="stop ε", tooltip=tip["stop_epsilon"])
@@ -264,7 +266,7 @@ class RestoreWidget(Container[Widget]):
                                     step=4, tooltip=tip["tile_overlap"])
         self.advanced = Container(labels=True, widgets=[
             self.upsampler, self.sigmas, self.learning_rate, self.network, self.output,
-            self.stop_window, self.stop_epsilon, self.signal_every, self.holdout,
+            self.refine, self.stop_window, self.stop_epsilon, self.signal_every, self.holdout,
             self.input_jitter, self.backtrack, self.tile_overlap,
         ])
         self.advanced.visible = False
@@ -684,6 +686,7 @@ class RestoreWidget(Container[Widget]):
         self.mask.visible = task == "inpaint"
         self.factor.visible = task == "super-resolve"
         self.gain.visible = task == "enhance"
+        self.refine.visible = task == "denoise"
         self.noise_section.visible = task in NOISE_TASKS
         self._on_noise_model(self.noise.value)
         self._on_upsampler(self.upsampler.value)
@@ -960,6 +963,7 @@ class RestoreWidget(Container[Widget]):
             "learning_rate": self._parse_learning_rate(),
             "network": self.network.value,
             "output": self.output.value,
+            **({"refine": self.refine.value} if task == "denoise" else {}),
             "signal_every": int(self.signal_every.value),
             "holdout": holdout,
             "input_jitter": float(self.input_jitter.value),

@@ -37,6 +37,7 @@ from napari_specdip.core.params import (
     NOISE_MODELS,
     OUTPUTS,
     PRESETS,
+    REFINES,
     SR_FACTORS,
     STOP_RULES,
     TASKS,
@@ -168,6 +169,7 @@ def _add_engine_options(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--holdout", type=_fraction, metavar="F", help=helps["holdout"])
     g.add_argument("--input-jitter", type=_non_negative_float, metavar="S",
                    help=helps["input_jitter"])
+    g.add_argument("--refine", choices=REFINES, help=helps["refine"])
     g.add_argument("--ensemble", type=_positive_int, metavar="K", help=helps["ensemble"])
     g.add_argument("--tile", type=_tile, metavar="N|auto", help=helps["tile"])
     g.add_argument("--tile-overlap", type=_non_negative_int, metavar="P",

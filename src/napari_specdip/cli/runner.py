@@ -73,6 +73,7 @@ ENGINE_OPTIONS = {
     "noise_read_sigma": "noise_read_sigma",
     "noise_offset": "noise_offset",
     "noise_fit": "noise_fit",
+    "refine": "refine",
     "ensemble": "ensemble",
     "tile": "tile",
     "tile_overlap": "tile_overlap",

@@ -29,6 +29,8 @@ from napari_specdip.core.noise import (WHITE_NOISE_PATCH, CameraEstimate, NoiseF
 from napari_specdip.core.operators import Downsampling, Identity, Inpainting, Operator
 from napari_specdip.core.params import (AUTO_TILE, AUTO_TILE_FROM, PAPER_DEPTH,
                                         RestoreParameters, auto_depth, ignored_option)
+from napari_specdip.core.refine import PATCH as REFINE_PATCH
+from napari_specdip.core.refine import wiener_refine
 from napari_specdip.core.results import RestoreResult, StepReport
 from napari_specdip.core.tiling import BlendCanvas, Tile, tile_grid
 from napari_specdip.stopping import PLATEAU_MAX_KEPT, HoldoutRule, make_rules
@@ -375,6 +377,7 @@ def iter_restore(image: Any, task: str = "denoise", *, mask: Any = None, factor:
                  noise_sigma: float | None = None,
                  noise_gain: float | None = None, noise_read_sigma: float | None = None,
                  noise_offset: float | None = None, noise_fit: str | None = None,
+                 refine: str | None = None,
                  ensemble: int | None = None, tile: int | None = None,
                  tile_overlap: int | None = None, output_dtype: Any = None,
                  interrupt: Interrupt | None = None, alpha: bool | None = None,
@@ -421,6 +424,11 @@ def iter_restore(image: Any, task: str = "denoise", *, mask: Any = None, factor:
         (microscopy), with the camera's gain, read noise and offset in the input's
         units, each estimated from the image when None; see
         :class:`~napari_specdip.RestoreParameters`.
+    refine : str, optional
+        Denoising: ``"wiener"`` (the quick and balanced presets) filters the
+        observation once more with the network's output as the pilot of an
+        empirical Wiener filter; ``"none"`` (paper) returns the network's output.
+        See :class:`~napari_specdip.RestoreParameters`.
     noise_sigma : float, optional
         Gaussian noise of a denoising run: its standard deviation in the input's
         units, for the auto stop's estimate of the error (default: estimated from
@@ -493,7 +501,7 @@ def iter_restore(image: Any, task: str = "denoise", *, mask: Any = None, factor:
         num_threads=num_threads,
         noise=noise, noise_sigma=noise_sigma, noise_gain=noise_gain,
         noise_read_sigma=noise_read_sigma, noise_offset=noise_offset, noise_fit=noise_fit,
-        ensemble=ensemble, tile=tile, tile_overlap=tile_overlap,
+        refine=refine, ensemble=ensemble, tile=tile, tile_overlap=tile_overlap,
     )
     return job.run()
 
@@ -894,11 +902,49 @@ def _stop_noise_variance(p: RestoreParameters, obs: npt.NDArray[np.float64],
     lost 1.9 dB on a 5-photon cell (64 px) where the held-out loss did not."""
     if p.task != "denoise" or p.holdout <= 0 or p.noise != "gaussian":
         return None
+    return _white_noise_variance(p, obs, layout)
+
+
+def _white_noise_variance(p: RestoreParameters, obs: npt.NDArray[np.float64],
+                          layout: Layout) -> float | None:
+    """Gaussian noise's variance on the [0, 1] scale: ``noise_sigma`` where given, else
+    estimated from ``obs``; None for images too small to estimate it."""
     if p.noise_sigma is not None:
         return float((p.noise_sigma / (layout.high - layout.low)) ** 2)
     if min(obs.shape[:2]) < WHITE_NOISE_PATCH:
         return None
     return estimate_white_noise_variance(obs)
+
+
+def _refined(job: RestoreJob, output: npt.NDArray[np.float64], noise: NoiseFit | None,
+             stop_noise: float | None, device: torch.device
+             ) -> tuple[npt.NDArray[np.float64], dict[str, Any] | None]:
+    """The denoising result after the ``refine`` stage (the network's ``output`` where
+    there is none) and its record (None: the task has no such stage)."""
+    p = job.params
+    if p.task != "denoise":
+        return output, None
+    if p.refine == "none":
+        return output, {"method": "none"}
+    if job.known is not None and not job.known.all():
+        return output, {"method": "none", "reason": "pixels marked missing"}
+    if noise is not None:
+        model = noise.model
+        floor = max(model.read_variance, 1e-3 * model.a)
+        variance: float | npt.NDArray[np.float64] = np.maximum(
+            model.variance(np.clip(output, 0.0, 1.0)), floor)
+        source = "the camera model at the output"
+    else:
+        found = stop_noise if stop_noise is not None else _white_noise_variance(
+            p, job.observation, job.layout)
+        if found is None:
+            return output, {"method": "none", "reason": "image too small to estimate its noise"}
+        variance = found
+        source = "given" if p.noise_sigma is not None else "estimated from the image"
+    result = np.clip(wiener_refine(job.observation, output, variance, device=device), 0.0, 1.0)
+    return result, {"method": p.refine, "patch": REFINE_PATCH,
+                    "noise_variance": float(np.mean(variance)), "noise_from": source,
+                    "colour": "opponent" if output.shape[2] == 3 else "per channel"}
 
 
 def stop_noise_shares(job: RestoreJob) -> tuple[float, float] | None:
@@ -1203,8 +1249,14 @@ def _fit(job: RestoreJob, device: torch.device, scale: int, start: float,
             if p.output == "best" and best is None:
                 best_iteration = iteration
         final = ensemble_mean(chosen)
-        image = _to_user(job, final, crop, noise)
-        metrics = _metrics_of(job, _composite(job, final, crop, noise))
+        network_output = _composite(job, final, crop, noise)
+        composite, refined = _refined(job, network_output, noise, stop_noise, device)
+        image = job.layout.to_user(composite, dtype=job.output_dtype)
+        metrics = _metrics_of(job, composite)
+        if job.reference is not None and composite is not network_output:
+            from napari_specdip import metrics as quality
+
+            metrics["psnr_unrefined"] = float(quality.psnr(network_output, job.reference))
         uncertainty = None
         if members > 1:
             assert window is not None
@@ -1239,6 +1291,7 @@ def _fit(job: RestoreJob, device: torch.device, scale: int, start: float,
                         "stop_noise_variance": stop_noise,
                         "stop_noise_shares": (None if stop_shares is None
                                               else list(stop_shares)),
+                        **({} if refined is None else {"refined": refined}),
                         **({"deblock_budget": limit, "jpeg": _jpeg_record(job.jpeg)}
                            if p.stops_at_jpeg_budget else {}),
                         **({} if noise is None else {"noise_model": noise.record})},
@@ -1312,6 +1365,8 @@ def _fit_tiled(job: RestoreJob, device: torch.device, scale: int, start: float,
                      "depth": r.parameters["depth"],
                      "stop_noise_variance": r.parameters["stop_noise_variance"],
                      "stop_noise_shares": r.parameters["stop_noise_shares"],
+                     **({"refined": r.parameters["refined"]} if "refined" in r.parameters
+                        else {}),
                      **({"deblock_budget": r.parameters["deblock_budget"]}
                         if "deblock_budget" in r.parameters else {})}
                     for tile, r in zip(tiles, results, strict=False)]

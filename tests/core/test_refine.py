@@ -1,0 +1,150 @@
+"""The Wiener stage after a denoising fit: the filter itself, and the engine's use of it."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from scipy.fft import dctn, idctn
+from skimage import data, img_as_float
+
+from napari_specdip import RestoreParameters, restore
+from napari_specdip.core import refine
+from napari_specdip.core.refine import dct_basis, wiener_refine
+from napari_specdip.samples import add_gaussian_noise, center_crop
+
+FAST = {"width": 8, "depth": 3, "stop": "none", "max_iterations": 30}
+
+
+def _reference_wiener(y: np.ndarray, pilot: np.ndarray, variance: np.ndarray,
+                      patch: int) -> np.ndarray:
+    """The same filter written patch by patch with scipy's DCT (one channel)."""
+    pad = patch - 1
+    yp, pp, vp = (np.pad(a, pad, mode="reflect") for a in (y, pilot, variance))
+    out, norm = np.zeros_like(yp), np.zeros_like(yp)
+    basis_sq = dct_basis(patch).numpy()[:, 0] ** 2
+    for i in range(yp.shape[0] - pad):
+        for j in range(yp.shape[1] - pad):
+            window = (slice(i, i + patch), slice(j, j + patch))
+            coeff_y = dctn(yp[window], norm="ortho")
+            coeff_p = dctn(pp[window], norm="ortho")
+            noise = (basis_sq * vp[window]).sum((-2, -1)).reshape(patch, patch)
+            weights = coeff_p ** 2 / (coeff_p ** 2 + noise)
+            share = 1.0 / (weights ** 2 * noise).sum()
+            out[window] += share * idctn(weights * coeff_y, norm="ortho")
+            norm[window] += share
+    return (out / norm)[pad:-pad, pad:-pad]
+
+
+def test_dct_basis_is_orthonormal() -> None:
+    basis = dct_basis(8).numpy().reshape(64, 64)
+    np.testing.assert_allclose(basis @ basis.T, np.eye(64), atol=1e-12)
+
+
+@pytest.mark.parametrize("constant", [True, False])
+def test_filter_matches_a_patch_by_patch_reference(monkeypatch: pytest.MonkeyPatch,
+                                                   constant: bool) -> None:
+    rng = np.random.default_rng(1)
+    clean = np.clip(np.add.outer(np.linspace(0, 1, 20), np.linspace(0, 0.5, 23)), 0, 1)
+    y = clean + rng.normal(0, 0.05, clean.shape)
+    pilot = clean + rng.normal(0, 0.01, clean.shape)
+    variance = np.full_like(y, 0.05 ** 2) if constant else 0.001 + 0.004 * clean
+    expected = _reference_wiener(y, pilot, variance, 6)
+    # bands of three rows: the band seams must not show
+    monkeypatch.setattr(refine, "_BAND_VALUES", 36 * 3 * (23 + 10))
+    banded = wiener_refine(y[..., None], pilot[..., None], variance[..., None], patch=6)
+    monkeypatch.undo()
+    whole = wiener_refine(y[..., None], pilot[..., None], variance[..., None], patch=6)
+    np.testing.assert_allclose(banded, whole, atol=1e-5)  # float32 sums in another order
+    np.testing.assert_allclose(whole[..., 0], expected, atol=2e-5)
+
+
+def test_filter_restores_detail_a_blurred_pilot_lost() -> None:
+    clean = center_crop(img_as_float(data.camera()), 64)[..., None]
+    noisy = add_gaussian_noise(clean, seed=0)
+    from scipy.ndimage import gaussian_filter
+
+    pilot = gaussian_filter(noisy, (1.5, 1.5, 0))  # a low-pass first estimate
+    refined = wiener_refine(noisy, pilot, (25 / 255) ** 2)
+    error = [float(np.mean((a - clean) ** 2)) for a in (noisy, pilot, refined)]
+    # measured: 0.0062, 0.0025, 0.0015
+    assert error[2] < 0.7 * error[1] and error[2] < 0.3 * error[0], error
+
+
+def test_rgb_is_filtered_in_opponent_colours() -> None:
+    clean = center_crop(img_as_float(data.astronaut()), 48)
+    rng = np.random.default_rng(0)
+    noisy = clean + rng.normal(0, 0.08, clean.shape)
+    pilot = clean + rng.normal(0, 0.01, clean.shape)
+    joint = wiener_refine(noisy, pilot, 0.08 ** 2)
+    apart = np.stack([wiener_refine(noisy[..., c:c + 1], pilot[..., c:c + 1], 0.08 ** 2)[..., 0]
+                      for c in range(3)], axis=-1)
+    assert not np.allclose(joint, apart)
+    # the chroma channels, nearly flat, are smoothed harder
+    assert np.mean((joint - clean) ** 2) < np.mean((apart - clean) ** 2)
+
+
+def test_no_noise_returns_the_observation_and_bad_input_is_refused() -> None:
+    y = np.random.default_rng(0).random((16, 16, 1))
+    np.testing.assert_array_equal(wiener_refine(y, y * 0.5, 0.0), y)
+    with pytest.raises(ValueError, match="one shape"):
+        wiener_refine(y, y[:8], 0.01)
+    with pytest.raises(ValueError, match="finite"):
+        wiener_refine(y, y, -1.0)
+    with pytest.raises(ValueError, match="finite"):
+        wiener_refine(y, y, np.nan)
+
+
+@pytest.fixture(scope="module")
+def noisy_camera() -> tuple[np.ndarray, np.ndarray]:
+    clean = center_crop(img_as_float(data.camera()), 48)
+    return clean, add_gaussian_noise(clean, seed=0)
+
+
+def test_run_refines_with_the_estimated_noise(noisy_camera: tuple[np.ndarray, np.ndarray]
+                                              ) -> None:
+    clean, noisy = noisy_camera
+    on = restore(noisy, "denoise", reference=clean, **FAST)
+    off = restore(noisy, "denoise", reference=clean, refine="none", **FAST)
+    record = on.parameters["refined"]
+    assert record["method"] == "wiener" and record["noise_from"] == "estimated from the image"
+    assert 0.5 < record["noise_variance"] / (25 / 255) ** 2 < 2.0
+    assert off.parameters["refined"] == {"method": "none"}
+    # one fit, the stage after it: the same seed's network output is the unrefined PSNR
+    assert on.metrics["psnr_unrefined"] == pytest.approx(off.metrics["psnr"], abs=1e-9)
+    assert "psnr_unrefined" not in off.metrics
+    assert on.metrics["psnr"] > off.metrics["psnr"]
+    assert on.image.dtype == noisy.dtype and on.image.shape == noisy.shape
+    given = restore(noisy, "denoise", refine="wiener", noise_sigma=25 / 255, **FAST)
+    assert given.parameters["refined"]["noise_from"] == "given"
+    assert given.parameters["refined"]["noise_variance"] == pytest.approx((25 / 255) ** 2)
+
+
+def test_presets_and_tasks() -> None:
+    assert RestoreParameters.for_task("denoise", preset="quick").refine == "wiener"
+    assert RestoreParameters.for_task("denoise").refine == "wiener"
+    assert RestoreParameters.for_task("denoise", preset="paper").refine == "none"
+    with pytest.raises(ValueError, match="refine"):
+        RestoreParameters.for_task("denoise", refine="bm3d")
+    image = center_crop(img_as_float(data.camera()), 32)
+    mask = np.zeros((32, 32), bool)
+    mask[10:14, 10:14] = True
+    other = restore(image, "inpaint", mask=mask, **FAST)
+    assert "refined" not in other.parameters
+
+
+def test_camera_noise_is_refined_with_the_model(noisy_camera: tuple[np.ndarray, np.ndarray]
+                                                ) -> None:
+    clean, _ = noisy_camera
+    rng = np.random.default_rng(0)
+    adu = (rng.poisson(clean * 50) * 4.0 + 100 + rng.normal(0, 4.0, clean.shape))
+    result = restore(adu.astype(np.uint16), "denoise", noise="poisson-gaussian", noise_gain=4.0,
+                     noise_read_sigma=4.0, noise_offset=100.0, **FAST)
+    record = result.parameters["refined"]
+    assert record["method"] == "wiener" and record["noise_from"] == "the camera model at the output"
+    assert result.image.dtype == np.uint16
+
+
+def test_tiles_record_their_stage(noisy_camera: tuple[np.ndarray, np.ndarray]) -> None:
+    _, noisy = noisy_camera
+    result = restore(np.tile(noisy, (2, 1)), "denoise", tile=48, tile_overlap=8, **FAST)
+    assert [t["refined"]["method"] for t in result.parameters["tiles"]] == ["wiener"] * 2
