@@ -126,7 +126,8 @@ def test_ensemble_is_its_members_single_runs() -> None:
     """Member k is the single run seeded seed + k, held-out pixels and start included:
     the ensemble's result is the mean of those runs, its hold-out signal their mean."""
     image = np.random.default_rng(4).random((32, 32))
-    options = {**FAST, "holdout": 0.2, "output": "last", "max_iterations": 8}
+    # the network's outputs: the Wiener stage after the fit is not linear in its pilot
+    options = {**FAST, "holdout": 0.2, "output": "last", "max_iterations": 8, "refine": "none"}
     both = restore(image, seed=2, ensemble=2, **options)
     singles = [restore(image, seed=s, **options) for s in (2, 3)]
     np.testing.assert_allclose(both.image, np.mean([r.image for r in singles], axis=0),

@@ -35,14 +35,42 @@ _OPPONENT = np.array([[1.0, 1.0, 1.0], [1.0, 0.0, -1.0], [1.0, -2.0, 1.0]])
 _OPPONENT /= np.linalg.norm(_OPPONENT, axis=1, keepdims=True)
 
 
-def dct_basis(patch: int = PATCH) -> torch.Tensor:
-    """The orthonormal 2D DCT-II basis as ``(patch**2, 1, patch, patch)`` filters."""
+def dct_matrix(patch: int = PATCH) -> npt.NDArray[np.float64]:
+    """The orthonormal 1D DCT-II as a ``(patch, patch)`` matrix (row k: frequency k)."""
     n = np.arange(patch)
     one = np.cos(np.pi * (2 * n[None, :] + 1) * n[:, None] / (2 * patch))
     one *= np.sqrt(2.0 / patch)
     one[0] /= np.sqrt(2.0)
+    return one
+
+
+def dct_basis(patch: int = PATCH) -> torch.Tensor:
+    """The orthonormal 2D DCT-II basis as ``(patch**2, 1, patch, patch)`` filters."""
+    one = dct_matrix(patch)
     basis = np.einsum("ka,lb->klab", one, one).reshape(patch * patch, 1, patch, patch)
     return torch.from_numpy(basis)
+
+
+class _Separable:
+    """The 2D DCT of every patch as two 1D passes (along rows, then columns): 2 x patch
+    multiplications per coefficient instead of patch**2, the same coefficients (their
+    channels ordered column frequency first)."""
+
+    def __init__(self, matrix: torch.Tensor, *, squared: bool = False) -> None:
+        m = matrix ** 2 if squared else matrix
+        patch = m.shape[0]
+        self.patch = patch
+        self.along_rows = m[:, None, None, :]  # (P, 1, 1, P): frequency along x
+        self.along_columns = m.repeat(patch, 1)[:, None, :, None]  # (P*P, 1, P, 1), grouped
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        """(N, 1, H, W) -> (N, P*P, H-P+1, W-P+1): the coefficients of every patch."""
+        return F.conv2d(F.conv2d(images, self.along_rows), self.along_columns, groups=self.patch)
+
+    def backward(self, coefficients: torch.Tensor) -> torch.Tensor:
+        """The transpose of :meth:`forward`: each patch's inverse DCT, placed and summed."""
+        return F.conv_transpose2d(F.conv_transpose2d(coefficients, self.along_columns,
+                                                     groups=self.patch), self.along_rows)
 
 
 def wiener_refine(observation: npt.ArrayLike, pilot: npt.ArrayLike,
@@ -89,8 +117,8 @@ def wiener_refine(observation: npt.ArrayLike, pilot: npt.ArrayLike,
         y, p, v = y @ _OPPONENT.T, p @ _OPPONENT.T, v @ (_OPPONENT ** 2).T
     if not np.any(v > 0):  # nothing to filter
         return np.asarray(observation, dtype=np.float64).copy()
-    basis = dct_basis(patch).to(device=device, dtype=torch.float32)
-    out = np.stack([_refine_channel(y[..., c], p[..., c], v[..., c], basis)
+    matrix = torch.from_numpy(dct_matrix(patch)).to(device=device, dtype=torch.float32)
+    out = np.stack([_refine_channel(y[..., c], p[..., c], v[..., c], matrix)
                     for c in range(y.shape[2])], axis=-1)
     if out.shape[2] == 3:
         out = out @ _OPPONENT
@@ -99,40 +127,43 @@ def wiener_refine(observation: npt.ArrayLike, pilot: npt.ArrayLike,
 
 def _refine_channel(y: npt.NDArray[np.float64], pilot: npt.NDArray[np.float64],
                     variance: npt.NDArray[np.float64],
-                    basis: torch.Tensor) -> npt.NDArray[np.float64]:
+                    matrix: torch.Tensor) -> npt.NDArray[np.float64]:
     height, width = y.shape
-    patch = basis.shape[-1]
+    patch = matrix.shape[0]
     pad = patch - 1
     # every patch that overlaps the image, so that border pixels get as many as the rest
     mode = "reflect" if min(height, width) > pad else "replicate"
-    stacked = torch.from_numpy(np.stack([y, pilot, variance])).to(basis)
+    stacked = torch.from_numpy(np.stack([y, pilot, variance])).to(matrix)
     padded = F.pad(stacked[:, None], (pad, pad, pad, pad), mode=mode)[:, 0]
     constant = bool(np.all(variance == variance.flat[0]))
-    rows = max(1, _BAND_VALUES // (basis.shape[0] * (width + 2 * pad)))
+    rows = max(1, _BAND_VALUES // (patch * patch * (width + 2 * pad)))
+    dct, dct_squared = _Separable(matrix), _Separable(matrix, squared=True)
     out = np.empty((height, width))
     for top in range(0, height, rows):
         bottom = min(height, top + rows)
         band = padded[:, top:bottom + 2 * pad]
-        out[top:bottom] = _refine_band(band, basis, constant, float(variance.flat[0]))[
+        out[top:bottom] = _refine_band(band, dct, dct_squared, constant,
+                                       float(variance.flat[0]))[
             pad:pad + bottom - top, pad:pad + width].cpu().double().numpy()
     return out
 
 
-def _refine_band(band: torch.Tensor, basis: torch.Tensor, constant: bool,
-                 level: float) -> torch.Tensor:
+def _refine_band(band: torch.Tensor, dct: _Separable, dct_squared: _Separable,
+                 constant: bool, level: float) -> torch.Tensor:
     """The band's rows, each the weighted mean of its patches' estimates (rows
     ``patch - 1`` from either edge of the band are incomplete and dropped)."""
-    coeffs = F.conv2d(band[:2, None], basis)  # (2, K, h, w): observation, pilot
+    coeffs = dct.forward(band[:2, None])  # (2, K, h, w): observation, pilot
     if constant:
         noise = torch.full_like(coeffs[1], max(level, 0.0))
     else:
-        noise = F.conv2d(band[2:3, None], basis ** 2)[0]
+        noise = dct_squared.forward(band[2:3, None])[0]
     power = coeffs[1] ** 2
     weights = power / (power + noise).clamp_min(torch.finfo(power.dtype).tiny)
     # BM3D's aggregation: each patch estimate weighted by the inverse of its noise
     # (relative to the band's mean noise, which keeps float32 in range)
     scale = noise.mean().clamp_min(torch.finfo(noise.dtype).tiny)
     share = 1.0 / ((weights ** 2 * noise).sum(0, keepdim=True) / scale + 1e-6)
-    estimate = F.conv_transpose2d((share * weights * coeffs[0])[None], basis)[0, 0]
-    norm = F.conv_transpose2d(share[None], torch.ones_like(basis[:1]))[0, 0]
+    estimate = dct.backward((share * weights * coeffs[0])[None])[0, 0]
+    box = torch.ones((1, 1, dct.patch, dct.patch), dtype=share.dtype, device=share.device)
+    norm = F.conv_transpose2d(share[None], box)[0, 0]
     return estimate / norm
