@@ -47,6 +47,7 @@ from napari_specdip._napari._help import (
     parse_number,
     toast,
 )
+from napari_specdip._napari._parts import LayerComboBox
 from napari_specdip._napari._sample_data import SAMPLE_KEY
 from napari_specdip._napari._session import Interrupt, RunSession, run_jobs
 from napari_specdip.core.params import (
@@ -199,19 +200,19 @@ class RestoreWidget(Container[Widget]):
         self._on_theme()
 
         # ---------------------------------------------------------------- input
-        self.image = ComboBox(label="image", choices=self._image_choices, nullable=True,
-                              tooltip=tip["image"])
+        self.image = LayerComboBox(label="image", choices=self._image_choices, nullable=True,
+                                   tooltip=tip["image"])
         self.task = ComboBox(label="task", choices=list(TASKS), value="denoise",
                              tooltip=tip["task"])
         self.defaults_note = Label(value="")
-        self.mask = ComboBox(label="mask", choices=self._mask_choices, nullable=True,
-                             tooltip=tip["mask"])
+        self.mask = LayerComboBox(label="mask", choices=self._mask_choices, nullable=True,
+                                  tooltip=tip["mask"])
         self.factor = ComboBox(label="factor", choices=list(SR_FACTORS), value=4,
                                tooltip=tip["factor"])
         self.gain = FloatSpinBox(label="gain", value=1.0, min=0.0, max=10.0, step=0.1,
                                  tooltip=tip["gain"])
-        self.reference = ComboBox(label="reference", choices=self._image_choices,
-                                  nullable=True, tooltip=tip["reference"])
+        self.reference = LayerComboBox(label="reference", choices=self._image_choices,
+                                       nullable=True, tooltip=tip["reference"])
         self.stack = ComboBox(label="stack", choices=self._stack_choices, tooltip=tip["stack"])
         self.warm_start = CheckBox(text="warm start slices", value=True,
                                    tooltip=tip["warm_start"])
@@ -272,8 +273,8 @@ class RestoreWidget(Container[Widget]):
         # ---------------------------------------------------------------- run
         self.run_button = PushButton(text="Run", tooltip=tip["run_button"])
         self.preview_button = PushButton(text="Preview region", tooltip=tip["preview_button"])
-        self.region = ComboBox(label="region", choices=self._region_choices,
-                               tooltip=tip["region"])
+        self.region = LayerComboBox(label="region", choices=self._region_choices,
+                                    tooltip=tip["region"])
         # one line under Run: the estimate before a run, the progress and time left during
         # it (one label, not two swapped: showing or hiding a label re-lays out the dock,
         # 20 ms each on the click that starts a run)
