@@ -315,3 +315,32 @@ def test_region_preview_stops_at_its_time_budget(viewer: Any, open_widget: Any,
     meta = widget.session.output.metadata["specdip"]
     assert meta["stop_reason"] == "stopped" and meta["iterations"] < 1000
     assert "time budget (2 s)" in widget.status.value
+
+
+# ------------------------------------------------------------------ small screens
+
+
+def test_the_dock_scrolls_instead_of_making_the_window_taller(
+        make_napari_viewer_proxy: Any) -> None:
+    from qtpy.QtWidgets import QApplication, QMainWindow, QScrollArea
+
+    viewer = make_napari_viewer_proxy(show=True)
+    viewer.add_image(samples.noisy_photo(SIZE).image, name="photo", rgb=True)
+    _, widget = viewer.window.add_plugin_dock_widget("napari-specdip", "Restore")
+    widget.show_advanced.value = True  # the tallest the widget gets
+    widget.task.value = "inpaint"  # no mask: an error under Run
+    QApplication.processEvents()
+    window = widget.native.window()
+    assert isinstance(window, QMainWindow)
+    # napari sizes its window for the docks' minimum heights: 1343 px without scrolling
+    assert window.minimumSizeHint().height() < 800
+    scroll = widget.native.findChild(QScrollArea)
+    assert scroll is not None and scroll.isAncestorOf(widget.run_button.native)
+    assert scroll.horizontalScrollBar().maximum() == 0  # up and down only
+    window.resize(window.width(), 700)
+    QApplication.processEvents()
+    assert widget.start() is None and scroll.verticalScrollBar().maximum() > 0
+    # the error the toast points to is scrolled into view
+    status = widget.status.native
+    top = status.mapTo(scroll.viewport(), status.rect().topLeft()).y()
+    assert 0 <= top < scroll.viewport().height()

@@ -47,7 +47,7 @@ from napari_specdip._napari._help import (
     parse_number,
     toast,
 )
-from napari_specdip._napari._parts import LayerComboBox
+from napari_specdip._napari._parts import LayerComboBox, scroll_content
 from napari_specdip._napari._sample_data import SAMPLE_KEY
 from napari_specdip._napari._session import Interrupt, RunSession, run_jobs
 from napari_specdip.core.params import (
@@ -312,6 +312,8 @@ class RestoreWidget(Container[Widget]):
             *self.input_section, *self.noise_fields, *self.method_section, self.show_advanced,
             *self.advanced, self.region]
         self.native.setMinimumWidth(340)
+        # the dock may be shorter than all of this (small screens, advanced options)
+        self.scroll = scroll_content(self.native)
         for label in (self.header, self.defaults_note, self.device_label,
                       self.status, self.stop_note, self.estimate_label, self.noise_note):
             label.native.setWordWrap(True)
@@ -908,6 +910,7 @@ class RestoreWidget(Container[Widget]):
         self.status.value = message
         self.status.native.setStyleSheet(_ERROR_STYLE)
         fit_label(self.status.native)
+        self.scroll.ensureWidgetVisible(self.status.native)  # the toast points there
         show_error(toast("cannot run: see the Restore panel"))
 
     def _show_status(self, message: str) -> None:
