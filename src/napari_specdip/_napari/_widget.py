@@ -21,6 +21,7 @@ from __future__ import annotations
 import functools
 import math
 import os
+import threading
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -99,6 +100,8 @@ AUTO_NEEDS_HOLDOUT = ("The auto stop rule watches held-out pixels, but 'held-out
                       "wmv or none.")
 #: milliseconds without a change before the estimate is measured again
 ESTIMATE_DELAY_MS = 500
+#: seconds a closing widget waits at most for the estimate being measured
+ESTIMATE_CLOSE_WAIT_S = 30.0
 #: the tiles control: the whole image, the engine's choice, or a tile side
 TILE_CHOICES: list[tuple[str, int | str]] = [
     ("whole image", 0), ("auto (CPU, 512 px up)", "auto"),
@@ -187,6 +190,7 @@ class RestoreWidget(Container[Widget]):
         self.defaults_message = ""
         self.last_estimate: Estimate | None = None
         self._estimate_worker: Any = None
+        self._estimate_done = threading.Event()  # set when the worker's body has returned
         self._estimate_generation = 0
         self._estimate_pending = False
         self._estimate_shown: tuple[str, str] = ("", "")  # the estimate line under Run
@@ -807,11 +811,24 @@ class RestoreWidget(Container[Widget]):
         self.device_label.value = f"runs on: {where}"
 
     def _on_destroyed(self, *_: Any) -> None:
-        """The dock is closed: a run goes on to its result (stopped now), then says so."""
+        """The dock is closed: a run goes on to its result (stopped now), then says so;
+        the estimate being measured is dropped."""
         self._alive = False
         session = self._session
         if session is not None and session.running:
             session.detach()
+        self._quit_estimate()
+
+    def _quit_estimate(self) -> None:
+        """Drop the estimate being measured and wait for its thread (seconds at most): left
+        running, it emits through Qt objects deleted with the viewer and runs torch while
+        Python shuts down, printing tracebacks."""
+        self._estimate_timer.stop()
+        worker = self._estimate_worker
+        if worker is None:
+            return
+        worker.quit()  # its answer is not wanted: no `returned`
+        self._estimate_done.wait(ESTIMATE_CLOSE_WAIT_S)
 
     def _check_docked(self) -> None:
         """Hidden: if the dock was closed (the widget left the viewer's window) while a
@@ -1193,7 +1210,8 @@ class RestoreWidget(Container[Widget]):
         def failed(exc: BaseException) -> None:
             self._on_estimate_failed(generation, exc)
 
-        worker = create_worker(_estimating.run_estimate, request, _start_thread=False,
+        self._estimate_done = ended = threading.Event()
+        worker = create_worker(_estimating.run_estimate, request, ended, _start_thread=False,
                                _connect={"returned": done, "errored": failed,
                                          "finished": self._on_estimate_finished})
         self._estimate_worker = worker
