@@ -1315,6 +1315,7 @@ class RestoreWidget(Container[Widget]):
             corners_arr = np.asarray(corners)
             corners_arr = np.stack([corners_arr.min(axis=0), corners_arr.max(axis=0)])
         else:
+            self._check_plane_shown()
             # napari >= 0.9 keeps the camera on the scene (viewer.camera is deprecated there)
             scene = getattr(self._viewer, "scene", None)
             camera = scene.camera if scene is not None else self._viewer.camera
@@ -1331,6 +1332,17 @@ class RestoreWidget(Container[Widget]):
         on_cpu = "cpu" in self._expected_device.lower() or not self._expected_device
         side = _region.side_for(int(self.net_width.value), on_cpu=on_cpu)
         return _region.fit(box, (h, w), side=side)
+
+    def _check_plane_shown(self) -> None:
+        """The canvas must show the y-x plane: the camera's centre is read as (y, x), so
+        another pair of axes or a 3D view would restore an area that is not on screen."""
+        dims = self._viewer.dims
+        if dims.ndisplay == 2 and tuple(dims.displayed) == (dims.ndim - 2, dims.ndim - 1):
+            return
+        shown = "a 3D view" if dims.ndisplay != 2 else "other axes than the image's y-x plane"
+        raise ValueError(f"the canvas shows {shown}: a region preview restores part of the "
+                         "y-x plane, so show that plane in 2D (axes in their order), or "
+                         "draw a rectangle in a Shapes layer and choose it as the region")
 
     def start_region_preview(self) -> Any:
         """Restore the region in view with the current settings, for a quick look.
