@@ -9,7 +9,6 @@ size, width and device); :func:`estimate_text` says the answer in one line.
 from __future__ import annotations
 
 import math
-import threading
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -61,19 +60,14 @@ def request_for(plane: npt.NDArray[Any], params: RestoreParameters, *, rgb: bool
                            parameters=params, planes=planes, handed_on=handed_on)
 
 
-def run_estimate(request: EstimateRequest, done: threading.Event | None = None) -> Estimate:
+def run_estimate(request: EstimateRequest) -> Estimate:
     """Worker body: the core's estimate (a few real steps on the device; seconds at most
-    on a small image, free when the same size and settings were measured before).
-    ``done`` is set when it returns or fails, for a closing widget to wait on."""
+    on a small image, free when the same size and settings were measured before)."""
     from napari_specdip.core.estimate import estimate
 
-    try:
-        return estimate(request.plane, request.task, channel_axis=request.channel_axis,
-                        mask=request.mask, keep_state=request.handed_on,
-                        parameters=request.parameters)
-    finally:
-        if done is not None:
-            done.set()
+    return estimate(request.plane, request.task, channel_axis=request.channel_axis,
+                    mask=request.mask, keep_state=request.handed_on,
+                    parameters=request.parameters)
 
 
 def rough_seconds(seconds: float) -> str:

@@ -822,8 +822,8 @@ class RestoreWidget(Container[Widget]):
     def _quit_estimate(self) -> None:
         """Drop the estimate being measured and wait for its thread (seconds at most): left
         running, it emits through Qt objects deleted with the viewer and runs torch while
-        Python shuts down, printing tracebacks."""
-        self._estimate_timer.stop()
+        Python shuts down, printing tracebacks. (No Qt call here: at exit this runs after
+        the timer's Qt object is gone; a pending timer finds the widget not alive.)"""
         worker = self._estimate_worker
         if worker is None:
             return
@@ -1211,7 +1211,14 @@ class RestoreWidget(Container[Widget]):
             self._on_estimate_failed(generation, exc)
 
         self._estimate_done = ended = threading.Event()
-        worker = create_worker(_estimating.run_estimate, request, ended, _start_thread=False,
+
+        def measure() -> Estimate:
+            try:
+                return _estimating.run_estimate(request)
+            finally:
+                ended.set()  # for a closing widget to wait on
+
+        worker = create_worker(measure, _start_thread=False,
                                _connect={"returned": done, "errored": failed,
                                          "finished": self._on_estimate_finished})
         self._estimate_worker = worker
