@@ -16,6 +16,7 @@ MODULES = [
     "napari_specdip.core.networks",
     "napari_specdip.core.engine",
     "napari_specdip.metrics",
+    "napari_specdip.chart_panels",
     "napari_specdip.stopping",
 ]
 

@@ -151,3 +151,33 @@ def stop_text(iteration: int, reason: str) -> str:
     'stop at 412: blur/sharpness rule'
     """
     return f"stop at {iteration}: {STOP_WORDS.get(reason, reason)}"
+
+
+#: stop reasons that name the iteration the result holds (the minimum the rule found),
+#: where their marker goes; the others say why the run ended, at its last iteration
+_MARKED_AT_RESULT = frozenset({"holdout", "wmv"})
+
+
+def stop_marks(iterations: int, returned: int, reason: str) -> tuple[int, int | None]:
+    """Where the stop marker goes, and the iteration the result holds when a second mark
+    must say it (None: the stop marker says it all).
+
+    ``iterations``: where the run ended; ``returned``: the iteration whose output the
+    result is. A run that reaches its cap with the auto rule's minimum earlier ended at
+    the cap: marking the cap at the returned iteration would say the cap was there.
+
+    Examples
+    --------
+    >>> stop_marks(40, 10, "max_iterations"), stop_marks(40, 40, "max_iterations")
+    ((40, 10), (40, None))
+    >>> stop_marks(57, 37, "holdout")
+    (37, None)
+    """
+    if reason in _MARKED_AT_RESULT:
+        return returned, None
+    return iterations, returned if 0 < returned < iterations else None
+
+
+def result_text(iteration: int) -> str:
+    """The result marker's label: ``'result: iteration 10'``."""
+    return f"result: iteration {iteration}"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import imageio.v3 as iio
 import pytest
@@ -54,3 +55,27 @@ def test_demo_other_samples(sample: str, tmp_path: Path,
 def test_demo_unknown_sample(tmp_path: Path) -> None:
     proc = run_cli("demo", "-o", tmp_path, "--sample", "kittens")
     assert_clean_failure(proc, 2, "unknown sample 'kittens'", "noisy_photo")
+
+
+def test_demo_charts_mark_the_cap_and_an_earlier_result_apart(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from napari_specdip.cli import charts
+    from napari_specdip.cli.main import main
+    from napari_specdip.core import engine
+
+    finish = engine.run_to_end
+
+    def earlier_result(*args: Any, **kwargs: Any) -> Any:
+        result = finish(*args, **kwargs)
+        result.stop_iteration = 2  # as when the auto rule's minimum came before the cap
+        return result
+
+    marks: list[tuple[Any, ...]] = []
+    marker = charts._stop_marker
+    monkeypatch.setattr(engine, "run_to_end", earlier_result)
+    monkeypatch.setattr(charts, "_stop_marker",
+                        lambda ax, *args: marks.append(args) or marker(ax, *args))
+    assert main(["demo", "-o", str(tmp_path), "--size", "64", "--iterations", "4", "--width",
+                 "4", "--depth", "3"]) == 0
+    # the run ended at its cap (4); the result is iteration 2: not "stop at 2: iteration cap"
+    assert marks and set(marks) == {(4, "max_iterations", 2)}

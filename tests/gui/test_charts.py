@@ -132,3 +132,41 @@ def _contrast(a: str, b: str) -> float:
 
     hi, lo = sorted((lum(a), lum(b)), reverse=True)
     return (hi + 0.05) / (lo + 0.05)
+
+
+def test_a_capped_run_holding_an_earlier_iteration_marks_both(
+        viewer: Any, open_widget: Any, wait_for_run: Any,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    from napari_specdip._napari import _session
+
+    run_jobs = _session.run_jobs
+
+    def earlier_result(*args: Any, **kwargs: Any) -> Any:
+        results = yield from run_jobs(*args, **kwargs)
+        for result in results:  # as when the auto rule's minimum came before the cap
+            result.stop_iteration = 2
+        return results
+
+    monkeypatch.setattr(_session, "run_jobs", earlier_result)
+    viewer.add_image(np.random.default_rng(0).random((32, 32)).astype(np.float32), name="a")
+    widget = open_widget(iterations=6, stop="none")
+    widget.start()
+    wait_for_run(widget)
+    meta = widget.last_output.metadata["specdip"]
+    assert (meta["iterations"], meta["stop_reason"], meta["stop_iteration"]) == (
+        6, "max_iterations", 2)
+    charts = widget.charts
+    # the run ended at its cap: the stop is marked there, the result's iteration apart
+    assert charts.stop_iteration == 6 and charts.result_iteration == 2
+    ratio = charts.panels["ratio"]
+    assert ratio.stop_label.toPlainText() == "stop at 6: iteration cap\nresult: iteration 2"
+    for panel in charts.panels.values():
+        assert panel.stop_line.value() == 6 and panel.result_line.value() == 2
+        assert panel.result_line.isVisible()
+    # the next run that returns its last iteration shows no result marker
+    monkeypatch.setattr(_session, "run_jobs", run_jobs)
+    widget.start()
+    wait_for_run(widget)
+    assert (charts.stop_iteration, charts.result_iteration) == (6, None)
+    assert not any(p.result_line.isVisible() for p in charts.panels.values())
+    assert ratio.stop_label.toPlainText() == "stop at 6: iteration cap"

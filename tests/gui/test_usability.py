@@ -301,6 +301,33 @@ def test_region_preview_restores_the_view_in_place(viewer: Any, open_widget: Any
     assert (box.y0, box.y1, box.x0, box.x1) == (4, 44, 6, 52)
 
 
+def test_region_preview_refuses_when_the_canvas_shows_other_axes(viewer: Any,
+                                                                 open_widget: Any) -> None:
+    stack = np.random.default_rng(0).random((8, 48, 48)).astype(np.float32)
+    image = viewer.add_image(stack, name="zyx")
+    widget = open_widget(width=8)
+    widget.image.value = image
+    widget.region_box()  # the y-x plane: fine
+    viewer.dims.order = (1, 0, 2)  # a z-x plane on the canvas
+    for _ in range(2):
+        assert widget.start_region_preview() is None and not widget.is_running
+        assert "y-x plane" in widget.last_error and "other axes" in widget.last_error
+        with pytest.raises(ValueError, match="y-x plane"):
+            widget.region_box()
+        viewer.dims.order = (0, 2, 1)  # y and x swapped: the camera's centre is (x, y)
+    viewer.dims.order = (0, 1, 2)
+    viewer.dims.ndisplay = 3
+    assert widget.start_region_preview() is None and "a 3D view" in widget.last_error
+    viewer.dims.ndisplay = 2
+    widget.region_box()
+    # a Shapes rectangle names its pixels whatever the canvas shows
+    viewer.dims.order = (1, 0, 2)
+    widget.region.value = viewer.add_shapes([np.array([[4.0, 6.0], [40.0, 44.0]])],
+                                            shape_type="rectangle", name="roi")
+    box = widget.region_box()
+    assert (box.y0, box.x0) == (4, 6)
+
+
 def test_region_preview_stops_at_its_time_budget(viewer: Any, open_widget: Any,
                                                  wait_for_run: Any,
                                                  monkeypatch: pytest.MonkeyPatch) -> None:
@@ -315,3 +342,32 @@ def test_region_preview_stops_at_its_time_budget(viewer: Any, open_widget: Any,
     meta = widget.session.output.metadata["specdip"]
     assert meta["stop_reason"] == "stopped" and meta["iterations"] < 1000
     assert "time budget (2 s)" in widget.status.value
+
+
+# ------------------------------------------------------------------ small screens
+
+
+def test_the_dock_scrolls_instead_of_making_the_window_taller(
+        make_napari_viewer_proxy: Any) -> None:
+    from qtpy.QtWidgets import QApplication, QMainWindow, QScrollArea
+
+    viewer = make_napari_viewer_proxy(show=True)
+    viewer.add_image(samples.noisy_photo(SIZE).image, name="photo", rgb=True)
+    _, widget = viewer.window.add_plugin_dock_widget("napari-specdip", "Restore")
+    widget.show_advanced.value = True  # the tallest the widget gets
+    widget.task.value = "inpaint"  # no mask: an error under Run
+    QApplication.processEvents()
+    window = widget.native.window()
+    assert isinstance(window, QMainWindow)
+    # napari sizes its window for the docks' minimum heights: 1343 px without scrolling
+    assert window.minimumSizeHint().height() < 800
+    scroll = widget.native.findChild(QScrollArea)
+    assert scroll is not None and scroll.isAncestorOf(widget.run_button.native)
+    assert scroll.horizontalScrollBar().maximum() == 0  # up and down only
+    window.resize(window.width(), 700)
+    QApplication.processEvents()
+    assert widget.start() is None and scroll.verticalScrollBar().maximum() > 0
+    # the error the toast points to is scrolled into view
+    status = widget.status.native
+    top = status.mapTo(scroll.viewport(), status.rect().topLeft()).y()
+    assert 0 <= top < scroll.viewport().height()

@@ -40,7 +40,14 @@ from qtpy.QtWidgets import (
     QWidget,
 )
 
-from napari_specdip.chart_panels import PANELS, Panel, Series, stop_text, window_note
+from napari_specdip.chart_panels import (
+    PANELS,
+    Panel,
+    Series,
+    result_text,
+    stop_text,
+    window_note,
+)
 
 if TYPE_CHECKING:
     from napari_specdip.core.results import StepReport
@@ -205,6 +212,7 @@ class ChartPanel(QWidget):
         self.stop_label.setVisible(False)
         self.plot.vb.sigResized.connect(self._place_notes)
         self.stop_line: Any = None
+        self.result_line: Any = None  # the iteration the result holds, when not the stop
 
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
@@ -307,28 +315,46 @@ class ChartPanel(QWidget):
         self.stop_label.setColor(text)
         self.stop_label.fill = pg.mkBrush(colors["background"] + "e6")
         self.stop_label.border = pg.mkPen(colors["stop"], width=1.5)
-        if self.stop_line is not None:
-            self.stop_line.setPen(pg.mkPen(colors["stop"], width=1.5, style=Qt.PenStyle.DashLine))
+        for line in (self.stop_line, self.result_line):
+            if line is not None:
+                line.setPen(self._marker_pen(line is self.result_line))
         self.stop_label.update()
 
-    def mark_stop(self, iteration: int, label: str) -> None:
+    def _marker_pen(self, result: bool) -> Any:
+        """The stop marker dashed, the result marker dotted, in the stop colour."""
         import pyqtgraph as pg
 
-        if self.stop_line is None:
-            self.stop_line = pg.InfiniteLine(angle=90, movable=False)
-            self.stop_line.setZValue(-5)
-            self.plot.addItem(self.stop_line, ignoreBounds=True)
-        self.stop_line.setPen(pg.mkPen(self._colors.get("stop", "#ffb02e"), width=1.5,
-                                       style=Qt.PenStyle.DashLine))
-        self.stop_line.setValue(iteration)
-        self.stop_line.setVisible(True)
+        style = Qt.PenStyle.DotLine if result else Qt.PenStyle.DashLine
+        return pg.mkPen(self._colors.get("stop", "#ffb02e"), width=1.5, style=style)
+
+    def _marker(self, line: Any, iteration: int, *, result: bool) -> Any:
+        import pyqtgraph as pg
+
+        if line is None:
+            line = pg.InfiniteLine(angle=90, movable=False)
+            line.setZValue(-5)
+            self.plot.addItem(line, ignoreBounds=True)
+        line.setPen(self._marker_pen(result))
+        line.setValue(iteration)
+        line.setVisible(True)
+        return line
+
+    def mark_stop(self, iteration: int, label: str, result: int | None = None) -> None:
+        """The stop marker at ``iteration`` and, when the result is an earlier
+        iteration's output, a dotted one at ``result``."""
+        self.stop_line = self._marker(self.stop_line, iteration, result=False)
+        if result is not None:
+            self.result_line = self._marker(self.result_line, result, result=True)
+        elif self.result_line is not None:
+            self.result_line.setVisible(False)
         self.stop_label.setText(label)
         self.stop_label.setVisible(bool(label))
         self._place_notes()
 
     def clear_stop(self) -> None:
-        if self.stop_line is not None:
-            self.stop_line.setVisible(False)
+        for line in (self.stop_line, self.result_line):
+            if line is not None:
+                line.setVisible(False)
         self.stop_label.setVisible(False)
 
 
@@ -374,6 +400,7 @@ class ChartsWidget(QWidget):
         self.data: dict[str, _Buffer] = {key: _Buffer() for key in SERIES}
         self.stop_iteration: int | None = None
         self.stop_reason: str | None = None
+        self.result_iteration: int | None = None  # marked when it is not the stop
         self.has_reference = False
         self.stop_window = 100
         self.signal_every = 1
@@ -447,6 +474,7 @@ class ChartsWidget(QWidget):
             buffer.clear()
         self.stop_iteration = None
         self.stop_reason = None
+        self.result_iteration = None
         for panel in self.panels.values():
             panel.clear_stop()
             panel.reset_ranges()
@@ -499,14 +527,23 @@ class ChartsWidget(QWidget):
                 return 0 if x is None else len(x)
         raise KeyError(key)
 
-    def mark_stop(self, iteration: int, reason: str) -> None:
-        """A vertical marker where the run stopped, on every panel; words on the ratio panel."""
+    def mark_stop(self, iteration: int, reason: str, result: int | None = None) -> None:
+        """A vertical marker where the run stopped, on every panel; words on the ratio panel.
+
+        ``result``: the iteration the result holds when it is not the stop (a run that
+        reached its cap returning the auto rule's earlier minimum), marked dotted and
+        named under the stop's words (see :func:`~napari_specdip.chart_panels.stop_marks`).
+        """
         self.stop_iteration = int(iteration)
         self.stop_reason = reason
+        self.result_iteration = None if result is None else int(result)
+        text = stop_text(iteration, reason)
+        if result is not None:
+            text += "\n" + result_text(result)
         # the words go on the panel of the signal that decided
         words = "loss" if reason == "holdout" else "ratio"
         for key, panel in self.panels.items():
-            panel.mark_stop(iteration, stop_text(iteration, reason) if key == words else "")
+            panel.mark_stop(iteration, text if key == words else "", self.result_iteration)
         self.redraw()
 
     def flush(self) -> None:

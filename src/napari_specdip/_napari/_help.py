@@ -154,8 +154,8 @@ TOOLTIPS: dict[str, str] = {
                        "rectangle), at most 128 x 128 pixels, with these settings (one "
                        "ensemble member), for a quick look; it stops after about 15 s and "
                        "shows over the image."),
-    "region": ("What Preview region restores: what the canvas shows of the image, or the "
-               "last rectangle of a Shapes layer."),
+    "region": ("What Preview region restores: what the canvas shows of the image (the "
+               "y-x plane in 2D), or the last rectangle of a Shapes layer."),
     "save_button": ("Save the last result as a TIFF with its pixel size, units and the "
                     "run record, plus a JSON sidecar (file.tif.json)."),
     "compare_button": ("Before/after: show the input and hide the result, or the other way "

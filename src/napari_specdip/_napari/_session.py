@@ -22,6 +22,7 @@ import numpy as np
 from napari_specdip._napari import _planning
 from napari_specdip._napari._eta import Progress
 from napari_specdip._napari._help import toast
+from napari_specdip.chart_panels import stop_marks
 from napari_specdip.core.results import CONSTANT, COPIED, NOTHING_TO_FILL
 
 if TYPE_CHECKING:
@@ -363,9 +364,10 @@ class RunSession:
                 "iterations": last.iterations}]
             tile = shown[-1]
             reason = "stopped" if last.stop_reason == "stopped" else tile["stop_reason"]
+            # a capped run may hold an earlier iteration: the stop and the result apart
+            stop, result = stop_marks(tile["iterations"], tile["stop_iteration"], reason)
             try:
-                charts.mark_stop(tile["stop_iteration"] if reason != "stopped"
-                                 else tile["iterations"], self._reason(reason))
+                charts.mark_stop(stop, self._reason(reason), result)
                 charts.flush()
             except RuntimeError:  # the charts dock was deleted with the viewer
                 self.charts = None

@@ -21,6 +21,7 @@ from __future__ import annotations
 import functools
 import math
 import os
+import threading
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -47,6 +48,7 @@ from napari_specdip._napari._help import (
     parse_number,
     toast,
 )
+from napari_specdip._napari._parts import LayerComboBox, scroll_content
 from napari_specdip._napari._sample_data import SAMPLE_KEY
 from napari_specdip._napari._session import Interrupt, RunSession, run_jobs
 from napari_specdip.core.params import (
@@ -99,6 +101,8 @@ AUTO_NEEDS_HOLDOUT = ("The auto stop rule watches held-out pixels, but 'held-out
                       "wmv or none.")
 #: milliseconds without a change before the estimate is measured again
 ESTIMATE_DELAY_MS = 500
+#: seconds a closing widget waits at most for the estimate being measured
+ESTIMATE_CLOSE_WAIT_S = 30.0
 #: the tiles control: the whole image, the engine's choice, or a tile side
 TILE_CHOICES: list[tuple[str, int | str]] = [
     ("whole image", 0), ("auto (CPU, 512 px up)", "auto"),
@@ -187,6 +191,7 @@ class RestoreWidget(Container[Widget]):
         self.defaults_message = ""
         self.last_estimate: Estimate | None = None
         self._estimate_worker: Any = None
+        self._estimate_done = threading.Event()  # set when the worker's body has returned
         self._estimate_generation = 0
         self._estimate_pending = False
         self._estimate_shown: tuple[str, str] = ("", "")  # the estimate line under Run
@@ -200,19 +205,19 @@ class RestoreWidget(Container[Widget]):
         self._on_theme()
 
         # ---------------------------------------------------------------- input
-        self.image = ComboBox(label="image", choices=self._image_choices, nullable=True,
-                              tooltip=tip["image"])
+        self.image = LayerComboBox(label="image", choices=self._image_choices, nullable=True,
+                                   tooltip=tip["image"])
         self.task = ComboBox(label="task", choices=list(TASKS), value="denoise",
                              tooltip=tip["task"])
         self.defaults_note = Label(value="")
-        self.mask = ComboBox(label="mask", choices=self._mask_choices, nullable=True,
-                             tooltip=tip["mask"])
+        self.mask = LayerComboBox(label="mask", choices=self._mask_choices, nullable=True,
+                                  tooltip=tip["mask"])
         self.factor = ComboBox(label="factor", choices=list(SR_FACTORS), value=4,
                                tooltip=tip["factor"])
         self.gain = FloatSpinBox(label="gain", value=1.0, min=0.0, max=10.0, step=0.1,
                                  tooltip=tip["gain"])
-        self.reference = ComboBox(label="reference", choices=self._image_choices,
-                                  nullable=True, tooltip=tip["reference"])
+        self.reference = LayerComboBox(label="reference", choices=self._image_choices,
+                                       nullable=True, tooltip=tip["reference"])
         self.stack = ComboBox(label="stack", choices=self._stack_choices, tooltip=tip["stack"])
         self.warm_start = CheckBox(text="warm start slices", value=True,
                                    tooltip=tip["warm_start"])
@@ -274,8 +279,8 @@ class RestoreWidget(Container[Widget]):
         # ---------------------------------------------------------------- run
         self.run_button = PushButton(text="Run", tooltip=tip["run_button"])
         self.preview_button = PushButton(text="Preview region", tooltip=tip["preview_button"])
-        self.region = ComboBox(label="region", choices=self._region_choices,
-                               tooltip=tip["region"])
+        self.region = LayerComboBox(label="region", choices=self._region_choices,
+                                    tooltip=tip["region"])
         # one line under Run: the estimate before a run, the progress and time left during
         # it (one label, not two swapped: showing or hiding a label re-lays out the dock,
         # 20 ms each on the click that starts a run)
@@ -313,6 +318,8 @@ class RestoreWidget(Container[Widget]):
             *self.input_section, *self.noise_fields, *self.method_section, self.show_advanced,
             *self.advanced, self.region]
         self.native.setMinimumWidth(340)
+        # the dock may be shorter than all of this (small screens, advanced options)
+        self.scroll = scroll_content(self.native)
         for label in (self.header, self.defaults_note, self.device_label,
                       self.status, self.stop_note, self.estimate_label, self.noise_note):
             label.native.setWordWrap(True)
@@ -807,11 +814,24 @@ class RestoreWidget(Container[Widget]):
         self.device_label.value = f"runs on: {where}"
 
     def _on_destroyed(self, *_: Any) -> None:
-        """The dock is closed: a run goes on to its result (stopped now), then says so."""
+        """The dock is closed: a run goes on to its result (stopped now), then says so;
+        the estimate being measured is dropped."""
         self._alive = False
         session = self._session
         if session is not None and session.running:
             session.detach()
+        self._quit_estimate()
+
+    def _quit_estimate(self) -> None:
+        """Drop the estimate being measured and wait for its thread (seconds at most): left
+        running, it emits through Qt objects deleted with the viewer and runs torch while
+        Python shuts down, printing tracebacks. (No Qt call here: at exit this runs after
+        the timer's Qt object is gone; a pending timer finds the widget not alive.)"""
+        worker = self._estimate_worker
+        if worker is None:
+            return
+        worker.quit()  # its answer is not wanted: no `returned`
+        self._estimate_done.wait(ESTIMATE_CLOSE_WAIT_S)
 
     def _check_docked(self) -> None:
         """Hidden: if the dock was closed (the widget left the viewer's window) while a
@@ -910,6 +930,7 @@ class RestoreWidget(Container[Widget]):
         self.status.value = message
         self.status.native.setStyleSheet(_ERROR_STYLE)
         fit_label(self.status.native)
+        self.scroll.ensureWidgetVisible(self.status.native)  # the toast points there
         show_error(toast("cannot run: see the Restore panel"))
 
     def _show_status(self, message: str) -> None:
@@ -1193,7 +1214,15 @@ class RestoreWidget(Container[Widget]):
         def failed(exc: BaseException) -> None:
             self._on_estimate_failed(generation, exc)
 
-        worker = create_worker(_estimating.run_estimate, request, _start_thread=False,
+        self._estimate_done = ended = threading.Event()
+
+        def measure() -> Estimate:
+            try:
+                return _estimating.run_estimate(request)
+            finally:
+                ended.set()  # for a closing widget to wait on
+
+        worker = create_worker(measure, _start_thread=False,
                                _connect={"returned": done, "errored": failed,
                                          "finished": self._on_estimate_finished})
         self._estimate_worker = worker
@@ -1297,6 +1326,7 @@ class RestoreWidget(Container[Widget]):
             corners_arr = np.asarray(corners)
             corners_arr = np.stack([corners_arr.min(axis=0), corners_arr.max(axis=0)])
         else:
+            self._check_plane_shown()
             # napari >= 0.9 keeps the camera on the scene (viewer.camera is deprecated there)
             scene = getattr(self._viewer, "scene", None)
             camera = scene.camera if scene is not None else self._viewer.camera
@@ -1313,6 +1343,17 @@ class RestoreWidget(Container[Widget]):
         on_cpu = "cpu" in self._expected_device.lower() or not self._expected_device
         side = _region.side_for(int(self.net_width.value), on_cpu=on_cpu)
         return _region.fit(box, (h, w), side=side)
+
+    def _check_plane_shown(self) -> None:
+        """The canvas must show the y-x plane: the camera's centre is read as (y, x), so
+        another pair of axes or a 3D view would restore an area that is not on screen."""
+        dims = self._viewer.dims
+        if dims.ndisplay == 2 and tuple(dims.displayed) == (dims.ndim - 2, dims.ndim - 1):
+            return
+        shown = "a 3D view" if dims.ndisplay != 2 else "other axes than the image's y-x plane"
+        raise ValueError(f"the canvas shows {shown}: a region preview restores part of the "
+                         "y-x plane, so show that plane in 2D (axes in their order), or "
+                         "draw a rectangle in a Shapes layer and choose it as the region")
 
     def start_region_preview(self) -> Any:
         """Restore the region in view with the current settings, for a quick look.

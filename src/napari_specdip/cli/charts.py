@@ -13,7 +13,16 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from napari_specdip.chart_panels import BAND_LABELS, FBC, LOSS, QUALITY, RATIO, Series, stop_text
+from napari_specdip.chart_panels import (
+    BAND_LABELS,
+    FBC,
+    LOSS,
+    QUALITY,
+    RATIO,
+    Series,
+    result_text,
+    stop_text,
+)
 
 FBC_LABELS = BAND_LABELS
 #: the loss chart's signals of the ``auto`` stop: the held-out pixels' error, and, when
@@ -51,14 +60,21 @@ def _signal_x(history: dict[str, npt.NDArray[Any]]) -> npt.NDArray[Any]:
     return np.asarray(history["signal_iteration"])
 
 
-def _stop_marker(ax: Any, stop_iteration: int | None, stop_reason: str) -> None:
+def _stop_marker(ax: Any, stop_iteration: int | None, stop_reason: str,
+                 returned: int | None = None) -> None:
+    """The stop at ``stop_iteration`` and, when the result is an earlier iteration's
+    output, ``returned`` (see :func:`~napari_specdip.chart_panels.stop_marks`)."""
     if stop_iteration:
         ax.axvline(stop_iteration, color="crimson", linestyle=":", linewidth=1.2,
                    label=stop_text(stop_iteration, stop_reason))
+    if returned:
+        ax.axvline(returned, color="crimson", linestyle="-.", linewidth=1.0,
+                   label=result_text(returned))
 
 
 def fbc_chart(history: dict[str, npt.NDArray[Any]], path: Path, *,
-              stop_iteration: int | None = None, stop_reason: str = "") -> Path | None:
+              stop_iteration: int | None = None, stop_reason: str = "",
+              returned: int | None = None) -> Path | None:
     """Frequency-band correspondence of the output with the observation (and the clean image)."""
     if "fbc1" not in history:
         return None
@@ -72,7 +88,7 @@ def fbc_chart(history: dict[str, npt.NDArray[Any]], path: Path, *,
             key = f"{prefix}{band}"
             if key in history:
                 _plot(ax, _signal_x(history), history[key], series)
-        _stop_marker(ax, stop_iteration, stop_reason)
+        _stop_marker(ax, stop_iteration, stop_reason, returned)
         ax.set_title(f"{FBC.title} {title}", fontsize=10)
         ax.set_xlabel("iteration")
         ax.set_ylim(-0.02, 1.05)
@@ -84,7 +100,7 @@ def fbc_chart(history: dict[str, npt.NDArray[Any]], path: Path, *,
 
 def ratio_chart(history: dict[str, npt.NDArray[Any]], path: Path, *,
                 stop_iteration: int | None = None, stop_reason: str = "",
-                window: int | None = None) -> Path | None:
+                window: int | None = None, returned: int | None = None) -> Path | None:
     """Blur/sharpness ratio with the two window means of the stopping rule."""
     if "ratio" not in history:
         return None
@@ -95,7 +111,7 @@ def ratio_chart(history: dict[str, npt.NDArray[Any]], path: Path, *,
         if series.key in history:
             label = series.label + (suffix if series.key != "ratio" else "")
             _plot(ax, _signal_x(history), history[series.key], series, label)
-    _stop_marker(ax, stop_iteration, stop_reason)
+    _stop_marker(ax, stop_iteration, stop_reason, returned)
     values = np.asarray(history["ratio"], dtype=float)
     if values.size and np.all(values[np.isfinite(values)] > 0):
         ax.set_yscale("log")
@@ -108,7 +124,8 @@ def ratio_chart(history: dict[str, npt.NDArray[Any]], path: Path, *,
 
 
 def loss_chart(history: dict[str, npt.NDArray[Any]], path: Path, *,
-               stop_iteration: int | None = None, stop_reason: str = "") -> Path | None:
+               stop_iteration: int | None = None, stop_reason: str = "",
+               returned: int | None = None) -> Path | None:
     if "loss" not in history or len(history["loss"]) == 0:
         return None
     fig = _figure()
@@ -128,7 +145,7 @@ def loss_chart(history: dict[str, npt.NDArray[Any]], path: Path, *,
         loss = np.concatenate([loss, values])
     if np.all(loss[np.isfinite(loss)] > 0):
         ax.set_yscale("log")
-    _stop_marker(ax, stop_iteration, stop_reason)
+    _stop_marker(ax, stop_iteration, stop_reason, returned)
     ax.set_title(LOSS.title, fontsize=10)
     ax.set_xlabel("iteration")
     ax.set_ylabel(LOSS.y_label)
@@ -140,7 +157,7 @@ def loss_chart(history: dict[str, npt.NDArray[Any]], path: Path, *,
 
 def psnr_chart(history: dict[str, npt.NDArray[Any]], path: Path, *, before: float | None = None,
                before_label: str = "input", stop_iteration: int | None = None,
-               stop_reason: str = "") -> Path | None:
+               stop_reason: str = "", returned: int | None = None) -> Path | None:
     """PSNR against the clean image (only when it is known)."""
     if "psnr" not in history:
         return None
@@ -150,7 +167,7 @@ def psnr_chart(history: dict[str, npt.NDArray[Any]], path: Path, *, before: floa
     if before is not None and np.isfinite(before):
         ax.axhline(before, color="0.4", linestyle="--", linewidth=1.0,
                    label=f"{before_label}: {before:.2f} dB")
-    _stop_marker(ax, stop_iteration, stop_reason)
+    _stop_marker(ax, stop_iteration, stop_reason, returned)
     ax.set_title(f"{QUALITY.series[0].label.split()[0]} against the clean image", fontsize=10)
     ax.set_xlabel("iteration")
     ax.set_ylabel(QUALITY.y_label)

@@ -57,6 +57,7 @@ def _baseline(sample: Any, low: float, high: float) -> tuple[npt.NDArray[np.floa
 
 def run_demo(args: Any) -> int:
     from napari_specdip import metrics
+    from napari_specdip.chart_panels import stop_marks
     from napari_specdip.cli import charts
     from napari_specdip.cli.files import sidecar_path, write_image, write_json
     from napari_specdip.cli.progress import Progress, progress_wanted
@@ -140,17 +141,19 @@ def run_demo(args: Any) -> int:
         panels.append((f"restored ({result.iterations} it.)", restored_unit))
     written.append(charts.comparison_figure(panels, out_dir / f"{key}_comparison.png"))
 
-    stop_at, reason = result.stop_iteration, result.stop_reason
+    reason = result.stop_reason
+    # a run that reached its cap may hold an earlier iteration: both are marked
+    stop_at, returned = stop_marks(result.iterations, result.stop_iteration, reason)
     for path in (charts.fbc_chart(result.history, out_dir / f"{key}_fbc.png",
-                                  stop_iteration=stop_at, stop_reason=reason),
+                                  stop_iteration=stop_at, stop_reason=reason, returned=returned),
                  charts.ratio_chart(result.history, out_dir / f"{key}_ratio.png",
                                     window=p.stop_window, stop_iteration=stop_at,
-                                    stop_reason=reason),
+                                    stop_reason=reason, returned=returned),
                  charts.loss_chart(result.history, out_dir / f"{key}_loss.png",
-                                   stop_iteration=stop_at, stop_reason=reason),
+                                   stop_iteration=stop_at, stop_reason=reason, returned=returned),
                  charts.psnr_chart(result.history, out_dir / f"{key}_psnr.png", before=before,
                                    before_label=before_label, stop_iteration=stop_at,
-                                   stop_reason=reason)):
+                                   stop_reason=reason, returned=returned)):
         if path is not None:
             written.append(path)
 

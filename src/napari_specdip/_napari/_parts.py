@@ -1,0 +1,96 @@
+"""Qt parts of the restore widget that napari and magicgui do not provide as needed.
+
+:class:`LayerComboBox` keeps its layer through a rename; :func:`scroll_content`
+lets the dock be shorter than the widget, which then scrolls.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from magicgui.widgets import ComboBox
+from qtpy.QtCore import QSize, Qt
+from qtpy.QtWidgets import QFrame, QScrollArea, QVBoxLayout, QWidget
+
+
+class LayerComboBox(ComboBox):
+    """A combo box of layers that keeps the chosen layer when it is renamed.
+
+    napari calls ``reset_choices`` when a layer is renamed, and magicgui matches
+    choices by their text: the renamed choice counts as a new one and the combo
+    falls back to its first item (the null entry). This one puts the same layer
+    object back while it is still a choice, without a ``changed`` in between (a
+    passing None would drop the hints a sample's image set).
+    """
+
+    def reset_choices(self, *_: Any) -> None:
+        before = self.value
+        with self.changed.blocked():
+            super().reset_choices()
+            if (before is not None and self.value is not before
+                    and any(choice is before for choice in self.choices)):
+                self.value = before
+        if self.value is not before:
+            self.changed.emit(self.value)
+
+
+class _VerticalScroll(QScrollArea):
+    """Scrolls its content up and down only: as wide as the content needs (with room for
+    the scroll bar, so that nothing is cut when it shows), as short as the dock allows."""
+
+    def __init__(self, content: QWidget) -> None:
+        super().__init__()
+        self.setWidgetResizable(True)
+        self.setFrameShape(QFrame.Shape.NoFrame)
+        self.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        self.setVerticalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAsNeeded)
+        self.setWidget(content)
+
+    def _width(self, content: QSize) -> int:
+        bar = self.verticalScrollBar()
+        return content.width() + (bar.sizeHint().width() if bar is not None else 0) \
+            + 2 * self.frameWidth()
+
+    def minimumSizeHint(self) -> QSize:  # Qt API name
+        content = self.widget()
+        short = super().minimumSizeHint()
+        if content is None:
+            return short
+        return QSize(self._width(content.minimumSizeHint()), short.height())
+
+    def sizeHint(self) -> QSize:  # Qt API name
+        # the whole content when there is room (QScrollArea's own hint is capped)
+        content = self.widget()
+        if content is None:
+            return super().sizeHint()
+        hint = content.sizeHint()
+        return QSize(self._width(hint), hint.height() + 2 * self.frameWidth())
+
+
+def scroll_content(widget: QWidget) -> QScrollArea:
+    """Move what ``widget``'s layout holds into a vertically scrolling area inside it,
+    and return that area.
+
+    napari docks a magicgui container's ``native`` and sizes the window for its minimum
+    height: a tall widget made the window taller than common screens. magicgui's own
+    ``scrollable`` cannot serve, as its ``native`` is then the content, which napari
+    would take out of the scroll area. Call this once all the widgets are added: later
+    magicgui insertions would go to ``widget``'s layout, outside the scroll area.
+    """
+    layout = widget.layout()
+    assert isinstance(layout, QVBoxLayout)
+    content = QWidget()
+    moved = QVBoxLayout(content)
+    moved.setContentsMargins(layout.contentsMargins())
+    moved.setSpacing(layout.spacing())
+    while layout.count():
+        item = layout.takeAt(0)
+        child = item.widget() if item is not None else None
+        if child is not None:
+            moved.addWidget(child)
+        elif item is not None:
+            moved.addItem(item)
+    layout.setContentsMargins(0, 0, 0, 0)
+    scroll = _VerticalScroll(content)
+    layout.addWidget(scroll)
+    return scroll
