@@ -423,6 +423,24 @@ def test_threads_are_recorded(images: dict[str, Path], tmp_path: Path) -> None:
     assert_clean_failure(proc, 2, "--threads")
 
 
+def test_threads_far_above_the_cores_are_refused_before_any_work(
+        images: dict[str, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    # --threads 10000 (a typo) ran for more than 9 minutes on a 48 px image, 20 iterations
+    monkeypatch.setattr(os, "cpu_count", lambda: 2)
+    out = tmp_path / "t.png"
+    proc = _main(["restore", images["gray"], "-o", out, "--threads", "9", *FAST], capsys)
+    assert_clean_failure(proc, 2, "num_threads=9", "2 CPU core(s)", "at most 8")
+    assert not out.exists() and not Path(f"{out}.json").exists()
+    folder = tmp_path / "batch"
+    proc = _main(["batch", images["gray"], "-o", folder, "--threads-per-worker", "9", *FAST],
+                 capsys)
+    assert_clean_failure(proc, 2, "num_threads=9", "at most 8")
+    assert not folder.exists() or not any(folder.iterdir())
+    proc = _main(["restore", images["gray"], "-o", out, "--threads", "8", *FAST], capsys)
+    assert proc.returncode == 0, proc.stderr
+
+
 # ------------------------------------------------------------------ 12: clipping said out loud
 
 

@@ -251,6 +251,20 @@ def test_camera_values_in_other_units_are_refused(camera: dict, needle: str) -> 
         iter_restore(image, noise="poisson-gaussian", **{"noise_offset": 100.0, **camera})
 
 
+def test_num_threads_far_above_the_cores_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    # no upper bound: --threads 10000 (a typo) made a 48 px, 20-iteration run take more
+    # than 9 minutes on 2 cores, where 1 thread took 6 s
+    import os
+
+    monkeypatch.setattr(os, "cpu_count", lambda: 2)
+    assert RestoreParameters.for_task("denoise", num_threads=8).num_threads == 8
+    with pytest.raises(ValueError, match=r"num_threads=9 is far more than this machine's 2 CPU "
+                                         r"core\(s\): at most 8 \(4 per core\)"):
+        RestoreParameters.for_task("denoise", num_threads=9)
+    with pytest.raises(ValueError, match="num_threads=10000 is far more"):
+        plan_restore(np.random.default_rng(11).random((32, 32)), num_threads=10000)
+
+
 # ------------------------------------------------------------------ audit: odd inputs
 
 

@@ -446,8 +446,9 @@ def _check_engine(job: FileJob, *, local: bool = True) -> tuple[int, int, Any]:
             raise UsageError(one_line(exc)) from exc
         scale = params.factor if job.task == "super-resolve" and params.factor else 1
         return scale, params.max_iterations, None
-    # a batch's workers may have a device (and memory) this machine lacks: they check those
-    options = job.options if local else {k: v for k, v in job.options.items() if k != "device"}
+    # a batch's workers may have a device, memory or cores this machine lacks: they check those
+    options = job.options if local else {k: v for k, v in job.options.items()
+                                         if k not in ("device", "num_threads")}
     where = f" (slice {first.index})" if job.layout.is_stack else ""
     try:
         planned = plan_restore(first.image, job.task, mask=first.mask,
