@@ -536,6 +536,16 @@ def test_impossible_options_stop_a_batch_before_any_work(images: dict[str, Path]
     assert not out.exists() or not any(out.iterdir())
 
 
+def test_a_noise_sigma_beyond_the_range_is_refused_before_any_work(
+        images: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    # --noise-sigma 1e9 on a uint8 PNG was accepted and wrote a flat image
+    out = tmp_path / "n.png"
+    proc = _main(["restore", images["gray"], "-o", out, "--noise-sigma", "1e9", *FAST], capsys)
+    assert_clean_failure(proc, 2, "noise_sigma=1e+09 is larger than the image's whole range "
+                                  "(0..255)")
+    assert not out.exists() and not Path(f"{out}.json").exists()
+
+
 def test_demo_into_a_file_is_a_usage_error(tmp_path: Path) -> None:
     target = tmp_path / "a_file"
     target.write_text("mine")

@@ -251,6 +251,23 @@ def test_camera_values_in_other_units_are_refused(camera: dict, needle: str) -> 
         iter_restore(image, noise="poisson-gaussian", **{"noise_offset": 100.0, **camera})
 
 
+@pytest.mark.parametrize(("image", "sigma", "needle"), [
+    (np.linspace(95, 2181, 32 * 32).reshape(32, 32).astype(np.uint16), 1e9,
+     r"noise_sigma=1e\+09 is larger than the image's whole range \(95\.\.2181\)"),
+    (np.random.default_rng(13).random((32, 32)), 25.0,  # sigma/255 meant, [0, 1] image
+     r"noise_sigma=25 is larger than the image's whole range \(0\.\.1\)"),
+    ((np.random.default_rng(14).random((32, 32)) * 100).astype(np.uint8), 300.0,
+     r"\(0\.\.255\): give it in the image's units"),
+])
+def test_a_noise_sigma_larger_than_the_range_is_refused(image: np.ndarray, sigma: float,
+                                                        needle: str) -> None:
+    # accepted: the auto stop fired at iteration 5 and returned a flat image
+    with pytest.raises(ValueError, match=needle):
+        iter_restore(image, noise_sigma=sigma)
+    plausible = (float(image.max()) - float(image.min())) / 10
+    assert plan_restore(image, noise_sigma=plausible).params.noise_sigma == plausible
+
+
 def test_num_threads_far_above_the_cores_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
     # no upper bound: --threads 10000 (a typo) made a 48 px, 20-iteration run take more
     # than 9 minutes on 2 cores, where 1 thread took 6 s

@@ -24,6 +24,7 @@ from napari_specdip.core.jpeg import JpegEstimate, deblock_budget, estimate_jpeg
 from napari_specdip.core.networks import Decoder, SkipNet, build_network
 from napari_specdip.core.noise import (WHITE_NOISE_PATCH, CameraEstimate, NoiseFit,
                                        check_camera_units, check_noise_estimable,
+                                       check_sigma_units,
                                        estimate_white_noise_variance, held_out_noise,
                                        plan_noise)
 from napari_specdip.core.operators import Downsampling, Identity, Inpainting, Operator
@@ -230,6 +231,7 @@ def plan_restore(image: Any, task: str = "denoise", *, mask: Any = None, factor:
                          "or leave depth unset")
     low, high = intensity_range(values, dtype, known)
     check_camera_units(params, low, high)
+    check_sigma_units(params, low, high)
     observation = np.clip((values - low) / (high - low), 0.0, 1.0)
     if noise_camera is not None and not isinstance(noise_camera, CameraEstimate):
         raise TypeError("noise_camera must be a CameraEstimate (from estimate_camera), got "
@@ -432,7 +434,7 @@ def iter_restore(image: Any, task: str = "denoise", *, mask: Any = None, factor:
     noise_sigma : float, optional
         Gaussian noise of a denoising run: its standard deviation in the input's
         units, for the auto stop's estimate of the error (default: estimated from
-        the image).
+        the image); at most the range the image is fitted on.
     ensemble : int, optional
         Fit K members (seeds ``seed .. seed + K - 1``) together; the result is their
         mean and ``result.uncertainty`` their standard deviation, over the members

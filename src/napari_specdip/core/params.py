@@ -328,7 +328,10 @@ class RestoreParameters:
         input units, for the auto stop's estimate of the output's error. None:
         estimated from the image (recorded as ``stop_noise_variance``), which errs
         high on fine textures at low noise (2.6x the variance on grass at sigma
-        10/255) and then stops early; give it when it is known.
+        10/255) and then stops early; give it when it is known. A value larger
+        than the range the image is fitted on (the result's ``intensity_range``:
+        0..255 for uint8, 0..1 for floats within [0, 1], else the image's own
+        min..max) cannot be in the image's units and is refused.
     noise_gain, noise_read_sigma, noise_offset : float or None
         The camera's conversion factor (input units per photon), read noise
         (input units) and pedestal (input units: the value of zero photons), e.g.
