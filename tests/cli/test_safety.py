@@ -662,19 +662,25 @@ def test_a_mask_covering_a_later_slice_is_refused_before_any_work(
     np.testing.assert_array_equal(tifffile.imread(out)[1], 9)
 
 
-def test_a_stack_of_constant_slices_is_copied_not_a_crash(
+def test_a_stack_of_constant_slices_is_refused_like_a_constant_image(
         tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    # every slice constant: no slice is planned (job.params None), and the warm-start
-    # test read job.params.can_warm_start: AttributeError, exit code 1
+    # every slice constant: first an AttributeError (exit code 1), then exit 0 with a copy
+    # and a record of no parameters ("on None", seed null), which a later batch with other
+    # options skipped as already done
     stack = np.stack([np.full((32, 32), v, np.uint16) for v in (0, 7, 7)])
     source = tmp_path / "blank.tif"
     tifffile.imwrite(source, stack, photometric="minisblack", metadata={"axes": "ZYX"})
     out = tmp_path / "out.tif"
-    proc = _main(["restore", source, "-o", out, *FAST], capsys)
-    assert proc.returncode == 0, proc.stderr
-    assert "Error" not in proc.stderr
-    np.testing.assert_array_equal(tifffile.imread(out), stack)
-    assert _sidecar(out)["stop_reason"] == "constant"
+    proc = _main(["restore", source, "-o", out, "--warm-start", *FAST], capsys)
+    assert_clean_failure(proc, 2, str(source), "each of the stack's 3 slices is constant",
+                         "nothing to restore")
+    assert not out.exists() and not Path(f"{out}.json").exists()
+    folder = tmp_path / "batch"
+    proc = _main(["batch", source, "-o", folder, *FAST], capsys)
+    assert proc.returncode == 1, proc.stderr
+    assert batch_status(proc.stdout, "blank.tif") == "failed"
+    assert "each of the stack's 3 slices is constant" in proc.stdout + proc.stderr
+    assert not folder.exists() or not any(folder.iterdir())
 
 
 @pytest.mark.parametrize("suffix", [".tif", ".jpg"])

@@ -232,7 +232,7 @@ def option_changes(meta: dict[str, Any], task: str, options: dict[str, Any],
         changes.append(f"output dtype {meta['output_dtype']} -> {dtype}")
     changes += _layout_changes(meta, channel_axis, stack_axis)
     old = meta.get("parameters") or {}
-    if not old:  # every slice was constant: nothing ran, nothing to compare
+    if not old:  # an earlier version's record of a stack whose every slice was constant
         return changes
     try:
         params = _parameters_for(task, options)
