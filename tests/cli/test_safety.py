@@ -683,6 +683,26 @@ def test_a_stack_of_constant_slices_is_refused_like_a_constant_image(
     assert not folder.exists() or not any(folder.iterdir())
 
 
+def test_a_bool_stack_as_uint8_spans_0_to_255_like_its_png(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    # --output-dtype uint8 gave 0/1 (the PNG and JPEG writers 0/255), and a constant bool
+    # slice copied through gave 1 for True
+    rng = np.random.default_rng(10)
+    stack = np.stack([rng.random((32, 32)) > 0.5, np.ones((32, 32), bool)])
+    source, out = tmp_path / "bool.tif", tmp_path / "out.tif"
+    _write_zyx(source, stack)
+    proc = _main(["restore", source, "-o", out, "--output-dtype", "uint8", *FAST], capsys)
+    assert proc.returncode == 0, proc.stderr
+    written = tifffile.imread(out)
+    assert written.dtype == np.uint8 and written[0].max() > 1
+    np.testing.assert_array_equal(written[1], 255)
+    single, png = tmp_path / "slice.tif", tmp_path / "slice.png"
+    tifffile.imwrite(single, stack[0])
+    proc = _main(["restore", single, "-o", png, *FAST], capsys)
+    assert proc.returncode == 0, proc.stderr
+    assert set(np.unique(iio.imread(png)).tolist()) == {0, 255}
+
+
 @pytest.mark.parametrize("suffix", [".tif", ".jpg"])
 def test_a_cmyk_image_is_refused_not_restored_with_black_as_alpha(
         suffix: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -176,6 +176,8 @@ def test_a_reference_in_the_image_units_is_accepted_despite_the_noise() -> None:
     (np.linspace(100, 60100, 32 * 32).reshape(32, 32).astype(np.uint16), "uint8",
      (0, 117, 234)),
     (np.linspace(-1.0, 1.0, 32 * 32).reshape(32, 32), "uint16", (0, 32768, 65535)),
+    # bool is [0, 1] too: 0/1 rounded every restored value away (the PNG writer gave 0/255)
+    (np.add.outer(np.arange(32), np.arange(32)) % 3 == 0, "uint8", (0, 128, 255)),
 ])
 def test_output_dtype_rescales_what_it_cannot_hold(image: np.ndarray, dtype: str,
                                                    expected: tuple[int, int, int]) -> None:

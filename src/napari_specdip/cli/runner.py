@@ -243,7 +243,7 @@ class FileJob:
             return self.unrestored(item)
         shape = item.image.shape[:2]
         shape = (shape[0] * self.scale, shape[1] * self.scale) + item.image.shape[2:]
-        return np.full(shape, item.image.flat[0]).astype(self.output_dtype)
+        return self._cast(np.full(shape, item.image.flat[0]))
 
     def unrestored(self, item: SliceInput) -> npt.NDArray[Any]:
         """The slice as it came in (upscaled by repetition), in the output dtype: what
@@ -254,7 +254,15 @@ class FileJob:
         if self.output_dtype.kind in "ui" and image.dtype.kind == "f":
             info = np.iinfo(self.output_dtype)
             image = np.clip(np.rint(image), info.min, info.max)
-        return np.asarray(image).astype(self.output_dtype)
+        return self._cast(np.asarray(image))
+
+    def _cast(self, image: npt.NDArray[Any]) -> npt.NDArray[Any]:
+        """``image`` in the output dtype; bool into an integer dtype as the engine gives
+        a restored slice: False its least value, True its greatest (uint8: 0/255)."""
+        if image.dtype.kind == "b" and self.output_dtype.kind in "ui":
+            info = np.iinfo(self.output_dtype)
+            return np.where(image, info.max, info.min).astype(self.output_dtype)
+        return image.astype(self.output_dtype)
 
     @property
     def tiff_meta(self) -> TiffMeta | None:

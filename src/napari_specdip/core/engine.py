@@ -450,9 +450,10 @@ def iter_restore(image: Any, task: str = "denoise", *, mask: Any = None, factor:
         dtype of the result; default the input's. The values keep the input's units
         where the dtype holds them (a float dtype; an integer dtype whose range holds
         the input's integer dtype's); otherwise the input's range (an integer dtype's
-        whole range, a float image's [0, 1] or its own min..max) is mapped onto the
-        integer dtype's, as skimage's ``img_as_ubyte`` does: a [0, 1] float image as
-        uint8 spans 0-255, a uint16 one is divided by 257.
+        whole range, a bool or float image's [0, 1] or its own min..max) is mapped
+        onto the integer dtype's, as skimage's ``img_as_ubyte`` does: a [0, 1] float
+        image as uint8 spans 0-255 (a bool one too: False 0, True 255, as the command
+        line's PNG files), a uint16 one is divided by 257.
     interrupt : threading.Event-like, optional
         Set it to stop early and keep the result so far.
     alpha : bool, optional
