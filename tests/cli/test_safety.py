@@ -423,6 +423,24 @@ def test_threads_are_recorded(images: dict[str, Path], tmp_path: Path) -> None:
     assert_clean_failure(proc, 2, "--threads")
 
 
+def test_threads_far_above_the_cores_are_refused_before_any_work(
+        images: dict[str, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    # --threads 10000 (a typo) ran for more than 9 minutes on a 48 px image, 20 iterations
+    monkeypatch.setattr(os, "cpu_count", lambda: 2)
+    out = tmp_path / "t.png"
+    proc = _main(["restore", images["gray"], "-o", out, "--threads", "9", *FAST], capsys)
+    assert_clean_failure(proc, 2, "num_threads=9", "2 CPU core(s)", "at most 8")
+    assert not out.exists() and not Path(f"{out}.json").exists()
+    folder = tmp_path / "batch"
+    proc = _main(["batch", images["gray"], "-o", folder, "--threads-per-worker", "9", *FAST],
+                 capsys)
+    assert_clean_failure(proc, 2, "num_threads=9", "at most 8")
+    assert not folder.exists() or not any(folder.iterdir())
+    proc = _main(["restore", images["gray"], "-o", out, "--threads", "8", *FAST], capsys)
+    assert proc.returncode == 0, proc.stderr
+
+
 # ------------------------------------------------------------------ 12: clipping said out loud
 
 
@@ -516,6 +534,16 @@ def test_impossible_options_stop_a_batch_before_any_work(images: dict[str, Path]
     proc = run_cli("batch", images["gray"], "-o", out, "--tile", "16", *FAST)
     assert_clean_failure(proc, 2, "tile must be 0")
     assert not out.exists() or not any(out.iterdir())
+
+
+def test_a_noise_sigma_beyond_the_range_is_refused_before_any_work(
+        images: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    # --noise-sigma 1e9 on a uint8 PNG was accepted and wrote a flat image
+    out = tmp_path / "n.png"
+    proc = _main(["restore", images["gray"], "-o", out, "--noise-sigma", "1e9", *FAST], capsys)
+    assert_clean_failure(proc, 2, "noise_sigma=1e+09 is larger than the image's whole range "
+                                  "(0..255)")
+    assert not out.exists() and not Path(f"{out}.json").exists()
 
 
 def test_demo_into_a_file_is_a_usage_error(tmp_path: Path) -> None:
@@ -634,19 +662,45 @@ def test_a_mask_covering_a_later_slice_is_refused_before_any_work(
     np.testing.assert_array_equal(tifffile.imread(out)[1], 9)
 
 
-def test_a_stack_of_constant_slices_is_copied_not_a_crash(
+def test_a_stack_of_constant_slices_is_refused_like_a_constant_image(
         tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    # every slice constant: no slice is planned (job.params None), and the warm-start
-    # test read job.params.can_warm_start: AttributeError, exit code 1
+    # every slice constant: first an AttributeError (exit code 1), then exit 0 with a copy
+    # and a record of no parameters ("on None", seed null), which a later batch with other
+    # options skipped as already done
     stack = np.stack([np.full((32, 32), v, np.uint16) for v in (0, 7, 7)])
     source = tmp_path / "blank.tif"
     tifffile.imwrite(source, stack, photometric="minisblack", metadata={"axes": "ZYX"})
     out = tmp_path / "out.tif"
-    proc = _main(["restore", source, "-o", out, *FAST], capsys)
+    proc = _main(["restore", source, "-o", out, "--warm-start", *FAST], capsys)
+    assert_clean_failure(proc, 2, str(source), "each of the stack's 3 slices is constant",
+                         "nothing to restore")
+    assert not out.exists() and not Path(f"{out}.json").exists()
+    folder = tmp_path / "batch"
+    proc = _main(["batch", source, "-o", folder, *FAST], capsys)
+    assert proc.returncode == 1, proc.stderr
+    assert batch_status(proc.stdout, "blank.tif") == "failed"
+    assert "each of the stack's 3 slices is constant" in proc.stdout + proc.stderr
+    assert not folder.exists() or not any(folder.iterdir())
+
+
+def test_a_bool_stack_as_uint8_spans_0_to_255_like_its_png(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    # --output-dtype uint8 gave 0/1 (the PNG and JPEG writers 0/255), and a constant bool
+    # slice copied through gave 1 for True
+    rng = np.random.default_rng(10)
+    stack = np.stack([rng.random((32, 32)) > 0.5, np.ones((32, 32), bool)])
+    source, out = tmp_path / "bool.tif", tmp_path / "out.tif"
+    _write_zyx(source, stack)
+    proc = _main(["restore", source, "-o", out, "--output-dtype", "uint8", *FAST], capsys)
     assert proc.returncode == 0, proc.stderr
-    assert "Error" not in proc.stderr
-    np.testing.assert_array_equal(tifffile.imread(out), stack)
-    assert _sidecar(out)["stop_reason"] == "constant"
+    written = tifffile.imread(out)
+    assert written.dtype == np.uint8 and written[0].max() > 1
+    np.testing.assert_array_equal(written[1], 255)
+    single, png = tmp_path / "slice.tif", tmp_path / "slice.png"
+    tifffile.imwrite(single, stack[0])
+    proc = _main(["restore", single, "-o", png, *FAST], capsys)
+    assert proc.returncode == 0, proc.stderr
+    assert set(np.unique(iio.imread(png)).tolist()) == {0, 255}
 
 
 @pytest.mark.parametrize("suffix", [".tif", ".jpg"])

@@ -97,6 +97,21 @@ def test_ensemble_returns_mean_and_uncertainty() -> None:
     assert result.metadata()["specdip"]["ensemble"] == 3
 
 
+@pytest.mark.parametrize(("channel_axis", "tile"), [(-1, 0), (0, 0), (-1, 32)])
+def test_an_rgba_uncertainty_has_the_results_shape(channel_axis: int, tile: int) -> None:
+    # the alpha channel was left out: (32, 32, 3) for a (32, 32, 4) result, which an
+    # image masked with its uncertainty cannot broadcast against; the CLI's file has it, 0
+    rng = np.random.default_rng(6)
+    image = np.moveaxis(rng.random((48, 48, 4)), -1, channel_axis)
+    result = restore(image, channel_axis=channel_axis, ensemble=2, max_iterations=3, tile=tile,
+                     tile_overlap=4, **FAST)
+    assert result.parameters["alpha"] is True
+    assert result.uncertainty is not None and result.uncertainty.shape == result.image.shape
+    spread = np.moveaxis(result.uncertainty, channel_axis, -1)
+    np.testing.assert_array_equal(spread[..., 3], 0.0)
+    assert (spread[..., :3] > 0).all()
+
+
 def test_one_member_is_the_plain_run() -> None:
     image = np.random.default_rng(1).random((32, 32))
     plain = restore(image, max_iterations=4, seed=2, **FAST)

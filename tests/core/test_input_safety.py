@@ -176,6 +176,8 @@ def test_a_reference_in_the_image_units_is_accepted_despite_the_noise() -> None:
     (np.linspace(100, 60100, 32 * 32).reshape(32, 32).astype(np.uint16), "uint8",
      (0, 117, 234)),
     (np.linspace(-1.0, 1.0, 32 * 32).reshape(32, 32), "uint16", (0, 32768, 65535)),
+    # bool is [0, 1] too: 0/1 rounded every restored value away (the PNG writer gave 0/255)
+    (np.add.outer(np.arange(32), np.arange(32)) % 3 == 0, "uint8", (0, 128, 255)),
 ])
 def test_output_dtype_rescales_what_it_cannot_hold(image: np.ndarray, dtype: str,
                                                    expected: tuple[int, int, int]) -> None:
@@ -249,6 +251,37 @@ def test_camera_values_in_other_units_are_refused(camera: dict, needle: str) -> 
     image = (np.random.default_rng(10).poisson(50.0, (64, 64)) * 2 + 100).astype(np.uint16)
     with pytest.raises(ValueError, match=needle):
         iter_restore(image, noise="poisson-gaussian", **{"noise_offset": 100.0, **camera})
+
+
+@pytest.mark.parametrize(("image", "sigma", "needle"), [
+    (np.linspace(95, 2181, 32 * 32).reshape(32, 32).astype(np.uint16), 1e9,
+     r"noise_sigma=1e\+09 is larger than the image's whole range \(95\.\.2181\)"),
+    (np.random.default_rng(13).random((32, 32)), 25.0,  # sigma/255 meant, [0, 1] image
+     r"noise_sigma=25 is larger than the image's whole range \(0\.\.1\)"),
+    ((np.random.default_rng(14).random((32, 32)) * 100).astype(np.uint8), 300.0,
+     r"\(0\.\.255\): give it in the image's units"),
+])
+def test_a_noise_sigma_larger_than_the_range_is_refused(image: np.ndarray, sigma: float,
+                                                        needle: str) -> None:
+    # accepted: the auto stop fired at iteration 5 and returned a flat image
+    with pytest.raises(ValueError, match=needle):
+        iter_restore(image, noise_sigma=sigma)
+    plausible = (float(image.max()) - float(image.min())) / 10
+    assert plan_restore(image, noise_sigma=plausible).params.noise_sigma == plausible
+
+
+def test_num_threads_far_above_the_cores_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    # no upper bound: --threads 10000 (a typo) made a 48 px, 20-iteration run take more
+    # than 9 minutes on 2 cores, where 1 thread took 6 s
+    import os
+
+    monkeypatch.setattr(os, "cpu_count", lambda: 2)
+    assert RestoreParameters.for_task("denoise", num_threads=8).num_threads == 8
+    with pytest.raises(ValueError, match=r"num_threads=9 is far more than this machine's 2 CPU "
+                                         r"core\(s\): at most 8 \(4 per core\)"):
+        RestoreParameters.for_task("denoise", num_threads=9)
+    with pytest.raises(ValueError, match="num_threads=10000 is far more"):
+        plan_restore(np.random.default_rng(11).random((32, 32)), num_threads=10000)
 
 
 # ------------------------------------------------------------------ audit: odd inputs

@@ -438,6 +438,34 @@ def test_rgb_ensemble_gives_one_uncertainty_per_pixel(viewer: Any, open_widget: 
     assert "root mean square" in spread.metadata["specdip"]["what"]
 
 
+def test_rgba_ensemble_uncertainty_is_the_colours_spread(viewer: Any, open_widget: Any,
+                                                          wait_for_run: Any,
+                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    # the engine's map now has the alpha channel too (0): it must not dilute the colours'
+    from napari_specdip._napari import _planning
+
+    seen: list[Any] = []
+    assemble = _planning.assemble_uncertainty
+
+    def keep(plan: Any, results: Any) -> Any:
+        seen.extend(results)
+        return assemble(plan, results)
+
+    monkeypatch.setattr(_planning, "assemble_uncertainty", keep)
+    photo = samples.noisy_photo(32).image
+    rgba = np.concatenate([photo, np.full(photo.shape[:2] + (1,), 255, photo.dtype)], axis=-1)
+    image = viewer.add_image(rgba, name="photo", rgb=True)
+    widget = open_widget(task="denoise", iterations=4, stop="none", ensemble=2)
+    widget.image.value = image
+    widget.start()
+    wait_for_run(widget)
+    spread = widget.last_uncertainty
+    assert spread is not None and spread.data.shape == (32, 32) and len(seen) == 1
+    colours = seen[0].uncertainty[..., :3]
+    np.testing.assert_allclose(spread.data, np.sqrt(np.mean(np.square(colours), axis=-1)),
+                               rtol=1e-6)
+
+
 # ------------------------------------------------------------------ warm start
 
 

@@ -909,19 +909,21 @@ def assemble_uncertainty(plan: RunPlan, results: Sequence[RestoreResult]
 
     shape = plan.out_plane_shape[:2]
 
-    def per_pixel(m: npt.NDArray[Any] | None) -> npt.NDArray[np.float32]:
-        if m is None:
+    def per_pixel(r: RestoreResult) -> npt.NDArray[np.float32]:
+        if r.uncertainty is None:
             return np.zeros(shape, np.float32)
-        values = np.asarray(m, dtype=np.float32)
+        values = np.asarray(r.uncertainty, dtype=np.float32)
         if plan.info.rgb:
+            if r.parameters.get("alpha"):  # its 0 would only dilute the colours' spread
+                values = values[..., :-1]
             values = np.sqrt(np.mean(np.square(values), axis=-1))
         return values.reshape(shape)
 
     if plan.info.n_leading == 0:
-        return per_pixel(maps[0])
+        return per_pixel(results[0])
     out = np.zeros(plan.out_leading + plan.out_plane_shape[:2], dtype=np.float32)
     for k, plane in enumerate(plan.planes[: len(maps)]):
-        out[plane.target] = per_pixel(maps[k])
+        out[plane.target] = per_pixel(results[k])
     return out
 
 

@@ -232,7 +232,7 @@ def option_changes(meta: dict[str, Any], task: str, options: dict[str, Any],
         changes.append(f"output dtype {meta['output_dtype']} -> {dtype}")
     changes += _layout_changes(meta, channel_axis, stack_axis)
     old = meta.get("parameters") or {}
-    if not old:  # every slice was constant: nothing ran, nothing to compare
+    if not old:  # an earlier version's record of a stack whose every slice was constant
         return changes
     try:
         params = _parameters_for(task, options)
@@ -477,7 +477,10 @@ def run_batch(args: Any) -> int:
                          "another -o or --suffix, or pass --overwrite to replace the inputs")
     options = engine_options(args)
     options["num_threads"] = args.threads or args.threads_per_worker
-    _check_options(args.task, options)
+    # a --scheduler cluster's workers may have more cores than this machine: each checks
+    # the thread count against its own when it restores
+    _check_options(args.task, options if args.scheduler is None else
+                   {k: v for k, v in options.items() if k != "num_threads"})
     if args.scheduler is None:
         check_device(args.device)
     # one mask for every file; of several series (one per position), the --series one

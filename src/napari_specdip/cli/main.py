@@ -396,8 +396,7 @@ def _cmd_restore(args: argparse.Namespace) -> int:
                   stack_axis=args.stack_axis, mask=mask, reference_path=args.reference,
                   series=args.series)
     # slices of a stack run one after the other here: each starts from the last one's weights
-    warm = (bool(args.warm_start) and job.layout.is_stack and job.params is not None
-            and job.params.can_warm_start)  # params None: every slice is constant
+    warm = bool(args.warm_start) and job.layout.is_stack and job.params.can_warm_start
     if not args.quiet:
         est = estimate_file(job, handed_on=warm)
         if est is not None:

@@ -208,7 +208,7 @@ class FileJob:
     reference_path: Path | None = None
     reference_canonical: npt.NDArray[Any] | None = None
     max_iterations: int = 1
-    #: the resolved options of the first restored slice (None: every slice is constant)
+    #: the resolved options of the first restored slice (set by :func:`prepare`)
     params: Any = None
     #: a stack's camera values, estimated once over its slices (Poisson-Gaussian noise)
     noise_camera: Any = None
@@ -243,7 +243,7 @@ class FileJob:
             return self.unrestored(item)
         shape = item.image.shape[:2]
         shape = (shape[0] * self.scale, shape[1] * self.scale) + item.image.shape[2:]
-        return np.full(shape, item.image.flat[0]).astype(self.output_dtype)
+        return self._cast(np.full(shape, item.image.flat[0]))
 
     def unrestored(self, item: SliceInput) -> npt.NDArray[Any]:
         """The slice as it came in (upscaled by repetition), in the output dtype: what
@@ -254,7 +254,15 @@ class FileJob:
         if self.output_dtype.kind in "ui" and image.dtype.kind == "f":
             info = np.iinfo(self.output_dtype)
             image = np.clip(np.rint(image), info.min, info.max)
-        return np.asarray(image).astype(self.output_dtype)
+        return self._cast(np.asarray(image))
+
+    def _cast(self, image: npt.NDArray[Any]) -> npt.NDArray[Any]:
+        """``image`` in the output dtype; bool into an integer dtype as the engine gives
+        a restored slice: False its least value, True its greatest (uint8: 0/255)."""
+        if image.dtype.kind == "b" and self.output_dtype.kind in "ui":
+            info = np.iinfo(self.output_dtype)
+            return np.where(image, info.max, info.min).astype(self.output_dtype)
+        return image.astype(self.output_dtype)
 
     @property
     def tiff_meta(self) -> TiffMeta | None:
@@ -337,6 +345,7 @@ def prepare(input_path: str | Path, output: Path, *, task: str, options: dict[st
                   scale=1, output_dtype=dtype, mask_path=mask.path if mask else None,
                   mask_digest=mask_digest(mask.data) if mask else None,
                   mask_shared=mask_shared, mask_canonical=mask_canonical)
+    _check_mask_marks_a_pixel(job)
     job.scale, job.max_iterations, job.params = _check_engine(job, local=local)
     float_range = ((float(source.data.min()), float(source.data.max())) if dtype.kind == "f"
                    else None)
@@ -394,21 +403,25 @@ def first_restored(job: FileJob) -> SliceInput | None:
     return None
 
 
+def _check_mask_marks_a_pixel(job: FileJob) -> None:
+    """Refuse a stack's mask that marks no pixel of any slice (before the refusal of a
+    stack with no slice to restore, which would blame the slices)."""
+    masks = job.mask_shared if job.mask_canonical is None else job.mask_canonical
+    if job.layout.is_stack and masks is not None and not masks.any():
+        raise UsageError(f"{job.mask_path}: the mask marks no pixel to fill in any slice of "
+                         f"{job.source.path}: nothing to inpaint (nonzero marks the pixels "
+                         "to fill)")
+
+
 def _check_every_slice(job: FileJob) -> None:
     """Refuse before any work what the engine would refuse in a later slice of a stack
     (:func:`_check_engine` plans the first one only): NaN or infinite values, in the
     image or the reference, and a per-slice mask that covers a whole slice. Otherwise
     the run fails there, after the slices before it were restored, and writes nothing.
     Constant slices, and slices whose mask marks no pixel, are copied, not restored:
-    their reference and mask are not used; a mask that marks no pixel of any slice is
-    refused."""
+    their reference and mask are not used."""
     if not job.layout.is_stack:
         return
-    masks = job.mask_shared if job.mask_canonical is None else job.mask_canonical
-    if masks is not None and not masks.any():
-        raise UsageError(f"{job.mask_path}: the mask marks no pixel to fill in any slice of "
-                         f"{job.source.path}: nothing to inpaint (nonzero marks the pixels "
-                         "to fill)")
     data = job.canonical[..., :-1] if job.layout.alpha else job.canonical  # alpha: copied
     reference = job.reference_canonical
     bad: dict[Path | None, list[tuple[int, ...]]] = {job.source.path: [], job.reference_path: []}
@@ -431,23 +444,22 @@ def _check_every_slice(job: FileJob) -> None:
 
 
 def _check_engine(job: FileJob, *, local: bool = True) -> tuple[int, int, Any]:
-    """Let the engine check the options and the first slice: (output scale, iteration
-    cap, the resolved :class:`~napari_specdip.RestoreParameters` or None)."""
+    """Let the engine check the options and the first slice to restore: (output scale,
+    iteration cap, the resolved :class:`~napari_specdip.RestoreParameters`); a stack
+    with no slice to restore is refused."""
     from napari_specdip.core.engine import plan_restore
 
     first = first_restored(job)
-    if first is None:  # every slice of the stack is constant: nothing to check
-        from napari_specdip.core.params import RestoreParameters
-
-        try:
-            params = RestoreParameters.for_task(job.task, factor=job.options.get("factor"),
-                                                preset=job.options.get("preset"))
-        except (ValueError, TypeError) as exc:
-            raise UsageError(one_line(exc)) from exc
-        scale = params.factor if job.task == "super-resolve" and params.factor else 1
-        return scale, params.max_iterations, None
-    # a batch's workers may have a device (and memory) this machine lacks: they check those
-    options = job.options if local else {k: v for k, v in job.options.items() if k != "device"}
+    if first is None:
+        # refused like a single constant image: copying every slice would "succeed" with
+        # a record of no parameters, which a later batch takes for any options' output
+        what = ("constant (a single value)" if job.task != "inpaint"
+                else "constant, or has no pixel to fill under the mask")
+        raise UsageError(f"{job.source.path}: each of the stack's {job.layout.n_slices} "
+                         f"slices is {what}: nothing to restore")
+    # a batch's workers may have a device, memory or cores this machine lacks: they check those
+    options = job.options if local else {k: v for k, v in job.options.items()
+                                         if k not in ("device", "num_threads")}
     where = f" (slice {first.index})" if job.layout.is_stack else ""
     try:
         planned = plan_restore(first.image, job.task, mask=first.mask,

@@ -24,6 +24,7 @@ from napari_specdip.core.jpeg import JpegEstimate, deblock_budget, estimate_jpeg
 from napari_specdip.core.networks import Decoder, SkipNet, build_network
 from napari_specdip.core.noise import (WHITE_NOISE_PATCH, CameraEstimate, NoiseFit,
                                        check_camera_units, check_noise_estimable,
+                                       check_sigma_units,
                                        estimate_white_noise_variance, held_out_noise,
                                        plan_noise)
 from napari_specdip.core.operators import Downsampling, Identity, Inpainting, Operator
@@ -230,6 +231,7 @@ def plan_restore(image: Any, task: str = "denoise", *, mask: Any = None, factor:
                          "or leave depth unset")
     low, high = intensity_range(values, dtype, known)
     check_camera_units(params, low, high)
+    check_sigma_units(params, low, high)
     observation = np.clip((values - low) / (high - low), 0.0, 1.0)
     if noise_camera is not None and not isinstance(noise_camera, CameraEstimate):
         raise TypeError("noise_camera must be a CameraEstimate (from estimate_camera), got "
@@ -432,7 +434,7 @@ def iter_restore(image: Any, task: str = "denoise", *, mask: Any = None, factor:
     noise_sigma : float, optional
         Gaussian noise of a denoising run: its standard deviation in the input's
         units, for the auto stop's estimate of the error (default: estimated from
-        the image).
+        the image); at most the range the image is fitted on.
     ensemble : int, optional
         Fit K members (seeds ``seed .. seed + K - 1``) together; the result is their
         mean and ``result.uncertainty`` their standard deviation, over the members
@@ -448,9 +450,10 @@ def iter_restore(image: Any, task: str = "denoise", *, mask: Any = None, factor:
         dtype of the result; default the input's. The values keep the input's units
         where the dtype holds them (a float dtype; an integer dtype whose range holds
         the input's integer dtype's); otherwise the input's range (an integer dtype's
-        whole range, a float image's [0, 1] or its own min..max) is mapped onto the
-        integer dtype's, as skimage's ``img_as_ubyte`` does: a [0, 1] float image as
-        uint8 spans 0-255, a uint16 one is divided by 257.
+        whole range, a bool or float image's [0, 1] or its own min..max) is mapped
+        onto the integer dtype's, as skimage's ``img_as_ubyte`` does: a [0, 1] float
+        image as uint8 spans 0-255 (a bool one too: False 0, True 255, as the command
+        line's PNG files), a uint16 one is divided by 257.
     interrupt : threading.Event-like, optional
         Set it to stop early and keep the result so far.
     alpha : bool, optional

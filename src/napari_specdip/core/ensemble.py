@@ -158,7 +158,10 @@ def spread_to_user(members_hwc: Sequence[npt.NDArray[np.float64]], layout: Layou
 
 def std_to_user(std_hwc: npt.NDArray[np.float64], layout: Layout) -> npt.NDArray[np.float32]:
     """A (H, W, C) standard deviation in [0, 1] units in the input's layout and
-    intensity units (float32)."""
+    intensity units (float32); an alpha channel, copied and not restored, gets 0
+    (as in the command line's uncertainty file), so the map has the result's shape."""
     std = std_hwc * (layout.high - layout.low)
+    if layout.alpha is not None:
+        std = np.concatenate([std, np.zeros(std.shape[:2] + (1,), std.dtype)], axis=-1)
     out = std[..., 0] if layout.channel_axis is None else np.moveaxis(std, -1, layout.channel_axis)
     return np.asarray(out, dtype=np.float32)

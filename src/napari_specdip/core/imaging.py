@@ -35,10 +35,10 @@ class Layout:
         """Whether ``target`` keeps the values in the input's units: a float dtype that
         reaches them, an integer dtype whose range holds the input dtype's (decided by
         the dtypes, not the values: every image of a batch is converted alike). A
-        float input into an integer dtype is always rescaled (its [0, 1] is not 0..255)."""
+        float or bool input into an integer dtype is always rescaled (its [0, 1] is not
+        0..255): a restored bool image's values lie anywhere in [0, 1], and 0/1 would
+        round them away and differ from the 0/255 of the PNG and JPEG writers."""
         if target.kind in "ui":
-            if self.dtype.kind == "b":
-                return True
             if self.dtype.kind not in "ui":
                 return False
             source, wanted = np.iinfo(self.dtype), np.iinfo(target)

@@ -643,6 +643,18 @@ def check_camera_units(params: Any, low: float, high: float) -> None:
                          "in the image's units")
 
 
+def check_sigma_units(params: Any, low: float, high: float) -> None:
+    """Refuse, before any work, a given Gaussian ``noise_sigma`` larger than the range
+    ``low..high`` the image is fitted on (a sigma of 25 given for a [0, 1] image): the
+    fit takes every detail for noise and returns a flat image."""
+    sigma = params.noise_sigma
+    # values within low..high have a standard deviation of at most half that range, so
+    # no noise in the image can be as wide as the whole range: the value is in other units
+    if sigma is not None and sigma > high - low:
+        raise ValueError(f"noise_sigma={sigma:g} is larger than the image's whole range "
+                         f"({low:g}..{high:g}): give it in the image's units")
+
+
 @dataclass(frozen=True)
 class NoiseFit:
     """How a run takes the Poisson-Gaussian model into account: the space the network

@@ -118,8 +118,9 @@ class RestoreResult:
         :data:`~napari_specdip.core.ensemble.SNAPSHOT_HALF_WINDOW` iterations of
         the returned one, each pixel's variance pooled over its neighbours
         (Gaussian weights, sigma :data:`~napari_specdip.core.ensemble.POOL_SIGMA`
-        px), in the result's layout and intensity units (float32); None for a
-        single run.
+        px), in the result's layout (its shape) and intensity units (float32): an
+        alpha channel, copied and not restored, has 0 there, as in the command
+        line's uncertainty file; None for a single run.
     state : dict or None
         The network weights (CPU tensors) of the iteration the result holds, when
         the run was asked to ``keep_state``: pass them as ``warm_start`` to the next
