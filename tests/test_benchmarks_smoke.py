@@ -164,7 +164,9 @@ def test_replay_matches_the_engine(tmp_path: Path) -> None:
     evalset = load("_evalset")
     clean = evalset.load("camera", 64)
     observation, _ = evalset.parse_degradation("sigma25").apply(clean, seed=0)
-    engine = restore(observation, width=8, max_iterations=400, seed=0, preview_every=0)
+    # the network's own output: the replay scores it (the Wiener stage comes after)
+    engine = restore(observation, width=8, max_iterations=400, seed=0, preview_every=0,
+                     refine="none")
     assert engine.stop_reason == ("holdout" if outcome.fired else "max_iterations")
     assert (engine.iterations, engine.stop_iteration) == (outcome.stop, outcome.returned)
     assert evalset.psnr(engine.image, clean) == pytest.approx(outcome.psnr, abs=0.02)
@@ -327,3 +329,23 @@ def test_stack_camera_smoke(capsys: pytest.CaptureFixture[str]) -> None:
     assert rows[0][:3] == ["nuclei", "48", "10"] and rows[0][3].endswith("/3)")
     assert 0.5 < float(rows[0][5]) < 1.5  # the stack's gain over the truth
     assert "48 px: gain within 20% on" in out
+
+
+def test_refine_smoke(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    import json
+
+    refine = load("refine")
+    out = tmp_path / "refine"
+    code = refine.main(["--images", "camera", "nuclei1", "--size", "32", "--degradations",
+                        "sigma25", "pg30r2", "--max-iterations", "20", "--out", str(out)])
+    text = capsys.readouterr().out
+    assert code == 0
+    header, *rows = tables(text)["per case"]
+    assert header[:4] == ["image", "noise", "network dB", "refined dB"] and len(rows) == 4
+    saved = json.loads(out.with_suffix(".json").read_text())
+    assert {r["record"]["method"] for r in saved} == {"wiener"}
+    for r in saved:  # the gain column is the two PSNRs of one run
+        assert f"{r['refined'] - r['network']:+.2f}" in text
+    _, *means = tables(text)["means (gain: refined - network; worst margins over NL-means: "
+                             "network, refined)"]
+    assert {m[0] for m in means} >= {"split tune", "noise sigma25", "noise pg30r2"}
