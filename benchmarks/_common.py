@@ -157,8 +157,12 @@ def echo(*lines: str) -> None:
     sys.stdout.flush()
 
 
-def write_report(prefix: str, lines: Sequence[str], records: Any) -> None:
-    """Print ``lines`` and keep them as ``prefix.md``, the ``records`` as ``prefix.json``."""
+def write_report(prefix: str | None, lines: Sequence[str], records: Any) -> None:
+    """Print ``lines`` and keep them as ``prefix.md``, the ``records`` as ``prefix.json``
+    (``prefix`` None: print only)."""
+    if prefix is None:
+        echo(*lines)
+        return
     text = "\n".join([*lines, ""])
     print(text)
     with open(prefix + ".md", "w") as md:

@@ -331,10 +331,7 @@ def main(argv: list[str] | None = None) -> int:
                                    table, markdown=args.markdown), ""]
     records = {"whole": whole, "tiles": tiled, "texture_check": checked, "times": times,
                "held_out_draws": draws}
-    if args.out:
-        _common.write_report(args.out, lines, records)
-    else:
-        _common.echo(*lines)
+    _common.write_report(args.out, lines, records)
     return 0
 
 

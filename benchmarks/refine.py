@@ -108,10 +108,7 @@ def main(argv: list[str] | None = None) -> int:
              _common.format_table(["group", "cases", "network dB", "refined dB", "gain",
                                    "min network - NL-means", "min refined - NL-means",
                                    "refined - BM3D (mean)"], summary, markdown=True)]
-    if args.out:
-        _common.write_report(args.out, lines, records)
-    else:
-        _common.echo(*lines)
+    _common.write_report(args.out, lines, records)
     return 0
 
 

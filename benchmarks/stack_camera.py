@@ -100,10 +100,7 @@ def main(argv: list[str] | None = None) -> int:
         lines.append(f"{size} px: gain within {WITHIN:.0%} on {alone} of "
                      f"{sum(len(r['gain_alone']) for r in mine)} slices alone, on {stack} of "
                      f"{len(mine)} stacks")
-    if args.out:
-        _common.write_report(args.out, lines, records)
-    else:
-        _common.echo(*lines)
+    _common.write_report(args.out, lines, records)
     return 0
 
 
