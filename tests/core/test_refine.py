@@ -144,6 +144,14 @@ def test_camera_noise_is_refined_with_the_model(noisy_camera: tuple[np.ndarray, 
     assert result.image.dtype == np.uint16
 
 
+def test_an_ensembles_mean_is_not_refined(noisy_camera: tuple[np.ndarray, np.ndarray]
+                                          ) -> None:
+    clean, noisy = noisy_camera
+    both = restore(noisy, "denoise", reference=clean, ensemble=2, **FAST)
+    assert both.parameters["refined"] == {"method": "none", "reason": "an ensemble's mean"}
+    assert "psnr_unrefined" not in both.metrics
+
+
 def test_tiles_record_their_stage(noisy_camera: tuple[np.ndarray, np.ndarray]) -> None:
     _, noisy = noisy_camera
     result = restore(np.tile(noisy, (2, 1)), "denoise", tile=48, tile_overlap=8, **FAST)
