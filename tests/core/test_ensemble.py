@@ -104,7 +104,7 @@ def test_an_rgba_uncertainty_has_the_results_shape(channel_axis: int, tile: int)
     rng = np.random.default_rng(6)
     image = np.moveaxis(rng.random((48, 48, 4)), -1, channel_axis)
     result = restore(image, channel_axis=channel_axis, ensemble=2, max_iterations=3, tile=tile,
-                     tile_overlap=4, **FAST)
+                     tile_overlap=4, alpha=True, **FAST)
     assert result.parameters["alpha"] is True
     assert result.uncertainty is not None and result.uncertainty.shape == result.image.shape
     spread = np.moveaxis(result.uncertainty, channel_axis, -1)

@@ -37,13 +37,25 @@ def test_rgba_alpha_passes_through_untouched(rgba: np.ndarray) -> None:
 
 def test_rgba_channel_first_previews_and_super_resolution(rgba: np.ndarray) -> None:
     first = np.moveaxis(rgba, -1, 0)
-    reports = list(iter_restore(first, channel_axis=0, max_iterations=2, preview_every=1, **FAST))
+    reports = list(iter_restore(first, channel_axis=0, alpha=True, max_iterations=2,
+                                preview_every=1, **FAST))
     assert reports[-1].preview is not None
     np.testing.assert_array_equal(reports[-1].preview[3], first[3])
     result = restore(rgba, "super-resolve", factor=2, channel_axis=-1, max_iterations=2, **FAST)
     assert result.image.shape == (80, 96, 4)
     np.testing.assert_array_equal(result.image[::2, ::2, 3], rgba[..., 3])
     np.testing.assert_array_equal(result.image[1::2, 1::2, 3], rgba[..., 3])
+
+
+def test_four_channels_first_are_all_restored() -> None:
+    # a 4-channel microscopy stack (DAPI, GFP, ...) stores its channels first; RGBA is
+    # guessed only where it is stored, channels last
+    stack = np.random.default_rng(2).random((4, 40, 48))
+    result = restore(stack, channel_axis=0, max_iterations=3, **FAST)
+    assert "alpha" not in result.parameters
+    assert not np.array_equal(result.image[3], stack[3])  # restored, not carried over
+    assert restore(np.moveaxis(stack, 0, -1), channel_axis=-1, max_iterations=2,
+                   **FAST).parameters["alpha"] is True
 
 
 def test_alpha_false_restores_four_channels_and_alpha_true_two(rgba: np.ndarray) -> None:

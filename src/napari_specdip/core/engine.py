@@ -179,9 +179,11 @@ def plan_restore(image: Any, task: str = "denoise", *, mask: Any = None, factor:
     values, axis = as_hwc(image, channel_axis=channel_axis)
     dtype = image.dtype
     height, width = values.shape[:2]
-    # RGBA: the alpha channel is carried over untouched, never restored as a colour
+    # RGBA: the alpha channel is carried over untouched, never restored as a colour. Only
+    # guessed where RGBA is stored (channels last): four channels first are a microscopy
+    # stack's (DAPI, GFP, ...), whose fourth would otherwise come back unrestored
     if alpha is None:
-        alpha = axis is not None and values.shape[2] == 4
+        alpha = axis == 2 and values.shape[2] == 4
     elif not isinstance(alpha, bool | np.bool_):
         raise ValueError(f"alpha must be True, False or None, got {alpha!r}")
     alpha_plane = None
@@ -458,7 +460,8 @@ def iter_restore(image: Any, task: str = "denoise", *, mask: Any = None, factor:
         Set it to stop early and keep the result so far.
     alpha : bool, optional
         Whether the last channel is alpha, carried over untouched and not
-        restored; default: True for 4 channels (RGBA).
+        restored; default: True for 4 channels on the last axis (RGBA, as PNGs
+        and napari's RGB layers store it), False for any other channel axis.
     check_memory : bool
         Refuse with ``MemoryError`` (estimate and advice) a run that will not
         fit into the device's memory, before any work.
