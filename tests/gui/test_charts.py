@@ -87,6 +87,9 @@ def test_notes_markers_and_layout_during_a_run(make_napari_viewer_proxy: Any,
     charts.resize(700, 400)
     charts._relayout()
     assert charts.columns == 2
+    charts.resize(1100, 400)  # four titles do not fit in one row at 1100 px
+    charts._relayout()
+    assert charts.columns == 2
 
 
 def test_one_description_for_the_dock_and_the_cli(tmp_path: Path,

@@ -54,8 +54,9 @@ if TYPE_CHECKING:
 
 REDRAW_MS = 1000
 SERIES = tuple(s.key for p in PANELS.values() for s in p.series)
-#: below this width (px) the panels go on a 2 x 2 grid instead of one row
-ONE_ROW_MIN_WIDTH = 1000
+#: width (px) each panel needs in a row, its longest title whole; below it they go on a
+#: 2 x 2 grid (with four panels at 1066 px, three titles were cut)
+PANEL_MIN_WIDTH = 330
 _STYLES = {"solid": Qt.PenStyle.SolidLine, "dashed": Qt.PenStyle.DashLine,
            "dotted": Qt.PenStyle.DotLine}
 # the stop marker: strong on both themes
@@ -439,7 +440,7 @@ class ChartsWidget(QWidget):
     def _relayout(self, *, force: bool = False) -> None:
         """One row when the dock is wide, a 2 x 2 grid when it is narrow."""
         keys = self.visible_panels()
-        columns = len(keys) if self.width() >= ONE_ROW_MIN_WIDTH else 2
+        columns = len(keys) if self.width() >= PANEL_MIN_WIDTH * len(keys) else 2
         if columns == self._columns and not force:
             return
         self._columns = columns
