@@ -258,6 +258,9 @@ def test_a_range_wider_than_float64_is_refused() -> None:
     ({"noise_gain": 1e6, "noise_read_sigma": 2.0}, r"noise_gain=1e\+06 is far larger"),
     ({"noise_gain": 2.0, "noise_read_sigma": 2.0, "noise_offset": 70000.0},
      "noise_offset=70000 is at or above the image's brightest value"),
+    # 50 photons at 2 ADU each above 100: 230 ADU is above nearly every pixel, not dark
+    ({"noise_gain": 2.0, "noise_read_sigma": 2.0, "noise_offset": 230.0},
+     r"noise_offset=230 is above 9\d\.\d% of the image's values"),
 ])
 def test_camera_values_in_other_units_are_refused(camera: dict, needle: str) -> None:
     image = (np.random.default_rng(10).poisson(50.0, (64, 64)) * 2 + 100).astype(np.uint16)

@@ -627,10 +627,17 @@ def check_noise_estimable(params: Any, observation: Array,
             "noise_read_sigma and noise_offset")
 
 
-def check_camera_units(params: Any, low: float, high: float) -> None:
+#: a given offset above more than this share of the pixels is refused: even an image of
+#: dark background alone has about half its values below the camera's offset (read noise)
+OFFSET_ABOVE_SHARE = 0.9
+
+
+def check_camera_units(params: Any, low: float, high: float,
+                       values: npt.NDArray[np.float64] | None = None) -> None:
     """Refuse, before any work, given camera values that cannot be in the units of an
     image spanning ``low..high`` (a gain or read noise in electrons, an offset above
-    every pixel): they would overflow the loss weights or give negative photons."""
+    every pixel, or above nearly all of ``values``, the image's observed values): they
+    would overflow the loss weights or give negative photons."""
     for name in ("noise_gain", "noise_read_sigma"):
         given = getattr(params, name)
         # noise widens the image's range: a value a hundred times that range is a unit slip
@@ -641,6 +648,14 @@ def check_camera_units(params: Any, low: float, high: float) -> None:
         raise ValueError(f"noise_offset={params.noise_offset:g} is at or above the image's "
                          f"brightest value ({high:g}): the offset is the camera's dark level, "
                          "in the image's units")
+    if params.noise_offset is not None and values is not None and values.size:
+        below = float(np.mean(values < params.noise_offset))
+        if below > OFFSET_ABOVE_SHARE:
+            raise ValueError(f"noise_offset={params.noise_offset:g} is above {below:.1%} of the "
+                             "image's values: at the camera's dark level about half of the "
+                             "darkest pixels fall below it (read noise), so it is too high; "
+                             "give the pedestal in the image's units (a dark frame's mean) or "
+                             "leave it to the estimate")
 
 
 def check_sigma_units(params: Any, low: float, high: float) -> None:
