@@ -75,8 +75,8 @@ TOOLTIPS: dict[str, str] = {
                "matching; RGB in opponent colours): it brings back detail the stopped fit "
                "has not reached. none (paper) keeps the network's output. The noise level "
                "is 'noise sigma' or the one estimated from the image; with "
-               "poisson-gaussian, the camera model's. An ensemble's mean is not refined "
-               "(on camera noise the stage lowered it)."),
+               "poisson-gaussian, the camera model's. An ensemble's mean under "
+               "poisson-gaussian noise is not refined (there the stage lowered it)."),
     "input_jitter": ("Noise added to the network's fixed input at every step (its code "
                      "has amplitude 1). The output then averages over nearby inputs: the "
                      "run fits noise more slowly and the auto stop lands nearer the best "

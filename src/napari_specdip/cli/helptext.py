@@ -81,8 +81,8 @@ REFINE_WORDS = {
     "wiener": "filter the image once more with the network's output as the pilot of an "
               "empirical Wiener filter (8x8 DCT patches, RGB in opponent colours): it brings "
               "back detail the stopped fit has not reached (held-out images: +0.9 dB on "
-              "average under Gaussian noise, +0.6 under camera noise; an ensemble's mean is "
-              "not refined)",
+              "average under Gaussian noise, +0.6 under camera noise; an ensemble's mean "
+              "under camera noise is not refined)",
     "none": "the network's output, as in the paper",
 }
 #: how each ``--noise-fit`` uses the Poisson-Gaussian model

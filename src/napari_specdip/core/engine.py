@@ -928,16 +928,17 @@ def _refined(job: RestoreJob, output: npt.NDArray[np.float64], noise: NoiseFit |
     """The denoising result after the ``refine`` stage (the network's ``output`` where
     there is none) and its record (None: the task has no such stage).
 
-    An ensemble's mean is left as it is: on photon.py's 27 K=4 runs (5-30 photons) the
-    stage lowered it by 0.16 dB on average (the 5-photon cell by about 2 dB), where it
-    raised single runs by 0.65 (benchmarks/README.md, *refine.py*)."""
+    An ensemble's mean under camera noise is left as it is: on photon.py's 27 K=4 runs
+    (5-30 photons) the stage lowered it by 0.16 dB on average (the 5-photon cell by about
+    2 dB), where it raised single runs by 0.65; under Gaussian noise it raised K=4 means by
+    0.26-0.65 dB (four tuning images; benchmarks/README.md, *refine.py*)."""
     p = job.params
     if p.task != "denoise":
         return output, None
     if p.refine == "none":
         return output, {"method": "none"}
-    if members > 1:
-        return output, {"method": "none", "reason": "an ensemble's mean"}
+    if members > 1 and noise is not None:
+        return output, {"method": "none", "reason": "an ensemble's mean, camera noise"}
     if job.known is not None and not job.known.all():
         return output, {"method": "none", "reason": "pixels marked missing"}
     if noise is not None:

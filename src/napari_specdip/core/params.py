@@ -355,7 +355,8 @@ class RestoreParameters:
         ``paper`` preset) returns the network's output. The noise level is
         ``noise_sigma`` or the one estimated from the image; with the
         Poisson-Gaussian model, the camera model's variance at the output. An
-        ensemble's mean is not refined (on camera noise the stage lowered it).
+        ensemble's mean under Poisson-Gaussian noise is not refined (there the stage
+        lowered it).
         ``result.parameters["refined"]`` says what was done;
         ``result.metrics["psnr_unrefined"]`` gives the network's own PSNR when a
         reference is given. Other tasks ignore it.
