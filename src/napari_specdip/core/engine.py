@@ -232,7 +232,7 @@ def plan_restore(image: Any, task: str = "denoise", *, mask: Any = None, factor:
                          f"depth <= {max(PAPER_DEPTH, (4 * out_side).bit_length() - 1)}, "
                          "or leave depth unset")
     low, high = intensity_range(values, dtype, known)
-    check_camera_units(params, low, high, values if known is None else values[known])
+    check_camera_units(params, low, high, values, known)
     check_sigma_units(params, low, high)
     observation = np.clip((values - low) / (high - low), 0.0, 1.0)
     if noise_camera is not None and not isinstance(noise_camera, CameraEstimate):
@@ -939,8 +939,6 @@ def _refined(job: RestoreJob, output: npt.NDArray[np.float64], noise: NoiseFit |
         return output, {"method": "none"}
     if members > 1 and noise is not None:
         return output, {"method": "none", "reason": "an ensemble's mean, camera noise"}
-    if job.known is not None and not job.known.all():
-        return output, {"method": "none", "reason": "pixels marked missing"}
     if noise is not None:
         model = noise.model
         floor = max(model.read_variance, 1e-3 * model.a)

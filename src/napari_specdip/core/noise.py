@@ -633,11 +633,12 @@ OFFSET_ABOVE_SHARE = 0.9
 
 
 def check_camera_units(params: Any, low: float, high: float,
-                       values: npt.NDArray[np.float64] | None = None) -> None:
+                       values: npt.NDArray[np.float64] | None = None,
+                       known: npt.NDArray[np.bool_] | None = None) -> None:
     """Refuse, before any work, given camera values that cannot be in the units of an
     image spanning ``low..high`` (a gain or read noise in electrons, an offset above
-    every pixel, or above nearly all of ``values``, the image's observed values): they
-    would overflow the loss weights or give negative photons."""
+    every pixel, or above nearly all of ``values``, the (H, W, C) image, where ``known``
+    is True when given): they would overflow the loss weights or give negative photons."""
     for name in ("noise_gain", "noise_read_sigma"):
         given = getattr(params, name)
         # noise widens the image's range: a value a hundred times that range is a unit slip
@@ -649,7 +650,8 @@ def check_camera_units(params: Any, low: float, high: float,
                          f"brightest value ({high:g}): the offset is the camera's dark level, "
                          "in the image's units")
     if params.noise_offset is not None and values is not None and values.size:
-        below = float(np.mean(values < params.noise_offset))
+        observed = values if known is None else values[known]  # a copy: only when needed
+        below = float(np.mean(observed < params.noise_offset))
         if below > OFFSET_ABOVE_SHARE:
             raise ValueError(f"noise_offset={params.noise_offset:g} is above {below:.1%} of the "
                              "image's values: at the camera's dark level about half of the "

@@ -44,13 +44,6 @@ def dct_matrix(patch: int = PATCH) -> npt.NDArray[np.float64]:
     return one
 
 
-def dct_basis(patch: int = PATCH) -> torch.Tensor:
-    """The orthonormal 2D DCT-II basis as ``(patch**2, 1, patch, patch)`` filters."""
-    one = dct_matrix(patch)
-    basis = np.einsum("ka,lb->klab", one, one).reshape(patch * patch, 1, patch, patch)
-    return torch.from_numpy(basis)
-
-
 class _Separable:
     """The 2D DCT of every patch as two 1D passes (along rows, then columns): 2 x patch
     multiplications per coefficient instead of patch**2, the same coefficients (their
