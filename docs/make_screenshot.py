@@ -89,7 +89,15 @@ def main(folder: Path) -> list[Path]:
     _settle(app)
 
     written.append(folder / "screenshot_widget.png")
-    widget.native.grab().save(str(written[-1]))
+    # the whole content, not the part the dock's scroll area shows
+    content = widget.scroll.widget()
+    width = content.width()
+    layout = content.layout()
+    tall = max(content.sizeHint().height(), content.minimumSizeHint().height(),
+               layout.totalHeightForWidth(width) if layout.hasHeightForWidth() else 0)
+    content.resize(width, tall)
+    app.processEvents()
+    content.grab().save(str(written[-1]))
     for theme in ("dark", "light"):
         viewer.theme = theme
         _settle(app)
