@@ -371,3 +371,42 @@ def test_the_dock_scrolls_instead_of_making_the_window_taller(
     status = widget.status.native
     top = status.mapTo(scroll.viewport(), status.rect().topLeft()).y()
     assert 0 <= top < scroll.viewport().height()
+
+
+def test_rows_keep_their_height_when_a_note_in_the_scrolled_dock_grows(
+        make_napari_viewer_proxy: Any) -> None:
+    from qtpy.QtCore import QRect, Qt
+    from qtpy.QtWidgets import QApplication, QLabel, QWidget
+
+    from napari_specdip._napari._widget import fit_label
+
+    viewer = make_napari_viewer_proxy(show=True)
+    viewer.add_image(samples.noisy_photo(SIZE).image, name="photo", rgb=True)
+    _, widget = viewer.window.add_plugin_dock_widget("napari-specdip", "Restore")
+    widget.noise.value = "poisson-gaussian"
+    widget.preset.value = "quick"  # the defaults note appears
+    for _ in range(5):
+        QApplication.processEvents()
+    line = "gain 19.1 (estimated), read noise 90.6 (estimated), offset 367 (estimated)"
+    # as after a camera-noise run: the note under the noise model grows by several lines
+    for lines in (1, 4):
+        widget.noise_note.value = "\n".join([line] * lines)
+        widget.noise_note.visible = True
+        fit_label(widget.noise_note.native)
+        for _ in range(10):
+            QApplication.processEvents()
+    content = widget.scroll.widget()
+    assert isinstance(content, QWidget)
+    rows = [w for w in content.findChildren(QWidget) if w.isVisible()
+            and not isinstance(w, QLabel) and w.minimumSizeHint().height() > 0]
+    assert widget.noise_gain.native in rows
+    # a stale layout squeezed the noise model's rows to about half their height
+    squeezed = [w for w in rows if w.height() < w.minimumSizeHint().height()]
+    assert not squeezed, [(type(w).__name__, w.height()) for w in squeezed]
+    for note in (widget.noise_note.native, widget.defaults_note.native):
+        # QLabel's own heightForWidth never goes under the minimum height: measure the text
+        text = note.fontMetrics().boundingRect(
+            QRect(0, 0, note.contentsRect().width(), 10_000),
+            int(Qt.TextFlag.TextWordWrap), note.text())
+        spare = note.height() - text.height()
+        assert 0 <= spare < note.fontMetrics().lineSpacing(), (spare, note.text())

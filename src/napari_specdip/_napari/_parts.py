@@ -84,12 +84,18 @@ def scroll_content(widget: QWidget) -> QScrollArea:
     moved.setContentsMargins(layout.contentsMargins())
     moved.setSpacing(layout.spacing())
     while layout.count():
-        item = layout.takeAt(0)
+        item = layout.itemAt(0)
         child = item.widget() if item is not None else None
         if child is not None:
+            # removeWidget deletes the old item: a widget reports its size changes only
+            # to the first item made for it, and while that lives the new item's cached
+            # heights go stale (a grown label squeezed the rows beside it)
+            layout.removeWidget(child)
             moved.addWidget(child)
-        elif item is not None:
-            moved.addItem(item)
+        else:
+            taken = layout.takeAt(0)
+            if taken is not None:
+                moved.addItem(taken)
     layout.setContentsMargins(0, 0, 0, 0)
     scroll = _VerticalScroll(content)
     layout.addWidget(scroll)

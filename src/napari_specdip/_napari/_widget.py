@@ -152,9 +152,12 @@ class _DockWatch(QObject):
 
 def fit_label(label: QLabel) -> None:
     width = label.width() if label.width() > 10 else label.sizeHint().width()
+    before = label.minimumHeight()
+    # QLabel never reports less than its minimum height: without this, a height set at a
+    # narrow width would stay after the label widens (gaps around short notes)
+    label.setMinimumHeight(0)
     need = label.heightForWidth(width) if label.wordWrap() else label.sizeHint().height()
-    if need > 0 and label.minimumHeight() != need:
-        label.setMinimumHeight(need)
+    label.setMinimumHeight(need if need > 0 else before)
 
 
 def _section_title(text: str) -> Label:
