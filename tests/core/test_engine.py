@@ -215,6 +215,24 @@ def test_interrupt_returns_result_so_far() -> None:
     assert res.stop_reason == "stopped" and res.iterations == 2 and res.image.shape == (32, 32)
 
 
+@pytest.mark.parametrize("options", [{}, {"task": "super-resolve", "factor": 2},
+                                     {"tile": 32, "tile_overlap": 8}, {"ensemble": 2}])
+def test_a_run_stopped_before_its_first_step_returns_the_input(options: dict) -> None:
+    image = np.random.default_rng(1).random((80, 80))  # tiled: 32 px cores, 8 px overlap
+    stop = threading.Event()
+    stop.set()
+    result = napari_specdip.core.engine.run_to_end(
+        iter_restore(image, max_iterations=50, interrupt=stop, **{**FAST, **options}))
+    assert result.stop_reason == "stopped" and result.iterations == 0
+    factor = options.get("factor", 1)
+    expected = np.repeat(np.repeat(image, factor, axis=0), factor, axis=1)
+    # not the untrained network's near-flat output, which would read as a result
+    np.testing.assert_allclose(result.image, expected, atol=1e-6)
+    if options.get("ensemble"):
+        assert result.uncertainty is not None and np.isnan(result.uncertainty).all()
+    assert ("tiles" in result.parameters) == ("tile" in options)
+
+
 def test_closing_the_generator_stops_work() -> None:
     image = np.random.default_rng(0).random((32, 32))
     gen = iter_restore(image, max_iterations=10_000, **FAST)
@@ -454,6 +472,15 @@ def test_presets_set_defaults_and_explicit_options_win() -> None:
         RestoreParameters.for_task("denoise", preset="fast")
     with pytest.raises(ValueError, match="preset"):
         restore(image, parameters=balanced, preset="quick")
+
+
+def test_parameters_built_without_for_task_are_the_default_preset_s() -> None:
+    # RestoreParameters() once mixed the paper's fields with the auto stop and failed
+    assert RestoreParameters() == RestoreParameters.for_task("denoise")
+    image = np.random.default_rng(0).random((32, 32))
+    mine = RestoreParameters(width=8, max_iterations=3)
+    result = restore(image, parameters=mine)
+    assert result.parameters["width"] == 8 and result.iterations <= 3
 
 
 def test_input_jitter_changes_the_fit_and_stays_reproducible() -> None:

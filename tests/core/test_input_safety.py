@@ -54,8 +54,33 @@ def test_four_channels_first_are_all_restored() -> None:
     result = restore(stack, channel_axis=0, max_iterations=3, **FAST)
     assert "alpha" not in result.parameters
     assert not np.array_equal(result.image[3], stack[3])  # restored, not carried over
-    assert restore(np.moveaxis(stack, 0, -1), channel_axis=-1, max_iterations=2,
+    # channels last too, where the fourth plane holds intensities, not opacity
+    last = np.moveaxis(stack, 0, -1)
+    result = restore(last, channel_axis=-1, max_iterations=2, **FAST)
+    assert "alpha" not in result.parameters and not np.array_equal(result.image[..., 3],
+                                                                    last[..., 3])
+    assert restore(last, channel_axis=-1, alpha=True, max_iterations=2,
                    **FAST).parameters["alpha"] is True
+
+
+@pytest.mark.parametrize(("dtype", "plane", "guessed"), [
+    (np.uint8, "intensities", True),  # 8 bits on the last axis: a PNG's RGBA
+    (np.uint16, "intensities", False), (np.float32, "intensities", False),
+    (np.float32, "opaque", True), (np.uint16, "opaque", True), (np.float64, "cut-out", True),
+    (np.float64, "constant", True)])
+def test_alpha_is_guessed_from_the_fourth_plane(dtype: type, plane: str, guessed: bool) -> None:
+    rng = np.random.default_rng(3)
+    full = np.iinfo(dtype).max if np.issubdtype(dtype, np.integer) else 1
+    image = (rng.random((40, 40, 4)) * full).astype(dtype)
+    if plane == "opaque":
+        image[..., 3] = full
+    elif plane == "cut-out":  # transparent outside a disc, anti-aliased at its edge
+        yy, xx = np.mgrid[:40, :40]
+        image[..., 3] = np.clip(15.5 - np.hypot(yy - 20, xx - 20), 0, 1)
+    elif plane == "constant":
+        image[..., 3] = 0.7
+    job = plan_restore(image, channel_axis=-1, **FAST)
+    assert (job.layout.alpha is not None) == guessed
 
 
 def test_alpha_false_restores_four_channels_and_alpha_true_two(rgba: np.ndarray) -> None:

@@ -1113,6 +1113,8 @@ class RestoreWidget(Container[Widget]):
             job = functools.partial(
                 plan_restore, task=params.task, mask=plane_mask,
                 channel_axis=-1 if info.rgb else None, reference=plane_ref, parameters=params,
+                # napari takes an RGB layer's fourth channel as alpha, whatever its values
+                alpha=info.rgb and info.data.shape[-1] == 4,
                 interrupt=interrupt, keep_state=warm and k < len(planes) - 1)
             if stacked:
                 # read and checked by the worker before it restores any slice (the

@@ -180,10 +180,13 @@ def plan_restore(image: Any, task: str = "denoise", *, mask: Any = None, factor:
     dtype = image.dtype
     height, width = values.shape[:2]
     # RGBA: the alpha channel is carried over untouched, never restored as a colour. Only
-    # guessed where RGBA is stored (channels last): four channels first are a microscopy
-    # stack's (DAPI, GFP, ...), whose fourth would otherwise come back unrestored
+    # guessed where RGBA is stored: channels last, and 8 bits (PNG's) or a fourth plane
+    # that is opaque or a cut-out. Four channels first, or a fourth float plane of
+    # intensities, are a microscopy stack's (DAPI, GFP, ...), whose fourth would otherwise
+    # come back unrestored
     if alpha is None:
-        alpha = axis == 2 and values.shape[2] == 4
+        alpha = axis == 2 and values.shape[2] == 4 and (
+            dtype == np.uint8 or looks_like_alpha(values[..., 3], dtype))
     elif not isinstance(alpha, bool | np.bool_):
         raise ValueError(f"alpha must be True, False or None, got {alpha!r}")
     alpha_plane = None
@@ -300,6 +303,36 @@ def plan_restore(image: Any, task: str = "denoise", *, mask: Any = None, factor:
 
         refuse_if_too_big(job)
     return job
+
+
+#: share of a plane's pixels that must be transparent or opaque for it to pass as alpha;
+#: an anti-aliased cut-out's edges are a few percent of it (more on a small image)
+ALPHA_EXTREME_SHARE = 0.9
+
+
+def looks_like_alpha(plane: npt.NDArray[Any], dtype: np.dtype[Any]) -> bool:
+    """Whether a fourth channel stored last looks like an alpha channel: constant (all
+    opaque), or nearly all of it transparent (0) or opaque (the integer dtype's maximum,
+    1 for floats and booleans) with some of it opaque.
+
+    Examples
+    --------
+    >>> opaque = np.full((8, 8), 255, np.uint8)
+    >>> looks_like_alpha(opaque, opaque.dtype)
+    True
+    >>> intensities = np.random.default_rng(0).random((8, 8))
+    >>> looks_like_alpha(intensities, intensities.dtype)
+    False
+    """
+    flat = np.asarray(plane).ravel()
+    if flat.size == 0:
+        return False
+    if np.all(flat == flat[0]):
+        return True
+    full = np.iinfo(dtype).max if np.issubdtype(dtype, np.integer) else 1
+    opaque = np.count_nonzero(flat == full)
+    extremes = opaque + np.count_nonzero(flat == 0)
+    return bool(opaque > 0 and extremes >= ALPHA_EXTREME_SHARE * flat.size)
 
 
 def _unmasked(image: Any, channel_axis: int | None) -> tuple[Any, npt.NDArray[np.bool_] | None]:
@@ -457,11 +490,14 @@ def iter_restore(image: Any, task: str = "denoise", *, mask: Any = None, factor:
         image as uint8 spans 0-255 (a bool one too: False 0, True 255, as the command
         line's PNG files), a uint16 one is divided by 257.
     interrupt : threading.Event-like, optional
-        Set it to stop early and keep the result so far.
+        Set it to stop early and keep the result so far; set before the first step,
+        the result is the input (``iterations`` 0, ``stop_reason`` "stopped").
     alpha : bool, optional
         Whether the last channel is alpha, carried over untouched and not
         restored; default: True for 4 channels on the last axis (RGBA, as PNGs
-        and napari's RGB layers store it), False for any other channel axis.
+        and napari's RGB layers store it) of 8 bits, or of another dtype where the
+        fourth looks like alpha (constant, or nearly all 0 or opaque:
+        :func:`looks_like_alpha`), False otherwise.
     check_memory : bool
         Refuse with ``MemoryError`` (estimate and advice) a run that will not
         fit into the device's memory, before any work.
@@ -1250,7 +1286,7 @@ def _fit(job: RestoreJob, device: torch.device, scale: int, start: float,
             history["loss"].extend(synced)
             history["iteration"].extend(range(iteration - len(synced) + 1, iteration + 1))
             history["elapsed"].extend([time.perf_counter() - start] * len(synced))
-        if iteration == 0:  # stopped before the first step: the untrained output
+        if iteration == 0:  # stopped before the first step: `chosen` needs an output
             with torch.no_grad():
                 out = net(z)
         if candidate is not None and p.output != "best":
@@ -1261,7 +1297,17 @@ def _fit(job: RestoreJob, device: torch.device, scale: int, start: float,
                 best_iteration = iteration
         final = ensemble_mean(chosen)
         network_output = _composite(job, final, crop, noise)
-        composite, refined = _refined(job, network_output, noise, stop_noise, device, members)
+        if iteration == 0:
+            # nothing fitted: the input itself (upsampled for super-resolution), as a
+            # tiled run returns for the tiles it did not reach; the untrained network's
+            # near-flat output would read as a (bad) result
+            composite = np.repeat(np.repeat(job.observation, scale, axis=0), scale, axis=1)
+            network_output = composite
+            refined = None if p.task != "denoise" else {
+                "method": "none", "reason": "stopped before the first step"}
+        else:
+            composite, refined = _refined(job, network_output, noise, stop_noise, device,
+                                          members)
         image = job.layout.to_user(composite, dtype=job.output_dtype)
         metrics = _metrics_of(job, composite)
         if job.reference is not None and composite is not network_output:
@@ -1269,7 +1315,9 @@ def _fit(job: RestoreJob, device: torch.device, scale: int, start: float,
 
             metrics["psnr_unrefined"] = float(quality.psnr(network_output, job.reference))
         uncertainty = None
-        if members > 1:
+        if members > 1 and iteration == 0:
+            uncertainty = std_to_user(np.full_like(composite, np.nan), job.layout)
+        elif members > 1:
             assert window is not None
             snapshots = [[_composite(job, step[k : k + 1], crop, noise) for k in range(members)]
                          for step in window.snapshots()]

@@ -191,11 +191,12 @@ _ENHANCE = {"learning_rate": 1e-3, "lr_warmup": 0, "max_iterations": 100, "stop"
 
 @dataclass(frozen=True, kw_only=True)
 class RestoreParameters:
-    """Every knob of one restoration run, with the paper's defaults per task.
+    """Every knob of one restoration run.
 
-    Build the defaults with :meth:`for_task` and change fields with
-    :meth:`replace`; the object is immutable so that a snapshot taken on the
-    GUI thread cannot change under a running worker.
+    Build a task's defaults under a preset with :meth:`for_task` and change fields
+    with :meth:`replace`; ``RestoreParameters()`` is ``for_task("denoise")``, the
+    default preset's denoising. The object is immutable so that a snapshot taken on
+    the GUI thread cannot change under a running worker.
 
     Parameters
     ----------
@@ -401,14 +402,14 @@ class RestoreParameters:
     lipschitz: float = 1.4
     upsampler: str = "bilinear"
     sigmas: tuple[float, ...] = DEFAULT_SIGMAS
-    width: int = 128
+    width: int = 64
     depth: int | None = None
     network: str = "decoder"
     start_at_mean: bool = True
-    input_jitter: float = 0.0
-    learning_rate: float = 1e-3
+    input_jitter: float = INPUT_JITTER
+    learning_rate: float = 3e-3
     lr_schedule: str = "constant"
-    lr_warmup: int = 0
+    lr_warmup: int = 50
     lr_halflife: int = 1000
     lr_floor: float = 0.05
     max_iterations: int = 3000
@@ -421,8 +422,8 @@ class RestoreParameters:
     holdout_patience_warm: int = 100
     holdout_return: str = "plateau"
     track_variance: bool = False
-    holdout: float = 0.0
-    signal_every: int = 1
+    holdout: float = 0.1
+    signal_every: int = 5
     preview_every: int = 50
     output: str = "ema"
     ema_decay: float = 0.99
@@ -440,7 +441,7 @@ class RestoreParameters:
     noise_read_sigma: float | None = None
     noise_offset: float | None = None
     noise_fit: str = "weighted"
-    refine: str = "none"
+    refine: str = "wiener"
     ensemble: int = 1
     tile: int | str = 0
     tile_overlap: int = 16
