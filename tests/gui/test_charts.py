@@ -122,6 +122,9 @@ def test_one_description_for_the_dock_and_the_cli(tmp_path: Path,
     for series in PANELS["fbc"].series:
         assert series.label.replace(" ", "&nbsp;") in panel.legend.text()
         assert panel.curves[series.key].opts["pen"].color().name() == series.color
+    # "held-out, averaged" once wrapped after "held-" at three panels in 1000 px
+    loss = widget.charts.panels["loss"].legend.text()
+    assert "held&#8209;out" in loss and "held-out" not in loss
     line = fbc_fig.axes[0].get_lines()[0]
     assert line.get_color() == PANELS["fbc"].series[0].color
 

@@ -366,13 +366,17 @@ def _pen(series: Series, light: bool) -> Any:
                     style=_STYLES[series.style])
 
 
+def _unbroken(text: str) -> str:
+    return text.replace(" ", "&nbsp;").replace("-", "&#8209;")
+
+
 def _legend_html(panel: Panel, colors: dict[str, str]) -> str:
     if len(panel.series) < 2:
         return ""
     marks = {"solid": "━━", "dashed": "╍╍", "dotted": "┈┈"}
-    # non-breaking spaces inside an item: the legend wraps between items only
+    # non-breaking spaces and hyphens inside an item: the legend wraps between items only
     items = [f'<span style="color:{s.color}">{marks[s.style]}</span>&nbsp;'
-             f'{html.escape(s.label).replace(" ", "&nbsp;")}' for s in panel.series]
+             f'{_unbroken(html.escape(s.label))}' for s in panel.series]
     return f'<span style="color:{colors["text"]}">' + " &nbsp; ".join(items) + "</span>"
 
 
