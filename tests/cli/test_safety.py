@@ -720,3 +720,22 @@ def test_a_cmyk_image_is_refused_not_restored_with_black_as_alpha(
     proc = _main(["restore", source, "-o", out, *FAST], capsys)
     assert_clean_failure(proc, 2, str(source), "is a CMYK image", "convert it to RGB")
     assert not out.exists()
+
+
+def test_a_short_axis_gets_a_channel_axis_hint_in_the_file_s_axes(tmp_path: Path) -> None:
+    # (64, 64, 5) without axes metadata: read as 64 slices of 64 x 5 pixels
+    rng = np.random.default_rng(0)
+    wide = tmp_path / "five.tif"
+    tifffile.imwrite(wide, rng.random((64, 64, 5)).astype(np.float32))
+    proc = run_cli("restore", wide, "-o", tmp_path / "out.tif", *FAST)
+    assert_clean_failure(proc, 2, "taken as 64 x 5 pixels", "pass --channel-axis 2")
+    assert "channel_axis=" not in proc.stderr  # the engine's name for a slice's axis
+    assert not (tmp_path / "out.tif").exists()
+    proc = run_cli("restore", wide, "-o", tmp_path / "out.tif", "--channel-axis", "2", *FAST)
+    assert proc.returncode == 0, proc.stderr
+    # no axis can be the channels of a 64 x 8 image: no hint
+    narrow = tmp_path / "narrow.tif"
+    tifffile.imwrite(narrow, rng.random((64, 8)).astype(np.float32))
+    proc = run_cli("restore", narrow, "-o", tmp_path / "out2.tif", *FAST)
+    assert_clean_failure(proc, 2, "taken as 64 x 8 pixels")
+    assert "--channel-axis" not in proc.stderr

@@ -16,6 +16,7 @@ import numpy as np
 import numpy.typing as npt
 
 from napari_specdip.cli.errors import UsageError
+from napari_specdip.core.imaging import MIN_SIDE
 
 AUTO = "auto"
 NONE = "none"
@@ -117,6 +118,28 @@ class StackLayout:
 
     def to_file_order(self, canonical_out: npt.NDArray[Any]) -> npt.NDArray[Any]:
         return np.ascontiguousarray(np.transpose(canonical_out, np.argsort(self.perm)))
+
+    def short_axis_problem(self) -> str | None:
+        """Why the file's layout cannot be restored when one of its spatial axes is
+        shorter than an image may be, with the ``--channel-axis`` that likely fits,
+        in the file's own axis numbers (None when both are long enough)."""
+        short = [a for a in self.spatial if self.shape[a] < MIN_SIDE]
+        if not short:
+            return None
+        axis = short[-1]
+        sizes = " x ".join(str(self.shape[a]) for a in self.spatial)
+        problem = (f"image of shape {self.shape} taken as {sizes} pixels (axes "
+                   f"{self.spatial[0]} and {self.spatial[1]}), need at least {MIN_SIDE} x "
+                   f"{MIN_SIDE}")
+        # as channels, that axis must leave two axes long enough to be the image's
+        if sum(n >= MIN_SIDE for a, n in enumerate(self.shape) if a != axis) < 2:
+            return problem
+        if self.channel_axis is None:
+            hint = f"if axis {axis} ({self.shape[axis]} values) holds channels"
+        else:
+            hint = (f"if axis {axis} ({self.shape[axis]} values) holds the channels, not "
+                    f"axis {self.channel_axis}")
+        return f"{problem}; {hint}, pass --channel-axis {axis}"
 
     def describe(self) -> dict[str, Any]:
         return {"channel_axis": self.channel_axis, "stack_axes": list(self.stack),

@@ -466,7 +466,10 @@ def _check_engine(job: FileJob, *, local: bool = True) -> tuple[int, int, Any]:
                                channel_axis=first.channel_axis, alpha=False,
                                check_memory=local, **options)
     except (ValueError, TypeError) as exc:
-        raise UsageError(f"{job.source.path}{where}: {one_line(exc)}") from exc
+        # the engine names the slice's axes; the file's are the ones to pass
+        short = job.layout.short_axis_problem()
+        raise UsageError(f"{job.source.path}: {short}" if short is not None
+                         else f"{job.source.path}{where}: {one_line(exc)}") from exc
     except MemoryError as exc:
         raise RunError(f"{job.source.path}{where}: {one_line(exc)}") from exc
     return planned.scale, planned.params.max_iterations, planned.params
