@@ -266,8 +266,11 @@ def test_too_few_usable_pixels_are_refused_at_the_call() -> None:
     assert usable_samples(image / image.max()) > 1500
     saturated = image.copy()
     saturated[rng.random(image.shape) < 0.3] = 4095
-    with pytest.raises(ValueError, match=r"\d+ usable pixels, 1500 needed"):
+    with pytest.raises(ValueError, match=r"between its extreme values .* \d+ usable pixels, "
+                                         "1500 needed"):
         plan_restore(saturated, noise="poisson-gaussian")
+    with pytest.raises(ValueError, match="32x32 image is too small"):
+        plan_restore(image[:32, :32], noise="poisson-gaussian")
     scattered = rng.random(image.shape) < 0.5  # True: missing
     with pytest.raises(ValueError, match="0 usable pixels"):
         plan_restore(image, "inpaint", mask=scattered, noise="poisson-gaussian")

@@ -620,8 +620,12 @@ def check_noise_estimable(params: Any, observation: Array,
     h, w = observation.shape[:2]
     usable = usable_samples(observation, known, at_least=_MIN_SAMPLES)
     if usable < _MIN_SAMPLES:
+        counted = h * w if known is None else int(np.count_nonzero(known))
+        # a large image can fail too: a binary or saturated one has no pixel between
+        what = ("is too small" if counted < _MIN_SAMPLES
+                else "has too few pixels between its extreme values")
         raise ValueError(
-            f"this {h}x{w} image is too small to estimate its Poisson-Gaussian noise: "
+            f"this {h}x{w} image {what} to estimate its Poisson-Gaussian noise: "
             f"{usable} usable pixels, {_MIN_SAMPLES} needed (masked pixels, pixels at the "
             "image's extreme values and their neighbours do not count); give noise_gain, "
             "noise_read_sigma and noise_offset")
