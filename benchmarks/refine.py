@@ -3,7 +3,9 @@
 Each case restores one image of the evaluation set (``_evalset.py``) with one
 degradation at one preset, once, with the clean image as the reference: the engine
 reports the PSNR of its result (refined) and of the network's own output
-(``metrics["psnr_unrefined"]``), so both come from the same fit. NL-means (noise level
+(``metrics["psnr_unrefined"]``), so both come from the same fit; where the observation
+was clipped, also the Wiener filter's before the declipping
+(``metrics["psnr_before_declipping"]``). NL-means (noise level
 estimated, or the true one without PyWavelets) and, where installed, BM3D are run on the
 same observation. Printed per case
 and as means per split, kind and degradation: the network's PSNR, the refined one, the
@@ -58,6 +60,8 @@ def one(case: dict[str, Any]) -> dict[str, Any]:
     bm3d = ev.bm3d(observation)
     return {**case, "kind": ev.kind(case["image"]), "split": ev.split(case["image"]),
             "network": result.metrics["psnr_unrefined"], "refined": result.metrics["psnr"],
+            # the Wiener filter alone: before the declipping of a clipped observation
+            "wiener": result.metrics.get("psnr_before_declipping", result.metrics["psnr"]),
             "nl_means": nlm,
             "bm3d": None if bm3d is None else ev.psnr(np.clip(bm3d, 0, 1), clean),
             "iterations": result.iterations, "seconds": seconds,
@@ -73,7 +77,8 @@ def _summary(label: str, rows: list[dict[str, Any]]) -> list[Any]:
     gains = [r["refined"] - r["network"] for r in rows]
     over_nlm = [r["refined"] - r["nl_means"] for r in rows]
     net_nlm = [r["network"] - r["nl_means"] for r in rows]
-    return [label, len(rows), f"{_mean(rows, 'network'):.2f}", f"{_mean(rows, 'refined'):.2f}",
+    return [label, len(rows), f"{_mean(rows, 'network'):.2f}", f"{_mean(rows, 'wiener'):.2f}",
+            f"{_mean(rows, 'refined'):.2f}",
             f"{np.mean(gains):+.2f} ({min(gains):+.2f} to {max(gains):+.2f})",
             f"{min(net_nlm):+.2f}", f"{min(over_nlm):+.2f}",
             f"{_mean(rows, 'refined') - _mean(rows, 'bm3d'):+.2f}"]
@@ -97,9 +102,10 @@ def main(argv: list[str] | None = None) -> int:
               "seed": args.seed, "max_iterations": args.max_iterations,
               "threads": args.threads} for n in images for d in args.degradations]
     records = _common.map_cases(one, cases, args.jobs)
-    header = ["image", "noise", "network dB", "refined dB", "gain", "vs NL-means", "vs BM3D",
-              "iterations", "s"]
-    rows = [[r["image"], r["degradation"], f"{r['network']:.2f}", f"{r['refined']:.2f}",
+    header = ["image", "noise", "network dB", "Wiener dB", "refined dB", "gain", "vs NL-means",
+              "vs BM3D", "iterations", "s"]
+    rows = [[r["image"], r["degradation"], f"{r['network']:.2f}", f"{r['wiener']:.2f}",
+             f"{r['refined']:.2f}",
              f"{r['refined'] - r['network']:+.2f}", f"{r['refined'] - r['nl_means']:+.2f}",
              "-" if r["bm3d"] is None else f"{r['refined'] - r['bm3d']:+.2f}",
              r["iterations"], f"{r['seconds']:.0f}"] for r in records]
@@ -112,7 +118,8 @@ def main(argv: list[str] | None = None) -> int:
              f"preset {args.preset}, {args.size} px, seed {args.seed}", "",
              "## per case", _common.format_table(header, rows, markdown=True), "",
              "## means (gain: refined - network; worst margins over NL-means: network, refined)",
-             _common.format_table(["group", "cases", "network dB", "refined dB", "gain",
+             _common.format_table(["group", "cases", "network dB", "Wiener dB", "refined dB",
+                                   "gain",
                                    "min network - NL-means", "min refined - NL-means",
                                    "refined - BM3D (mean)"], summary, markdown=True)]
     _common.write_report(args.out, lines, records)

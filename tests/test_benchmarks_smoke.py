@@ -341,9 +341,15 @@ def test_refine_smoke(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> Non
     text = capsys.readouterr().out
     assert code == 0
     header, *rows = tables(text)["per case"]
-    assert header[:4] == ["image", "noise", "network dB", "refined dB"] and len(rows) == 4
+    assert header[:5] == ["image", "noise", "network dB", "Wiener dB", "refined dB"]
+    assert len(rows) == 4
     saved = json.loads(out.with_suffix(".json").read_text())
     assert {r["record"]["method"] for r in saved} == {"wiener"}
+    # nuclei1 is a dark background clipped at 0: declipped under Gaussian noise only
+    declipped = {(r["image"], r["degradation"]) for r in saved if "declipped" in r["record"]}
+    assert ("nuclei1", "sigma25") in declipped and not any(d == "pg30r2" for _, d in declipped)
+    for r in saved:
+        assert (r["wiener"] != r["refined"]) == ("declipped" in r["record"])
     for r in saved:  # the gain column is the two PSNRs of one run
         assert f"{r['refined'] - r['network']:+.2f}" in text
     _, *means = tables(text)["means (gain: refined - network; worst margins over NL-means: "

@@ -168,3 +168,58 @@ def test_tiles_record_their_stage(noisy_camera: tuple[np.ndarray, np.ndarray]) -
     _, noisy = noisy_camera
     result = restore(np.tile(noisy, (2, 1)), "denoise", tile=48, tile_overlap=8, **FAST)
     assert [t["refined"]["method"] for t in result.parameters["tiles"]] == ["wiener"] * 2
+
+
+@pytest.mark.parametrize("sigma", [0.02, 0.1, 0.3])
+@pytest.mark.parametrize(("low", "high"), [(True, False), (False, True), (True, True)])
+def test_declipping_inverts_the_clipped_mean(sigma: float, low: bool, high: bool) -> None:
+    true = np.linspace(0.0, 1.0, 201)
+    biased = refine.clipped_mean(true, sigma, low=low, high=high)
+    assert np.all(np.diff(biased) > 0)  # one clean value per mean
+    np.testing.assert_allclose(refine.declip(biased, sigma, low=low, high=high), true,
+                               atol=2e-3)
+    # the mean of many clipped draws is what the map says
+    rng = np.random.default_rng(0)
+    x = np.array([0.0, 0.03, 0.5, 0.97, 1.0])
+    draws = x + rng.normal(0, sigma, (200_000, 5))
+    draws = np.clip(draws, 0 if low else -np.inf, 1 if high else np.inf)
+    np.testing.assert_allclose(draws.mean(0), refine.clipped_mean(x, sigma, low=low, high=high),
+                               atol=4 * sigma / np.sqrt(200_000) + 1e-4)
+    # nothing clipped or no noise: values unchanged
+    np.testing.assert_array_equal(refine.declip(biased, sigma, low=False, high=False), biased)
+    np.testing.assert_array_equal(refine.declip(biased, 0.0, low=low, high=high), biased)
+
+
+def test_clipped_ends_are_those_where_values_pile_up() -> None:
+    rng = np.random.default_rng(1)
+    dark = 0.03 + rng.normal(0, 0.1, (64, 64))
+    assert refine.clipped_ends(np.clip(dark, 0, 1)) == (True, False)
+    assert refine.clipped_ends(np.clip(1 - dark, 0, 1)) == (False, True)
+    # its own min and max only: an image scaled to its range was never clipped
+    unclipped = (dark - dark.min()) / (dark.max() - dark.min())
+    assert refine.clipped_ends(unclipped) == (False, False)
+
+
+def test_a_clipped_dark_background_is_declipped() -> None:
+    # bright discs on black, noise clipped at 0 as an 8-bit camera stores it
+    yy, xx = np.mgrid[:48, :48]
+    clean = np.zeros((48, 48))
+    for cy, cx in ((12, 14), (32, 30), (20, 38)):
+        clean += 0.6 * (np.hypot(yy - cy, xx - cx) < 7)
+    rng = np.random.default_rng(2)
+    noisy = np.clip(clean + rng.normal(0, 40 / 255, clean.shape), 0, 1)
+    result = restore(noisy, "denoise", reference=clean, noise_sigma=40 / 255, **FAST)
+    record = result.parameters["refined"]
+    assert record["declipped"] == ["low"] and "psnr_before_declipping" not in record
+    # the background's mean is pulled back towards black: the error falls
+    assert result.metrics["psnr"] > result.metrics["psnr_before_declipping"] + 1.0
+    background = clean == 0
+    assert result.image[background].mean() < 0.7 * noisy[background].mean()
+    # the same scene on a grey floor: never clipped, never declipped
+    floor = restore(np.clip(noisy * 0.5 + 0.25, 0, 1), "denoise", **FAST)
+    assert "declipped" not in floor.parameters["refined"]
+    # camera noise: the stage does not declip (measured under Gaussian noise only)
+    counts = rng.poisson(clean * 30) / 30
+    camera = restore(np.clip(counts, 0, 1), "denoise", noise="poisson-gaussian",
+                     noise_gain=1 / 30, noise_read_sigma=0.0, noise_offset=0.0, **FAST)
+    assert "declipped" not in camera.parameters["refined"]

@@ -75,7 +75,10 @@ TOOLTIPS: dict[str, str] = {
                "matching; RGB in opponent colours): it brings back detail the stopped fit "
                "has not reached. none (paper) keeps the network's output. The noise level "
                "is 'noise sigma' or the one estimated from the image; with "
-               "poisson-gaussian, the camera model's. An ensemble's mean under "
+               "poisson-gaussian, the camera model's. Under Gaussian noise, an image "
+               "clipped at black or white (values piled up there: a dark background "
+               "stored in 8 bits) is declipped too: the noise's clipping lifted the data's "
+               "mean there, and the fit returned that mean. An ensemble's mean under "
                "poisson-gaussian noise is not refined (there the stage lowered it)."),
     "input_jitter": ("Noise added to the network's fixed input at every step (its code "
                      "has amplitude 1). The output then averages over nearby inputs: the "

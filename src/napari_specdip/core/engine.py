@@ -31,7 +31,7 @@ from napari_specdip.core.operators import Downsampling, Identity, Inpainting, Op
 from napari_specdip.core.params import (AUTO_TILE, AUTO_TILE_FROM, PAPER_DEPTH,
                                         RestoreParameters, auto_depth, ignored_option)
 from napari_specdip.core.refine import PATCH as REFINE_PATCH
-from napari_specdip.core.refine import wiener_refine
+from napari_specdip.core.refine import clipped_ends, declip, wiener_refine
 from napari_specdip.core.results import RestoreResult, StepReport
 from napari_specdip.core.tiling import BlendCanvas, Tile, tile_grid
 from napari_specdip.stopping import PLATEAU_MAX_KEPT, HoldoutRule, make_rules
@@ -989,9 +989,21 @@ def _refined(job: RestoreJob, output: npt.NDArray[np.float64], noise: NoiseFit |
         variance = found
         source = "given" if p.noise_sigma is not None else "estimated from the image"
     result = np.clip(wiener_refine(job.observation, output, variance, device=device), 0.0, 1.0)
-    return result, {"method": p.refine, "patch": REFINE_PATCH,
-                    "noise_variance": float(np.mean(variance)), "noise_from": source,
-                    "colour": "opponent" if output.shape[2] == 3 else "per channel"}
+    record: dict[str, Any] = {
+        "method": p.refine, "patch": REFINE_PATCH, "noise_variance": float(np.mean(variance)),
+        "noise_from": source, "colour": "opponent" if output.shape[2] == 3 else "per channel"}
+    if noise is None:
+        # noise clipped at an end of the range biased the data's mean there (a dark
+        # background, saturation), and the fit and the filter both return that mean
+        low, high = clipped_ends(job.observation)
+        if low or high:
+            if job.reference is not None:  # what the declipping adds (benchmarks/refine.py)
+                from napari_specdip import metrics as quality
+
+                record["psnr_before_declipping"] = float(quality.psnr(result, job.reference))
+            result = declip(result, math.sqrt(float(variance)), low=low, high=high)
+            record["declipped"] = [end for end, on in (("low", low), ("high", high)) if on]
+    return result, record
 
 
 def stop_noise_shares(job: RestoreJob) -> tuple[float, float] | None:
@@ -1314,6 +1326,8 @@ def _fit(job: RestoreJob, device: torch.device, scale: int, start: float,
             from napari_specdip import metrics as quality
 
             metrics["psnr_unrefined"] = float(quality.psnr(network_output, job.reference))
+        if refined is not None and "psnr_before_declipping" in refined:  # a metric, not a setting
+            metrics["psnr_before_declipping"] = float(refined.pop("psnr_before_declipping"))
         uncertainty = None
         if members > 1 and iteration == 0:
             uncertainty = std_to_user(np.full_like(composite, np.nan), job.layout)

@@ -355,12 +355,17 @@ class RestoreParameters:
         brings back detail the early-stopped fit has not reached; ``"none"`` (the
         ``paper`` preset) returns the network's output. The noise level is
         ``noise_sigma`` or the one estimated from the image; with the
-        Poisson-Gaussian model, the camera model's variance at the output. An
+        Poisson-Gaussian model, the camera model's variance at the output. Under
+        Gaussian noise, an observation clipped at 0 or 1 of its range (values piled up
+        there: a dark background in 8 bits, saturation) is then declipped
+        (:func:`napari_specdip.core.refine.declip`): clipping lifted the noisy data's
+        mean near that end, and both the fit and the filter return that mean. An
         ensemble's mean under Poisson-Gaussian noise is not refined (there the stage
         lowered it).
-        ``result.parameters["refined"]`` says what was done;
-        ``result.metrics["psnr_unrefined"]`` gives the network's own PSNR when a
-        reference is given. Other tasks ignore it.
+        ``result.parameters["refined"]`` says what was done (``"declipped"``: the
+        ends); ``result.metrics["psnr_unrefined"]`` gives the network's own PSNR when a
+        reference is given, ``"psnr_before_declipping"`` the filter's. Other tasks
+        ignore it.
     ensemble : int
         Members K fitted together from seeds ``seed .. seed + K - 1`` (decoder
         only), member k exactly the single run seeded ``seed + k``, held-out

@@ -11,7 +11,12 @@ remaining noise. The noise may change from pixel to pixel (Poisson-Gaussian): ea
 coefficient's variance is then the patch's variance map seen through that basis
 function, which is exact for independent noise.
 
-benchmarks/refine.py measures it (figures in benchmarks/README.md, *refine.py*).
+Noise clipped at an end of the range (a dark background stored in 8 bits, saturation)
+is not zero-mean there: the data's mean near that end is pushed inwards, and the fit and
+the filter both return that mean. :func:`declip` maps the estimate back through the
+clipped noise's mean (Foi 2009), for Gaussian noise of a known level.
+
+benchmarks/refine.py measures both (figures in benchmarks/README.md, *refine.py*).
 """
 
 from __future__ import annotations
@@ -160,3 +165,68 @@ def _refine_band(band: torch.Tensor, dct: _Separable, dct_squared: _Separable,
     box = torch.ones((1, 1, dct.patch, dct.patch), dtype=share.dtype, device=share.device)
     norm = F.conv_transpose2d(share[None], box)[0, 0]
     return estimate / norm
+
+
+#: share of the observed pixels that must sit exactly at an end of the intensity range
+#: for that end to count as clipped: noise near a clipped end piles values up there, an
+#: image that was never clipped has only its single extreme pixels at its own min and max
+CLIP_SHARE = 0.005
+
+
+def clipped_ends(observation: npt.NDArray[np.float64], *,
+                 share: float = CLIP_SHARE) -> tuple[bool, bool]:
+    """Whether noise in ``observation`` (on the [0, 1] scale) was clipped at 0 and at 1.
+
+    Examples
+    --------
+    >>> rng = np.random.default_rng(0)
+    >>> dark = np.clip(0.02 + rng.normal(0, 0.1, (64, 64)), 0, 1)
+    >>> clipped_ends(dark)
+    (True, False)
+    """
+    size = max(observation.size, 1)
+    return (bool(np.count_nonzero(observation <= 0.0) >= share * size),
+            bool(np.count_nonzero(observation >= 1.0) >= share * size))
+
+
+def clipped_mean(x: npt.NDArray[np.float64], sigma: float, *, low: bool,
+                 high: bool) -> npt.NDArray[np.float64]:
+    """The mean of ``x + n`` clipped to [0, 1] at the ends marked, ``n`` Gaussian of
+    deviation ``sigma``: what a denoiser fitted to clipped data estimates instead of ``x``."""
+    from scipy.special import ndtr
+
+    a = -x / sigma if low else np.full_like(x, -np.inf)
+    b = (1.0 - x) / sigma if high else np.full_like(x, np.inf)
+
+    def density(t: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
+        out: npt.NDArray[np.float64] = np.exp(-0.5 * np.square(t)) / np.sqrt(2.0 * np.pi)
+        return out
+
+    below, above = ndtr(a), ndtr(b)
+    return np.asarray(x * (above - below) + sigma * (density(a) - density(b)) + (1.0 - above),
+                      dtype=np.float64)
+
+
+def declip(estimate: npt.ArrayLike, sigma: float, *, low: bool,
+           high: bool) -> npt.NDArray[np.float64]:
+    """Undo the bias that clipping put into a denoised image (Foi, "Clipped noisy
+    images: heteroskedastic modeling and practical denoising", Signal Processing 89(12),
+    2009): where noise of deviation ``sigma`` was clipped at 0 (``low``) or 1 (``high``),
+    the data's mean near that end is pushed inwards, and the denoiser returns that mean.
+    Each value is mapped back through the inverse of :func:`clipped_mean`, into [0, 1].
+
+    Examples
+    --------
+    >>> true = np.array([0.0, 0.05, 0.5])
+    >>> biased = clipped_mean(true, 0.1, low=True, high=True)
+    >>> bool(biased[0] > 0.03)                       # a black pixel's mean is not black
+    True
+    >>> np.round(declip(biased, 0.1, low=True, high=True), 3)
+    array([0.  , 0.05, 0.5 ])
+    """
+    values = np.asarray(estimate, dtype=np.float64)
+    if not (low or high) or not sigma > 0:
+        return values.copy()
+    grid = np.linspace(0.0, 1.0, 4097)
+    means = clipped_mean(grid, sigma, low=low, high=high)  # increasing in x
+    return np.asarray(np.interp(values, means, grid), dtype=np.float64)
