@@ -982,12 +982,18 @@ def _refined(job: RestoreJob, output: npt.NDArray[np.float64], noise: NoiseFit |
             model.variance(np.clip(output, 0.0, 1.0)), floor)
         source = "the camera model at the output"
     else:
+        low, high = clipped_ends(job.observation)
         found = stop_noise if stop_noise is not None else _white_noise_variance(
             p, job.observation, job.layout)
+        source = "given" if p.noise_sigma is not None else "estimated from the image"
+        if found is not None and (low or high) and p.noise_sigma is None:
+            # clipped pixels carry less noise and pull the estimate low (the nuclei at
+            # sigma 50: 36/255): the weakly textured patches away from them say more
+            found = estimate_white_noise_variance(job.observation, texture_ratio=0.0)
+            source = "estimated from the image away from its clipped values"
         if found is None:
             return output, {"method": "none", "reason": "image too small to estimate its noise"}
         variance = found
-        source = "given" if p.noise_sigma is not None else "estimated from the image"
     result = np.clip(wiener_refine(job.observation, output, variance, device=device), 0.0, 1.0)
     record: dict[str, Any] = {
         "method": p.refine, "patch": REFINE_PATCH, "noise_variance": float(np.mean(variance)),
@@ -995,7 +1001,6 @@ def _refined(job: RestoreJob, output: npt.NDArray[np.float64], noise: NoiseFit |
     if noise is None:
         # noise clipped at an end of the range biased the data's mean there (a dark
         # background, saturation), and the fit and the filter both return that mean
-        low, high = clipped_ends(job.observation)
         if low or high:
             if job.reference is not None:  # what the declipping adds (benchmarks/refine.py)
                 from napari_specdip import metrics as quality

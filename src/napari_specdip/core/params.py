@@ -359,7 +359,8 @@ class RestoreParameters:
         Gaussian noise, an observation clipped at 0 or 1 of its range (values piled up
         there: a dark background in 8 bits, saturation) is then declipped
         (:func:`napari_specdip.core.refine.declip`): clipping lifted the noisy data's
-        mean near that end, and both the fit and the filter return that mean. An
+        mean near that end, and both the fit and the filter return that mean; its
+        noise level, unless given, is estimated away from the clipped values. An
         ensemble's mean under Poisson-Gaussian noise is not refined (there the stage
         lowered it).
         ``result.parameters["refined"]`` says what was done (``"declipped"``: the
