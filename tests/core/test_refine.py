@@ -226,8 +226,14 @@ def test_a_clipped_dark_background_is_declipped() -> None:
     floor = restore(np.clip(noisy * 0.5 + 0.25, 0, 1), "denoise", **FAST)
     assert "declipped" not in floor.parameters["refined"]
     assert floor.parameters["refined"]["noise_from"] == "estimated from the image"
-    # camera noise: the stage does not declip (measured under Gaussian noise only)
-    counts = rng.poisson(clean * 30) / 30
-    camera = restore(np.clip(counts, 0, 1), "denoise", noise="poisson-gaussian",
-                     noise_gain=1 / 30, noise_read_sigma=0.0, noise_offset=0.0, **FAST)
-    assert "declipped" not in camera.parameters["refined"]
+    # camera noise, clipped at black by its read noise: declipped with the camera's
+    # signal-dependent deviation; the same exposure with its offset kept is not clipped
+    counts = rng.poisson(clean * 30) / 30 + rng.normal(0, 2 / 30, clean.shape)
+    camera = restore(np.clip(counts, 0, 1), "denoise", reference=clean,
+                     noise="poisson-gaussian", noise_gain=1 / 30, noise_read_sigma=2 / 30,
+                     noise_offset=0.0, **FAST)
+    assert camera.parameters["refined"]["declipped"] == ["low"]
+    assert camera.metrics["psnr"] > camera.metrics["psnr_before_declipping"]
+    raw = restore(counts + 0.2, "denoise", noise="poisson-gaussian", noise_gain=1 / 30,
+                  noise_read_sigma=2 / 30, noise_offset=0.2, **FAST)
+    assert "declipped" not in raw.parameters["refined"]

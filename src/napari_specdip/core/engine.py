@@ -975,14 +975,17 @@ def _refined(job: RestoreJob, output: npt.NDArray[np.float64], noise: NoiseFit |
         return output, {"method": "none"}
     if members > 1 and noise is not None:
         return output, {"method": "none", "reason": "an ensemble's mean, camera noise"}
+    low, high = clipped_ends(job.observation)
     if noise is not None:
         model = noise.model
         floor = max(model.read_variance, 1e-3 * model.a)
         variance: float | npt.NDArray[np.float64] = np.maximum(
             model.variance(np.clip(output, 0.0, 1.0)), floor)
         source = "the camera model at the output"
+
+        def spread(mean: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
+            return np.sqrt(np.maximum(model.variance(mean), floor))
     else:
-        low, high = clipped_ends(job.observation)
         found = stop_noise if stop_noise is not None else _white_noise_variance(
             p, job.observation, job.layout)
         source = "given" if p.noise_sigma is not None else "estimated from the image"
@@ -998,16 +1001,16 @@ def _refined(job: RestoreJob, output: npt.NDArray[np.float64], noise: NoiseFit |
     record: dict[str, Any] = {
         "method": p.refine, "patch": REFINE_PATCH, "noise_variance": float(np.mean(variance)),
         "noise_from": source, "colour": "opponent" if output.shape[2] == 3 else "per channel"}
-    if noise is None:
-        # noise clipped at an end of the range biased the data's mean there (a dark
-        # background, saturation), and the fit and the filter both return that mean
-        if low or high:
-            if job.reference is not None:  # what the declipping adds (benchmarks/refine.py)
-                from napari_specdip import metrics as quality
+    # noise clipped at an end of the range biased the data's mean there (a dark
+    # background, saturation), and the fit and the filter both return that mean
+    if low or high:
+        if job.reference is not None:  # what the declipping adds (benchmarks/refine.py)
+            from napari_specdip import metrics as quality
 
-                record["psnr_before_declipping"] = float(quality.psnr(result, job.reference))
-            result = declip(result, math.sqrt(float(variance)), low=low, high=high)
-            record["declipped"] = [end for end, on in (("low", low), ("high", high)) if on]
+            record["psnr_before_declipping"] = float(quality.psnr(result, job.reference))
+        result = declip(result, math.sqrt(float(variance)) if noise is None else spread,
+                        low=low, high=high)
+        record["declipped"] = [end for end, on in (("low", low), ("high", high)) if on]
     return result, record
 
 

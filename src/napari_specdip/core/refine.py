@@ -14,12 +14,15 @@ function, which is exact for independent noise.
 Noise clipped at an end of the range (a dark background stored in 8 bits, saturation)
 is not zero-mean there: the data's mean near that end is pushed inwards, and the fit and
 the filter both return that mean. :func:`declip` maps the estimate back through the
-clipped noise's mean (Foi 2009), for Gaussian noise of a known level.
+clipped noise's mean (Foi 2009), for Gaussian noise of a known level, constant or
+depending on the intensity (a camera's).
 
 benchmarks/refine.py measures both (figures in benchmarks/README.md, *refine.py*).
 """
 
 from __future__ import annotations
+
+from collections.abc import Callable
 
 import numpy as np
 import numpy.typing as npt
@@ -189,10 +192,11 @@ def clipped_ends(observation: npt.NDArray[np.float64], *,
             bool(np.count_nonzero(observation >= 1.0) >= share * size))
 
 
-def clipped_mean(x: npt.NDArray[np.float64], sigma: float, *, low: bool,
-                 high: bool) -> npt.NDArray[np.float64]:
+def clipped_mean(x: npt.NDArray[np.float64], sigma: float | npt.NDArray[np.float64], *,
+                 low: bool, high: bool) -> npt.NDArray[np.float64]:
     """The mean of ``x + n`` clipped to [0, 1] at the ends marked, ``n`` Gaussian of
-    deviation ``sigma``: what a denoiser fitted to clipped data estimates instead of ``x``."""
+    deviation ``sigma`` (one, or one per value of ``x``): what a denoiser fitted to
+    clipped data estimates instead of ``x``."""
     from scipy.special import ndtr
 
     a = -x / sigma if low else np.full_like(x, -np.inf)
@@ -207,13 +211,15 @@ def clipped_mean(x: npt.NDArray[np.float64], sigma: float, *, low: bool,
                       dtype=np.float64)
 
 
-def declip(estimate: npt.ArrayLike, sigma: float, *, low: bool,
-           high: bool) -> npt.NDArray[np.float64]:
+def declip(estimate: npt.ArrayLike,
+           sigma: float | Callable[[npt.NDArray[np.float64]], npt.NDArray[np.float64]], *,
+           low: bool, high: bool) -> npt.NDArray[np.float64]:
     """Undo the bias that clipping put into a denoised image (Foi, "Clipped noisy
     images: heteroskedastic modeling and practical denoising", Signal Processing 89(12),
     2009): where noise of deviation ``sigma`` was clipped at 0 (``low``) or 1 (``high``),
     the data's mean near that end is pushed inwards, and the denoiser returns that mean.
     Each value is mapped back through the inverse of :func:`clipped_mean`, into [0, 1].
+    ``sigma`` may be a function of the clean value (signal-dependent noise: a camera's).
 
     Examples
     --------
@@ -225,8 +231,9 @@ def declip(estimate: npt.ArrayLike, sigma: float, *, low: bool,
     array([0.  , 0.05, 0.5 ])
     """
     values = np.asarray(estimate, dtype=np.float64)
-    if not (low or high) or not sigma > 0:
-        return values.copy()
     grid = np.linspace(0.0, 1.0, 4097)
-    means = clipped_mean(grid, sigma, low=low, high=high)  # increasing in x
+    spread = np.asarray(sigma(grid) if callable(sigma) else sigma, dtype=np.float64)
+    if not (low or high) or not np.all(spread > 0):
+        return values.copy()
+    means = clipped_mean(grid, spread, low=low, high=high)  # increasing in x
     return np.asarray(np.interp(values, means, grid), dtype=np.float64)
