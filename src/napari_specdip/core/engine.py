@@ -967,7 +967,8 @@ def _refined(job: RestoreJob, output: npt.NDArray[np.float64], noise: NoiseFit |
     An ensemble's mean under camera noise is left as it is: on photon.py's 27 K=4 runs
     (5-30 photons) the stage lowered it by 0.16 dB on average (the 5-photon cell by about
     2 dB), where it raised single runs by 0.65; under Gaussian noise it raised K=4 means by
-    0.26-0.65 dB (four tuning images; benchmarks/README.md, *refine.py*)."""
+    0.48 dB on the held-out half (benchmarks/README.md, *refine.py*). An observation
+    clipped at an end of its range is declipped after the filter (``refine.declip``)."""
     p = job.params
     if p.task != "denoise":
         return output, None
