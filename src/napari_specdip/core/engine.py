@@ -960,9 +960,11 @@ def _white_noise_variance(p: RestoreParameters, obs: npt.NDArray[np.float64],
 
 def _refined(job: RestoreJob, output: npt.NDArray[np.float64], noise: NoiseFit | None,
              stop_noise: float | None, device: torch.device, members: int
-             ) -> tuple[npt.NDArray[np.float64], dict[str, Any] | None]:
+             ) -> tuple[npt.NDArray[np.float64], dict[str, Any] | None,
+                        npt.NDArray[np.float64] | None]:
     """The denoising result after the ``refine`` stage (the network's ``output`` where
-    there is none) and its record (None: the task has no such stage).
+    there is none), its record (None: the task has no such stage) and, where the result
+    was declipped, the filter's output before that.
 
     An ensemble's mean under camera noise is left as it is: on photon.py's 27 K=4 runs
     (5-30 photons) the stage lowered it by 0.16 dB on average (the 5-photon cell by about
@@ -971,12 +973,14 @@ def _refined(job: RestoreJob, output: npt.NDArray[np.float64], noise: NoiseFit |
     clipped at an end of its range is declipped after the filter (``refine.declip``)."""
     p = job.params
     if p.task != "denoise":
-        return output, None
+        return output, None, None
     if p.refine == "none":
-        return output, {"method": "none"}
+        return output, {"method": "none"}, None
     if members > 1 and noise is not None:
-        return output, {"method": "none", "reason": "an ensemble's mean, camera noise"}
-    low, high = clipped_ends(job.observation)
+        return output, {"method": "none", "reason": "an ensemble's mean, camera noise"}, None
+    obs = job.observation
+    low, high = clipped_ends(obs)
+    deviation: float | Callable[[npt.NDArray[np.float64]], npt.NDArray[np.float64]]
     if noise is not None:
         model = noise.model
         floor = max(model.read_variance, 1e-3 * model.a)
@@ -984,35 +988,33 @@ def _refined(job: RestoreJob, output: npt.NDArray[np.float64], noise: NoiseFit |
             model.variance(np.clip(output, 0.0, 1.0)), floor)
         source = "the camera model at the output"
 
-        def spread(mean: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
+        def deviation(mean: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
             return np.sqrt(np.maximum(model.variance(mean), floor))
     else:
-        found = stop_noise if stop_noise is not None else _white_noise_variance(
-            p, job.observation, job.layout)
-        source = "given" if p.noise_sigma is not None else "estimated from the image"
-        if found is not None and (low or high) and p.noise_sigma is None:
-            # clipped pixels carry less noise and pull the estimate low (the nuclei at
-            # sigma 50: 36/255): the weakly textured patches away from them say more
-            found = estimate_white_noise_variance(job.observation, texture_ratio=0.0)
+        if (low or high) and p.noise_sigma is None and min(obs.shape[:2]) >= WHITE_NOISE_PATCH:
+            # clipped pixels carry less noise and pull the whole image's estimate low (the
+            # nuclei at sigma 50: 36/255): the weakly textured patches away from them say more
+            found: float | None = estimate_white_noise_variance(obs, texture_ratio=0.0)
             source = "estimated from the image away from its clipped values"
+        else:
+            found = stop_noise if stop_noise is not None else _white_noise_variance(
+                p, obs, job.layout)
+            source = "given" if p.noise_sigma is not None else "estimated from the image"
         if found is None:
-            return output, {"method": "none", "reason": "image too small to estimate its noise"}
+            return output, {"method": "none",
+                            "reason": "image too small to estimate its noise"}, None
         variance = found
-    result = np.clip(wiener_refine(job.observation, output, variance, device=device), 0.0, 1.0)
+        deviation = math.sqrt(found)
+    result = np.clip(wiener_refine(obs, output, variance, device=device), 0.0, 1.0)
     record: dict[str, Any] = {
         "method": p.refine, "patch": REFINE_PATCH, "noise_variance": float(np.mean(variance)),
         "noise_from": source, "colour": "opponent" if output.shape[2] == 3 else "per channel"}
+    if not (low or high):
+        return result, record, None
     # noise clipped at an end of the range biased the data's mean there (a dark
     # background, saturation), and the fit and the filter both return that mean
-    if low or high:
-        if job.reference is not None:  # what the declipping adds (benchmarks/refine.py)
-            from napari_specdip import metrics as quality
-
-            record["psnr_before_declipping"] = float(quality.psnr(result, job.reference))
-        result = declip(result, math.sqrt(float(variance)) if noise is None else spread,
-                        low=low, high=high)
-        record["declipped"] = [end for end, on in (("low", low), ("high", high)) if on]
-    return result, record
+    record["declipped"] = [end for end, on in (("low", low), ("high", high)) if on]
+    return declip(result, deviation, low=low, high=high), record, result
 
 
 def stop_noise_shares(job: RestoreJob) -> tuple[float, float] | None:
@@ -1307,17 +1309,7 @@ def _fit(job: RestoreJob, device: torch.device, scale: int, start: float,
             history["loss"].extend(synced)
             history["iteration"].extend(range(iteration - len(synced) + 1, iteration + 1))
             history["elapsed"].extend([time.perf_counter() - start] * len(synced))
-        if iteration == 0:  # stopped before the first step: `chosen` needs an output
-            with torch.no_grad():
-                out = net(z)
-        if candidate is not None and p.output != "best":
-            chosen, best_iteration = candidate, candidate_iteration
-        else:
-            chosen = _chosen(p.output, out, ema, best)
-            if p.output == "best" and best is None:
-                best_iteration = iteration
-        final = ensemble_mean(chosen)
-        network_output = _composite(job, final, crop, noise)
+        before_declipping = None
         if iteration == 0:
             # nothing fitted: the input itself (upsampled for super-resolution), as a
             # tiled run returns for the tiles it did not reach; the untrained network's
@@ -1327,16 +1319,24 @@ def _fit(job: RestoreJob, device: torch.device, scale: int, start: float,
             refined = None if p.task != "denoise" else {
                 "method": "none", "reason": "stopped before the first step"}
         else:
-            composite, refined = _refined(job, network_output, noise, stop_noise, device,
-                                          members)
+            if candidate is not None and p.output != "best":
+                chosen, best_iteration = candidate, candidate_iteration
+            else:
+                chosen = _chosen(p.output, out, ema, best)
+                if p.output == "best" and best is None:
+                    best_iteration = iteration
+            network_output = _composite(job, ensemble_mean(chosen), crop, noise)
+            composite, refined, before_declipping = _refined(
+                job, network_output, noise, stop_noise, device, members)
         image = job.layout.to_user(composite, dtype=job.output_dtype)
         metrics = _metrics_of(job, composite)
         if job.reference is not None and composite is not network_output:
             from napari_specdip import metrics as quality
 
             metrics["psnr_unrefined"] = float(quality.psnr(network_output, job.reference))
-        if refined is not None and "psnr_before_declipping" in refined:  # a metric, not a setting
-            metrics["psnr_before_declipping"] = float(refined.pop("psnr_before_declipping"))
+            if before_declipping is not None:  # what the declipping adds (benchmarks)
+                metrics["psnr_before_declipping"] = float(
+                    quality.psnr(before_declipping, job.reference))
         uncertainty = None
         if members > 1 and iteration == 0:
             uncertainty = std_to_user(np.full_like(composite, np.nan), job.layout)
