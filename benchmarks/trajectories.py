@@ -48,7 +48,7 @@ import _evalset  # noqa: E402
 #: history columns kept per evaluated step
 COLUMNS = ("signal_iteration", "psnr", "psnr_ema", "ssim_ema", "ratio", "variance",
            "holdout_loss", "holdout_loss_ema", "fit_loss", "fit_loss_ema", "error_estimate",
-           "error_estimate_ema", "fbc1", "fbc5")
+           "error_estimate_ema", "fbc1", "fbc5", "blockiness", "blockiness_ema")
 
 
 @dataclass(frozen=True)
@@ -239,6 +239,19 @@ def _tune128_plan() -> list[Config]:
             + [at(n, "sigma25", 16, 1200) for n in tune])
 
 
+def _observation_blockiness(observation: np.ndarray) -> float:
+    """The JPEG's own blockiness on the grid the engine measures its outputs on."""
+    import torch
+
+    from napari_specdip.core.jpeg import blockiness, estimate_jpeg, likely_grid
+    from napari_specdip.metrics import to_gray_torch
+
+    planes = observation if observation.ndim == 3 else observation[..., None]
+    gray = to_gray_torch(torch.from_numpy(planes.transpose(2, 0, 1)).float()).numpy()
+    found = estimate_jpeg(observation)
+    return blockiness(gray, found.grid if found is not None else likely_grid(gray))
+
+
 def run(config: Config, device: str) -> dict[str, Any]:
     """One run to its cap; returns the JSON-ready record."""
     from napari_specdip import RestoreParameters, iter_restore
@@ -270,6 +283,8 @@ def run(config: Config, device: str) -> dict[str, Any]:
                               "observation_psnr": _evalset.psnr(observation, clean),
                               "stop_noise_variance": result.parameters["stop_noise_variance"],
                               "stop_noise_shares": result.parameters["stop_noise_shares"]}
+    if degradation.task == "deblock":
+        record["observation_blockiness"] = _observation_blockiness(observation)
     record["curves"] = {c: [_round(v) for v in np.asarray(h[c], dtype=float)]
                         for c in COLUMNS if c in h}
     loss = np.asarray(h["loss"], dtype=float)

@@ -10,7 +10,13 @@ import numpy.typing as npt
 import pytest
 from skimage import data
 
-from napari_specdip.core.jpeg import JpegEstimate, deblock_budget, estimate_jpeg
+from napari_specdip.core.jpeg import (
+    JpegEstimate,
+    blockiness,
+    deblock_budget,
+    estimate_jpeg,
+    likely_grid,
+)
 
 
 def _jpeg(image: npt.NDArray[np.uint8], quality: int) -> npt.NDArray[np.uint8]:
@@ -122,3 +128,29 @@ def test_tiles_take_the_budget_of_their_own_size() -> None:
     planned = estimate(decoded, "deblock", preset="quick", width=8, tile=48, tile_overlap=8,
                        device="cpu")
     assert planned.iterations == result.iterations
+
+
+def test_blockiness_on_the_grid_and_the_grid_where_no_quantisation_is_read() -> None:
+    clean = data.camera()[100:164, 150:214]
+    decoded = _jpeg(clean, 10)[3:, 5:]
+    grid = estimate_jpeg(decoded)
+    assert grid is not None and likely_grid(decoded) == grid.grid == (5, 3)
+    assert blockiness(decoded, (5, 3)) > 2.0 * blockiness(clean[3:, 5:], (5, 3))
+    assert blockiness(decoded, (5, 3)) > 2.0 * blockiness(decoded, (1, 1))  # off the grid
+
+
+def test_a_deblocking_run_records_its_outputs_blockiness() -> None:
+    from napari_specdip import iter_restore
+    from napari_specdip.core.engine import run_to_end
+
+    decoded = _jpeg(data.camera()[100:164, 150:214], 10) / 255.0  # float: no rounding
+    seen: list[dict[str, float]] = []
+    result = run_to_end(iter_restore(decoded, "deblock", width=8, depth=3, max_iterations=10,
+                                     stop="none", signal_every=5, output="last"),
+                        lambda r: seen.append(r.signals))
+    signals = [s for s in seen if s]
+    assert signals and all(s["blockiness"] > 0 for s in signals)
+    assert "blockiness" in result.history
+    # the device's measure is the numpy one
+    last = result.image.astype(np.float64)
+    assert signals[-1]["blockiness"] == pytest.approx(blockiness(last, (0, 0)), rel=0.05)

@@ -20,7 +20,7 @@ from napari_specdip.core.ensemble import (SnapshotWindow, ensemble_mean, spread_
                                           stack_decoders, std_to_user)
 from napari_specdip.core.imaging import (Layout, as_array, as_hwc, intensity_range, pad_amounts,
                                          pad_reflect)
-from napari_specdip.core.jpeg import JpegEstimate, deblock_budget, estimate_jpeg
+from napari_specdip.core.jpeg import JpegEstimate, deblock_budget, estimate_jpeg, likely_grid
 from napari_specdip.core.networks import Decoder, SkipNet, build_network
 from napari_specdip.core.noise import (WHITE_NOISE_PATCH, CameraEstimate, NoiseFit,
                                        check_camera_units, check_noise_estimable,
@@ -623,6 +623,16 @@ def _gray(x: torch.Tensor) -> torch.Tensor:
     return to_gray_torch(x[0])
 
 
+def _blockiness(gray: torch.Tensor, edges: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
+    """:func:`core.jpeg.blockiness` on the device; ``edges`` marks, per axis, the
+    neighbour differences that cross a block edge."""
+    rows, cols = edges
+    dv, dh = torch.diff(gray, dim=0).square(), torch.diff(gray, dim=1).square()
+    across = torch.cat([dv[rows].reshape(-1), dh[:, cols].reshape(-1)])
+    within = torch.cat([dv[~rows].reshape(-1), dh[:, ~cols].reshape(-1)])
+    return across.mean() / within.mean().clamp_min(1e-30)
+
+
 class RunningVariance:
     """ES-WMV's windowed variance of outputs: mean over the window of
     ``mean((x_i - mean_window)^2)``, updated in O(pixels) per step with running
@@ -726,6 +736,15 @@ class _Signals:
         self.noise_variance = noise_variance if holdout is not None else None
         self.noise_shares = noise_shares
         self.held_fraction = (float(self.holdout.mean()) if self.holdout is not None else 0.0)
+        # deblocking: how blocky the output is on the JPEG's grid (the fit's drift into
+        # the compression's steps)
+        self.block_edges: tuple[torch.Tensor, torch.Tensor] | None = None
+        if p.task == "deblock":
+            grid = (job.jpeg.grid if job.jpeg is not None
+                    else likely_grid(self.target_gray.cpu().numpy()))
+            self.block_edges = tuple(  # type: ignore[assignment]
+                torch.from_numpy((np.arange(1, n) % 8) == offset % 8).to(device)
+                for n, offset in ((h, grid[0]), (w, grid[1])))
 
     def _losses(self, out: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Mean squared error on the held-out pixels and on the fitted ones (of the
@@ -763,6 +782,12 @@ class _Signals:
             if self.variance.full:
                 names.append("variance")
                 values.append(variance[None])
+        if self.block_edges is not None:
+            names.append("blockiness")
+            values.append(_blockiness(gray, self.block_edges)[None])
+            if ema is not None:
+                names.append("blockiness_ema")
+                values.append(_blockiness(_gray(ema[(..., *self.crop)]), self.block_edges)[None])
         if self.holdout is not None:
             outputs = [("", members)] + ([("_ema", members_ema)] if members_ema is not None
                                          else [])

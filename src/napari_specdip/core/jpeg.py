@@ -212,3 +212,45 @@ def deblock_budget(found: JpegEstimate | None, height: int, width_px: int, *, wi
                   * (BUDGET_WIDTH / width) ** BUDGET_WIDTH_POWER
                   * (BUDGET_LEARNING_RATE / learning_rate) ** BUDGET_LEARNING_RATE_POWER)
     return int(min(cap, max(1, round(budget / 5.0) * 5)))
+
+
+def blockiness(gray: npt.ArrayLike, grid: tuple[int, int]) -> float:
+    """How much an image steps at the edges of JPEG's 8x8 blocks: the mean squared
+    difference between neighbours across a block edge over that within blocks (about 1
+    for an image that knows nothing of the grid, larger for a blocky one).
+
+    Parameters
+    ----------
+    gray : array_like
+        (H, W) image.
+    grid : tuple of int
+        (row, column) of the first whole block, as :attr:`JpegEstimate.grid`.
+
+    Examples
+    --------
+    >>> flat_blocks = np.kron(np.arange(16.0).reshape(4, 4), np.ones((8, 8)))
+    >>> blockiness(flat_blocks + np.linspace(0, 1, 32), (0, 0)) > 100
+    True
+    """
+    z = np.asarray(gray, dtype=np.float64)
+    across, within = _edge_energies(z, grid)
+    return float(across / max(within, 1e-30))
+
+
+def _edge_energies(z: npt.NDArray[np.float64], grid: tuple[int, int]) -> tuple[float, float]:
+    """Mean squared neighbour differences across block edges and within blocks."""
+    rows = (np.arange(1, z.shape[0]) % 8) == grid[0] % 8  # the difference z[i] - z[i-1]
+    cols = (np.arange(1, z.shape[1]) % 8) == grid[1] % 8
+    dv, dh = np.diff(z, axis=0) ** 2, np.diff(z, axis=1) ** 2
+    across = np.concatenate([dv[rows].ravel(), dh[:, cols].ravel()])
+    within = np.concatenate([dv[~rows].ravel(), dh[:, ~cols].ravel()])
+    return float(across.mean()) if across.size else 0.0, float(within.mean()) if within.size else 0.0
+
+
+def likely_grid(gray: npt.ArrayLike) -> tuple[int, int]:
+    """The 8x8 grid offset at which ``gray`` is blockiest: a JPEG's grid where
+    :func:`estimate_jpeg` could not read the quantisation (too few blocks)."""
+    z = np.asarray(gray, dtype=np.float64)
+    scores = [[blockiness(z, (dy, dx)) for dx in range(8)] for dy in range(8)]
+    dy, dx = np.unravel_index(int(np.argmax(scores)), (8, 8))
+    return int(dy), int(dx)
