@@ -98,6 +98,37 @@ def test_inpainting_fills_masked_pixels(camera64: np.ndarray) -> None:
     assert err_after < 0.5 * err_before, (err_before, err_after)
 
 
+def test_inpainting_keeps_the_known_pixels_unless_asked_or_noisy(camera64: np.ndarray) -> None:
+    rng = np.random.default_rng(1)
+    mask = rng.random(camera64.shape) < 0.3
+    image = (camera64 * 255).astype(np.uint8)
+    run = {"width": 8, "depth": 3, "max_iterations": 20, "stop": "none", "seed": 0}
+    kept = restore(image, "inpaint", mask=mask, **run)
+    assert np.array_equal(kept.image[~mask], image[~mask])  # exactly, in the input's dtype
+    assert not np.array_equal(kept.image[mask], image[mask])
+    assert kept.parameters["kept_known"] is True and kept.parameters["keep_known"] is None
+    fitted = restore(image, "inpaint", mask=mask, keep_known=False, **run)
+    assert not np.array_equal(fitted.image[~mask], image[~mask])
+    np.testing.assert_array_equal(fitted.image[mask], kept.image[mask])  # same fit
+    # the paper's output is the network's everywhere; camera noise: the known pixels are noisy
+    paper = RestoreParameters.for_task("inpaint", preset="paper")
+    assert paper.keeps_known is False
+    noisy = RestoreParameters.for_task("inpaint", noise="poisson-gaussian")
+    assert noisy.keeps_known is False and noisy.replace(keep_known=True).keeps_known
+    with pytest.raises(ValueError, match="only makes sense for task inpaint"):
+        restore(image, "denoise", keep_known=True, max_iterations=2, **FAST)
+
+
+def test_every_parameters_field_is_a_keyword_of_restore() -> None:
+    image = np.random.default_rng(2).random((32, 32))
+    result = restore(image, holdout_return="minimum", holdout_patience=40, preset="quick",
+                     width=8, depth=3, max_iterations=10)
+    assert result.parameters["holdout_return"] == "minimum"
+    assert result.parameters["holdout_patience"] == 40
+    with pytest.raises(TypeError, match="holdout_retrun"):
+        restore(image, holdout_retrun="minimum")
+
+
 @pytest.mark.parametrize("factor", [2, 4, 8])
 def test_super_resolution_has_high_res_shape(factor: int) -> None:
     low = np.random.default_rng(0).random((16, 20, 3))

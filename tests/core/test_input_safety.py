@@ -229,6 +229,25 @@ def test_output_dtype_rescales_what_it_cannot_hold(image: np.ndarray, dtype: str
     assert end.dtype == np.dtype(dtype) and 0 < end.mean() < np.iinfo(end.dtype).max
 
 
+@pytest.mark.parametrize(("dtype", "values", "target", "expected"), [
+    # non-negative data into a signed dtype fills its non-negative half (skimage's img_as_int)
+    ("uint16", (100, 1600, 3100), "int16", (50, 800, 1550)),
+    ("float64", (0.0, 0.5, 1.0), "int16", (0, 16384, 32767)),
+    # a signed image into an unsigned dtype loses its negatives (skimage's img_as_ubyte)
+    ("int16", (-2000, 0, 32767), "uint8", (0, 0, 255)),
+    # the same signedness: the whole range onto the whole range
+    ("int16", (-32768, 0, 32767), "int8", (-128, 0, 127)),
+])
+def test_output_dtype_between_signed_and_unsigned_follows_skimage(
+        dtype: str, values: tuple[float, ...], target: str, expected: tuple[int, ...]) -> None:
+    image = np.resize(np.array(values, dtype=dtype), (32, 32))
+    layout = plan_restore(image, output_dtype=target, **FAST).layout
+    span = layout.high - layout.low
+    restored = ((np.array(values, dtype=float) - layout.low) / span).reshape(1, 3, 1)
+    assert layout.to_user(restored, dtype=np.dtype(target)).ravel().tolist() == pytest.approx(
+        list(expected), abs=1)
+
+
 def test_output_dtype_keeps_units_where_it_can() -> None:
     image = (np.random.default_rng(6).random((32, 32)) * 3000 + 100).astype(np.uint16)
     as_float = restore(image, output_dtype="float32", max_iterations=3, **FAST).image

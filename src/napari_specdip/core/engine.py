@@ -414,14 +414,15 @@ def iter_restore(image: Any, task: str = "denoise", *, mask: Any = None, factor:
                  noise_sigma: float | None = None,
                  noise_gain: float | None = None, noise_read_sigma: float | None = None,
                  noise_offset: float | None = None, noise_fit: str | None = None,
-                 refine: str | None = None,
+                 refine: str | None = None, keep_known: bool | None = None,
                  ensemble: int | None = None, tile: int | None = None,
                  tile_overlap: int | None = None, output_dtype: Any = None,
                  interrupt: Interrupt | None = None, alpha: bool | None = None,
                  check_memory: bool = True,
                  warm_start: Mapping[str, torch.Tensor] | None = None,
                  keep_state: bool = False,
-                 noise_camera: CameraEstimate | None = None) -> RestoreGenerator:
+                 noise_camera: CameraEstimate | None = None,
+                 **fields: Any) -> RestoreGenerator:
     """Restore ``image`` step by step: a generator of reports that returns the result.
 
     Input errors are raised at the call, before the generator starts. Closing the
@@ -466,6 +467,11 @@ def iter_restore(image: Any, task: str = "denoise", *, mask: Any = None, factor:
         observation once more with the network's output as the pilot of an
         empirical Wiener filter; ``"none"`` (paper) returns the network's output.
         See :class:`~napari_specdip.RestoreParameters`.
+    keep_known : bool, optional
+        Inpainting: True returns the observed pixels unchanged and the network's
+        output where ``mask`` says to fill; False (paper) the network's output
+        everywhere. Default: True, but False under the Poisson-Gaussian model (noisy
+        known pixels).
     noise_sigma : float, optional
         Gaussian noise of a denoising run: its standard deviation in the input's
         units, for the auto stop's estimate of the error (default: estimated from
@@ -488,7 +494,10 @@ def iter_restore(image: Any, task: str = "denoise", *, mask: Any = None, factor:
         whole range, a bool or float image's [0, 1] or its own min..max) is mapped
         onto the integer dtype's, as skimage's ``img_as_ubyte`` does: a [0, 1] float
         image as uint8 spans 0-255 (a bool one too: False 0, True 255, as the command
-        line's PNG files), a uint16 one is divided by 257.
+        line's PNG files), a uint16 one is divided by 257. As skimage's ``img_as_int``
+        and ``img_as_uint``, data without negatives (unsigned, bool, [0, 1] float) into
+        a signed dtype fills its non-negative half (uint16 as int16: halved), and a
+        signed image into an unsigned dtype loses its negatives.
     interrupt : threading.Event-like, optional
         Set it to stop early and keep the result so far; set before the first step,
         the result is the input (``iterations`` 0, ``stop_reason`` "stopped").
@@ -515,6 +524,10 @@ def iter_restore(image: Any, task: str = "denoise", *, mask: Any = None, factor:
         used for those of ``noise_gain``, ``noise_read_sigma`` and ``noise_offset``
         that are None instead of an estimate from this image alone; the record
         says so (``noise_model["estimated_over"]``).
+    **fields
+        Any other field of :class:`~napari_specdip.RestoreParameters` (e.g.
+        ``holdout_return="minimum"``, ``holdout_patience=500``, ``ema_decay``),
+        over the preset's value like the options above.
 
     Returns
     -------
@@ -543,7 +556,8 @@ def iter_restore(image: Any, task: str = "denoise", *, mask: Any = None, factor:
         num_threads=num_threads,
         noise=noise, noise_sigma=noise_sigma, noise_gain=noise_gain,
         noise_read_sigma=noise_read_sigma, noise_offset=noise_offset, noise_fit=noise_fit,
-        refine=refine, ensemble=ensemble, tile=tile, tile_overlap=tile_overlap,
+        refine=refine, keep_known=keep_known, ensemble=ensemble, tile=tile,
+        tile_overlap=tile_overlap, **fields,
     )
     return job.run()
 
@@ -1377,7 +1391,7 @@ def _fit(job: RestoreJob, device: torch.device, scale: int, start: float,
         keys = dict.fromkeys(k for row in signal_rows for k in row if k != "loss")
         hist.update({k: np.asarray([row.get(k, math.nan) for row in signal_rows]) for k in keys})
         hist.setdefault("signal_iteration", np.zeros(0, dtype=int))
-        params = p.as_dict()
+        params = _recorded(p)
         state = None
         if job.keep_state:
             kept = candidate_state if candidate_state is not None else net.state_dict()
@@ -1483,7 +1497,7 @@ def _fit_tiled(job: RestoreJob, device: torch.device, scale: int, start: float,
         stop_reason=stop_reason,
         stop_iteration=done,
         history=_merged_history(results),
-        parameters={**p.as_dict(),
+        parameters={**_recorded(p),
                     "depth": max((int(r.parameters["depth"]) for r in results), default=p.depth),
                     "backtracks": sum(int(r.parameters["backtracks"]) for r in results),
                     "warm_start": False, "channel_axis": job.layout.channel_axis,
@@ -1557,6 +1571,14 @@ def _plan_noise(job: RestoreJob) -> NoiseFit | None:
                       fit=p.noise_fit, camera=job.noise_camera)
 
 
+def _recorded(p: RestoreParameters) -> dict[str, Any]:
+    """The parameters for a run's record, with what their defaults decided."""
+    params = p.as_dict()
+    if p.task == "inpaint":
+        params["kept_known"] = p.keeps_known
+    return params
+
+
 def _composite(job: RestoreJob, out: torch.Tensor, crop: tuple[slice, slice],
                noise: NoiseFit | None = None) -> npt.NDArray[np.float64]:
     """(H, W, C) in [0, 1] of an output, back from the space the network fits; the
@@ -1567,6 +1589,9 @@ def _composite(job: RestoreJob, out: torch.Tensor, crop: tuple[slice, slice],
     if job.params.task == "enhance":
         # both signs of detail, unlike the reference which keeps only positive detail
         return np.clip(job.observation + job.params.gain * (job.observation - fitted), 0.0, 1.0)
+    if job.params.task == "inpaint" and job.params.keeps_known and job.known is not None:
+        # the fit only approximates the pixels it was given; they are known exactly
+        return np.where(job.known[..., None], job.observation, fitted)
     return fitted
 
 

@@ -1,8 +1,10 @@
 """Ensembles of decoders fitted together: K seeds in one grouped network, and their spread.
 
-Member k of an ensemble seeded ``seed`` is exactly the single run seeded
+Member k of an ensemble seeded ``seed`` starts as the single run seeded
 ``seed + k``: same initial weights, same input, same held-out pixels (the engine
-draws one mask per member). The members share nothing but the forward pass: their
+draws one mask per member). The grouped convolutions round differently from a single
+network's, and training amplifies that: the fits agree to float rounding for the first
+steps and part after a few dozen (0.16 at 100 steps on a [0, 1] image, 32 px). The members share nothing but the forward pass: their
 convolutions are grouped, their Lipschitz bounds computed per member, and the loss
 is the sum of the members' own losses, so that Adam (elementwise) takes each
 member's own steps. The stop watches the members' mean error on their own

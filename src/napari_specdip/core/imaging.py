@@ -63,7 +63,12 @@ class Layout:
             info = np.iinfo(target)
             if not self.holds(target):  # rescaled, as skimage's img_as_ubyte & co
                 low, high = self.natural_range()
-                out = info.min + (out - low) * ((float(info.max) - info.min) / (high - low))
+                bottom = float(info.min)
+                if target.kind == "i" and (self.dtype.kind in "ub" or (low, high) == (0.0, 1.0)):
+                    bottom = 0.0  # non-negative data stays non-negative (skimage's img_as_int)
+                elif target.kind == "u" and self.dtype.kind == "i":
+                    low = 0.0  # skimage's img_as_uint: a signed image's negatives become 0
+                out = bottom + (out - low) * ((float(info.max) - bottom) / (high - low))
             result = _rint_into(out, target)
         elif target.kind == "b":
             result = np.asarray(out >= 0.5 * (self.low + self.high))

@@ -628,7 +628,7 @@ def check_noise_estimable(params: Any, observation: Array,
             f"this {h}x{w} image {what} to estimate its Poisson-Gaussian noise: "
             f"{usable} usable pixels, {_MIN_SAMPLES} needed (masked pixels, pixels at the "
             "image's extreme values and their neighbours do not count); give noise_gain, "
-            "noise_read_sigma and noise_offset")
+            "noise_read_sigma and noise_offset, or choose noise='gaussian'")
 
 
 #: a given offset above more than this share of the pixels is refused: even an image of

@@ -48,6 +48,7 @@ TASK_OPTIONS: dict[str, tuple[str, ...]] = {
     "noise_offset": NOISE_TASKS,
     "noise_fit": NOISE_TASKS,
     "refine": ("denoise",),
+    "keep_known": ("inpaint",),
 }
 #: noise options that apply under one noise model only (option -> that model)
 MODEL_OPTIONS: dict[str, str] = {
@@ -172,7 +173,8 @@ _PRESETS: dict[str, dict[str, Any]] = {
     # the reference implementation's settings, kept exactly (METHOD.md sections 2 and 8)
     "paper": {"width": 128, "depth": 5, "learning_rate": 1e-3, "lr_warmup": 0,
               "max_iterations": 10000, "signal_every": 1, "holdout": 0.0, "stop": "ratio",
-              "output": "last", "start_at_mean": False, "input_jitter": 0.0, "refine": "none"},
+              "output": "last", "start_at_mean": False, "input_jitter": 0.0, "refine": "none",
+              "keep_known": False},
 }
 # the smallest tile: a decoder needs a few levels of upsampling to have any spectral bias
 MIN_TILE = 32
@@ -368,9 +370,17 @@ class RestoreParameters:
         ends); ``result.metrics["psnr_unrefined"]`` gives the network's own PSNR when a
         reference is given, ``"psnr_before_declipping"`` the filter's. Other tasks
         ignore it.
+    keep_known : bool or None
+        Inpainting: True returns the observed pixels as they are and the network's
+        output only where the mask says to fill; False the network's output
+        everywhere (the ``paper`` preset, as the reference implementation), which
+        also smooths the known pixels: what noisy ones need. None (default): True,
+        but False under the Poisson-Gaussian noise model, whose known pixels are
+        noisy. Other tasks ignore it.
     ensemble : int
         Members K fitted together from seeds ``seed .. seed + K - 1`` (decoder
-        only), member k exactly the single run seeded ``seed + k``, held-out
+        only), member k set up as the single run seeded ``seed + k`` (the grouped
+        arithmetic's rounding parts the fits after a few dozen steps), held-out
         pixels included (each member leaves out its own, so every pixel is fitted
         by most members and left to the others' interpolation by a few); the
         result is their mean and ``result.uncertainty`` their standard deviation
@@ -449,6 +459,7 @@ class RestoreParameters:
     noise_offset: float | None = None
     noise_fit: str = "weighted"
     refine: str = "wiener"
+    keep_known: bool | None = None
     ensemble: int = 1
     tile: int | str = 0
     tile_overlap: int = 16
@@ -617,6 +628,8 @@ class RestoreParameters:
         _choice("noise", self.noise, NOISE_MODELS)
         _choice("noise_fit", self.noise_fit, NOISE_FITS)
         _choice("refine", self.refine, REFINES)
+        if self.keep_known is not None and not isinstance(self.keep_known, bool):
+            raise ValueError(f"keep_known must be True, False or None, got {self.keep_known!r}")
         if self.noise_gain is not None and not self.noise_gain > 0:
             raise ValueError(f"noise_gain must be positive, got {self.noise_gain}")
         if self.noise_read_sigma is not None and not self.noise_read_sigma >= 0:
@@ -635,6 +648,14 @@ class RestoreParameters:
         if self.noise == "poisson-gaussian" and self.task not in NOISE_TASKS:
             raise ValueError(f"the Poisson-Gaussian noise model applies to "
                              f"{' and '.join(NOISE_TASKS)}, not to task {self.task!r}")
+
+    @property
+    def keeps_known(self) -> bool:
+        """Whether an inpainting result keeps the observed pixels (``keep_known``, its
+        default decided: not when they carry camera noise)."""
+        if self.keep_known is not None:
+            return self.keep_known
+        return self.noise == "gaussian"
 
     def as_dict(self) -> dict[str, Any]:
         """Plain, JSON-ready dictionary of every field."""
