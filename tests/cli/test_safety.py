@@ -739,3 +739,54 @@ def test_a_short_axis_gets_a_channel_axis_hint_in_the_file_s_axes(tmp_path: Path
     proc = run_cli("restore", narrow, "-o", tmp_path / "out2.tif", *FAST)
     assert_clean_failure(proc, 2, "taken as 64 x 8 pixels")
     assert "--channel-axis" not in proc.stderr
+
+
+def test_a_name_too_long_for_the_files_written_with_it_is_refused_before_any_work(
+        images: dict[str, Path], tmp_path: Path) -> None:
+    from napari_specdip.cli.files import name_max
+
+    limit = name_max(tmp_path)
+    # the name fits, its hidden temporary sidecar (NAME.json.XXXXXXXX.specdip-tmp.json) not
+    long = tmp_path / ("a" * (limit - 20) + ".png")
+    proc = run_cli("restore", images["gray"], "-o", long, *FAST)
+    assert_clean_failure(proc, 2, "bytes shorter", f"takes {limit}")
+    assert not any(tmp_path.iterdir())
+    # an ensemble's uncertainty file is longer than its output's name
+    spread = tmp_path / ("b" * (limit - 14) + ".tif")
+    proc = run_cli("restore", images["gray"], "-o", spread, "--ensemble", "2", *FAST)
+    assert_clean_failure(proc, 2, "bytes shorter")
+    assert not any(tmp_path.iterdir())
+
+
+def test_deblocking_an_image_with_no_jpeg_in_it_says_so(images: dict[str, Path],
+                                                         tmp_path: Path) -> None:
+    out = tmp_path / "d.png"
+    proc = run_cli("restore", images["gray"], "-o", out, "--task", "deblock", "--width", "8",
+                   "--depth", "4", "--max-iterations", "5")
+    assert proc.returncode == 0, proc.stderr
+    warning = [x for x in proc.stderr.splitlines() if x.startswith("specdip: warning:")]
+    assert len(warning) == 1 and "no JPEG block grid" in warning[0]
+    assert "no JPEG block grid" in _sidecar(out)["warnings"][0]
+
+
+def test_inpainting_keeps_the_known_pixels_unless_told(images: dict[str, Path],
+                                                      tmp_path: Path) -> None:
+    image = iio.imread(images["gray"])
+    mask = iio.imread(images["mask"]) > 0
+    for flag, same in (([], True), (["--no-keep-known"], False)):
+        out = tmp_path / f"i{len(flag)}.png"
+        proc = run_cli("restore", images["gray"], "-o", out, "--task", "inpaint", "--mask",
+                       images["mask"], *flag, *FAST)
+        assert proc.returncode == 0, proc.stderr
+        assert np.array_equal(iio.imread(out)[~mask], image[~mask]) == same
+        assert _sidecar(out)["parameters"]["kept_known"] is same
+
+
+def test_batch_names_that_collide_are_told_what_can_part_them(tmp_path: Path) -> None:
+    for folder in ("x", "y"):
+        (tmp_path / folder).mkdir()
+        iio.imwrite(tmp_path / folder / "im.png", np.zeros((32, 32), np.uint8) + 9)
+    proc = run_cli("batch", tmp_path / "x" / "im.png", tmp_path / "y" / "im.png", "-o",
+                   tmp_path / "out", "--suffix", "_dn", *FAST)
+    assert_clean_failure(proc, 2, "would both be written", "separate -o folders")
+    assert "--suffix" not in proc.stderr

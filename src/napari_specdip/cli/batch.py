@@ -462,8 +462,9 @@ def run_batch(args: Any) -> int:
             raise UsageError(f"{f} is an input, and also where the result of {maker} would be "
                              "written: use another --suffix or -o")
         if key in seen:
+            # (a --suffix goes on both names alike: it cannot part them)
             raise UsageError(f"{seen[key]} and {f} would both be written to {out}; "
-                             "use --suffix or separate runs")
+                             "restore them in separate runs or into separate -o folders")
         if (args.ensemble or 1) > 1 and uncertainty_path(out).resolve() in seen:
             raise UsageError(f"the uncertainty of {f} would be written over the output of "
                              f"{seen[uncertainty_path(out).resolve()]}; use --suffix")

@@ -18,7 +18,7 @@ import logging
 import os
 import threading
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -511,6 +511,33 @@ def check_writable(path: Path, *, size: int = 0, what: str = "output") -> None:
         if free < size:
             raise UsageError(f"cannot write {what} {path}: it needs about {size / 1e6:.1f} MB "
                              f"and only {free / 1e6:.1f} MB is free there")
+
+
+#: a file name's longest length in bytes where the file system does not say
+DEFAULT_NAME_MAX = 255
+
+
+def name_max(folder: Path) -> int:
+    """The longest file name, in bytes, that ``folder``'s file system takes."""
+    try:
+        return int(os.pathconf(folder, "PC_NAME_MAX"))
+    except (OSError, ValueError, AttributeError):  # no such folder yet, or no pathconf
+        return DEFAULT_NAME_MAX
+
+
+def check_name_lengths(path: Path, written: Iterable[Path], *, what: str = "output") -> None:
+    """UsageError now, before any work, if a file written for ``path`` (its temporary
+    copies, sidecar, markers: ``written``) would have a name too long for the file
+    system: the run would end, then fail to write anything."""
+    limit = name_max(path.parent)
+    longest = max([path, *written], key=lambda p: len(os.fsencode(p.name)))
+    size = len(os.fsencode(longest.name))
+    if size > limit:
+        name = path.name if len(path.name) <= 40 else f"{path.name[:20]}…{path.name[-12:]}"
+        raise UsageError(
+            f"cannot write {what} {name!r}: a file written with it ({longest.name[-32:]!r} at "
+            f"its end) would have a name of {size} bytes, and this file system takes "
+            f"{limit}; give a name at least {size - limit} bytes shorter")
 
 
 def stored_dtype(path: Path, dtype: np.dtype[Any]) -> np.dtype[Any]:

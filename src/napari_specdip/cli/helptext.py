@@ -220,6 +220,10 @@ def option_help() -> dict[str, str]:
                         f"({stated_default('input_jitter')})",
         "refine": f"denoise: what follows the fit: {_words(REFINE_WORDS, REFINES)}; "
                   f"{stated_default('refine')}",
+        "keep_known": "inpaint: --keep-known returns the pixels outside the mask as they "
+                      "are, --no-keep-known the network's output there too (smoothed: for "
+                      "noisy known pixels; the paper preset's); default: kept, but not "
+                      "under --noise poisson-gaussian",
         "ensemble": f"fit K networks (seeds S .. S+K-1) together: the result is their mean; "
                     f"their standard deviation (over the networks and their outputs around the "
                     f"returned iteration) goes next to the output as "
@@ -343,6 +347,7 @@ _ROWS: tuple[tuple[str, str | None, str], ...] = (
     ("--signal-every K", "signal_every", ""),
     ("--gain G", "gain", ""),
     (f"--refine {{{','.join(REFINES)}}}", "refine", ""),
+    ("--keep-known, --no-keep-known", "keep_known", ""),
     ("--ensemble K", "ensemble", ""),
     ("--tile N|auto", "tile", ""),
     ("--tile-overlap P", "tile_overlap", ""),

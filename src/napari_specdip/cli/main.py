@@ -170,6 +170,8 @@ def _add_engine_options(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--input-jitter", type=_non_negative_float, metavar="S",
                    help=helps["input_jitter"])
     g.add_argument("--refine", choices=REFINES, help=helps["refine"])
+    g.add_argument("--keep-known", action=argparse.BooleanOptionalAction, default=None,
+                   help=helps["keep_known"])
     g.add_argument("--ensemble", type=_positive_int, metavar="K", help=helps["ensemble"])
     g.add_argument("--tile", type=_tile, metavar="N|auto", help=helps["tile"])
     g.add_argument("--tile-overlap", type=_non_negative_int, metavar="P",

@@ -23,6 +23,7 @@ from napari_specdip.cli.errors import RunError, UsageError, check_stop, one_line
 from napari_specdip.cli.files import (
     ImageFile,
     TiffMeta,
+    check_name_lengths,
     check_writable,
     check_writable_kind,
     is_ome_tiff,
@@ -32,6 +33,7 @@ from napari_specdip.cli.files import (
     sidecar_path,
     split_name,
     stored_dtype,
+    temp_name,
     write_image,
     write_json,
 )
@@ -42,6 +44,13 @@ from napari_specdip.core.results import copy_reason as slice_copy_reason
 #: ``--threads auto`` gives torch at most this many threads (see :func:`default_threads`)
 MAX_AUTO_THREADS = 8
 AUTO_THREADS = "auto"
+
+#: deblocking an image in which no JPEG compression was read: said, since the stop then
+#: knows the image's size only
+NO_JPEG_FOUND = ("no JPEG block grid or quantisation was found in this image (not a JPEG, "
+                 "resized or re-encoded since, compressed very lightly, or too few 8x8 blocks "
+                 "to read them from): the auto stop used a budget of {budget} iterations "
+                 "from the image's size alone")
 
 SIDECAR_FORMAT = "napari-specdip sidecar"
 SIDECAR_VERSION = 1
@@ -74,6 +83,7 @@ ENGINE_OPTIONS = {
     "noise_offset": "noise_offset",
     "noise_fit": "noise_fit",
     "refine": "refine",
+    "keep_known": "keep_known",
     "ensemble": "ensemble",
     "tile": "tile",
     "tile_overlap": "tile_overlap",
@@ -352,8 +362,12 @@ def prepare(input_path: str | Path, output: Path, *, task: str, options: dict[st
     check_writable_kind(output, stack=layout.is_stack, channels=layout.channels, dtype=dtype,
                         float_range=float_range)
     check_writable(output, size=job.output_bytes())
+    check_name_lengths(output, [temp_name(output), temp_name(sidecar_path(output)),
+                                writing_marker(output)])
     if job.uncertainty is not None:
         check_writable(job.uncertainty, what="uncertainty output")
+        check_name_lengths(job.uncertainty, [temp_name(job.uncertainty)],
+                           what="uncertainty output")
     if reference_path is not None:
         ref = read_image(reference_path, what="reference", series=series, series_if_many=True)
         expected = layout.output_shape(job.scale)
@@ -510,6 +524,8 @@ def run_slice(image: npt.NDArray[Any], task: str, channel_axis: int | None,
     meta: dict[str, Any] = result.metadata()["specdip"]
     messages = list(dict.fromkeys(str(w.message) for w in caught
                                   if issubclass(w.category, UserWarning)))
+    if job.params.stops_at_jpeg_budget and job.jpeg is None:
+        messages.append(NO_JPEG_FOUND.format(budget=result.parameters.get("deblock_budget")))
     if messages:
         meta["warnings"] = messages
     return SliceRun(result.image, meta, result.uncertainty, result.state)
