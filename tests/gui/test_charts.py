@@ -90,6 +90,13 @@ def test_notes_markers_and_layout_during_a_run(make_napari_viewer_proxy: Any,
     charts.resize(1100, 400)  # four titles do not fit in one row at 1100 px
     charts._relayout()
     assert charts.columns == 2
+    # a dock too short for two rows keeps one: a grid would squash each plot to 80 px
+    charts.resize(1100, 262)
+    charts._relayout()
+    assert charts.columns == 4
+    grid = charts._grid
+    assert all(grid.getItemPosition(grid.indexOf(p))[0] == 0
+               for p in charts.panels.values() if grid.indexOf(p) >= 0)
 
 
 def test_one_description_for_the_dock_and_the_cli(tmp_path: Path,

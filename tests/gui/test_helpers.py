@@ -58,7 +58,8 @@ def test_progress_speed_and_time_left() -> None:
     assert p.done == 11 and p.total == 2000
     assert p.seconds_left == pytest.approx((2000 - 11) * 0.5)
     text = p.text()
-    assert text.startswith("slice 1 of 2, iteration 11 / 1000 (1%)")
+    # the share is the stack's: said so, since it sits beside this slice's iterations
+    assert text.startswith("slice 1 of 2, iteration 11 / 1000 (1% of the stack)")
     assert "0.50 s/it" in text and "about 17 min left at most" in text
     p.update(1, 5, 2.0)  # a new plane: speed is measured again
     assert p.done == 1005
@@ -67,6 +68,7 @@ def test_progress_speed_and_time_left() -> None:
         budget.update(0, it, float(it))
     assert budget.seconds_left == pytest.approx(10.0)
     assert "time budget 15 s" in budget.text()
+    assert budget.text().startswith("iteration 5 / 1000 (0%)")
 
 
 def test_numbers_are_shown_and_read_as_typed() -> None:

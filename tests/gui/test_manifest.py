@@ -83,6 +83,24 @@ def test_sample_hints_set_up_the_widget(make_napari_viewer_proxy: Any) -> None:
     assert widget.reference.value.name == "low-resolution image (clean)"
 
 
+def test_a_samples_camera_noise_model_does_not_carry_over_to_the_next_sample(
+        make_napari_viewer_proxy: Any) -> None:
+    viewer = make_napari_viewer_proxy()
+    _, widget = viewer.window.add_plugin_dock_widget("napari-specdip", "Restore")
+    viewer.open_sample("napari-specdip", "noisy_microscopy")
+    assert widget.noise.value == "poisson-gaussian"
+    # the masked image's hint says nothing of noise: the microscope's camera is not its
+    viewer.open_sample("napari-specdip", "masked_image")
+    assert widget.image.value.name == "masked image" and widget.task.value == "inpaint"
+    assert widget.noise.value == "gaussian"
+    assert not widget.keep_known.native.isHidden() and widget.parameters().keeps_known
+    # a noise model the user chose stays with the next image
+    widget.noise.value = "poisson-gaussian"
+    viewer.add_image(np.zeros((32, 32), np.float32) + 0.5, name="own")
+    widget.image.value = viewer.layers["own"]
+    assert widget.noise.value == "poisson-gaussian"
+
+
 def test_widget_is_in_the_layers_filter_menu(make_napari_viewer_proxy: Any) -> None:
     from napari._app_model import get_app_model
 

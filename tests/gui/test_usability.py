@@ -410,3 +410,34 @@ def test_rows_keep_their_height_when_a_note_in_the_scrolled_dock_grows(
             int(Qt.TextFlag.TextWordWrap), note.text())
         spare = note.height() - text.height()
         assert 0 <= spare < note.fontMetrics().lineSpacing(), (spare, note.text())
+
+
+def test_a_long_layer_name_does_not_widen_the_dock(make_napari_viewer_proxy: Any) -> None:
+    from qtpy.QtWidgets import QApplication
+
+    viewer = make_napari_viewer_proxy(show=True)
+    _, widget = viewer.window.add_plugin_dock_widget("napari-specdip", "Restore")
+    image = samples.noisy_photo(SIZE).image
+    viewer.add_image(image, name="short", rgb=True)
+    QApplication.processEvents()
+    narrow = widget.native.sizeHint().width()
+    name = "acquisition_2024-05-01_sample3_ch1_z-stack_63x_oil_deconvolved.tif"
+    viewer.add_image(image, name=name, rgb=True)
+    widget.image.value = viewer.layers[name]
+    QApplication.processEvents()
+    assert widget.native.sizeHint().width() <= narrow + 4
+    assert widget.image.native.toolTip().startswith(name)  # the whole name, on hover
+    viewer.layers[name].name = "renamed"
+    assert widget.image.native.toolTip().startswith("renamed")
+
+
+def test_engine_messages_use_the_panels_words(make_napari_viewer_proxy: Any) -> None:
+    viewer = make_napari_viewer_proxy()
+    viewer.add_image(np.zeros((20, 20), np.uint16), name="dark")
+    viewer.layers["dark"].data[5:9, 5:9] = 1000
+    _, widget = viewer.window.add_plugin_dock_widget("napari-specdip", "Restore")
+    widget.noise.value = "poisson-gaussian"
+    assert widget.start() is None
+    message = widget.last_error
+    assert "camera gain, read noise and offset" in message and "noise: gaussian" in message
+    assert "noise_gain" not in message and "noise='gaussian'" not in message

@@ -492,3 +492,18 @@ def test_a_reopened_widget_shares_the_charts_dock(viewer: Any, open_widget: Any)
     viewer.window.add_dock_widget(second, name="restore again")
     assert second.charts is charts
     assert list(viewer.window.dock_widgets).count("SpecDIP charts") == 1
+
+
+def test_a_second_runs_messages_name_the_layer_napari_made(make_napari_viewer_proxy: Any,
+                                                          configure: Any,
+                                                          wait_for_run: Any) -> None:
+    viewer = make_napari_viewer_proxy()
+    viewer.add_image(np.random.default_rng(0).random((32, 32)), name="noisy")
+    _, widget = viewer.window.add_plugin_dock_widget("napari-specdip", "Restore")
+    configure(widget, iterations=3, stop="none")
+    for _ in range(2):
+        widget.start()
+        wait_for_run(widget)
+    second = widget.last_output.name
+    assert second != "noisy denoised"  # napari made the name unique
+    assert widget.status.value.startswith(f"{second!r}:")

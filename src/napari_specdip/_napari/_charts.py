@@ -57,6 +57,9 @@ SERIES = tuple(s.key for p in PANELS.values() for s in p.series)
 #: width (px) each panel needs in a row, its longest title whole; below it they go on a
 #: 2 x 2 grid (with four panels at 1066 px, three titles were cut)
 PANEL_MIN_WIDTH = 330
+#: height a row of panels needs to show its title, legend and a readable plot: the 2 x 2
+#: grid only where the dock has room for two of them (at 262 px each plot was 80 px tall)
+PANEL_MIN_HEIGHT = 200
 _STYLES = {"solid": Qt.PenStyle.SolidLine, "dashed": Qt.PenStyle.DashLine,
            "dotted": Qt.PenStyle.DotLine}
 # the stop marker: strong on both themes
@@ -442,9 +445,11 @@ class ChartsWidget(QWidget):
         self.panels["quality"].setVisible(visible)
 
     def _relayout(self, *, force: bool = False) -> None:
-        """One row when the dock is wide, a 2 x 2 grid when it is narrow."""
+        """One row when the dock is wide or short, a 2 x 2 grid when it is narrow and tall."""
         keys = self.visible_panels()
-        columns = len(keys) if self.width() >= PANEL_MIN_WIDTH * len(keys) else 2
+        wide = self.width() >= PANEL_MIN_WIDTH * len(keys)
+        short = self.height() < 2 * PANEL_MIN_HEIGHT
+        columns = len(keys) if wide or short else 2
         if columns == self._columns and not force:
             return
         self._columns = columns

@@ -92,7 +92,9 @@ class Progress:
         if self.tiles > 1:
             where += f"tile {self.tile + 1} of {self.tiles}, "
         share = 100.0 * self.done / max(self.total, 1)
-        parts = [f"{where}iteration {self.iteration} / {self.cap} ({share:.0f}%)"]
+        # over several planes the share is the whole stack's, not this plane's iterations'
+        whole = f"{share:.0f}% of the stack" if self.planes > 1 else f"{share:.0f}%"
+        parts = [f"{where}iteration {self.iteration} / {self.cap} ({whole})"]
         speed = self.seconds_per_iteration
         if math.isfinite(speed):
             parts.append(f"{speed:.2f} s/it" if speed >= 0.01 else f"{1 / speed:.0f} it/s")

@@ -80,6 +80,11 @@ TOOLTIPS: dict[str, str] = {
                "too: the noise's clipping lifted the data's mean there, and the fit "
                "returned that mean. An ensemble's mean under "
                "poisson-gaussian noise is not refined (there the stage lowered it)."),
+    "keep_known": ("Inpainting: what the result holds outside the mask. kept: the pixels "
+                   "as given (the network's output fills the mask only). fitted: the "
+                   "network's output everywhere, which smooths the known pixels too (for "
+                   "noisy ones; the paper preset's). auto: kept, but fitted under "
+                   "poisson-gaussian noise, whose known pixels are noisy."),
     "input_jitter": ("Noise added to the network's fixed input at every step (its code "
                      "has amplitude 1). The output then averages over nearby inputs: the "
                      "run fits noise more slowly and the auto stop lands nearer the best "

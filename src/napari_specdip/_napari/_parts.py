@@ -1,6 +1,7 @@
 """Qt parts of the restore widget that napari and magicgui do not provide as needed.
 
-:class:`LayerComboBox` keeps its layer through a rename; :func:`scroll_content`
+:class:`LayerComboBox` keeps its layer through a rename and stays narrow with a long
+layer name; :func:`scroll_content`
 lets the dock be shorter than the widget, which then scrolls.
 """
 
@@ -10,7 +11,10 @@ from typing import Any
 
 from magicgui.widgets import ComboBox
 from qtpy.QtCore import QSize, Qt
-from qtpy.QtWidgets import QFrame, QScrollArea, QVBoxLayout, QWidget
+from qtpy.QtWidgets import QComboBox, QFrame, QScrollArea, QVBoxLayout, QWidget
+
+#: characters a layer combo box is sized for; longer names are cut, whole in its tooltip
+LAYER_NAME_CHARACTERS = 18
 
 
 class LayerComboBox(ComboBox):
@@ -21,7 +25,28 @@ class LayerComboBox(ComboBox):
     falls back to its first item (the null entry). This one puts the same layer
     object back while it is still a choice, without a ``changed`` in between (a
     passing None would drop the hints a sample's image set).
+
+    Its width does not follow the names: a microscope file's 60-character name would
+    widen the dock until napari's canvas is gone. The chosen name is its tooltip.
     """
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        combo = self.native
+        combo.setSizeAdjustPolicy(
+            QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
+        combo.setMinimumContentsLength(LAYER_NAME_CHARACTERS)
+        view = combo.view()
+        if view is not None:  # the open list shows the long names' ends too
+            view.setTextElideMode(Qt.TextElideMode.ElideMiddle)
+        self._hint = str(kwargs.get("tooltip") or "")
+        self.changed.connect(self._name_tip)
+        self._name_tip(self.value)
+
+    def _name_tip(self, value: Any) -> None:
+        name = getattr(value, "name", None)
+        hint = getattr(self, "_hint", "")  # not yet set while magicgui builds the combo
+        self.native.setToolTip(f"{name}\n\n{hint}" if name and hint else str(name or hint))
 
     def reset_choices(self, *_: Any) -> None:
         before = self.value
@@ -32,6 +57,7 @@ class LayerComboBox(ComboBox):
                 self.value = before
         if self.value is not before:
             self.changed.emit(self.value)
+        self._name_tip(self.value)  # a rename keeps the layer: its tooltip follows
 
 
 class _VerticalScroll(QScrollArea):

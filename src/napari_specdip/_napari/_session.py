@@ -408,7 +408,8 @@ class RunSession:
     def _report_result(self, plan: _planning.RunPlan, kept: list[RestoreResult]) -> None:
         from napari.utils.notifications import show_info, show_warning
 
-        name = plan.result_name(kept)
+        # napari renames a layer whose name is taken ("... [1]"): say the one it has
+        name = self.output.name if self.output is not None else plan.result_name(kept)
         restored = [r for r in kept if r.stop_reason not in COPIED]
         reasons = sorted({self._words(r.stop_reason) for r in restored})
         iterations = sum(r.iterations for r in restored)

@@ -78,6 +78,20 @@ __all__ = ["RestoreWidget", "run_jobs", "default_num_threads", "CHARTS_NAME"]
 CHARTS_NAME = "SpecDIP charts"
 _ERROR_STYLE = "color: #e0524a;"
 _INFO_STYLE = ""
+#: the engine's option names, as the panel labels them (its messages are the API's)
+_PANEL_WORDS = {"noise_gain": "camera gain", "noise_read_sigma": "read noise",
+                "noise_offset": "offset", "noise_sigma": "noise sigma",
+                "noise_fit": "noise fit", "noise='gaussian'": "noise: gaussian"}
+
+
+def in_panel_words(message: str) -> str:
+    """An engine message with its option names as the panel shows them."""
+    import re
+
+    pattern = "|".join(re.escape(name) for name in sorted(_PANEL_WORDS, key=len, reverse=True))
+    return re.sub(rf"\b(?:{pattern})(?![\w'])", lambda m: _PANEL_WORDS[m.group(0)], message)
+
+
 _PREVIEW_SUFFIXES = ("[specdip preview]", "[specdip region preview]")
 #: the settings a task and a preset set: control attribute -> RestoreParameters field
 _TASK_FIELDS = {
@@ -87,6 +101,7 @@ _TASK_FIELDS = {
     "stop_window": "stop_window", "stop_epsilon": "stop_epsilon",
     "signal_every": "signal_every", "holdout": "holdout", "backtrack": "backtrack",
     "gain": "gain", "tile": "tile", "input_jitter": "input_jitter", "refine": "refine",
+    "keep_known": "keep_known",
 }
 _FIELD_WORDS = {"lipschitz": "λ", "width": "width", "max_iterations": "iterations",
                 "stop": "stop rule", "upsampler": "upsampler", "sigmas": "σ",
@@ -94,7 +109,12 @@ _FIELD_WORDS = {"lipschitz": "λ", "width": "width", "max_iterations": "iteratio
                 "stop_window": "stop window", "stop_epsilon": "stop ε",
                 "signal_every": "signals every", "holdout": "held-out pixels",
                 "backtrack": "backtrack", "gain": "gain", "tile": "tiles",
-                "input_jitter": "input jitter", "refine": "refine"}
+                "input_jitter": "input jitter", "refine": "refine",
+                "keep_known": "known pixels"}
+#: the known-pixels control: its text, and RestoreParameters.keep_known
+KNOWN_PIXELS: list[tuple[str, str]] = [("auto", "auto"), ("kept as given", "kept"),
+                                       ("fitted", "fitted")]
+_KEEP_KNOWN = {"auto": None, "kept": True, "fitted": False}
 #: what to do when the auto rule has no held-out pixels to watch
 AUTO_NEEDS_HOLDOUT = ("The auto stop rule watches held-out pixels, but 'held-out pixels' "
                       "(Advanced) is 0: set it to e.g. 0.1, or choose the stop rule ratio, "
@@ -187,6 +207,8 @@ class RestoreWidget(Container[Widget]):
         self._output_source: Any = None  # the input layer of last_output
         #: the mask / reference layers a sample's hint chose (cleared with another image)
         self._hinted: dict[str, Any] = {}
+        #: the noise model a sample's hint chose (put back for an image without one)
+        self._hinted_noise: str | None = None
         self.last_error = ""
         self.last_saved: list[str] = []
         self._task_loaded = "denoise"
@@ -215,6 +237,8 @@ class RestoreWidget(Container[Widget]):
         self.defaults_note = Label(value="")
         self.mask = LayerComboBox(label="mask", choices=self._mask_choices, nullable=True,
                                   tooltip=tip["mask"])
+        self.keep_known = ComboBox(label="known pixels", choices=KNOWN_PIXELS, value="auto",
+                                   tooltip=tip["keep_known"])
         self.factor = ComboBox(label="factor", choices=list(SR_FACTORS), value=4,
                                tooltip=tip["factor"])
         self.gain = FloatSpinBox(label="gain", value=1.0, min=0.0, max=10.0, step=0.1,
@@ -225,7 +249,8 @@ class RestoreWidget(Container[Widget]):
         self.warm_start = CheckBox(text="warm start slices", value=True,
                                    tooltip=tip["warm_start"])
         self.input_section = Container(labels=True, widgets=[
-            self.image, self.task, self.mask, self.factor, self.gain, self.reference,
+            self.image, self.task, self.mask, self.keep_known, self.factor, self.gain,
+            self.reference,
             self.stack, self.warm_start])
 
         # ---------------------------------------------------------------- method
@@ -601,6 +626,13 @@ class RestoreWidget(Container[Widget]):
                 if chosen is not None and combo.value is chosen and (
                         not isinstance(hint, dict) or hint.get(key) != chosen.name):
                     combo.value = None
+            # a camera noise model belongs to its sample too: left on, it would make the
+            # next image's run estimate camera values that image may not have
+            hinted_noise, self._hinted_noise = self._hinted_noise, None
+            own = hint.get("noise") if isinstance(hint, dict) else None
+            if (hinted_noise is not None and self.noise.value == hinted_noise
+                    and not isinstance(own, dict)):
+                self.noise.value = "gaussian"
         if not isinstance(hint, dict):
             return
         if load_task:
@@ -612,6 +644,7 @@ class RestoreWidget(Container[Widget]):
             noise = hint.get("noise")
             if isinstance(noise, dict) and noise.get("model") in NOISE_MODELS:
                 self.noise.value = noise["model"]
+                self._hinted_noise = noise["model"]
         by_name = {layer.name: layer for layer in self._layers()}
         for key, combo in (("mask", self.mask), ("reference", self.reference)):
             name = hint.get(key)
@@ -637,6 +670,8 @@ class RestoreWidget(Container[Widget]):
                 return parse_number(control.value, control.label)
         except ValueError:
             return None
+        if name == "keep_known":
+            return _KEEP_KNOWN[control.value]
         return control.value
 
     def _set_control(self, name: str, value: Any) -> None:
@@ -645,6 +680,8 @@ class RestoreWidget(Container[Widget]):
             control.value = ", ".join(f"{s:g}" for s in value)
         elif name in ("learning_rate", "stop_epsilon"):
             control.value = format_number(float(value))
+        elif name == "keep_known":
+            control.value = next(k for k, v in _KEEP_KNOWN.items() if v is value)
         else:
             control.value = value
 
@@ -693,7 +730,7 @@ class RestoreWidget(Container[Widget]):
             self._loading = False
         self._task_loaded = task
         self._preset_loaded = preset
-        self.mask.visible = task == "inpaint"
+        self.mask.visible = self.keep_known.visible = task == "inpaint"
         self.factor.visible = task == "super-resolve"
         self.gain.visible = task == "enhance"
         self.refine.visible = task == "denoise"
@@ -929,6 +966,7 @@ class RestoreWidget(Container[Widget]):
     def _show_error(self, message: str) -> None:
         from napari.utils.notifications import show_error
 
+        message = in_panel_words(message)
         self.last_error = message
         self.status.value = message
         self.status.native.setStyleSheet(_ERROR_STYLE)
@@ -988,6 +1026,8 @@ class RestoreWidget(Container[Widget]):
             "network": self.network.value,
             "output": self.output.value,
             **({"refine": self.refine.value} if task == "denoise" else {}),
+            **({"keep_known": _KEEP_KNOWN[self.keep_known.value]} if task == "inpaint"
+               else {}),
             "signal_every": int(self.signal_every.value),
             "holdout": holdout,
             "input_jitter": float(self.input_jitter.value),
@@ -1268,7 +1308,7 @@ class RestoreWidget(Container[Widget]):
             return
         self.last_estimate = None
         try:
-            self._show_estimate(f"no estimate: {exc}", _INFO_STYLE)
+            self._show_estimate(f"no estimate: {in_panel_words(str(exc))}", _INFO_STYLE)
         except RuntimeError:
             self._alive = False
 
@@ -1444,6 +1484,7 @@ class RestoreWidget(Container[Widget]):
         if not self._alive:
             return
         if error:
+            message = in_panel_words(message)
             self.last_error = message
             self.status.value = message
             self.status.native.setStyleSheet(_ERROR_STYLE)
@@ -1622,6 +1663,8 @@ def _describe(field: str, value: Any) -> str:
     word = _FIELD_WORDS.get(field, field)
     if field == "tile":
         return f"{word} {dict((v, k) for k, v in TILE_CHOICES).get(value, value)}"
+    if field == "keep_known":
+        return f"{word} {next(k for k, v in _KEEP_KNOWN.items() if v is value)}"
     if isinstance(value, float):
         return f"{word} {format_number(value)}"
     if isinstance(value, tuple | list):
