@@ -197,6 +197,12 @@ def test_changing_the_task_keeps_what_the_user_changed(viewer: Any) -> None:
     assert _visible(widget.defaults_note)
     widget.task.value = "enhance"
     assert widget.stop.value == "none" and widget.net_width.value == 32
+    # the note names what the task uses: the paper preset's known pixels are inpainting's
+    widget.task.value = "denoise"
+    widget.preset.value = "paper"
+    note = widget.defaults_note.value
+    assert "refine none" in note and "known pixels" not in note
+    assert widget.keep_known.value == "fitted"  # set all the same, for a later inpainting
 
 
 # ------------------------------------------------------------------ 11: stacks

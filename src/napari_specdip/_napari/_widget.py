@@ -62,6 +62,7 @@ from napari_specdip.core.params import (
     REFINES,
     SR_FACTORS,
     STOP_RULES,
+    TASK_OPTIONS,
     TASKS,
     UPSAMPLERS,
     RestoreParameters,
@@ -718,12 +719,14 @@ class RestoreWidget(Container[Widget]):
                     current = self._control_value(name)
                     before = getattr(old, field)
                     if not _same(current, before):
-                        kept.append(_describe(field, current))
+                        if task in TASK_OPTIONS.get(field, (task,)):
+                            kept.append(_describe(field, current))
                         continue
                     if _same(current, value):
                         continue
                 self._set_control(name, value)
-                loaded.append(_describe(field, value))
+                if task in TASK_OPTIONS.get(field, (task,)):  # the note names what the task uses
+                    loaded.append(_describe(field, value))
             if new.factor is not None:
                 self.factor.value = new.factor
         finally:
