@@ -355,3 +355,18 @@ def test_refine_smoke(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> Non
     _, *means = tables(text)["means (gain: refined - network; worst margins over NL-means: "
                              "network, refined)"]
     assert {m[0] for m in means} >= {"split tune", "noise sigma25", "noise pg30r2"}
+
+
+def test_known_pixels_smoke(capsys: pytest.CaptureFixture[str]) -> None:
+    known_pixels = load("known_pixels")
+    code = known_pixels.main(["--images", "camera", "nuclei1", "--size", "32",
+                              "--max-iterations", "10"])
+    text = capsys.readouterr().out
+    assert code == 0
+    header, *rows = tables(text)["per image"]
+    assert header == ["image", "kind", "split", "iterations", "fitted dB", "kept dB", "gain"]
+    assert [r[0] for r in rows] == ["camera", "nuclei1"]
+    for r in rows:  # the known pixels are exact here: putting them back cannot lose
+        assert float(r[5]) >= float(r[4])
+        assert float(r[6]) == pytest.approx(float(r[5]) - float(r[4]), abs=0.011)
+    assert {m[0] for m in tables(text)["means"][1:]} >= {"all", "split tune"}
