@@ -283,3 +283,17 @@ def test_cuda_estimate_counts_the_cublas_workspace(monkeypatch: pytest.MonkeyPat
     on_cpu, on_cuda = est.memory_needed(job, "cpu"), est.memory_needed(job, "cuda")
     assert on_cuda.allocator == est.cublas_workspace_bytes() == 32 * 2**20
     assert on_cuda.activations == on_cpu.activations and on_cuda.buffers == on_cpu.buffers
+
+
+def test_a_cancelled_estimate_ends_at_its_next_step_and_caches_nothing() -> None:
+    import threading
+
+    image = np.random.default_rng(3).random((48, 40))
+    cancel = threading.Event()
+    cancel.set()
+    with pytest.raises(est.EstimateCancelled):
+        estimate(image, width=8, depth=3, max_iterations=10, device="cpu", seed=6, cancel=cancel)
+    job = plan_restore(image, width=8, depth=3, max_iterations=10, device="cpu", seed=6)
+    assert est._calibration_key(job, torch.device("cpu")) not in est._CALIBRATION
+    assert estimate(image, width=8, depth=3, max_iterations=10, device="cpu",
+                    seed=6).seconds_per_iteration > 0

@@ -9,7 +9,8 @@ size, width and device); :func:`estimate_text` says the answer in one line.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+import threading
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -39,6 +40,8 @@ class EstimateRequest:
     parameters: RestoreParameters
     planes: int = 1  # how many planes the run restores
     handed_on: bool = False  # slices warm-started one from another (tile="auto": whole)
+    # set by a closing widget: the timing ends at its next step
+    cancel: threading.Event = field(default_factory=threading.Event, compare=False)
 
     @property
     def task(self) -> str:
@@ -67,7 +70,7 @@ def run_estimate(request: EstimateRequest) -> Estimate:
 
     return estimate(request.plane, request.task, channel_axis=request.channel_axis,
                     mask=request.mask, keep_state=request.handed_on,
-                    parameters=request.parameters)
+                    parameters=request.parameters, cancel=request.cancel)
 
 
 def rough_seconds(seconds: float) -> str:

@@ -218,6 +218,7 @@ class RestoreWidget(Container[Widget]):
         self.last_estimate: Estimate | None = None
         self._estimate_worker: Any = None
         self._estimate_done = threading.Event()  # set when the worker's body has returned
+        self._estimate_cancel = threading.Event()  # ends the timing of the one measured
         self._estimate_generation = 0
         self._estimate_pending = False
         self._estimate_shown: tuple[str, str] = ("", "")  # the estimate line under Run
@@ -874,6 +875,7 @@ class RestoreWidget(Container[Widget]):
         if worker is None:
             return
         worker.quit()  # its answer is not wanted: no `returned`
+        self._estimate_cancel.set()  # its timing ends at the next step
         self._estimate_done.wait(ESTIMATE_CLOSE_WAIT_S)
 
     def _check_docked(self) -> None:
@@ -1263,6 +1265,7 @@ class RestoreWidget(Container[Widget]):
             self._on_estimate_failed(generation, exc)
 
         self._estimate_done = ended = threading.Event()
+        self._estimate_cancel = request.cancel
 
         def measure() -> Estimate:
             try:

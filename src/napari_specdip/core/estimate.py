@@ -31,7 +31,8 @@ from napari_specdip.core.params import AUTO_TILE_FROM
 if TYPE_CHECKING:
     import torch
 
-    from napari_specdip.core.engine import RestoreJob
+    from napari_specdip.core.engine import Interrupt, RestoreJob
+    from napari_specdip.core.results import StepReport
     from napari_specdip.core.tiling import Tile
     from napari_specdip.core.params import RestoreParameters
 
@@ -623,18 +624,23 @@ def _calibration_key(job: RestoreJob, device: torch.device) -> tuple[Any, ...]:
             p.task, p.signal_every, p.ensemble)
 
 
-def seconds_per_iteration(job: RestoreJob) -> float:
+class EstimateCancelled(Exception):
+    """The estimate's ``cancel`` was set while it timed its steps."""
+
+
+def seconds_per_iteration(job: RestoreJob, *, cancel: Interrupt | None = None) -> float:
     """Median seconds of a step of ``job``, timed on its device after warm-up steps.
 
     Runs :data:`WARMUP_STEPS` + :data:`TIMED_STEPS` real steps of the same job
     (same size, width, network, signals) once per process and key; later calls
-    with the same key are free.
+    with the same key are free. Raises :class:`EstimateCancelled` at the step after
+    ``cancel`` is set (a large image's steps take seconds each).
     """
     from napari_specdip.core.devices import resolve_device
     from napari_specdip.core.engine import run_to_end
 
     if len(job.tiles) > 1:
-        return seconds_per_iteration(job.tile_job(_largest(job.tiles)))
+        return seconds_per_iteration(job.tile_job(_largest(job.tiles)), cancel=cancel)
     p = job.params
     device = resolve_device(p.device)
     key = _calibration_key(job, device)
@@ -647,9 +653,15 @@ def seconds_per_iteration(job: RestoreJob) -> float:
         params=p.replace(max_iterations=WARMUP_STEPS + TIMED_STEPS, stop="none",
                          preview_every=0, track_variance=need_variance))
     stamps: list[float] = []
+
+    def stamp(report: StepReport) -> None:
+        stamps.append(time.perf_counter())
+        if cancel is not None and cancel.is_set():
+            raise EstimateCancelled("the estimate was cancelled")
+
     with warnings.catch_warnings():  # a trial's result is thrown away, and so are its warnings
         warnings.simplefilter("ignore")
-        run_to_end(trial.run(), lambda report: stamps.append(time.perf_counter()))
+        run_to_end(trial.run(), stamp)
     steps = np.diff(stamps[WARMUP_STEPS - 1:])
     value = float(np.median(steps)) if steps.size else math.nan
     _CALIBRATION[key] = value
@@ -658,14 +670,16 @@ def seconds_per_iteration(job: RestoreJob) -> float:
 
 def estimate(image: Any, task: str = "denoise", *, channel_axis: int | None = None,
              mask: Any = None, factor: int | None = None, device: str | None = None,
-             **options: Any) -> Estimate:
+             cancel: Interrupt | None = None, **options: Any) -> Estimate:
     """How long a restoration will take and how much memory it needs, before running it.
 
     Takes the arguments of :func:`~napari_specdip.restore`. Memory is estimated
     from shapes alone; time from a few real steps on the device (a second or
     two on a small image, cached for the process per device, size, channels,
     width, depth, network, upsampler and threads). Nothing is run when the job
-    would not fit into memory (``seconds`` is then NaN).
+    would not fit into memory (``seconds`` is then NaN). Setting ``cancel`` (an
+    object with ``is_set()``, e.g. a ``threading.Event``) ends the timing at its next
+    step with :class:`EstimateCancelled`.
 
     Returns
     -------
@@ -693,7 +707,7 @@ def estimate(image: Any, task: str = "denoise", *, channel_axis: int | None = No
     available = available_memory(dev)
     fits = available is None or needed.total <= SAFETY_SHARE * available
     advice = "" if fits or available is None else memory_advice(job, needed.total, available, dev)
-    per_step = seconds_per_iteration(job) if fits else math.nan
+    per_step = seconds_per_iteration(job, cancel=cancel) if fits else math.nan
     tiles = job.tiles
     height, width = _largest(tiles).shape
     load = tile_load(job)
