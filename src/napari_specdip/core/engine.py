@@ -801,7 +801,8 @@ class _Signals:
             values.append(_blockiness(gray, self.block_edges)[None])
             if ema is not None:
                 names.append("blockiness_ema")
-                values.append(_blockiness(_gray(ema[(..., *self.crop)]), self.block_edges)[None])
+                ema_gray = _gray(ema[(..., *self.crop)])
+                values.append(_blockiness(ema_gray, self.block_edges)[None])
         if self.holdout is not None:
             outputs = [("", members)] + ([("_ema", members_ema)] if members_ema is not None
                                          else [])

@@ -4,14 +4,14 @@ Member k of an ensemble seeded ``seed`` starts as the single run seeded
 ``seed + k``: same initial weights, same input, same held-out pixels (the engine
 draws one mask per member). The grouped convolutions round differently from a single
 network's, and training amplifies that: the fits agree to float rounding for the first
-steps and part after a few dozen (0.16 at 100 steps on a [0, 1] image, 32 px). The members share nothing but the forward pass: their
-convolutions are grouped, their Lipschitz bounds computed per member, and the loss
-is the sum of the members' own losses, so that Adam (elementwise) takes each
-member's own steps. The stop watches the members' mean error on their own
-held-out pixels. With a mask each, the mean averages fits that each saw a
-different 90% of the pixels: the mean of K = 4 gained 0.1-1.2 dB over members
-sharing one mask on the photon-level benchmark at 128 px, and 0.35 dB on average
-at 64 px (benchmarks/README.md: photon.py, uncertainty_pooling.py). The
+steps and part after a few dozen (0.16 at 100 steps on a [0, 1] image, 32 px). The
+members share nothing but the forward pass: their convolutions are grouped, their
+Lipschitz bounds computed per member, and the loss is the sum of the members' own
+losses, so that Adam (elementwise) takes each member's own steps. The stop watches the
+members' mean error on their own held-out pixels. With a mask each, the mean averages
+fits that each saw a different 90% of the pixels: the mean of K = 4 gained 0.1-1.2 dB
+over members sharing one mask on the photon-level benchmark at 128 px, and 0.35 dB on
+average at 64 px (benchmarks/README.md: photon.py, uncertainty_pooling.py). The
 uncertainty is the members' spread plus each member's own movement over the steps
 around the returned output (:class:`SnapshotWindow`).
 """
