@@ -119,6 +119,16 @@ def test_inpainting_keeps_the_known_pixels_unless_asked_or_noisy(camera64: np.nd
         restore(image, "denoise", keep_known=True, max_iterations=2, **FAST)
 
 
+def test_inpaintings_quality_signals_score_what_the_run_returns(camera64: np.ndarray) -> None:
+    mask = np.random.default_rng(3).random(camera64.shape) < 0.4
+    run = {"width": 8, "depth": 3, "max_iterations": 20, "stop": "none", "seed": 0,
+           "output": "ema", "signal_every": 5, "reference": camera64}
+    for keep in (True, False):
+        result = restore(camera64, "inpaint", mask=mask, keep_known=keep, **run)
+        # the charts' last PSNR is the result's (the known pixels put back or not)
+        assert result.history["psnr_ema"][-1] == pytest.approx(result.metrics["psnr"], abs=0.02)
+
+
 def test_every_parameters_field_is_a_keyword_of_restore() -> None:
     image = np.random.default_rng(2).random((32, 32))
     result = restore(image, holdout_return="minimum", holdout_patience=40, preset="quick",

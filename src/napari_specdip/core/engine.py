@@ -750,6 +750,14 @@ class _Signals:
         self.noise_variance = noise_variance if holdout is not None else None
         self.noise_shares = noise_shares
         self.held_fraction = (float(self.holdout.mean()) if self.holdout is not None else 0.0)
+        # inpainting that keeps the known pixels: the quality against the reference is
+        # that of what the run returns, with them put back (the fit's own signals are not)
+        self.kept: tuple[torch.Tensor, torch.Tensor] | None = None
+        if reference is not None and p.task == "inpaint" and p.keeps_known and (
+                job.known is not None):
+            self.kept = (torch.from_numpy(job.known).to(device)[None, None],
+                         torch.from_numpy(job.observation).to(device, reference.dtype)
+                         .permute(2, 0, 1)[None])
         # deblocking: how blocky the output is on the JPEG's grid (the fit's drift into
         # the compression's steps)
         self.block_edges: tuple[torch.Tensor, torch.Tensor] | None = None
@@ -819,6 +827,9 @@ class _Signals:
             if self.noise is not None:
                 canvas = self.noise.to_data_torch(canvas)
                 gray = _gray(canvas)
+            if self.kept is not None:
+                canvas = torch.where(self.kept[0], self.kept[1], canvas)
+                gray = _gray(canvas)
             names += ["psnr", "ssim", "fbc_clean1", "fbc_clean2", "fbc_clean3", "fbc_clean4", "fbc_clean5"]
             values += [psnr_torch(canvas, self.reference)[None], ssim_torch(gray, self.ref_gray)[None],
                        self.hr_meter.fbc(gray, self.ref_gray)]
@@ -826,6 +837,8 @@ class _Signals:
                 ema_canvas = ema[(..., *self.crop)]
                 if self.noise is not None:
                     ema_canvas = self.noise.to_data_torch(ema_canvas)
+                if self.kept is not None:
+                    ema_canvas = torch.where(self.kept[0], self.kept[1], ema_canvas)
                 names += ["psnr_ema", "ssim_ema"]
                 values += [psnr_torch(ema_canvas, self.reference)[None],
                            ssim_torch(_gray(ema_canvas), self.ref_gray)[None]]
