@@ -116,6 +116,11 @@ _FIELD_WORDS = {"lipschitz": "λ", "width": "width", "max_iterations": "iteratio
 KNOWN_PIXELS: list[tuple[str, str]] = [("auto", "auto"), ("kept as given", "kept"),
                                        ("fitted", "fitted")]
 _KEEP_KNOWN = {"auto": None, "kept": True, "fitted": False}
+
+
+def _known_choice(keep_known: bool | None) -> str:
+    """The known-pixels control's value for ``RestoreParameters.keep_known``."""
+    return next(k for k, v in _KEEP_KNOWN.items() if v is keep_known)
 #: what to do when the auto rule has no held-out pixels to watch
 AUTO_NEEDS_HOLDOUT = ("The auto stop rule watches held-out pixels, but 'held-out pixels' "
                       "(Advanced) is 0: set it to e.g. 0.1, or choose the stop rule ratio, "
@@ -683,7 +688,7 @@ class RestoreWidget(Container[Widget]):
         elif name in ("learning_rate", "stop_epsilon"):
             control.value = format_number(float(value))
         elif name == "keep_known":
-            control.value = next(k for k, v in _KEEP_KNOWN.items() if v is value)
+            control.value = _known_choice(value)
         else:
             control.value = value
 
@@ -971,13 +976,17 @@ class RestoreWidget(Container[Widget]):
     def _show_error(self, message: str) -> None:
         from napari.utils.notifications import show_error
 
+        self._error_status(message)
+        self.scroll.ensureWidgetVisible(self.status.native)  # the toast points there
+        show_error(toast("cannot run: see the Restore panel"))
+
+    def _error_status(self, message: str) -> None:
+        """An error in the status line, in the panel's words."""
         message = in_panel_words(message)
         self.last_error = message
         self.status.value = message
         self.status.native.setStyleSheet(_ERROR_STYLE)
         fit_label(self.status.native)
-        self.scroll.ensureWidgetVisible(self.status.native)  # the toast points there
-        show_error(toast("cannot run: see the Restore panel"))
 
     def _show_status(self, message: str) -> None:
         self.status.value = message
@@ -1490,11 +1499,7 @@ class RestoreWidget(Container[Widget]):
         if not self._alive:
             return
         if error:
-            message = in_panel_words(message)
-            self.last_error = message
-            self.status.value = message
-            self.status.native.setStyleSheet(_ERROR_STYLE)
-            fit_label(self.status.native)
+            self._error_status(message)
             return
         extra: list[Any] = []
         if session.is_region:
@@ -1670,7 +1675,7 @@ def _describe(field: str, value: Any) -> str:
     if field == "tile":
         return f"{word} {dict((v, k) for k, v in TILE_CHOICES).get(value, value)}"
     if field == "keep_known":
-        return f"{word} {next(k for k, v in _KEEP_KNOWN.items() if v is value)}"
+        return f"{word} {_known_choice(value)}"
     if isinstance(value, float):
         return f"{word} {format_number(value)}"
     if isinstance(value, tuple | list):

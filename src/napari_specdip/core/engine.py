@@ -20,7 +20,8 @@ from napari_specdip.core.ensemble import (SnapshotWindow, ensemble_mean, spread_
                                           stack_decoders, std_to_user)
 from napari_specdip.core.imaging import (Layout, as_array, as_hwc, intensity_range, pad_amounts,
                                          pad_reflect)
-from napari_specdip.core.jpeg import JpegEstimate, deblock_budget, estimate_jpeg, likely_grid
+from napari_specdip.core.jpeg import (JpegEstimate, block_edges, deblock_budget, estimate_jpeg,
+                                      likely_grid)
 from napari_specdip.core.networks import Decoder, SkipNet, build_network
 from napari_specdip.core.noise import (WHITE_NOISE_PATCH, CameraEstimate, NoiseFit,
                                        check_camera_units, check_noise_estimable,
@@ -70,6 +71,13 @@ class RestoreJob:
     @property
     def scale(self) -> int:
         return _output_scale(self.params)
+
+    @property
+    def kept_known(self) -> npt.NDArray[np.bool_] | None:
+        """The observed pixels an inpainting result returns as given (``keep_known``);
+        None where the result is the network's output everywhere."""
+        p = self.params
+        return self.known if p.task == "inpaint" and p.keeps_known else None
 
     @property
     def tile_side(self) -> int:
@@ -753,9 +761,8 @@ class _Signals:
         # inpainting that keeps the known pixels: the quality against the reference is
         # that of what the run returns, with them put back (the fit's own signals are not)
         self.kept: tuple[torch.Tensor, torch.Tensor] | None = None
-        if reference is not None and p.task == "inpaint" and p.keeps_known and (
-                job.known is not None):
-            self.kept = (torch.from_numpy(job.known).to(device)[None, None],
+        if reference is not None and job.kept_known is not None:
+            self.kept = (torch.from_numpy(job.kept_known).to(device)[None, None],
                          torch.from_numpy(job.observation).to(device, reference.dtype)
                          .permute(2, 0, 1)[None])
         # deblocking: how blocky the output is on the JPEG's grid (the fit's drift into
@@ -764,9 +771,9 @@ class _Signals:
         if p.task == "deblock":
             grid = (job.jpeg.grid if job.jpeg is not None
                     else likely_grid(self.target_gray.cpu().numpy()))
-            self.block_edges = tuple(  # type: ignore[assignment]
-                torch.from_numpy((np.arange(1, n) % 8) == offset % 8).to(device)
-                for n, offset in ((h, grid[0]), (w, grid[1])))
+            rows, cols = block_edges(h, w, grid)
+            self.block_edges = (torch.from_numpy(rows).to(device),
+                                torch.from_numpy(cols).to(device))
 
     def _losses(self, out: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Mean squared error on the held-out pixels and on the fitted ones (of the
@@ -1037,12 +1044,15 @@ def _refined(job: RestoreJob, output: npt.NDArray[np.float64], noise: NoiseFit |
     if noise is not None:
         model = noise.model
         floor = max(model.read_variance, 1e-3 * model.a)
-        variance: float | npt.NDArray[np.float64] = np.maximum(
-            model.variance(np.clip(output, 0.0, 1.0)), floor)
+
+        def floored(mean: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
+            return np.maximum(model.variance(mean), floor)
+
+        variance: float | npt.NDArray[np.float64] = floored(np.clip(output, 0.0, 1.0))
         source = "the camera model at the output"
 
         def deviation(mean: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
-            return np.sqrt(np.maximum(model.variance(mean), floor))
+            return np.sqrt(floored(mean))
     else:
         if (low or high) and p.noise_sigma is None and min(obs.shape[:2]) >= WHITE_NOISE_PATCH:
             # clipped pixels carry less noise and pull the whole image's estimate low (the
@@ -1603,9 +1613,9 @@ def _composite(job: RestoreJob, out: torch.Tensor, crop: tuple[slice, slice],
     if job.params.task == "enhance":
         # both signs of detail, unlike the reference which keeps only positive detail
         return np.clip(job.observation + job.params.gain * (job.observation - fitted), 0.0, 1.0)
-    if job.params.task == "inpaint" and job.params.keeps_known and job.known is not None:
+    if job.kept_known is not None:
         # the fit only approximates the pixels it was given; they are known exactly
-        return np.where(job.known[..., None], job.observation, fitted)
+        return np.where(job.kept_known[..., None], job.observation, fitted)
     return fitted
 
 
