@@ -187,6 +187,13 @@ def test_enhance_with_a_mild_gain_is_quiet() -> None:
         restore(smooth, "enhance", gain=0.5, max_iterations=3, **FAST)
 
 
+@pytest.mark.parametrize("gain", [0.0, -1.0, float("nan"), float("inf")])
+def test_enhance_refuses_a_gain_that_leaves_nothing_to_do(gain: float) -> None:
+    # 0 returned the input after the whole fit; NaN or inf an image of NaN or clipping
+    with pytest.raises(ValueError, match="gain must be (positive for enhance|finite)"):
+        restore(np.full((16, 16), 0.5), "enhance", gain=gain, max_iterations=3, **FAST)
+
+
 def test_interrupted_run_still_refused_when_types_are_wrong() -> None:
     stop = threading.Event()
     stop.set()

@@ -37,6 +37,13 @@ def test_every_panel_says_what_it_shows(make_napari_viewer_proxy: Any) -> None:
         assert left.style["tickFont"].pointSizeF() == pytest.approx(theme_points)
         # before the first point the plot says why it is empty
         assert panel.note.isVisible() and "waiting" in panel.note.toPlainText()
+    # too narrow for its title: it ends in "...", whole in the tooltip (it was cut mid-word)
+    title = charts.panels["fbc"].title
+    title.resize(120, title.height())
+    assert title.elided().endswith("…") and len(title.elided()) < len(title.text())
+    assert title.toolTip().startswith(title.text())
+    title.resize(2000, title.height())
+    assert title.elided() == title.text() and title.toolTip() == PANELS["fbc"].help
 
 
 def test_notes_markers_and_layout_during_a_run(make_napari_viewer_proxy: Any,

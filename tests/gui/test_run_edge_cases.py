@@ -163,6 +163,22 @@ def test_before_after_follow_the_input_layer_not_its_name(viewer: Any, open_widg
     widget.side_by_side.value = False
 
 
+def test_before_after_is_off_once_the_input_is_removed(viewer: Any, open_widget: Any,
+                                                       wait_for_run: Any) -> None:
+    image = viewer.add_image(_noisy((SIZE, SIZE)), name="in")
+    widget = open_widget(task="denoise", iterations=6, stop="none")
+    widget.image.value = image
+    widget.start()
+    wait_for_run(widget)
+    assert widget.compare_button.enabled and widget.side_by_side.enabled
+    viewer.layers.move(viewer.layers.index(image), len(viewer.layers))  # on top (napari bug)
+    viewer.layers.remove(image)
+    # "Show input" would only hide the result: there is no input left to show
+    assert widget.save_button.enabled
+    assert not widget.compare_button.enabled and not widget.side_by_side.enabled
+    assert "removed" in widget.compare_button.tooltip
+
+
 def test_a_double_click_on_run_does_not_stop_it(viewer: Any, open_widget: Any, qtbot: Any,
                                                 wait_for_run: Any) -> None:
     image = viewer.add_image(_noisy((SIZE, SIZE)), name="in")

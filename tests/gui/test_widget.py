@@ -431,6 +431,25 @@ def test_stop_at_once_adds_no_layer(viewer: Any, open_widget: Any, wait_for_run:
     assert widget.run_button.text == "Run"
 
 
+def test_a_run_that_adds_nothing_keeps_the_last_result(viewer: Any, open_widget: Any,
+                                                       wait_for_run: Any) -> None:
+    image, _ = _add_sample(viewer, samples.jpeg_blocked(SIZE))
+    widget = open_widget(task="deblock", iterations=3, stop="none")
+    widget.image.value = image
+    widget.start()
+    wait_for_run(widget)
+    first = widget.last_output
+    assert first is not None and widget.save_button.enabled
+    widget.max_iterations.value = 5000
+    widget.start()
+    widget.request_stop()
+    wait_for_run(widget)
+    assert "before a useful result" in widget.status.value
+    # the first result is still there, and Save and before/after still serve it
+    assert widget.last_output is first
+    assert widget.save_button.enabled and widget.compare_button.enabled
+
+
 def test_stopping_a_stack_keeps_the_slices_done(viewer: Any, open_widget: Any,
                                                 wait_for_run: Any,
                                                 stop_from_the_worker: Any) -> None:

@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import numpy.typing as npt
 from qtpy.QtCore import Qt, QTimer
-from qtpy.QtGui import QFont
+from qtpy.QtGui import QFont, QPainter
 from qtpy.QtWidgets import (
     QGraphicsView,
     QGridLayout,
@@ -60,6 +60,11 @@ PANEL_MIN_WIDTH = 330
 #: height a row of panels needs to show its title, legend and a readable plot: the 2 x 2
 #: grid only where the dock has room for two of them (at 262 px each plot was 80 px tall)
 PANEL_MIN_HEIGHT = 200
+#: the smallest plot, and the charts' smallest height: napari's window cannot be shorter than
+#: its left docks plus this dock, and with 200 px here it needed 744 px, more than a 768 px
+#: laptop screen leaves below its taskbar (the dock opens taller where there is room)
+PLOT_MIN_HEIGHT = 60
+CHARTS_MIN_HEIGHT = 130
 _STYLES = {"solid": Qt.PenStyle.SolidLine, "dashed": Qt.PenStyle.DashLine,
            "dotted": Qt.PenStyle.DotLine}
 # the stop marker: strong on both themes
@@ -134,6 +139,35 @@ def _LogAxis(**kwargs: Any) -> Any:  # noqa: N802 (a class factory, pyqtgraph im
     return _log_axis_class()(**kwargs)
 
 
+class _ElidedTitle(QLabel):
+    """A one-line title that ends in "..." where the panel is too narrow for it (a wrapped
+    or clipped title lost its end), whole in its tooltip then."""
+
+    def __init__(self, text: str, help_text: str) -> None:
+        super().__init__(text)
+        self._help = help_text
+        self.setToolTip(help_text)
+        self.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
+
+    def elided(self) -> str:
+        return self.fontMetrics().elidedText(self.text(), Qt.TextElideMode.ElideRight,
+                                             self.contentsRect().width())
+
+    def resizeEvent(self, event: Any) -> None:  # Qt API name
+        super().resizeEvent(event)
+        cut = self.elided() != self.text()
+        self.setToolTip(f"{self.text()}\n\n{self._help}" if cut else self._help)
+
+    def paintEvent(self, event: Any) -> None:  # Qt API name
+        painter = QPainter(self)
+        painter.setFont(self.font())
+        painter.setPen(self.palette().color(self.foregroundRole()))
+        painter.drawText(self.contentsRect(),
+                         int(Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignVCenter),
+                         self.elided())
+        painter.end()
+
+
 class ChartPanel(QWidget):
     """One chart: a title with a help button, a colour legend, and the plot."""
 
@@ -143,8 +177,7 @@ class ChartPanel(QWidget):
 
         self.panel = panel
         self.setObjectName(f"specdip-chart-{panel.key}")
-        self.title = QLabel(panel.title)
-        self.title.setToolTip(panel.help)
+        self.title = _ElidedTitle(panel.title, panel.help)
         self.help_button = QToolButton()
         self.help_button.setText("?")
         self.help_button.setAutoRaise(True)
@@ -162,7 +195,7 @@ class ChartPanel(QWidget):
         axes = {"left": _LogAxis(orientation="left")} if panel.log_y else None
         self.plot_widget = pg.PlotWidget(axisItems=axes)
         self.plot_widget.setToolTip(panel.help)
-        self.plot_widget.setMinimumHeight(120)
+        self.plot_widget.setMinimumHeight(PLOT_MIN_HEIGHT)
         # repainted by the charts widget, all plots in one pass (see the module's text)
         self.plot_widget.setViewportUpdateMode(
             QGraphicsView.ViewportUpdateMode.NoViewportUpdate)
@@ -403,7 +436,7 @@ class ChartsWidget(QWidget):
         layout.setSpacing(2)
         layout.addWidget(self.title_label)
         layout.addLayout(self._grid, 1)
-        self.setMinimumSize(360, 200)
+        self.setMinimumSize(360, CHARTS_MIN_HEIGHT)
 
         self.data: dict[str, _Buffer] = {key: _Buffer() for key in SERIES}
         self.stop_iteration: int | None = None

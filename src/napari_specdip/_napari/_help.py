@@ -31,7 +31,7 @@ TOOLTIPS: dict[str, str] = {
     "factor": "Super-resolution: how many times larger each side of the result is.",
     "gain": ("Enhancement strength g: result = I + g (I - G), where I is the image and G "
              "the network's smooth fit of it, so I - G is the fine detail that gets "
-             "boosted. 0 leaves the image as it is."),
+             "boosted: 1 doubles it."),
     "reference": ("Optional clean version of the image (same size as the result). Adds "
                   "PSNR/SSIM curves to the charts, to judge the stop; not used to restore."),
     "stack": "Which planes of a Z/T stack to restore; each plane is restored on its own.",
@@ -160,11 +160,12 @@ TOOLTIPS: dict[str, str] = {
                  "take (at the iteration cap), how long the auto stop usually takes, and "
                  "the peak memory."),
     "preview_button": ("Restore only the part of the image in view (or the chosen Shapes "
-                       "rectangle), at most 128 x 128 pixels, with these settings (one "
+                       "shape), at most 128 x 128 pixels, with these settings (one "
                        "ensemble member), for a quick look; it stops after about 15 s and "
                        "shows over the image."),
     "region": ("What Preview region restores: what the canvas shows of the image (the "
-               "y-x plane in 2D), or the last rectangle of a Shapes layer."),
+               "y-x plane in 2D), or the bounding box of a Shapes layer's selected shape "
+               "(its last shape when none is selected), grown to at least 32 px a side."),
     "save_button": ("Save the last result as a TIFF with its pixel size, units and the "
                     "run record, plus a JSON sidecar (file.tif.json)."),
     "compare_button": ("Before/after: show the input and hide the result, or the other way "

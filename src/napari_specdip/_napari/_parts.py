@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from magicgui.widgets import ComboBox
-from qtpy.QtCore import QSize, Qt
+from qtpy.QtCore import QEvent, QObject, QSize, Qt
 from qtpy.QtWidgets import QComboBox, QFrame, QScrollArea, QVBoxLayout, QWidget
 
 #: characters a layer combo box is sized for; longer names are cut, whole in its tooltip
@@ -71,6 +71,14 @@ class _VerticalScroll(QScrollArea):
         self.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
         self.setVerticalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAsNeeded)
         self.setWidget(content)
+
+    def eventFilter(self, watched: QObject | None, event: QEvent | None) -> bool:  # Qt API
+        # QScrollArea does not pass on its content's new size hints: shown advanced options
+        # widened the content but not the dock, which then cut off its right edge
+        if (event is not None and watched is self.widget()
+                and event.type() == QEvent.Type.LayoutRequest):
+            self.updateGeometry()
+        return super().eventFilter(watched, event)
 
     def _width(self, content: QSize) -> int:
         bar = self.verticalScrollBar()

@@ -248,7 +248,7 @@ class RestoreWidget(Container[Widget]):
                                    tooltip=tip["keep_known"])
         self.factor = ComboBox(label="factor", choices=list(SR_FACTORS), value=4,
                                tooltip=tip["factor"])
-        self.gain = FloatSpinBox(label="gain", value=1.0, min=0.0, max=10.0, step=0.1,
+        self.gain = FloatSpinBox(label="gain", value=1.0, min=0.1, max=10.0, step=0.1,
                                  tooltip=tip["gain"])
         self.reference = LayerComboBox(label="reference", choices=self._image_choices,
                                        nullable=True, tooltip=tip["reference"])
@@ -352,7 +352,6 @@ class RestoreWidget(Container[Widget]):
         self._controls: list[Widget] = [
             *self.input_section, *self.noise_fields, *self.method_section, self.show_advanced,
             *self.advanced, self.region]
-        self.native.setMinimumWidth(340)
         # the dock may be shorter than all of this (small screens, advanced options)
         self.scroll = scroll_content(self.native)
         for label in (self.header, self.defaults_note, self.device_label,
@@ -521,14 +520,17 @@ class RestoreWidget(Container[Widget]):
     def _mask_choices(self, _widget: Any = None) -> list[tuple[str, Any]]:
         from napari.layers import Image, Labels, Shapes
 
+        image = getattr(self, "image", None)  # the image to fill is never its own mask
+        current = image.value if image is not None else None
         return [(layer.name, layer) for layer in self._layers()
-                if isinstance(layer, Labels | Shapes | Image) and not self._is_ours(layer)]
+                if isinstance(layer, Labels | Shapes | Image) and not self._is_ours(layer)
+                and layer is not current]
 
     def _region_choices(self, _widget: Any = None) -> list[tuple[str, Any]]:
         from napari.layers import Shapes
 
         return [("what the canvas shows", None)] + [
-            (f"last rectangle of {layer.name}", layer) for layer in self._layers()
+            (f"a shape of {layer.name}", layer) for layer in self._layers()
             if isinstance(layer, Shapes)]
 
     def _stack_choices(self, _widget: Any = None) -> list[tuple[str, Any]]:
@@ -596,6 +598,7 @@ class RestoreWidget(Container[Widget]):
         removed = getattr(event, "value", None)
         if removed is self._output_source:
             self._output_source = None  # no reference to a layer the user removed
+            self._update_result_buttons()
         if removed is self.last_output:
             self.last_output = None
             self._update_result_buttons()
@@ -604,6 +607,7 @@ class RestoreWidget(Container[Widget]):
         """New input: refresh the stack choices, and take a sample's hints."""
         self.stack.reset_choices()
         self.stack.visible = bool(self.stack.choices)
+        self.mask.reset_choices()  # the new image leaves the mask list, the old one joins
         self._update_warm_start()
         if not self.is_running:
             self._apply_hint(load_task=True)
@@ -733,7 +737,9 @@ class RestoreWidget(Container[Widget]):
                 self._set_control(name, value)
                 if task in TASK_OPTIONS.get(field, (task,)):  # the note names what the task uses
                     loaded.append(_describe(field, value))
-            if new.factor is not None:
+            if new.factor is not None and previous is None:
+                # the factor is the user's choice of output, like the mask: a later
+                # preset or task change keeps it
                 self.factor.value = new.factor
         finally:
             self._loading = False
@@ -1448,7 +1454,8 @@ class RestoreWidget(Container[Widget]):
                 region_layer: Any = None) -> Any:
         self.last_error = ""
         if plan.region is None:
-            self.last_output = None
+            # last_output stays until this run adds its own: a run stopped before a
+            # useful result, or one that fails, leaves the last result (and Save) as it was
             region = self._region_layer
             if region is not None and region in self._viewer.layers:
                 region.visible = False  # the whole image is coming: do not cover it
@@ -1544,9 +1551,16 @@ class RestoreWidget(Container[Widget]):
         out = self.last_output
         has = out is not None and out in self._viewer.layers and not self.is_running
         self.save_button.enabled = has
-        self.compare_button.enabled = has
+        # before/after needs the input layer, which the user may have removed
+        both = has and self._source_of(out) is not None
+        self.compare_button.enabled = both
+        self.side_by_side.enabled = both or bool(self.side_by_side.value)  # may be turned off
         if has:
             self.compare_button.text = "Show input" if out.visible else "Show result"
+        gone = has and not both
+        self.compare_button.tooltip = (
+            "The input layer of this result was removed: there is nothing to compare it with."
+            if gone else TOOLTIPS["compare_button"])
 
     def save_result(self, path: str | os.PathLike[str] | None = None) -> list[str]:
         """Save the last result as TIFF + JSON sidecar (asks for a file when ``path`` is None).
@@ -1600,6 +1614,7 @@ class RestoreWidget(Container[Widget]):
             if source is not None:
                 source.visible = True
         self._grid().enabled = bool(on)
+        self._viewer.reset_view()  # the grid's cells (or the single view) seen whole
 
     def _grid(self) -> Any:
         """napari's grid model (``viewer.canvas.grid`` since 0.9, ``viewer.grid`` before)."""

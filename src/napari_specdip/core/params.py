@@ -610,6 +610,9 @@ class RestoreParameters:
             raise ValueError(
                 f"super-resolution factor must be one of {SR_FACTORS}, got {self.factor}"
             )
+        if self.task == "enhance" and not 0.0 < self.gain < math.inf:
+            raise ValueError(f"gain must be positive for enhance (0 returns the input "
+                             f"unchanged, after the whole fit), got {self.gain}")
         if self.num_threads is not None and self.num_threads < 1:
             raise ValueError(f"num_threads must be >= 1, got {self.num_threads}")
         if self.num_threads is not None and self.num_threads > max_threads():
