@@ -52,6 +52,15 @@ def test_demo_other_samples(sample: str, tmp_path: Path,
     assert (tmp_path / f"{sample}_psnr.png").is_file()
 
 
+def test_demo_too_small_for_its_factor_says_which_size(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from napari_specdip.cli.main import main
+
+    code = main(["demo", "-o", str(tmp_path), "--sample", "low_resolution", "--size", "32"])
+    err = capsys.readouterr().err
+    assert code == 2 and "makes this sample's input 8 px" in err and "--size 64" in err
+
+
 def test_demo_unknown_sample(tmp_path: Path) -> None:
     proc = run_cli("demo", "-o", tmp_path, "--sample", "kittens")
     assert_clean_failure(proc, 2, "unknown sample 'kittens'", "noisy_photo")

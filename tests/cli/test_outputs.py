@@ -130,6 +130,20 @@ def test_a_write_stopped_before_its_sidecar_leaves_files_specdip_knows(
     with pytest.raises(RunError, match="No space left"):
         runner.write_outputs(job, job.source.data, {"specdip": {}}, spread)
     assert not marker.exists()  # nothing was put in place: nothing to claim
+    # nor when a signal (a second Ctrl-C) ends the first write: a marker left behind
+    # would vouch for a file of the user's put under that name later
+    out.unlink()
+    spread_path.unlink()
+
+    def interrupted(path: Path, writer: object) -> None:
+        raise Interrupted(signal.SIGINT)
+
+    monkeypatch.setattr(files, "write_atomic", interrupted)
+    with pytest.raises(Interrupted):
+        runner.write_outputs(job, job.source.data, {"specdip": {}}, spread)
+    assert not marker.exists()
+    out.write_bytes(b"the user's own file")
+    assert runner.foreign_files(out, ensemble=False) == [out]
 
 
 # ------------------------------------------------------------------ batch

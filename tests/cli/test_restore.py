@@ -30,6 +30,10 @@ def test_console_script_is_installed() -> None:
     proc = subprocess.run([script, "--version"], check=False, capture_output=True, text=True,
                           timeout=60, env=cli_env())
     assert proc.returncode == 0 and "specdip 0.1" in proc.stdout
+    # python -m with the package's name, as users try it, runs the same command line
+    proc = subprocess.run([sys.executable, "-m", "napari_specdip", "--version"], check=False,
+                          capture_output=True, text=True, timeout=60, env=cli_env())
+    assert proc.returncode == 0 and "specdip 0.1" in proc.stdout
 
 
 def test_help_lists_the_commands() -> None:
@@ -210,6 +214,31 @@ def test_presets_and_explicit_options(images: dict[str, Path], tmp_path: Path) -
     proc = run_cli("restore", images["gray"], "-o", out, "--refine", "none", *FAST)
     assert proc.returncode == 0, proc.stderr
     assert _sidecar(out)["parameters"]["refined"] == {"method": "none"}
+
+
+def test_an_output_folder_is_refused_with_a_file_name_to_use(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from napari_specdip.cli.main import main
+
+    source = tmp_path / "in.tif"
+    tifffile.imwrite(source, np.zeros((32, 32), np.uint16))
+    for folder in (f"{tmp_path / 'new'}/", str(tmp_path)):
+        assert main(["restore", str(source), "-o", folder]) == 2
+        err = capsys.readouterr().err
+        assert "it is a folder" in err and "in_restored.tif" in err, err
+    assert not (tmp_path / "new").exists()
+
+
+@pytest.mark.parametrize("seed", ["-1", str(2**62), "1.5"])
+def test_a_bad_seed_is_refused_before_the_image_is_read(
+        seed: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from napari_specdip.cli.main import main
+
+    # a missing input: argparse answers first, naming the option and not the file
+    with pytest.raises(SystemExit) as stop:
+        main(["restore", str(tmp_path / "absent.tif"), "--seed", seed])
+    err = capsys.readouterr().err
+    assert stop.value.code == 2 and "argument --seed" in err and "absent.tif" not in err
 
 
 @pytest.mark.parametrize(

@@ -597,7 +597,7 @@ def test_a_bad_later_slice_of_a_stack_is_refused_before_any_work(
     out = tmp_path / "out.tif"
     proc = _main(["restore", source, "-o", out, "--reference", reference, "--width", "8",
                   "--depth", "3", "--max-iterations", "200", "--stop", "none"], capsys)
-    where = "(slice (2,))" if bad == "one_nan" else "(slice (1,))"
+    where = "(slice 2)" if bad == "one_nan" else "(slice 1)"
     named = str(reference if bad == "reference" else source)
     assert_clean_failure(proc, 2, named, where, "NaN or infinite")
     assert "estimate:" not in proc.stderr and not out.exists()
@@ -642,6 +642,25 @@ def test_a_slice_with_nothing_to_fill_is_copied_through(
     assert not out.exists()
 
 
+def test_nan_pixels_under_the_mask_are_filled_not_refused(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    holes = np.zeros((3, 32, 32), np.uint8)
+    holes[:, 4:8, 4:12] = 1
+    stack = np.random.default_rng(4).random(holes.shape).astype(np.float32)
+    stack[holes.astype(bool)] = np.nan  # missing pixels stored as NaN
+    source, mask = tmp_path / "stack.tif", tmp_path / "mask.tif"
+    _write_zyx(source, stack)
+    _write_zyx(mask, holes)
+    out = tmp_path / "out.tif"
+    proc = _main(["restore", source, "-o", out, "--task", "inpaint", "--mask", mask, *FAST],
+                 capsys)
+    assert proc.returncode == 0, proc.stderr
+    restored = tifffile.imread(out)
+    assert np.isfinite(restored).all()
+    known = ~holes.astype(bool)
+    np.testing.assert_array_equal(restored[known], stack[known])
+
+
 def test_a_mask_covering_a_later_slice_is_refused_before_any_work(
         tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     holes = np.zeros((3, 32, 32), np.uint8)
@@ -652,7 +671,7 @@ def test_a_mask_covering_a_later_slice_is_refused_before_any_work(
     proc = _main(["restore", source, "-o", out, "--task", "inpaint", "--mask", mask,
                   "--width", "8", "--depth", "3", "--max-iterations", "200", "--stop", "none"],
                  capsys)
-    assert_clean_failure(proc, 2, str(source), "(slice (1,))", "covers every pixel")
+    assert_clean_failure(proc, 2, str(source), "(slice 1)", "covers every pixel")
     assert "estimate:" not in proc.stderr and not out.exists()
     stack[1] = 9  # a constant slice is copied: its mask is never used
     _write_zyx(source, stack)
@@ -756,6 +775,31 @@ def test_a_name_too_long_for_the_files_written_with_it_is_refused_before_any_wor
     proc = run_cli("restore", images["gray"], "-o", spread, "--ensemble", "2", *FAST)
     assert_clean_failure(proc, 2, "bytes shorter")
     assert not any(tmp_path.iterdir())
+
+
+def test_a_phone_photo_is_read_upright_by_its_exif_orientation(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from PIL import Image
+
+    stored = (np.random.default_rng(2).random((32, 48, 3)) * 255).astype(np.uint8)
+    photo = Image.fromarray(stored)
+    exif = photo.getexif()
+    exif[0x0112] = 6  # "rotate 90 degrees clockwise to view": shown 32 wide, 48 tall
+    source = tmp_path / "phone.jpg"
+    photo.save(source, exif=exif, quality=95)
+    out = tmp_path / "out.png"
+    proc = _main(["restore", source, "-o", out, *FAST], capsys)
+    assert proc.returncode == 0, proc.stderr
+    # the result is as every viewer shows the photo (it came out turned on its side)
+    assert iio.imread(out).shape == (48, 32, 3)
+    assert _sidecar(out)["input_exif_orientation"] == 6
+    # a mask drawn on the photo as shown lines up with it
+    mask = np.zeros((48, 32), np.uint8)
+    mask[30:36, 4:12] = 255
+    iio.imwrite(tmp_path / "mask.png", mask)
+    proc = _main(["restore", source, "-o", tmp_path / "filled.png", "--task", "inpaint",
+                  "--mask", tmp_path / "mask.png", *FAST], capsys)
+    assert proc.returncode == 0, proc.stderr
 
 
 def test_deblocking_an_image_with_no_jpeg_in_it_says_so(images: dict[str, Path],

@@ -135,7 +135,7 @@ def test_every_parameters_field_is_a_keyword_of_restore() -> None:
                      width=8, depth=3, max_iterations=10)
     assert result.parameters["holdout_return"] == "minimum"
     assert result.parameters["holdout_patience"] == 40
-    with pytest.raises(TypeError, match="holdout_retrun"):
+    with pytest.raises(TypeError, match=r"holdout_retrun \(did you mean holdout_return\?\)"):
         restore(image, holdout_retrun="minimum")
 
 
@@ -314,7 +314,7 @@ def test_backtracking_restores_weights() -> None:
         ({"image": np.ones((32, 32, 3)), "channel_axis": -1}, "constant"),
         ({"image": np.random.rand(32, 32), "learning_rate": 1e9}, r"learning_rate must be in"),
         ({"image": np.random.rand(32, 32), "reference": np.random.rand(32, 32) * 255},
-         "not 0-1"),
+         r"2\d\d times the image's: e.g. a 0-255 reference of a 0-1 image, divide it by 255"),
         ({"image": np.random.rand(32, 32) * 255, "reference": np.random.rand(32, 32)},
          "in the image's units"),
         ({"image": np.random.rand(32, 32), "reference": np.random.rand(32, 32) + 5.0},

@@ -127,10 +127,13 @@ def test_nan_in_a_float_mask_is_an_error(bad: float) -> None:
     ({"seed": "abc"}, "seed must be a whole number, got 'abc'"),
     ({"seed": "7"}, "seed must be a whole number, got '7'"),
     ({"seed": 1.5}, "seed must be a whole number"),
+    ({"width": 8.0}, "width must be an int, got 8.0 (float): pass 8"),
+    ({"stop": "ratio", "stop_epsilon": -0.01}, "stop_epsilon must be >= 0"),
+    ({"backtrack_db": -1.0}, "backtrack_db must be >= 0"),
     ({"seed": True}, "seed must be a whole number"),
     ({"max_iterations": 2.5}, "max_iterations must be a whole number, got 2.5"),
     ({"width": "8"}, "width must be a whole number"),
-    ({"num_threads": 2.0}, "num_threads must be a whole number"),
+    ({"num_threads": 2.0}, "num_threads must be an int"),
     ({"lipschitz": "1.4"}, "lipschitz must be a number"),
     ({"lipschitz": float("inf")}, "lipschitz must be finite"),
     ({"learning_rate": float("nan")}, "learning_rate must be finite"),
@@ -145,6 +148,16 @@ def test_wrong_option_types_are_value_errors_at_the_call(options: dict, needle: 
     channel_axis = options.pop("channel_axis", -1)
     with pytest.raises(ValueError, match=needle.replace("(", r"\(").replace(")", r"\)")):
         plan_restore(image, channel_axis=channel_axis, **options)  # what restore() calls first
+
+
+@pytest.mark.parametrize("where", ["image", "mask", "reference"])
+def test_a_file_name_instead_of_an_array_says_so(where: str) -> None:
+    arrays: dict[str, Any] = {"image": np.random.default_rng(1).random((32, 32)),
+                              "mask": np.eye(32, dtype=bool), "reference": None}
+    arrays[where] = "photo.png"
+    with pytest.raises(ValueError, match=f"{where} must be an array, got the path 'photo.png'"):
+        plan_restore(arrays["image"], "inpaint", mask=arrays["mask"],
+                     reference=arrays["reference"])
 
 
 def test_type_checks_cover_parameters_objects_too() -> None:
@@ -274,8 +287,11 @@ def test_a_few_known_pixels_all_drawn_for_holding_out_are_fitted_instead() -> No
     image = np.random.default_rng(7).random((32, 40))
     mask = np.ones((32, 40), bool)
     mask[0, 5] = mask[0, 6] = False  # two known pixels, both in seed 1's held-out draw
-    job = plan_restore(image, "inpaint", mask=mask, holdout=0.3, seed=1, **FAST)
-    result = restore(image, "inpaint", mask=mask, holdout=0.3, seed=1, max_iterations=3, **FAST)
+    with pytest.warns(UserWarning, match=r"marks 1278 of 1280 pixels \(99.8%\) to fill"):
+        job = plan_restore(image, "inpaint", mask=mask, holdout=0.3, seed=1, **FAST)
+    with pytest.warns(UserWarning, match="invert it"):
+        result = restore(image, "inpaint", mask=mask, holdout=0.3, seed=1, max_iterations=3,
+                         **FAST)
     assert job.known is not None and np.isfinite(result.image).all()
 
 
@@ -312,6 +328,9 @@ def test_a_range_wider_than_float64_is_refused() -> None:
     # 50 photons at 2 ADU each above 100: 230 ADU is above nearly every pixel, not dark
     ({"noise_gain": 2.0, "noise_read_sigma": 2.0, "noise_offset": 230.0},
      r"noise_offset=230 is above 9\d\.\d% of the image's values"),
+    # far below the darkest pixel: in other units (it flattened the result)
+    ({"noise_gain": 2.0, "noise_read_sigma": 2.0, "noise_offset": -1e7},
+     r"noise_offset=-1e\+07 is far below the image's darkest value"),
 ])
 def test_camera_values_in_other_units_are_refused(camera: dict, needle: str) -> None:
     image = (np.random.default_rng(10).poisson(50.0, (64, 64)) * 2 + 100).astype(np.uint16)
@@ -541,6 +560,47 @@ def test_a_masked_array_mask_adds_to_the_mask_given() -> None:
     assert job.known is not None
     assert not job.known[4:8, 10:14].any() and not job.known[20:24, 20:24].any()
     assert job.known.sum() == 32 * 32 - 32
+
+
+def test_a_mask_that_looks_inverted_is_warned_about() -> None:
+    image = np.random.default_rng(5).random((64, 64))
+    hole = np.zeros((64, 64), bool)
+    hole[20:30, 20:40] = True
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # the mask as meant, and scattered missing pixels
+        plan_restore(image, "inpaint", mask=hole, **FAST)
+        plan_restore(image, "inpaint", mask=np.random.default_rng(0).random((64, 64)) < 0.9,
+                     **FAST)
+    # white marking the known pixels (GIMP, Fiji): 95% to fill, in one block
+    with pytest.warns(UserWarning, match=r"\(95.1%\) to fill, in large regions.*invert it"):
+        plan_restore(image, "inpaint", mask=~hole, **FAST)
+
+
+@pytest.mark.parametrize("channel_axis", [None, -1])
+def test_nan_pixels_are_holes_to_inpaint(channel_axis: int | None) -> None:
+    # NaN is a common way to store missing pixels: refused before, even inside the mask
+    rng = np.random.default_rng(3)
+    data = rng.random((32, 32) if channel_axis is None else (32, 32, 3))
+    holes = np.zeros((32, 32), bool)
+    holes[8:16, 10:20] = True
+    image = data.copy()
+    image[holes] = np.nan
+    given = restore(image, "inpaint", mask=holes, channel_axis=channel_axis, width=8,
+                    max_iterations=3, stop="none")
+    alone = restore(image, "inpaint", channel_axis=channel_axis, width=8, max_iterations=3,
+                    stop="none")  # the NaN pixels are the mask
+    for result in (given, alone):
+        out = np.asarray(result.image)
+        assert np.isfinite(out).all()
+        np.testing.assert_array_equal(out[~holes], data[~holes])  # known pixels kept
+    np.testing.assert_array_equal(given.image, alone.image)
+    assert np.isnan(image[holes]).all()  # the caller's array is untouched
+    stray = image.copy()
+    stray[0, 0] = np.inf
+    with pytest.warns(UserWarning, match="1 pixel.* outside the mask are NaN or infinite"):
+        plan_restore(stray, "inpaint", mask=holes, channel_axis=channel_axis, width=8)
+    with pytest.raises(ValueError, match=r"NaN or infinite.*task='inpaint' fills them"):
+        restore(image, "denoise", channel_axis=channel_axis)
 
 
 def test_a_masked_array_is_refused_for_other_tasks_and_when_all_masked() -> None:

@@ -63,6 +63,7 @@ def run_demo(args: Any) -> int:
     from napari_specdip.cli.progress import Progress, progress_wanted
     from napari_specdip.cli.runner import check_device, now_iso
     from napari_specdip.core.engine import plan_restore, run_to_end
+    from napari_specdip.core.imaging import MIN_SIDE
     from napari_specdip.core.results import StepReport
     from napari_specdip.samples import SAMPLES
 
@@ -90,7 +91,12 @@ def run_demo(args: Any) -> int:
                            channel_axis=sample.channel_axis, reference=sample.clean,
                            preview_every=0, **options)
     except ValueError as exc:
-        raise UsageError(one_line(exc)) from exc
+        problem = one_line(exc)
+        if "too small" in problem and sample.factor:  # the input is the size / the factor
+            problem += (f" (--size {args.size} makes this sample's input "
+                        f"{args.size // sample.factor} px, 1/{sample.factor} of it: use "
+                        f"--size {MIN_SIDE * sample.factor} or more)")
+        raise UsageError(problem) from exc
     p = job.params
     shape = "x".join(map(str, np.shape(sample.image)))
     dtype = np.asarray(sample.image).dtype

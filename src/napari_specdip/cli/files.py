@@ -133,6 +133,7 @@ class ImageFile:
     axes: str | None = None  # tifffile's axes code of the series, e.g. "ZYX", "YXS"
     tiff: TiffMeta | None = None  # calibration of a TIFF input
     series: int | None = None  # the image series asked for (``--series``), None if none was
+    orientation: int = 1  # the EXIF orientation the pixels were turned upright by (1: none)
 
 
 # Whole-slide formats store these beside the image as series of their own (OME names its
@@ -375,6 +376,7 @@ def read_image(path: str | os.PathLike[str], *, what: str = "input",
                          "image; only --series 0 fits it")
     many: list[Any] = []
     cmyk = False
+    orientation = 1
     try:
         if kind == "tiff":
             import tifffile
@@ -393,7 +395,10 @@ def read_image(path: str | os.PathLike[str], *, what: str = "input",
         else:
             import imageio.v3 as iio
 
-            data = np.asarray(iio.imread(p))
+            # a camera's EXIF orientation: the pixels as every viewer shows them, so that
+            # the result (written without the tag) and a mask drawn on the photo line up
+            orientation = exif_orientation(p)
+            data = np.asarray(iio.imread(p, rotate=orientation != 1))
             axes = None
             tiff = None
             cmyk = kind == "jpeg" and iio.immeta(p).get("mode") == "CMYK"
@@ -414,7 +419,20 @@ def read_image(path: str | os.PathLike[str], *, what: str = "input",
     if axes is not None and len(axes) != data.ndim:
         axes = None
     return ImageFile(path=p, data=data, kind=kind, axes=axes, tiff=tiff,
-                     series=None if series_if_many and len(many) <= 1 else series)
+                     series=None if series_if_many and len(many) <= 1 else series,
+                     orientation=orientation)
+
+
+def exif_orientation(path: Path) -> int:
+    """The EXIF orientation tag of a PNG or JPEG (1-8; 1, upright, when there is none)."""
+    from PIL import Image
+
+    try:
+        with Image.open(path) as im:
+            value = im.getexif().get(0x0112, 1)
+    except Exception:  # noqa: BLE001  (unreadable EXIF: the pixels as stored)
+        return 1
+    return int(value) if isinstance(value, int) and 1 <= value <= 8 else 1
 
 
 def check_writable_kind(path: Path, *, stack: bool, channels: int | None,

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import os
 import signal
 import sys
 from collections.abc import Callable, Iterator
@@ -32,6 +33,7 @@ from napari_specdip.cli.errors import (
 )
 from napari_specdip.cli.layout import parse_axis
 from napari_specdip.core.params import (
+    MAX_SEED,
     NETWORKS,
     NOISE_FITS,
     NOISE_MODELS,
@@ -101,6 +103,14 @@ def _number(text: str) -> float:
     return value
 
 
+def _seed(text: str) -> int:
+    """argparse type of ``--seed``: checked at once, not after the image is read."""
+    value = _int_at_least(0)(text)
+    if value >= MAX_SEED:
+        raise argparse.ArgumentTypeError(f"expected a seed below 2**62, got {value}")
+    return value
+
+
 def _non_negative_float(text: str) -> float:
     value = _number(text)
     if value < 0:
@@ -153,7 +163,7 @@ def _add_engine_options(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--stop", choices=STOP_RULES, help=helps["stop"])
     g.add_argument("--max-iterations", "--iterations", dest="max_iterations",
                    type=_positive_int, metavar="N", help=helps["max_iterations"])
-    g.add_argument("--seed", type=int, help=helps["seed"])
+    g.add_argument("--seed", type=_seed, help=helps["seed"])
     g.add_argument("--device", help="auto (default: CUDA, then MPS, then CPU), cpu, cuda, "
                                     "cuda:N or mps")
     g.add_argument("--width", type=_positive_int, help=helps["width"])
@@ -267,7 +277,7 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--width", type=_positive_int, default=None, help=demo_helps["width"])
     d.add_argument("--depth", type=_non_negative_int, default=None, help=demo_helps["depth"])
     d.add_argument("--stop", choices=STOP_RULES, default=None, help=demo_helps["stop"])
-    d.add_argument("--seed", type=int, default=None)
+    d.add_argument("--seed", type=_seed, default=None)
     d.add_argument("--device", default=None)
     d.add_argument("--threads", type=_positive_int, metavar="N", default=None,
                    help=demo_helps["threads"])
@@ -319,10 +329,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _check_not_an_input(output: Path, args: argparse.Namespace) -> None:
     """Refuse an output that is one of the command's input files (links resolved)."""
-    from napari_specdip.cli.files import same_file, sidecar_path
+    from napari_specdip.cli.files import same_file, sidecar_path, split_name
 
-    if output.is_dir():
-        raise UsageError(f"cannot write output {output}: it is a folder; give a file name")
+    given = str(args.output or "")
+    if output.is_dir() or given.endswith(("/", os.sep)):  # a new folder's name, too
+        stem, ext = split_name(Path(args.input))
+        raise UsageError(f"cannot write output {given or output}: it is a folder; -o names "
+                         f"the output file, e.g. -o {output / f'{stem}_restored{ext}'}")
     if same_file(output, Path(args.input)) and not args.overwrite:
         raise UsageError(f"output {output} is the input file: choose another -o, or pass "
                          "--overwrite to replace the input with the result")
@@ -429,7 +442,8 @@ def _cmd_restore(args: argparse.Namespace) -> int:
     if not args.quiet:
         image = done.image
         spread = f"; uncertainty {job.uncertainty}" if job.uncertainty is not None else ""
-        print(f"wrote {output} ({'x'.join(map(str, image.shape))} {image.dtype}): "
+        # what the file holds (a bool result is stored as 0/255 in a PNG)
+        print(f"wrote {output} ({'x'.join(map(str, image.shape))} {meta['written_dtype']}): "
               f"{meta['iterations']} iterations, stop {meta['stop_reason']}, "
               f"{clock():.1f} s on {meta.get('device')}; sidecar {job.sidecar}{spread}")
     return EXIT_OK

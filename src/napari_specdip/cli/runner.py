@@ -10,6 +10,7 @@ import contextlib
 import math
 import os
 import time
+import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -427,6 +428,12 @@ def _check_mask_marks_a_pixel(job: FileJob) -> None:
                          "to fill)")
 
 
+def _slice_words(index: tuple[int, ...]) -> str:
+    """A slice's place in the stack as a user reads it: "2", or "1, 3" with two stack axes
+    (a tuple read "(2,)")."""
+    return ", ".join(str(i) for i in index)
+
+
 def _check_every_slice(job: FileJob) -> None:
     """Refuse before any work what the engine would refuse in a later slice of a stack
     (:func:`_check_engine` plans the first one only): NaN or infinite values, in the
@@ -443,17 +450,19 @@ def _check_every_slice(job: FileJob) -> None:
         mask = None if job.mask_canonical is None else job.mask_canonical[index]
         if slice_copy_reason(data[index], mask) is not None:
             continue  # copied as it is
-        if data.dtype.kind == "f" and not np.isfinite(data[index]).all():
+        if (data.dtype.kind == "f" and job.task != "inpaint"  # inpainting fills them
+                and not np.isfinite(data[index]).all()):
             bad[job.source.path].append(index)
         if (reference is not None and reference.dtype.kind == "f"
                 and not np.isfinite(reference[index]).all()):
             bad[job.reference_path].append(index)
         if mask is not None and mask.all():
-            raise UsageError(f"{job.source.path} (slice {index}): the mask covers every "
-                             "pixel of this slice: nothing is left to fit")
+            raise UsageError(f"{job.source.path} (slice {_slice_words(index)}): the "
+                             "mask covers every pixel of this slice: nothing is left to fit")
     for path, slices in bad.items():
         if slices:
-            raise UsageError(f"{path} (slice {slices[0]}): contains NaN or infinite values (in "
+            raise UsageError(f"{path} (slice {_slice_words(slices[0])}): contains NaN or "
+                             f"infinite values (in "
                              f"{len(slices)} slice(s) of the stack); fill or crop them first")
 
 
@@ -474,11 +483,13 @@ def _check_engine(job: FileJob, *, local: bool = True) -> tuple[int, int, Any]:
     # a batch's workers may have a device, memory or cores this machine lacks: they check those
     options = job.options if local else {k: v for k, v in job.options.items()
                                          if k not in ("device", "num_threads")}
-    where = f" (slice {first.index})" if job.layout.is_stack else ""
+    where = f" (slice {_slice_words(first.index)})" if job.layout.is_stack else ""
     try:
-        planned = plan_restore(first.image, job.task, mask=first.mask,
-                               channel_axis=first.channel_axis, alpha=False,
-                               check_memory=local, **options)
+        with warnings.catch_warnings():  # the run records its warnings (the sidecar's)
+            warnings.simplefilter("ignore", UserWarning)
+            planned = plan_restore(first.image, job.task, mask=first.mask,
+                                   channel_axis=first.channel_axis, alpha=False,
+                                   check_memory=local, **options)
     except (ValueError, TypeError) as exc:
         # the engine names the slice's axes; the file's are the ones to pass
         short = job.layout.short_axis_problem()
@@ -510,8 +521,6 @@ def run_slice(image: npt.NDArray[Any], task: str, channel_axis: int | None,
 
     Runs wherever it is called: here for ``restore``, on a Dask worker for ``batch``.
     """
-    import warnings
-
     from napari_specdip.core.engine import plan_restore, run_to_end
 
     with warnings.catch_warnings(record=True) as caught:
@@ -766,6 +775,9 @@ def build_sidecar(job: FileJob, runs: list[dict[str, Any]], image: npt.NDArray[A
         "input_axes": job.source.axes,
         # which image series of a multi-series TIFF was restored (--series), when given
         **({"series": job.source.series} if job.source.series is not None else {}),
+        # read turned upright: the result is upright, without the tag
+        **({"input_exif_orientation": job.source.orientation}
+           if job.source.orientation != 1 else {}),
         "output_shape": list(image.shape),
         "output_dtype": str(image.dtype),
         # PNG and JPEG store floats in [0, 1] and booleans as uint8
@@ -786,9 +798,9 @@ def build_sidecar(job: FileJob, runs: list[dict[str, Any]], image: npt.NDArray[A
                     "and calibration (0 on constant slices and alpha, NaN on slices not "
                     "restored)",
         }
-    warnings = list(dict.fromkeys(w for r in runs for w in r.get("warnings", [])))
-    if warnings:
-        core["warnings"] = warnings
+    said = list(dict.fromkeys(w for r in runs for w in r.get("warnings", [])))
+    if said:
+        core["warnings"] = said
     if extra:
         core.update(extra)
     return {"specdip": core}
@@ -824,11 +836,15 @@ def write_outputs(job: FileJob, image: npt.NDArray[Any], sidecar: dict[str, Any]
                     tiff=job.tiff_meta)
         placed = True
         write_json(job.sidecar, sidecar)
-    except OSError as exc:  # each write is atomic: the one that failed put nothing in place
+    except BaseException as exc:  # each write is atomic: the one that failed placed nothing
+        # a marker with no file of this run behind it would vouch for whatever file the
+        # user puts under that name later (a second Ctrl-C here left one)
         if not placed:
             with contextlib.suppress(OSError):
                 marker.unlink()
-        raise RunError(f"cannot write {target}: {os_reason(exc)}") from exc
+        if isinstance(exc, OSError):
+            raise RunError(f"cannot write {target}: {os_reason(exc)}") from exc
+        raise
     # a signal (Ctrl-C, SIGTERM) skips this: a file may be in place, the marker stays
     with contextlib.suppress(OSError):
         marker.unlink()

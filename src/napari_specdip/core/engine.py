@@ -5,7 +5,9 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import math
+import os
 import time
+import warnings
 from collections import deque
 from collections.abc import Callable, Generator, Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -123,6 +125,11 @@ class RestoreJob:
         return _run(self)
 
 
+#: the share of the pixels to fill that border a known one, below which a mask that fills
+#: most of the image looks inverted (random masks: 1 - fill**4, 0.34 at 90% filled)
+INVERTED_MASK_BORDER = 0.05
+
+
 def _output_scale(params: RestoreParameters) -> int:
     """How many output pixels per observed pixel along each side."""
     return params.factor if params.task == "super-resolve" and params.factor else 1
@@ -182,8 +189,19 @@ def plan_restore(image: Any, task: str = "denoise", *, mask: Any = None, factor:
     if channel_axis is not None and (isinstance(channel_axis, bool)
                                      or not isinstance(channel_axis, int | np.integer)):
         raise ValueError(f"channel_axis must be an integer or None, got {channel_axis!r}")
+    for name, given in (("image", image), ("mask", mask), ("reference", reference)):
+        if isinstance(given, str | os.PathLike):  # np.asarray would make a 0-d string array
+            raise ValueError(f"{name} must be an array, got the path {os.fspath(given)!r}: "
+                             "read the file first (e.g. imageio.v3.imread or tifffile.imread)")
     image, masked = _unmasked(image, channel_axis)
     image = as_array(image)  # computed once, when lazy
+    holes = None
+    if (params.task == "inpaint" and np.asarray(image).dtype.kind == "f"
+            and not np.isfinite(image).all()):
+        # NaN is how missing pixels are often stored: they are holes to fill, not data
+        image, holes = _unmasked(np.ma.masked_invalid(image), channel_axis)
+        if holes is not None:
+            masked = holes if masked is None else masked | holes
     values, axis = as_hwc(image, channel_axis=channel_axis)
     dtype = image.dtype
     height, width = values.shape[:2]
@@ -212,7 +230,8 @@ def plan_restore(image: Any, task: str = "denoise", *, mask: Any = None, factor:
                          "masked pixels become the mask), or restore image.filled(value)")
     if params.task == "inpaint":
         if mask is None and masked is None:
-            raise ValueError("inpainting needs a mask: True/nonzero where pixels are to be filled")
+            raise ValueError("inpainting needs a mask: True/nonzero where pixels are to be "
+                             "filled (or NaN in a float image, or a numpy masked array)")
         m = np.asarray(mask if mask is not None else masked)
         if m.shape != (height, width):
             raise ValueError(f"mask shape {m.shape} does not match the image's spatial shape "
@@ -224,6 +243,9 @@ def plan_restore(image: Any, task: str = "denoise", *, mask: Any = None, factor:
             raise ValueError(f"mask contains {bad} NaN or infinite value(s): mark the pixels to "
                              "fill with 1 (or True) and the known pixels with 0")
         known = ~(m.astype(bool))
+        if holes is not None and mask is not None and (holes & known).any():
+            warnings.warn(f"{int((holes & known).sum())} pixel(s) outside the mask are NaN or "
+                          "infinite: they are filled as well", UserWarning, stacklevel=2)
         if masked is not None:  # a masked array's masked pixels are to be filled as well
             known &= ~masked
         if not known.any():
@@ -310,6 +332,9 @@ def plan_restore(image: Any, task: str = "denoise", *, mask: Any = None, factor:
         from napari_specdip.core.estimate import check_memory as refuse_if_too_big
 
         refuse_if_too_big(job)
+    inverted = _looks_inverted(known) if known is not None else None
+    if inverted:  # said once nothing refuses the run: a warning before an error is noise
+        warnings.warn(inverted, UserWarning, stacklevel=2)
     return job
 
 
@@ -341,6 +366,28 @@ def looks_like_alpha(plane: npt.NDArray[Any], dtype: np.dtype[Any]) -> bool:
     opaque = np.count_nonzero(flat == full)
     extremes = opaque + np.count_nonzero(flat == 0)
     return bool(opaque > 0 and extremes >= ALPHA_EXTREME_SHARE * flat.size)
+
+
+def _looks_inverted(known: npt.NDArray[np.bool_]) -> str | None:
+    """Why a mask looks inverted (None when it does not): most pixels to fill, in large
+    regions, as when white marks the known pixels (GIMP, Fiji). Scattered missing pixels,
+    even 90% of them, border a known pixel in a third of cases or more; a rectangle
+    left known in a filled image only along its rim."""
+    fill = ~known
+    share = float(fill.mean())
+    if share <= 0.5:
+        return None
+    border = np.zeros_like(fill)
+    border[1:] |= known[:-1]
+    border[:-1] |= known[1:]
+    border[:, 1:] |= known[:, :-1]
+    border[:, :-1] |= known[:, 1:]
+    if float((fill & border).sum()) >= INVERTED_MASK_BORDER * float(fill.sum()):
+        return None
+    return (f"the mask marks {int(fill.sum())} of {fill.size} pixels ({100 * share:.1f}%) to "
+            "fill, in large regions: "
+            "nonzero (white) marks the pixels to fill; if white marks the known pixels in "
+            "your mask, invert it")
 
 
 def _unmasked(image: Any, channel_axis: int | None) -> tuple[Any, npt.NDArray[np.bool_] | None]:
@@ -404,7 +451,20 @@ def _check_reference_units(reference: npt.NDArray[np.float64],
             or r_low > high + span or r_high < low - span):
         raise ValueError(f"reference values span {r_low:g}..{r_high:g} but the image's span "
                          f"{low:g}..{high:g}: give the clean reference in the image's units "
-                         "(e.g. 0-255 for an 8-bit image, not 0-1)")
+                         f"({_units_hint(r_low, r_high, low, high)})")
+
+
+def _units_hint(r_low: float, r_high: float, low: float, high: float) -> str:
+    """The likely slip between a reference's range and the image's, in its direction."""
+    r_span, span = r_high - r_low, high - low
+    if r_span > 3 * span:
+        return (f"its range is {r_span / span:.3g} times the image's: e.g. a 0-255 "
+                "reference of a 0-1 image, divide it by 255")
+    if 0 < r_span < span / 3:
+        return (f"its range is 1/{span / r_span:.3g} of the image's: e.g. a 0-1 reference "
+                "of a 0-255 image, multiply it by 255")
+    return "it lies far outside the image's range"
+
 
 
 def iter_restore(image: Any, task: str = "denoise", *, mask: Any = None, factor: int | None = None,
@@ -978,8 +1038,6 @@ def _warn_if_clipped(job: RestoreJob, result: RestoreResult) -> None:
     clipped = float(np.mean((values <= low + tol) | (values >= high - tol)))
     before = float(np.mean((job.observation <= 1e-6) | (job.observation >= 1 - 1e-6)))
     if clipped > 0.5 and clipped > before + 0.1:
-        import warnings
-
         warnings.warn(
             f"enhance with gain {job.params.gain:g}: {100 * clipped:.0f}% of the output pixels "
             f"are clipped to the ends of the intensity range ({100 * before:.0f}% in the input); "

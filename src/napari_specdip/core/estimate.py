@@ -700,8 +700,10 @@ def estimate(image: Any, task: str = "denoise", *, channel_axis: int | None = No
     from napari_specdip.core.devices import describe_device, resolve_device
     from napari_specdip.core.engine import plan_restore, tile_iteration_limits
 
-    job = plan_restore(image, task, channel_axis=channel_axis, mask=mask, factor=factor,
-                       device=device, check_memory=False, **options)
+    with warnings.catch_warnings():  # about the input (a mask that looks inverted): the run
+        warnings.simplefilter("ignore", UserWarning)  # says it, and said twice is noise
+        job = plan_restore(image, task, channel_axis=channel_axis, mask=mask, factor=factor,
+                           device=device, check_memory=False, **options)
     dev = resolve_device(job.params.device)
     needed = memory_needed(job, dev)
     available = available_memory(dev)

@@ -156,7 +156,9 @@ def as_hwc(image: Any, *, channel_axis: int | None, name: str = "image"
     values = hwc.astype(np.float64)
     if not np.all(np.isfinite(values)):
         bad = int(np.size(values) - np.count_nonzero(np.isfinite(values)))
-        raise ValueError(f"{name} contains {bad} NaN or infinite value(s); fill or crop them first")
+        hint = " (task='inpaint' fills them)" if name == "image" else ""
+        raise ValueError(f"{name} contains {bad} NaN or infinite value(s); fill or crop them "
+                         f"first{hint}")
     return values, axis
 
 

@@ -653,6 +653,12 @@ def check_camera_units(params: Any, low: float, high: float,
         raise ValueError(f"noise_offset={params.noise_offset:g} is at or above the image's "
                          f"brightest value ({high:g}): the offset is the camera's dark level, "
                          "in the image's units")
+    if params.noise_offset is not None and params.noise_offset < low - 100 * (high - low):
+        # as far below the darkest value as a hundred ranges: in other units (or a sign
+        # slip); taken, it flattened the result
+        raise ValueError(f"noise_offset={params.noise_offset:g} is far below the image's "
+                         f"darkest value ({low:g}; the image spans {low:g}..{high:g}): the "
+                         "offset is the camera's dark level, in the image's units")
     if params.noise_offset is not None and values is not None and values.size:
         observed = values if known is None else values[known]  # a copy: only when needed
         below = float(np.mean(observed < params.noise_offset))

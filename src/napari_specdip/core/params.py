@@ -101,6 +101,8 @@ PAPER_DEPTH = 5
 #: seeds are used with offsets (ensemble members, held-out masks), within torch's and
 #: numpy's 64-bit range
 MAX_SEED = 2**62
+#: the largest ensemble: K networks fit side by side (K=1000 on 32 px took 1 GB)
+MAX_ENSEMBLE = 64
 MIN_COARSE_SIDE = 8
 #: ``num_threads`` may be at most this many per CPU core of the machine. torch's threads
 #: beyond the cores only wait for each other at every layer: a 48 px, 20-iteration run took
@@ -299,7 +301,8 @@ class RestoreParameters:
         average of outputs, DIP's trick; +0.5 dB over the last iterate on the
         denoising benchmark), ``"last"`` iterate (the paper) or ``"best"`` (highest
         PSNR against a clean reference when one is given, otherwise the iterate
-        of lowest ES-WMV variance).
+        of lowest ES-WMV variance; a run shorter than ``wmv_window`` has no variance
+        yet and returns its last iterate).
     ema_decay : float
         Decay of the moving average; it ramps up as ``(1 + t) / (10 + t)`` until
         it reaches this value, so short runs are not dominated by early outputs.
@@ -487,9 +490,10 @@ class RestoreParameters:
           last iterate; ten to a hundred times the time of ``"balanced"``.
 
         Detail enhancement keeps the paper's short fit (100 iterations at 1e-3)
-        in every preset; only the width changes. JPEG deblocking stops at 1000
-        iterations in quick and balanced: its block errors are shared by
-        neighbouring pixels, which hides them from the hold-out rule.
+        in every preset; only the width changes. JPEG deblocking's ``"auto"`` stop
+        ends at a budget of iterations read from the JPEG's own quantisation
+        (:func:`~napari_specdip.core.jpeg.deblock_budget`): its block errors are
+        shared by neighbouring pixels, which hides them from the hold-out rule.
         """
         if task not in TASKS:
             raise ValueError(f"unknown task {task!r}; choose one of {', '.join(TASKS)}")
@@ -540,7 +544,12 @@ class RestoreParameters:
         names = {f.name for f in dataclasses.fields(self)}
         unknown = sorted(set(changes) - names)
         if unknown:
-            raise TypeError(f"unknown restoration option(s): {', '.join(unknown)}")
+            import difflib
+
+            meant = [close[0] for name in unknown
+                     if (close := difflib.get_close_matches(name, names, n=1))]
+            hint = f" (did you mean {', '.join(meant)}?)" if meant else ""
+            raise TypeError(f"unknown restoration option(s): {', '.join(unknown)}{hint}")
         new = dataclasses.replace(self, **changes)
         new.validate()
         return new
@@ -622,8 +631,14 @@ class RestoreParameters:
                              f"({THREADS_PER_CORE} per core); threads beyond the cores only "
                              "wait for each other and slow every step down")
         self._validate_noise()
-        if self.ensemble < 1:
-            raise ValueError(f"ensemble must be >= 1, got {self.ensemble}")
+        if not 1 <= self.ensemble <= MAX_ENSEMBLE:
+            raise ValueError(f"ensemble must be between 1 and {MAX_ENSEMBLE} (the networks "
+                             f"run side by side, in memory and time), got {self.ensemble}")
+        # a negative threshold can never be met (the ratio rule) or is met at every check
+        # (backtracking): a typo
+        for name in ("stop_epsilon", "backtrack_db"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
         if self.ensemble > 1 and self.network != "decoder":
             raise ValueError(f"an ensemble needs network='decoder', got {self.network!r}")
 
@@ -698,6 +713,8 @@ def _kind_problem(name: str, value: Any, kind: str) -> str | None:
             return f"{name} must be True or False, got {got}"
     elif kind == "int":
         if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+            if isinstance(value, float) and value.is_integer():  # 2.0: whole, but a float
+                return f"{name} must be an int, got {got}: pass {int(value)}"
             return f"{name} must be a whole number, got {got}"
     elif kind == "float":
         if isinstance(value, bool) or not isinstance(value, numbers.Real):
