@@ -192,6 +192,21 @@ def test_interrupt_and_resume(tmp_path: Path) -> None:
         for ext in ("", ".json"))
 
 
+def test_local_workers_are_counted_by_the_threads_each_restoration_takes() -> None:
+    from argparse import Namespace
+
+    from napari_specdip.cli.batch import open_client
+
+    # --threads 2 gave each restoration 2 threads, but the workers were counted for 1
+    # (2 workers x 2 threads on 2 cores) and the banner said 1
+    args = Namespace(scheduler=None, workers=None, threads=2, threads_per_worker=1,
+                     dashboard=None)
+    with open_client(args) as (client, banner):
+        workers = len(client.nthreads())
+    assert workers == max(1, (os.cpu_count() or 1) // 2)
+    assert f"({workers} worker(s), 2 torch thread(s) each)" in banner
+
+
 def test_inputs_expand_folders_and_globs(tmp_path: Path) -> None:
     for name in ("b.png", "a.tif", ".hidden.png", "notes.txt"):
         (tmp_path / name).write_bytes(b"")

@@ -458,30 +458,39 @@ def test_enhance_gain_warning_reaches_the_user(images: dict[str, Path], tmp_path
 # ------------------------------------------------------------------ batch: stopping running tasks
 
 
-def _wait_for_stop(name: str) -> float:
+def _wait_for_stop(name: str, started: str) -> float:
+    """Wait on a worker for the stop named ``name``; the time it was seen (-1: never)."""
     from napari_specdip.cli.batch import RemoteStop
 
     stop = RemoteStop(name, every=0.1)
+    Path(started).touch()  # the task runs: the test may set the stop now
     start = time.monotonic()
     while not stop.is_set():
         time.sleep(0.02)
         if time.monotonic() - start > 60:
             return -1.0
-    return time.monotonic() - start
+    return time.time()
 
 
-def test_remote_stop_reaches_a_running_task_without_a_worker_client(scheduler: str) -> None:
+def test_remote_stop_reaches_a_running_task_without_a_worker_client(scheduler: str,
+                                                                    tmp_path: Path) -> None:
     from distributed import Client, Event
 
     from napari_specdip.cli.batch import RemoteStop
 
     assert RemoteStop("specdip-test-nowhere", every=0.0).is_set() is False  # not on a worker
+    started = tmp_path / "started"
     with Client(scheduler) as client:
-        fut = client.submit(_wait_for_stop, "specdip-test-stop", pure=False)
-        time.sleep(1.0)
+        fut = client.submit(_wait_for_stop, "specdip-test-stop", str(started), pure=False)
+        # set once the task is waiting (a fixed sleep raced a slow worker start)
+        deadline = time.monotonic() + 60
+        while not started.exists() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert started.exists()
+        set_at = time.time()
         Event("specdip-test-stop", client=client).set()
-        waited = fut.result(timeout=60)
-        assert waited >= 0.5
+        seen_at = fut.result(timeout=60)
+        assert seen_at >= set_at  # the running task saw the stop set after it started
         # the task asked through the worker's connection: no worker Client was made
         made = client.run(lambda dask_worker: dask_worker._client is not None)
         assert not any(made.values())
@@ -659,6 +668,14 @@ def test_nan_pixels_under_the_mask_are_filled_not_refused(
     assert np.isfinite(restored).all()
     known = ~holes.astype(bool)
     np.testing.assert_array_equal(restored[known], stack[known])
+    # a slice with nothing but NaN and holes is refused before any work, named
+    stack[1] = np.nan
+    _write_zyx(source, stack)
+    out.unlink()
+    proc = _main(["restore", source, "-o", out, "--task", "inpaint", "--mask", mask, *FAST],
+                 capsys)
+    assert_clean_failure(proc, 2, "(slice 1): every pixel of this slice is NaN or under the mask")
+    assert "estimate:" not in proc.stderr and not out.exists()
 
 
 def test_a_mask_covering_a_later_slice_is_refused_before_any_work(

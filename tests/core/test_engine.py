@@ -137,6 +137,11 @@ def test_every_parameters_field_is_a_keyword_of_restore() -> None:
     assert result.parameters["holdout_patience"] == 40
     with pytest.raises(TypeError, match=r"holdout_retrun \(did you mean holdout_return\?\)"):
         restore(image, holdout_retrun="minimum")
+    # and help() shows them: restore's signature is iter_restore's, not (image, task, **options)
+    import inspect
+
+    shown = inspect.signature(restore).parameters
+    assert "max_iterations" in shown and "preset" in shown and "options" not in shown
 
 
 @pytest.mark.parametrize("factor", [2, 4, 8])

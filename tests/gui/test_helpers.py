@@ -89,6 +89,9 @@ def test_toasts_are_one_line() -> None:
 
 def test_docs_url_is_a_link() -> None:
     assert _help.docs_url().startswith("https://")
+    words, url = _help.docs_link()  # the paper is called the paper, not the documentation
+    assert url == _help.docs_url()
+    assert (words == "The method's paper") == (url == _help.PAPER_URL)
 
 
 def _estimate(per_step: float, iterations: int, *, fits: bool = True,

@@ -65,6 +65,9 @@ def test_sample_data_contributions_load(make_napari_viewer_proxy: Any) -> None:
     assert viewer.layers["noisy microscopy"].data.dtype == np.uint16
     low = viewer.layers["low-resolution image"]
     assert low.metadata["specdip_sample"]["factor"] == 4
+    # the image on top and selected: the layer controls act on it, not on a hidden layer
+    assert viewer.layers[-1].name == low.name
+    assert [layer.name for layer in viewer.layers.selection] == [low.name]
 
 
 def test_sample_hints_set_up_the_widget(make_napari_viewer_proxy: Any) -> None:

@@ -68,6 +68,16 @@ def test_picker_never_defaults_to_a_hidden_reference(viewer: Any, open_widget: A
     assert widget.last_output is not None and widget.last_output.name == "photo denoised"
 
 
+def test_no_image_left_is_not_said_once_one_is_chosen(viewer: Any, open_widget: Any) -> None:
+    photo = viewer.add_image(samples.noisy_photo(SIZE).image, name="photo", rgb=True)
+    widget = open_widget(task="denoise")
+    viewer.layers.remove(photo)
+    assert "No visible image layer" in widget.status.value
+    viewer.add_image(samples.jpeg_blocked(SIZE).image, name="blocks")
+    # the line said so until the next action, beside the image chosen
+    assert widget.image.value.name == "blocks" and "No visible" not in widget.status.value
+
+
 def test_reopened_dock_picks_the_visible_image(viewer: Any, open_widget: Any) -> None:
     from napari_specdip._napari._widget import RestoreWidget
 
@@ -262,7 +272,10 @@ def test_header_sections_and_before_after(viewer: Any, open_widget: Any,
     widget = open_widget(task="deblock", iterations=2, stop="none")
     widget.image.value = image
     header = widget.header.native.text()
-    assert "<a href=" in header and "Documentation" in header
+    from napari_specdip._napari._help import docs_link
+
+    words, url = docs_link()
+    assert f'<a href="{url}"' in header and words in header
     assert widget.header.native.openExternalLinks()
     titles = [w.value for w in widget if w.__class__.__name__ == "Label"
               and w.native.font().bold()]

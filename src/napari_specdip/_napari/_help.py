@@ -24,8 +24,8 @@ def _preset_step(preset: str) -> str:
 TOOLTIPS: dict[str, str] = {
     "image": ("The image layer to restore (2D gray, RGB, multichannel, or a Z/T stack). "
               "It is never modified: the result is a new layer."),
-    "task": ("What to repair. Changing it loads the task's defaults (from the paper) into "
-             "the fields you have not changed yourself."),
+    "task": ("What to repair. Changing it loads the task's defaults under the chosen preset "
+             "into the fields you have not changed yourself."),
     "mask": ("Inpainting: a Labels, Shapes or Image layer that marks the pixels to fill "
              "(nonzero or inside a shape). It must line up with the image."),
     "factor": "Super-resolution: how many times larger each side of the result is.",
@@ -33,17 +33,21 @@ TOOLTIPS: dict[str, str] = {
              "the network's smooth fit of it, so I - G is the fine detail that gets "
              "boosted: 1 doubles it."),
     "reference": ("Optional clean version of the image (same size as the result). Adds "
-                  "PSNR/SSIM curves to the charts, to judge the stop; not used to restore."),
+                  "PSNR/SSIM curves to the charts, to judge the stop; not used to restore, "
+                  "except by output best, which then returns the iterate closest to it (an "
+                  "oracle, for evaluation only)."),
     "stack": "Which planes of a Z/T stack to restore; each plane is restored on its own.",
     "lipschitz": ("λ bounds how steep each layer of the network may be. Larger lets fine "
                   "detail (and noise) through sooner; smaller gives smoother results."),
     "net_width": ("Channels per layer of the network. Smaller is much faster: the "
                   "presets use 32 (quick), 64 (balanced) and 128 (the paper)."),
     "preset": ("A starting point for the method's settings: quick (width 32, at most 1500 "
-               "iterations: for trying things out), balanced (width 64, at most 3000, "
-               "the default) or paper (the paper's exact settings: width 128, learning rate "
-               "0.001, blur/sharpness stop; ten to a hundred times slower). Choosing one "
-               "loads its values into the fields you have not changed yourself."),
+               "iterations; the fastest), balanced (width 64, at most 3000, the default; in "
+               "our benchmarks within about 0.1 dB of quick, for 3-5 times the time) or paper "
+               "(the authors' released settings: width 128, learning rate 0.001, "
+               "blur/sharpness stop; for comparison with the paper, slower and 0.3-1 dB "
+               "below balanced here). Choosing one loads its values into the fields you "
+               "have not changed yourself."),
     "ensemble": ("Fit K networks from seeds seed .. seed + K - 1 together and return their "
                  "mean, plus a second layer with their standard deviation, over the "
                  "networks and their last iterations (where the result is uncertain). Each "
@@ -172,6 +176,14 @@ TOOLTIPS: dict[str, str] = {
                        "round."),
     "side_by_side": "Show the input and the result next to each other (napari's grid view).",
 }
+
+
+def docs_link() -> tuple[str, str]:
+    """The header's link: (its words, its address). The documentation named in the
+    package's metadata, else the method's paper, called so (a link called
+    "Documentation" that opened a paper's abstract misled)."""
+    url = docs_url()
+    return ("The method's paper" if url == PAPER_URL else "Documentation"), url
 
 
 def docs_url() -> str:

@@ -35,9 +35,9 @@ def _layers(sample: samples.Sample) -> list[LayerData]:
         hint["mask"] = mask
     if isinstance(sample.extra.get("noise"), dict):
         hint["noise"] = dict(sample.extra["noise"])
-    out: list[LayerData] = [
-        (sample.image, {"name": name, "rgb": rgb, "metadata": {SAMPLE_KEY: hint}}, "image")
-    ]
+    # the image last: napari puts it on top and selects it, so that the layer controls
+    # act on it (added first, the hidden reference was selected instead)
+    out: list[LayerData] = []
     if sample.clean is not None:
         clean_kwargs: dict[str, Any] = {"name": reference, "visible": False, "rgb": rgb}
         if sample.factor:
@@ -48,6 +48,8 @@ def _layers(sample: samples.Sample) -> list[LayerData]:
         out.append((sample.clean, clean_kwargs, "image"))
     if sample.mask is not None:
         out.append((sample.mask.astype(np.uint8), {"name": mask, "visible": False}, "labels"))
+    out.append((sample.image, {"name": name, "rgb": rgb, "metadata": {SAMPLE_KEY: hint}},
+                "image"))
     return out
 
 

@@ -37,13 +37,20 @@ from magicgui.widgets import (
     Widget,
 )
 from qtpy.QtCore import QEvent, QObject, Qt, QTimer
-from qtpy.QtWidgets import QApplication, QLabel, QMainWindow, QSizePolicy, QWidget
+from qtpy.QtWidgets import (
+    QApplication,
+    QDockWidget,
+    QLabel,
+    QMainWindow,
+    QSizePolicy,
+    QWidget,
+)
 
 from napari_specdip._napari import _estimating, _planning, _region
 from napari_specdip._napari._help import (
     HEADER,
     TOOLTIPS,
-    docs_url,
+    docs_link,
     format_number,
     parse_number,
     toast,
@@ -194,6 +201,13 @@ def _section_title(text: str) -> Label:
     return title
 
 
+#: the charts dock's share of napari's window height when it is first docked
+CHARTS_SHARE = 0.26
+
+#: the status when the last image to restore has left the viewer (cleared once one is chosen)
+NO_IMAGE_LEFT = ("No visible image layer left to restore: open an image or make one "
+                 "visible, then choose it above.")
+
 class RestoreWidget(Container[Widget]):
     """Restore an image layer with the spectral-bias-controlled Deep Image Prior."""
 
@@ -314,7 +328,8 @@ class RestoreWidget(Container[Widget]):
         # ---------------------------------------------------------------- run
         self.run_button = PushButton(text="Run", tooltip=tip["run_button"])
         self.preview_button = PushButton(text="Preview region", tooltip=tip["preview_button"])
-        self.region = LayerComboBox(label="region", choices=self._region_choices,
+        # under the buttons, named for the one it serves: Run restores the whole image
+        self.region = LayerComboBox(label="preview region", choices=self._region_choices,
                                     tooltip=tip["region"])
         # one line under Run: the estimate before a run, the progress and time left during
         # it (one label, not two swapped: showing or hiding a label re-lays out the dock,
@@ -340,7 +355,7 @@ class RestoreWidget(Container[Widget]):
             *([noise] if noise is not None else []),
             _section_title("Method"), self.method_section, self.stop_note, self.device_label,
             self.show_advanced, self.advanced,
-            _section_title("Run"), self.run_section, self.run_buttons, self.estimate_label,
+            _section_title("Run"), self.run_buttons, self.run_section, self.estimate_label,
             self.status,
             _section_title("Result"), self.result_row,
         ])
@@ -427,8 +442,8 @@ class RestoreWidget(Container[Widget]):
             color = get_theme(self._viewer.theme).text.as_hex()
         except (ValueError, KeyError, AttributeError):
             color = "#f0f1f2"
-        self.header.native.setText(
-            f'{HEADER} <a href="{docs_url()}" style="color:{color}">Documentation</a>')
+        words, url = docs_link()
+        self.header.native.setText(f'{HEADER} <a href="{url}" style="color:{color}">{words}</a>')
 
     def _unify_labels(self) -> None:
         """One label column width for every section, so the fields line up."""
@@ -582,8 +597,7 @@ class RestoreWidget(Container[Widget]):
             if chosen is not self.image.value:
                 self.image.value = chosen
             if chosen is None and before is not None:
-                self._show_status("No visible image layer left to restore: open an image or "
-                                  "make one visible, then choose it above.")
+                self._show_status(NO_IMAGE_LEFT)
         elif getattr(event, "type", None) == "inserted" and not self.is_running:
             added = event.value
             if (added in layers and added.visible
@@ -607,6 +621,8 @@ class RestoreWidget(Container[Widget]):
         """New input: refresh the stack choices, and take a sample's hints."""
         self.stack.reset_choices()
         self.stack.visible = bool(self.stack.choices)
+        if self.image.value is not None and self.status.value == NO_IMAGE_LEFT:
+            self._show_status("")  # said while there was none: an image is chosen now
         self.mask.reset_choices()  # the new image leaves the mask list, the old one joins
         self._update_warm_start()
         if not self.is_running:
@@ -916,7 +932,7 @@ class RestoreWidget(Container[Widget]):
 
         One charts dock per window: a restore widget opened again reuses it.
         """
-        from napari_specdip._napari._charts import ChartsWidget
+        from napari_specdip._napari._charts import CHARTS_MIN_HEIGHT, ChartsWidget
 
         window = getattr(self._viewer, "window", None)
         try:
@@ -935,6 +951,16 @@ class RestoreWidget(Container[Widget]):
         if CHARTS_NAME not in docked:
             window.add_dock_widget(self._charts, name=CHARTS_NAME, area="bottom",
                                    add_vertical_stretch=False)
+            # from the charts up: napari's window object is a proxy to a plugin
+            main = self._charts.window()
+            holder = self._charts.parentWidget()
+            while holder is not None and not isinstance(holder, QDockWidget):
+                holder = holder.parentWidget()
+            if isinstance(main, QMainWindow) and isinstance(holder, QDockWidget):
+                # Qt gave the charts nearly half the window, which pushed Run below the
+                # fold of the restore dock on a 1000 px screen: a quarter, then the user's
+                height = max(CHARTS_MIN_HEIGHT, round(CHARTS_SHARE * main.height()))
+                main.resizeDocks([holder], [height], Qt.Orientation.Vertical)
         else:
             dock = self._charts.parent()
             if isinstance(dock, QWidget) and not dock.isVisible():
@@ -1460,6 +1486,7 @@ class RestoreWidget(Container[Widget]):
             if region is not None and region in self._viewer.layers:
                 region.visible = False  # the whole image is coming: do not cover it
         charts = self.ensure_charts()
+        self.defaults_note.visible = False  # what a preset loaded: stale once fields are edited
         session = RunSession(self._viewer, plan, charts=charts, listener=self,
                              budget_s=budget_s, region_layer=region_layer,
                              source_layer=self.image.value)

@@ -412,14 +412,17 @@ def open_client(args: Any) -> Iterator[tuple[Any, str]]:
             n = len(client.nthreads())  # type: ignore[no-untyped-call]
             yield client, f"Dask scheduler {args.scheduler} ({n} workers)"
         return
-    workers = args.workers or max(1, (os.cpu_count() or 1) // args.threads_per_worker)
+    # --threads sets each restoration's torch threads here too (run_batch): the workers
+    # are counted by it, else 2 workers of 2 threads shared 2 cores (10-70x slower)
+    threads = args.threads or args.threads_per_worker
+    workers = args.workers or max(1, (os.cpu_count() or 1) // threads)
     with _sigint_ignored():
         cluster = LocalCluster(  # type: ignore[no-untyped-call]
             n_workers=workers, threads_per_worker=1, processes=True,
             dashboard_address=args.dashboard, silence_logs=logging.ERROR)
     try:
         with Client(cluster) as client:  # type: ignore[no-untyped-call]
-            yield client, (f"local Dask cluster ({workers} worker(s), {args.threads_per_worker} "
+            yield client, (f"local Dask cluster ({workers} worker(s), {threads} "
                            "torch thread(s) each)")
     finally:
         cluster.close()

@@ -66,9 +66,11 @@ NETWORK_WORDS = {
 #: what each ``--preset`` is for (its settings are read from the code)
 PRESET_WORDS = {
     "quick": "for trying things: seconds to a minute at 128 px on a laptop CPU",
-    "balanced": "about 0.3 dB over quick for about three times its time per step",
-    "paper": "the paper's settings exactly; ten to a hundred times the time of balanced, "
-             "for a GPU",
+    "balanced": "width 64; in our benchmarks within about 0.1 dB of quick (after the Wiener "
+                "stage) for three to five times its time",
+    "paper": "the authors' released settings (width 128, lr 1e-3, the blur/sharpness stop), "
+             "for comparison with the paper: slower, and 0.3-1 dB below balanced in our "
+             "benchmarks",
 }
 #: what each ``--noise`` model is
 NOISE_WORDS = {

@@ -103,6 +103,10 @@ def _number(text: str) -> float:
     return value
 
 
+#: from this many pixels per image the time estimate's few timed steps take long enough
+#: (a minute at 1024 x 1024 on a 2-core CPU) to be announced
+ESTIMATE_NOTICE_PIXELS = 512 * 512
+
 def _seed(text: str) -> int:
     """argparse type of ``--seed``: checked at once, not after the image is read."""
     value = _int_at_least(0)(text)
@@ -248,7 +252,9 @@ def build_parser() -> argparse.ArgumentParser:
                         "follows the extension; the sidecar is OUT.json")
     _add_engine_options(p)
     p.add_argument("--reference", metavar="FILE",
-                   help="clean image of the output's shape: adds PSNR/SSIM to the sidecar")
+                   help="clean image of the output's shape: adds PSNR/SSIM to the sidecar "
+                        "(with --result best it also picks the result: an oracle, for "
+                        "evaluation only)")
     _add_series_option(p)
     p.add_argument("--threads", type=_threads, metavar="N", default="auto",
                    help=threads_help())
@@ -413,6 +419,10 @@ def _cmd_restore(args: argparse.Namespace) -> int:
     # slices of a stack run one after the other here: each starts from the last one's weights
     warm = bool(args.warm_start) and job.layout.is_stack and job.params.can_warm_start
     if not args.quiet:
+        h, w = job.layout.spatial_shape
+        if h * w >= ESTIMATE_NOTICE_PIXELS:  # its timed steps took minutes, said nothing
+            print(f"{PROG}: estimating the time: a few steps at {h} x {w} px...",
+                  file=sys.stderr, flush=True)
         est = estimate_file(job, handed_on=warm)
         if est is not None:
             print(describe_job_estimate(job, est), file=sys.stderr, flush=True)

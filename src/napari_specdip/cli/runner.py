@@ -459,6 +459,16 @@ def _check_every_slice(job: FileJob) -> None:
         if mask is not None and mask.all():
             raise UsageError(f"{job.source.path} (slice {_slice_words(index)}): the "
                              "mask covers every pixel of this slice: nothing is left to fit")
+        if job.task == "inpaint" and data.dtype.kind == "f":
+            # NaN pixels join the holes: a slice with nothing else left failed mid-run
+            finite = np.isfinite(data[index])
+            known = finite.all(axis=-1) if finite.ndim == 3 else finite
+            if mask is not None:
+                known &= ~mask.astype(bool)
+            if not known.any():
+                raise UsageError(f"{job.source.path} (slice {_slice_words(index)}): every "
+                                 "pixel of this slice is NaN or under the mask: nothing is "
+                                 "left to fit")
     for path, slices in bad.items():
         if slices:
             raise UsageError(f"{path} (slice {_slice_words(slices[0])}): contains NaN or "

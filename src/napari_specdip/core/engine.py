@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import inspect
 import math
 import os
 import time
@@ -513,7 +514,9 @@ def iter_restore(image: Any, task: str = "denoise", *, mask: Any = None, factor:
     channel_axis : int, optional
         Axis of the colour channels; None for a 2D gray image.
     reference : array_like, optional
-        Clean image of the output's shape: adds PSNR/SSIM to the signals.
+        Clean image of the output's shape: adds PSNR/SSIM to the signals. With
+        ``output="best"`` it also picks the result (the iterate closest to it): an
+        oracle, for evaluation only.
     parameters : RestoreParameters, optional
         A whole snapshot of options; the keyword options below override it.
     preset : str, optional
@@ -645,6 +648,11 @@ def restore(image: Any, task: str = "denoise", **options: Any) -> RestoreResult:
     ((32, 32, 3), dtype('uint8'), 5, 'max_iterations')
     """
     return run_to_end(iter_restore(image, task, **options))
+
+
+# help(), IDEs and notebooks show iter_restore's keywords, not a bare **options
+restore.__signature__ = inspect.signature(iter_restore).replace(  # type: ignore[attr-defined]
+    return_annotation=RestoreResult)
 
 
 def run_to_end(gen: RestoreGenerator,
