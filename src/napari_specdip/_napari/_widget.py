@@ -208,6 +208,7 @@ CHARTS_SHARE = 0.26
 NO_IMAGE_LEFT = ("No visible image layer left to restore: open an image or make one "
                  "visible, then choose it above.")
 
+
 class RestoreWidget(Container[Widget]):
     """Restore an image layer with the spectral-bias-controlled Deep Image Prior."""
 
