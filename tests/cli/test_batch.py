@@ -226,6 +226,9 @@ def test_batch_ensemble_writes_uncertainties_and_starts_slices_cold(images: dict
             "--ensemble", "2", *FAST]
     proc = run_cli(*args)
     assert proc.returncode == 0, proc.stderr
+    # a stack's estimate is per slice, and says so (it read like the whole file's)
+    line = next(x for x in proc.stderr.splitlines() if "stack.tif: estimate:" in x)
+    assert "per slice, 3 slices" in line, line
     spread = tifffile.imread(folder / "stack_dn_uncertainty.tif")
     assert spread.shape == (3, 32, 32) and spread.dtype == np.float32 and spread.max() > 0
     assert tifffile.imread(folder / "gray_dn_uncertainty.tif").shape == (48, 40)

@@ -131,9 +131,11 @@ def restore_slice_task(image: npt.NDArray[Any], task: str, channel_axis: int | N
 
 
 def estimate_task(image: npt.NDArray[Any], task: str, channel_axis: int | None,
-                  mask: npt.NDArray[np.bool_] | None, options: dict[str, Any]) -> str:
+                  mask: npt.NDArray[np.bool_] | None, options: dict[str, Any],
+                  slices: int = 1) -> str:
     """The Dask task: a file's estimate on a worker, in words, one line (its device, its
-    memory; the timing steps are cached per worker process and shape)."""
+    memory; the timing steps are cached per worker process and shape); ``slices``: how
+    many of its slices this run restores (the times are per slice and in all then)."""
     from napari_specdip.cli.runner import describe_estimate
     from napari_specdip.core.engine import plan_restore
     from napari_specdip.core.estimate import estimate
@@ -142,7 +144,8 @@ def estimate_task(image: npt.NDArray[Any], task: str, channel_axis: int | None,
     job = plan_restore(image, task, channel_axis=channel_axis, mask=mask, alpha=False,
                        check_memory=False, **options)
     h, w = job.observation.shape[:2]
-    text = describe_estimate(est, params=job.params, size=(h * job.scale, w * job.scale))
+    text = describe_estimate(est, slices, params=job.params,
+                             size=(h * job.scale, w * job.scale))
     text = text.replace("\n  ", "; ")
     return text if est.fits else f"{text}; {est.advice}"
 
@@ -646,8 +649,9 @@ def _process(args: Any, todo: list[tuple[Path, Path, Row]], options: dict[str, A
                 queue.append((state, item))
             first = first_restored(job)
             if len(queue) > queued and first is not None:  # something to run: say what it costs
+                # a stack's times per slice, said so, and for the slices this run restores
                 fut = client.submit(estimate_task, first.image, job.task, first.channel_axis,
-                                    first.mask, job.options, pure=False,
+                                    first.mask, job.options, len(queue) - queued, pure=False,
                                     key=f"specdip-estimate-{uuid.uuid4().hex[:8]}")
                 estimates[fut] = row
                 ac.add(fut)  # type: ignore[no-untyped-call]
