@@ -145,13 +145,19 @@ def test_a_slice_that_cannot_be_restored_is_named_by_its_axis(
     np.testing.assert_array_equal(np.isnan(image.data), np.isnan(data))
 
 
-def test_before_after_follow_the_input_layer_not_its_name(viewer: Any, open_widget: Any,
-                                                          wait_for_run: Any) -> None:
+def _denoised(viewer: Any, open_widget: Any, wait_for_run: Any) -> tuple[Any, Any]:
+    """An input layer "in" and the widget after a short denoising run of it."""
     image = viewer.add_image(_noisy((SIZE, SIZE)), name="in")
     widget = open_widget(task="denoise", iterations=6, stop="none")
     widget.image.value = image
     widget.start()
     wait_for_run(widget)
+    return image, widget
+
+
+def test_before_after_follow_the_input_layer_not_its_name(viewer: Any, open_widget: Any,
+                                                          wait_for_run: Any) -> None:
+    image, widget = _denoised(viewer, open_widget, wait_for_run)
     image.name = "renamed"
     imposter = viewer.add_image(_noisy((SIZE, SIZE), 9), name="in", visible=False)
     widget.compare_button.native.click()  # show the input
@@ -165,11 +171,7 @@ def test_before_after_follow_the_input_layer_not_its_name(viewer: Any, open_widg
 
 def test_before_after_is_off_once_the_input_is_removed(viewer: Any, open_widget: Any,
                                                        wait_for_run: Any) -> None:
-    image = viewer.add_image(_noisy((SIZE, SIZE)), name="in")
-    widget = open_widget(task="denoise", iterations=6, stop="none")
-    widget.image.value = image
-    widget.start()
-    wait_for_run(widget)
+    image, widget = _denoised(viewer, open_widget, wait_for_run)
     assert widget.compare_button.enabled and widget.side_by_side.enabled
     viewer.layers.move(viewer.layers.index(image), len(viewer.layers))  # on top (napari bug)
     viewer.layers.remove(image)

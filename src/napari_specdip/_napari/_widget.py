@@ -128,6 +128,8 @@ _KEEP_KNOWN = {"auto": None, "kept": True, "fitted": False}
 def _known_choice(keep_known: bool | None) -> str:
     """The known-pixels control's value for ``RestoreParameters.keep_known``."""
     return next(k for k, v in _KEEP_KNOWN.items() if v is keep_known)
+
+
 #: what to do when the auto rule has no held-out pixels to watch
 AUTO_NEEDS_HOLDOUT = ("The auto stop rule watches held-out pixels, but 'held-out pixels' "
                       "(Advanced) is 0: set it to e.g. 0.1, or choose the stop rule ratio, "
@@ -611,11 +613,12 @@ class RestoreWidget(Container[Widget]):
 
     def _on_layer_removed(self, event: Any = None) -> None:
         removed = getattr(event, "value", None)
+        ours = removed is self._output_source or removed is self.last_output
         if removed is self._output_source:
             self._output_source = None  # no reference to a layer the user removed
-            self._update_result_buttons()
         if removed is self.last_output:
             self.last_output = None
+        if ours:  # Save, or only before/after, has nothing left to serve
             self._update_result_buttons()
 
     def _on_image(self, _value: Any = None) -> None:
@@ -952,16 +955,14 @@ class RestoreWidget(Container[Widget]):
         if CHARTS_NAME not in docked:
             window.add_dock_widget(self._charts, name=CHARTS_NAME, area="bottom",
                                    add_vertical_stretch=False)
-            # from the charts up: napari's window object is a proxy to a plugin
-            main = self._charts.window()
-            holder = self._charts.parentWidget()
-            while holder is not None and not isinstance(holder, QDockWidget):
-                holder = holder.parentWidget()
-            if isinstance(main, QMainWindow) and isinstance(holder, QDockWidget):
+            # from the charts (their parent is the dock): napari's window object is a
+            # proxy to a plugin
+            main, dock = self._charts.window(), self._charts.parent()
+            if isinstance(main, QMainWindow) and isinstance(dock, QDockWidget):
                 # Qt gave the charts nearly half the window, which pushed Run below the
                 # fold of the restore dock on a 1000 px screen: a quarter, then the user's
                 height = max(CHARTS_MIN_HEIGHT, round(CHARTS_SHARE * main.height()))
-                main.resizeDocks([holder], [height], Qt.Orientation.Vertical)
+                main.resizeDocks([dock], [height], Qt.Orientation.Vertical)
         else:
             dock = self._charts.parent()
             if isinstance(dock, QWidget) and not dock.isVisible():

@@ -131,21 +131,18 @@ def restore_slice_task(image: npt.NDArray[Any], task: str, channel_axis: int | N
 
 
 def estimate_task(image: npt.NDArray[Any], task: str, channel_axis: int | None,
-                  mask: npt.NDArray[np.bool_] | None, options: dict[str, Any],
-                  slices: int = 1) -> str:
+                  mask: npt.NDArray[np.bool_] | None, options: dict[str, Any], *,
+                  params: Any, size: tuple[int, int], slices: int = 1) -> str:
     """The Dask task: a file's estimate on a worker, in words, one line (its device, its
-    memory; the timing steps are cached per worker process and shape); ``slices``: how
-    many of its slices this run restores (the times are per slice and in all then)."""
+    memory; the timing steps are cached per worker process and shape). ``params`` and
+    ``size`` (the output slice's) are the client's plan of the file, for the typical stop;
+    ``slices``: how many of its slices this run restores (the times are per slice and in
+    all then)."""
     from napari_specdip.cli.runner import describe_estimate
-    from napari_specdip.core.engine import plan_restore
     from napari_specdip.core.estimate import estimate
 
     est = estimate(image, task, channel_axis=channel_axis, mask=mask, alpha=False, **options)
-    job = plan_restore(image, task, channel_axis=channel_axis, mask=mask, alpha=False,
-                       check_memory=False, **options)
-    h, w = job.observation.shape[:2]
-    text = describe_estimate(est, slices, params=job.params,
-                             size=(h * job.scale, w * job.scale))
+    text = describe_estimate(est, slices, params=params, size=size)
     text = text.replace("\n  ", "; ")
     return text if est.fits else f"{text}; {est.advice}"
 
@@ -650,8 +647,11 @@ def _process(args: Any, todo: list[tuple[Path, Path, Row]], options: dict[str, A
             first = first_restored(job)
             if len(queue) > queued and first is not None:  # something to run: say what it costs
                 # a stack's times per slice, said so, and for the slices this run restores
+                size = job.layout.output_slice_shape(job.scale)[:2]
                 fut = client.submit(estimate_task, first.image, job.task, first.channel_axis,
-                                    first.mask, job.options, len(queue) - queued, pure=False,
+                                    first.mask, job.options, params=job.params,
+                                    size=(size[0], size[1]), slices=len(queue) - queued,
+                                    pure=False,
                                     key=f"specdip-estimate-{uuid.uuid4().hex[:8]}")
                 estimates[fut] = row
                 ac.add(fut)  # type: ignore[no-untyped-call]

@@ -107,6 +107,7 @@ def _number(text: str) -> float:
 #: (a minute at 1024 x 1024 on a 2-core CPU) to be announced
 ESTIMATE_NOTICE_PIXELS = 512 * 512
 
+
 def _seed(text: str) -> int:
     """argparse type of ``--seed``: checked at once, not after the image is read."""
     value = _int_at_least(0)(text)

@@ -197,8 +197,7 @@ def plan_restore(image: Any, task: str = "denoise", *, mask: Any = None, factor:
     image, masked = _unmasked(image, channel_axis)
     image = as_array(image)  # computed once, when lazy
     holes = None
-    if (params.task == "inpaint" and np.asarray(image).dtype.kind == "f"
-            and not np.isfinite(image).all()):
+    if params.task == "inpaint" and image.dtype.kind == "f" and not np.isfinite(image).all():
         # NaN is how missing pixels are often stored: they are holes to fill, not data
         image, holes = _unmasked(np.ma.masked_invalid(image), channel_axis)
         if holes is not None:
@@ -465,7 +464,6 @@ def _units_hint(r_low: float, r_high: float, low: float, high: float) -> str:
         return (f"its range is 1/{span / r_span:.3g} of the image's: e.g. a 0-1 reference "
                 "of a 0-255 image, multiply it by 255")
     return "it lies far outside the image's range"
-
 
 
 def iter_restore(image: Any, task: str = "denoise", *, mask: Any = None, factor: int | None = None,
