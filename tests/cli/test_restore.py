@@ -418,6 +418,39 @@ def test_stack_slices_warm_start_from_the_previous_one(images: dict[str, Path],
     assert _sidecar(single)["warm_start"] is False
 
 
+def test_warm_start_chains_each_channel_of_its_own(tmp_path: Path) -> None:
+    """A ZCYX stack alternates channels from slice to slice: each slice starts from the
+    last slice of its own channel, so channel 0 comes out as it does alone."""
+    rng = np.random.default_rng(8)
+    base = rng.normal(0, 1, (2, 2, 32, 32))
+    stack = np.stack([np.stack([1000 + 300 * base[z, 0], 200 + 50 * base[z, 1] ** 2])
+                      for z in range(2)]).astype(np.uint16)
+    both, alone = tmp_path / "zc.tif", tmp_path / "z.tif"
+    tifffile.imwrite(both, stack, imagej=True, metadata={"axes": "ZCYX"})
+    tifffile.imwrite(alone, np.ascontiguousarray(stack[:, 0]), imagej=True,
+                     metadata={"axes": "ZYX"})
+    out_both, out_alone = tmp_path / "zc_out.tif", tmp_path / "z_out.tif"
+    for source, out in ((both, out_both), (alone, out_alone)):
+        proc = run_cli("restore", source, "-o", out, *FAST)
+        assert proc.returncode == 0, proc.stderr
+    slices = _sidecar(out_both)["slices"]
+    assert [s["index"] for s in slices] == [[0, 0], [0, 1], [1, 0], [1, 1]]
+    assert [s["parameters"]["warm_start"] for s in slices] == [False, False, True, True]
+    np.testing.assert_array_equal(tifffile.imread(out_both)[:, 0], tifffile.imread(out_alone))
+
+
+def test_a_fixed_tile_says_it_turns_warm_start_off(images: dict[str, Path],
+                                                   tmp_path: Path) -> None:
+    out = tmp_path / "tiled.tif"
+    proc = run_cli("restore", images["stack"], "-o", out, "--tile", "32", *FAST)
+    assert proc.returncode == 0, proc.stderr
+    assert "warm start is off: with --tile 32" in proc.stderr
+    assert _sidecar(out)["warm_start"] is False
+    proc = run_cli("restore", images["stack"], "-o", tmp_path / "cold.tif", "--tile", "32",
+                   "--no-warm-start", *FAST)  # asked for: nothing to say
+    assert proc.returncode == 0 and "warm start is off" not in proc.stderr
+
+
 # --------------------------------------------------------------------------- --series
 
 

@@ -180,6 +180,9 @@ def test_typical_stop_and_the_estimate_in_words() -> None:
     assert second == "  peak memory 2.0 MB of 8.0 GB available on cpu, 2 torch thread(s)"
     stack = describe_estimate(est, 3, params=balanced, size=(128, 128))
     assert "(3000 iterations per slice, 3 slices)" in stack and "(7-26 min in all)" in stack
+    # each slice's fit pays its setup besides its steps: 3 x 100 s more here
+    setup = SimpleNamespace(**{**vars(est), "setup_seconds": 100.0})
+    assert "(12-31 min in all)" in describe_estimate(setup, 3, params=balanced, size=(128, 128))
     # deblocking: the budget its JPEG calls for is the stop, not a typical range
     deblock = RestoreParameters.for_task("deblock")
     jpeg = SimpleNamespace(**{**vars(est), "iterations": 430, "seconds": 172.0,

@@ -155,7 +155,8 @@ def test_the_estimate_counts_the_tiles() -> None:
     assert memory_needed(job).total < memory_needed(whole).total
     found = estimate(image, tile=64, tile_overlap=8, width=8, max_iterations=10, device="cpu")
     assert found.tiles == 16 and found.iterations == 160
-    assert found.seconds == pytest.approx(found.seconds_per_iteration * 10 * found.tile_load)
+    assert found.seconds == pytest.approx(found.seconds_per_iteration * 10 * found.tile_load
+                                          + 16 * found.setup_seconds)
     assert "16 tiles" in found.describe()
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import doctest
 import math
 
@@ -120,8 +121,6 @@ def test_the_estimate_suggests_tiles_for_large_images_on_a_cpu() -> None:
 
 
 def test_estimate_text_says_the_deblocking_budget_and_the_quality_found() -> None:
-    import dataclasses
-
     deblock = RestoreParameters.for_task("deblock")
     found = dataclasses.replace(_estimate(0.35, 450), jpeg_quality=10)
     text = _estimating.estimate_text(found, deblock)
@@ -143,6 +142,11 @@ def test_estimate_text_says_time_per_step_cap_usual_range_and_memory() -> None:
     # a stack: the cap and the usual range for every slice
     text = _estimating.estimate_text(_estimate(0.35, 3000), balanced, planes=4)
     assert "at most 1 h 10 min for 4 slices" in text
+    # each slice's fit pays its setup (noise estimate, Wiener stage) besides its steps
+    slow = dataclasses.replace(_estimate(0.35, 3000), setup_seconds=60.0)
+    text = _estimating.estimate_text(slow, balanced, planes=4)
+    usual = _estimating.rough_range(4 * (low * 0.35 + 60), 4 * (high * 0.35 + 60))
+    assert f"usually {usual} ·" in text
     # no measured range for the other rules, and none past the cap
     for params in (balanced.replace(stop="none"), RestoreParameters.for_task(
             "denoise", preset="paper")):

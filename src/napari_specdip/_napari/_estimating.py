@@ -141,7 +141,8 @@ def estimate_text(found: Estimate, params: RestoreParameters, planes: int = 1) -
                      else f"{found.iterations} it (no JPEG blocks found)")
     typical = typical_stop(params, *found.canvas)
     if typical is not None and math.isfinite(per_step):
-        low, high = (t * per_step * planes * found.tile_load for t in typical)
+        fixed = planes * found.tiles * found.setup_seconds  # each fit's own setup
+        low, high = (t * per_step * planes * found.tile_load + fixed for t in typical)
         parts.append(f"usually {rough_range(low, high)}")
     parts.append(rough_bytes(found.peak_memory_bytes))
     if suggests_tiles(found, params):

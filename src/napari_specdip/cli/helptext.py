@@ -291,9 +291,10 @@ def series_help(*, batch: bool = False) -> str:
 
 
 def warm_start_help() -> str:
-    return ("stacks: start each slice from the network weights the previous slice ended with "
-            "(default: slices are alike, so each starts close to its fit; each still stops "
-            "by its own rule); --no-warm-start restores every slice from scratch. "
+    return ("stacks: start each slice from the network weights the previous slice of its "
+            "channel (a TIFF's C axis) ended with (default: slices are alike, so each starts "
+            "close to its fit; each still stops by its own rule); --no-warm-start restores "
+            "every slice from scratch; a fixed --tile turns it off. "
             "specdip batch always starts from scratch (its slices run in parallel)")
 
 

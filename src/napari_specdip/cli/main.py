@@ -419,6 +419,10 @@ def _cmd_restore(args: argparse.Namespace) -> int:
                   series=args.series)
     # slices of a stack run one after the other here: each starts from the last one's weights
     warm = bool(args.warm_start) and job.layout.is_stack and job.params.can_warm_start
+    if args.warm_start and job.layout.is_stack and not warm and job.layout.n_slices > 1:
+        # one network per tile: no one network for the next slice to start from
+        _warn([f"warm start is off: with --tile {job.params.tile} every tile of every slice "
+               "starts from scratch (--tile auto fits a stack's slices whole, warm-started)"])
     if not args.quiet:
         h, w = job.layout.spatial_shape
         if h * w >= ESTIMATE_NOTICE_PIXELS:  # its timed steps took minutes, said nothing

@@ -241,6 +241,17 @@ class FileJob:
                 reference, _, _ = self.layout.engine_image(self.reference_canonical, index)
             yield SliceInput(index, image, channel_axis, alpha, mask, reference)
 
+    def chain_of(self, index: tuple[int, ...]) -> tuple[int, ...]:
+        """Which warm-start chain the slice at ``index`` belongs to: its position along
+        the stack axes the file names as channels (``C`` in a TIFF's axes), so that each
+        channel starts from its own previous slice (a ``TZCYX`` stack alternates
+        channels from slice to slice, and one channel's weights are a poor start for
+        another's image); ``()`` when the file names none."""
+        axes = self.source.axes
+        if not axes or len(axes) != len(self.layout.shape):
+            return ()
+        return tuple(i for i, a in zip(index, self.layout.stack, strict=True) if axes[a] == "C")
+
     def copy_reason(self, item: SliceInput) -> str | None:
         """Why a slice of a stack is copied, not restored: ``"constant"`` (nothing to
         restore) or ``"nothing_to_fill"`` (inpainting, and its mask marks no pixel of
@@ -564,8 +575,9 @@ def restore_file(job: FileJob, *, progress: bool, interrupt: Any = None,
     """Restore every slice of ``job`` here, one after the other, with a progress bar.
 
     With ``warm_start`` each slice after the first starts from the weights the
-    previous one ended with (slices of a stack are alike, so the fit starts close to
-    its goal); each still stops by its own rule. When ``interrupt`` (an Event) is
+    previous one of its channel ended with (:meth:`FileJob.chain_of`; slices of a
+    stack are alike, so the fit starts close to its goal); each still stops by its own
+    rule. When ``interrupt`` (an Event) is
     set, the slice in progress ends with its result so far and the slices not
     reached are copied unrestored (``stop_reason`` ``"not_run"``); a slice stopped
     before its first iteration counts as not reached.
@@ -576,8 +588,12 @@ def restore_file(job: FileJob, *, progress: bool, interrupt: Any = None,
     spread = job.new_uncertainty()
     runs: list[dict[str, Any]] = []
     n = job.layout.n_slices
-    state: dict[str, Any] | None = None
-    left = sum(1 for item in job.slices() if job.copy_reason(item) is None)
+    states: dict[tuple[int, ...], Any] = {}  # the last weights of each chain
+    left: dict[tuple[int, ...], int] = {}  # slices each chain has still to restore
+    for item in job.slices():
+        if job.copy_reason(item) is None:
+            chain = job.chain_of(item.index)
+            left[chain] = left.get(chain, 0) + 1
     for k, item in enumerate(job.slices(), 1):
         reason = job.copy_reason(item)
         if reason is not None:
@@ -586,7 +602,8 @@ def restore_file(job: FileJob, *, progress: bool, interrupt: Any = None,
             job.put_uncertainty(spread, item, None)
             runs.append(passthrough_meta(item.index, reason))
             continue
-        left -= 1
+        chain = job.chain_of(item.index)
+        left[chain] -= 1
         if interrupt is not None and interrupt.is_set():
             job.layout.put(out, item.index, job.unrestored(item), item.alpha, job.scale)
             job.put_uncertainty(spread, item, None, fill=math.nan)
@@ -603,12 +620,12 @@ def restore_file(job: FileJob, *, progress: bool, interrupt: Any = None,
         try:
             done = run_slice(item.image, job.task, item.channel_axis, item.mask, item.reference,
                              job.options, on_step=on_step, interrupt=interrupt,
-                             warm_start=state if warm_start else None,
-                             keep_state=warm_start and left > 0,
+                             warm_start=states.get(chain) if warm_start else None,
+                             keep_state=warm_start and left[chain] > 0,
                              noise_camera=job.noise_camera)
         finally:
             bar.close()
-        state = done.state
+        states[chain] = done.state
         if done.meta.get("stop_reason") == "stopped" and not done.meta.get("iterations"):
             done = SliceRun(job.unrestored(item), {**passthrough_meta(item.index),
                                                    "stop_reason": NOT_RUN})
@@ -694,8 +711,9 @@ def describe_estimate(est: Any, slices: int = 1, *, params: Any = None,
     if typical is not None:
         low, high = typical
         load = slices * getattr(est, "tile_load", 1.0)
+        fixed = slices * tiles * getattr(est, "setup_seconds", 0.0)  # each fit's own setup
         text += (f"; usually stops after {low}-{high} iterations{per_slice} "
-                 f"({rough_seconds(low * step * load, high * step * load)}"
+                 f"({rough_seconds(low * step * load + fixed, high * step * load + fixed)}"
                  f"{' in all' if slices > 1 or tiles > 1 else ''}), typical, not a promise")
     text += (f"\n  peak memory {format_bytes(est.peak_memory_bytes)} of {available} available "
              f"on {est.device}")

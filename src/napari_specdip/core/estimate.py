@@ -56,9 +56,12 @@ SIGNAL_BYTES_PER_PIXEL = 64
 #: Memory left to the rest of the system: a run is refused when its estimate is
 #: above this share of what is available.
 SAFETY_SHARE = 0.95
-#: Warm-up and timed steps of the time calibration.
+#: Warm-up and timed steps of the time calibration: at least ``TIMED_STEPS``, and enough
+#: to take in a step that evaluates the signals (every ``signal_every``, up to
+#: ``MAX_TIMED_STEPS``), which costs more than the others on small images.
 WARMUP_STEPS = 2
 TIMED_STEPS = 3
+MAX_TIMED_STEPS = 6
 
 
 @dataclass(frozen=True)
@@ -102,7 +105,12 @@ class Estimate:
         How many tiles the run fits one after another (1: the whole image).
     tile_load : float
         What the tiles amount to in fits of the largest one (their area over its
-        area): ``seconds`` is ``seconds_per_iteration`` x the cap x this.
+        area): ``seconds`` is ``seconds_per_iteration`` x the cap x this, plus
+        ``setup_seconds`` per tile.
+    setup_seconds : float
+        What one fit costs besides its steps (the noise estimate, the network's
+        first steps, the Wiener stage, the output), measured with the timed steps;
+        paid once per tile, and once per slice of a stack.
     peak_memory_bytes : int
         Estimated peak memory of the run on its device.
     available_memory_bytes : int or None
@@ -135,6 +143,7 @@ class Estimate:
     tiles: int = 1
     tile_load: float = 1.0
     jpeg_quality: int | None = None
+    setup_seconds: float = 0.0
 
     def describe(self) -> str:
         """One or two lines for a user, e.g. before a progress bar."""
@@ -610,7 +619,8 @@ def typical_stop(params: RestoreParameters, height: int, width: int
 # --------------------------------------------------------------------------- time
 
 
-_CALIBRATION: dict[tuple[Any, ...], float] = {}
+# per key: (median seconds of a step, seconds of the fit besides its steps)
+_CALIBRATION: dict[tuple[Any, ...], tuple[float, float]] = {}
 
 
 def _calibration_key(job: RestoreJob, device: torch.device) -> tuple[Any, ...]:
@@ -629,43 +639,84 @@ class EstimateCancelled(Exception):
 
 
 def seconds_per_iteration(job: RestoreJob, *, cancel: Interrupt | None = None) -> float:
-    """Median seconds of a step of ``job``, timed on its device after warm-up steps.
+    """Seconds of a step of ``job``, timed on its device after warm-up steps.
 
-    Runs :data:`WARMUP_STEPS` + :data:`TIMED_STEPS` real steps of the same job
-    (same size, width, network, signals) once per process and key; later calls
-    with the same key are free. Raises :class:`EstimateCancelled` at the step after
-    ``cancel`` is set (a large image's steps take seconds each).
+    Runs :data:`WARMUP_STEPS` + :data:`TIMED_STEPS` (or up to :data:`MAX_TIMED_STEPS`,
+    to take in a step that evaluates the signals) real steps of the same job (same
+    size, width, network, signals, stop rule) once per process and key; later calls
+    with the same key are free. Raises :class:`EstimateCancelled` at the step
+    after ``cancel`` is set (a large image's steps take seconds each).
     """
+    return _timed(job, cancel)[0]
+
+
+def _timed(job: RestoreJob, cancel: Interrupt | None) -> tuple[float, float]:
+    """The seconds of a step of ``job`` (a tiled run: of its largest tile) and what its
+    fit costs besides its steps: the trial's wall time less its steps, which takes in
+    the setup (the stop's noise estimate, the memory check), the slower first steps and
+    the end (the Wiener stage, the output)."""
     from napari_specdip.core.devices import resolve_device
-    from napari_specdip.core.engine import run_to_end
 
     if len(job.tiles) > 1:
-        return seconds_per_iteration(job.tile_job(_largest(job.tiles)), cancel=cancel)
+        return _timed(job.tile_job(_largest(job.tiles)), cancel)
     p = job.params
     device = resolve_device(p.device)
     key = _calibration_key(job, device)
     if key in _CALIBRATION:
         return _CALIBRATION[key]
+    if (str(device), p.task) not in _WARM:
+        # the process's first fit also pays for imports and first kernel calls, which a
+        # later fit (the run itself) does not: one step first, untimed
+        _trial(job, 1, cancel)
+        _WARM.add((str(device), p.task))
+    timed = min(max(TIMED_STEPS, p.signal_every), MAX_TIMED_STEPS)
+    wall, stamps, with_signals = _trial(job, WARMUP_STEPS + timed, cancel)
+    steps = np.diff(stamps[WARMUP_STEPS - 1:])
+    if not steps.size:
+        return math.nan, 0.0
+    flags = np.asarray(with_signals[WARMUP_STEPS:])
+    if flags.any() and not flags.all():
+        # signal steps come every signal_every steps: their cost, spread over them
+        plain, signal = float(np.median(steps[~flags])), float(np.median(steps[flags]))
+        per_step = plain + max(0.0, signal - plain) / max(1, p.signal_every)
+    else:
+        per_step = float(np.median(steps))
+    setup = max(0.0, wall - float(np.sum(steps)) - WARMUP_STEPS * per_step)
+    _CALIBRATION[key] = (per_step, setup)
+    return per_step, setup
+
+
+# (device, task) pairs this process has run a fit of
+_WARM: set[tuple[str, str]] = set()
+
+
+def _trial(job: RestoreJob, steps: int, cancel: Interrupt | None
+           ) -> tuple[float, list[float], list[bool]]:
+    """Run ``steps`` steps of ``job`` with its own stop rule (its setup, a noise
+    estimate, is part of every fit, and no rule ends a run within a few steps): the wall
+    seconds, each step's end and whether it evaluated the signals."""
+    from napari_specdip.core.engine import run_to_end
+
+    p = job.params
     need_variance = (p.track_variance or p.stop == "wmv"
                      or (p.output == "best" and job.reference is None))
     trial = dataclasses.replace(
         job, interrupt=None,
-        params=p.replace(max_iterations=WARMUP_STEPS + TIMED_STEPS, stop="none",
-                         preview_every=0, track_variance=need_variance))
+        params=p.replace(max_iterations=steps, preview_every=0, track_variance=need_variance))
     stamps: list[float] = []
+    with_signals: list[bool] = []
 
     def stamp(report: StepReport) -> None:
         stamps.append(time.perf_counter())
+        with_signals.append(bool(report.signals))
         if cancel is not None and cancel.is_set():
             raise EstimateCancelled("the estimate was cancelled")
 
     with warnings.catch_warnings():  # a trial's result is thrown away, and so are its warnings
         warnings.simplefilter("ignore")
+        start = time.perf_counter()
         run_to_end(trial.run(), stamp)
-    steps = np.diff(stamps[WARMUP_STEPS - 1:])
-    value = float(np.median(steps)) if steps.size else math.nan
-    _CALIBRATION[key] = value
-    return value
+    return time.perf_counter() - start, stamps, with_signals
 
 
 def estimate(image: Any, task: str = "denoise", *, channel_axis: int | None = None,
@@ -709,7 +760,7 @@ def estimate(image: Any, task: str = "denoise", *, channel_axis: int | None = No
     available = available_memory(dev)
     fits = available is None or needed.total <= SAFETY_SHARE * available
     advice = "" if fits or available is None else memory_advice(job, needed.total, available, dev)
-    per_step = seconds_per_iteration(job, cancel=cancel) if fits else math.nan
+    per_step, setup = _timed(job, cancel) if fits else (math.nan, math.nan)
     tiles = job.tiles
     height, width = _largest(tiles).shape
     load = tile_load(job)
@@ -718,7 +769,7 @@ def estimate(image: Any, task: str = "denoise", *, channel_axis: int | None = No
     limits = tile_iteration_limits(job)
     steps = sum(n * t.shape[0] * t.shape[1] for n, t in zip(limits, tiles, strict=True))
     return Estimate(
-        seconds=per_step * steps / (height * width),
+        seconds=per_step * steps / (height * width) + setup * len(tiles),
         seconds_per_iteration=per_step,
         iterations=sum(limits),
         tiles=len(tiles),
@@ -731,4 +782,5 @@ def estimate(image: Any, task: str = "denoise", *, channel_axis: int | None = No
         canvas=canvas_shape(job.params, height, width, job.scale),
         memory=needed,
         jpeg_quality=None if job.jpeg is None else job.jpeg.quality,
+        setup_seconds=setup,
     )
