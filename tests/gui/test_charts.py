@@ -81,6 +81,9 @@ def test_notes_markers_and_layout_during_a_run(make_napari_viewer_proxy: Any,
     assert ratio.stop_label.toPlainText() == "stop at 12: iteration cap"
     assert all(p.stop_line is not None and p.stop_line.isVisible()
                for p in charts.panels.values())
+    # the legends name what was drawn: 12 iterations give no window means, so the ratio
+    # panel has its one curve and no legend (it listed three); before a run, every curve
+    assert ratio.legend_labels() == ["ratio"] and ratio.legend.text() == ""
     # the stop text: the theme's text colour, on the theme's background, both themes
     for theme in ("dark", "light"):
         viewer.theme = theme
@@ -104,6 +107,10 @@ def test_notes_markers_and_layout_during_a_run(make_napari_viewer_proxy: Any,
     grid = charts._grid
     assert all(grid.getItemPosition(grid.indexOf(p))[0] == 0
                for p in charts.panels.values() if grid.indexOf(p) >= 0)
+    # a new run: every curve named again
+    charts.reset()
+    assert ratio.legend_labels() == [s.label for s in PANELS["ratio"].series]
+    assert "previous&nbsp;window" in ratio.legend.text()
 
 
 def test_one_description_for_the_dock_and_the_cli(tmp_path: Path,

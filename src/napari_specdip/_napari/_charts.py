@@ -258,6 +258,7 @@ class ChartPanel(QWidget):
         layout.addWidget(self.legend)
         layout.addWidget(self.plot_widget, 1)
         self._colors: dict[str, str] = {}
+        self._drawn: frozenset[str] = frozenset()  # curves with points (see set_drawn)
 
     def set_x_max(self, right: float) -> None:
         if right != self.x_range[1]:
@@ -318,7 +319,22 @@ class ChartPanel(QWidget):
         self._place_notes()
 
     def legend_labels(self) -> list[str]:
-        return [s.label for s in self.panel.series]
+        return [s.label for s in self._legend_series()]
+
+    def _legend_series(self) -> list[Series]:
+        """The curves the legend names: those drawn once any is (a rule draws only its
+        own, e.g. the held-out curves need the hold-out stop); all of them before."""
+        if not self._drawn:
+            return list(self.panel.series)
+        return [s for s in self.panel.series if s.key in self._drawn]
+
+    def set_drawn(self, keys: frozenset[str]) -> None:
+        """Which curves have points: the legend names only those (see
+        :meth:`_legend_series`)."""
+        if keys != self._drawn:
+            self._drawn = keys
+            if self._colors:
+                self.legend.setText(_legend_html(self._legend_series(), self._colors))
 
     def apply_theme(self, colors: dict[str, str], font: QFont) -> None:
         import pyqtgraph as pg
@@ -345,7 +361,7 @@ class ChartPanel(QWidget):
         bold.setBold(True)
         self.title.setFont(bold)
         self.legend.setFont(font)
-        self.legend.setText(_legend_html(self.panel, colors))
+        self.legend.setText(_legend_html(self._legend_series(), colors))
         self.note.setColor(_mix(text, colors["background"], 0.25))
         self.note.setFont(font)
         self.stop_label.setFont(bold)
@@ -406,13 +422,13 @@ def _unbroken(text: str) -> str:
     return text.replace(" ", "&nbsp;").replace("-", "&#8209;")
 
 
-def _legend_html(panel: Panel, colors: dict[str, str]) -> str:
-    if len(panel.series) < 2:
+def _legend_html(series: list[Series], colors: dict[str, str]) -> str:
+    if len(series) < 2:
         return ""
     marks = {"solid": "━━", "dashed": "╍╍", "dotted": "┈┈"}
     # non-breaking spaces and hyphens inside an item: the legend wraps between items only
     items = [f'<span style="color:{s.color}">{marks[s.style]}</span>&nbsp;'
-             f'{_unbroken(html.escape(s.label))}' for s in panel.series]
+             f'{_unbroken(html.escape(s.label))}' for s in series]
     return f'<span style="color:{colors["text"]}">' + " &nbsp; ".join(items) + "</span>"
 
 
@@ -636,7 +652,9 @@ class ChartsWidget(QWidget):
     def _update_notes(self) -> None:
         """Say why a panel is empty: no point yet, or window means not started."""
         for key, panel in self.panels.items():
-            has_points = any(self.data[s].n for s in panel.panel.series_keys())
+            drawn = frozenset(k for k in panel.panel.series_keys() if self.data[k].n)
+            panel.set_drawn(drawn)
+            has_points = bool(drawn)
             note = "" if has_points else panel.panel.waiting
             if key == "ratio" and has_points and not self.data["ratio_mean_recent"].n \
                     and self.stop_iteration is None and self.stop_rule == "ratio":
