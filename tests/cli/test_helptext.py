@@ -28,7 +28,8 @@ FIELDS = {
     "--learning-rate": "learning_rate", "--network": "network", "--result": "output",
     "--signal-every": "signal_every", "--gain": "gain", "--holdout": "holdout",
     "--ensemble": "ensemble", "--noise": "noise", "--noise-fit": "noise_fit",
-    "--refine": "refine",
+    "--refine": "refine", "--stop-window": "stop_window", "--stop-epsilon": "stop_epsilon",
+    "--patience": "holdout_patience", "--holdout-return": "holdout_return",
 }
 
 

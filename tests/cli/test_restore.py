@@ -207,6 +207,15 @@ def test_presets_and_explicit_options(images: dict[str, Path], tmp_path: Path) -
     assert proc.returncode == 0, proc.stderr
     params = _sidecar(out)["parameters"]
     assert params["holdout"] == 0.2 and params["input_jitter"] == 0.25
+
+    out = tmp_path / "rules.png"  # the stop rules' own settings, as the API takes them
+    proc = run_cli("restore", images["gray"], "-o", out, "--stop-window", "20",
+                   "--stop-epsilon", "0.002", "--patience", "40", "--holdout-return", "minimum",
+                   *FAST)
+    assert proc.returncode == 0, proc.stderr
+    params = _sidecar(out)["parameters"]
+    assert (params["stop_window"], params["stop_epsilon"]) == (20, 0.002)
+    assert (params["holdout_patience"], params["holdout_return"]) == (40, "minimum")
     assert quick.input_jitter == 0.1  # the preset's, when not given
     assert params["refine"] == "wiener" and params["refined"]["method"] == "wiener"
 

@@ -15,6 +15,7 @@ from typing import Any
 
 from napari_specdip.core.params import (
     AUTO_TILE,
+    HOLDOUT_RETURNS,
     AUTO_TILE_FROM,
     DEFAULT_PRESET,
     GAUSSIAN_LIPSCHITZ,
@@ -199,6 +200,19 @@ def option_help() -> dict[str, str]:
         "lipschitz": f"Lipschitz bound lambda of the convolutions ({stated_default('lipschitz')}; "
                      f"{GAUSSIAN_LIPSCHITZ:g} with --upsampler gaussian)",
         "stop": f"stopping rule: {_words(STOP_WORDS, STOP_RULES)}; {stated_default('stop')}",
+        "stop_window": f"ratio rule: the window n of the two means it compares, in "
+                       f"iterations ({stated_default('stop_window')})",
+        "stop_epsilon": f"ratio rule: it stops once the two window means differ by less "
+                        f"than E ({stated_default('stop_epsilon')})",
+        "patience": f"auto rule: iterations it waits after the watched error's minimum "
+                    f"({stated_default('holdout_patience')}; "
+                    f"{stated_default('holdout_patience_warm').removeprefix('default ')} "
+                    f"for a warm-started slice)",
+        "holdout_return": "auto rule: what it returns: plateau (the middle of the watched "
+                          "error's plateau around its minimum, steadier where that error is "
+                          "flat within its noise) or minimum (the minimum's output); "
+                          f"{stated_default('holdout_return')}; an ensemble returns the "
+                          "minimum",
         "max_iterations": f"iteration cap ({stated_default('max_iterations')})",
         "seed": f"random seed of the network's input and weights ({default_of('seed')})",
         "width": f"channels per layer ({stated_default('width')})",
@@ -336,6 +350,10 @@ _ROWS: tuple[tuple[str, str | None, str], ...] = (
     (f"--factor {{{','.join(map(str, SR_FACTORS))}}}", "factor", ""),
     ("--lipschitz, --lambda L", "lipschitz", ""),
     (f"--stop {{{','.join(STOP_RULES)}}}", "stop", ""),
+    ("--stop-window N", "stop_window", ""),
+    ("--stop-epsilon E", "stop_epsilon", ""),
+    ("--patience N", "patience", ""),
+    (f"--holdout-return {{{','.join(HOLDOUT_RETURNS)}}}", "holdout_return", ""),
     ("--holdout F", "holdout", ""),
     ("--input-jitter S", "input_jitter", ""),
     ("--max-iterations N", "max_iterations", ""),

@@ -33,6 +33,7 @@ from napari_specdip.cli.errors import (
 )
 from napari_specdip.cli.layout import parse_axis
 from napari_specdip.core.params import (
+    HOLDOUT_RETURNS,
     MAX_SEED,
     NETWORKS,
     NOISE_FITS,
@@ -166,6 +167,11 @@ def _add_engine_options(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--lipschitz", "--lambda", dest="lipschitz", type=_positive_float,
                    metavar="LAMBDA", help=helps["lipschitz"])
     g.add_argument("--stop", choices=STOP_RULES, help=helps["stop"])
+    g.add_argument("--stop-window", type=_positive_int, metavar="N", help=helps["stop_window"])
+    g.add_argument("--stop-epsilon", type=_non_negative_float, metavar="E",
+                   help=helps["stop_epsilon"])
+    g.add_argument("--patience", type=_positive_int, metavar="N", help=helps["patience"])
+    g.add_argument("--holdout-return", choices=HOLDOUT_RETURNS, help=helps["holdout_return"])
     g.add_argument("--max-iterations", "--iterations", dest="max_iterations",
                    type=_positive_int, metavar="N", help=helps["max_iterations"])
     g.add_argument("--seed", type=_seed, help=helps["seed"])

@@ -60,6 +60,10 @@ SIDECAR_VERSION = 1
 ENGINE_OPTIONS = {
     "max_iterations": "max_iterations",
     "stop": "stop",
+    "stop_window": "stop_window",
+    "stop_epsilon": "stop_epsilon",
+    "patience": "holdout_patience",
+    "holdout_return": "holdout_return",
     "seed": "seed",
     "device": "device",
     "width": "width",
