@@ -407,11 +407,16 @@ def test_the_dock_scrolls_instead_of_making_the_window_taller(
     QApplication.processEvents()
     assert window.minimumSizeHint().height() <= 690
     scroll = widget.native.findChild(QScrollArea)
-    assert scroll is not None and scroll.isAncestorOf(widget.run_button.native)
+    assert scroll is not None and scroll.isAncestorOf(widget.status.native)
     assert scroll.horizontalScrollBar().maximum() == 0  # up and down only
     window.resize(window.width(), 700)
     QApplication.processEvents()
     assert widget.start() is None and scroll.verticalScrollBar().maximum() > 0
+    # the Run buttons stay in view under the scrolled options (they were below the fold)
+    for button in (widget.run_button.native, widget.preview_button.native):
+        assert not scroll.isAncestorOf(button) and button.isVisible()
+        corner = button.mapTo(window, button.rect().bottomRight())
+        assert window.rect().contains(corner) and button.height() > 10
     # the error the toast points to is scrolled into view
     status = widget.status.native
     top = status.mapTo(scroll.viewport(), status.rect().topLeft()).y()

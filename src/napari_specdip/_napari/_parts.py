@@ -7,6 +7,7 @@ lets the dock be shorter than the widget, which then scrolls.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from magicgui.widgets import ComboBox
@@ -101,9 +102,10 @@ class _VerticalScroll(QScrollArea):
         return QSize(self._width(hint), hint.height() + 2 * self.frameWidth())
 
 
-def scroll_content(widget: QWidget) -> QScrollArea:
+def scroll_content(widget: QWidget, *, pinned: Sequence[QWidget] = ()) -> QScrollArea:
     """Move what ``widget``'s layout holds into a vertically scrolling area inside it,
-    and return that area.
+    and return that area; the ``pinned`` widgets stay below it, always in view (the
+    Run buttons: a short dock hid them under the options).
 
     napari docks a magicgui container's ``native`` and sizes the window for its minimum
     height: a tall widget made the window taller than common screens. magicgui's own
@@ -133,4 +135,13 @@ def scroll_content(widget: QWidget) -> QScrollArea:
     layout.setContentsMargins(0, 0, 0, 0)
     scroll = _VerticalScroll(content)
     layout.addWidget(scroll)
+    if pinned:
+        footer = QWidget()
+        below = QVBoxLayout(footer)
+        margins = moved.contentsMargins()
+        below.setContentsMargins(margins.left(), 4, margins.right(), margins.bottom())
+        for child in pinned:
+            moved.removeWidget(child)
+            below.addWidget(child)
+        layout.addWidget(footer)
     return scroll

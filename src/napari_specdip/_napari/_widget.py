@@ -370,8 +370,9 @@ class RestoreWidget(Container[Widget]):
         self._controls: list[Widget] = [
             *self.input_section, *self.noise_fields, *self.method_section, self.show_advanced,
             *self.advanced, self.region]
-        # the dock may be shorter than all of this (small screens, advanced options)
-        self.scroll = scroll_content(self.native)
+        # the dock may be shorter than all of this (small screens, advanced options): it
+        # scrolls, and the Run buttons stay in view under it
+        self.scroll = scroll_content(self.native, pinned=[self.run_buttons.native])
         for label in (self.header, self.defaults_note, self.device_label,
                       self.status, self.stop_note, self.estimate_label, self.noise_note):
             label.native.setWordWrap(True)
