@@ -127,6 +127,27 @@ def test_run_refines_with_the_estimated_noise(noisy_camera: tuple[np.ndarray, np
     assert given.parameters["refined"]["noise_variance"] == pytest.approx((25 / 255) ** 2)
 
 
+def test_the_pilot_blends_the_network_with_nl_means() -> None:
+    """Under Gaussian noise the filter's pilot is PILOT_NETWORK_SHARE of the network's
+    output and the rest NL-means of the observation (noise not clipped here)."""
+    clean = 0.2 + 0.6 * center_crop(img_as_float(data.camera()), 48)
+    noisy = clean + np.random.default_rng(1).normal(0, 0.05, clean.shape)
+    sigma = 0.05
+    on = restore(noisy, "denoise", noise_sigma=sigma, **FAST)
+    off = restore(noisy, "denoise", noise_sigma=sigma, refine="none", **FAST)
+    share = refine.PILOT_NETWORK_SHARE
+    assert 0 < share < 1
+    assert on.parameters["refined"]["pilot"] == (
+        f"{share:g} x the network's output + {1 - share:g} x NL-means")
+    obs = noisy[..., None]
+    pilot = share * off.image[..., None] + (1 - share) * refine.nl_means(obs, sigma)
+    expected = np.clip(wiener_refine(obs, pilot, sigma ** 2), 0, 1)[..., 0]
+    np.testing.assert_allclose(on.image, expected, atol=1e-6)
+    # the pilot is better than the network's output alone, and so is the result
+    net_only = np.clip(wiener_refine(obs, off.image[..., None], sigma ** 2), 0, 1)[..., 0]
+    assert np.mean((on.image - clean) ** 2) < np.mean((net_only - clean) ** 2)
+
+
 def test_presets_and_tasks() -> None:
     assert RestoreParameters.for_task("denoise", preset="quick").refine == "wiener"
     assert RestoreParameters.for_task("denoise").refine == "wiener"

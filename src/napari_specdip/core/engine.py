@@ -35,7 +35,8 @@ from napari_specdip.core.operators import Downsampling, Identity, Inpainting, Op
 from napari_specdip.core.params import (AUTO_TILE, AUTO_TILE_FROM, PAPER_DEPTH,
                                         RestoreParameters, auto_depth, ignored_option)
 from napari_specdip.core.refine import PATCH as REFINE_PATCH
-from napari_specdip.core.refine import clipped_ends, declip, wiener_refine
+from napari_specdip.core.refine import (PILOT_NETWORK_SHARE, clipped_ends, declip, nl_means,
+                                        wiener_refine)
 from napari_specdip.core.results import RestoreResult, StepReport
 from napari_specdip.core.tiling import BlendCanvas, Tile, tile_grid
 from napari_specdip.stopping import PLATEAU_MAX_KEPT, HoldoutRule, make_rules
@@ -1104,6 +1105,7 @@ def _refined(job: RestoreJob, output: npt.NDArray[np.float64], noise: NoiseFit |
         return output, {"method": "none", "reason": "an ensemble's mean, camera noise"}, None
     obs = job.observation
     low, high = clipped_ends(obs)
+    pilot, share = output, 1.0  # the Wiener stage's first estimate, the network's share in it
     deviation: float | Callable[[npt.NDArray[np.float64]], npt.NDArray[np.float64]]
     if noise is not None:
         model = noise.model
@@ -1132,10 +1134,16 @@ def _refined(job: RestoreJob, output: npt.NDArray[np.float64], noise: NoiseFit |
                             "reason": "image too small to estimate its noise"}, None
         variance = found
         deviation = math.sqrt(found)
-    result = np.clip(wiener_refine(obs, output, variance, device=device), 0.0, 1.0)
+        if found > 0 and PILOT_NETWORK_SHARE < 1.0:
+            # NL-means errs elsewhere than the early-stopped fit: a better pilot than either
+            share = PILOT_NETWORK_SHARE
+            pilot = share * output + (1.0 - share) * nl_means(obs, math.sqrt(found))
+    result = np.clip(wiener_refine(obs, pilot, variance, device=device), 0.0, 1.0)
     record: dict[str, Any] = {
         "method": p.refine, "patch": REFINE_PATCH, "noise_variance": float(np.mean(variance)),
-        "noise_from": source, "colour": "opponent" if output.shape[2] == 3 else "per channel"}
+        "noise_from": source, "colour": "opponent" if output.shape[2] == 3 else "per channel",
+        "pilot": ("the network's output" if share == 1.0 else
+                  f"{share:g} x the network's output + {1 - share:g} x NL-means")}
     if not (low or high):
         return result, record, None
     # noise clipped at an end of the range biased the data's mean there (a dark
