@@ -581,10 +581,9 @@ def restore_file(job: FileJob, *, progress: bool, interrupt: Any = None,
     With ``warm_start`` each slice after the first starts from the weights the
     previous one of its channel ended with (:meth:`FileJob.chain_of`; slices of a
     stack are alike, so the fit starts close to its goal); each still stops by its own
-    rule. When ``interrupt`` (an Event) is
-    set, the slice in progress ends with its result so far and the slices not
-    reached are copied unrestored (``stop_reason`` ``"not_run"``); a slice stopped
-    before its first iteration counts as not reached.
+    rule. When ``interrupt`` (an Event) is set, the slice in progress ends with its
+    result so far and the slices not reached are copied unrestored (``stop_reason``
+    ``"not_run"``); a slice stopped before its first iteration counts as not reached.
     """
     from napari_specdip.cli.progress import Progress
 

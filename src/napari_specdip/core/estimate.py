@@ -619,7 +619,7 @@ def typical_stop(params: RestoreParameters, height: int, width: int
 # --------------------------------------------------------------------------- time
 
 
-# per key: (median seconds of a step, seconds of the fit besides its steps)
+# per key: (seconds of a step, seconds of the fit besides its steps)
 _CALIBRATION: dict[tuple[Any, ...], tuple[float, float]] = {}
 
 
