@@ -59,7 +59,7 @@ def one(image_name: str, size: int, preset: str, task: str, iterations: int) -> 
     if task == "inpaint":
         mask = rng.random(clean.shape[:2]) < 0.5
         noisy = clean.copy()
-        noisy[~mask] = 0
+        noisy[mask] = 0  # the holes (the mask marks the pixels to fill)
     axis = -1 if clean.ndim == 3 else None
     start = time.perf_counter()
     guess = estimate(noisy, task, channel_axis=axis, mask=mask, **options)
