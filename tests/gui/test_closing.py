@@ -52,14 +52,14 @@ def test_closing_the_viewer_cancels_a_long_estimate(make_napari_viewer_proxy: An
 
     started, cancelled = threading.Event(), threading.Event()
 
-    def long_steps(job: Any, *, cancel: Any = None) -> float:
+    def long_steps(job: Any, cancel: Any = None) -> tuple[float, float]:
         started.set()  # a large image: seconds per step, many steps
         if cancel is not None and cancel.wait(30.0):
             cancelled.set()
             raise estimate.EstimateCancelled("the estimate was cancelled")
-        return 1.0
+        return 1.0, 0.0
 
-    monkeypatch.setattr(estimate, "seconds_per_iteration", long_steps)
+    monkeypatch.setattr(estimate, "_timed", long_steps)  # the estimate's timed steps
     viewer = make_napari_viewer_proxy()
     viewer.add_image(np.random.default_rng(2).random((32, 32)).astype(np.float32), name="b")
     _, widget = viewer.window.add_plugin_dock_widget("napari-specdip", "Restore")
