@@ -15,10 +15,10 @@ from typing import Any
 
 from napari_specdip.core.params import (
     AUTO_TILE,
-    HOLDOUT_RETURNS,
     AUTO_TILE_FROM,
     DEFAULT_PRESET,
     GAUSSIAN_LIPSCHITZ,
+    HOLDOUT_RETURNS,
     MIN_COARSE_SIDE,
     NETWORKS,
     NOISE_FITS,

@@ -423,7 +423,8 @@ def _cmd_restore(args: argparse.Namespace) -> int:
     job = prepare(source, output, task=args.task, options=options, channel_axis=args.channel_axis,
                   stack_axis=args.stack_axis, mask=mask, reference_path=args.reference,
                   series=args.series)
-    # slices of a stack run one after the other here: each starts from the last one's weights
+    # slices of a stack run one after the other here: each starts from the weights of the
+    # last slice of its channel (FileJob.chain_of)
     warm = bool(args.warm_start) and job.layout.is_stack and job.params.can_warm_start
     if args.warm_start and job.layout.is_stack and not warm and job.layout.n_slices > 1:
         # one network per tile: no one network for the next slice to start from

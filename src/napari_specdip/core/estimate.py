@@ -621,6 +621,8 @@ def typical_stop(params: RestoreParameters, height: int, width: int
 
 # per key: (seconds of a step, seconds of the fit besides its steps)
 _CALIBRATION: dict[tuple[Any, ...], tuple[float, float]] = {}
+# (device, task) pairs this process has run a fit of
+_WARM: set[tuple[str, str]] = set()
 
 
 def _calibration_key(job: RestoreJob, device: torch.device) -> tuple[Any, ...]:
@@ -638,8 +640,11 @@ class EstimateCancelled(Exception):
     """The estimate's ``cancel`` was set while it timed its steps."""
 
 
-def seconds_per_iteration(job: RestoreJob, *, cancel: Interrupt | None = None) -> float:
-    """Seconds of a step of ``job``, timed on its device after warm-up steps.
+def _timed(job: RestoreJob, cancel: Interrupt | None) -> tuple[float, float]:
+    """The seconds of a step of ``job`` (a tiled run: of its largest tile) and what its
+    fit costs besides its steps: the trial's wall time less its steps, which takes in
+    the setup (the stop's noise estimate, the memory check), the slower first steps and
+    the end (the Wiener stage, the output).
 
     Runs :data:`WARMUP_STEPS` + :data:`TIMED_STEPS` (or up to :data:`MAX_TIMED_STEPS`,
     to take in a step that evaluates the signals) real steps of the same job (same
@@ -647,14 +652,6 @@ def seconds_per_iteration(job: RestoreJob, *, cancel: Interrupt | None = None) -
     with the same key are free. Raises :class:`EstimateCancelled` at the step
     after ``cancel`` is set (a large image's steps take seconds each).
     """
-    return _timed(job, cancel)[0]
-
-
-def _timed(job: RestoreJob, cancel: Interrupt | None) -> tuple[float, float]:
-    """The seconds of a step of ``job`` (a tiled run: of its largest tile) and what its
-    fit costs besides its steps: the trial's wall time less its steps, which takes in
-    the setup (the stop's noise estimate, the memory check), the slower first steps and
-    the end (the Wiener stage, the output)."""
     from napari_specdip.core.devices import resolve_device
 
     if len(job.tiles) > 1:
@@ -684,10 +681,6 @@ def _timed(job: RestoreJob, cancel: Interrupt | None) -> tuple[float, float]:
     setup = max(0.0, wall - float(np.sum(steps)) - WARMUP_STEPS * per_step)
     _CALIBRATION[key] = (per_step, setup)
     return per_step, setup
-
-
-# (device, task) pairs this process has run a fit of
-_WARM: set[tuple[str, str]] = set()
 
 
 def _trial(job: RestoreJob, steps: int, cancel: Interrupt | None
