@@ -162,6 +162,32 @@ def test_napari_reader_opens_one_layer_per_series_with_its_calibration(tmp_path:
     assert read_tiff_file(path)[0].shape == (2, 8, 9)  # the first series
 
 
+def test_napari_reader_opens_one_layer_per_channel_with_axis_labels(tmp_path: Path) -> None:
+    path = tmp_path / "hyper.tif"
+    stack = ramp((3, 2, 8, 9))
+    tifffile.imwrite(path, stack, imagej=True, resolution=(4.0, 4.0),
+                     metadata={"axes": "ZCYX", "spacing": 2.0, "unit": "micron"})
+    ((data, attrs, kind),) = _read(str(path))
+    assert kind == "image" and np.array_equal(data, stack)
+    # napari splits the layer at channel_axis; each value is spelled out per channel,
+    # since napari reads a tuple of as many strings as channels as one per layer
+    assert attrs["channel_axis"] == 1
+    assert attrs["name"] == ["hyper channel 0", "hyper channel 1"]
+    assert attrs["axis_labels"] == [("z", "y", "x")] * 2
+    assert attrs["units"] == [("um", "um", "um")] * 2
+    assert attrs["scale"] == [pytest.approx((2.0, 0.25, 0.25))] * 2
+    # no channel axis: one layer, labelled from the file's axes (a time series stays one
+    # when saved again), unknown axes keep napari's labels
+    series = tmp_path / "series.tif"
+    tifffile.imwrite(series, ramp((3, 8, 9)), imagej=True, metadata={"axes": "TYX"})
+    (layer,) = read_tiff_layers(series)
+    assert layer[1]["axis_labels"] == ("t", "y", "x") and "channel_axis" not in layer[1]
+    plain = tmp_path / "plain.tif"
+    tifffile.imwrite(plain, ramp((2, 3, 8, 9)), photometric="minisblack", metadata=None)
+    (layer,) = read_tiff_layers(plain)
+    assert "axis_labels" not in layer[1] and "channel_axis" not in layer[1]
+
+
 # --------------------------------------------------------------------------- planar RGB
 
 
@@ -281,9 +307,10 @@ def test_ome_calibration_survives_a_layout_imagej_cannot_hold(tmp_path: Path) ->
     described = meta.describe()
     assert described["pixel_size"] == pytest.approx([0.1, 0.1])
     assert described["unit"] == "micron" and described["spacing"] == pytest.approx(0.3)
-    _, attrs = read_tiff_file(out)
-    assert attrs["scale"] == pytest.approx((1.0, 0.3, 0.1, 0.1))
-    assert attrs["units"] == ("pixel", "um", "um", "um")
+    _, attrs = read_tiff_file(out)  # one napari layer per channel
+    assert attrs["channel_axis"] == 0
+    assert attrs["scale"] == [pytest.approx((0.3, 0.1, 0.1))] * 2
+    assert attrs["units"] == [("um", "um", "um")] * 2
 
 
 # --------------------------------------------------------------------------- ImageJ

@@ -81,6 +81,31 @@ def test_saved_tiff_opens_in_napari_with_the_same_scale(viewer: Any, open_widget
     np.testing.assert_array_equal(opened.data, out.data)
 
 
+def test_a_channel_stack_opens_as_channel_layers_and_saves_as_a_time_series(
+        viewer: Any, open_widget: Any, wait_for_run: Any, tmp_path: Path) -> None:
+    import tifffile
+
+    base = samples.noisy_microscopy(SIZE).image
+    stack = np.stack([np.stack([base, np.fliplr(base)])] * 2)  # T, C, Y, X
+    source = tmp_path / "movie.tif"
+    tifffile.imwrite(source, stack, imagej=True, metadata={"axes": "TCYX"})
+    opened = viewer.open(str(source), plugin="napari-specdip")
+    assert [layer.name for layer in opened] == ["movie channel 0", "movie channel 1"]
+    assert all(layer.data.shape == (2, SIZE, SIZE) for layer in opened)
+    assert all(tuple(layer.axis_labels) == ("t", "y", "x") for layer in opened)
+    np.testing.assert_array_equal(opened[1].data, stack[:, 1])
+    # a channel restored on its own keeps its time axis through the writer
+    widget = open_widget(task="denoise", iterations=2, stop="none")
+    widget.image.value = opened[1]
+    widget.start()
+    wait_for_run(widget)
+    assert widget.last_output is not None, widget.last_error
+    target = tmp_path / "channel 1.tif"
+    widget.save_result(target)
+    with tifffile.TiffFile(target) as tif:
+        assert tif.series[0].axes == "TYX"
+
+
 def test_float_rgb_result_keeps_its_dtype_and_scale(viewer: Any, open_widget: Any,
                                                    wait_for_run: Any, tmp_path: Path) -> None:
     from napari_specdip._napari._writer import read_tiff_file

@@ -17,8 +17,10 @@ and the widget's Save button) writes:
 The reader (``napari-specdip.read_tiff``) opens any TIFF with tifffile and gives
 back the scale, translate, units and axis labels those files carry (ImageJ and
 OME-XML calibration too), with the run record in ``metadata["specdip"]``; a
-multi-series file (multi-position OME-TIFF) opens as one layer per series, planar
-RGB as RGB.
+multi-series file (multi-position OME-TIFF) opens as one layer per series, a stack
+with a channel axis (``C``) as one layer per channel, planar RGB as RGB. Axis labels
+(t, z, y, x) come from the file's axes, so that saving again keeps a time series a
+time series.
 """
 
 from __future__ import annotations
@@ -261,8 +263,44 @@ def read_tiff_layers(path: str | Path) -> list[tuple[npt.NDArray[Any], dict[str,
             attrs.update(_calibration(axes, ndim, meta))
         if run is not None:
             attrs["metadata"] = {"specdip": run}
-        layers.append((data, attrs))
+        letters = axes[:-1] if rgb else axes  # one per layer axis
+        if len(letters) != ndim:
+            layers.append((data, attrs))
+            continue
+        if "axis_labels" not in attrs and (labels := _labels_of(letters)) is not None:
+            attrs["axis_labels"] = labels
+        channel = letters.find("C")
+        if channel < 0 or ndim < 3 or any(k in attrs for k in ("rotate", "shear", "affine")):
+            layers.append((data, attrs))
+            continue
+        layers.append((data, _per_channel(attrs, channel, data.shape[channel])))
     return layers
+
+
+def _labels_of(letters: str) -> tuple[str, ...] | None:
+    """napari axis labels (t, z, c, y, x) from a TIFF's axis letters; None when a letter
+    says nothing napari would show (Q: unknown, I: a sequence of pages)."""
+    if len(set(letters)) != len(letters) or not set(letters) <= set("TZCYX"):
+        return None
+    return tuple(letter.lower() for letter in letters)
+
+
+def _per_channel(attrs: dict[str, Any], channel: int, channels: int) -> dict[str, Any]:
+    """The attributes of a stack with a channel axis (a TIFF's ``C``), for napari to
+    open one layer per channel (``channel_axis``), each with its own colormap and
+    contrast, as microscopy readers do: a run then restores each channel on its own (a
+    stack's warm start never hands one channel's weights to another's slices)."""
+    out: dict[str, Any] = {"channel_axis": channel, "rgb": attrs["rgb"],
+                           "name": [f"{attrs['name']} channel {k}" for k in range(channels)]}
+    # one value per layer, spelled out: napari would read a tuple of channels-many labels
+    # (strings) as one label per layer
+    for key in ("scale", "translate", "units", "axis_labels"):
+        if key in attrs:
+            kept = tuple(v for i, v in enumerate(attrs[key]) if i != channel)
+            out[key] = [kept] * channels
+    if "metadata" in attrs:
+        out["metadata"] = [dict(attrs["metadata"]) for _ in range(channels)]
+    return out
 
 
 def read_tiff_file(path: str | Path) -> tuple[npt.NDArray[Any], dict[str, Any]]:
