@@ -9,6 +9,7 @@ from skimage import data, img_as_float
 
 from napari_specdip import RestoreParameters, restore
 from napari_specdip.core import refine
+from napari_specdip.core.block_matching import hard_threshold_estimate
 from napari_specdip.core.refine import dct_matrix, wiener_refine
 from napari_specdip.samples import add_gaussian_noise, center_crop
 
@@ -127,9 +128,9 @@ def test_run_refines_with_the_estimated_noise(noisy_camera: tuple[np.ndarray, np
     assert given.parameters["refined"]["noise_variance"] == pytest.approx((25 / 255) ** 2)
 
 
-def test_the_pilot_blends_the_network_with_nl_means() -> None:
+def test_the_pilot_blends_the_network_with_block_matching() -> None:
     """Under Gaussian noise the filter's pilot is PILOT_NETWORK_SHARE of the network's
-    output and the rest NL-means of the observation (noise not clipped here)."""
+    output and the rest BM3D's first step on the observation (noise not clipped here)."""
     clean = 0.2 + 0.6 * center_crop(img_as_float(data.camera()), 48)
     noisy = clean + np.random.default_rng(1).normal(0, 0.05, clean.shape)
     sigma = 0.05
@@ -138,9 +139,10 @@ def test_the_pilot_blends_the_network_with_nl_means() -> None:
     share = refine.PILOT_NETWORK_SHARE
     assert 0 < share < 1
     assert on.parameters["refined"]["pilot"] == (
-        f"{share:g} x the network's output + {1 - share:g} x NL-means")
+        f"{share:g} x the network's output + {1 - share:g} x block matching "
+        "(BM3D's first step)")
     obs = noisy[..., None]
-    pilot = share * off.image[..., None] + (1 - share) * refine.nl_means(obs, sigma)
+    pilot = share * off.image[..., None] + (1 - share) * hard_threshold_estimate(obs, sigma)
     expected = np.clip(wiener_refine(obs, pilot, sigma ** 2), 0, 1)[..., 0]
     np.testing.assert_allclose(on.image, expected, atol=1e-6)
     # the pilot is better than the network's output alone, and so is the result

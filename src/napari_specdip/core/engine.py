@@ -18,6 +18,7 @@ import numpy as np
 import numpy.typing as npt
 import torch
 
+from napari_specdip.core.block_matching import hard_threshold_estimate
 from napari_specdip.core.devices import describe_device, free_device_memory, resolve_device
 from napari_specdip.core.ensemble import (SnapshotWindow, ensemble_mean, spread_to_user,
                                           stack_decoders, std_to_user)
@@ -35,7 +36,7 @@ from napari_specdip.core.operators import Downsampling, Identity, Inpainting, Op
 from napari_specdip.core.params import (AUTO_TILE, AUTO_TILE_FROM, PAPER_DEPTH,
                                         RestoreParameters, auto_depth, ignored_option)
 from napari_specdip.core.refine import PATCH as REFINE_PATCH
-from napari_specdip.core.refine import (PILOT_NETWORK_SHARE, clipped_ends, declip, nl_means,
+from napari_specdip.core.refine import (PILOT_NETWORK_SHARE, clipped_ends, declip,
                                         wiener_refine)
 from napari_specdip.core.results import RestoreResult, StepReport
 from napari_specdip.core.tiling import BlendCanvas, Tile, tile_grid
@@ -1135,15 +1136,18 @@ def _refined(job: RestoreJob, output: npt.NDArray[np.float64], noise: NoiseFit |
         variance = found
         deviation = math.sqrt(found)
         if found > 0 and PILOT_NETWORK_SHARE < 1.0:
-            # NL-means errs elsewhere than the early-stopped fit: a better pilot than either
+            # block matching averages the repeated structure the early-stopped fit
+            # smooths: a better pilot than either alone
             share = PILOT_NETWORK_SHARE
-            pilot = share * output + (1.0 - share) * nl_means(obs, math.sqrt(found))
+            pilot = share * output + (1.0 - share) * hard_threshold_estimate(
+                obs, math.sqrt(found), device=device)
     result = np.clip(wiener_refine(obs, pilot, variance, device=device), 0.0, 1.0)
     record: dict[str, Any] = {
         "method": p.refine, "patch": REFINE_PATCH, "noise_variance": float(np.mean(variance)),
         "noise_from": source, "colour": "opponent" if output.shape[2] == 3 else "per channel",
         "pilot": ("the network's output" if share == 1.0 else
-                  f"{share:g} x the network's output + {1 - share:g} x NL-means")}
+                  f"{share:g} x the network's output + {1 - share:g} x block matching "
+                  "(BM3D's first step)")}
     if not (low or high):
         return result, record, None
     # noise clipped at an end of the range biased the data's mean there (a dark

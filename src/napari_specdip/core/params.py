@@ -29,7 +29,7 @@ LR_SCHEDULES: tuple[str, ...] = ("constant", "cosine", "exponential")
 NOISE_MODELS: tuple[str, ...] = ("gaussian", "poisson-gaussian")
 NOISE_FITS: tuple[str, ...] = ("weighted", "anscombe")
 #: what follows the fit of a denoising run: nothing, or an empirical Wiener stage with
-#: the network's output (blended with NL-means under Gaussian noise) as its pilot
+#: the network's output (blended with BM3D's first step under Gaussian noise) as its pilot
 #: (core/refine.py)
 REFINES: tuple[str, ...] = ("none", "wiener")
 # tasks whose observation carries the camera's noise pixel by pixel (the stabilising
@@ -359,7 +359,8 @@ class RestoreParameters:
         output as the pilot of an empirical Wiener filter (BM3D's second step on
         8 x 8 DCT patches, without block matching; RGB in opponent colours; under
         Gaussian noise the pilot is ``refine.PILOT_NETWORK_SHARE`` of the network's
-        output and the rest NL-means of the observation), which brings back detail the
+        output and the rest block matching with hard thresholding of the observation,
+        BM3D's first step), which brings back detail the
         early-stopped fit has not reached; ``"none"`` (the
         ``paper`` preset) returns the network's output. The noise level is
         ``noise_sigma`` or the one estimated from the image; with the

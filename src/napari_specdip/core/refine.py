@@ -5,7 +5,7 @@ detail it has not reached yet (benchmarks/README.md, *uncertainty_ceiling.py*). 
 second step recovers such detail from a first estimate: it shrinks each coefficient of
 the noisy image's local transform by the weight ``P**2 / (P**2 + N)``, where ``P`` is
 the pilot's coefficient and ``N`` the noise variance of that coefficient. Here the pilot
-is the network's output (blended with NL-means under Gaussian noise,
+is the network's output (blended with BM3D's first step under Gaussian noise,
 :data:`PILOT_NETWORK_SHARE`) and the transform an orthonormal 8 x 8 DCT of every patch (no
 block matching), the patches' estimates averaged back with weights inverse to their
 remaining noise. The noise may change from pixel to pixel (Poisson-Gaussian): each
@@ -172,26 +172,13 @@ def _refine_band(band: torch.Tensor, dct: _Separable, dct_squared: _Separable,
 
 
 #: share of the Wiener stage's pilot that is the network's output under Gaussian noise; the
-#: rest is NL-means of the observation, whose errors lie elsewhere than the early-stopped
-#: fit's (most where the fit is smoother than the image: photos at low noise). Tuning half
-#: (24 runs, 128 px, sigma 10/25/50, quick): mean gain over the network alone +0.11 dB at
-#: 0.75 (worst -0.18), +0.10 at 0.5 (worst -0.65), an oracle weight per image +0.15.
-#: Held-out half (33 runs): +0.13 dB (-0.19 to +1.33), NL-means + 1 dB on 24 (22 before).
-#: benchmarks/README.md, *The pilot*
-PILOT_NETWORK_SHARE = 0.75
-# scikit-image's NL-means as benchmarks/_evalset.py runs it (filter strength h = 0.8 sigma)
-_NLM_OPTIONS = {"patch_size": 5, "patch_distance": 6, "fast_mode": True}
-_NLM_H = 0.8
-
-
-def nl_means(observation: npt.NDArray[np.float64], sigma: float) -> npt.NDArray[np.float64]:
-    """scikit-image's NL-means of an ``(H, W, C)`` image with Gaussian noise of
-    deviation ``sigma``, channels together, same shape."""
-    from skimage.restoration import denoise_nl_means
-
-    out = denoise_nl_means(observation, h=_NLM_H * sigma, sigma=sigma, channel_axis=-1,
-                           **_NLM_OPTIONS)
-    return np.asarray(out, dtype=np.float64).reshape(observation.shape)
+#: rest is block matching with collaborative hard thresholding (BM3D's first step,
+#: core/block_matching.py), which averages the repeated structure the early-stopped fit
+#: smooths. Tuning half (24 runs, 128 px, sigma 10/25/50, quick), gain over the earlier pilot
+#: (0.75 network + 0.25 NL-means): +0.13 dB at 0.5 (worst -0.23), +0.14 at 0.35 (worst -0.41),
+#: +0.04 at 0.75. Held-out half (33 runs): +0.19 dB (-0.16 to +0.82), NL-means + 1 dB on 26
+#: (24 before). benchmarks/README.md, *The pilot*
+PILOT_NETWORK_SHARE = 0.5
 
 
 #: share of the observed pixels that must sit exactly at an end of the intensity range

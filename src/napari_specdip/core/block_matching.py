@@ -1,0 +1,187 @@
+"""A first estimate by block matching and collaborative hard thresholding: the first step of
+BM3D (Dabov, Foi, Katkovnik and Egiazarian, "Image denoising by sparse 3-D transform-domain
+collaborative filtering", IEEE TIP 16(8), 2007), written for the Wiener stage's pilot.
+
+Each reference block (8 x 8, every 3 px) is grouped with the blocks most like it within
+19 px of it (a little further for some: references are matched 8 x 8 at a time, against the
+blocks near any of them; on the luminance for colour), the group is transformed (2D DCT of
+each block, Haar across the blocks), its coefficients under 2.7 sigma are set to zero, and
+the blocks come back, averaged into the image with weights that favour sparse groups and a
+Kaiser window. Blocks that repeat across the image, which an early-stopped network smooths, are
+averaged with their like: the first estimate an image of repeated structure needs
+(benchmarks/README.md, *The pilot*).
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import numpy.typing as npt
+import torch
+import torch.nn.functional as F
+
+from napari_specdip.core.refine import _OPPONENT, dct_matrix
+
+#: BM3D's first-step settings (its "normal profile" for noise up to 40/255)
+BLOCK = 8
+STEP = 3
+GROUP = 16
+RADIUS = 19
+#: references matched at once (a square of them): one matrix product each
+TILE = 8
+THRESHOLD = 2.7
+#: mean squared difference per pixel of two blocks' clean values above which they are not
+#: grouped: BM3D's 3000 (0-255 scale, noisy blocks) less the 2 sigma**2 that noise of 25/255
+#: adds; the noise's own 2 sigma**2 is added back at each level
+MATCH = (3000.0 - 2 * 25.0**2) / 255.0**2
+KAISER_BETA = 2.0
+# references handled at once: bounds the memory of the gathered groups at any image size
+_CHUNK = 4096
+
+
+def hard_threshold_estimate(observation: npt.ArrayLike, sigma: float, *,
+                            device: torch.device | str = "cpu") -> npt.NDArray[np.float64]:
+    """BM3D's first estimate of an ``(H, W, C)`` image with white Gaussian noise of
+    deviation ``sigma`` (same scale as the image). Colour (3 channels) is filtered in
+    opponent colours with groups matched on the luminance, other channels with groups
+    matched on their mean.
+
+    Images smaller than a block, or without noise, come back unchanged.
+
+    Examples
+    --------
+    >>> rng = np.random.default_rng(0)
+    >>> tile = rng.random((8, 8))
+    >>> clean = np.tile(tile, (6, 6))[..., None]        # a block that repeats
+    >>> noisy = clean + rng.normal(0, 0.1, clean.shape)
+    >>> estimate = hard_threshold_estimate(noisy, 0.1)
+    >>> bool(np.mean((estimate - clean) ** 2) < np.mean((noisy - clean) ** 2) / 4)
+    True
+    """
+    y = np.asarray(observation, dtype=np.float64)
+    if y.ndim != 3:
+        raise ValueError(f"observation must be (H, W, C), got shape {y.shape}")
+    height, width, channels = y.shape
+    if sigma <= 0 or min(height, width) < BLOCK:
+        return y.copy()
+    colour = channels == 3
+    if colour:
+        y = y @ _OPPONENT.T
+    image = torch.from_numpy(np.ascontiguousarray(np.moveaxis(y, -1, 0))).to(
+        device=device, dtype=torch.float32)
+    refs_y, refs_x = _reference_grid(height), _reference_grid(width)
+    # the matched image's own noise adds 2 sigma**2 to two blocks' mean squared difference
+    guide, noise = (image[0], sigma**2) if colour else (image.mean(0), sigma**2 / channels)
+    groups, sizes = _match(guide, refs_y, refs_x, MATCH + 2.0 * float(noise))
+    out = _collaborate(image, groups, sizes, float(sigma))
+    result = np.moveaxis(out.cpu().double().numpy(), 0, -1)
+    return np.asarray(result @ _OPPONENT if colour else result, dtype=np.float64)
+
+
+def _reference_grid(length: int) -> torch.Tensor:
+    """Top-left corners of the reference blocks along one axis: every STEP px and the last."""
+    last = length - BLOCK
+    starts = list(range(0, last + 1, STEP))
+    return torch.tensor(starts + ([last] if starts[-1] != last else []))
+
+
+def _match(luminance: torch.Tensor, refs_y: torch.Tensor, refs_x: torch.Tensor,
+           threshold: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """For each reference block, the flat positions (row * width + column of their top-left
+    corners) of the GROUP most similar blocks near it, nearest first, and how many of them
+    to keep: those within ``threshold`` (mean squared difference per pixel), down to a
+    power of 2 (the Haar transform's length).
+
+    The references are taken TILE x TILE at a time, each tile against every block within
+    RADIUS of any of its references, so that the distances are one matrix product
+    (``|a|^2 + |b|^2 - 2 a.b``) per tile.
+    """
+    height, width = luminance.shape
+    device = luminance.device
+    ny, nx = len(refs_y), len(refs_x)
+    best_i = torch.zeros((ny, nx, GROUP), dtype=torch.long, device=device)
+    best_d = torch.full((ny, nx, GROUP), math.inf, device=device)
+    last_y, last_x = height - BLOCK, width - BLOCK
+    area = BLOCK * BLOCK
+    for a in range(0, ny, TILE):
+        top, bottom = int(refs_y[a]), int(refs_y[min(a + TILE, ny) - 1])
+        y0, y1 = max(0, top - RADIUS), min(last_y, bottom + RADIUS)
+        rows = y1 - y0 + 1
+        # the band's blocks, column by column: (columns, rows, 64), so that the blocks of
+        # a range of columns are one contiguous matrix
+        band = F.unfold(luminance[None, None, y0:y1 + BLOCK], BLOCK)[0]
+        band = band.reshape(area, rows, last_x + 1).permute(2, 1, 0).contiguous()
+        energy = band.square().sum(-1)  # (columns, rows)
+        ry = refs_y[a:a + TILE].to(device) - y0
+        for c in range(0, nx, TILE):
+            left, right = int(refs_x[c]), int(refs_x[min(c + TILE, nx) - 1])
+            x0, x1 = max(0, left - RADIUS), min(last_x, right + RADIUS)
+            candidates = band[x0:x1 + 1].reshape(-1, area)
+            rx = refs_x[c:c + TILE].to(device)
+            refs = band[rx][:, ry].transpose(0, 1).reshape(-1, area)  # row by row
+            ref_energy = energy[rx][:, ry].T.reshape(-1, 1)
+            # |a - b|^2 less |a|^2, which does not change the order of a row
+            score = torch.addmm(energy[x0:x1 + 1].reshape(1, -1), refs, candidates.T,
+                                alpha=-2.0)
+            k = min(GROUP, score.shape[1])
+            nearest, where = torch.topk(score, k, dim=1, largest=False)
+            shape = (len(ry), len(rx), k)
+            best_d[a:a + TILE, c:c + TILE, :k] = (
+                (nearest + ref_energy).clamp_min(0.0) / area).reshape(shape)
+            position = (where % rows + y0) * width + where // rows + x0
+            best_i[a:a + TILE, c:c + TILE, :k] = position.reshape(shape)
+    similar = (best_d <= threshold).sum(-1).clamp_min(1)
+    sizes = 2 ** torch.floor(torch.log2(similar.float())).long()
+    return best_i.reshape(ny * nx, GROUP), sizes.reshape(-1)
+
+
+def _haar(n: int, device: torch.device) -> torch.Tensor:
+    """The orthonormal Haar matrix of size ``n`` (a power of 2), rows the basis."""
+    h = torch.ones((1, 1), dtype=torch.float32)
+    while h.shape[0] < n:
+        m = h.shape[0]
+        h = torch.cat([torch.kron(h, torch.tensor([[1.0, 1.0]])),
+                       torch.kron(torch.eye(m), torch.tensor([[1.0, -1.0]]))]) / math.sqrt(2.0)
+    return h.to(device)
+
+
+def _kaiser(device: torch.device) -> torch.Tensor:
+    window = torch.from_numpy(np.kaiser(BLOCK, KAISER_BETA)).float()
+    return torch.outer(window, window).reshape(-1).to(device)
+
+
+def _collaborate(image: torch.Tensor, groups: torch.Tensor, sizes: torch.Tensor,
+                 sigma: float) -> torch.Tensor:
+    """Hard-threshold every group in the 3D transform and average the blocks back."""
+    channels, height, width = image.shape
+    device = image.device
+    dct = torch.from_numpy(dct_matrix(BLOCK)).float().to(device)
+    basis = torch.kron(dct, dct)  # row-major blocks: coefficients = basis @ block
+    window = _kaiser(device)
+    inside = (torch.arange(BLOCK, device=device)[:, None] * width
+              + torch.arange(BLOCK, device=device)[None, :]).reshape(-1)
+    flat = image.reshape(channels, -1)
+    total = torch.zeros_like(flat)
+    weight = torch.zeros_like(flat)
+    threshold = THRESHOLD * sigma
+    for size in sorted(set(sizes.tolist())):
+        haar = _haar(size, device)
+        chosen = torch.nonzero(sizes == size).reshape(-1)
+        for start in range(0, len(chosen), _CHUNK):
+            part = groups[chosen[start:start + _CHUNK], :size]  # (n, size) corners
+            pixels = part[..., None] + inside  # (n, size, 64)
+            blocks = flat[:, pixels]  # (C, n, size, 64)
+            coeffs = torch.einsum("gk,cnkp,qp->cngq", haar, blocks, basis)
+            coeffs = torch.where(coeffs.abs() >= threshold, coeffs, torch.zeros_like(coeffs))
+            kept = (coeffs != 0).sum(dim=(2, 3)).clamp_min(1)  # (C, n)
+            estimate = torch.einsum("gk,cngq,qp->cnkp", haar, coeffs, basis)
+            w = (1.0 / (sigma * sigma * kept.float()))[..., None, None] * window
+            index = pixels.reshape(-1)
+            for c in range(channels):
+                total[c].index_put_((index,), (w[c] * estimate[c]).reshape(-1), accumulate=True)
+                weight[c].index_put_((index,), w[c].expand_as(estimate[c]).reshape(-1),
+                                     accumulate=True)
+    covered = weight > 0
+    out = torch.where(covered, total / weight.clamp_min(1e-30), flat)
+    return out.reshape(channels, height, width)

@@ -1,0 +1,81 @@
+"""BM3D's first step (core/block_matching.py): grouping, collaborative hard thresholding,
+the pilot it gives the Wiener stage. Small images, no network."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from skimage import data, img_as_float
+
+from napari_specdip.core import block_matching as bm
+from napari_specdip.core.block_matching import hard_threshold_estimate
+from napari_specdip.samples import center_crop
+
+
+def _mse(a: np.ndarray, b: np.ndarray) -> float:
+    return float(np.mean((a - b) ** 2))
+
+
+def test_groups_hold_the_nearest_blocks_of_the_search_window() -> None:
+    """Each group starts with its reference block, its distances are sorted, and its k-th
+    distance is no larger than the k-th among the blocks within RADIUS (brute force)."""
+    rng = np.random.default_rng(0)
+    image = rng.random((40, 37)).astype(np.float32)
+    refs_y, refs_x = bm._reference_grid(40), bm._reference_grid(37)
+    assert int(refs_y[-1]) == 40 - bm.BLOCK and int(refs_x[-1]) == 37 - bm.BLOCK
+    groups, sizes = bm._match(torch.from_numpy(image), refs_y, refs_x, threshold=1.0)
+    width = image.shape[1]
+    blocks = {(y, x): image[y:y + bm.BLOCK, x:x + bm.BLOCK]
+              for y in range(40 - bm.BLOCK + 1) for x in range(37 - bm.BLOCK + 1)}
+    for n, (ry, rx) in enumerate((int(y), int(x)) for y in refs_y for x in refs_x):
+        chosen = [divmod(int(p), width) for p in groups[n]]
+        assert chosen[0] == (ry, rx)
+        ref = blocks[(ry, rx)]
+        got = [float(np.mean((blocks[c] - ref) ** 2)) for c in chosen]
+        assert got == sorted(got)
+        window = sorted(float(np.mean((b - ref) ** 2)) for (y, x), b in blocks.items()
+                        if abs(y - ry) <= bm.RADIUS and abs(x - rx) <= bm.RADIUS)
+        assert np.all(np.array(got) <= np.array(window[:bm.GROUP]) + 1e-5)
+    # every block is within a mean squared difference of 1 of any other here
+    assert torch.all(sizes == bm.GROUP)
+
+
+def test_group_sizes_are_powers_of_two_of_the_similar_blocks() -> None:
+    image = torch.zeros((24, 24))
+    image[10:13, 10:13] = 1.0  # a spot: each block holding it holds it in its own place
+    groups, sizes = bm._match(image, bm._reference_grid(24), bm._reference_grid(24), 1e-4)
+    assert set(sizes.tolist()) <= {1, 2, 4, 8, 16}
+    assert int(sizes.max()) == bm.GROUP and int(sizes.min()) < bm.GROUP
+
+
+def test_haar_is_orthonormal() -> None:
+    for n in (1, 2, 4, 8, 16):
+        h = bm._haar(n, torch.device("cpu"))
+        torch.testing.assert_close(h @ h.T, torch.eye(n), atol=1e-6, rtol=0)
+
+
+@pytest.mark.parametrize("rgb", [False, True])
+def test_it_denoises_a_photo_better_than_smoothing(rgb: bool) -> None:
+    clean = img_as_float(data.astronaut())[100:164, 180:244] if rgb else \
+        img_as_float(center_crop(data.camera(), 64))
+    clean = clean if rgb else clean[..., None]
+    sigma = 25 / 255
+    noisy = clean + np.random.default_rng(2).normal(0, sigma, clean.shape)
+    estimate = hard_threshold_estimate(noisy, sigma)
+    assert estimate.shape == noisy.shape and estimate.dtype == np.float64
+    from scipy.ndimage import gaussian_filter
+
+    smoothed = gaussian_filter(noisy, (1.0, 1.0, 0))
+    assert _mse(estimate, clean) < 0.8 * _mse(smoothed, clean)
+    assert _mse(estimate, clean) < _mse(noisy, clean) / 3
+    np.testing.assert_array_equal(estimate, hard_threshold_estimate(noisy, sigma))
+
+
+def test_small_or_noiseless_images_come_back_unchanged() -> None:
+    tiny = np.random.default_rng(0).random((6, 30, 1))
+    np.testing.assert_array_equal(hard_threshold_estimate(tiny, 0.1), tiny)
+    image = np.random.default_rng(1).random((16, 16, 1))
+    np.testing.assert_array_equal(hard_threshold_estimate(image, 0.0), image)
+    with pytest.raises(ValueError, match=r"\(H, W, C\)"):
+        hard_threshold_estimate(image[..., 0], 0.1)
