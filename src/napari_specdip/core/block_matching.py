@@ -15,6 +15,7 @@ averaged with their like: the first estimate an image of repeated structure need
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
 
 import numpy as np
 import numpy.typing as npt
@@ -73,9 +74,13 @@ def hard_threshold_estimate(observation: npt.ArrayLike, sigma: float, *,
     refs_y, refs_x = _reference_grid(height), _reference_grid(width)
     # the matched image's own noise adds 2 sigma**2 to two blocks' mean squared difference
     guide, noise = (image[0], sigma**2) if colour else (image.mean(0), sigma**2 / channels)
-    groups, sizes = _match(guide, refs_y, refs_x, MATCH + 2.0 * float(noise))
-    out = _collaborate(image, groups, sizes, float(sigma))
-    result = np.moveaxis(out.cpu().double().numpy(), 0, -1)
+    flat = image.reshape(channels, -1)
+    total, weight = torch.zeros_like(flat), torch.zeros_like(flat)
+    # a band of references at a time: memory bounded by the image's width, not its area
+    for groups, sizes in _matched_bands(guide, refs_y, refs_x, MATCH + 2.0 * float(noise)):
+        _collaborate(flat, width, groups, sizes, float(sigma), total, weight)
+    out = torch.where(weight > 0, total / weight.clamp_min(1e-30), flat)
+    result = np.moveaxis(out.reshape(channels, height, width).cpu().double().numpy(), 0, -1)
     return np.asarray(result @ _OPPONENT if colour else result, dtype=np.float64)
 
 
@@ -88,6 +93,13 @@ def _reference_grid(length: int) -> torch.Tensor:
 
 def _match(luminance: torch.Tensor, refs_y: torch.Tensor, refs_x: torch.Tensor,
            threshold: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """:func:`_matched_bands` for the whole image at once."""
+    bands = list(_matched_bands(luminance, refs_y, refs_x, threshold))
+    return torch.cat([g for g, _ in bands]), torch.cat([s for _, s in bands])
+
+
+def _matched_bands(luminance: torch.Tensor, refs_y: torch.Tensor, refs_x: torch.Tensor,
+                   threshold: float) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
     """For each reference block, the flat positions (row * width + column of their top-left
     corners) of the GROUP most similar blocks near it, nearest first, and how many of them
     to keep: those within ``threshold`` (mean squared difference per pixel), down to a
@@ -95,13 +107,12 @@ def _match(luminance: torch.Tensor, refs_y: torch.Tensor, refs_x: torch.Tensor,
 
     The references are taken TILE x TILE at a time, each tile against every block within
     RADIUS of any of its references, so that the distances are one matrix product
-    (``|a|^2 + |b|^2 - 2 a.b``) per tile.
+    (``|a|^2 + |b|^2 - 2 a.b``) per tile; yielded TILE rows of references at a time,
+    row by row, as ``(positions, sizes)``.
     """
     height, width = luminance.shape
     device = luminance.device
     ny, nx = len(refs_y), len(refs_x)
-    best_i = torch.zeros((ny, nx, GROUP), dtype=torch.long, device=device)
-    best_d = torch.full((ny, nx, GROUP), math.inf, device=device)
     last_y, last_x = height - BLOCK, width - BLOCK
     area = BLOCK * BLOCK
     for a in range(0, ny, TILE):
@@ -114,6 +125,8 @@ def _match(luminance: torch.Tensor, refs_y: torch.Tensor, refs_x: torch.Tensor,
         band = band.reshape(area, rows, last_x + 1).permute(2, 1, 0).contiguous()
         energy = band.square().sum(-1)  # (columns, rows)
         ry = refs_y[a:a + TILE].to(device) - y0
+        best_i = torch.zeros((len(ry), nx, GROUP), dtype=torch.long, device=device)
+        best_d = torch.full((len(ry), nx, GROUP), math.inf, device=device)
         for c in range(0, nx, TILE):
             left, right = int(refs_x[c]), int(refs_x[min(c + TILE, nx) - 1])
             x0, x1 = max(0, left - RADIUS), min(last_x, right + RADIUS)
@@ -127,13 +140,13 @@ def _match(luminance: torch.Tensor, refs_y: torch.Tensor, refs_x: torch.Tensor,
             k = min(GROUP, score.shape[1])
             nearest, where = torch.topk(score, k, dim=1, largest=False)
             shape = (len(ry), len(rx), k)
-            best_d[a:a + TILE, c:c + TILE, :k] = (
+            best_d[:, c:c + TILE, :k] = (
                 (nearest + ref_energy).clamp_min(0.0) / area).reshape(shape)
             position = (where % rows + y0) * width + where // rows + x0
-            best_i[a:a + TILE, c:c + TILE, :k] = position.reshape(shape)
-    similar = (best_d <= threshold).sum(-1).clamp_min(1)
-    sizes = 2 ** torch.floor(torch.log2(similar.float())).long()
-    return best_i.reshape(ny * nx, GROUP), sizes.reshape(-1)
+            best_i[:, c:c + TILE, :k] = position.reshape(shape)
+        similar = (best_d <= threshold).sum(-1).clamp_min(1)
+        sizes = 2 ** torch.floor(torch.log2(similar.float())).long()
+        yield best_i.reshape(-1, GROUP), sizes.reshape(-1)
 
 
 def _haar(n: int, device: torch.device) -> torch.Tensor:
@@ -151,19 +164,17 @@ def _kaiser(device: torch.device) -> torch.Tensor:
     return torch.outer(window, window).reshape(-1).to(device)
 
 
-def _collaborate(image: torch.Tensor, groups: torch.Tensor, sizes: torch.Tensor,
-                 sigma: float) -> torch.Tensor:
-    """Hard-threshold every group in the 3D transform and average the blocks back."""
-    channels, height, width = image.shape
-    device = image.device
+def _collaborate(flat: torch.Tensor, width: int, groups: torch.Tensor, sizes: torch.Tensor,
+                 sigma: float, total: torch.Tensor, weight: torch.Tensor) -> None:
+    """Hard-threshold every group in the 3D transform and add its blocks, weighted, to
+    ``total`` and their weights to ``weight`` (both like ``flat``: channels, pixels)."""
+    channels = flat.shape[0]
+    device = flat.device
     dct = torch.from_numpy(dct_matrix(BLOCK)).float().to(device)
     basis = torch.kron(dct, dct)  # row-major blocks: coefficients = basis @ block
     window = _kaiser(device)
     inside = (torch.arange(BLOCK, device=device)[:, None] * width
               + torch.arange(BLOCK, device=device)[None, :]).reshape(-1)
-    flat = image.reshape(channels, -1)
-    total = torch.zeros_like(flat)
-    weight = torch.zeros_like(flat)
     threshold = THRESHOLD * sigma
     for size in sorted(set(sizes.tolist())):
         haar = _haar(size, device)
@@ -182,6 +193,3 @@ def _collaborate(image: torch.Tensor, groups: torch.Tensor, sizes: torch.Tensor,
                 total[c].index_put_((index,), (w[c] * estimate[c]).reshape(-1), accumulate=True)
                 weight[c].index_put_((index,), w[c].expand_as(estimate[c]).reshape(-1),
                                      accumulate=True)
-    covered = weight > 0
-    out = torch.where(covered, total / weight.clamp_min(1e-30), flat)
-    return out.reshape(channels, height, width)
