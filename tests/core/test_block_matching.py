@@ -17,6 +17,13 @@ def _mse(a: np.ndarray, b: np.ndarray) -> float:
     return float(np.mean((a - b) ** 2))
 
 
+def _match(image: torch.Tensor, refs_y: torch.Tensor, refs_x: torch.Tensor,
+           threshold: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """Every band's groups and sizes, in order."""
+    bands = list(bm._matched_bands(image, refs_y, refs_x, threshold))
+    return torch.cat([g for g, _ in bands]), torch.cat([s for _, s in bands])
+
+
 def test_groups_hold_the_nearest_blocks_of_the_search_window() -> None:
     """Each group starts with its reference block, its distances are sorted, and its k-th
     distance is no larger than the k-th among the blocks within RADIUS (brute force)."""
@@ -24,7 +31,7 @@ def test_groups_hold_the_nearest_blocks_of_the_search_window() -> None:
     image = rng.random((40, 37)).astype(np.float32)
     refs_y, refs_x = bm._reference_grid(40), bm._reference_grid(37)
     assert int(refs_y[-1]) == 40 - bm.BLOCK and int(refs_x[-1]) == 37 - bm.BLOCK
-    groups, sizes = bm._match(torch.from_numpy(image), refs_y, refs_x, threshold=1.0)
+    groups, sizes = _match(torch.from_numpy(image), refs_y, refs_x, threshold=1.0)
     width = image.shape[1]
     blocks = {(y, x): image[y:y + bm.BLOCK, x:x + bm.BLOCK]
               for y in range(40 - bm.BLOCK + 1) for x in range(37 - bm.BLOCK + 1)}
@@ -44,7 +51,7 @@ def test_groups_hold_the_nearest_blocks_of_the_search_window() -> None:
 def test_group_sizes_are_powers_of_two_of_the_similar_blocks() -> None:
     image = torch.zeros((24, 24))
     image[10:13, 10:13] = 1.0  # a spot: each block holding it holds it in its own place
-    groups, sizes = bm._match(image, bm._reference_grid(24), bm._reference_grid(24), 1e-4)
+    groups, sizes = _match(image, bm._reference_grid(24), bm._reference_grid(24), 1e-4)
     assert set(sizes.tolist()) <= {1, 2, 4, 8, 16}
     assert int(sizes.max()) == bm.GROUP and int(sizes.min()) < bm.GROUP
 

@@ -76,9 +76,10 @@ def hard_threshold_estimate(observation: npt.ArrayLike, sigma: float, *,
     guide, noise = (image[0], sigma**2) if colour else (image.mean(0), sigma**2 / channels)
     flat = image.reshape(channels, -1)
     total, weight = torch.zeros_like(flat), torch.zeros_like(flat)
+    transforms = _Transforms(width, image.device)
     # a band of references at a time: memory bounded by the image's width, not its area
     for groups, sizes in _matched_bands(guide, refs_y, refs_x, MATCH + 2.0 * float(noise)):
-        _collaborate(flat, width, groups, sizes, float(sigma), total, weight)
+        _collaborate(flat, transforms, groups, sizes, float(sigma), total, weight)
     out = torch.where(weight > 0, total / weight.clamp_min(1e-30), flat)
     result = np.moveaxis(out.reshape(channels, height, width).cpu().double().numpy(), 0, -1)
     return np.asarray(result @ _OPPONENT if colour else result, dtype=np.float64)
@@ -89,13 +90,6 @@ def _reference_grid(length: int) -> torch.Tensor:
     last = length - BLOCK
     starts = list(range(0, last + 1, STEP))
     return torch.tensor(starts + ([last] if starts[-1] != last else []))
-
-
-def _match(luminance: torch.Tensor, refs_y: torch.Tensor, refs_x: torch.Tensor,
-           threshold: float) -> tuple[torch.Tensor, torch.Tensor]:
-    """:func:`_matched_bands` for the whole image at once."""
-    bands = list(_matched_bands(luminance, refs_y, refs_x, threshold))
-    return torch.cat([g for g, _ in bands]), torch.cat([s for _, s in bands])
 
 
 def _matched_bands(luminance: torch.Tensor, refs_y: torch.Tensor, refs_x: torch.Tensor,
@@ -159,29 +153,35 @@ def _haar(n: int, device: torch.device) -> torch.Tensor:
     return h.to(device)
 
 
-def _kaiser(device: torch.device) -> torch.Tensor:
-    window = torch.from_numpy(np.kaiser(BLOCK, KAISER_BETA)).float()
-    return torch.outer(window, window).reshape(-1).to(device)
+class _Transforms:
+    """What every group of an image is filtered with, built once per image: the blocks'
+    2D DCT, the Haar matrix of each group size, the Kaiser window, and the flat offsets
+    of a block's pixels from its top-left corner."""
+
+    def __init__(self, width: int, device: torch.device) -> None:
+        dct = torch.from_numpy(dct_matrix(BLOCK)).float().to(device)
+        self.basis = torch.kron(dct, dct)  # row-major blocks: coefficients = basis @ block
+        self.haar = {2 ** k: _haar(2 ** k, device) for k in range(GROUP.bit_length())}
+        window = torch.from_numpy(np.kaiser(BLOCK, KAISER_BETA)).float()
+        self.window = torch.outer(window, window).reshape(-1).to(device)
+        self.inside = (torch.arange(BLOCK, device=device)[:, None] * width
+                       + torch.arange(BLOCK, device=device)[None, :]).reshape(-1)
 
 
-def _collaborate(flat: torch.Tensor, width: int, groups: torch.Tensor, sizes: torch.Tensor,
-                 sigma: float, total: torch.Tensor, weight: torch.Tensor) -> None:
+def _collaborate(flat: torch.Tensor, transforms: _Transforms, groups: torch.Tensor,
+                 sizes: torch.Tensor, sigma: float, total: torch.Tensor,
+                 weight: torch.Tensor) -> None:
     """Hard-threshold every group in the 3D transform and add its blocks, weighted, to
     ``total`` and their weights to ``weight`` (both like ``flat``: channels, pixels)."""
     channels = flat.shape[0]
-    device = flat.device
-    dct = torch.from_numpy(dct_matrix(BLOCK)).float().to(device)
-    basis = torch.kron(dct, dct)  # row-major blocks: coefficients = basis @ block
-    window = _kaiser(device)
-    inside = (torch.arange(BLOCK, device=device)[:, None] * width
-              + torch.arange(BLOCK, device=device)[None, :]).reshape(-1)
+    basis, window = transforms.basis, transforms.window
     threshold = THRESHOLD * sigma
     for size in sorted(set(sizes.tolist())):
-        haar = _haar(size, device)
+        haar = transforms.haar[size]
         chosen = torch.nonzero(sizes == size).reshape(-1)
         for start in range(0, len(chosen), _CHUNK):
             part = groups[chosen[start:start + _CHUNK], :size]  # (n, size) corners
-            pixels = part[..., None] + inside  # (n, size, 64)
+            pixels = part[..., None] + transforms.inside  # (n, size, 64)
             blocks = flat[:, pixels]  # (C, n, size, 64)
             coeffs = torch.einsum("gk,cnkp,qp->cngq", haar, blocks, basis)
             coeffs = torch.where(coeffs.abs() >= threshold, coeffs, torch.zeros_like(coeffs))
