@@ -1,6 +1,7 @@
-"""A first estimate by block matching and collaborative hard thresholding: the first step of
-BM3D (Dabov, Foi, Katkovnik and Egiazarian, "Image denoising by sparse 3-D transform-domain
-collaborative filtering", IEEE TIP 16(8), 2007), written for the Wiener stage's pilot.
+"""Block matching and collaborative filtering: the two steps of BM3D (Dabov, Foi, Katkovnik
+and Egiazarian, "Image denoising by sparse 3-D transform-domain collaborative filtering",
+IEEE TIP 16(8), 2007), written for the Wiener stage: the first step for its pilot, the
+second for its filter.
 
 Each reference block (8 x 8, every 3 px) is grouped with the blocks most like it within
 19 px of it (a little further for some: references are matched 8 x 8 at a time, against the
@@ -10,6 +11,10 @@ the blocks come back, averaged into the image with weights that favour sparse gr
 Kaiser window. Blocks that repeat across the image, which an early-stopped network smooths, are
 averaged with their like: the first estimate an image of repeated structure needs
 (benchmarks/README.md, *The pilot*).
+
+The second step (:func:`wiener_estimate`) groups the blocks by the pilot's (up to 32, matched
+on the pilot, whose noise is small), and shrinks each coefficient of the noisy group by the
+empirical Wiener weight ``P**2 / (P**2 + sigma**2)`` of the pilot's group ``P``.
 """
 
 from __future__ import annotations
@@ -37,7 +42,12 @@ THRESHOLD = 2.7
 #: adds; the noise's own 2 sigma**2 is added back at each level
 MATCH = (3000.0 - 2 * 25.0**2) / 255.0**2
 KAISER_BETA = 2.0
-# references handled at once: bounds the memory of the gathered groups at any image size
+#: BM3D's second-step settings: groups of up to 32, matched on the pilot under a mean squared
+#: difference per pixel of 400 (0-255 scale), which its small noise is not added to
+WIENER_GROUP = 32
+WIENER_MATCH = 400.0 / 255.0**2
+# references of a group of up to GROUP blocks handled at once: bounds the memory of the
+# gathered groups at any image size (larger groups, fewer at once)
 _CHUNK = 4096
 
 
@@ -78,8 +88,56 @@ def hard_threshold_estimate(observation: npt.ArrayLike, sigma: float, *,
     total, weight = torch.zeros_like(flat), torch.zeros_like(flat)
     transforms = _Transforms(width, image.device)
     # a band of references at a time: memory bounded by the image's width, not its area
-    for groups, sizes in _matched_bands(guide, refs_y, refs_x, MATCH + 2.0 * float(noise)):
-        _collaborate(flat, transforms, groups, sizes, float(sigma), total, weight)
+    for groups, sizes in _matched_bands(guide, refs_y, refs_x, MATCH + 2.0 * float(noise),
+                                        GROUP):
+        _collaborate(flat, None, transforms, groups, sizes, float(sigma), total, weight)
+    out = torch.where(weight > 0, total / weight.clamp_min(1e-30), flat)
+    result = np.moveaxis(out.reshape(channels, height, width).cpu().double().numpy(), 0, -1)
+    return np.asarray(result @ _OPPONENT if colour else result, dtype=np.float64)
+
+
+def wiener_estimate(observation: npt.ArrayLike, pilot: npt.ArrayLike, sigma: float, *,
+                    device: torch.device | str = "cpu") -> npt.NDArray[np.float64]:
+    """BM3D's second estimate of an ``(H, W, C)`` image with white Gaussian noise of
+    deviation ``sigma``, given a first estimate ``pilot`` of the clean image (same shape
+    and scale): collaborative empirical Wiener filtering of groups matched on the pilot.
+    Colour (3 channels) is filtered in opponent colours with groups matched on the pilot's
+    luminance, other channels with groups matched on the pilot's mean.
+
+    Images smaller than a block, or without noise, come back unchanged.
+
+    Examples
+    --------
+    >>> rng = np.random.default_rng(0)
+    >>> tile = rng.random((8, 8))
+    >>> clean = np.tile(tile, (6, 6))[..., None]        # a block that repeats
+    >>> noisy = clean + rng.normal(0, 0.1, clean.shape)
+    >>> pilot = clean + rng.normal(0, 0.02, clean.shape)  # a good first estimate
+    >>> estimate = wiener_estimate(noisy, pilot, 0.1)
+    >>> bool(np.mean((estimate - clean) ** 2) < np.mean((noisy - clean) ** 2) / 10)
+    True
+    """
+    y = np.asarray(observation, dtype=np.float64)
+    p = np.asarray(pilot, dtype=np.float64)
+    if y.ndim != 3 or y.shape != p.shape:
+        raise ValueError(f"observation and pilot must be (H, W, C) of one shape, got "
+                         f"{y.shape} and {p.shape}")
+    height, width, channels = y.shape
+    if sigma <= 0 or min(height, width) < BLOCK:
+        return y.copy()
+    colour = channels == 3
+    if colour:
+        y, p = y @ _OPPONENT.T, p @ _OPPONENT.T
+    both = torch.from_numpy(np.ascontiguousarray(np.moveaxis(np.stack([y, p]), -1, 1))).to(
+        device=device, dtype=torch.float32)  # (2, C, H, W)
+    image, first = both[0], both[1]
+    guide = first[0] if colour else first.mean(0)
+    flat, pilot_flat = image.reshape(channels, -1), first.reshape(channels, -1)
+    total, weight = torch.zeros_like(flat), torch.zeros_like(flat)
+    transforms = _Transforms(width, image.device)
+    for groups, sizes in _matched_bands(guide, _reference_grid(height), _reference_grid(width),
+                                        WIENER_MATCH, WIENER_GROUP):
+        _collaborate(flat, pilot_flat, transforms, groups, sizes, float(sigma), total, weight)
     out = torch.where(weight > 0, total / weight.clamp_min(1e-30), flat)
     result = np.moveaxis(out.reshape(channels, height, width).cpu().double().numpy(), 0, -1)
     return np.asarray(result @ _OPPONENT if colour else result, dtype=np.float64)
@@ -93,9 +151,9 @@ def _reference_grid(length: int) -> torch.Tensor:
 
 
 def _matched_bands(luminance: torch.Tensor, refs_y: torch.Tensor, refs_x: torch.Tensor,
-                   threshold: float) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+                   threshold: float, group: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
     """For each reference block, the flat positions (row * width + column of their top-left
-    corners) of the GROUP most similar blocks near it, nearest first, and how many of them
+    corners) of the ``group`` most similar blocks near it, nearest first, and how many of them
     to keep: those within ``threshold`` (mean squared difference per pixel), down to a
     power of 2 (the Haar transform's length).
 
@@ -119,8 +177,8 @@ def _matched_bands(luminance: torch.Tensor, refs_y: torch.Tensor, refs_x: torch.
         band = band.reshape(area, rows, last_x + 1).permute(2, 1, 0).contiguous()
         energy = band.square().sum(-1)  # (columns, rows)
         ry = refs_y[a:a + TILE].to(device) - y0
-        best_i = torch.zeros((len(ry), nx, GROUP), dtype=torch.long, device=device)
-        best_d = torch.full((len(ry), nx, GROUP), math.inf, device=device)
+        best_i = torch.zeros((len(ry), nx, group), dtype=torch.long, device=device)
+        best_d = torch.full((len(ry), nx, group), math.inf, device=device)
         for c in range(0, nx, TILE):
             left, right = int(refs_x[c]), int(refs_x[min(c + TILE, nx) - 1])
             x0, x1 = max(0, left - RADIUS), min(last_x, right + RADIUS)
@@ -131,7 +189,7 @@ def _matched_bands(luminance: torch.Tensor, refs_y: torch.Tensor, refs_x: torch.
             # |a - b|^2 less |a|^2, which does not change the order of a row
             score = torch.addmm(energy[x0:x1 + 1].reshape(1, -1), refs, candidates.T,
                                 alpha=-2.0)
-            k = min(GROUP, score.shape[1])
+            k = min(group, score.shape[1])
             nearest, where = torch.topk(score, k, dim=1, largest=False)
             shape = (len(ry), len(rx), k)
             best_d[:, c:c + TILE, :k] = (
@@ -140,7 +198,7 @@ def _matched_bands(luminance: torch.Tensor, refs_y: torch.Tensor, refs_x: torch.
             best_i[:, c:c + TILE, :k] = position.reshape(shape)
         similar = (best_d <= threshold).sum(-1).clamp_min(1)
         sizes = 2 ** torch.floor(torch.log2(similar.float())).long()
-        yield best_i.reshape(-1, GROUP), sizes.reshape(-1)
+        yield best_i.reshape(-1, group), sizes.reshape(-1)
 
 
 def _haar(n: int, device: torch.device) -> torch.Tensor:
@@ -161,35 +219,46 @@ class _Transforms:
     def __init__(self, width: int, device: torch.device) -> None:
         dct = torch.from_numpy(dct_matrix(BLOCK)).float().to(device)
         self.basis = torch.kron(dct, dct)  # row-major blocks: coefficients = basis @ block
-        self.haar = {2 ** k: _haar(2 ** k, device) for k in range(GROUP.bit_length())}
+        self.haar = {2 ** k: _haar(2 ** k, device)
+                     for k in range(max(GROUP, WIENER_GROUP).bit_length())}
         window = torch.from_numpy(np.kaiser(BLOCK, KAISER_BETA)).float()
         self.window = torch.outer(window, window).reshape(-1).to(device)
         self.inside = (torch.arange(BLOCK, device=device)[:, None] * width
                        + torch.arange(BLOCK, device=device)[None, :]).reshape(-1)
 
 
-def _collaborate(flat: torch.Tensor, transforms: _Transforms, groups: torch.Tensor,
-                 sizes: torch.Tensor, sigma: float, total: torch.Tensor,
+def _collaborate(flat: torch.Tensor, pilot: torch.Tensor | None, transforms: _Transforms,
+                 groups: torch.Tensor, sizes: torch.Tensor, sigma: float, total: torch.Tensor,
                  weight: torch.Tensor) -> None:
-    """Hard-threshold every group in the 3D transform and add its blocks, weighted, to
-    ``total`` and their weights to ``weight`` (both like ``flat``: channels, pixels)."""
+    """Filter every group in the 3D transform (hard thresholding, or Wiener shrinkage by
+    the ``pilot``'s group where one is given) and add its blocks, weighted by the inverse
+    of their remaining noise and the Kaiser window, to ``total`` and their weights to
+    ``weight`` (all like ``flat``: channels, pixels)."""
     channels = flat.shape[0]
     basis, window = transforms.basis, transforms.window
-    threshold = THRESHOLD * sigma
+    threshold, variance = THRESHOLD * sigma, sigma * sigma
     for size in sorted(set(sizes.tolist())):
         haar = transforms.haar[size]
         chosen = torch.nonzero(sizes == size).reshape(-1)
-        for start in range(0, len(chosen), _CHUNK):
-            part = groups[chosen[start:start + _CHUNK], :size]  # (n, size) corners
+        chunk = _CHUNK * GROUP // max(size, GROUP)
+        for start in range(0, len(chosen), chunk):
+            part = groups[chosen[start:start + chunk], :size]  # (n, size) corners
             pixels = part[..., None] + transforms.inside  # (n, size, 64)
-            blocks = flat[:, pixels]  # (C, n, size, 64)
-            coeffs = torch.einsum("gk,cnkp,qp->cngq", haar, blocks, basis)
-            coeffs = torch.where(coeffs.abs() >= threshold, coeffs, torch.zeros_like(coeffs))
-            kept = (coeffs != 0).sum(dim=(2, 3)).clamp_min(1)  # (C, n)
+            coeffs = torch.einsum("gk,cnkp,qp->cngq", haar, flat[:, pixels], basis)
+            if pilot is None:
+                coeffs = torch.where(coeffs.abs() >= threshold, coeffs, torch.zeros_like(coeffs))
+                # the noise left: sigma**2 per coefficient kept
+                remaining = variance * (coeffs != 0).sum(dim=(2, 3)).clamp_min(1).float()
+            else:
+                power = torch.einsum("gk,cnkp,qp->cngq", haar, pilot[:, pixels], basis).square()
+                shrink = power / (power + variance)
+                coeffs = coeffs * shrink
+                remaining = (variance * shrink.square().sum(dim=(2, 3))).clamp_min(1e-30)
             estimate = torch.einsum("gk,cngq,qp->cnkp", haar, coeffs, basis)
-            w = (1.0 / (sigma * sigma * kept.float()))[..., None, None] * window
+            w = (1.0 / remaining)[..., None, None] * window  # (C, n, 1, 64)
+            # index_add_ adds in order on the CPU (index_put_'s accumulate does not, outside
+            # torch's deterministic mode) and deterministically on CUDA in that mode
             index = pixels.reshape(-1)
             for c in range(channels):
-                total[c].index_put_((index,), (w[c] * estimate[c]).reshape(-1), accumulate=True)
-                weight[c].index_put_((index,), w[c].expand_as(estimate[c]).reshape(-1),
-                                     accumulate=True)
+                total[c].index_add_(0, index, (w[c] * estimate[c]).reshape(-1))
+                weight[c].index_add_(0, index, w[c].expand_as(estimate[c]).reshape(-1))

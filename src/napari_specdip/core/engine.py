@@ -18,7 +18,7 @@ import numpy as np
 import numpy.typing as npt
 import torch
 
-from napari_specdip.core.block_matching import hard_threshold_estimate
+from napari_specdip.core.block_matching import hard_threshold_estimate, wiener_estimate
 from napari_specdip.core.devices import describe_device, free_device_memory, resolve_device
 from napari_specdip.core.ensemble import (SnapshotWindow, ensemble_mean, spread_to_user,
                                           stack_decoders, std_to_user)
@@ -36,8 +36,8 @@ from napari_specdip.core.operators import Downsampling, Identity, Inpainting, Op
 from napari_specdip.core.params import (AUTO_TILE, AUTO_TILE_FROM, PAPER_DEPTH,
                                         RestoreParameters, auto_depth, ignored_option)
 from napari_specdip.core.refine import PATCH as REFINE_PATCH
-from napari_specdip.core.refine import (PILOT_NETWORK_SHARE, clipped_ends, declip,
-                                        wiener_refine)
+from napari_specdip.core.refine import (GROUPED_SHARE, PILOT_NETWORK_SHARE, clipped_ends,
+                                        declip, wiener_refine)
 from napari_specdip.core.results import RestoreResult, StepReport
 from napari_specdip.core.tiling import BlendCanvas, Tile, tile_grid
 from napari_specdip.stopping import PLATEAU_MAX_KEPT, HoldoutRule, make_rules
@@ -1140,14 +1140,23 @@ def _refined(job: RestoreJob, output: npt.NDArray[np.float64], noise: NoiseFit |
             # smooths: a better pilot than either alone
             share = PILOT_NETWORK_SHARE
             pilot = share * output + (1.0 - share) * hard_threshold_estimate(
-                obs, math.sqrt(found), device=device)
-    result = np.clip(wiener_refine(obs, pilot, variance, device=device), 0.0, 1.0)
+                obs, deviation, device=device)
+    filtered = wiener_refine(obs, pilot, variance, device=device)
+    grouped = 0.0  # the share of BM3D's second step (groups matched on the pilot) in it
+    if noise is None and share < 1.0 and GROUPED_SHARE > 0.0:
+        grouped = GROUPED_SHARE
+        filtered = grouped * wiener_estimate(obs, pilot, math.sqrt(float(variance)),
+                                             device=device) + (1.0 - grouped) * filtered
+    result = np.clip(filtered, 0.0, 1.0)
     record: dict[str, Any] = {
         "method": p.refine, "patch": REFINE_PATCH, "noise_variance": float(np.mean(variance)),
         "noise_from": source, "colour": "opponent" if output.shape[2] == 3 else "per channel",
         "pilot": ("the network's output" if share == 1.0 else
                   f"{share:g} x the network's output + {1 - share:g} x block matching "
-                  "(BM3D's first step)")}
+                  "(BM3D's first step)"),
+        "filter": ("the Wiener filter on every 8 x 8 patch" if grouped == 0.0 else
+                   f"{grouped:g} x BM3D's second step (groups matched on the pilot) + "
+                   f"{1 - grouped:g} x the Wiener filter on every 8 x 8 patch")}
     if not (low or high):
         return result, record, None
     # noise clipped at an end of the range biased the data's mean there (a dark

@@ -30,7 +30,7 @@ NOISE_MODELS: tuple[str, ...] = ("gaussian", "poisson-gaussian")
 NOISE_FITS: tuple[str, ...] = ("weighted", "anscombe")
 #: what follows the fit of a denoising run: nothing, or an empirical Wiener stage with
 #: the network's output (blended with BM3D's first step under Gaussian noise) as its pilot
-#: (core/refine.py)
+#: (core/refine.py; under Gaussian noise blended with BM3D's second step)
 REFINES: tuple[str, ...] = ("none", "wiener")
 # tasks whose observation carries the camera's noise pixel by pixel (the stabilising
 # transform is pointwise, so it commutes with these operators only)
@@ -357,10 +357,11 @@ class RestoreParameters:
         What follows the fit of a denoising run: ``"wiener"`` (the ``quick`` and
         ``balanced`` presets) filters the observation once more, with the network's
         output as the pilot of an empirical Wiener filter (BM3D's second step on
-        8 x 8 DCT patches, without block matching; RGB in opponent colours; under
-        Gaussian noise the pilot is ``refine.PILOT_NETWORK_SHARE`` of the network's
-        output and the rest block matching with hard thresholding of the observation,
-        BM3D's first step), which brings back detail the
+        8 x 8 DCT patches; RGB in opponent colours; under Gaussian noise the pilot is
+        ``refine.PILOT_NETWORK_SHARE`` of the network's output and the rest block
+        matching with hard thresholding of the observation, BM3D's first step, and
+        ``refine.GROUPED_SHARE`` of the filter is BM3D's second step on groups of
+        similar blocks matched on that pilot), which brings back detail the
         early-stopped fit has not reached; ``"none"`` (the
         ``paper`` preset) returns the network's output. The noise level is
         ``noise_sigma`` or the one estimated from the image; with the
