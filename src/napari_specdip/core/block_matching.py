@@ -76,24 +76,9 @@ def hard_threshold_estimate(observation: npt.ArrayLike, sigma: float, *,
     height, width, channels = y.shape
     if sigma <= 0 or min(height, width) < BLOCK:
         return y.copy()
-    colour = channels == 3
-    if colour:
-        y = y @ _OPPONENT.T
-    image = torch.from_numpy(np.ascontiguousarray(np.moveaxis(y, -1, 0))).to(
-        device=device, dtype=torch.float32)
-    refs_y, refs_x = _reference_grid(height), _reference_grid(width)
     # the matched image's own noise adds 2 sigma**2 to two blocks' mean squared difference
-    guide, noise = (image[0], sigma**2) if colour else (image.mean(0), sigma**2 / channels)
-    flat = image.reshape(channels, -1)
-    total, weight = torch.zeros_like(flat), torch.zeros_like(flat)
-    transforms = _Transforms(width, image.device)
-    # a band of references at a time: memory bounded by the image's width, not its area
-    for groups, sizes in _matched_bands(guide, refs_y, refs_x, MATCH + 2.0 * float(noise),
-                                        GROUP):
-        _collaborate(flat, None, transforms, groups, sizes, float(sigma), total, weight)
-    out = torch.where(weight > 0, total / weight.clamp_min(1e-30), flat)
-    result = np.moveaxis(out.reshape(channels, height, width).cpu().double().numpy(), 0, -1)
-    return np.asarray(result @ _OPPONENT if colour else result, dtype=np.float64)
+    noise = sigma**2 if channels == 3 else sigma**2 / channels
+    return _collaborative_filter(y, None, sigma, MATCH + 2.0 * noise, GROUP, device)
 
 
 def wiener_estimate(observation: npt.ArrayLike, pilot: npt.ArrayLike, sigma: float, *,
@@ -125,19 +110,31 @@ def wiener_estimate(observation: npt.ArrayLike, pilot: npt.ArrayLike, sigma: flo
     height, width, channels = y.shape
     if sigma <= 0 or min(height, width) < BLOCK:
         return y.copy()
+    return _collaborative_filter(y, p, sigma, WIENER_MATCH, WIENER_GROUP, device)
+
+
+def _collaborative_filter(y: npt.NDArray[np.float64], pilot: npt.NDArray[np.float64] | None,
+                          sigma: float, threshold: float, group: int,
+                          device: torch.device | str) -> npt.NDArray[np.float64]:
+    """Either step on an ``(H, W, C)`` image: hard thresholding of groups matched on the
+    observation (``pilot`` None), or Wiener shrinkage of groups matched on the pilot."""
+    height, width, channels = y.shape
     colour = channels == 3
+    stacked = np.stack([y] if pilot is None else [y, pilot])
     if colour:
-        y, p = y @ _OPPONENT.T, p @ _OPPONENT.T
-    both = torch.from_numpy(np.ascontiguousarray(np.moveaxis(np.stack([y, p]), -1, 1))).to(
-        device=device, dtype=torch.float32)  # (2, C, H, W)
-    image, first = both[0], both[1]
-    guide = first[0] if colour else first.mean(0)
-    flat, pilot_flat = image.reshape(channels, -1), first.reshape(channels, -1)
+        stacked = stacked @ _OPPONENT.T
+    images = torch.from_numpy(np.ascontiguousarray(np.moveaxis(stacked, -1, 1))).to(
+        device=device, dtype=torch.float32)  # (1 or 2, C, H, W)
+    matched = images[-1]  # the pilot where there is one
+    guide = matched[0] if colour else matched.mean(0)  # the luminance, or the channels' mean
+    flat = images[0].reshape(channels, -1)
+    first = None if pilot is None else matched.reshape(channels, -1)
     total, weight = torch.zeros_like(flat), torch.zeros_like(flat)
-    transforms = _Transforms(width, image.device)
+    transforms = _Transforms(width, flat.device)
+    # a band of references at a time: memory bounded by the image's width, not its area
     for groups, sizes in _matched_bands(guide, _reference_grid(height), _reference_grid(width),
-                                        WIENER_MATCH, WIENER_GROUP):
-        _collaborate(flat, pilot_flat, transforms, groups, sizes, float(sigma), total, weight)
+                                        threshold, group):
+        _collaborate(flat, first, transforms, groups, sizes, float(sigma), total, weight)
     out = torch.where(weight > 0, total / weight.clamp_min(1e-30), flat)
     result = np.moveaxis(out.reshape(channels, height, width).cpu().double().numpy(), 0, -1)
     return np.asarray(result @ _OPPONENT if colour else result, dtype=np.float64)
