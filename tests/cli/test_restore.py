@@ -586,3 +586,32 @@ def test_a_stack_with_camera_noise_shares_one_estimate(tmp_path: Path,
     models = [s["noise_model"] for s in _sidecar(tmp_path / "i.tif")["slices"]]
     assert not any("estimated_over" in m for m in models)
     assert len({m["gain"] for m in models}) == 4
+
+
+def test_each_slice_of_a_stack_is_read_once(tmp_path: Path,
+                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    """A warm-started stack reads each slice from the file once (it was read twice: once
+    to find each chain's last slice, once to restore it), and every slice after the first
+    still starts from the one before."""
+    from napari_specdip.cli.main import build_parser
+    from napari_specdip.cli.runner import engine_options, prepare, restore_file
+
+    source = tmp_path / "stack.tif"
+    rng = np.random.default_rng(3)
+    tifffile.imwrite(source, (1000 + 200 * rng.random((3, 24, 24))).astype(np.uint16),
+                     imagej=True, metadata={"axes": "ZYX"})
+    args = build_parser().parse_args(["restore", str(source), "-o", str(tmp_path / "o.tif"),
+                                      *FAST])
+    job = prepare(source, tmp_path / "o.tif", task="denoise", options=engine_options(args))
+    reads: list[tuple[int, ...]] = []
+    layout_type = type(job.layout)  # a frozen dataclass: patched on its class
+    original = layout_type.engine_image
+
+    def counted(self: object, data: np.ndarray, index: tuple[int, ...]) -> tuple:
+        reads.append(tuple(index))
+        return original(self, data, index)
+
+    monkeypatch.setattr(layout_type, "engine_image", counted)
+    done = restore_file(job, progress=False, warm_start=True)
+    assert sorted(reads) == [(0,), (1,), (2,)]
+    assert [run["parameters"]["warm_start"] for run in done.runs] == [False, True, True]

@@ -591,12 +591,9 @@ def restore_file(job: FileJob, *, progress: bool, interrupt: Any = None,
     spread = job.new_uncertainty()
     runs: list[dict[str, Any]] = []
     n = job.layout.n_slices
-    states: dict[tuple[int, ...], Any] = {}  # the last weights of each chain
-    left: dict[tuple[int, ...], int] = {}  # slices each chain has still to restore
-    for item in job.slices():
-        if job.copy_reason(item) is None:
-            chain = job.chain_of(item.index)
-            left[chain] = left.get(chain, 0) + 1
+    # the last weights of each chain; a chain's last slice keeps its weights too (a few MB)
+    # rather than every slice being read twice to find which is last
+    states: dict[tuple[int, ...], Any] = {}
     for k, item in enumerate(job.slices(), 1):
         reason = job.copy_reason(item)
         if reason is not None:
@@ -606,7 +603,6 @@ def restore_file(job: FileJob, *, progress: bool, interrupt: Any = None,
             runs.append(passthrough_meta(item.index, reason))
             continue
         chain = job.chain_of(item.index)
-        left[chain] -= 1
         if interrupt is not None and interrupt.is_set():
             job.layout.put(out, item.index, job.unrestored(item), item.alpha, job.scale)
             job.put_uncertainty(spread, item, None, fill=math.nan)
@@ -624,7 +620,7 @@ def restore_file(job: FileJob, *, progress: bool, interrupt: Any = None,
             done = run_slice(item.image, job.task, item.channel_axis, item.mask, item.reference,
                              job.options, on_step=on_step, interrupt=interrupt,
                              warm_start=states.get(chain) if warm_start else None,
-                             keep_state=warm_start and left[chain] > 0,
+                             keep_state=warm_start,
                              noise_camera=job.noise_camera)
         finally:
             bar.close()
