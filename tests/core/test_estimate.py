@@ -67,6 +67,13 @@ def test_time_calibration_is_cached(monkeypatch: pytest.MonkeyPatch) -> None:
         2 * (first.seconds - first.setup_seconds))
     estimate(image, width=16, depth=3, max_iterations=10, device="cpu")  # another width: timed
     assert calls == [1]
+    # the Wiener stage (timed with the setup) on or off, another noise model: timed again
+    estimate(image, width=8, depth=3, max_iterations=10, device="cpu", refine="none")
+    assert calls == [1, 1]
+    estimate(image, width=8, depth=3, max_iterations=10, device="cpu",
+             noise="poisson-gaussian", noise_gain=0.01, noise_read_sigma=0.01,
+             noise_offset=0.0)
+    assert calls == [1, 1, 1]
 
 
 def test_options_flow_through_like_restore() -> None:

@@ -631,9 +631,11 @@ def _calibration_key(job: RestoreJob, device: torch.device) -> tuple[Any, ...]:
     p = job.params
     height, width, channels = job.observation.shape
     threads = p.num_threads if p.num_threads is not None else torch.get_num_threads()
+    # the Wiener stage is part of the timed setup, and what it runs depends on the noise
+    # model (block matching under Gaussian noise: seconds at 512 px on a CPU)
     return (str(device), canvas_shape(p, height, width, job.scale), channels, p.width,
             network_depth(p, height, width, job.scale), p.network, p.upsampler, threads,
-            p.task, p.signal_every, p.ensemble)
+            p.task, p.signal_every, p.ensemble, p.refine, p.noise)
 
 
 class EstimateCancelled(Exception):
@@ -720,7 +722,7 @@ def estimate(image: Any, task: str = "denoise", *, channel_axis: int | None = No
     Takes the arguments of :func:`~napari_specdip.restore`. Memory is estimated
     from shapes alone; time from a few real steps on the device (a second or
     two on a small image, cached for the process per device, size, channels,
-    width, depth, network, upsampler and threads). Nothing is run when the job
+    width, depth, network, upsampler, threads, Wiener stage and noise model). Nothing is run when the job
     would not fit into memory (``seconds`` is then NaN). Setting ``cancel`` (an
     object with ``is_set()``, e.g. a ``threading.Event``) ends the timing at its next
     step with :class:`EstimateCancelled`.
