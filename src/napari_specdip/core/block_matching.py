@@ -27,7 +27,7 @@ import numpy.typing as npt
 import torch
 import torch.nn.functional as F
 
-from napari_specdip.core.refine import _OPPONENT, dct_matrix
+from napari_specdip.core.refine import _OPPONENT, dct_matrix, observation_and_pilot
 
 #: BM3D's first-step settings (its "normal profile" for noise up to 40/255)
 BLOCK = 8
@@ -102,13 +102,8 @@ def wiener_estimate(observation: npt.ArrayLike, pilot: npt.ArrayLike, sigma: flo
     >>> bool(np.mean((estimate - clean) ** 2) < np.mean((noisy - clean) ** 2) / 10)
     True
     """
-    y = np.asarray(observation, dtype=np.float64)
-    p = np.asarray(pilot, dtype=np.float64)
-    if y.ndim != 3 or y.shape != p.shape:
-        raise ValueError(f"observation and pilot must be (H, W, C) of one shape, got "
-                         f"{y.shape} and {p.shape}")
-    height, width, channels = y.shape
-    if sigma <= 0 or min(height, width) < BLOCK:
+    y, p = observation_and_pilot(observation, pilot)
+    if sigma <= 0 or min(y.shape[:2]) < BLOCK:
         return y.copy()
     return _collaborative_filter(y, p, sigma, WIENER_MATCH, WIENER_GROUP, device)
 

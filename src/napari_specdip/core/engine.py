@@ -1107,6 +1107,7 @@ def _refined(job: RestoreJob, output: npt.NDArray[np.float64], noise: NoiseFit |
     obs = job.observation
     low, high = clipped_ends(obs)
     pilot, share = output, 1.0  # the Wiener stage's first estimate, the network's share in it
+    matched: float | None = None  # the noise deviation block matching ran at, if it did
     deviation: float | Callable[[npt.NDArray[np.float64]], npt.NDArray[np.float64]]
     if noise is not None:
         model = noise.model
@@ -1138,15 +1139,15 @@ def _refined(job: RestoreJob, output: npt.NDArray[np.float64], noise: NoiseFit |
         if found > 0 and PILOT_NETWORK_SHARE < 1.0:
             # block matching averages the repeated structure the early-stopped fit
             # smooths: a better pilot than either alone
-            share = PILOT_NETWORK_SHARE
+            share, matched = PILOT_NETWORK_SHARE, deviation
             pilot = share * output + (1.0 - share) * hard_threshold_estimate(
-                obs, deviation, device=device)
+                obs, matched, device=device)
     filtered = wiener_refine(obs, pilot, variance, device=device)
     grouped = 0.0  # the share of BM3D's second step (groups matched on the pilot) in it
-    if noise is None and share < 1.0 and GROUPED_SHARE > 0.0:
+    if matched is not None and GROUPED_SHARE > 0.0:
         grouped = GROUPED_SHARE
-        filtered = grouped * wiener_estimate(obs, pilot, math.sqrt(float(variance)),
-                                             device=device) + (1.0 - grouped) * filtered
+        filtered = (grouped * wiener_estimate(obs, pilot, matched, device=device)
+                    + (1.0 - grouped) * filtered)
     result = np.clip(filtered, 0.0, 1.0)
     record: dict[str, Any] = {
         "method": p.refine, "patch": REFINE_PATCH, "noise_variance": float(np.mean(variance)),

@@ -722,8 +722,8 @@ def estimate(image: Any, task: str = "denoise", *, channel_axis: int | None = No
     Takes the arguments of :func:`~napari_specdip.restore`. Memory is estimated
     from shapes alone; time from a few real steps on the device (a second or
     two on a small image, cached for the process per device, size, channels,
-    width, depth, network, upsampler, threads, Wiener stage and noise model). Nothing is run when the job
-    would not fit into memory (``seconds`` is then NaN). Setting ``cancel`` (an
+    width, depth, network, upsampler, threads, Wiener stage and noise model).
+    Nothing is run when the job would not fit into memory (``seconds`` is then NaN). Setting ``cancel`` (an
     object with ``is_set()``, e.g. a ``threading.Event``) ends the timing at its next
     step with :class:`EstimateCancelled`.
 

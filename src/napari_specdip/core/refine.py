@@ -110,11 +110,7 @@ def wiener_refine(observation: npt.ArrayLike, pilot: npt.ArrayLike,
     >>> bool(np.mean((refined - clean) ** 2) < np.mean((noisy - clean) ** 2) / 10)
     True
     """
-    y = np.asarray(observation, dtype=np.float64)
-    p = np.asarray(pilot, dtype=np.float64)
-    if y.ndim != 3 or y.shape != p.shape:
-        raise ValueError(f"observation and pilot must be (H, W, C) of one shape, got "
-                         f"{y.shape} and {p.shape}")
+    y, p = observation_and_pilot(observation, pilot)
     v = np.broadcast_to(np.asarray(noise_variance, dtype=np.float64), y.shape)
     if not np.all(np.isfinite(v)) or np.any(v < 0):
         raise ValueError("noise_variance must be finite and >= 0")
@@ -128,6 +124,17 @@ def wiener_refine(observation: npt.ArrayLike, pilot: npt.ArrayLike,
     if out.shape[2] == 3:
         out = out @ _OPPONENT
     return out
+
+
+def observation_and_pilot(observation: npt.ArrayLike, pilot: npt.ArrayLike
+                          ) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]]:
+    """Both as float64 ``(H, W, C)`` arrays of one shape, or a ValueError that says so."""
+    y = np.asarray(observation, dtype=np.float64)
+    p = np.asarray(pilot, dtype=np.float64)
+    if y.ndim != 3 or y.shape != p.shape:
+        raise ValueError(f"observation and pilot must be (H, W, C) of one shape, got "
+                         f"{y.shape} and {p.shape}")
+    return y, p
 
 
 def _refine_channel(y: npt.NDArray[np.float64], pilot: npt.NDArray[np.float64],
