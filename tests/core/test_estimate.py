@@ -308,3 +308,33 @@ def test_a_cancelled_estimate_ends_at_its_next_step_and_caches_nothing() -> None
     assert est._calibration_key(job, torch.device("cpu")) not in est._CALIBRATION
     assert estimate(image, width=8, depth=3, max_iterations=10, device="cpu",
                     seed=6).seconds_per_iteration > 0
+
+
+def test_only_the_timed_trial_runs_the_wiener_stage(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The untimed first step warms imports and kernels; the Wiener stage (block matching:
+    seconds at 512 px) runs once, in the timed trial whose setup it is part of."""
+    from napari_specdip.core import block_matching
+
+    monkeypatch.setattr(est, "_WARM", set())
+    monkeypatch.setattr(est, "_CALIBRATION", {})
+    stages: list[int] = []
+    real = block_matching.hard_threshold_estimate
+
+    def counting(*args: Any, **kwargs: Any) -> Any:
+        stages.append(1)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(engine, "hard_threshold_estimate", counting)
+    trials: list[bool] = []
+    real_trial = est._trial
+
+    def recording(job: Any, steps: int, cancel: Any, **kwargs: Any) -> Any:
+        trials.append(kwargs.get("stage", True))
+        return real_trial(job, steps, cancel, **kwargs)
+
+    monkeypatch.setattr(est, "_trial", recording)
+    noisy = np.random.default_rng(4).normal(0.5, 0.1, (32, 32))
+    found = estimate(noisy, width=8, depth=3, max_iterations=10, device="cpu", seed=2)
+    assert found.setup_seconds > 0
+    assert trials == [False, True]  # the warm-up step, the timed steps
+    assert stages == [1]

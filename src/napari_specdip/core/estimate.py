@@ -665,8 +665,9 @@ def _timed(job: RestoreJob, cancel: Interrupt | None) -> tuple[float, float]:
         return _CALIBRATION[key]
     if (str(device), p.task) not in _WARM:
         # the process's first fit also pays for imports and first kernel calls, which a
-        # later fit (the run itself) does not: one step first, untimed
-        _trial(job, 1, cancel)
+        # later fit (the run itself) does not: one step first, untimed, and without the
+        # Wiener stage, which has no first-call cost of note and takes seconds at 512 px
+        _trial(job, 1, cancel, stage=False)
         _WARM.add((str(device), p.task))
     timed = min(max(TIMED_STEPS, p.signal_every), MAX_TIMED_STEPS)
     wall, stamps, with_signals = _trial(job, WARMUP_STEPS + timed, cancel)
@@ -685,11 +686,12 @@ def _timed(job: RestoreJob, cancel: Interrupt | None) -> tuple[float, float]:
     return per_step, setup
 
 
-def _trial(job: RestoreJob, steps: int, cancel: Interrupt | None
+def _trial(job: RestoreJob, steps: int, cancel: Interrupt | None, *, stage: bool = True
            ) -> tuple[float, list[float], list[bool]]:
     """Run ``steps`` steps of ``job`` with its own stop rule (its setup, a noise
-    estimate, is part of every fit, and no rule ends a run within a few steps): the wall
-    seconds, each step's end and whether it evaluated the signals."""
+    estimate, is part of every fit, and no rule ends a run within a few steps), and its
+    Wiener stage unless ``stage`` is False: the wall seconds, each step's end and whether
+    it evaluated the signals."""
     from napari_specdip.core.engine import run_to_end
 
     p = job.params
@@ -697,7 +699,8 @@ def _trial(job: RestoreJob, steps: int, cancel: Interrupt | None
                      or (p.output == "best" and job.reference is None))
     trial = dataclasses.replace(
         job, interrupt=None,
-        params=p.replace(max_iterations=steps, preview_every=0, track_variance=need_variance))
+        params=p.replace(max_iterations=steps, preview_every=0, track_variance=need_variance,
+                         **({} if stage or p.refine == "none" else {"refine": "none"})))
     stamps: list[float] = []
     with_signals: list[bool] = []
 
