@@ -27,7 +27,7 @@ import numpy.typing as npt
 import torch
 import torch.nn.functional as F
 
-from napari_specdip.core.refine import _OPPONENT, dct_matrix, observation_and_pilot
+from napari_specdip.core.refine import OPPONENT, dct_matrix, observation_and_pilot
 
 #: BM3D's first-step settings (its "normal profile" for noise up to 40/255)
 BLOCK = 8
@@ -117,7 +117,7 @@ def _collaborative_filter(y: npt.NDArray[np.float64], pilot: npt.NDArray[np.floa
     colour = channels == 3
     stacked = np.stack([y] if pilot is None else [y, pilot])
     if colour:
-        stacked = stacked @ _OPPONENT.T
+        stacked = stacked @ OPPONENT.T
     images = torch.from_numpy(np.ascontiguousarray(np.moveaxis(stacked, -1, 1))).to(
         device=device, dtype=torch.float32)  # (1 or 2, C, H, W)
     matched = images[-1]  # the pilot where there is one
@@ -132,7 +132,7 @@ def _collaborative_filter(y: npt.NDArray[np.float64], pilot: npt.NDArray[np.floa
         _collaborate(flat, first, transforms, groups, sizes, float(sigma), total, weight)
     out = torch.where(weight > 0, total / weight.clamp_min(1e-30), flat)
     result = np.moveaxis(out.reshape(channels, height, width).cpu().double().numpy(), 0, -1)
-    return np.asarray(result @ _OPPONENT if colour else result, dtype=np.float64)
+    return np.asarray(result @ OPPONENT if colour else result, dtype=np.float64)
 
 
 def _reference_grid(length: int) -> torch.Tensor:

@@ -39,12 +39,12 @@ PATCH = 8
 # coefficient maps per band of rows, at most: bounds the memory at any image size
 _BAND_VALUES = 1 << 24
 
-# An orthonormal opponent transform of RGB (luminance, red-blue, green-magenta): white
-# noise stays white with the same variance, and the chroma channels, mostly flat, get
-# their own, smaller Wiener weights. Tuning half, RGB photos: +0.03-1.15 dB per channel,
-# +0.66-2.21 dB in opponent colours.
-_OPPONENT = np.array([[1.0, 1.0, 1.0], [1.0, 0.0, -1.0], [1.0, -2.0, 1.0]])
-_OPPONENT /= np.linalg.norm(_OPPONENT, axis=1, keepdims=True)
+#: An orthonormal opponent transform of RGB (luminance, red-blue, green-magenta; rows),
+#: used by both filters here and by block matching: white noise stays white with the same
+#: variance, and the chroma channels, mostly flat, get their own, smaller Wiener weights.
+#: Tuning half, RGB photos: +0.03-1.15 dB per channel, +0.66-2.21 dB in opponent colours.
+OPPONENT = np.array([[1.0, 1.0, 1.0], [1.0, 0.0, -1.0], [1.0, -2.0, 1.0]])
+OPPONENT /= np.linalg.norm(OPPONENT, axis=1, keepdims=True)
 
 
 def dct_matrix(patch: int = PATCH) -> npt.NDArray[np.float64]:
@@ -115,14 +115,14 @@ def wiener_refine(observation: npt.ArrayLike, pilot: npt.ArrayLike,
     if not np.all(np.isfinite(v)) or np.any(v < 0):
         raise ValueError("noise_variance must be finite and >= 0")
     if y.shape[2] == 3:  # opponent colours; variances of independent channels add so
-        y, p, v = y @ _OPPONENT.T, p @ _OPPONENT.T, v @ (_OPPONENT ** 2).T
+        y, p, v = y @ OPPONENT.T, p @ OPPONENT.T, v @ (OPPONENT ** 2).T
     if not np.any(v > 0):  # nothing to filter
         return np.asarray(observation, dtype=np.float64).copy()
     matrix = torch.from_numpy(dct_matrix(patch)).to(device=device, dtype=torch.float32)
     out = np.stack([_refine_channel(y[..., c], p[..., c], v[..., c], matrix)
                     for c in range(y.shape[2])], axis=-1)
     if out.shape[2] == 3:
-        out = out @ _OPPONENT
+        out = out @ OPPONENT
     return out
 
 
