@@ -310,9 +310,11 @@ def test_a_cancelled_estimate_ends_at_its_next_step_and_caches_nothing() -> None
                     seed=6).seconds_per_iteration > 0
 
 
-def test_only_the_timed_trial_runs_the_wiener_stage(monkeypatch: pytest.MonkeyPatch) -> None:
-    """The untimed first step warms imports and kernels; the Wiener stage (block matching:
-    seconds at 512 px) runs once, in the timed trial whose setup it is part of."""
+def test_the_warm_up_is_small_and_only_the_timed_trial_runs_the_wiener_stage(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """The untimed first step warms imports and kernels on a small crop; the Wiener stage
+    (block matching: seconds at 512 px) runs once, in the timed trial whose setup it is
+    part of."""
     from napari_specdip.core import block_matching
 
     monkeypatch.setattr(est, "_WARM", set())
@@ -325,16 +327,41 @@ def test_only_the_timed_trial_runs_the_wiener_stage(monkeypatch: pytest.MonkeyPa
         return real(*args, **kwargs)
 
     monkeypatch.setattr(engine, "hard_threshold_estimate", counting)
-    trials: list[bool] = []
+    trials: list[tuple[bool, tuple[int, ...]]] = []
     real_trial = est._trial
 
     def recording(job: Any, steps: int, cancel: Any, **kwargs: Any) -> Any:
-        trials.append(kwargs.get("stage", True))
+        trials.append((kwargs.get("stage", True), job.observation.shape))
         return real_trial(job, steps, cancel, **kwargs)
 
     monkeypatch.setattr(est, "_trial", recording)
-    noisy = np.random.default_rng(4).normal(0.5, 0.1, (32, 32))
+    noisy = np.random.default_rng(4).normal(0.5, 0.1, (72, 90))
     found = estimate(noisy, width=8, depth=3, max_iterations=10, device="cpu", seed=2)
     assert found.setup_seconds > 0
-    assert trials == [False, True]  # the warm-up step, the timed steps
+    # the warm-up step on the centre 64 x 64, the timed steps on the whole image
+    assert trials == [(False, (64, 64, 1)), (True, (72, 90, 1))]
     assert stages == [1]
+
+
+def test_the_warm_up_crop_holds_pixels_to_fit_and_no_handed_on_network() -> None:
+    image = np.random.default_rng(5).random((96, 80))
+    mask = np.zeros(image.shape, dtype=bool)
+    mask[2:10, 2:10] = True
+    job = plan_restore(image, "inpaint", mask=mask, width=8, device="cpu")
+    crop = est._warm_up_job(job)
+    assert crop.observation.shape == (64, 64, 1) and crop.known is not None
+    assert crop.known.all()  # the hole lies outside the centre
+    # a centre wholly inside the mask has nothing to fit: the whole job warms up
+    mask = np.ones(image.shape, dtype=bool)
+    mask[:4, :4] = False
+    with pytest.warns(UserWarning, match="invert"):
+        job = plan_restore(image, "inpaint", mask=mask, width=8, device="cpu")
+    assert est._warm_up_job(job) is job
+    state = restore(image[:32, :32], width=8, depth=3, max_iterations=2, device="cpu",
+                    keep_state=True).state
+    assert state is not None
+    job = plan_restore(image, width=8, depth=3, device="cpu", warm_start=state, keep_state=True)
+    crop = est._warm_up_job(job)
+    assert crop.warm_start is None and not crop.keep_state
+    assert est._warm_up_job(plan_restore(image[:50, :60], width=8, device="cpu")).observation.shape \
+        == (50, 60, 1)
