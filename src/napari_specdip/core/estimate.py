@@ -723,7 +723,7 @@ def _trial(job: RestoreJob, steps: int, cancel: Interrupt | None, *, stage: bool
     trial = dataclasses.replace(
         job, interrupt=None,
         params=p.replace(max_iterations=steps, preview_every=0, track_variance=need_variance,
-                         **({} if stage or p.refine == "none" else {"refine": "none"})))
+                         refine=p.refine if stage else "none"))
     stamps: list[float] = []
     with_signals: list[bool] = []
 
