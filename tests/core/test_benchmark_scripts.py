@@ -4,6 +4,7 @@ expected shape (no timing or memory thresholds)."""
 from __future__ import annotations
 
 import importlib.util
+import json
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -178,3 +179,22 @@ def test_uncertainty_ceiling_of_a_known_error_scale(load: object) -> None:
     assert row["ours"] == pytest.approx(closed, abs=0.01)
     assert row["ours_vs_scale"] == pytest.approx(1.0, abs=0.01)
     assert row["bias_share"] < 0.01
+
+
+def test_float_units_smoke(load: object, capsys: pytest.CaptureFixture[str],
+                           tmp_path: Path) -> None:
+    from napari_specdip.core import imaging
+
+    bench = load("float_units")  # type: ignore[operator]
+    kept = imaging.FLOAT_FULL_SPAN
+    assert bench.main(["--images", "camera", "--spans", "0.01", "0.5", "--draws", "1",
+                       "--size", "32", "--width", "4", "--max-iterations", "6",
+                       "--out", str(tmp_path / "units")]) == 0
+    assert imaging.FLOAT_FULL_SPAN == kept  # the script's "before" mode is undone
+    out = capsys.readouterr().out
+    assert "| camera | 0.01 | 0 |" in out and "| 0.5 | 1 |" in out
+    rows = {r["span"]: r for r in json.loads((tmp_path / "units.json").read_text())}
+    # below the threshold the two modes fit different data; above it the same
+    assert rows[0.01]["[0, 1] units"]["range"] == [0.0, 1.0]
+    assert rows[0.01]["own range"]["range"][1] < 0.02
+    assert rows[0.5]["[0, 1] units"] == rows[0.5]["own range"]

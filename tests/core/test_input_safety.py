@@ -268,6 +268,49 @@ def test_output_dtype_between_signed_and_unsigned_follows_skimage(
         list(expected), abs=1)
 
 
+def _dim_counts(seed: int = 7) -> np.ndarray:
+    """A dim 16-bit exposure: 100-500 counts of a smooth pattern plus noise."""
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[0:40, 0:40] / 40.0
+    counts = 100 + 400 * (0.5 + 0.5 * np.sin(5 * xx) * np.cos(3 * yy))
+    return np.round(counts + rng.normal(0, 20, counts.shape)).astype(np.uint16)
+
+
+def test_float_counts_over_65535_restore_as_the_counts_do() -> None:
+    # skimage's img_as_float of a dim 16-bit exposure spans under 1% of [0, 1]: fitted in
+    # those units the run stopped after a few dozen steps; fitted over its own range it
+    # is the same fit as the counts' (and those of the same data in any other unit)
+    counts = _dim_counts().astype(np.float64)
+    options = {**FAST, "max_iterations": 30, "refine": "none", "num_threads": 1}
+    as_counts = restore(counts, **options)
+    as_float = restore(counts / 65535.0, **options)
+    assert as_float.intensity_range == (counts.min() / 65535.0, counts.max() / 65535.0)
+    np.testing.assert_allclose(as_float.image * 65535.0, as_counts.image, atol=1e-3)
+
+
+@pytest.mark.parametrize(("low", "high", "kept"), [
+    (0.0, 1.0, True), (0.2, 0.9, True), (0.1, 0.36, True),   # a photo's [0, 1] units
+    (0.1, 0.3, False), (0.0015, 0.0077, False), (0.0, 1e-20, False)])
+def test_floats_within_0_1_keep_it_only_where_they_fill_it(low: float, high: float,
+                                                          kept: bool) -> None:
+    image = np.linspace(low, high, 32 * 32).reshape(32, 32)
+    layout = plan_restore(image, **FAST).layout
+    assert (layout.low, layout.high) == ((0.0, 1.0) if kept else (low, high))
+    # either way the values stand for [0, 1]: into an integer dtype they are not stretched
+    restored = np.array([0.0, 1.0]).reshape(1, 2, 1)
+    assert layout.to_user(restored, dtype=np.dtype(np.uint16)).ravel().tolist() == (
+        [0, 65535] if kept else [round(low * 65535), round(high * 65535)])
+
+
+def test_a_float_image_of_tiny_values_restores() -> None:
+    # values near 1e-20 in [0, 1] units gave the Wiener stage a noise variance of 1e-41,
+    # whose weights overflowed into NaN after the whole fit
+    image = np.random.default_rng(8).random((32, 32)) * 1e-20
+    result = restore(image, max_iterations=3, **FAST)
+    assert np.isfinite(result.image).all()
+    assert image.min() <= result.image.min() and result.image.max() <= image.max()
+
+
 def test_output_dtype_keeps_units_where_it_can() -> None:
     image = (np.random.default_rng(6).random((32, 32)) * 3000 + 100).astype(np.uint16)
     as_float = restore(image, output_dtype="float32", max_iterations=3, **FAST).image
