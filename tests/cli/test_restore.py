@@ -116,6 +116,42 @@ def test_inpainting_with_mask(images: dict[str, Path], tmp_path: Path) -> None:
     assert _sidecar(out)["mask"] == str(images["mask"].resolve())
 
 
+def test_inpainting_without_a_mask_fills_the_nan_pixels(tmp_path: Path,
+                                                         capsys: pytest.CaptureFixture[str]
+                                                         ) -> None:
+    # as restore(image, "inpaint") does: a float image's NaN pixels are the holes
+    from napari_specdip.cli.main import main
+
+    rng = np.random.default_rng(3)
+    stack = rng.random((3, 32, 32))
+    stack[0, 4:8, 4:8] = np.nan
+    stack[2, 10:12, :] = np.inf
+    source = tmp_path / "holes.tif"
+    tifffile.imwrite(source, stack, photometric="minisblack", metadata={"axes": "ZYX"})
+    out = tmp_path / "filled.tif"
+    assert main(["restore", str(source), "-o", str(out), "--task", "inpaint", *FAST]) == 0
+    filled = tifffile.imread(out)
+    assert filled.shape == stack.shape and np.isfinite(filled).all()
+    finite = np.isfinite(stack)
+    np.testing.assert_array_equal(filled[finite], stack[finite])  # the known pixels, kept
+    meta = _sidecar(out)
+    # the slice without a hole is copied, as a mask that marks none of it would have it
+    assert [s["stop_reason"] for s in meta["slices"]] == ["max_iterations", "nothing_to_fill",
+                                                        "max_iterations"]
+    assert meta["mask"] is None and len(meta["mask_sha256"]) == 64
+    # without NaN pixels there is nothing to fill: a mask is needed
+    plain = tmp_path / "plain.tif"
+    tifffile.imwrite(plain, rng.random((32, 32)))
+    capsys.readouterr()
+    assert main(["restore", str(plain), "-o", str(tmp_path / "x.tif"), "--task", "inpaint",
+                 *FAST]) == 2
+    assert "needs --mask FILE" in capsys.readouterr().err
+    # and denoising a NaN image names the command line's option, not the API's keyword
+    assert main(["restore", str(source), "-o", str(tmp_path / "y.tif"), *FAST]) == 2
+    err = capsys.readouterr().err
+    assert "--task inpaint fills them" in err and "task='inpaint'" not in err
+
+
 @pytest.mark.parametrize(
     ("case", "code", "needles", "subprocess_run"),
     [

@@ -162,7 +162,8 @@ def _add_engine_options(parser: argparse.ArgumentParser) -> None:
     g = parser.add_argument_group(OPTIONS_TITLE)
     g.add_argument("--mask", metavar="FILE",
                    help="inpainting: image of the spatial shape (or the stack's shape without "
-                        "channels); nonzero pixels are filled in")
+                        "channels); nonzero pixels are filled in (without it, a float image's "
+                        "NaN pixels)")
     g.add_argument("--factor", type=int, choices=SR_FACTORS, help=helps["factor"])
     g.add_argument("--lipschitz", "--lambda", dest="lipschitz", type=_positive_float,
                    metavar="LAMBDA", help=helps["lipschitz"])

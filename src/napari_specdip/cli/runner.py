@@ -358,18 +358,28 @@ def prepare(input_path: str | Path, output: Path, *, task: str, options: dict[st
     layout = resolve_layout(source.data.shape, kind=source.kind, axes=source.axes,
                             channel_axis=channel_axis, stack_axis=stack_axis)
     mask_shared = mask_canonical = None
+    digest = None
     if mask is not None:
         if task != "inpaint":
             raise UsageError(f"--mask only makes sense for --task inpaint, not {task}; "
                              "leave it out or change --task")
         mask_shared, mask_canonical = split_mask(mask.data, layout, mask_kind=mask.kind)
-    elif task == "inpaint":
-        raise UsageError("--task inpaint needs --mask FILE (nonzero pixels are filled in)")
+        digest = mask_digest(mask.data)
+    elif task == "inpaint":  # without a mask file: the image's NaN pixels
+        holes = non_finite_holes(source.data, layout)
+        if holes is None:
+            raise UsageError("--task inpaint needs --mask FILE (nonzero pixels are filled in), "
+                             "or NaN pixels in a float image (they are filled)")
+        if layout.is_stack:
+            mask_canonical = holes
+        else:
+            mask_shared = holes
+        digest = mask_digest(holes)
 
     dtype = np.dtype(options["output_dtype"]) if options.get("output_dtype") else source.data.dtype
     job = FileJob(source=source, output=output, task=task, options=options, layout=layout,
                   scale=1, output_dtype=dtype, mask_path=mask.path if mask else None,
-                  mask_digest=mask_digest(mask.data) if mask else None,
+                  mask_digest=digest,
                   mask_shared=mask_shared, mask_canonical=mask_canonical)
     _check_mask_marks_a_pixel(job)
     job.scale, job.max_iterations, job.params = _check_engine(job, local=local)
@@ -395,6 +405,21 @@ def prepare(input_path: str | Path, output: Path, *, task: str, options: dict[st
     _check_every_slice(job)
     job.noise_camera = stack_camera(job)
     return job
+
+
+def non_finite_holes(data: npt.NDArray[Any], layout: StackLayout
+                     ) -> npt.NDArray[np.bool_] | None:
+    """Inpainting without a mask file: a float image's NaN or infinite pixels (any colour
+    channel) are the holes, as the engine takes them: (Y, X), or a stack's canonical
+    (stack..., Y, X); None where every value is finite."""
+    if data.dtype.kind != "f":
+        return None
+    canonical = layout.canonical(data)
+    holes = np.zeros(canonical.shape[: canonical.ndim - (layout.channel_axis is not None)], bool)
+    for index in np.ndindex(*layout.stack_shape):  # slice by slice: no copy of the stack
+        finite = np.isfinite(canonical[index])
+        holes[index] = ~(finite.all(axis=-1) if layout.channel_axis is not None else finite)
+    return holes if holes.any() else None
 
 
 def stack_camera(job: FileJob) -> Any:
@@ -488,7 +513,9 @@ def _check_every_slice(job: FileJob) -> None:
         if slices:
             raise UsageError(f"{path} (slice {_slice_words(slices[0])}): contains NaN or "
                              f"infinite values (in "
-                             f"{len(slices)} slice(s) of the stack); fill or crop them first")
+                             f"{len(slices)} slice(s) of the stack); fill or crop them first"
+                             + (" (--task inpaint fills them)" if path == job.source.path
+                                else ""))
 
 
 def _check_engine(job: FileJob, *, local: bool = True) -> tuple[int, int, Any]:
@@ -518,8 +545,10 @@ def _check_engine(job: FileJob, *, local: bool = True) -> tuple[int, int, Any]:
     except (ValueError, TypeError) as exc:
         # the engine names the slice's axes; the file's are the ones to pass
         short = job.layout.short_axis_problem()
+        # the engine's words for its keyword, the command line's for its option
+        said = one_line(exc).replace("task='inpaint'", "--task inpaint")
         raise UsageError(f"{job.source.path}: {short}" if short is not None
-                         else f"{job.source.path}{where}: {one_line(exc)}") from exc
+                         else f"{job.source.path}{where}: {said}") from exc
     except MemoryError as exc:
         raise RunError(f"{job.source.path}{where}: {one_line(exc)}") from exc
     return planned.scale, planned.params.max_iterations, planned.params
