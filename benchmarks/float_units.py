@@ -84,7 +84,8 @@ def main(argv: list[str] | None = None) -> int:
     rows = _common.map_cases(one, cases, args.jobs)
     from napari_specdip.core.imaging import FLOAT_FULL_SPAN
 
-    report = [*lines, "", f"own range: below FLOAT_FULL_SPAN = {FLOAT_FULL_SPAN:g}; {args.size} px, width {args.width}, at most {args.max_iterations} "
+    report = [*lines, "", f"own range: below FLOAT_FULL_SPAN = {FLOAT_FULL_SPAN:g}; "
+              f"{args.size} px, width {args.width}, at most {args.max_iterations} "
               f"iterations, default stop, seed 0; Gaussian noise {NOISE:g} of the signal's range, "
               f"offset {OFFSET:g}; {args.draws} noise draw(s) per image", "",
               "## Per image and span: PSNR dB (stop iteration)", ""]

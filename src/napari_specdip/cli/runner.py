@@ -415,11 +415,17 @@ def non_finite_holes(data: npt.NDArray[Any], layout: StackLayout
     if data.dtype.kind != "f":
         return None
     canonical = layout.canonical(data)
-    holes = np.zeros(canonical.shape[: canonical.ndim - (layout.channel_axis is not None)], bool)
+    colour = canonical[..., :-1] if layout.alpha else canonical  # alpha: copied, not filled
+    holes = np.zeros(layout.stack_shape + layout.spatial_shape, bool)
     for index in np.ndindex(*layout.stack_shape):  # slice by slice: no copy of the stack
-        finite = np.isfinite(canonical[index])
-        holes[index] = ~(finite.all(axis=-1) if layout.channel_axis is not None else finite)
+        holes[index] = ~_finite_pixels(colour[index])
     return holes if holes.any() else None
+
+
+def _finite_pixels(image: npt.NDArray[Any]) -> npt.NDArray[np.bool_]:
+    """(Y, X): the pixels of a (Y, X) or (Y, X, C) slice whose every value is finite."""
+    finite: npt.NDArray[np.bool_] = np.isfinite(image)
+    return np.asarray(finite.all(axis=-1)) if finite.ndim == 3 else finite
 
 
 def stack_camera(job: FileJob) -> Any:
@@ -501,8 +507,7 @@ def _check_every_slice(job: FileJob) -> None:
                              "mask covers every pixel of this slice: nothing is left to fit")
         if job.task == "inpaint" and data.dtype.kind == "f":
             # NaN pixels join the holes: a slice with nothing else left failed mid-run
-            finite = np.isfinite(data[index])
-            known = finite.all(axis=-1) if finite.ndim == 3 else finite
+            known = _finite_pixels(data[index])
             if mask is not None:
                 known &= ~mask.astype(bool)
             if not known.any():
