@@ -290,3 +290,35 @@ def test_batch_hands_a_stack_one_camera_estimate(tmp_path: Path, scheduler: str)
     models = [s["noise_model"] for s in meta["slices"]]
     assert [m["estimated_over"]["slices"] for m in models] == [4] * 4
     assert all(m["gain"] == pytest.approx(models[0]["gain"], rel=1e-9) for m in models)
+
+
+def test_batch_inpainting_without_a_mask_fills_each_files_nan_pixels(tmp_path: Path,
+                                                                     scheduler: str) -> None:
+    folder, out = tmp_path / "in", tmp_path / "out"
+    folder.mkdir()
+    rng = np.random.default_rng(4)
+    stack = rng.random((2, 32, 32)).astype(np.float32)
+    stack[0, 4:8, 4:8] = np.nan  # slice 1 has nothing to fill
+    tifffile.imwrite(folder / "gaps.tif", stack, photometric="minisblack",
+                     metadata={"axes": "ZYX"})
+    tifffile.imwrite(folder / "whole.tif", rng.random((32, 32)).astype(np.float32))
+    args = ["batch", folder, "-o", out, "--scheduler", scheduler, "--task", "inpaint", *FAST]
+    proc = run_cli(*args)
+    assert proc.returncode == 1, proc.stderr  # the file without NaN fails alone
+    rows = _table(proc.stdout)
+    assert rows["gaps.tif"][1] == "ok"
+    assert rows["whole.tif"][1] == "failed" and "needs --mask FILE" in proc.stdout
+    filled = tifffile.imread(out / "gaps.tif")
+    assert np.isfinite(filled).all()
+    np.testing.assert_array_equal(filled[1], stack[1])
+    meta = json.loads((out / "gaps.tif.json").read_text())["specdip"]
+    assert [s["stop_reason"] for s in meta["slices"]] == ["max_iterations", "nothing_to_fill"]
+    # a rerun skips what is done; with a mask file it would be other options
+    again = run_cli(*args)
+    assert _table(again.stdout)["gaps.tif"][1] == "skipped", again.stdout
+    mask = tmp_path / "mask.png"
+    marked = np.zeros((32, 32), np.uint8)
+    marked[4:8, 4:8] = 255
+    iio.imwrite(mask, marked)
+    other = run_cli(*args, "--mask", mask)
+    assert_clean_failure(other, 2, "made with other options", "mask None ->")

@@ -341,6 +341,27 @@ def test_a_blank_slice_adds_no_noise_samples() -> None:
     assert with_blank.gain == pytest.approx(estimate_camera(stack).gain, rel=1e-9)
 
 
+def test_missing_pixels_are_left_out_of_a_stack_estimate() -> None:
+    stack = [image.astype(np.float32) for image in stack_of(4, 48)]
+    holes = np.zeros((48, 48), bool)
+    holes[5:15, 5:20] = holes[30:40, 25:45] = True
+    gappy = [image.copy() for image in stack]
+    gappy[1][5:15, 5:20] = np.nan
+    gappy[3][30:40, 25:45] = np.inf
+    blank = np.full((48, 48), np.nan, np.float32)  # a slice with nothing in it
+    camera = estimate_camera([*gappy, blank])
+    # about the values of the stack with those pixels marked unknown in every slice
+    marked = estimate_camera([*stack, blank], known=~holes)
+    assert (camera.slices, camera.of, camera.black_from) == (4, 5, marked.black_from)
+    assert camera.samples == pytest.approx(marked.samples, rel=0.05)
+    for got, want, tolerance in ((camera.gain, marked.gain, 0.05),
+                                 (camera.read_sigma, marked.read_sigma, 0.02),
+                                 (camera.offset, marked.offset, 0.01)):
+        assert got == pytest.approx(want, rel=tolerance)
+    assert camera.gain == pytest.approx(3.0, rel=0.2)
+    assert np.isnan(gappy[1][5, 5])  # the input is not changed
+
+
 def test_bad_stacks_are_refused_by_the_estimate() -> None:
     stack = stack_of(3, 48)
     with pytest.raises(ValueError, match="share one"):

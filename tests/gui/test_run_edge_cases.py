@@ -62,6 +62,29 @@ def test_a_slice_with_no_hole_is_copied_through_not_smoothed(viewer: Any, open_w
     assert "1 slice was copied through (no pixel to fill)" in widget.status.value
 
 
+def test_a_stacks_nan_pixels_are_filled_without_a_mask_layer(viewer: Any, open_widget: Any,
+                                                             wait_for_run: Any) -> None:
+    data = _noisy((3, SIZE, SIZE))
+    data[0, 4:8, 4:8] = np.nan
+    data[2, 10:12, :] = np.inf  # slice 1 has nothing to fill
+    given = data.copy()
+    widget = _run_stack(viewer, open_widget, wait_for_run, data, "inpaint")
+    assert widget.mask.value is None
+    out = widget.last_output
+    assert np.isfinite(out.data).all()
+    np.testing.assert_array_equal(out.data[1], data[1])
+    known = np.isfinite(data)
+    np.testing.assert_array_equal(out.data[known], data[known])
+    assert out.metadata["specdip"]["stop_reason"] == ["max_iterations", "nothing_to_fill",
+                                                      "max_iterations"]
+    np.testing.assert_array_equal(viewer.layers["z"].data, given)  # NaN where they were
+    # a stack without any NaN pixel: nothing to fill in any slice
+    widget.image.value = viewer.add_image(_noisy((2, SIZE, SIZE)), name="whole")
+    assert widget.start() is not None  # refused by the worker's check of the slices
+    wait_for_run(widget)
+    assert "has no pixel to fill (masked or NaN)" in widget.status.value
+
+
 def test_a_lazy_stack_is_read_slice_by_slice_and_restored_like_an_array(
         viewer: Any, open_widget: Any, wait_for_run: Any, session_reports: list[Any]) -> None:
     import dask.array as da

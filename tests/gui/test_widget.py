@@ -198,13 +198,57 @@ def test_bad_mask_is_refused_without_a_run(viewer: Any, open_widget: Any) -> Non
     widget.image.value = image
     n_layers = len(viewer.layers)
     for layer, words in ((wrong_shape, "has shape (32, 32)"), (misaligned, "not aligned"),
-                         (empty, "marks no pixel"), (None, "needs a mask")):
+                         (empty, "marks no pixel"), (None, "no NaN pixel to fill: choose a mask")):
         widget.mask.value = layer
         assert widget.start() is None
         assert words in widget.last_error, widget.last_error
         assert widget.last_error in widget.status.value
         assert widget.worker is None and not widget.is_running
         assert len(viewer.layers) == n_layers
+
+
+def test_nan_pixels_are_the_holes_without_a_mask_layer(viewer: Any, open_widget: Any,
+                                                       wait_for_run: Any) -> None:
+    sample = samples.masked_image(SIZE)
+    gappy = np.where(sample.mask, np.nan, sample.image).astype(np.float32)
+    image = viewer.add_image(gappy, name="gappy")
+    counts = viewer.add_image((sample.image * 4000).astype(np.uint16), name="counts")
+    widget = open_widget(task="inpaint", iterations=6, stop="none")
+    widget.image.value = counts  # integers hold no NaN: a mask layer is needed
+    assert widget.start() is None and "needs a mask layer" in widget.last_error
+    widget.image.value = image
+    assert widget.mask.value is None
+    plan = widget.plan()
+    np.testing.assert_array_equal(~plan.jobs[0].known, sample.mask)
+    assert widget._estimate_request() is not None  # the estimate sees the holes too
+    assert widget.start() is not None, widget.last_error
+    wait_for_run(widget)
+    out = widget.last_output
+    assert out.data.dtype == np.float32 and np.isfinite(out.data).all()
+    np.testing.assert_array_equal(out.data[~sample.mask], gappy[~sample.mask])  # kept
+    assert np.isnan(image.data[sample.mask]).all()  # the input keeps its holes
+
+
+def test_nan_holes_under_camera_noise_take_the_whole_layer_camera(
+        viewer: Any, open_widget: Any, wait_for_run: Any) -> None:
+    """A region preview estimates the camera over the whole layer: its NaN pixels are
+    left out of that estimate, not refused."""
+    sample = samples.noisy_microscopy(128)
+    gappy = sample.image.astype(np.float32)
+    gappy[40:46, 30:90] = np.nan
+    image = viewer.add_image(gappy, name="cells")
+    widget = open_widget(task="inpaint", iterations=2, stop="none", noise="poisson-gaussian")
+    widget.image.value = image
+    shapes = viewer.add_shapes([np.array([[20.0, 20.0], [67.0, 67.0]])],
+                               shape_type="rectangle", name="roi")
+    widget.region.reset_choices()
+    widget.region.value = shapes
+    assert widget.start_region_preview() is not None, widget.last_error
+    wait_for_run(widget)
+    assert not widget.session.error, widget.session.error
+    used = widget.session.output.metadata["specdip"]["noise_model"]
+    assert used["estimated_over"]["of"] == 1
+    assert np.isfinite(widget.session.output.data).all()
 
 
 def test_shapes_mask_is_rasterised_on_the_image_grid(viewer: Any, open_widget: Any) -> None:

@@ -27,7 +27,9 @@ TOOLTIPS: dict[str, str] = {
     "task": ("What to repair. Changing it loads the task's defaults under the chosen preset "
              "into the fields you have not changed yourself."),
     "mask": ("Inpainting: a Labels, Shapes or Image layer that marks the pixels to fill "
-             "(nonzero or inside a shape). It must line up with the image."),
+             "(nonzero or inside a shape). It must line up with the image. Without one, "
+             "the NaN pixels of a float image are filled (a stack's slices without any "
+             "are copied)."),
     "factor": "Super-resolution: how many times larger each side of the result is.",
     "gain": ("Enhancement strength g: result = I + g (I - G), where I is the image and G "
              "the network's smooth fit of it, so I - G is the fine detail that gets "

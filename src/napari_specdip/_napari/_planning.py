@@ -348,6 +348,34 @@ def check_aligned(what: str, layer: Any, info: ImageInfo, ndim: int) -> None:
             f"shear or affine differs. Give the {what} the image's transform.")
 
 
+#: why inpainting cannot start without a mask layer
+NEEDS_MASK = ("inpainting needs a mask layer (Labels, Shapes or Image): nonzero where pixels "
+              "are to be filled; without one, a float image's NaN pixels are filled")
+
+
+def missing_holes(info: ImageInfo, plane: Any) -> npt.NDArray[np.bool_]:
+    """(H, W): the NaN or infinite pixels of one plane of the image, which inpainting
+    fills when no mask layer is chosen, as the engine does (an RGBA layer's alpha is
+    copied, not filled)."""
+    from napari_specdip.core.imaging import missing_pixels
+
+    data = np.asarray(plane)
+    if info.rgb and data.shape[-1] == 4:
+        data = data[..., :3]
+    return missing_pixels(data, channels_last=info.rgb)
+
+
+def nan_holes(info: ImageInfo, plane: Any) -> npt.NDArray[np.bool_]:
+    """:func:`missing_holes` of a plane that must have some (ValueError otherwise)."""
+    if np.dtype(info.data.dtype).kind != "f":
+        raise ValueError(NEEDS_MASK)
+    holes = missing_holes(info, plane)
+    if not holes.any():
+        raise ValueError(f"image {info.name!r} has no NaN pixel to fill: choose a mask layer "
+                         "(Labels, Shapes or Image), nonzero where pixels are to be filled")
+    return holes
+
+
 def mask_array(layer: Any, info: ImageInfo) -> npt.NDArray[np.bool_]:
     """Boolean mask (True: fill) of the image's plane shape or of its whole stack.
 
@@ -497,7 +525,8 @@ class StackSlice:
     stack and a bad slice is still named before any work.
 
     ``where`` names the slice in messages (``"slice z = 3: "``); ``mask`` is its
-    inpainting mask (one that marks no pixel copies the slice through).
+    inpainting mask (one that marks no pixel copies the slice through), or else
+    ``holes_of`` finds it in the slice (:func:`missing_holes`: its NaN pixels).
     """
 
     source: Any
@@ -508,12 +537,14 @@ class StackSlice:
     factor: int = 1
     reference: npt.NDArray[Any] | None = None
     camera_from: CameraSource | None = None
+    holes_of: Callable[[npt.NDArray[Any]], npt.NDArray[np.bool_]] | None = None
 
     def check(self) -> CopiedPlane | LazyJob:
         """Read the slice: a copy of it where there is nothing to restore, else a job
         planned again when its turn comes (raises ValueError naming the slice)."""
         data = np.asarray(self.source[self.index])  # a lazy (dask) plane: read once
-        reason = copy_reason(data, self.mask)
+        mask = self.mask if self.holes_of is None else self.holes_of(data)
+        reason = copy_reason(data, mask)
         if reason is not None:
             return CopiedPlane(data, factor=self.factor, reason=reason)
         # planned again at its turn: a planned slice holds float64 copies, which for
@@ -648,8 +679,8 @@ def with_camera(checked: list[Checked]) -> list[Checked]:
 def refuse_if_all_copied(jobs: Sequence[Job], name: str) -> None:
     """ValueError when every slice of image ``name`` is to be copied through."""
     if jobs and all(isinstance(j, CopiedPlane) for j in jobs):
-        raise ValueError(f"every slice of image {name!r} is constant or has no masked "
-                         "pixel to fill: nothing to restore")
+        raise ValueError(f"every slice of image {name!r} is constant or has no pixel to "
+                         "fill (masked or NaN): nothing to restore")
 
 
 @dataclass

@@ -1151,12 +1151,19 @@ class RestoreWidget(Container[Widget]):
             current = _planning.current_index(layer.world_to_data, self._viewer.dims.point,
                                               info.leading_shape)
         scale = params.factor if params.task == "super-resolve" and params.factor else 1
-        mask = None
+        mask = layer_mask = None
+        # without a mask layer a float image's NaN pixels are the holes, as in restore():
+        # a stack's slices are searched as the worker reads them, one plane's now
+        holes_of = None
         if params.task == "inpaint":
-            if self.mask.value is None:
-                raise ValueError("inpainting needs a mask layer (Labels, Shapes or Image): "
-                                 "nonzero where pixels are to be filled")
-            mask = _planning.mask_array(self.mask.value, info)
+            if self.mask.value is not None:
+                mask = layer_mask = _planning.mask_array(self.mask.value, info)
+            elif info.n_leading == 0 or region is not None:
+                mask = _planning.nan_holes(info, info.data[current] if current else info.data)
+            elif np.dtype(info.data.dtype).kind != "f":
+                raise ValueError(_planning.NEEDS_MASK)
+            else:
+                holes_of = functools.partial(_planning.missing_holes, info)
         reference = None
         if self.reference.value is not None:
             reference = _planning.reference_array(self.reference.value, info, scale)
@@ -1166,16 +1173,17 @@ class RestoreWidget(Container[Widget]):
         # preview, a slice and the whole stack then run with the same values
         camera_from = None
         if ((region is not None or info.n_leading > 0) and params.estimates_camera
-                and (mask is None or mask.ndim == 2)):
-            camera_from = _planning.CameraSource.of_layer(full, mask)
+                and (layer_mask is None or layer_mask.ndim == 2)):
+            # NaN holes need no mask there: the estimate leaves them out by itself
+            camera_from = _planning.CameraSource.of_layer(full, layer_mask)
         if region is not None:
             info = _planning.crop_info(full, region, current)
             lead = tuple(slice(i, i + 1) for i in current)
             if mask is not None:
                 mask = mask[region.slices()] if mask.ndim == 2 else mask[lead + region.slices()]
                 if not mask.any():
-                    raise ValueError("the region holds no masked pixel to fill: move the view "
-                                     "over the holes")
+                    raise ValueError("the region holds no pixel to fill (masked or NaN): "
+                                     "move the view over the holes")
             if reference is not None:
                 plane_ndim = 3 if info.rgb else 2
                 reference = (reference[region.slices(scale)] if reference.ndim == plane_ndim
@@ -1209,7 +1217,7 @@ class RestoreWidget(Container[Widget]):
                 # read and checked by the worker before it restores any slice (the
                 # first one here, so that a setting no slice can take is refused now)
                 pending = _planning.StackSlice(info.data, plane.source, job, where, plane_mask,
-                                               factor, plane_ref, camera_from)
+                                               factor, plane_ref, camera_from, holes_of)
                 jobs.append(pending.check() if k == 0 else pending)
                 continue
             data = np.asarray(info.data[plane.source])
@@ -1263,11 +1271,14 @@ class RestoreWidget(Container[Widget]):
         plane = np.asarray(layer.data[current] if current else layer.data)
         mask = None
         if params.task == "inpaint":
-            if self.mask.value is None:
-                return None
-            mask = _planning.mask_array(self.mask.value, info)
-            if mask.ndim > 2:
-                mask = mask[current]
+            if self.mask.value is not None:
+                mask = _planning.mask_array(self.mask.value, info)
+                if mask.ndim > 2:
+                    mask = mask[current]
+            else:  # a float image's NaN pixels
+                mask = _planning.missing_holes(info, plane)
+                if not mask.any():
+                    return None
         mode = self.stack.value if info.n_leading else None
         planes, _ = _planning.planes(info, mode, current)
         return _estimating.request_for(plane, params, rgb=info.rgb, mask=mask,

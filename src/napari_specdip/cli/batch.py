@@ -490,8 +490,7 @@ def run_batch(args: Any) -> int:
     # one mask for every file; of several series (one per position), the --series one
     mask = (read_image(args.mask, what="mask", series=args.series, series_if_many=True)
             if args.mask else None)
-    if args.task == "inpaint" and mask is None:
-        raise UsageError("--task inpaint needs --mask FILE (nonzero pixels are filled in)")
+    # without --mask each file's NaN pixels are its holes (a file without any fails alone)
     digest = mask_digest(mask.data) if mask is not None else None
     check_folder_writable(out_dir)
 

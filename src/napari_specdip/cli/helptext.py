@@ -348,9 +348,9 @@ _ROWS: tuple[tuple[str, str | None, str], ...] = (
     (f"--preset {{{','.join(PRESETS)}}}", "preset", ""),
     ("--mask FILE", None, "inpainting: nonzero pixels are filled in; the image's spatial shape "
                           "(one mask for all slices) or the stack's shape without channels; a "
-                          "colour mask counts any nonzero channel. `restore` without it fills "
-                          "a float image's NaN or infinite pixels (as the engine does); a NaN "
-                          "pixel under a mask is filled too"),
+                          "colour mask counts any nonzero channel. Without it a float image's NaN "
+                          "or infinite pixels are filled (as the engine does; in a batch, each "
+                          "file's own); a NaN pixel under a mask is filled too"),
     (f"--factor {{{','.join(map(str, SR_FACTORS))}}}", "factor", ""),
     ("--lipschitz, --lambda L", "lipschitz", ""),
     (f"--stop {{{','.join(STOP_RULES)}}}", "stop", ""),

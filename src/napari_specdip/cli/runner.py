@@ -39,6 +39,7 @@ from napari_specdip.cli.files import (
     write_json,
 )
 from napari_specdip.cli.layout import StackLayout, resolve_layout, split_mask
+from napari_specdip.core.imaging import missing_pixels
 from napari_specdip.core.results import CONSTANT
 from napari_specdip.core.results import copy_reason as slice_copy_reason
 
@@ -418,14 +419,8 @@ def non_finite_holes(data: npt.NDArray[Any], layout: StackLayout
     colour = canonical[..., :-1] if layout.alpha else canonical  # alpha: copied, not filled
     holes = np.zeros(layout.stack_shape + layout.spatial_shape, bool)
     for index in np.ndindex(*layout.stack_shape):  # slice by slice: no copy of the stack
-        holes[index] = ~_finite_pixels(colour[index])
+        holes[index] = missing_pixels(colour[index], channels_last=layout.channels is not None)
     return holes if holes.any() else None
-
-
-def _finite_pixels(image: npt.NDArray[Any]) -> npt.NDArray[np.bool_]:
-    """(Y, X): the pixels of a (Y, X) or (Y, X, C) slice whose every value is finite."""
-    finite: npt.NDArray[np.bool_] = np.isfinite(image)
-    return np.asarray(finite.all(axis=-1)) if finite.ndim == 3 else finite
 
 
 def stack_camera(job: FileJob) -> Any:
@@ -507,7 +502,7 @@ def _check_every_slice(job: FileJob) -> None:
                              "mask covers every pixel of this slice: nothing is left to fit")
         if job.task == "inpaint" and data.dtype.kind == "f":
             # NaN pixels join the holes: a slice with nothing else left failed mid-run
-            known = _finite_pixels(data[index])
+            known = ~missing_pixels(data[index], channels_last=job.layout.channels is not None)
             if mask is not None:
                 known &= ~mask.astype(bool)
             if not known.any():

@@ -118,6 +118,27 @@ def is_constant(data: npt.ArrayLike) -> bool:
     return bool(flat.size) and bool(np.isfinite(flat[0])) and bool(np.all(flat == flat[0]))
 
 
+def missing_pixels(image: npt.ArrayLike, *, channels_last: bool = False
+                   ) -> npt.NDArray[np.bool_]:
+    """(H, W): the pixels of a (H, W) image, or (H, W, C) with ``channels_last``, with a
+    NaN or infinite value in any channel: the holes inpainting fills without a mask.
+    All False for integer images.
+
+    Examples
+    --------
+    >>> image = np.ones((2, 3))
+    >>> image[0, 1] = np.nan
+    >>> missing_pixels(image).astype(int)
+    array([[0, 1, 0],
+           [0, 0, 0]])
+    """
+    arr = np.asarray(image)
+    if arr.dtype.kind not in "fc":
+        return np.zeros(arr.shape[:2], bool)
+    missing: npt.NDArray[np.bool_] = ~np.isfinite(arr)
+    return np.asarray(missing.any(axis=-1)) if channels_last else missing
+
+
 def as_array(image: Any, name: str = "image") -> npt.NDArray[Any]:
     """``np.asarray(image)``, once: a lazy (dask, zarr) array is computed here and the
     result used from then on, a torch tensor is detached and copied to the host;

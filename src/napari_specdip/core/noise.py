@@ -773,6 +773,23 @@ class CameraEstimate:
         return {"slices": self.slices, "of": self.of, "samples": self.samples}
 
 
+def _finite_hwc(raw: Any, channel_axis: int | None
+                ) -> tuple[Array, npt.NDArray[np.bool_] | None]:
+    """A slice as float64 (H, W, C), its NaN or infinite values set to its least finite
+    one (as the engine fills holes), and its (H, W) pixels whose every value is finite
+    (None: all of them)."""
+    from napari_specdip.core.imaging import as_hwc
+
+    arr = np.asarray(raw)
+    if arr.dtype.kind == "f":
+        ok = np.isfinite(arr)
+        if not ok.all():  # as_hwc refuses them; the mask leaves them out of the fit
+            finite = np.asarray(as_hwc(ok, channel_axis=channel_axis)[0].all(axis=2), bool)
+            fill = arr[ok].min() if ok.any() else 0
+            return as_hwc(np.where(ok, arr, fill), channel_axis=channel_axis)[0], finite
+    return as_hwc(arr, channel_axis=channel_axis)[0], None
+
+
 class LazySlices(Sequence[Any]):
     """``count`` slices of a stack, slice ``i`` read by ``read(i)`` only when asked for:
     :func:`estimate_camera` reads a few of a long (or lazy) stack."""
@@ -806,7 +823,9 @@ def estimate_camera(slices: Sequence[Any], *, channel_axis: int | None = None,
     channel_axis : int, optional
         Axis of each slice's channels (pooled: one camera).
     known : array_like of bool, optional
-        (H, W), False on pixels to ignore in every slice (inpainting's mask).
+        (H, W), False on pixels to ignore in every slice (inpainting's mask). A pixel
+        that is NaN or infinite in any slice read is ignored as well (missing pixels,
+        as inpainting takes them).
     gain, read_sigma, offset : float, optional
         The camera values that are known; the others are estimated.
 
@@ -829,28 +848,30 @@ def estimate_camera(slices: Sequence[Any], *, channel_axis: int | None = None,
     >>> camera.slices, round(camera.gain, 1)
     (8, 2.0)
     """
-    from napari_specdip.core.imaging import as_hwc
-
     count = len(slices)
     if count == 0:
         raise ValueError("no slices to estimate the camera values from")
-    first, _ = as_hwc(np.asarray(slices[0]), channel_axis=channel_axis)  # always picked
+    first, first_finite = _finite_hwc(slices[0], channel_axis)  # always picked
     shape = first.shape
     take = int(np.clip(STACK_SAMPLED_VALUES // max(1, first.size), 1, count))
     picks = [int(i) for i in np.unique(np.linspace(0, count - 1, take).round())]
     planes: list[Array] = []
+    mask = None if known is None else np.asarray(known, bool)
     for i in picks:
-        values = first if i == 0 else as_hwc(np.asarray(slices[i]), channel_axis=channel_axis)[0]
+        values, valid = ((first, first_finite) if i == 0
+                         else _finite_hwc(slices[i], channel_axis))
         if values.shape != shape:
             raise ValueError(f"slice {i} has shape {values.shape}, slice 0 {shape} (channels "
                              "last): a stack's slices share one")
-        if np.ptp(values) > 0:  # a constant slice (a blank plane) holds no noise to measure
+        usable = values if valid is None else values[valid]
+        if usable.size and np.ptp(usable) > 0:  # a constant slice holds no noise to measure
             planes.append(np.asarray(values, dtype=np.float64))
+            if valid is not None:  # one mask for all slices: a hole in any is left out
+                mask = valid if mask is None else mask & valid
     if not planes:
         raise ValueError("the slices are constant: there is no noise to estimate the camera "
                          "values from")
     data = np.concatenate(planes, axis=2)  # (H, W, slices x channels): channels pool
-    mask = None if known is None else np.asarray(known, bool)
     seen = data if mask is None else data[mask]
     finite = seen[np.isfinite(seen)]
     if finite.size == 0 or float(finite.min()) == float(finite.max()):
