@@ -107,6 +107,7 @@ def test_inpainting_keeps_the_known_pixels_unless_asked_or_noisy(camera64: np.nd
     assert np.array_equal(kept.image[~mask], image[~mask])  # exactly, in the input's dtype
     assert not np.array_equal(kept.image[mask], image[mask])
     assert kept.parameters["kept_known"] is True and kept.parameters["keep_known"] is None
+    assert kept.parameters["filled_pixels"] == np.count_nonzero(mask)
     fitted = restore(image, "inpaint", mask=mask, keep_known=False, **run)
     assert not np.array_equal(fitted.image[~mask], image[~mask])
     np.testing.assert_array_equal(fitted.image[mask], kept.image[mask])  # same fit

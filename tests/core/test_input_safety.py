@@ -637,11 +637,14 @@ def test_nan_pixels_are_holes_to_inpaint(channel_axis: int | None) -> None:
         assert np.isfinite(out).all()
         np.testing.assert_array_equal(out[~holes], data[~holes])  # known pixels kept
     np.testing.assert_array_equal(given.image, alone.image)
+    assert given.parameters["filled_pixels"] == alone.parameters["filled_pixels"] == 80
     assert np.isnan(image[holes]).all()  # the caller's array is untouched
     stray = image.copy()
     stray[0, 0] = np.inf
     with pytest.warns(UserWarning, match="1 pixel.* outside the mask are NaN or infinite"):
-        plan_restore(stray, "inpaint", mask=holes, channel_axis=channel_axis, width=8)
+        both = restore(stray, "inpaint", mask=holes, channel_axis=channel_axis, width=8,
+                       max_iterations=1, stop="none")
+    assert both.parameters["filled_pixels"] == 81  # the record counts the stray one too
     with pytest.raises(ValueError, match=r"NaN or infinite.*task='inpaint' fills them"):
         restore(image, "denoise", channel_axis=channel_axis)
 

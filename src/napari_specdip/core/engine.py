@@ -1501,7 +1501,7 @@ def _fit(job: RestoreJob, device: torch.device, scale: int, start: float,
         keys = dict.fromkeys(k for row in signal_rows for k in row if k != "loss")
         hist.update({k: np.asarray([row.get(k, math.nan) for row in signal_rows]) for k in keys})
         hist.setdefault("signal_iteration", np.zeros(0, dtype=int))
-        params = _recorded(p)
+        params = _recorded(job)
         state = None
         if job.keep_state:
             kept = candidate_state if candidate_state is not None else net.state_dict()
@@ -1607,7 +1607,7 @@ def _fit_tiled(job: RestoreJob, device: torch.device, scale: int, start: float,
         stop_reason=stop_reason,
         stop_iteration=done,
         history=_merged_history(results),
-        parameters={**_recorded(p),
+        parameters={**_recorded(job),
                     "depth": max((int(r.parameters["depth"]) for r in results), default=p.depth),
                     "backtracks": sum(int(r.parameters["backtracks"]) for r in results),
                     "warm_start": False, "channel_axis": job.layout.channel_axis,
@@ -1681,11 +1681,14 @@ def _plan_noise(job: RestoreJob) -> NoiseFit | None:
                       fit=p.noise_fit, camera=job.noise_camera)
 
 
-def _recorded(p: RestoreParameters) -> dict[str, Any]:
+def _recorded(job: RestoreJob) -> dict[str, Any]:
     """The parameters for a run's record, with what their defaults decided."""
+    p = job.params
     params = p.as_dict()
     if p.task == "inpaint":
         params["kept_known"] = p.keeps_known
+        if job.known is not None:  # the mask's, a masked array's and NaN pixels together
+            params["filled_pixels"] = int(job.known.size - np.count_nonzero(job.known))
     return params
 
 
