@@ -59,6 +59,7 @@ def test_a_slice_with_no_hole_is_copied_through_not_smoothed(viewer: Any, open_w
     assert (out.data[0] != data[0]).any()
     meta = out.metadata["specdip"]
     assert meta["stop_reason"] == ["max_iterations", "nothing_to_fill", "max_iterations"]
+    assert meta["mask_layer"] == "holes" and meta["filled_pixels_per_slice"] == [16, 0, 16]
     assert "1 slice was copied through (no pixel to fill)" in widget.status.value
 
 
@@ -75,8 +76,9 @@ def test_a_stacks_nan_pixels_are_filled_without_a_mask_layer(viewer: Any, open_w
     np.testing.assert_array_equal(out.data[1], data[1])
     known = np.isfinite(data)
     np.testing.assert_array_equal(out.data[known], data[known])
-    assert out.metadata["specdip"]["stop_reason"] == ["max_iterations", "nothing_to_fill",
-                                                      "max_iterations"]
+    meta = out.metadata["specdip"]
+    assert meta["stop_reason"] == ["max_iterations", "nothing_to_fill", "max_iterations"]
+    assert meta["mask_layer"] is None and meta["filled_pixels_per_slice"] == [16, 0, 64]
     np.testing.assert_array_equal(viewer.layers["z"].data, given)  # NaN where they were
     # a stack without any NaN pixel: nothing to fill in any slice
     widget.image.value = viewer.add_image(_noisy((2, SIZE, SIZE)), name="whole")

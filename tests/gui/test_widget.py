@@ -226,6 +226,9 @@ def test_nan_pixels_are_the_holes_without_a_mask_layer(viewer: Any, open_widget:
     out = widget.last_output
     assert out.data.dtype == np.float32 and np.isfinite(out.data).all()
     np.testing.assert_array_equal(out.data[~sample.mask], gappy[~sample.mask])  # kept
+    meta = out.metadata["specdip"]
+    assert meta["mask_layer"] is None  # no layer: the NaN pixels
+    assert meta["parameters"]["filled_pixels"] == np.count_nonzero(sample.mask)
     assert np.isnan(image.data[sample.mask]).all()  # the input keeps its holes
 
 

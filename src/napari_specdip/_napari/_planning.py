@@ -700,6 +700,8 @@ class RunPlan:
     region: Box | None = None
     #: each plane starts from the network weights of the plane before
     warm_start: bool = False
+    #: inpainting's mask layer (None: the image's NaN pixels are the holes)
+    mask_layer: str | None = None
 
     @property
     def task(self) -> str:
@@ -897,6 +899,8 @@ def assemble(plan: RunPlan, results: list[RestoreResult]
         image = results[0].image
         meta = results[0].metadata()
         meta["specdip"]["source_layer"] = info.name
+        if plan.task == "inpaint":
+            meta["specdip"]["mask_layer"] = plan.mask_layer
         return image, _with_region(plan, meta)
 
     out = np.empty(plan.out_shape, dtype=results[0].image.dtype)
@@ -926,6 +930,11 @@ def assemble(plan: RunPlan, results: list[RestoreResult]
     models = [r.parameters.get("noise_model") for r in results]
     if any(m is not None for m in models):
         sd["noise_model_per_slice"] = models + [None] * missing
+    if plan.task == "inpaint":
+        sd["mask_layer"] = plan.mask_layer
+        # the parameters are one slice's: each slice's holes are its own
+        sd["filled_pixels_per_slice"] = ([int(r.parameters.get("filled_pixels", 0))
+                                          for r in results] + [0] * missing)
     return out, _with_region(plan, meta)
 
 

@@ -1238,6 +1238,8 @@ class RestoreWidget(Container[Widget]):
             info=info, params=params, planes=planes, jobs=jobs, out_leading=out_leading,
             fixed_index=current, iterated=_planning.iterated_axes(mode, info.n_leading),
             mode_label=mode_label, region=region, warm_start=warm,
+            mask_layer=(None if params.task != "inpaint" or self.mask.value is None
+                        else str(self.mask.value.name)),
         )
         plan.extra["interrupt"] = interrupt
         return plan
