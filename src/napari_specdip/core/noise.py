@@ -387,7 +387,8 @@ def estimate_poisson_gaussian(image: npt.ArrayLike, known: npt.ArrayLike | None 
         (H, W) or (H, W, C) float image on the [0, 1] scale; channels are pooled
         (one camera).
     known : array_like of bool, optional
-        (H, W), False on pixels to ignore (inpainting's missing pixels).
+        (H, W), False on pixels to ignore (inpainting's missing pixels); or (H, W, C),
+        one mask per channel (a stack's slices, each with its own holes).
     gain, intercept, black : float, optional
         Known ``a``, ``b`` or black level (the [0, 1] scale); the others are fitted.
     bins : int, optional
@@ -418,7 +419,8 @@ def estimate_poisson_gaussian(image: npt.ArrayLike, known: npt.ArrayLike | None 
     if z.ndim != 3:
         raise ValueError(f"noise estimation needs a 2D image (+ channels), got shape {z.shape}")
     mask = np.ones(z.shape[:2], bool) if known is None else np.asarray(known, bool)
-    valid = [mask & _unclipped(z[..., c]) for c in range(z.shape[2])]
+    valid = [(mask[..., c] if mask.ndim == 3 else mask) & _unclipped(z[..., c])
+             for c in range(z.shape[2])]
     parts = [_in_bands(_level_samples, z[..., c], valid[c]) for c in range(z.shape[2])]
     detail, ring, level, roughness = (np.concatenate([p[i] for p in parts]) for i in range(4))
     if detail.size < _MIN_SAMPLES:
@@ -448,7 +450,13 @@ def estimate_poisson_gaussian(image: npt.ArrayLike, known: npt.ArrayLike | None 
     source = "given"
     if black is None:
         source = "darkest level"
-        pedestal = float(np.quantile(_in_bands(_dark_samples, z, mask)[0], 0.001))
+        if mask.ndim == 2:
+            dark = _in_bands(_dark_samples, z, mask)[0]
+        else:  # the mean of the channels known at each pixel, where most of them are
+            count = mask.sum(axis=2)
+            known_mean = (np.where(mask, z, 0.0).sum(axis=2) / np.maximum(count, 1))[..., None]
+            dark = _in_bands(_dark_samples, known_mean, 2 * count >= z.shape[2])[0]
+        pedestal = float(np.quantile(dark, 0.001))
         # not above the darkest level fitted, nor implying a negative read variance
         pedestal = max(min(pedestal, float(np.min(x))), -b / a)
         skew = None if a <= 1e-9 else _black_from_skewness(
@@ -856,7 +864,7 @@ def estimate_camera(slices: Sequence[Any], *, channel_axis: int | None = None,
     take = int(np.clip(STACK_SAMPLED_VALUES // max(1, first.size), 1, count))
     picks = [int(i) for i in np.unique(np.linspace(0, count - 1, take).round())]
     planes: list[Array] = []
-    mask = None if known is None else np.asarray(known, bool)
+    valid_of: list[npt.NDArray[np.bool_] | None] = []
     for i in picks:
         values, valid = ((first, first_finite) if i == 0
                          else _finite_hwc(slices[i], channel_axis))
@@ -866,12 +874,17 @@ def estimate_camera(slices: Sequence[Any], *, channel_axis: int | None = None,
         usable = values if valid is None else values[valid]
         if usable.size and np.ptp(usable) > 0:  # a constant slice holds no noise to measure
             planes.append(np.asarray(values, dtype=np.float64))
-            if valid is not None:  # one mask for all slices: a hole in any is left out
-                mask = valid if mask is None else mask & valid
+            valid_of.append(valid)
     if not planes:
         raise ValueError("the slices are constant: there is no noise to estimate the camera "
                          "values from")
     data = np.concatenate(planes, axis=2)  # (H, W, slices x channels): channels pool
+    mask = None if known is None else np.asarray(known, bool)
+    if any(valid is not None for valid in valid_of):
+        # each slice's own missing pixels: their union could leave no window whole
+        per_channel = [np.ones(shape[:2], bool) if valid is None else valid
+                       for valid in valid_of for _ in range(shape[2])]
+        mask = np.stack(per_channel, axis=2) & (True if mask is None else mask[..., None])
     seen = data if mask is None else data[mask]
     finite = seen[np.isfinite(seen)]
     if finite.size == 0 or float(finite.min()) == float(finite.max()):
