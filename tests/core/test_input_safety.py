@@ -639,6 +639,8 @@ def test_nan_pixels_are_holes_to_inpaint(channel_axis: int | None) -> None:
     np.testing.assert_array_equal(given.image, alone.image)
     assert given.parameters["filled_pixels"] == alone.parameters["filled_pixels"] == 80
     assert np.isnan(image[holes]).all()  # the caller's array is untouched
+    with pytest.raises(ValueError, match="every value of the image is NaN or infinite"):
+        restore(np.full_like(image, np.nan), "inpaint", channel_axis=channel_axis)
     stray = image.copy()
     stray[0, 0] = np.inf
     with pytest.warns(UserWarning, match="1 pixel.* outside the mask are NaN or infinite"):

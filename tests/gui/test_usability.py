@@ -493,3 +493,10 @@ def test_engine_messages_use_the_panels_words(make_napari_viewer_proxy: Any) -> 
     message = widget.last_error
     assert "camera gain, read noise and offset" in message and "noise: gaussian" in message
     assert "noise_gain" not in message and "noise='gaussian'" not in message
+    # a NaN layer to denoise: the panel's task, not the API's keyword, fills them
+    gappy = np.random.default_rng(0).random((20, 20))
+    gappy[3, 4] = np.nan
+    widget.image.value = viewer.add_image(gappy, name="gappy")
+    widget.noise.value = "gaussian"
+    assert widget.start() is None
+    assert "(task: inpaint fills them)" in widget.last_error, widget.last_error

@@ -89,7 +89,8 @@ _INFO_STYLE = ""
 #: the engine's option names, as the panel labels them (its messages are the API's)
 _PANEL_WORDS = {"noise_gain": "camera gain", "noise_read_sigma": "read noise",
                 "noise_offset": "offset", "noise_sigma": "noise sigma",
-                "noise_fit": "noise fit", "noise='gaussian'": "noise: gaussian"}
+                "noise_fit": "noise fit", "noise='gaussian'": "noise: gaussian",
+                "task='inpaint'": "task: inpaint"}
 
 
 def in_panel_words(message: str) -> str:

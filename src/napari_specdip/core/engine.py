@@ -199,7 +199,11 @@ def plan_restore(image: Any, task: str = "denoise", *, mask: Any = None, factor:
     image, masked = _unmasked(image, channel_axis)
     image = as_array(image)  # computed once, when lazy
     holes = None
-    if params.task == "inpaint" and image.dtype.kind == "f" and not np.isfinite(image).all():
+    finite = np.isfinite(image) if params.task == "inpaint" and image.dtype.kind == "f" else None
+    if finite is not None and not finite.all():
+        if not finite.any():
+            raise ValueError("every value of the image is NaN or infinite: nothing is left "
+                             "to fit")
         # NaN is how missing pixels are often stored: they are holes to fill, not data
         image, holes = _unmasked(np.ma.masked_invalid(image), channel_axis)
         if holes is not None:
