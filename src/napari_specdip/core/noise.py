@@ -425,8 +425,10 @@ def estimate_poisson_gaussian(image: npt.ArrayLike, known: npt.ArrayLike | None 
     detail, ring, level, roughness = (np.concatenate([p[i] for p in parts]) for i in range(4))
     if detail.size < _MIN_SAMPLES:
         raise ValueError(
-            f"too few usable pixels ({detail.size}) to estimate the noise from the image; "
-            "give the camera's gain and read noise, or use a larger image")
+            f"too few usable pixels ({detail.size}, {_MIN_SAMPLES} needed) to estimate the "
+            "noise from the image (masked or NaN pixels, pixels at its extreme values and "
+            "their neighbours do not count); give the camera's gain and read noise, or use "
+            "a larger image")
     # a robust scale to drop isolated outliers (hot pixels, cosmic rays)
     mad = 1.4826 * float(np.median(np.abs(detail)))
     keep = np.abs(detail) <= 8.0 * max(mad, 1e-12)
