@@ -163,3 +163,21 @@ def remove_layer(qtbot: Any) -> Callable[[Any, Any], None]:
         layers.remove(layer)
 
     return _remove
+
+
+@pytest.fixture
+def preview_rectangle(wait_for_run: Callable[..., None]) -> Callable[..., None]:
+    """``preview_rectangle(viewer, widget, corners)``: draw the rectangle on a Shapes
+    layer, choose it as the preview region and run the region preview to its end."""
+
+    def _preview(viewer: Any, widget: Any, corners: Any) -> None:
+        import numpy as np
+
+        shapes = viewer.add_shapes([np.asarray(corners, float)], shape_type="rectangle",
+                                   name="roi")
+        widget.region.reset_choices()
+        widget.region.value = shapes
+        assert widget.start_region_preview() is not None, widget.last_error
+        wait_for_run(widget)
+
+    return _preview

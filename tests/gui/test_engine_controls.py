@@ -288,6 +288,7 @@ def test_a_stack_shares_one_camera_estimate(viewer: Any, open_widget: Any,
 
 def test_a_part_of_a_layer_takes_the_camera_of_the_whole(viewer: Any, open_widget: Any,
                                                          wait_for_run: Any,
+                                                         preview_rectangle: Any,
                                                          monkeypatch: pytest.MonkeyPatch
                                                          ) -> None:
     """A region preview (48 px of a 256 px microscopy image) and one slice of a stack
@@ -297,12 +298,7 @@ def test_a_part_of_a_layer_takes_the_camera_of_the_whole(viewer: Any, open_widge
     image = viewer.add_image(sample.image, name="cells")
     widget = open_widget(task="denoise", iterations=2, stop="none", noise="poisson-gaussian")
     widget.image.value = image
-    shapes = viewer.add_shapes([np.array([[20.0, 20.0], [67.0, 67.0]])],
-                               shape_type="rectangle", name="roi")
-    widget.region.reset_choices()
-    widget.region.value = shapes
-    assert widget.start_region_preview() is not None, widget.last_error
-    wait_for_run(widget)
+    preview_rectangle(viewer, widget, [[20.0, 20.0], [67.0, 67.0]])
     used = widget.session.output.metadata["specdip"]["noise_model"]
     assert used["estimated_over"]["of"] == 1
     whole = restore(sample.image, noise="poisson-gaussian", max_iterations=1, width=8,

@@ -233,7 +233,7 @@ def test_nan_pixels_are_the_holes_without_a_mask_layer(viewer: Any, open_widget:
 
 
 def test_nan_holes_under_camera_noise_take_the_whole_layer_camera(
-        viewer: Any, open_widget: Any, wait_for_run: Any) -> None:
+        viewer: Any, open_widget: Any, preview_rectangle: Any) -> None:
     """A region preview estimates the camera over the whole layer: its NaN pixels are
     left out of that estimate, not refused."""
     sample = samples.noisy_microscopy(128)
@@ -242,12 +242,7 @@ def test_nan_holes_under_camera_noise_take_the_whole_layer_camera(
     image = viewer.add_image(gappy, name="cells")
     widget = open_widget(task="inpaint", iterations=2, stop="none", noise="poisson-gaussian")
     widget.image.value = image
-    shapes = viewer.add_shapes([np.array([[20.0, 20.0], [67.0, 67.0]])],
-                               shape_type="rectangle", name="roi")
-    widget.region.reset_choices()
-    widget.region.value = shapes
-    assert widget.start_region_preview() is not None, widget.last_error
-    wait_for_run(widget)
+    preview_rectangle(viewer, widget, [[20.0, 20.0], [67.0, 67.0]])
     assert not widget.session.error, widget.session.error
     used = widget.session.output.metadata["specdip"]["noise_model"]
     assert used["estimated_over"]["of"] == 1
