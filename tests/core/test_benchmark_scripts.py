@@ -67,6 +67,15 @@ def test_estimate_accuracy_smoke(load: object, capsys: pytest.CaptureFixture[str
     assert "| camera | 32 | paper | denoise | 1 |" in out and "within 1.5x:" in out
     rows = (tmp_path / "est.json").read_text()
     assert '"iterations": 5' in rows and '"ratio"' in rows
+    # --large also estimates on the whole image, and leaves the crop's threshold as it was
+    from napari_specdip.core import estimate as est
+
+    share = est.TIMING_CROP_SHARE
+    assert bench.main(["--large", "--size", "32", "--cases", "1", "--iterations", "2",
+                       "--out", str(tmp_path / "large")]) == 0
+    assert est.TIMING_CROP_SHARE == share
+    assert "| whole-image estimate ms/it |" in capsys.readouterr().out
+    assert '"whole_s_per_it"' in (tmp_path / "large.json").read_text()
 
 
 def test_region_preview_smoke(load: object, capsys: pytest.CaptureFixture[str],

@@ -365,3 +365,39 @@ def test_the_warm_up_crop_holds_pixels_to_fit_and_no_handed_on_network() -> None
     assert crop.warm_start is None and not crop.keep_state
     small = plan_restore(image[:50, :60], width=8, device="cpu")
     assert est._warm_up_job(small) is small  # no larger than the crop: itself
+
+
+def test_a_large_image_is_timed_on_a_crop_at_its_depth_and_scaled_by_its_pixels(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """On the CPU a step costs about the same per pixel at one depth, so a large image's
+    few timed steps run on a centre crop (seconds instead of minutes at 1024 px)."""
+    monkeypatch.setattr(est, "TIMING_CROP_SIDE", 48)
+    monkeypatch.setattr(est, "_CALIBRATION", {})
+    trials: list[tuple[tuple[int, ...], int | None]] = []
+    real_trial = est._trial
+
+    def recording(job: Any, steps: int, cancel: Any, **kwargs: Any) -> Any:
+        if kwargs.get("stage", True):
+            trials.append((job.observation.shape, job.params.depth))
+        return real_trial(job, steps, cancel, **kwargs)
+
+    monkeypatch.setattr(est, "_trial", recording)
+    image = np.random.default_rng(6).random((96, 120))
+    options = {"width": 8, "max_iterations": 10, "device": "cpu", "refine": "none"}
+    found = estimate(image, **options)
+    job = plan_restore(image, **options)
+    depth = est.network_depth(job.params, 96, 120)
+    assert trials == [((48, 48, 1), depth)]  # the crop only, at the image's depth
+    crop = est._timing_crop(job)
+    assert crop is not None and crop.params.depth == depth
+    per_step, setup = est._CALIBRATION[est._calibration_key(crop, torch.device("cpu"))]
+    share = (np.prod(est.canvas_shape(job.params, 96, 120))
+             / np.prod(est.canvas_shape(crop.params, 48, 48)))
+    assert found.seconds_per_iteration == pytest.approx(per_step * share)
+    assert found.setup_seconds == pytest.approx(setup * share)
+    # up to twice the crop's pixels, or a centre with nothing to fit: the whole image
+    assert est._timing_crop(plan_restore(image[:64, :64], **options)) is None
+    mask = np.zeros(image.shape, dtype=bool)
+    mask[24:72, 32:80] = True  # the centre crop (on the 8 px grid), all holes
+    inpaint = {k: v for k, v in options.items() if k != "refine"}
+    assert est._timing_crop(plan_restore(image, "inpaint", mask=mask, **inpaint)) is None

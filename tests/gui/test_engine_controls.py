@@ -158,6 +158,40 @@ def test_estimate_is_measured_in_the_background_and_follows_the_settings(
     assert "for 3 slices" in widget.estimate_label.value
 
 
+def test_a_run_ends_the_estimate_being_measured_and_measures_again_after(
+        viewer: Any, open_widget: Any, qtbot: Any, wait_for_run: Any,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """A large image's estimate takes seconds of real steps: a run started meanwhile
+    ends it at its next step instead of sharing the cores with it."""
+    from napari_specdip._napari import _estimating
+    from napari_specdip.core.estimate import EstimateCancelled
+
+    calls: list[Any] = []
+    measure = _estimating.run_estimate
+
+    def slow_first(request: Any) -> Any:
+        calls.append(request)
+        if len(calls) == 1:  # still timing its steps when Run is pressed
+            assert request.cancel.wait(30)
+            raise EstimateCancelled("the estimate was cancelled")
+        return measure(request)
+
+    monkeypatch.setattr(_estimating, "run_estimate", slow_first)
+    image = viewer.add_image(samples.noisy_photo(SIZE).image, name="photo", rgb=True)
+    widget = open_widget(task="denoise", iterations=4, stop="none")
+    widget.image.value = image
+    widget._estimate_timer.stop()  # measured now, not after the settings' debounce
+    assert widget.refresh_estimate() is not None
+    qtbot.waitUntil(lambda: len(calls) == 1, timeout=5_000)
+    assert widget.start() is not None, widget.last_error
+    qtbot.waitUntil(lambda: calls[0].cancel.is_set(), timeout=5_000)
+    wait_for_run(widget)
+    # measured again once the run is over; the cut-short answer is never shown
+    qtbot.waitUntil(lambda: widget.last_estimate is not None, timeout=30_000)
+    assert len(calls) == 2 and not calls[1].cancel.is_set()
+    assert widget.estimate_label.value.startswith("≈"), widget.estimate_label.value
+
+
 def test_a_run_that_will_not_fit_is_flagged_and_refused(
         viewer: Any, open_widget: Any, qtbot: Any, monkeypatch: pytest.MonkeyPatch) -> None:
     from napari_specdip.core import estimate

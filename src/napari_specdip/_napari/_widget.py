@@ -139,6 +139,8 @@ AUTO_NEEDS_HOLDOUT = ("The auto stop rule watches held-out pixels, but 'held-out
 ESTIMATE_DELAY_MS = 500
 #: seconds a closing widget waits at most for the estimate being measured
 ESTIMATE_CLOSE_WAIT_S = 30.0
+#: the line under Run while the estimate is measured
+ESTIMATING = "estimating time and memory…"
 #: the tiles control: the whole image, the engine's choice, or a tile side
 TILE_CHOICES: list[tuple[str, int | str]] = [
     ("whole image", 0), ("auto (CPU, 512 px up)", "auto"),
@@ -1312,7 +1314,7 @@ class RestoreWidget(Container[Widget]):
             return None
         self._estimate_generation += 1
         generation = self._estimate_generation
-        self._show_estimate("estimating time and memory…", _INFO_STYLE)
+        self._show_estimate(ESTIMATING, _INFO_STYLE)
         params = self.parameters(notify=False)
         planes = request.planes
 
@@ -1394,6 +1396,17 @@ class RestoreWidget(Container[Widget]):
             self._refuse(str(exc))
             return None
         return self._launch(plan)
+
+    def _drop_estimate(self) -> None:
+        """A run starting ends the estimate being measured at its next step (it would
+        share the cores with the run), and a new one is measured when the run ends."""
+        if self._estimate_worker is None:
+            return
+        self._estimate_generation += 1  # its answer, cut short, is not shown
+        self._estimate_cancel.set()
+        self._estimate_pending = True
+        if self._estimate_shown[0] == ESTIMATING:
+            self._estimate_shown = ("", _INFO_STYLE)
 
     def _hold_estimate(self) -> None:
         """No measuring while a run starts; one that was due is made when the run ends
@@ -1496,6 +1509,7 @@ class RestoreWidget(Container[Widget]):
     def _launch(self, plan: _planning.RunPlan, *, budget_s: float | None = None,
                 region_layer: Any = None) -> Any:
         self.last_error = ""
+        self._drop_estimate()
         if plan.region is None:
             # last_output stays until this run adds its own: a run stopped before a
             # useful result, or one that fails, leaves the last result (and Save) as it was

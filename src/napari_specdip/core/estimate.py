@@ -65,6 +65,14 @@ MAX_TIMED_STEPS = 6
 #: Side of the centre crop whose one untimed step warms a process's imports and first
 #: kernel calls before the first timing (a full-size step and setup: seconds at 512 px)
 WARM_UP_SIDE = 64
+#: On the CPU a step's time grows with the pixels at a given network depth (balanced,
+#: depth 5, two threads: 12.6, 13.8, 14.0 and 14.2 s per megapixel at 256, 384, 512 and
+#: 1024 px), so an image of more than ``TIMING_CROP_SHARE`` times this side squared is
+#: timed on a centre crop of it at its own depth, and the crop's seconds scaled by the
+#: pixels: the whole image's seven steps took 131 s at 1024 px (balanced), a 384 px
+#: crop's 25 (a 256 px crop's 8, but its steps 10-20% under the large images')
+TIMING_CROP_SIDE = 384
+TIMING_CROP_SHARE = 2.0
 
 
 @dataclass(frozen=True)
@@ -666,6 +674,14 @@ def _timed(job: RestoreJob, cancel: Interrupt | None) -> tuple[float, float]:
     key = _calibration_key(job, device)
     if key in _CALIBRATION:
         return _CALIBRATION[key]
+    crop = _timing_crop(job) if device.type == "cpu" else None  # a GPU is not linear
+    if crop is not None:
+        per_step, setup = _timed(crop, cancel)
+        (height, width), (rows, cols) = job.observation.shape[:2], crop.observation.shape[:2]
+        full = np.prod(canvas_shape(p, height, width, job.scale), dtype=np.float64)
+        part = np.prod(canvas_shape(crop.params, rows, cols, crop.scale), dtype=np.float64)
+        _CALIBRATION[key] = (per_step * float(full / part), setup * float(full / part))
+        return _CALIBRATION[key]
     if (str(device), p.task) not in _WARM:
         # the process's first fit also pays for imports and first kernel calls, which a
         # later fit (the run itself) does not: one step first, untimed, on a small crop
@@ -691,20 +707,40 @@ def _timed(job: RestoreJob, cancel: Interrupt | None) -> tuple[float, float]:
 
 
 def _warm_up_job(job: RestoreJob) -> RestoreJob:
-    """``job`` on a centre crop of at most :data:`WARM_UP_SIDE` px a side (corners on
-    the 8 px grid of JPEG blocks); the whole job where the crop holds no known pixel to
-    fit (inside an inpainting mask)."""
+    """``job`` on a centre crop of at most :data:`WARM_UP_SIDE` px a side; the whole
+    job where the crop holds no known pixel to fit (inside an inpainting mask)."""
+    return _centre_crop(job, WARM_UP_SIDE) or job
+
+
+def _timing_crop(job: RestoreJob) -> RestoreJob | None:
+    """``job`` on a centre crop of :data:`TIMING_CROP_SIDE` px a side at the whole
+    image's network depth, for an image of more than :data:`TIMING_CROP_SHARE` times
+    its pixels (None: time the whole job)."""
+    height, width = job.observation.shape[:2]
+    if height * width <= TIMING_CROP_SHARE * TIMING_CROP_SIDE**2:
+        return None
+    crop = _centre_crop(job, TIMING_CROP_SIDE)
+    if crop is None:
+        return None
+    depth = network_depth(job.params, height, width, job.scale)
+    return dataclasses.replace(crop, params=crop.params.replace(depth=depth))
+
+
+def _centre_crop(job: RestoreJob, side: int) -> RestoreJob | None:
+    """``job`` on a centre crop of at most ``side`` px a side (corners on the 8 px grid
+    of JPEG blocks); None where the image is no larger or the crop holds no known pixel
+    to fit (inside an inpainting mask)."""
     from napari_specdip.core.tiling import Tile
 
     height, width = job.observation.shape[:2]
-    if height <= WARM_UP_SIDE and width <= WARM_UP_SIDE:
-        return job
-    rows, cols = min(height, WARM_UP_SIDE), min(width, WARM_UP_SIDE)
+    if height <= side and width <= side:
+        return None
+    rows, cols = min(height, side), min(width, side)
     top, left = (height - rows) // 2 // 8 * 8, (width - cols) // 2 // 8 * 8
     crop = Tile(top=top, bottom=top + rows, left=left, right=left + cols,
                 core=(top, top + rows, left, left + cols))
     if job.known is not None and not job.known[crop.slices()].any():
-        return job
+        return None
     # a network handed on from another slice has the whole image's input: not the crop's
     return dataclasses.replace(job.tile_job(crop), warm_start=None, keep_state=False)
 
@@ -748,7 +784,9 @@ def estimate(image: Any, task: str = "denoise", *, channel_axis: int | None = No
     Takes the arguments of :func:`~napari_specdip.restore`. Memory is estimated
     from shapes alone; time from a few real steps on the device (a second or
     two on a small image, cached for the process per device, size, channels,
-    width, depth, network, upsampler, threads, Wiener stage and noise model).
+    width, depth, network, upsampler, threads, Wiener stage and noise model; on
+    the CPU an image of more than twice :data:`TIMING_CROP_SIDE` squared pixels is
+    timed on a centre crop at its own depth and scaled by its pixels).
     Nothing is run when the job would not fit into memory (``seconds`` is then NaN). Setting ``cancel`` (an
     object with ``is_set()``, e.g. a ``threading.Event``) ends the timing at its next
     step with :class:`EstimateCancelled`.
