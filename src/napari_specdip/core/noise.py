@@ -833,9 +833,9 @@ def estimate_camera(slices: Sequence[Any], *, channel_axis: int | None = None,
     channel_axis : int, optional
         Axis of each slice's channels (pooled: one camera).
     known : array_like of bool, optional
-        (H, W), False on pixels to ignore in every slice (inpainting's mask). A pixel
-        that is NaN or infinite in any slice read is ignored as well (missing pixels,
-        as inpainting takes them).
+        (H, W), False on pixels to ignore in every slice (inpainting's mask). A slice's
+        NaN or infinite pixels are ignored in that slice as well (missing pixels, as
+        inpainting takes them).
     gain, read_sigma, offset : float, optional
         The camera values that are known; the others are estimated.
 
