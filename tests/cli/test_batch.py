@@ -313,6 +313,7 @@ def test_batch_inpainting_without_a_mask_fills_each_files_nan_pixels(tmp_path: P
     np.testing.assert_array_equal(filled[1], stack[1])
     meta = json.loads((out / "gaps.tif.json").read_text())["specdip"]
     assert [s["stop_reason"] for s in meta["slices"]] == ["max_iterations", "nothing_to_fill"]
+    assert meta["mask"] is None and meta["holes"] == "nan"
     # a rerun skips what is done; with a mask file it would be other options
     again = run_cli(*args)
     assert _table(again.stdout)["gaps.tif"][1] == "skipped", again.stdout

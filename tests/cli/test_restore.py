@@ -114,6 +114,7 @@ def test_inpainting_with_mask(images: dict[str, Path], tmp_path: Path) -> None:
     assert proc.returncode == 0, proc.stderr
     assert iio.imread(out).shape == (48, 40)
     assert _sidecar(out)["mask"] == str(images["mask"].resolve())
+    assert "holes" not in _sidecar(out)
 
 
 def test_inpainting_without_a_mask_fills_the_nan_pixels(tmp_path: Path,
@@ -138,7 +139,7 @@ def test_inpainting_without_a_mask_fills_the_nan_pixels(tmp_path: Path,
     # the slice without a hole is copied, as a mask that marks none of it would have it
     assert [s["stop_reason"] for s in meta["slices"]] == ["max_iterations", "nothing_to_fill",
                                                         "max_iterations"]
-    assert meta["mask"] is None and len(meta["mask_sha256"]) == 64
+    assert meta["mask"] is None and len(meta["mask_sha256"]) == 64 and meta["holes"] == "nan"
     # without NaN pixels there is nothing to fill: a mask is needed
     plain = tmp_path / "plain.tif"
     tifffile.imwrite(plain, rng.random((32, 32)))

@@ -822,6 +822,8 @@ def build_sidecar(job: FileJob, runs: list[dict[str, Any]], image: npt.NDArray[A
         "output": str(job.output.resolve()),
         "mask": str(job.mask_path.resolve()) if job.mask_path else None,
         "mask_sha256": job.mask_digest,
+        # inpainting without --mask: the holes are the input's own (their digest above)
+        **({"holes": "nan"} if job.task == "inpaint" and job.mask_path is None else {}),
         "reference": str(job.reference_path.resolve()) if job.reference_path else None,
         "started": started,
         "finished": now_iso(),
