@@ -351,12 +351,18 @@ def test_the_warm_up_crop_holds_pixels_to_fit_and_no_handed_on_network() -> None
     crop = est._warm_up_job(job)
     assert crop.observation.shape == (64, 64, 1) and crop.known is not None
     assert crop.known.all()  # the hole lies outside the centre
-    # a centre wholly inside the mask has nothing to fit: the whole job warms up
+    # a centre wholly inside the mask has nothing to fit: the crop moves to the known
+    # pixels nearest to it (the whole job would take minutes a step on a large image)
     mask = np.ones(image.shape, dtype=bool)
     mask[:4, :4] = False
     with pytest.warns(UserWarning, match="invert"):
         job = plan_restore(image, "inpaint", mask=mask, width=8, device="cpu")
-    assert est._warm_up_job(job) is job
+    crop = est._warm_up_job(job)
+    assert crop.observation.shape == (64, 64, 1) and crop.known is not None
+    assert crop.known[:4, :4].all() and crop.known.sum() == 16
+    mask[:4, :4] = True
+    with pytest.raises(ValueError):  # no known pixel anywhere: refused before any crop
+        plan_restore(image, "inpaint", mask=mask, width=8, device="cpu")
     state = restore(image[:32, :32], width=8, depth=3, max_iterations=2, device="cpu",
                     keep_state=True).state
     assert state is not None
@@ -395,9 +401,15 @@ def test_a_large_image_is_timed_on_a_crop_at_its_depth_and_scaled_by_its_pixels(
              / np.prod(est.canvas_shape(crop.params, 48, 48)))
     assert found.seconds_per_iteration == pytest.approx(per_step * share)
     assert found.setup_seconds == pytest.approx(setup * share)
-    # up to twice the crop's pixels, or a centre with nothing to fit: the whole image
+    # up to twice the crop's pixels: the whole image
     assert est._timing_crop(plan_restore(image[:64, :64], **options)) is None
     mask = np.zeros(image.shape, dtype=bool)
     mask[24:72, 32:80] = True  # the centre crop (on the 8 px grid), all holes
     inpaint = {k: v for k, v in options.items() if k != "refine"}
-    assert est._timing_crop(plan_restore(image, "inpaint", mask=mask, **inpaint)) is None
+    job = plan_restore(image, "inpaint", mask=mask, **inpaint)
+    crop = est._timing_crop(job)
+    # around the known pixel nearest to the centre (48, 80): rows 24-71, columns 56-103
+    assert crop is not None and crop.known is not None and crop.params.depth == depth
+    np.testing.assert_array_equal(crop.known, ~mask[24:72, 56:104])
+    np.testing.assert_array_equal(crop.observation[crop.known],
+                                  job.observation[24:72, 56:104][crop.known])

@@ -707,40 +707,51 @@ def _timed(job: RestoreJob, cancel: Interrupt | None) -> tuple[float, float]:
 
 
 def _warm_up_job(job: RestoreJob) -> RestoreJob:
-    """``job`` on a centre crop of at most :data:`WARM_UP_SIDE` px a side; the whole
-    job where the crop holds no known pixel to fit (inside an inpainting mask)."""
-    return _centre_crop(job, WARM_UP_SIDE) or job
+    """``job`` on a crop of at most :data:`WARM_UP_SIDE` px a side (see :func:`_crop`)."""
+    return _crop(job, WARM_UP_SIDE) or job
 
 
 def _timing_crop(job: RestoreJob) -> RestoreJob | None:
-    """``job`` on a centre crop of :data:`TIMING_CROP_SIDE` px a side at the whole
-    image's network depth, for an image of more than :data:`TIMING_CROP_SHARE` times
-    its pixels (None: time the whole job)."""
+    """``job`` on a crop of :data:`TIMING_CROP_SIDE` px a side (see :func:`_crop`) at
+    the whole image's network depth, for an image of more than
+    :data:`TIMING_CROP_SHARE` times its pixels (None: time the whole job)."""
     height, width = job.observation.shape[:2]
     if height * width <= TIMING_CROP_SHARE * TIMING_CROP_SIDE**2:
         return None
-    crop = _centre_crop(job, TIMING_CROP_SIDE)
+    crop = _crop(job, TIMING_CROP_SIDE)
     if crop is None:
         return None
     depth = network_depth(job.params, height, width, job.scale)
     return dataclasses.replace(crop, params=crop.params.replace(depth=depth))
 
 
-def _centre_crop(job: RestoreJob, side: int) -> RestoreJob | None:
-    """``job`` on a centre crop of at most ``side`` px a side (corners on the 8 px grid
-    of JPEG blocks); None where the image is no larger or the crop holds no known pixel
-    to fit (inside an inpainting mask)."""
+def _crop(job: RestoreJob, side: int) -> RestoreJob | None:
+    """``job`` on a crop of at most ``side`` px a side (corners on the 8 px grid of JPEG
+    blocks): the centre, or where an inpainting mask covers the centre, around the known
+    pixel nearest to it (a crop with nothing to fit would not run, and the whole image
+    takes minutes a step when large). None where the image is no larger than the crop."""
     from napari_specdip.core.tiling import Tile
 
     height, width = job.observation.shape[:2]
     if height <= side and width <= side:
         return None
     rows, cols = min(height, side), min(width, side)
-    top, left = (height - rows) // 2 // 8 * 8, (width - cols) // 2 // 8 * 8
+    centre_row, centre_col = height // 2, width // 2
+
+    def bounds(row: int, col: int, grid: int) -> tuple[int, int]:
+        top = min(max(row - rows // 2, 0), height - rows) // grid * grid
+        left = min(max(col - cols // 2, 0), width - cols) // grid * grid
+        return top, left
+
+    top, left = bounds(centre_row, centre_col, 8)
+    if job.known is not None and not job.known[top:top + rows, left:left + cols].any():
+        found = np.argwhere(job.known)
+        if len(found) == 0:
+            return None
+        nearest = np.argmin(np.square(found - (centre_row, centre_col)).sum(axis=1))
+        top, left = bounds(int(found[nearest][0]), int(found[nearest][1]), 1)
     crop = Tile(top=top, bottom=top + rows, left=left, right=left + cols,
                 core=(top, top + rows, left, left + cols))
-    if job.known is not None and not job.known[crop.slices()].any():
-        return None
     # a network handed on from another slice has the whole image's input: not the crop's
     return dataclasses.replace(job.tile_job(crop), warm_start=None, keep_state=False)
 
@@ -786,7 +797,8 @@ def estimate(image: Any, task: str = "denoise", *, channel_axis: int | None = No
     two on a small image, cached for the process per device, size, channels,
     width, depth, network, upsampler, threads, Wiener stage and noise model; on
     the CPU an image of more than twice :data:`TIMING_CROP_SIDE` squared pixels is
-    timed on a centre crop at its own depth and scaled by its pixels).
+    timed on a centre crop at its own depth and scaled by its pixels; where an
+    inpainting mask covers the centre, around the known pixels nearest to it).
     Nothing is run when the job would not fit into memory (``seconds`` is then NaN). Setting ``cancel`` (an
     object with ``is_set()``, e.g. a ``threading.Event``) ends the timing at its next
     step with :class:`EstimateCancelled`.
