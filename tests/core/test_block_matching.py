@@ -3,6 +3,8 @@ pilot it gives the Wiener stage), collaborative Wiener filtering. Small images, 
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pytest
 import torch
@@ -78,6 +80,48 @@ def test_it_denoises_a_photo_better_than_smoothing(rgb: bool) -> None:
     assert _mse(estimate, clean) < 0.8 * _mse(smoothed, clean)
     assert _mse(estimate, clean) < _mse(noisy, clean) / 3
     np.testing.assert_array_equal(estimate, hard_threshold_estimate(noisy, sigma))
+
+
+def test_the_bior15_transform_is_the_normalised_wavelet_decomposition() -> None:
+    m = bm.bior15_matrix(8)
+    np.testing.assert_allclose(np.linalg.norm(m, axis=1), 1.0)
+    np.testing.assert_allclose(m[0], np.full(8, 8 ** -0.5))  # the block's mean
+    # bior1.5's high pass is Haar's: the finest details are pairs' differences
+    haar = np.kron(np.eye(4), [2 ** -0.5, -(2 ** -0.5)])
+    np.testing.assert_allclose(m[4:], haar, atol=1e-12)
+    # the coarsest detail: the analysis low pass of length 10 smears it over the block
+    np.testing.assert_allclose(m[1], [0.21942, 0.44928, 0.44928, 0.21942,
+                                      -0.21942, -0.44928, -0.44928, -0.21942], atol=5e-5)
+    assert np.linalg.cond(m) < 10  # invertible, and the inverse is well behaved
+
+
+def test_the_bior15_transform_is_pywavelets_decomposition() -> None:
+    pywt = pytest.importorskip("pywt")
+    rows = []
+    for i in range(8):
+        with warnings.catch_warnings():  # three levels of 8 values: all boundary, as BM3D has it
+            warnings.simplefilter("ignore", UserWarning)
+            rows.append(np.concatenate(pywt.wavedec(np.eye(8)[i], "bior1.5",
+                                                    mode="periodization", level=3)))
+    expected = np.array(rows).T
+    expected /= np.linalg.norm(expected, axis=1, keepdims=True)
+    np.testing.assert_allclose(bm.bior15_matrix(8), expected, atol=1e-12)
+
+
+def test_several_transforms_average_their_estimates_from_one_matching() -> None:
+    clean = img_as_float(center_crop(data.camera(), 48))[..., None]
+    noisy = clean + np.random.default_rng(3).normal(0, 0.1, clean.shape)
+    dct = hard_threshold_estimate(noisy, 0.1, transforms=("dct",))
+    wavelet = hard_threshold_estimate(noisy, 0.1)  # BM3D's own: bior1.5
+    np.testing.assert_array_equal(wavelet, hard_threshold_estimate(noisy, 0.1,
+                                                                   transforms=("bior1.5",)))
+    assert not np.allclose(dct, wavelet)
+    both = hard_threshold_estimate(noisy, 0.1, transforms=("dct", "bior1.5"))
+    np.testing.assert_allclose(both, (dct + wavelet) / 2, atol=1e-6)
+    for error in (_mse(dct, clean), _mse(wavelet, clean), _mse(both, clean)):
+        assert error < _mse(noisy, clean) / 3
+    with pytest.raises(ValueError, match="transforms must be among"):
+        hard_threshold_estimate(noisy, 0.1, transforms=("haar",))
 
 
 def test_small_or_noiseless_images_come_back_unchanged() -> None:

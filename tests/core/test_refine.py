@@ -143,12 +143,15 @@ def test_the_pilot_blends_the_network_with_block_matching() -> None:
     record = on.parameters["refined"]
     assert record["pilot"] == (
         f"{share:g} x the network's output + {1 - share:g} x block matching "
-        "(BM3D's first step)")
+        "(BM3D's first step, blocks in dct and bior1.5, averaged)")
     assert record["filter"] == (
         f"{grouped:g} x BM3D's second step (groups matched on the pilot) + "
         f"{1 - grouped:g} x the Wiener filter on every 8 x 8 patch")
     obs = noisy[..., None]
-    pilot = share * off.image[..., None] + (1 - share) * hard_threshold_estimate(obs, sigma)
+    # the mean of the two transforms' estimates (test_block_matching.py checks that)
+    assert refine.PILOT_TRANSFORMS == ("dct", "bior1.5")
+    first = hard_threshold_estimate(obs, sigma, transforms=refine.PILOT_TRANSFORMS)
+    pilot = share * off.image[..., None] + (1 - share) * first
     expected = np.clip(grouped * wiener_estimate(obs, pilot, sigma)
                        + (1 - grouped) * wiener_refine(obs, pilot, sigma ** 2), 0, 1)[..., 0]
     np.testing.assert_allclose(on.image, expected, atol=1e-6)

@@ -5,8 +5,9 @@ second for its filter.
 
 Each reference block (8 x 8, every 3 px) is grouped with the blocks most like it within
 19 px of it (a little further for some: references are matched 8 x 8 at a time, against the
-blocks near any of them; on the luminance for colour), the group is transformed (2D DCT of
-each block, Haar across the blocks), its coefficients under 2.7 sigma are set to zero, and
+blocks near any of them; on the luminance for colour), the group is transformed (BM3D's 2D
+bior1.5 wavelet of each block, or the DCT, or each in turn with the estimates averaged; Haar
+across the blocks), its coefficients under 2.7 sigma are set to zero, and
 the blocks come back, averaged into the image with weights that favour sparse groups and a
 Kaiser window. Blocks that repeat across the image, which an early-stopped network smooths, are
 averaged with their like: the first estimate an image of repeated structure needs
@@ -20,7 +21,7 @@ empirical Wiener weight ``P**2 / (P**2 + sigma**2)`` of the pilot's group ``P``.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 
 import numpy as np
 import numpy.typing as npt
@@ -42,6 +43,8 @@ THRESHOLD = 2.7
 #: adds; the noise's own 2 sigma**2 is added back at each level
 MATCH = (3000.0 - 2 * 25.0**2) / 255.0**2
 KAISER_BETA = 2.0
+#: the 2D transforms a block can be filtered in
+BLOCK_TRANSFORMS = ("dct", "bior1.5")
 #: BM3D's second-step settings: groups of up to 32, matched on the pilot under a mean squared
 #: difference per pixel of 400 (0-255 scale), which its small noise is not added to
 WIENER_GROUP = 32
@@ -52,11 +55,16 @@ _CHUNK = 4096
 
 
 def hard_threshold_estimate(observation: npt.ArrayLike, sigma: float, *,
+                            transforms: Sequence[str] = ("bior1.5",),
                             device: torch.device | str = "cpu") -> npt.NDArray[np.float64]:
     """BM3D's first estimate of an ``(H, W, C)`` image with white Gaussian noise of
     deviation ``sigma`` (same scale as the image). Colour (3 channels) is filtered in
     opponent colours with groups matched on the luminance, other channels with groups
     matched on their mean.
+
+    ``transforms`` names the 2D transform of each block: ``"bior1.5"`` (BM3D's, a
+    biorthogonal spline wavelet) or ``"dct"``; with several, the mean of the estimates
+    made with each from one block matching.
 
     Images smaller than a block, or without noise, come back unchanged.
 
@@ -70,6 +78,9 @@ def hard_threshold_estimate(observation: npt.ArrayLike, sigma: float, *,
     >>> bool(np.mean((estimate - clean) ** 2) < np.mean((noisy - clean) ** 2) / 4)
     True
     """
+    names = tuple(transforms)
+    if not names or any(name not in BLOCK_TRANSFORMS for name in names):
+        raise ValueError(f"transforms must be among {BLOCK_TRANSFORMS}, got {names}")
     y = np.asarray(observation, dtype=np.float64)
     if y.ndim != 3:
         raise ValueError(f"observation must be (H, W, C), got shape {y.shape}")
@@ -78,7 +89,7 @@ def hard_threshold_estimate(observation: npt.ArrayLike, sigma: float, *,
         return y.copy()
     # the matched image's own noise adds 2 sigma**2 to two blocks' mean squared difference
     noise = sigma**2 if channels == 3 else sigma**2 / channels
-    return _collaborative_filter(y, None, sigma, MATCH + 2.0 * noise, GROUP, device)
+    return _collaborative_filter(y, None, sigma, MATCH + 2.0 * noise, GROUP, device, names)
 
 
 def wiener_estimate(observation: npt.ArrayLike, pilot: npt.ArrayLike, sigma: float, *,
@@ -105,14 +116,16 @@ def wiener_estimate(observation: npt.ArrayLike, pilot: npt.ArrayLike, sigma: flo
     y, p = observation_and_pilot(observation, pilot)
     if sigma <= 0 or min(y.shape[:2]) < BLOCK:
         return y.copy()
-    return _collaborative_filter(y, p, sigma, WIENER_MATCH, WIENER_GROUP, device)
+    return _collaborative_filter(y, p, sigma, WIENER_MATCH, WIENER_GROUP, device, ("dct",))
 
 
 def _collaborative_filter(y: npt.NDArray[np.float64], pilot: npt.NDArray[np.float64] | None,
                           sigma: float, threshold: float, group: int,
-                          device: torch.device | str) -> npt.NDArray[np.float64]:
+                          device: torch.device | str, names: tuple[str, ...]
+                          ) -> npt.NDArray[np.float64]:
     """Either step on an ``(H, W, C)`` image: hard thresholding of groups matched on the
-    observation (``pilot`` None), or Wiener shrinkage of groups matched on the pilot."""
+    observation (``pilot`` None), or Wiener shrinkage of groups matched on the pilot; with
+    the blocks in each 2D transform ``names``, the estimates averaged."""
     height, width, channels = y.shape
     colour = channels == 3
     stacked = np.stack([y] if pilot is None else [y, pilot])
@@ -124,13 +137,16 @@ def _collaborative_filter(y: npt.NDArray[np.float64], pilot: npt.NDArray[np.floa
     guide = matched[0] if colour else matched.mean(0)  # the luminance, or the channels' mean
     flat = images[0].reshape(channels, -1)
     first = None if pilot is None else matched.reshape(channels, -1)
-    total, weight = torch.zeros_like(flat), torch.zeros_like(flat)
+    sums = [(torch.zeros_like(flat), torch.zeros_like(flat)) for _ in names]
     transforms = _Transforms(width, flat.device)
     # a band of references at a time: memory bounded by the image's width, not its area
     for groups, sizes in _matched_bands(guide, _reference_grid(height), _reference_grid(width),
                                         threshold, group):
-        _collaborate(flat, first, transforms, groups, sizes, float(sigma), total, weight)
-    out = torch.where(weight > 0, total / weight.clamp_min(1e-30), flat)
+        for name, (total, weight) in zip(names, sums, strict=True):
+            _collaborate(flat, first, transforms, name, groups, sizes, float(sigma), total,
+                         weight)
+    out = torch.stack([torch.where(weight > 0, total / weight.clamp_min(1e-30), flat)
+                       for total, weight in sums]).mean(0)
     result = np.moveaxis(out.reshape(channels, height, width).cpu().double().numpy(), 0, -1)
     return np.asarray(result @ OPPONENT if colour else result, dtype=np.float64)
 
@@ -203,14 +219,58 @@ def _haar(n: int, device: torch.device) -> torch.Tensor:
     return h.to(device)
 
 
+#: bior1.5's analysis filters (low and high pass), as in the wavelet's definition
+_BIOR15_LOW = np.array([3.0, -3.0, -22.0, 22.0, 128.0, 128.0, 22.0, -22.0, -3.0, 3.0]) / (
+    128.0 * math.sqrt(2.0))
+_BIOR15_HIGH = np.array([0.0, 0.0, 0.0, 0.0, -1.0, 1.0, 0.0, 0.0, 0.0, 0.0]) / math.sqrt(2.0)
+
+
+def bior15_matrix(n: int = BLOCK) -> npt.NDArray[np.float64]:
+    """The ``n`` x ``n`` matrix of the full periodic bior1.5 wavelet decomposition
+    (coarsest approximation first, then the details from coarse to fine, as
+    PyWavelets' ``wavedec(..., mode="periodization")`` orders them), each row scaled to
+    unit norm so that white noise of deviation sigma has deviation sigma in every
+    coefficient; ``n`` a power of 2. Not orthogonal: invert it to go back.
+
+    Examples
+    --------
+    >>> m = bior15_matrix(8)
+    >>> bool(np.allclose(np.linalg.norm(m, axis=1), 1.0))
+    True
+    >>> np.round(m[0], 3)  # the coarsest approximation: the block's mean
+    array([0.354, 0.354, 0.354, 0.354, 0.354, 0.354, 0.354, 0.354])
+    """
+    approximation = np.eye(n)
+    details: list[npt.NDArray[np.float64]] = []
+    size = n
+    while size > 1:
+        low, high = np.zeros((size // 2, size)), np.zeros((size // 2, size))
+        for i in range(size // 2):  # the filters' alignment in PyWavelets' periodization
+            for j, (a, b) in enumerate(zip(_BIOR15_LOW, _BIOR15_HIGH, strict=True)):
+                low[i, (2 * i + 5 - j) % size] += a
+                high[i, (2 * i + 5 - j) % size] += b
+        details.insert(0, high @ approximation)
+        approximation = low @ approximation
+        size //= 2
+    matrix = np.vstack([approximation, *details])
+    return np.asarray(matrix / np.linalg.norm(matrix, axis=1, keepdims=True), dtype=np.float64)
+
+
 class _Transforms:
     """What every group of an image is filtered with, built once per image: the blocks'
-    2D DCT, the Haar matrix of each group size, the Kaiser window, and the flat offsets
-    of a block's pixels from its top-left corner."""
+    2D transforms (the orthonormal DCT and bior1.5, each with its inverse), the Haar
+    matrix of each group size, the Kaiser window, and the flat offsets of a block's
+    pixels from its top-left corner."""
 
     def __init__(self, width: int, device: torch.device) -> None:
         dct = torch.from_numpy(dct_matrix(BLOCK)).float().to(device)
-        self.basis = torch.kron(dct, dct)  # row-major blocks: coefficients = basis @ block
+        basis = torch.kron(dct, dct)  # row-major blocks: coefficients = basis @ block
+        wavelet = np.kron(bior15_matrix(BLOCK), bior15_matrix(BLOCK))
+        # (forward, inverse): coefficients = forward @ block, block = inverse.T @ coefficients
+        self.pairs = {
+            "dct": (basis, basis),
+            "bior1.5": (torch.from_numpy(wavelet).float().to(device),
+                        torch.from_numpy(np.linalg.inv(wavelet).T.copy()).float().to(device))}
         self.haar = {2 ** k: _haar(2 ** k, device)
                      for k in range(max(GROUP, WIENER_GROUP).bit_length())}
         window = torch.from_numpy(np.kaiser(BLOCK, KAISER_BETA)).float()
@@ -220,14 +280,16 @@ class _Transforms:
 
 
 def _collaborate(flat: torch.Tensor, pilot: torch.Tensor | None, transforms: _Transforms,
-                 groups: torch.Tensor, sizes: torch.Tensor, sigma: float, total: torch.Tensor,
-                 weight: torch.Tensor) -> None:
-    """Filter every group in the 3D transform (hard thresholding, or Wiener shrinkage by
-    the ``pilot``'s group where one is given) and add its blocks, weighted by the inverse
-    of their remaining noise and the Kaiser window, to ``total`` and their weights to
-    ``weight`` (all like ``flat``: channels, pixels)."""
+                 name: str, groups: torch.Tensor, sizes: torch.Tensor, sigma: float,
+                 total: torch.Tensor, weight: torch.Tensor) -> None:
+    """Filter every group in the 3D transform (the blocks' 2D transform ``name``, Haar
+    across them; hard thresholding, or Wiener shrinkage by the ``pilot``'s group where one
+    is given) and add its blocks, weighted by the inverse of their remaining noise and the
+    Kaiser window, to ``total`` and their weights to ``weight`` (all like ``flat``:
+    channels, pixels)."""
     channels = flat.shape[0]
-    basis, window = transforms.basis, transforms.window
+    window = transforms.window
+    basis, inverse = transforms.pairs[name]
     threshold, variance = THRESHOLD * sigma, sigma * sigma
     for size in sorted(set(sizes.tolist())):
         haar = transforms.haar[size]
@@ -246,7 +308,7 @@ def _collaborate(flat: torch.Tensor, pilot: torch.Tensor | None, transforms: _Tr
                 shrink = power / (power + variance)
                 coeffs = coeffs * shrink
                 remaining = (variance * shrink.square().sum(dim=(2, 3))).clamp_min(1e-30)
-            estimate = torch.einsum("gk,cngq,qp->cnkp", haar, coeffs, basis)
+            estimate = torch.einsum("gk,cngq,qp->cnkp", haar, coeffs, inverse)
             w = (1.0 / remaining)[..., None, None] * window  # (C, n, 1, 64)
             # index_add_ adds in order on the CPU (index_put_'s accumulate does not, outside
             # torch's deterministic mode) and deterministically on CUDA in that mode

@@ -36,8 +36,8 @@ from napari_specdip.core.operators import Downsampling, Identity, Inpainting, Op
 from napari_specdip.core.params import (AUTO_TILE, AUTO_TILE_FROM, PAPER_DEPTH,
                                         RestoreParameters, auto_depth, ignored_option)
 from napari_specdip.core.refine import PATCH as REFINE_PATCH
-from napari_specdip.core.refine import (GROUPED_SHARE, PILOT_NETWORK_SHARE, clipped_ends,
-                                        declip, wiener_refine)
+from napari_specdip.core.refine import (GROUPED_SHARE, PILOT_NETWORK_SHARE, PILOT_TRANSFORMS,
+                                        clipped_ends, declip, wiener_refine)
 from napari_specdip.core.results import RestoreResult, StepReport
 from napari_specdip.core.tiling import BlendCanvas, Tile, tile_grid
 from napari_specdip.stopping import PLATEAU_MAX_KEPT, HoldoutRule, make_rules
@@ -1145,7 +1145,7 @@ def _refined(job: RestoreJob, output: npt.NDArray[np.float64], noise: NoiseFit |
             # smooths: a better pilot than either alone
             share, matched = PILOT_NETWORK_SHARE, deviation
             pilot = share * output + (1.0 - share) * hard_threshold_estimate(
-                obs, matched, device=device)
+                obs, matched, transforms=PILOT_TRANSFORMS, device=device)
     filtered = wiener_refine(obs, pilot, variance, device=device)
     grouped = 0.0  # the share of BM3D's second step (groups matched on the pilot) in it
     if matched is not None and GROUPED_SHARE > 0.0:
@@ -1158,7 +1158,8 @@ def _refined(job: RestoreJob, output: npt.NDArray[np.float64], noise: NoiseFit |
         "noise_from": source, "colour": "opponent" if output.shape[2] == 3 else "per channel",
         "pilot": ("the network's output" if share == 1.0 else
                   f"{share:g} x the network's output + {1 - share:g} x block matching "
-                  "(BM3D's first step)"),
+                  f"(BM3D's first step, blocks in {' and '.join(PILOT_TRANSFORMS)}, "
+                  "averaged)"),
         "filter": ("the Wiener filter on every 8 x 8 patch" if grouped == 0.0 else
                    f"{grouped:g} x BM3D's second step (groups matched on the pilot) + "
                    f"{1 - grouped:g} x the Wiener filter on every 8 x 8 patch")}

@@ -188,6 +188,13 @@ def _refine_band(band: torch.Tensor, dct: _Separable, dct_squared: _Separable,
 #: 10/25/50, quick): the largest mean gain within 0.02 dB of the best, then the smallest
 #: worst loss. benchmarks/README.md, *The pilot* and *BM3D's second step*
 PILOT_NETWORK_SHARE = 0.35
+#: the 2D block transforms of that first step, whose two estimates are averaged: BM3D's
+#: bior1.5 wavelet suits photos and textures, the DCT sparse fluorescence. Chosen with the
+#: shares on the tuning half (24 runs, 128 px, sigma 10/25/50, quick; the rule above):
+#: +0.04 dB over the DCT alone (worst -0.13; bior1.5 alone +0.04, worst -0.31). Held-out
+#: half, 33 runs: +0.05 dB (quick) and +0.04 (balanced), worst -0.16. benchmarks/README.md,
+#: *The first step's block transform*
+PILOT_TRANSFORMS = ("dct", "bior1.5")
 #: share of the filter's output that is BM3D's second step (groups of blocks matched on the
 #: pilot, core/block_matching.py) under Gaussian noise; the rest is the Wiener filter on every
 #: patch. With the pilot above, tuning half: +0.29 dB over the patches alone with the pilot
