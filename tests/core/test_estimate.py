@@ -408,8 +408,16 @@ def test_a_large_image_is_timed_on_a_crop_at_its_depth_and_scaled_by_its_pixels(
     inpaint = {k: v for k, v in options.items() if k != "refine"}
     job = plan_restore(image, "inpaint", mask=mask, **inpaint)
     crop = est._timing_crop(job)
-    # around the known pixel nearest to the centre (48, 80): rows 24-71, columns 56-103
+    # around the nearest 12 px block with a known pixel (rows 36-47, columns 72-83, the
+    # first of two as near as it): rows 18-65, columns 54-101
     assert crop is not None and crop.known is not None and crop.params.depth == depth
-    np.testing.assert_array_equal(crop.known, ~mask[24:72, 56:104])
+    np.testing.assert_array_equal(crop.known, ~mask[18:66, 54:102])
     np.testing.assert_array_equal(crop.observation[crop.known],
-                                  job.observation[24:72, 56:104][crop.known])
+                                  job.observation[18:66, 54:102][crop.known])
+    # a few known pixels in a corner of a large hole: the crop holds them
+    mask[:] = True
+    mask[90:92, 2:4] = False
+    with pytest.warns(UserWarning, match="invert"):
+        corner = est._crop_tile(plan_restore(image, "inpaint", mask=mask, **inpaint), 48)
+    assert corner is not None and (corner.top, corner.left) == (48, 0)
+    assert (~mask[corner.slices()]).sum() == 4

@@ -726,34 +726,46 @@ def _timing_crop(job: RestoreJob) -> RestoreJob | None:
 
 
 def _crop(job: RestoreJob, side: int) -> RestoreJob | None:
-    """``job`` on a crop of at most ``side`` px a side (corners on the 8 px grid of JPEG
-    blocks): the centre, or where an inpainting mask covers the centre, around the known
-    pixel nearest to it (a crop with nothing to fit would not run, and the whole image
-    takes minutes a step when large). None where the image is no larger than the crop."""
+    """``job`` on the crop :func:`_crop_tile` chooses, without a network handed on from
+    another slice (it has the whole image's input, not the crop's)."""
+    tile = _crop_tile(job, side)
+    if tile is None:
+        return None
+    return dataclasses.replace(job.tile_job(tile), warm_start=None, keep_state=False)
+
+
+def _crop_tile(job: RestoreJob, side: int) -> Tile | None:
+    """A crop of at most ``side`` px a side (corners on the 8 px grid of JPEG blocks): the
+    centre, or where an inpainting mask covers the centre, around the nearest block of
+    ``side // 4`` px that holds a known pixel (a crop with nothing to fit would not run,
+    and the whole image takes minutes a step when large). None where the image is no
+    larger than the crop or has no known pixel."""
     from napari_specdip.core.tiling import Tile
 
     height, width = job.observation.shape[:2]
     if height <= side and width <= side:
         return None
     rows, cols = min(height, side), min(width, side)
-    centre_row, centre_col = height // 2, width // 2
 
-    def bounds(row: int, col: int, grid: int) -> tuple[int, int]:
+    def around(row: int, col: int, grid: int) -> Tile:
         top = min(max(row - rows // 2, 0), height - rows) // grid * grid
         left = min(max(col - cols // 2, 0), width - cols) // grid * grid
-        return top, left
+        return Tile(top=top, bottom=top + rows, left=left, right=left + cols,
+                    core=(top, top + rows, left, left + cols))
 
-    top, left = bounds(centre_row, centre_col, 8)
-    if job.known is not None and not job.known[top:top + rows, left:left + cols].any():
-        found = np.argwhere(job.known)
-        if len(found) == 0:
-            return None
-        nearest = np.argmin(np.square(found - (centre_row, centre_col)).sum(axis=1))
-        top, left = bounds(int(found[nearest][0]), int(found[nearest][1]), 1)
-    crop = Tile(top=top, bottom=top + rows, left=left, right=left + cols,
-                core=(top, top + rows, left, left + cols))
-    # a network handed on from another slice has the whole image's input: not the crop's
-    return dataclasses.replace(job.tile_job(crop), warm_start=None, keep_state=False)
+    tile = around(height // 2, width // 2, 8)
+    if job.known is None or job.known[tile.slices()].any():
+        return tile
+    # blocks of a quarter of the crop: a crop centred on one holds it whole, and their
+    # count stays small however large the image
+    block = max(1, side // 4)
+    padded = np.pad(job.known, ((0, -height % block), (0, -width % block)))
+    holding = padded.reshape(padded.shape[0] // block, block, -1, block).any(axis=(1, 3))
+    found = np.argwhere(holding) * block + block // 2
+    if len(found) == 0:
+        return None
+    nearest = found[np.argmin(np.square(found - (height // 2, width // 2)).sum(axis=1))]
+    return around(int(nearest[0]), int(nearest[1]), 1)
 
 
 def _trial(job: RestoreJob, steps: int, cancel: Interrupt | None, *, stage: bool = True
