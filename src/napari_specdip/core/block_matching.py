@@ -265,7 +265,8 @@ class _Transforms:
     def __init__(self, width: int, device: torch.device) -> None:
         dct = torch.from_numpy(dct_matrix(BLOCK)).float().to(device)
         basis = torch.kron(dct, dct)  # row-major blocks: coefficients = basis @ block
-        wavelet = np.kron(bior15_matrix(BLOCK), bior15_matrix(BLOCK))
+        one_axis = bior15_matrix(BLOCK)
+        wavelet = np.kron(one_axis, one_axis)
         # (forward, inverse): coefficients = forward @ block, block = inverse.T @ coefficients
         self.pairs = {
             "dct": (basis, basis),

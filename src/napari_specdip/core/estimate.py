@@ -68,7 +68,7 @@ WARM_UP_SIDE = 64
 #: On the CPU a step's time grows with the pixels at a given network depth (balanced,
 #: depth 5, two threads: 12.6, 13.8, 14.0 and 14.2 s per megapixel at 256, 384, 512 and
 #: 1024 px), so an image of more than ``TIMING_CROP_SHARE`` times this side squared is
-#: timed on a centre crop of it at its own depth, and the crop's seconds scaled by the
+#: timed on a crop of it (:func:`_crop_tile`) at its own depth, and the crop's seconds scaled by the
 #: pixels: the whole image's seven steps took 131 s at 1024 px (balanced), a 384 px
 #: crop's 25 (a 256 px crop's 8, but its steps 10-20% under the large images')
 TIMING_CROP_SIDE = 384
