@@ -15,6 +15,7 @@ MODULES = [
     "napari_specdip.core.layers",
     "napari_specdip.core.networks",
     "napari_specdip.core.engine",
+    "napari_specdip.core.low_rank",
     "napari_specdip.metrics",
     "napari_specdip.chart_panels",
     "napari_specdip.stopping",

@@ -10,6 +10,7 @@ from skimage import data, img_as_float
 from napari_specdip import RestoreParameters, restore
 from napari_specdip.core import refine
 from napari_specdip.core.block_matching import hard_threshold_estimate, wiener_estimate
+from napari_specdip.core.low_rank import low_rank_estimate
 from napari_specdip.core.refine import dct_matrix, wiener_refine
 from napari_specdip.samples import add_gaussian_noise, center_crop
 
@@ -132,14 +133,16 @@ def test_the_pilot_blends_the_network_with_block_matching() -> None:
     """Under Gaussian noise the filter's pilot is PILOT_NETWORK_SHARE of the network's
     output and the rest BM3D's first step on the observation, and the filter is
     GROUPED_SHARE BM3D's second step with that pilot, the rest the Wiener filter on every
-    patch (noise not clipped here)."""
+    patch, and LOW_RANK_SHARE of the output is WNNM's estimate of the observation, the rest
+    that filter (noise not clipped here)."""
     clean = 0.2 + 0.6 * center_crop(img_as_float(data.camera()), 48)
     noisy = clean + np.random.default_rng(1).normal(0, 0.05, clean.shape)
     sigma = 0.05
     on = restore(noisy, "denoise", noise_sigma=sigma, **FAST)
     off = restore(noisy, "denoise", noise_sigma=sigma, refine="none", **FAST)
     share, grouped = refine.PILOT_NETWORK_SHARE, refine.GROUPED_SHARE
-    assert 0 < share < 1 and 0 < grouped <= 1
+    low_rank = refine.LOW_RANK_SHARE
+    assert 0 < share < 1 and 0 < grouped <= 1 and 0 < low_rank < 1
     record = on.parameters["refined"]
     assert record["pilot"] == (
         f"{share:g} x the network's output + {1 - share:g} x block matching "
@@ -147,13 +150,18 @@ def test_the_pilot_blends_the_network_with_block_matching() -> None:
     assert record["filter"] == (
         f"{grouped:g} x BM3D's second step (groups matched on the pilot) + "
         f"{1 - grouped:g} x the Wiener filter on every 8 x 8 patch")
+    assert record["low_rank"] == (
+        f"{low_rank:g} x WNNM (weighted nuclear norm minimisation of groups of similar "
+        f"patches) + {1 - low_rank:g} x the filter")
     obs = noisy[..., None]
     # the mean of the two transforms' estimates (test_block_matching.py checks that)
     assert refine.PILOT_TRANSFORMS == ("dct", "bior1.5")
     first = hard_threshold_estimate(obs, sigma, transforms=refine.PILOT_TRANSFORMS)
     pilot = share * off.image[..., None] + (1 - share) * first
-    expected = np.clip(grouped * wiener_estimate(obs, pilot, sigma)
-                       + (1 - grouped) * wiener_refine(obs, pilot, sigma ** 2), 0, 1)[..., 0]
+    filtered = (grouped * wiener_estimate(obs, pilot, sigma)
+                + (1 - grouped) * wiener_refine(obs, pilot, sigma ** 2))
+    expected = np.clip(low_rank * low_rank_estimate(obs, sigma) + (1 - low_rank) * filtered,
+                       0, 1)[..., 0]
     np.testing.assert_allclose(on.image, expected, atol=1e-6)
     # the pilot is better than the network's output alone, and so is the result
     net_only = np.clip(wiener_refine(obs, off.image[..., None], sigma ** 2), 0, 1)[..., 0]
@@ -185,6 +193,7 @@ def test_camera_noise_is_refined_with_the_model(noisy_camera: tuple[np.ndarray, 
     # block matching assumes white noise of one level: the camera's is neither
     assert record["pilot"] == "the network's output"
     assert record["filter"] == "the Wiener filter on every 8 x 8 patch"
+    assert "low_rank" not in record  # WNNM too wants white noise of one level
     assert result.image.dtype == np.uint16
 
 

@@ -19,6 +19,7 @@ import numpy.typing as npt
 import torch
 
 from napari_specdip.core.block_matching import hard_threshold_estimate, wiener_estimate
+from napari_specdip.core.low_rank import low_rank_estimate
 from napari_specdip.core.devices import describe_device, free_device_memory, resolve_device
 from napari_specdip.core.ensemble import (SnapshotWindow, ensemble_mean, spread_to_user,
                                           stack_decoders, std_to_user)
@@ -36,8 +37,8 @@ from napari_specdip.core.operators import Downsampling, Identity, Inpainting, Op
 from napari_specdip.core.params import (AUTO_TILE, AUTO_TILE_FROM, PAPER_DEPTH,
                                         RestoreParameters, auto_depth, ignored_option)
 from napari_specdip.core.refine import PATCH as REFINE_PATCH
-from napari_specdip.core.refine import (GROUPED_SHARE, PILOT_NETWORK_SHARE, PILOT_TRANSFORMS,
-                                        clipped_ends, declip, wiener_refine)
+from napari_specdip.core.refine import (GROUPED_SHARE, LOW_RANK_SHARE, PILOT_NETWORK_SHARE,
+                                        PILOT_TRANSFORMS, clipped_ends, declip, wiener_refine)
 from napari_specdip.core.results import RestoreResult, StepReport
 from napari_specdip.core.tiling import BlendCanvas, Tile, tile_grid
 from napari_specdip.stopping import PLATEAU_MAX_KEPT, HoldoutRule, make_rules
@@ -1152,6 +1153,13 @@ def _refined(job: RestoreJob, output: npt.NDArray[np.float64], noise: NoiseFit |
         grouped = GROUPED_SHARE
         filtered = (grouped * wiener_estimate(obs, pilot, matched, device=device)
                     + (1.0 - grouped) * filtered)
+    low_rank = 0.0  # the share of WNNM's estimate (core/low_rank.py) in the output
+    if matched is not None and LOW_RANK_SHARE > 0.0:
+        # low-rank groups keep repeated detail and sparse structure that both the fit and
+        # the block-transform filters smooth, and their errors lie elsewhere
+        low_rank = LOW_RANK_SHARE
+        filtered = (low_rank * low_rank_estimate(obs, matched, device=device)
+                    + (1.0 - low_rank) * filtered)
     result = np.clip(filtered, 0.0, 1.0)
     record: dict[str, Any] = {
         "method": p.refine, "patch": REFINE_PATCH, "noise_variance": float(np.mean(variance)),
@@ -1163,6 +1171,9 @@ def _refined(job: RestoreJob, output: npt.NDArray[np.float64], noise: NoiseFit |
         "filter": ("the Wiener filter on every 8 x 8 patch" if grouped == 0.0 else
                    f"{grouped:g} x BM3D's second step (groups matched on the pilot) + "
                    f"{1 - grouped:g} x the Wiener filter on every 8 x 8 patch")}
+    if low_rank > 0.0:
+        record["low_rank"] = (f"{low_rank:g} x WNNM (weighted nuclear norm minimisation of "
+                              f"groups of similar patches) + {1 - low_rank:g} x the filter")
     if not (low or high):
         return result, record, None
     # noise clipped at an end of the range biased the data's mean there (a dark

@@ -30,7 +30,8 @@ NOISE_MODELS: tuple[str, ...] = ("gaussian", "poisson-gaussian")
 NOISE_FITS: tuple[str, ...] = ("weighted", "anscombe")
 #: what follows the fit of a denoising run: nothing, or an empirical Wiener stage with
 #: the network's output (blended with BM3D's first step under Gaussian noise) as its pilot
-#: (core/refine.py; under Gaussian noise blended with BM3D's second step)
+#: (core/refine.py; under Gaussian noise blended with BM3D's second step, and the result
+#: with WNNM's estimate, core/low_rank.py)
 REFINES: tuple[str, ...] = ("none", "wiener")
 # tasks whose observation carries the camera's noise pixel by pixel (the stabilising
 # transform is pointwise, so it commutes with these operators only)
@@ -361,7 +362,9 @@ class RestoreParameters:
         ``refine.PILOT_NETWORK_SHARE`` of the network's output and the rest block
         matching with hard thresholding of the observation, BM3D's first step, and
         ``refine.GROUPED_SHARE`` of the filter is BM3D's second step on groups of
-        similar blocks matched on that pilot), which brings back detail the
+        similar blocks matched on that pilot, and ``refine.LOW_RANK_SHARE`` of the
+        result is WNNM's estimate of the observation, low-rank groups of similar
+        patches), which brings back detail the
         early-stopped fit has not reached; ``"none"`` (the
         ``paper`` preset) returns the network's output. The noise level is
         ``noise_sigma`` or the one estimated from the image; with the

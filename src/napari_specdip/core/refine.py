@@ -201,6 +201,11 @@ PILOT_TRANSFORMS = ("dct", "bior1.5")
 #: at 0.5 (worst -0.03); 1.0: +0.29 (worst -0.10), 0.5: +0.24. Held-out half (33 runs): +0.20
 #: dB (-0.09 to +1.21), 0.64 dB above BM3D on average
 GROUPED_SHARE = 0.75
+#: share of the stage's output that is WNNM's estimate of the observation under Gaussian
+#: noise (low-rank groups of similar patches, core/low_rank.py); the rest is the filter
+#: above. Its errors lie elsewhere than the filter's: the two averaged beat either.
+#: benchmarks/README.md, *Low-rank groups*
+LOW_RANK_SHARE = 0.6
 
 
 #: share of the observed pixels that must sit exactly at an end of the intensity range
