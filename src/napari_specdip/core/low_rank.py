@@ -228,8 +228,7 @@ def _eigh(gram: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     workers_before = torch.get_num_threads()
     workers = min(workers_before, gram.shape[0] * gram.shape[1] // _PER_WORKER)
     if gram.device.type != "cpu" or workers < 2:
-        values, vectors = torch.linalg.eigh(gram)
-        return values, vectors
+        return _robust_eigh(gram)
     side = gram.shape[-1]
     parts = gram.reshape(-1, side, side).chunk(workers)
     # one intra-op thread each while they run: a solve on two threads is no faster, and
@@ -237,12 +236,23 @@ def _eigh(gram: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     torch.set_num_threads(1)
     try:
         with ThreadPoolExecutor(workers) as pool:  # each solve releases the GIL
-            solved = list(pool.map(torch.linalg.eigh, parts))
+            solved = list(pool.map(_robust_eigh, parts))
     finally:
         torch.set_num_threads(workers_before)
     values = torch.cat([v for v, _ in solved]).reshape(gram.shape[:-1])
     vectors = torch.cat([u for _, u in solved]).reshape(gram.shape)
     return values, vectors
+
+
+def _robust_eigh(gram: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """``torch.linalg.eigh``, again in float64 where single precision fails to converge:
+    groups that are flat to within rounding (a constant alpha plane) leave Gram matrices
+    of subnormal values, on which LAPACK's single-precision solver gives up."""
+    try:
+        values, vectors = torch.linalg.eigh(gram)
+    except torch.linalg.LinAlgError:  # type: ignore[attr-defined]  # exported, not typed
+        values, vectors = torch.linalg.eigh(gram.double())
+    return values.to(gram.dtype), vectors.to(gram.dtype)
 
 
 def shrink_singular_values(singular: torch.Tensor, noise_variance: torch.Tensor,
