@@ -131,3 +131,16 @@ def test_flat_groups_do_not_break_the_eigendecomposition() -> None:
     assert np.all(np.isfinite(out)) and out.shape == image.shape
     # inside its flat regions the plane stays flat (at this noise level its edges blur)
     assert float(np.median(np.abs(out[..., 3] - image[..., 3]))) < 0.02
+
+
+def test_groups_too_many_to_keep_are_matched_again(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Where the whole image's groups would not fit in _KEPT_INDICES (a 4096 px image),
+    they are matched again every iteration instead of every second one: nearly the same
+    estimate."""
+    clean = img_as_float(center_crop(data.camera(), 48))[..., None]
+    noisy = clean + np.random.default_rng(4).normal(0, 0.1, clean.shape)
+    kept = low_rank_estimate(noisy, 0.1)
+    monkeypatch.setattr(lr, "_KEPT_INDICES", 0)
+    matched = low_rank_estimate(noisy, 0.1)
+    assert not np.array_equal(kept, matched)
+    assert _mse(matched, clean) == pytest.approx(_mse(kept, clean), rel=0.1)

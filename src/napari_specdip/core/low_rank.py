@@ -69,6 +69,9 @@ FIXED_POINT = 3
 TILE = 16
 # matrices per thread, at least, for the eigendecompositions to be split over threads
 _PER_WORKER = 64
+# matched patch indices kept from one iteration to the next, at most (4 bytes each): an
+# image of 2048 px keeps them, one of 4096 px matches again every iteration
+_KEPT_INDICES = 1 << 25
 
 
 def profile_for(sigma: float) -> Profile:
@@ -115,18 +118,27 @@ def low_rank_estimate(observation: npt.ArrayLike, sigma: float, *,
         device=device, dtype=torch.float32).reshape(channels, -1)
     estimate = noisy.clone()
     grid = _Grid(height, width, profile.patch, noisy.device)
-    groups: list[torch.Tensor] = []
-    for k, size in enumerate(group_sizes(profile)):
+    sizes = group_sizes(profile)
+    # the groups are kept for the next iteration where they fit in memory (the whole
+    # image's), and matched again otherwise
+    keep = len(grid.rows) * len(grid.columns) * sizes[0] <= _KEPT_INDICES
+    kept: list[torch.Tensor] = []
+    for k, size in enumerate(sizes):
         estimate = estimate + FEEDBACK * (noisy - estimate)
-        if k % 2 == 0:  # matched again as the group shrinks, on the estimate's luminance
-            guide = (estimate[0] if colour else estimate.mean(0)).reshape(height, width)
-            groups = list(_matched_tiles(guide, grid, size))
+        # matched again every second iteration as the group shrinks, on the estimate's
+        # luminance
+        guide = (estimate[0] if colour else estimate.mean(0)).reshape(height, width)
+        fresh = k % 2 == 0 or not keep
+        groups = _matched_tiles(guide, grid, size) if fresh else iter(kept)
+        kept = []
         total = torch.zeros_like(estimate)
         count = torch.zeros_like(estimate[0])
         for matched in groups:
-            members = matched[:, :size]  # nearest first: the first `size` of the last match
+            if keep and fresh:
+                kept.append(matched.to(torch.int32))
+            members = matched.long()
             left = None if k == 0 else profile.noise_left * _noise_left(
-                estimate, noisy, matched[:, 0], grid, sigma)
+                estimate, noisy, members[:, 0], grid, sigma)
             _shrink_groups(estimate, members, grid, sigma if left is None else left, total,
                            count)
         estimate = torch.where(count > 0, total / count.clamp_min(1.0), estimate)
