@@ -40,7 +40,7 @@ from napari_specdip.core.refine import OPPONENT
 
 @dataclass(frozen=True)
 class Profile:
-    """The paper's settings for noise up to ``up_to`` (0-255 scale)."""
+    """The authors' settings for noise up to ``up_to`` (0-255 scale)."""
 
     up_to: float
     patch: int  # side of the square patches
@@ -53,10 +53,10 @@ class Profile:
 #: iteration, from ten under ``group``)
 PROFILES = (Profile(20.0, 5, 70, 8, 0.56), Profile(40.0, 7, 90, 12, 0.56),
             Profile(60.0, 7, 120, 14, 0.58), Profile(math.inf, 9, 140, 14, 0.58))
-#: reference patches every STEP px (the authors' every 1-2 px: within 0.03 dB on average,
-#: in a quarter to a third of the time), matched within RADIUS px (the authors': half
-#: that lost 0.2 dB on average, up to 0.8 on sparse fluorescence; benchmarks/README.md,
-#: *Low-rank groups*)
+#: reference patches every STEP px (the authors' every 1-2 px: every 3 px gave the coins
+#: the same PSNR to 0.01 dB, every 4 px 0.03 dB less on average at two thirds of that
+#: time), matched within RADIUS px (the authors': half that lost 0.2 dB on average, up to
+#: 0.8 on sparse fluorescence; benchmarks/README.md, *Low-rank groups*)
 STEP = 4
 RADIUS = 30
 #: the share of the observation added back to the estimate before each iteration
@@ -89,7 +89,8 @@ def group_sizes(profile: Profile) -> list[int]:
 def low_rank_estimate(observation: npt.ArrayLike, sigma: float, *,
                       device: torch.device | str = "cpu") -> npt.NDArray[np.float64]:
     """WNNM's estimate of an ``(H, W, C)`` image with white Gaussian noise of deviation
-    ``sigma`` (same scale as the image).
+    ``sigma`` (same scale as the image; the settings by noise level assume an image on
+    the [0, 1] scale, as the engine's).
 
     Images smaller than a patch, or without noise, come back unchanged.
 
