@@ -19,7 +19,6 @@ import numpy.typing as npt
 import torch
 
 from napari_specdip.core.block_matching import hard_threshold_estimate, wiener_estimate
-from napari_specdip.core.low_rank import low_rank_estimate
 from napari_specdip.core.devices import describe_device, free_device_memory, resolve_device
 from napari_specdip.core.ensemble import (SnapshotWindow, ensemble_mean, spread_to_user,
                                           stack_decoders, std_to_user)
@@ -27,6 +26,7 @@ from napari_specdip.core.imaging import (Layout, as_array, as_hwc, intensity_ran
                                          pad_reflect)
 from napari_specdip.core.jpeg import (JpegEstimate, block_edges, deblock_budget, estimate_jpeg,
                                       likely_grid)
+from napari_specdip.core.low_rank import low_rank_estimate
 from napari_specdip.core.networks import Decoder, SkipNet, build_network
 from napari_specdip.core.noise import (WHITE_NOISE_PATCH, CameraEstimate, NoiseFit,
                                        check_camera_units, check_noise_estimable,
