@@ -208,7 +208,7 @@ GROUPED_SHARE = 0.75
 #: above. Its errors lie elsewhere than the filter's: the two averaged beat either. Chosen on
 #: the tuning half (24 runs, 128 px, sigma 10/25/50, quick; the rule above): +0.48 dB (worst
 #: -0.00; 0.75: +0.47, worst -0.11; 0.5: +0.46; WNNM alone +0.34). Held-out half (33 runs):
-#: +0.49 dB (-0.42 to +1.47), NL-means + 1 dB on 31 of 33 (26 without).
+#: +0.48 dB (-0.42 to +1.47), NL-means + 1 dB on 31 of 33 (26 without).
 #: benchmarks/README.md, *Low-rank groups*
 LOW_RANK_SHARE = 0.6
 
