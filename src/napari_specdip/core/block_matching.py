@@ -28,7 +28,8 @@ import numpy.typing as npt
 import torch
 import torch.nn.functional as F
 
-from napari_specdip.core.refine import OPPONENT, dct_matrix, observation_and_pilot
+from napari_specdip.core.refine import (dct_matrix, from_group_planes, group_planes,
+                                        matching_guide, observation_and_pilot)
 
 #: BM3D's first-step settings (its "normal profile" for noise up to 40/255)
 BLOCK = 8
@@ -127,14 +128,9 @@ def _collaborative_filter(y: npt.NDArray[np.float64], pilot: npt.NDArray[np.floa
     observation (``pilot`` None), or Wiener shrinkage of groups matched on the pilot; with
     the blocks in each 2D transform ``names``, the estimates averaged."""
     height, width, channels = y.shape
-    colour = channels == 3
-    stacked = np.stack([y] if pilot is None else [y, pilot])
-    if colour:
-        stacked = stacked @ OPPONENT.T
-    images = torch.from_numpy(np.ascontiguousarray(np.moveaxis(stacked, -1, 1))).to(
-        device=device, dtype=torch.float32)  # (1 or 2, C, H, W)
+    images = group_planes(np.stack([y] if pilot is None else [y, pilot]), device)
     matched = images[-1]  # the pilot where there is one
-    guide = matched[0] if colour else matched.mean(0)  # the luminance, or the channels' mean
+    guide = matching_guide(matched)
     flat = images[0].reshape(channels, -1)
     first = None if pilot is None else matched.reshape(channels, -1)
     sums = [(torch.zeros_like(flat), torch.zeros_like(flat)) for _ in names]
@@ -147,8 +143,7 @@ def _collaborative_filter(y: npt.NDArray[np.float64], pilot: npt.NDArray[np.floa
                          weight)
     out = torch.stack([torch.where(weight > 0, total / weight.clamp_min(1e-30), flat)
                        for total, weight in sums]).mean(0)
-    result = np.moveaxis(out.reshape(channels, height, width).cpu().double().numpy(), 0, -1)
-    return np.asarray(result @ OPPONENT if colour else result, dtype=np.float64)
+    return from_group_planes(out.reshape(channels, height, width))
 
 
 def _reference_grid(length: int) -> torch.Tensor:

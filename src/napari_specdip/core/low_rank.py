@@ -35,7 +35,7 @@ import numpy.typing as npt
 import torch
 import torch.nn.functional as F
 
-from napari_specdip.core.refine import OPPONENT
+from napari_specdip.core.refine import from_group_planes, group_planes, matching_guide
 
 
 @dataclass(frozen=True)
@@ -113,10 +113,7 @@ def low_rank_estimate(observation: npt.ArrayLike, sigma: float, *,
     height, width, channels = y.shape
     if sigma == 0 or min(height, width) < profile.patch:
         return y.copy()
-    colour = channels == 3
-    data = y @ OPPONENT.T if colour else y
-    noisy = torch.from_numpy(np.ascontiguousarray(np.moveaxis(data, -1, 0))).to(
-        device=device, dtype=torch.float32).reshape(channels, -1)
+    noisy = group_planes(y, device).reshape(channels, -1)
     estimate = noisy.clone()
     grid = _Grid(height, width, profile.patch, noisy.device)
     sizes = group_sizes(profile)
@@ -126,11 +123,10 @@ def low_rank_estimate(observation: npt.ArrayLike, sigma: float, *,
     kept: list[torch.Tensor] = []
     for k, size in enumerate(sizes):
         estimate = estimate + FEEDBACK * (noisy - estimate)
-        # matched again every second iteration as the group shrinks, on the estimate's
-        # luminance
-        guide = (estimate[0] if colour else estimate.mean(0)).reshape(height, width)
+        # matched again every second iteration as the group shrinks, on the estimate
         fresh = k % 2 == 0 or not keep
-        groups = _matched_tiles(guide, grid, size) if fresh else iter(kept)
+        groups = (_matched_tiles(matching_guide(estimate).reshape(height, width), grid, size)
+                  if fresh else iter(kept))
         kept = []
         total = torch.zeros_like(estimate)
         count = torch.zeros_like(estimate[0])
@@ -143,8 +139,7 @@ def low_rank_estimate(observation: npt.ArrayLike, sigma: float, *,
             _shrink_groups(estimate, members, grid, sigma if left is None else left, total,
                            count)
         estimate = torch.where(count > 0, total / count.clamp_min(1.0), estimate)
-    out = np.moveaxis(estimate.reshape(channels, height, width).cpu().double().numpy(), 0, -1)
-    return np.asarray(out @ OPPONENT if colour else out, dtype=np.float64)
+    return from_group_planes(estimate.reshape(channels, height, width))
 
 
 class _Grid:

@@ -49,6 +49,27 @@ OPPONENT = np.array([[1.0, 1.0, 1.0], [1.0, 0.0, -1.0], [1.0, -2.0, 1.0]])
 OPPONENT /= np.linalg.norm(OPPONENT, axis=1, keepdims=True)
 
 
+def group_planes(images: npt.NDArray[np.float64], device: torch.device | str) -> torch.Tensor:
+    """``(..., H, W, C)`` images as the group filters hold them (block matching, WNNM):
+    float32 ``(..., C, H, W)`` planes on ``device``, in opponent colours where C is 3."""
+    data = images @ OPPONENT.T if images.shape[-1] == 3 else images
+    return torch.from_numpy(np.ascontiguousarray(np.moveaxis(data, -1, -3))).to(
+        device=device, dtype=torch.float32)
+
+
+def matching_guide(planes: torch.Tensor) -> torch.Tensor:
+    """The ``(H, W)`` plane groups are matched on, of ``(C, H, W)`` planes from
+    :func:`group_planes`: the luminance for colour, the channels' mean otherwise."""
+    return planes[0] if planes.shape[0] == 3 else planes.mean(0)
+
+
+def from_group_planes(planes: torch.Tensor) -> npt.NDArray[np.float64]:
+    """The inverse of :func:`group_planes` for one image: ``(C, H, W)`` planes back as a
+    float64 ``(H, W, C)`` image."""
+    out = np.moveaxis(planes.cpu().double().numpy(), 0, -1)
+    return np.asarray(out @ OPPONENT if out.shape[-1] == 3 else out, dtype=np.float64)
+
+
 def dct_matrix(patch: int = PATCH) -> npt.NDArray[np.float64]:
     """The orthonormal 1D DCT-II as a ``(patch, patch)`` matrix (row k: frequency k)."""
     n = np.arange(patch)
