@@ -26,7 +26,10 @@ engine feeds them, one value per evaluated step:
 For each run and rule: the gap (the run's best PSNR, moving average or last
 iterate, minus the PSNR of what the rule returns), the iterations spent after
 the run's peak, and for denoising the margin over NL-means. A rule that never
-fires returns at the cap, marked ``*``. Tables are grouped by split (tune /
+fires returns at the cap, marked ``*``. Runs recorded with ``trajectories.py --stage``
+also give the gap of the result after the engine's denoising stage (``refine``, what
+the user gets) to the best any evaluated step offers, with the stage or without it (the
+*stage gap*), and the staged result's margin over NL-means. Tables are grouped by split (tune /
 held-out), image kind, width and size. ``--without-draw`` replays the estimate
 as it was before it took in the held-out pixels' own noise draw, ``--true-draw`` with the
 draw actually made (from the clean image), ``--true-noise`` with the noise level drawn
@@ -301,11 +304,20 @@ def evaluate(record: dict[str, Any], baselines: dict[str, Any]) -> dict[str, Any
                            "peak_iteration": peak_iteration, "nl_means": base.get("nl_means"),
                            "bm3d": base.get("bm3d"), "biharmonic": base.get("biharmonic"),
                            "seconds_per_iteration": record["seconds"] / record["iterations"]}
+    staged = _column(curves, "psnr_stage")
+    has_stage = bool(np.isfinite(staged).any())
+    # the best any evaluated step offers, with the stage or without it (refine="none")
+    row["stage_best"] = float(max(np.nanmax(staged), best)) if has_stage else None
     for rule in RULES:
         out = replay(record, rule)
         row[rule] = {"gap": float(best - out.psnr), "psnr": out.psnr, "stop": out.stop,
                      "returned": out.returned, "fired": out.fired,
                      "past_peak": float(out.stop - peak_iteration)}
+        # the stage is applied to the moving average: not to the paper rule's last iterate
+        at = np.flatnonzero(iterations == out.returned)
+        if has_stage and rule != "ratio" and len(at) and np.isfinite(staged[at[0]]):
+            row[rule]["stage_psnr"] = float(staged[at[0]])
+            row[rule]["stage_gap"] = float(row["stage_best"] - staged[at[0]])
     return row
 
 
@@ -352,6 +364,28 @@ def summarise(rows: list[dict[str, Any]], keys: tuple[str, ...], rule: str) -> l
                    if m["task"] == "denoise" and m["nl_means"] is not None]
         table.append([*group, len(members), f"{np.mean(gaps):.2f}", f"{np.max(gaps):.2f}",
                       f"{max(past):.0f}", f"{min(margins):+.2f}" if margins else "-"])
+    return table
+
+
+def summarise_stage(rows: list[dict[str, Any]], keys: tuple[str, ...], rule: str
+                    ) -> list[list[Any]]:
+    """As :func:`summarise`, for the result after the denoising stage: the gap to the best
+    any evaluated step offers (the stage's output or the network's own), the network's gap
+    on those runs, and the margin of the staged result over NL-means."""
+    groups: dict[tuple[Any, ...], list[dict[str, Any]]] = {}
+    for row in rows:
+        if "stage_gap" in row[rule]:
+            groups.setdefault(tuple(row[k] for k in keys), []).append(row)
+    table = []
+    for group, members in sorted(groups.items(), key=lambda kv: tuple(map(str, kv[0]))):
+        gaps = [m[rule]["stage_gap"] for m in members]
+        network = [m[rule]["gap"] for m in members]
+        margins = [m[rule]["stage_psnr"] - m["nl_means"] for m in members
+                   if m["nl_means"] is not None]
+        table.append([*group, len(members), f"{np.mean(gaps):.2f}", f"{np.max(gaps):.2f}",
+                      f"{np.mean(network):.2f}", f"{np.max(network):.2f}",
+                      f"{min(margins):+.2f}" if margins else "-",
+                      f"{sum(m >= GOALS['over_nl_means'] for m in margins)} of {len(margins)}"])
     return table
 
 
@@ -406,6 +440,16 @@ def main(argv: list[str] | None = None) -> int:
             table += [[rule, *row] for row in summarise(rows, keys, rule)]
         _common.echo(f"## By {keys[0]}", "", _common.format_table(
             ["rule", *keys, *header[1:]], table, markdown=args.markdown), "")
+    if any("stage_gap" in r["auto"] for r in rows):
+        stage_header = ["rule", "runs", "mean stage gap", "max stage gap", "mean network gap",
+                        "max network gap", "min staged vs NL-means", "NL-means + 1 dB"]
+        for keys in ((), ("kind",), ("width",), ("degradation",)):
+            table = []
+            for rule in ("auto", "minimum", "plain"):
+                table += [[rule, *row] for row in summarise_stage(rows, keys, rule)]
+            _common.echo(f"## The result after the stage{f' by {keys[0]}' if keys else ''}",
+                         "", _common.format_table([stage_header[0], *keys, *stage_header[1:]],
+                                                  table, markdown=args.markdown), "")
     detail = [[r["image"], r["kind"], r["degradation"], r["size"], r["width"],
                f"{r['best']:.2f}", f"{r['peak_iteration']:.0f}",
                f"{r['auto']['psnr']:.2f}", f"{r['auto']['gap']:.2f}",
@@ -414,11 +458,14 @@ def main(argv: list[str] | None = None) -> int:
                f"{r['ratio']['psnr']:.2f}", f"{r['ratio']['gap']:.2f}",
                f"{r['ratio']['stop']}{'' if r['ratio']['fired'] else '*'}",
                "-" if r["nl_means"] is None else f"{r['nl_means']:.2f}",
-               "-" if r["bm3d"] is None else f"{r['bm3d']:.2f}"] for r in rows]
+               "-" if r["bm3d"] is None else f"{r['bm3d']:.2f}",
+               f"{r['auto']['stage_psnr']:.2f}" if "stage_psnr" in r["auto"] else "-",
+               f"{r['auto']['stage_gap']:.2f}" if "stage_gap" in r["auto"] else "-"]
+              for r in rows]
     _common.echo("## Every run", "", _common.format_table(
         ["image", "kind", "degradation", "px", "width", "best", "peak at", "auto PSNR",
          "auto gap", "auto stop", "plain gap", "paper PSNR", "paper gap", "paper stop",
-         "NL-means", "BM3D"],
+         "NL-means", "BM3D", "auto staged", "stage gap"],
         detail, markdown=args.markdown), "")
     if args.noise_scales:
         _common.echo("## Sensitivity to the noise variance", "", _common.format_table(

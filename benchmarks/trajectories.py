@@ -12,12 +12,16 @@ Runs go to their iteration cap (``stop="none"``) and are spread over worker
 processes; on a GPU several processes share the device, which keeps it busy
 while each waits on kernel launches. Results are appended as they finish, so
 an interrupted sweep keeps what it has (``--resume`` skips finished runs).
+With ``--stage``, denoising runs also record the PSNR of the engine's own stage after the
+fit (``refine``: what the user gets) applied to the moving average of every evaluated step,
+``curves["psnr_stage"]``, so that ``stopping.py`` can tell what the stop costs the result.
 
 Examples
 --------
 python benchmarks/trajectories.py --plan smoke --device cpu --out /tmp/smoke.jsonl
 python benchmarks/trajectories.py --plan explore --device cuda --workers 12 --out explore.jsonl
 python benchmarks/trajectories.py --plan heldout --seed 1 --max-size 128 --out seed1.jsonl
+python benchmarks/trajectories.py --plan heldout --seed 2 --max-size 128 --stage --out staged.jsonl
 python benchmarks/trajectories.py --plan deblock --split held-out --seed 1 --out deblock1.jsonl
 python benchmarks/trajectories.py --plan deblock --device cpu --workers 2 --no-baselines --out deblock.jsonl
 python benchmarks/trajectories.py --plan deblock-long --workers 2 --no-baselines --out long.jsonl
@@ -252,8 +256,10 @@ def _observation_blockiness(observation: np.ndarray) -> float:
     return blockiness(gray, found.grid if found is not None else likely_grid(gray))
 
 
-def run(config: Config, device: str) -> dict[str, Any]:
-    """One run to its cap; returns the JSON-ready record."""
+def run(config: Config, device: str, stage: bool = False) -> dict[str, Any]:
+    """One run to its cap; returns the JSON-ready record. ``stage``: for denoising, also
+    the PSNR of the engine's stage after the fit at every evaluated step
+    (``curves["psnr_stage"]``)."""
     from napari_specdip import RestoreParameters, iter_restore
     from napari_specdip.core.engine import run_to_end
 
@@ -266,12 +272,23 @@ def run(config: Config, device: str) -> dict[str, Any]:
         lr_schedule=config.lr_schedule, lr_warmup=config.lr_warmup,
         lr_halflife=config.lr_halflife, upsampler=config.upsampler,
         input_jitter=config.input_jitter)
+    options: dict[str, Any] = dict(
+        channel_axis=axis, reference=clean, parameters=params, mask=missing,
+        max_iterations=config.max_iterations, stop="none", seed=config.seed, device=device,
+        width=config.width, learning_rate=config.learning_rate, output="ema",
+        signal_every=config.signal_every, depth=config.depth)
+    staged = stage and degradation.task == "denoise"
+    # the moving average at every evaluated step, for the stage after the fit
+    outputs: dict[int, np.ndarray] = {}
+
+    def keep(report: Any) -> None:
+        if report.preview is not None and report.iteration % config.signal_every == 0:
+            outputs[report.iteration] = np.asarray(report.preview, dtype=np.float64)
+
     start = time.perf_counter()
     result = run_to_end(iter_restore(
-        observation, degradation.task, channel_axis=axis, reference=clean, parameters=params,
-        mask=missing, max_iterations=config.max_iterations, stop="none", seed=config.seed,
-        device=device, width=config.width, learning_rate=config.learning_rate, output="ema",
-        signal_every=config.signal_every, preview_every=0, depth=config.depth))
+        observation, degradation.task, preview_every=config.signal_every if staged else 0,
+        **options), keep if staged else None)
     seconds = time.perf_counter() - start
     h = result.history
     record: dict[str, Any] = {"config": asdict(config), "key": config.key,
@@ -292,7 +309,71 @@ def run(config: Config, device: str) -> dict[str, Any]:
     record["curves"]["loss"] = [_round(v) for v in loss[every - 1::every]]
     elapsed = np.asarray(h["elapsed"], dtype=float)
     record["curves"]["elapsed"] = [round(float(v), 3) for v in elapsed[every - 1::every]]
+    if staged:
+        start = time.perf_counter()
+        stop_noise = result.parameters["stop_noise_variance"]
+        record["curves"]["psnr_stage"] = _stage_psnrs(
+            observation, options, outputs, record["curves"]["signal_iteration"], stop_noise,
+            clean, result.device)
+        record["stage_seconds"] = time.perf_counter() - start
+        record["stage"] = result.parameters.get("refined")
     return record
+
+
+def _stage_psnrs(observation: np.ndarray, options: dict[str, Any],
+                 outputs: dict[int, np.ndarray], iterations: list[Any],
+                 stop_noise: float | None, clean: np.ndarray, device: str
+                 ) -> list[float | None]:
+    """The PSNR of the engine's denoising stage (``refine``, on the run's ``device``)
+    applied to the moving average of every evaluated step: what the user would get had
+    the run returned that step (the engine's own result where the stop returns it)."""
+    import torch
+
+    from napari_specdip.core import engine
+
+    job = engine.plan_restore(observation, "denoise", **options)
+    if job.layout.natural_range() != (0.0, 1.0):
+        raise ValueError("the stage replay needs an observation on [0, 1]")
+    shape = job.observation.shape
+    psnrs: list[float | None] = []
+    with _memoised_observation_filters():  # what depends on the observation alone, once
+        for iteration in iterations:
+            out = outputs.get(int(iteration))
+            if out is None:
+                psnrs.append(None)
+                continue
+            staged, _, _ = engine._refined(job, out.reshape(shape), None, stop_noise,
+                                           torch.device(device), 1)
+            psnrs.append(_round(_evalset.psnr(staged.reshape(clean.shape), clean)))
+    return psnrs
+
+
+@contextlib.contextmanager
+def _memoised_observation_filters() -> Iterator[None]:
+    """The stage's block matching first step and WNNM see only the observation: computed
+    once per run instead of once per step."""
+    from napari_specdip.core import engine
+
+    originals = {name: getattr(engine, name)
+                 for name in ("hard_threshold_estimate", "low_rank_estimate")}
+    memo: dict[tuple[Any, ...], np.ndarray] = {}
+
+    def memoised(name: str) -> Any:
+        def call(obs: np.ndarray, sigma: float, **kwargs: Any) -> np.ndarray:
+            key = (name, obs.tobytes(), sigma, tuple(sorted((k, str(v))
+                                                             for k, v in kwargs.items())))
+            if key not in memo:
+                memo[key] = originals[name](obs, sigma, **kwargs)
+            return memo[key]
+        return call
+
+    for name in originals:
+        setattr(engine, name, memoised(name))
+    try:
+        yield
+    finally:
+        for name, function in originals.items():
+            setattr(engine, name, function)
 
 
 def baselines(image: str, size: int, degradation: str, seed: int = 0) -> dict[str, Any]:
@@ -334,15 +415,15 @@ def _work(item: tuple[str, Any, str]) -> dict[str, Any]:
 
     torch.set_num_threads(1)
     try:
-        if kind == "run":
-            return {"type": "run", **run(payload, device)}
+        if kind in ("run", "run-stage"):
+            return {"type": "run", **run(payload, device, stage=kind == "run-stage")}
         return {"type": "baseline", **baselines(*payload)}
     except Exception as exc:  # noqa: BLE001  (one failure must not end the sweep)
         return {"type": "error", "item": repr(payload), "error": repr(exc)}
 
 
 def _items(configs: list[Config], device: str, done: set[str],
-           with_baselines: bool) -> Iterator[tuple[str, Any, str]]:
+           with_baselines: bool, stage: bool = False) -> Iterator[tuple[str, Any, str]]:
     if with_baselines:
         seen = sorted({(c.image, c.size, c.degradation, c.seed) for c in configs})
         for b in seen:
@@ -351,7 +432,7 @@ def _items(configs: list[Config], device: str, done: set[str],
     # in the plan's order of priority, so a deadline cuts its tail
     for c in configs:
         if c.key not in done:
-            yield "run", c, device
+            yield "run-stage" if stage else "run", c, device
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -371,6 +452,9 @@ def main(argv: list[str] | None = None) -> int:
                         help="leave out the plan's runs on larger images")
     parser.add_argument("--split", choices=("tune", "held-out"), default=None,
                         help="only the runs on that half's images")
+    parser.add_argument("--stage", action="store_true",
+                        help="denoising runs also record the PSNR of the engine's stage after "
+                             "the fit (refine) applied at every evaluated step")
     parser.add_argument("--input-jitter", type=float, default=None,
                         help="run the plan with this input jitter instead of the presets' "
                              "(0: none, as before 2026-12-04, evening)")
@@ -392,7 +476,8 @@ def main(argv: list[str] | None = None) -> int:
                 done.add(rec["key"])
     k, n = (int(v) for v in args.shard.split("/"))
     items = [it for i, it in enumerate(_items(configs, args.device, done,
-                                              not args.no_baselines)) if i % n == k]
+                                              not args.no_baselines, args.stage))
+             if i % n == k]
     print(f"{len(items)} items ({len(done)} already done), {args.workers} workers", flush=True)
     start = time.perf_counter()
     args.out.parent.mkdir(parents=True, exist_ok=True)

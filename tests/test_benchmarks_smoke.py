@@ -148,7 +148,8 @@ def test_trajectories_then_stopping_replay(capsys: pytest.CaptureFixture[str],
 
 
 def test_replay_matches_the_engine(tmp_path: Path) -> None:
-    """The replayed hold-out rule stops where the engine's own run stops."""
+    """The replayed hold-out rule stops where the engine's own run stops, and the stage
+    replayed on the recorded step gives the engine's result."""
     from napari_specdip import RestoreParameters, restore
     import numpy as np
 
@@ -159,18 +160,28 @@ def test_replay_matches_the_engine(tmp_path: Path) -> None:
     config = trajectories.Config("camera", 64, "sigma25", 8, learning_rate=balanced.learning_rate,
                                  lr_warmup=balanced.lr_warmup, holdout=balanced.holdout,
                                  max_iterations=400)
-    record = trajectories.run(config, "cpu")
+    record = trajectories.run(config, "cpu", stage=True)
     outcome = stopping.replay(record, "auto")
     evalset = load("_evalset")
     clean = evalset.load("camera", 64)
     observation, _ = evalset.parse_degradation("sigma25").apply(clean, seed=0)
-    # the network's own output: the replay scores it (the Wiener stage comes after)
     engine = restore(observation, width=8, max_iterations=400, seed=0, preview_every=0,
-                     refine="none")
+                     reference=clean)
     assert engine.stop_reason == ("holdout" if outcome.fired else "max_iterations")
     assert (engine.iterations, engine.stop_iteration) == (outcome.stop, outcome.returned)
-    assert evalset.psnr(engine.image, clean) == pytest.approx(outcome.psnr, abs=0.02)
+    # the replay scores the network's own output; the stage comes after it
+    assert engine.metrics["psnr_unrefined"] == pytest.approx(outcome.psnr, abs=0.02)
     assert np.isfinite(outcome.psnr)
+    staged = record["curves"]["psnr_stage"]
+    assert len(staged) == len(record["curves"]["signal_iteration"])
+    returned = record["curves"]["signal_iteration"].index(outcome.returned)
+    assert engine.metrics["psnr"] == pytest.approx(staged[returned], abs=0.02)
+    assert engine.metrics["psnr"] > engine.metrics["psnr_unrefined"]
+    row = stopping.evaluate({**record, "type": "run"}, {})
+    best = max(max(v for v in staged if v is not None), row["best"])
+    assert row["auto"]["stage_gap"] == pytest.approx(best - staged[returned])
+    assert "stage_gap" not in row["ratio"]  # the paper's rule returns the last iterate
+    assert stopping.summarise_stage([row], (), "auto")[0][0] == 1
 
 
 def test_time_to_quality_and_warm_start_smoke(capsys: pytest.CaptureFixture[str],
