@@ -352,12 +352,18 @@ def _longest(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return list(kept.values())
 
 
-def summarise(rows: list[dict[str, Any]], keys: tuple[str, ...], rule: str) -> list[list[Any]]:
+def _grouped(rows: list[dict[str, Any]], keys: tuple[str, ...]
+             ) -> list[tuple[tuple[Any, ...], list[dict[str, Any]]]]:
+    """``rows`` grouped by their values of ``keys``, the groups in order."""
     groups: dict[tuple[Any, ...], list[dict[str, Any]]] = {}
     for row in rows:
         groups.setdefault(tuple(row[k] for k in keys), []).append(row)
+    return sorted(groups.items(), key=lambda kv: tuple(map(str, kv[0])))
+
+
+def summarise(rows: list[dict[str, Any]], keys: tuple[str, ...], rule: str) -> list[list[Any]]:
     table = []
-    for group, members in sorted(groups.items(), key=lambda kv: tuple(map(str, kv[0]))):
+    for group, members in _grouped(rows, keys):
         gaps = [m[rule]["gap"] for m in members]
         past = [m[rule]["past_peak"] for m in members]
         margins = [m[rule]["psnr"] - m["nl_means"] for m in members
@@ -372,12 +378,8 @@ def summarise_stage(rows: list[dict[str, Any]], keys: tuple[str, ...], rule: str
     """As :func:`summarise`, for the result after the denoising stage: the gap to the best
     any evaluated step offers (the stage's output or the network's own), the network's gap
     on those runs, and the margin of the staged result over NL-means."""
-    groups: dict[tuple[Any, ...], list[dict[str, Any]]] = {}
-    for row in rows:
-        if "stage_gap" in row[rule]:
-            groups.setdefault(tuple(row[k] for k in keys), []).append(row)
     table = []
-    for group, members in sorted(groups.items(), key=lambda kv: tuple(map(str, kv[0]))):
+    for group, members in _grouped([r for r in rows if "stage_gap" in r[rule]], keys):
         gaps = [m[rule]["stage_gap"] for m in members]
         network = [m[rule]["gap"] for m in members]
         margins = [m[rule]["stage_psnr"] - m["nl_means"] for m in members

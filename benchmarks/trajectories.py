@@ -260,8 +260,8 @@ def run(config: Config, device: str, stage: bool = False) -> dict[str, Any]:
     """One run to its cap; returns the JSON-ready record. ``stage``: for denoising, also
     the PSNR of the engine's stage after the fit at every evaluated step
     (``curves["psnr_stage"]``)."""
-    from napari_specdip import RestoreParameters, iter_restore
-    from napari_specdip.core.engine import run_to_end
+    from napari_specdip import RestoreParameters
+    from napari_specdip.core.engine import plan_restore, run_to_end
 
     degradation = _evalset.parse_degradation(config.degradation)
     clean = _evalset.load(config.image, config.size)
@@ -272,11 +272,6 @@ def run(config: Config, device: str, stage: bool = False) -> dict[str, Any]:
         lr_schedule=config.lr_schedule, lr_warmup=config.lr_warmup,
         lr_halflife=config.lr_halflife, upsampler=config.upsampler,
         input_jitter=config.input_jitter)
-    options: dict[str, Any] = dict(
-        channel_axis=axis, reference=clean, parameters=params, mask=missing,
-        max_iterations=config.max_iterations, stop="none", seed=config.seed, device=device,
-        width=config.width, learning_rate=config.learning_rate, output="ema",
-        signal_every=config.signal_every, depth=config.depth)
     staged = stage and degradation.task == "denoise"
     # the moving average at every evaluated step, for the stage after the fit
     outputs: dict[int, np.ndarray] = {}
@@ -286,9 +281,13 @@ def run(config: Config, device: str, stage: bool = False) -> dict[str, Any]:
             outputs[report.iteration] = np.asarray(report.preview, dtype=np.float64)
 
     start = time.perf_counter()
-    result = run_to_end(iter_restore(
-        observation, degradation.task, preview_every=config.signal_every if staged else 0,
-        **options), keep if staged else None)
+    job = plan_restore(
+        observation, degradation.task, channel_axis=axis, reference=clean, parameters=params,
+        mask=missing, max_iterations=config.max_iterations, stop="none", seed=config.seed,
+        device=device, width=config.width, learning_rate=config.learning_rate, output="ema",
+        signal_every=config.signal_every, preview_every=config.signal_every if staged else 0,
+        depth=config.depth)
+    result = run_to_end(job.run(), keep if staged else None)
     seconds = time.perf_counter() - start
     h = result.history
     record: dict[str, Any] = {"config": asdict(config), "key": config.key,
@@ -313,25 +312,24 @@ def run(config: Config, device: str, stage: bool = False) -> dict[str, Any]:
         start = time.perf_counter()
         stop_noise = result.parameters["stop_noise_variance"]
         record["curves"]["psnr_stage"] = _stage_psnrs(
-            observation, options, outputs, record["curves"]["signal_iteration"], stop_noise,
-            clean, result.device)
+            job, outputs, record["curves"]["signal_iteration"], stop_noise, clean,
+            result.device)
         record["stage_seconds"] = time.perf_counter() - start
         record["stage"] = result.parameters.get("refined")
     return record
 
 
-def _stage_psnrs(observation: np.ndarray, options: dict[str, Any],
-                 outputs: dict[int, np.ndarray], iterations: list[Any],
+def _stage_psnrs(job: Any, outputs: dict[int, np.ndarray], iterations: list[Any],
                  stop_noise: float | None, clean: np.ndarray, device: str
                  ) -> list[float | None]:
     """The PSNR of the engine's denoising stage (``refine``, on the run's ``device``)
-    applied to the moving average of every evaluated step: what the user would get had
-    the run returned that step (the engine's own result where the stop returns it)."""
+    applied to the moving average of every evaluated step of the run of ``job``: what the
+    user would get had the run returned that step (the engine's own result where the stop
+    returns it)."""
     import torch
 
     from napari_specdip.core import engine
 
-    job = engine.plan_restore(observation, "denoise", **options)
     if job.layout.natural_range() != (0.0, 1.0):
         raise ValueError("the stage replay needs an observation on [0, 1]")
     shape = job.observation.shape
