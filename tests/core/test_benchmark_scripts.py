@@ -207,3 +207,19 @@ def test_float_units_smoke(load: object, capsys: pytest.CaptureFixture[str],
     assert rows[0.01]["[0, 1] units"]["range"] == [0.0, 1.0]
     assert rows[0.01]["own range"]["range"][1] < 0.02
     assert rows[0.5]["[0, 1] units"] == rows[0.5]["own range"]
+
+
+def test_signal_dependence_benchmark_smoke(load: object, capsys: pytest.CaptureFixture[str],
+                                          tmp_path: Path) -> None:
+    script = load("signal_dependence")  # type: ignore[operator]
+    prefix = tmp_path / "sd"
+    assert script.main(["--sizes", "64", "--peaks", "30", "--reads", "2", "--sigmas", "5",
+                        "--out", str(prefix)]) == 0
+    text = capsys.readouterr().out
+    assert "| 30 | 3/3 | 3/3 |" in text  # the three exposures at 30 photons
+    assert "Fired on: none" in text
+    records = json.loads((tmp_path / "sd.json").read_text())
+    assert len(records["camera"]) == 3
+    fired = [r for r in records["camera"] if r["outcome"] == "fires"]
+    assert all(r["growth"] >= 2.0 and r["structure"] <= 1.3 for r in fired)
+    assert {r["outcome"] for r in records["gaussian"]} <= {"none", "clipped"}

@@ -197,6 +197,33 @@ def test_camera_noise_is_refined_with_the_model(noisy_camera: tuple[np.ndarray, 
     assert result.image.dtype == np.uint16
 
 
+def test_photon_noise_under_the_gaussian_model_is_filtered_as_camera_noise() -> None:
+    """Left to the Gaussian model, camera counts whose noise grows with the signal are
+    filtered with the growth found, not with one level read off the dark pixels; a given
+    noise sigma is taken at its word, and white noise keeps the Gaussian stage."""
+    clean = 0.05 + 0.95 * center_crop(img_as_float(data.camera()), 64)
+    rng = np.random.default_rng(0)
+    adu = np.rint(100 + 2.0 * (rng.poisson(clean * 30) + rng.normal(0, 1.0, clean.shape)))
+    reference = 100 + 60.0 * clean
+    result = restore(adu.astype(np.uint16), "denoise", reference=reference, **FAST)
+    record = result.parameters["refined"]
+    assert record["noise_from"] == ("the noise's growth with intensity, estimated from the "
+                                    "image, at the output")
+    assert record["signal_dependent"]["growth"] >= 2.0
+    assert record["pilot"] == "the network's output" and "low_rank" not in record
+    assert result.metrics["psnr"] > result.metrics["psnr_unrefined"]
+    assert result.image.dtype == np.uint16
+    given = restore(adu.astype(np.uint16), "denoise", noise_sigma=6.0, **FAST)
+    assert given.parameters["refined"]["noise_from"] == "given"
+    assert "signal_dependent" not in given.parameters["refined"]
+    both = restore(adu.astype(np.uint16), "denoise", ensemble=2, **FAST)
+    assert both.parameters["refined"]["method"] == "none"
+    assert both.parameters["refined"]["signal_dependent"]["growth"] >= 2.0
+    white = restore(clean + rng.normal(0, 0.05, clean.shape), "denoise", **FAST)
+    assert "signal_dependent" not in white.parameters["refined"]
+    assert white.parameters["refined"]["pilot"] != "the network's output"
+
+
 def test_an_ensembles_mean_is_refined_under_gaussian_noise_only(
         noisy_camera: tuple[np.ndarray, np.ndarray]) -> None:
     clean, noisy = noisy_camera

@@ -399,6 +399,31 @@ def test_gaussian_noise_sigma_is_shown_estimated_and_can_be_given(
     widget.noise_sigma.value = "loud"
     with pytest.raises(ValueError, match="noise sigma: 'loud' is not a number"):
         widget.parameters()
+
+
+def test_photon_noise_left_to_the_gaussian_model_is_said_after_the_run(
+        make_napari_viewer_proxy: Any, configure: Any, wait_for_run: Any) -> None:
+    """Camera counts denoised with the default model: the note says the noise grew with
+    the signal and the stage followed it (the record keeps the growth)."""
+    from skimage import data, img_as_float
+
+    viewer = make_napari_viewer_proxy()
+    _, widget = viewer.window.add_plugin_dock_widget("napari-specdip", "Restore")
+    clean = 0.05 + 0.95 * samples.center_crop(img_as_float(data.camera()), SIZE)
+    rng = np.random.default_rng(0)
+    counts = np.rint(100 + 2.0 * (rng.poisson(clean * 30) + rng.normal(0, 1.0, clean.shape)))
+    viewer.add_image(counts.astype(np.uint16), name="counts")
+    assert widget.image.value.name == "counts" and widget.noise.value == "gaussian"
+    configure(widget, iterations=6, stop="none")
+    widget.start()
+    wait_for_run(widget)
+    sigma, growth = widget.noise_note.value.split("\n")
+    assert sigma.startswith("last run used: noise sigma") and sigma.endswith("(estimated)")
+    assert growth.startswith("(its noise grows with the signal, ")
+    assert growth.endswith("x from dark to bright: the Wiener stage followed that; "
+                           "poisson-gaussian fits it too)")
+    refined = widget.last_output.metadata["specdip"]["parameters"]["refined"]
+    assert refined["signal_dependent"]["growth"] >= 2.0
     # the Gaussian level of a denoising run only: hidden and not read elsewhere
     for task in ("inpaint", "denoise"):
         widget.task.value = task

@@ -843,6 +843,10 @@ class RestoreWidget(Container[Widget]):
         if this_image and used.get("model") == "gaussian" and self._gaussian_denoising():
             lines.append(f"last run used: noise sigma {_g(used.get('sigma'))} "
                          f"({used.get('source', 'estimated')})")
+            if isinstance(used.get("growth"), float):
+                lines.append(f"(its noise grows with the signal, {used['growth']:.3g}x from dark "
+                             "to bright: the Wiener stage followed that; poisson-gaussian "
+                             "fits it too)")
         if this_image and used.get("model") == "poisson-gaussian":
             source = used.get("source") or {}
             values = ", ".join(f"{word} {_g(used.get(key))} ({source.get(key, 'estimated')})"
@@ -1732,8 +1736,14 @@ def _gaussian_noise_used(result: Any) -> dict[str, Any] | None:
         return None
     low, high = result.intensity_range
     sigma = math.sqrt(known[len(known) // 2]) * (high - low)
-    return {"model": "gaussian", "sigma": sigma,
-            "source": "given" if params.get("noise_sigma") is not None else "estimated"}
+    used: dict[str, Any] = {
+        "model": "gaussian", "sigma": sigma,
+        "source": "given" if params.get("noise_sigma") is not None else "estimated"}
+    refined = params.get("refined")
+    grows = refined.get("signal_dependent") if isinstance(refined, dict) else None
+    if isinstance(grows, dict) and isinstance(grows.get("growth"), int | float):
+        used["growth"] = float(grows["growth"])  # the stage found photon noise
+    return used
 
 
 def _g(value: Any) -> str:

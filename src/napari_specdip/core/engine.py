@@ -32,7 +32,7 @@ from napari_specdip.core.noise import (WHITE_NOISE_PATCH, CameraEstimate, NoiseF
                                        check_camera_units, check_noise_estimable,
                                        check_sigma_units,
                                        estimate_white_noise_variance, held_out_noise,
-                                       plan_noise)
+                                       plan_noise, signal_dependence)
 from napari_specdip.core.operators import Downsampling, Identity, Inpainting, Operator
 from napari_specdip.core.params import (AUTO_TILE, AUTO_TILE_FROM, PAPER_DEPTH,
                                         RestoreParameters, auto_depth, ignored_option)
@@ -1100,29 +1100,38 @@ def _refined(job: RestoreJob, output: npt.NDArray[np.float64], noise: NoiseFit |
     An ensemble's mean under camera noise is left as it is: on photon.py's 27 K=4 runs
     (5-30 photons) the stage lowered it by 0.16 dB on average (the 5-photon cell by about
     2 dB), where it raised single runs by 0.65; under Gaussian noise it raised K=4 means by
-    0.48 dB on the held-out half (benchmarks/README.md, *refine.py*). An observation
-    clipped at an end of its range is declipped after the filter (``refine.declip``)."""
+    0.48 dB on the held-out half (benchmarks/README.md, *refine.py*). Under the Gaussian
+    model, noise that clearly grows with the intensity (``noise.signal_dependence``) is
+    filtered as camera noise with the growth found. An observation clipped at an end of
+    its range is declipped after the filter (``refine.declip``)."""
     p = job.params
     if p.task != "denoise":
         return output, None, None
     if p.refine == "none":
         return output, {"method": "none"}, None
-    if members > 1 and noise is not None:
-        return output, {"method": "none", "reason": "an ensemble's mean, camera noise"}, None
     obs = job.observation
     low, high = clipped_ends(obs)
+    # photon noise left to the Gaussian model: one level, read off the dark pixels, would
+    # leave the bright ones noisy (camera data at 30 photons: 5 dB under the network's own)
+    grows = (signal_dependence(obs, job.known) if noise is None and p.noise_sigma is None
+             and not (low or high) else None)
+    if members > 1 and (noise is not None or grows is not None):
+        return output, {"method": "none", "reason": "an ensemble's mean, camera noise",
+                        **({} if grows is None else {"signal_dependent": grows.record()})}, None
     pilot, share = output, 1.0  # the Wiener stage's first estimate, the network's share in it
     matched: float | None = None  # the noise deviation block matching ran at, if it did
     deviation: float | Callable[[npt.NDArray[np.float64]], npt.NDArray[np.float64]]
-    if noise is not None:
-        model = noise.model
+    camera = noise.model if noise is not None else None if grows is None else grows.model
+    if camera is not None:
+        model = camera
         floor = max(model.read_variance, 1e-3 * model.a)
 
         def floored(mean: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
             return np.maximum(model.variance(mean), floor)
 
         variance: float | npt.NDArray[np.float64] = floored(np.clip(output, 0.0, 1.0))
-        source = "the camera model at the output"
+        source = ("the camera model at the output" if noise is not None else
+                  "the noise's growth with intensity, estimated from the image, at the output")
 
         def deviation(mean: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
             return np.sqrt(floored(mean))
@@ -1171,6 +1180,8 @@ def _refined(job: RestoreJob, output: npt.NDArray[np.float64], noise: NoiseFit |
         "filter": ("the Wiener filter on every 8 x 8 patch" if grouped == 0.0 else
                    f"{grouped:g} x BM3D's second step (groups matched on the pilot) + "
                    f"{1 - grouped:g} x the Wiener filter on every 8 x 8 patch")}
+    if grows is not None:
+        record["signal_dependent"] = grows.record()
     if low_rank > 0.0:
         record["low_rank"] = (f"{low_rank:g} x WNNM (weighted nuclear norm minimisation of "
                               f"groups of similar patches) + {1 - low_rank:g} x the filter")
