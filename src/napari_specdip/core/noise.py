@@ -526,6 +526,7 @@ class SignalDependence:
     structure: float  # horizontal and vertical over diagonal detail (white noise: 1)
 
     def record(self) -> dict[str, float]:
+        """JSON-ready values for the run record."""
         return {"growth": self.growth, "a": self.model.a, "b": self.model.b,
                 "line_misfit": self.line_misfit, "flat_misfit": self.flat_misfit,
                 "structure": self.structure}
@@ -538,11 +539,12 @@ def signal_dependence(image: npt.ArrayLike, known: npt.ArrayLike | None = None
     Fits :func:`estimate_poisson_gaussian` and keeps the result only when the noise
     variance at the image's bright end (a high percentile of the smoothed intensity,
     :data:`GROWTH_QUANTILES`) is at least :data:`GROWTH_MIN` times that at its dark end
-    (a low percentile), one level for
-    all intensities misfits the measured levels (:data:`FLAT_MISFIT_MIN`), the line
-    explains that misfit (:data:`LINE_SHARE_MAX`) and the brighter half of the image looks
-    like white noise at the finest scale (:data:`STRUCTURE_MAX`): textures and fine
-    structure at low noise raise the variance of the bright levels too.
+    (a low percentile), one level for all intensities misfits the measured levels
+    (:data:`FLAT_MISFIT_MIN`), the line explains that misfit (:data:`LINE_SHARE_MAX`) and
+    the brighter half of the image looks like white noise at the finest scale
+    (:data:`STRUCTURE_MAX`): textures and fine structure at low noise raise the variance
+    of the bright levels too. The Gaussian model's denoising stage calls it
+    (``engine._refined``) to filter photon noise with the growth found.
 
     Parameters
     ----------
