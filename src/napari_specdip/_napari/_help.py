@@ -107,7 +107,8 @@ TOOLTIPS: dict[str, str] = {
     "noise_sigma": ("Gaussian noise: its standard deviation, in image units, for the "
                     "auto stop. Leave empty to estimate it from the image; on fine textures "
                     "at low noise the estimate runs high and the run stops early, so give it "
-                    "when you know it."),
+                    "when you know it. The Wiener stage uses it too; left empty, noise that "
+                    "clearly grows with the signal (raw camera counts) is followed there."),
     "noise_gain": ("Camera gain: image units per detected photon (e.g. ADU per photon). "
                    "Leave empty to estimate it from the image (from all the slices of a "
                    "stack at once: they share one camera)."),

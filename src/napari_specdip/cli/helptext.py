@@ -264,8 +264,9 @@ def option_help() -> dict[str, str]:
         "noise": f"noise model: {_words(NOISE_WORDS, NOISE_MODELS)}; {noise_tasks} only; "
                  f"{stated_default('noise')}",
         "noise_sigma": "gaussian, denoise: the noise's standard deviation in input units, "
-                       "for the auto stop (default: estimated from the image; it errs high on "
-                       "fine textures at low noise, which stops early)",
+                       "for the auto stop and the Wiener stage (default: estimated from the "
+                       "image; it errs high on fine textures at low noise, which stops early; "
+                       "noise that clearly grows with the signal is then followed by the stage)",
         "noise_gain": "poisson-gaussian: the camera's gain, input units per photon (e.g. ADU "
                       "per electron; default: estimated from the image, once over all the slices of a stack)",
         "noise_read_sigma": "poisson-gaussian: the camera's read noise, input units (default: "
