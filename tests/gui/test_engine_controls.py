@@ -399,6 +399,16 @@ def test_gaussian_noise_sigma_is_shown_estimated_and_can_be_given(
     widget.noise_sigma.value = "loud"
     with pytest.raises(ValueError, match="noise sigma: 'loud' is not a number"):
         widget.parameters()
+    # the Gaussian level of a denoising run only: hidden and not read elsewhere
+    for task in ("inpaint", "denoise"):
+        widget.task.value = task
+        assert _visible(widget.noise_sigma) == (task == "denoise"), task
+    widget.noise_sigma.value = "0.1"
+    widget.task.value = "inpaint"
+    assert widget.parameters().noise_sigma is None
+    widget.task.value = "denoise"
+    widget.noise.value = "poisson-gaussian"
+    assert not _visible(widget.noise_sigma) and widget.parameters().noise_sigma is None
 
 
 def test_photon_noise_left_to_the_gaussian_model_is_said_after_the_run(
@@ -424,16 +434,6 @@ def test_photon_noise_left_to_the_gaussian_model_is_said_after_the_run(
                            "poisson-gaussian fits it too)")
     refined = widget.last_output.metadata["specdip"]["parameters"]["refined"]
     assert refined["signal_dependent"]["growth"] >= 2.0
-    # the Gaussian level of a denoising run only: hidden and not read elsewhere
-    for task in ("inpaint", "denoise"):
-        widget.task.value = task
-        assert _visible(widget.noise_sigma) == (task == "denoise"), task
-    widget.noise_sigma.value = "0.1"
-    widget.task.value = "inpaint"
-    assert widget.parameters().noise_sigma is None
-    widget.task.value = "denoise"
-    widget.noise.value = "poisson-gaussian"
-    assert not _visible(widget.noise_sigma) and widget.parameters().noise_sigma is None
 
 
 # ------------------------------------------------------------------ ensembles

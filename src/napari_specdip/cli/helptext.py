@@ -91,8 +91,8 @@ REFINE_WORDS = {
               "ensemble's mean under camera noise is not refined; under --noise gaussian "
               "without --noise-sigma, noise that clearly grows with the signal, as in raw "
               "camera counts, is filtered with the camera model estimated from the image); "
-              "an image clipped at black or white is then declipped (held-out: +0.56 dB more under Gaussian noise, "
-              "+0.97 under camera noise)",
+              "an image clipped at black or white is then declipped (held-out: +0.56 dB more "
+              "under Gaussian noise, +0.97 under camera noise)",
     "none": "the network's output, as in the paper",
 }
 #: how each ``--noise-fit`` uses the Poisson-Gaussian model
