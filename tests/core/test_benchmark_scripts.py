@@ -222,4 +222,8 @@ def test_signal_dependence_benchmark_smoke(load: object, capsys: pytest.CaptureF
     assert len(records["camera"]) == 3
     fired = [r for r in records["camera"] if r["outcome"] == "fires"]
     assert all(r["growth"] >= 2.0 and r["structure"] <= 1.3 for r in fired)
-    assert {r["outcome"] for r in records["gaussian"]} <= {"none", "clipped"}
+    assert {r["outcome"] for r in records["gaussian"]} == {"none"}
+    assert any(r["clipped"] for r in records["gaussian"])  # checked through clipped moments
+    clipped = records["clipped photons"]
+    assert len(clipped) == 9 and all(r["clipped"] for r in clipped)
+    assert any(r["outcome"] == "fires" for r in clipped)

@@ -18,6 +18,7 @@ from napari_specdip.core.noise import (
     StabilisedDomain,
     CameraEstimate,
     anscombe,
+    clipped_moments,
     estimate_camera,
     estimate_poisson_gaussian,
     estimate_white_noise_variance,
@@ -139,6 +140,52 @@ def test_signal_dependence_finds_photon_noise(peak: float) -> None:
     assert found.model.a * (high - low) == pytest.approx(2.0, rel=0.2)
     assert set(found.record()) == {"growth", "a", "b", "line_misfit", "flat_misfit",
                                    "structure"}
+
+
+@pytest.mark.parametrize(("low", "high"), [(True, False), (False, True), (True, True)])
+def test_clipped_moments_match_clipped_draws(low: bool, high: bool) -> None:
+    x = np.linspace(-0.2, 1.2, 29)
+    sigma = 0.05 + 0.1 * x.clip(0, 1)  # one deviation per value, as a camera's
+    draws = x + sigma * np.random.default_rng(0).standard_normal((100_000, x.size))
+    draws = np.clip(draws, 0.0 if low else -np.inf, 1.0 if high else np.inf)
+    mean, variance = clipped_moments(x, sigma, low=low, high=high)
+    np.testing.assert_allclose(mean, draws.mean(0), atol=1e-3)
+    np.testing.assert_allclose(variance, draws.var(0), rtol=0.03, atol=2e-5)
+    # an end not clipped leaves the variance there as it was
+    if not (low and high):
+        far = x > 1.1 if low else x < -0.1
+        np.testing.assert_allclose(variance[far], sigma[far] ** 2, rtol=1e-6)
+
+
+@pytest.mark.parametrize("peak", [10.0, 30.0])
+def test_signal_dependence_finds_clipped_photon_noise(peak: float) -> None:
+    """Counts over the peak clipped to [0, 1] (an 8-bit export): a third of the pixels
+    sit at 0, and the one level that would fit the squeezed dark variance is told apart
+    from photon noise through the clipped moments."""
+    clean = np.clip(nuclei(128) - 0.03, 0.0, None)
+    rng = np.random.default_rng(3)
+    counts = np.clip((rng.poisson(clean * peak) + rng.normal(0, 2.0, clean.shape)) / peak, 0, 1)
+    assert np.mean(counts == 0.0) > 0.2
+    found = signal_dependence(counts, low=True, high=True)
+    assert found is not None and found.growth >= 2.0
+    assert found.model.a == pytest.approx(1.0 / peak, rel=0.25)
+    assert found.model.read_variance == pytest.approx((2.0 / peak) ** 2, rel=0.4)
+    assert signal_dependence(counts) is None  # unclipped, the estimator has too few pixels
+
+
+@pytest.mark.parametrize("name", ["camera", "coins", "moon"])
+@pytest.mark.parametrize("sigma", [5.0, 25.0, 50.0])
+def test_signal_dependence_sees_clipped_white_noise_as_none(name: str, sigma: float) -> None:
+    """Gaussian noise clipped at both ends squeezes the variance of the dark and bright
+    levels alike: one level through the clipped moments fits it."""
+    from skimage import data, img_as_float
+
+    from napari_specdip.samples import center_crop
+
+    clean = center_crop(img_as_float(getattr(data, name)()), 96)
+    clean = (clean - clean.min()) / np.ptp(clean)
+    noisy = np.clip(clean + np.random.default_rng(1).normal(0, sigma / 255, clean.shape), 0, 1)
+    assert signal_dependence(noisy, low=True, high=True) is None
 
 
 @pytest.mark.parametrize("name", ["camera", "coins", "grass"])

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from scipy import ndimage as ndi
 from scipy.fft import dctn, idctn
 from skimage import data, img_as_float
 
@@ -199,29 +200,52 @@ def test_camera_noise_is_refined_with_the_model(noisy_camera: tuple[np.ndarray, 
 
 def test_photon_noise_under_the_gaussian_model_is_filtered_as_camera_noise() -> None:
     """Left to the Gaussian model, camera counts whose noise grows with the signal are
-    filtered with the growth found, not with one level read off the dark pixels; a given
-    noise sigma is taken at its word, and white noise keeps the Gaussian stage."""
+    filtered with the growth found where it lifts the variance above the level read off
+    the dark pixels; a given noise sigma is taken at its word, and white noise keeps the
+    Gaussian stage."""
     clean = 0.05 + 0.95 * center_crop(img_as_float(data.camera()), 64)
     rng = np.random.default_rng(0)
     adu = np.rint(100 + 2.0 * (rng.poisson(clean * 30) + rng.normal(0, 1.0, clean.shape)))
     reference = 100 + 60.0 * clean
     result = restore(adu.astype(np.uint16), "denoise", reference=reference, **FAST)
     record = result.parameters["refined"]
-    assert record["noise_from"] == ("the noise's growth with intensity, estimated from the "
-                                    "image, at the output")
+    assert record["noise_from"] == "estimated from the image"
     assert record["signal_dependent"]["growth"] >= 2.0
-    assert record["pilot"] == "the network's output" and "low_rank" not in record
+    assert 0.0 < record["signal_dependent"]["camera_share"] <= 1.0
+    assert "camera_stage" in record and "low_rank" in record
     assert result.metrics["psnr"] > result.metrics["psnr_unrefined"]
     assert result.image.dtype == np.uint16
     given = restore(adu.astype(np.uint16), "denoise", noise_sigma=6.0, **FAST)
     assert given.parameters["refined"]["noise_from"] == "given"
     assert "signal_dependent" not in given.parameters["refined"]
     both = restore(adu.astype(np.uint16), "denoise", ensemble=2, **FAST)
-    assert both.parameters["refined"]["method"] == "none"
+    assert both.parameters["refined"]["method"] == "wiener"  # the mean is refined too
     assert both.parameters["refined"]["signal_dependent"]["growth"] >= 2.0
     white = restore(clean + rng.normal(0, 0.05, clean.shape), "denoise", **FAST)
     assert "signal_dependent" not in white.parameters["refined"]
     assert white.parameters["refined"]["pilot"] != "the network's output"
+
+
+def test_clipped_photon_noise_under_the_gaussian_model_is_followed_and_declipped() -> None:
+    """Photon counts clipped to [0, 1] (an 8-bit export of a dark fluorescence field):
+    the growth is found through the clipped moments, the camera stage takes the bright
+    nuclei and the Gaussian stage the black background, and both are declipped."""
+    yy, xx = np.mgrid[:64, :64]
+    clean = np.zeros((64, 64))
+    for cy, cx, r, level in ((18, 20, 12, 0.8), (44, 40, 14, 0.6), (14, 50, 9, 0.7),
+                             (50, 12, 8, 0.5)):
+        clean = np.maximum(clean, ((yy - cy) ** 2 + (xx - cx) ** 2 < r * r) * level)
+    clean = ndi.gaussian_filter(clean, 2.0)
+    rng = np.random.default_rng(0)
+    counts = np.clip((rng.poisson(clean * 30) + rng.normal(0, 2.0, clean.shape)) / 30, 0, 1)
+    result = restore(counts, "denoise", reference=clean, **FAST)
+    record = result.parameters["refined"]
+    found = record["signal_dependent"]
+    assert found["a"] == pytest.approx(1 / 30, rel=0.3) and found["growth"] >= 2.0
+    assert 0.0 < found["camera_share"] < 0.8  # the background stays with the Gaussian stage
+    assert "low" in record["declipped"]
+    assert result.metrics["psnr"] > result.metrics["psnr_unrefined"]
+    assert result.metrics["psnr"] > result.metrics["psnr_before_declipping"]
 
 
 def test_an_ensembles_mean_is_refined_under_gaussian_noise_only(

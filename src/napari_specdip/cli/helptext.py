@@ -88,9 +88,10 @@ REFINE_WORDS = {
               "similar blocks, and 3/5 of the result is WNNM's, low-rank groups of similar "
               "patches): it brings back detail the stopped fit has not reached (held-out "
               "images: +0.9 dB on average under Gaussian noise, +0.6 under camera noise; an "
-              "ensemble's mean under camera noise is not refined; under --noise gaussian "
-              "without --noise-sigma, noise that clearly grows with the signal, as in raw "
-              "camera counts, is filtered with the camera model estimated from the image); "
+              "ensemble's mean under --noise poisson-gaussian is not refined; under --noise "
+              "gaussian without --noise-sigma, noise that clearly grows with the signal, as "
+              "in raw camera counts (clipped or not), is filtered with the camera model "
+              "estimated from the image where it puts the noise above that level); "
               "an image clipped at black or white is then declipped (held-out: +0.56 dB more "
               "under Gaussian noise, +0.97 under camera noise)",
     "none": "the network's output, as in the paper",

@@ -496,6 +496,42 @@ LINE_SHARE_MAX = 0.1
 STRUCTURE_MAX = 1.3
 
 
+def clipped_moments(x: npt.ArrayLike, sigma: float | npt.ArrayLike, *, low: bool, high: bool
+                    ) -> tuple[Array, Array]:
+    """Mean and variance of ``x + n`` clipped to [0, 1] at the ends marked, ``n`` Gaussian
+    of deviation ``sigma`` (one, or one per value of ``x``): the moments a clipped image
+    shows instead of ``x`` and ``sigma**2`` (Foi, "Clipped noisy images: heteroskedastic
+    modeling and practical denoising", Signal Processing 89(12), 2009).
+
+    Examples
+    --------
+    >>> mean, variance = clipped_moments(np.array([0.0, 0.5]), 0.1, low=True, high=True)
+    >>> np.round(mean, 4), np.round(variance / 0.01, 3)  # black: half the draws clipped
+    (array([0.0399, 0.5   ]), array([0.341, 1.   ]))
+    """
+    from scipy.special import ndtr
+
+    y = np.asarray(x, dtype=np.float64)
+    s = np.broadcast_to(np.asarray(sigma, dtype=np.float64), y.shape)
+    # the standardised ends, infinite where that end is not clipped
+    a = -y / s if low else np.full_like(y, -np.inf)
+    b = (1.0 - y) / s if high else np.full_like(y, np.inf)
+
+    def density(t: Array) -> Array:
+        finite = np.isfinite(t)
+        return np.where(finite, np.exp(-0.5 * np.square(np.where(finite, t, 0.0))), 0.0
+                        ) / math.sqrt(2.0 * math.pi)
+
+    below, above = ndtr(a), ndtr(b)
+    pa, pb = density(a), density(b)
+    inside = above - below
+    mean = y * inside + s * (pa - pb) + (1.0 - above)
+    # E[(y + s t)^2] over the unclipped part: t^2 integrates to inside + a pa - b pb
+    tails = np.where(np.isfinite(a), a, 0.0) * pa - np.where(np.isfinite(b), b, 0.0) * pb
+    square = y * y * inside + 2.0 * y * s * (pa - pb) + s * s * (inside + tails) + (1.0 - above)
+    return np.asarray(mean, dtype=np.float64), np.maximum(square - mean * mean, 0.0)
+
+
 def _structure_ratio(z: Array) -> float:
     """Haar detail of the brighter half of the 2x2 blocks: the mean magnitude of the
     horizontal and vertical details over the diagonal's, squared. White noise puts the
@@ -532,8 +568,68 @@ class SignalDependence:
                 "structure": self.structure}
 
 
-def signal_dependence(image: npt.ArrayLike, known: npt.ArrayLike | None = None
-                      ) -> SignalDependence | None:
+def _clipped_levels(z: Array, known: npt.ArrayLike | None) -> tuple[Array, Array, Array]:
+    """The estimator's intensity levels (:func:`estimate_poisson_gaussian`) with clipped
+    pixels kept: per bin the block means' mean, the diagonal details' mean square and
+    their count. Outliers are dropped per bin: one robust scale for the whole image is
+    set by the clipped background's squeezed noise and would cut the bright levels'."""
+    mask = np.ones(z.shape[:2], bool) if known is None else np.asarray(known, bool)
+    parts = [_in_bands(_level_samples, z[..., c], mask[..., c] if mask.ndim == 3 else mask)
+             for c in range(z.shape[2])]
+    detail, ring, level, roughness = (np.concatenate([p[i] for p in parts]) for i in range(4))
+    if detail.size < _MIN_SAMPLES:
+        return np.zeros(0), np.zeros(0), np.zeros(0)
+    x, v, n = [], [], []
+    for flat in _flat_bins(ring, roughness, int(np.clip(detail.size // 1500, 8, 32))):
+        d = detail[flat]
+        mad = 1.4826 * float(np.median(np.abs(d)))
+        d = d[np.abs(d) <= 8.0 * mad] if mad > 0 else d
+        x.append(float(level[flat].mean()))
+        v.append(float(np.mean(d * d)))
+        n.append(float(d.size))
+    return np.asarray(x), np.asarray(v), np.asarray(n)
+
+
+_CLIP_GRID = np.linspace(-1.0, 2.0, 3001)  # clean values whose clipped moments are tabled
+
+
+def _clipped_misfit(a: float, b: float, x: Array, v: Array, n: Array, *, low: bool,
+                    high: bool) -> float:
+    """Chi-square of the levels ``(x, v)`` against the clipped moments of ``var = a y + b``
+    (zero photons at the low end): the variance the model predicts at each measured mean."""
+    mean, variance = clipped_moments(_CLIP_GRID, np.sqrt(a * np.maximum(_CLIP_GRID, 0.0) + b),
+                                     low=low, high=high)
+    order = np.argsort(mean, kind="stable")
+    predicted = np.maximum(np.interp(x, mean[order], variance[order]), 1e-30)
+    return float(np.sum(n / 2 * ((v - predicted) / predicted) ** 2))
+
+
+def _fit_clipped(x: Array, v: Array, n: Array, *, low: bool, high: bool
+                 ) -> tuple[float, float, float, float]:
+    """``(a, b, line chi-square, one level's chi-square)`` of noise clipped at the ends
+    marked, by least squares on the clipped moments (both parameters positive)."""
+    from scipy.optimize import minimize, minimize_scalar
+
+    typical = float(np.median(v))
+    flat = minimize_scalar(
+        lambda log_b: _clipped_misfit(0.0, math.exp(log_b), x, v, n, low=low, high=high),
+        bounds=(math.log(float(np.min(v)) / 10 + 1e-30), math.log(float(np.max(v)) * 10)),
+        method="bounded")
+    best: Any = None
+    for slope in (0.1, 1.0, 10.0):  # the misfit has local minima: start from three slopes
+        found = minimize(
+            lambda p: _clipped_misfit(math.exp(p[0]), math.exp(p[1]), x, v, n, low=low,
+                                      high=high),
+            np.log([typical * slope, typical]), method="Nelder-Mead",
+            options={"xatol": 1e-4, "fatol": 1e-3, "maxiter": 400})
+        if best is None or found.fun < best.fun:
+            best = found
+    a, b = (math.exp(float(t)) for t in best.x)
+    return a, b, float(best.fun), float(flat.fun)
+
+
+def signal_dependence(image: npt.ArrayLike, known: npt.ArrayLike | None = None, *,
+                      low: bool = False, high: bool = False) -> SignalDependence | None:
     """The noise's growth with intensity, where the image clearly shows one.
 
     Fits :func:`estimate_poisson_gaussian` and keeps the result only when the noise
@@ -543,8 +639,11 @@ def signal_dependence(image: npt.ArrayLike, known: npt.ArrayLike | None = None
     (:data:`FLAT_MISFIT_MIN`), the line explains that misfit (:data:`LINE_SHARE_MAX`) and
     the brighter half of the image looks like white noise at the finest scale
     (:data:`STRUCTURE_MAX`): textures and fine structure at low noise raise the variance
-    of the bright levels too. The Gaussian model's denoising stage calls it
-    (``engine._refined``) to filter photon noise with the growth found.
+    of the bright levels too. Noise clipped at an end of the range (``low``, ``high``)
+    squeezes the variance there: the levels keep the clipped pixels and both the line
+    and the one level are fitted through the clipped moments (:func:`clipped_moments`).
+    The Gaussian model's denoising stage calls it (``engine._refined``) to filter photon
+    noise with the growth found.
 
     Parameters
     ----------
@@ -552,6 +651,8 @@ def signal_dependence(image: npt.ArrayLike, known: npt.ArrayLike | None = None
         (H, W) or (H, W, C) float image on the [0, 1] scale.
     known : array_like of bool, optional
         False on pixels to ignore.
+    low, high : bool
+        Whether the noise was clipped at 0 and at 1 (``refine.clipped_ends``).
 
     Returns
     -------
@@ -567,23 +668,36 @@ def signal_dependence(image: npt.ArrayLike, known: npt.ArrayLike | None = None
     True
     >>> signal_dependence(clean * 0.8 + 0.1 + rng.normal(0, 0.05, clean.shape)) is None
     True
+    >>> dark = np.tile(np.linspace(0.0, 0.8, 128), (128, 1))  # the noise clipped at black
+    >>> counts = np.clip((rng.poisson(dark * 30) + rng.normal(0, 2.0, dark.shape)) / 30, 0, 1)
+    >>> signal_dependence(counts, low=True) is not None
+    True
     """
     from scipy.ndimage import gaussian_filter
 
     z = np.asarray(image, dtype=np.float64)
     z = z[..., None] if z.ndim == 2 else z
-    try:
-        found = estimate_poisson_gaussian(z, known)
-    except ValueError:
-        return None
-    model, x, v, n = found.model, found.means, found.variances, found.counts
-    if model.a <= 1e-9 or x.size < 3:
-        return None
-    # a sample variance of n values has a variance of about 2 v^2 / n
-    line = model.variance(x)
-    line_misfit = float(np.sum(n / 2 * ((v - line) / line) ** 2) / (x.size - 2))
-    level = float(np.sum(n * v) / np.sum(n))
-    flat_misfit = float(np.sum(n / 2 * ((v - level) / level) ** 2) / (x.size - 1))
+    if low or high:
+        x, v, n = _clipped_levels(z, known)
+        if x.size < 3 or not np.all(v > 0):
+            return None
+        a, b, line_square, flat_square = _fit_clipped(x, v, n, low=low, high=high)
+        model = PoissonGaussian(a=a, b=b, black=0.0)
+    else:
+        try:
+            found = estimate_poisson_gaussian(z, known)
+        except ValueError:
+            return None
+        model, x, v, n = found.model, found.means, found.variances, found.counts.astype(np.float64)
+        if model.a <= 1e-9 or x.size < 3:
+            return None
+        # a sample variance of n values has a variance of about 2 v^2 / n
+        line = model.variance(x)
+        line_square = float(np.sum(n / 2 * ((v - line) / line) ** 2))
+        level = float(np.sum(n * v) / np.sum(n))
+        flat_square = float(np.sum(n / 2 * ((v - level) / level) ** 2))
+    line_misfit = line_square / (x.size - 2)
+    flat_misfit = flat_square / (x.size - 1)
     smooth = gaussian_filter(z.mean(axis=2), 2.0)
     if known is not None:
         seen = np.asarray(known, bool)

@@ -368,15 +368,19 @@ class RestoreParameters:
         early-stopped fit has not reached; ``"none"`` (the
         ``paper`` preset) returns the network's output. The noise level is
         ``noise_sigma`` or the one estimated from the image; with the
-        Poisson-Gaussian model, the camera model's variance at the output. An
+        Poisson-Gaussian model, the camera model's variance at the output. Under the
+        Gaussian model with no ``noise_sigma``, noise that clearly grows with the signal
+        (:func:`napari_specdip.core.noise.signal_dependence`) is filtered with the camera
+        model estimated from the image where that model puts the noise above the
+        Gaussian level. An
         observation clipped at 0 or 1 of its range (values piled up there: a dark
         background in 8 bits, saturation) is then declipped
         (:func:`napari_specdip.core.refine.declip`, with the noise's deviation at each
         intensity): clipping lifted the noisy data's mean near that end, and both the
         fit and the filter return that mean; a Gaussian noise level, unless given, is
         then estimated away from the clipped values. An
-        ensemble's mean under Poisson-Gaussian noise is not refined (there the stage
-        lowered it).
+        ensemble's mean under ``noise="poisson-gaussian"`` is not refined (there the
+        stage lowered it).
         ``result.parameters["refined"]`` says what was done (``"declipped"``: the
         ends); ``result.metrics["psnr_unrefined"]`` gives the network's own PSNR when a
         reference is given, ``"psnr_before_declipping"`` the filter's. Other tasks

@@ -261,18 +261,9 @@ def clipped_mean(x: npt.NDArray[np.float64], sigma: float | npt.NDArray[np.float
     """The mean of ``x + n`` clipped to [0, 1] at the ends marked, ``n`` Gaussian of
     deviation ``sigma`` (one, or one per value of ``x``): what a denoiser fitted to
     clipped data estimates instead of ``x``."""
-    from scipy.special import ndtr
+    from napari_specdip.core.noise import clipped_moments
 
-    a = -x / sigma if low else np.full_like(x, -np.inf)
-    b = (1.0 - x) / sigma if high else np.full_like(x, np.inf)
-
-    def density(t: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
-        out: npt.NDArray[np.float64] = np.exp(-0.5 * np.square(t)) / np.sqrt(2.0 * np.pi)
-        return out
-
-    below, above = ndtr(a), ndtr(b)
-    return np.asarray(x * (above - below) + sigma * (density(a) - density(b)) + (1.0 - above),
-                      dtype=np.float64)
+    return clipped_moments(x, sigma, low=low, high=high)[0]
 
 
 def declip(estimate: npt.ArrayLike,
