@@ -339,7 +339,8 @@ def load(paths: Iterable[Path]) -> tuple[list[dict[str, Any]], dict[str, Any]]:
 def _longest(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """One record per run: a longer recording of the same run (same settings but the cap,
     under a schedule that does not depend on the cap) supersedes a shorter one, whose
-    steps it repeats."""
+    steps it repeats, and a later one of the same length (a file given after another: a
+    rerun with a newer engine) an earlier one."""
     kept: dict[str, dict[str, Any]] = {}
     for record in runs:
         c = record["config"]
@@ -347,7 +348,7 @@ def _longest(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
         if c.get("lr_schedule") in ("constant", "exponential"):
             key = json.dumps({k: v for k, v in c.items() if k != "max_iterations"},
                              sort_keys=True)
-        if key not in kept or record["iterations"] > kept[key]["iterations"]:
+        if key not in kept or record["iterations"] >= kept[key]["iterations"]:
             kept[key] = record
     return list(kept.values())
 

@@ -450,6 +450,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="leave out the plan's runs on larger images")
     parser.add_argument("--split", choices=("tune", "held-out"), default=None,
                         help="only the runs on that half's images")
+    parser.add_argument("--degradations", nargs="+", default=None,
+                        help="only the runs with these degradations (e.g. pg30r2)")
     parser.add_argument("--stage", action="store_true",
                         help="denoising runs also record the PSNR of the engine's stage after "
                              "the fit (refine) applied at every evaluated step")
@@ -466,6 +468,8 @@ def main(argv: list[str] | None = None) -> int:
         configs = [c for c in configs if c.size <= args.max_size]
     if args.split is not None:
         configs = [c for c in configs if _evalset.split(c.image) == args.split]
+    if args.degradations is not None:
+        configs = [c for c in configs if c.degradation in args.degradations]
     done: set[str] = set()
     if args.out.exists():
         for line in args.out.read_text().splitlines():
