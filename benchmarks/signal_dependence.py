@@ -10,7 +10,6 @@ dark pixels. This script measures, without fitting anything, how often the check
 - **Gaussian noise** on the evaluation set's images (``_evalset``: photos, textures,
   microscopy, fluorescence; kept as drawn and clipped to [0, 1]) and on crops of
   scikit-image's bundled photos (not clipped): it must not.
-
 - **Clipped photon counts** (``_evalset``'s Poisson-Gaussian noise on its fluorescence
   and microscopy images, counts over the peak clipped to [0, 1], as an 8-bit export
   keeps them): it should fire.
@@ -48,7 +47,8 @@ PHOTOS = ("coins", "brick", "camera", "grass", "moon", "astronaut", "coffee", "c
 
 def check(image: np.ndarray) -> dict[str, Any]:
     """The engine's check on an image as a run sees it (its observation on the [0, 1]
-    scale of its intensity range): clipped, or what it found."""
+    scale of its intensity range, with the ends where its noise is clipped): whether
+    it was clipped, the seconds it took and what it found."""
     from napari_specdip.core.engine import plan_restore
     from napari_specdip.core.noise import signal_dependence
     from napari_specdip.core.refine import clipped_ends

@@ -348,20 +348,21 @@ def _stage_psnrs(job: Any, outputs: dict[int, np.ndarray], iterations: list[Any]
 
 @contextlib.contextmanager
 def _memoised_observation_filters() -> Iterator[None]:
-    """The stage's block matching first step and WNNM see only the observation: computed
-    once per run instead of once per step."""
+    """The stage's block matching first step, WNNM and photon-noise check see only the
+    observation: computed once per run instead of once per step."""
     from napari_specdip.core import engine
 
-    originals = {name: getattr(engine, name)
-                 for name in ("hard_threshold_estimate", "low_rank_estimate")}
-    memo: dict[tuple[Any, ...], np.ndarray] = {}
+    originals = {name: getattr(engine, name) for name in (
+        "hard_threshold_estimate", "low_rank_estimate", "signal_dependence")}
+    memo: dict[tuple[Any, ...], Any] = {}
 
     def memoised(name: str) -> Any:
-        def call(obs: np.ndarray, sigma: float, **kwargs: Any) -> np.ndarray:
-            key = (name, obs.tobytes(), sigma, tuple(sorted((k, str(v))
-                                                             for k, v in kwargs.items())))
+        def call(obs: np.ndarray, *args: Any, **kwargs: Any) -> Any:
+            key = (name, obs.tobytes(),
+                   tuple(a.tobytes() if isinstance(a, np.ndarray) else repr(a) for a in args),
+                   tuple(sorted((k, str(v)) for k, v in kwargs.items())))
             if key not in memo:
-                memo[key] = originals[name](obs, sigma, **kwargs)
+                memo[key] = originals[name](obs, *args, **kwargs)
             return memo[key]
         return call
 
