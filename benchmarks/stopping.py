@@ -275,8 +275,8 @@ def _returned(rule: Any, iterations: np.ndarray, minimum: int) -> int:
 
 def deblock_budget_of(record: dict[str, Any]) -> int | None:
     """The iterations the engine's deblocking stop allows this run (the engine's own
-    plan of the regenerated observation, at the run's width and step), or None for
-    other tasks."""
+    plan of the regenerated observation, at the run's width and step, within the cap of
+    the preset whose step it was recorded with), or None for other tasks."""
     if record["task"] != "deblock":
         return None
     from napari_specdip.core.engine import iteration_limit
@@ -284,9 +284,24 @@ def deblock_budget_of(record: dict[str, Any]) -> int | None:
     c = record["config"]
     job = _job_of(record)
     job = replace(job, params=job.params.replace(
-        width=int(c["width"]), learning_rate=float(c["learning_rate"]), max_iterations=10**9))
+        width=int(c["width"]), learning_rate=float(c["learning_rate"]),
+        max_iterations=preset_cap(float(c["learning_rate"]))))
     height, width = job.observation.shape[:2]
     return iteration_limit(job, height, width)
+
+
+def preset_cap(learning_rate: float) -> int:
+    """``max_iterations`` of the preset that steps at ``learning_rate`` (quick 1500,
+    balanced 3000): where a user of that preset's run ends, whatever its budget. Other
+    steps (explored settings no preset has): no cap."""
+    from napari_specdip import RestoreParameters
+    from napari_specdip.core.params import PRESETS
+
+    for name in PRESETS:
+        p = RestoreParameters.for_task("deblock", preset=name)
+        if p.stop == "auto" and math.isclose(p.learning_rate, learning_rate):
+            return int(p.max_iterations)
+    return 10**9
 
 
 def evaluate(record: dict[str, Any], baselines: dict[str, Any]) -> dict[str, Any]:

@@ -26,6 +26,7 @@ python benchmarks/trajectories.py --plan deblock --split held-out --seed 1 --out
 python benchmarks/trajectories.py --plan deblock --device cpu --workers 2 --no-baselines --out deblock.jsonl
 python benchmarks/trajectories.py --plan deblock-long --workers 2 --no-baselines --out long.jsonl
 python benchmarks/trajectories.py --plan deblock-balanced --workers 2 --no-baselines --out bal.jsonl
+python benchmarks/trajectories.py --plan deblock-balanced-light --workers 2 --no-baselines --out light.jsonl
 """
 
 from __future__ import annotations
@@ -116,6 +117,8 @@ def plan(name: str) -> list[Config]:
         return _deblock_long_plan()
     if name == "deblock-balanced":
         return _deblock_balanced_plan()
+    if name == "deblock-balanced-light":
+        return _deblock_balanced_light_plan()
     if name == "holdout":
         return [_optimised(n, 128, "sigma25", w, "lr1e-2", holdout=f, max_iterations=1000)
                 for n, w in (("cell", 32), ("camera", 16), ("brick", 64), ("nuclei1", 32),
@@ -241,6 +244,19 @@ def _tune128_plan() -> list[Config]:
     return ([at(n, "sigma25", 32, 1000) for n in tune]
             + [at(n, "sigma50", 32, 1000) for n in tune]
             + [at(n, "sigma25", 16, 1200) for n in tune])
+
+
+def _deblock_balanced_light_plan() -> list[Config]:
+    """JPEG deblocking at the balanced preset (the default: width 64, Adam 3e-3, at most
+    3000 iterations) on lightly compressed JPEGs, whose budget runs longest: quality 50 on
+    two images of each half and quality 30 on the sparse fluorescence one, at 128 px, up to
+    the preset's cap."""
+    def at(image: str, quality: int) -> Config:
+        return _optimised(image, 128, f"jpeg{quality}", 64, "lr3e-3", holdout=0.1,
+                          max_iterations=3000)
+
+    return ([at(n, 50) for n in ("nuclei2", "chelsea", "camera", "cell")]
+            + [at("nuclei2", 30)])
 
 
 def _observation_blockiness(observation: np.ndarray) -> float:

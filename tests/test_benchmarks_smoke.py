@@ -320,6 +320,21 @@ def test_stopping_replays_the_deblocking_budget() -> None:
     assert stopping.deblock_budget_of({**record, "task": "denoise"}) is None
 
 
+def test_stopping_caps_the_budget_at_the_presets_iterations() -> None:
+    stopping = load("stopping")
+    assert stopping.preset_cap(1e-2) == 1500  # quick
+    assert stopping.preset_cap(3e-3) == 3000  # balanced
+    assert stopping.preset_cap(1e-3) == 10**9  # the paper's step: its stop is not the budget
+    # a light JPEG at 128 px calls for 2250 iterations at the quick preset's step, but a
+    # user of that preset stops at its 1500
+    record = {"task": "deblock",
+              "config": {"image": "camera", "size": 128, "degradation": "jpeg50", "width": 32,
+                         "learning_rate": 0.01, "seed": 0, "holdout": 0.1, "signal_every": 5}}
+    assert stopping.deblock_budget_of(record) == 1500
+    balanced = {**record, "config": {**record["config"], "width": 64, "learning_rate": 3e-3}}
+    assert 1500 < stopping.deblock_budget_of(balanced) < 3000
+
+
 def test_trajectories_keeps_one_half(tmp_path: Path) -> None:
     trajectories = load("trajectories")
     runs = tmp_path / "runs.jsonl"

@@ -77,6 +77,18 @@ def test_budget_grows_with_size_and_lighter_compression_and_stays_capped() -> No
     assert budget(None, 64) < budget(None) < budget(None, 256)
 
 
+def test_budget_grows_less_with_lighter_compression_at_a_smaller_step() -> None:
+    def growth(learning_rate: float) -> float:
+        light, heavy = (deblock_budget(JpegEstimate((0, 0), scale, 11), 256, 256, width=64,
+                                       learning_rate=learning_rate, cap=10**6)
+                        for scale in (1.0, 5.0))
+        return light / heavy
+
+    assert growth(1e-2) == pytest.approx(5.0, rel=0.01)  # the quick preset's step
+    assert growth(3e-3) == pytest.approx(5.0**0.8, rel=0.01)  # the balanced preset's
+    assert 1.0 < growth(1e-4) < growth(1e-3) < growth(3e-3) < growth(1e-2) < growth(3e-2)
+
+
 def test_deblocking_stops_at_the_budget_of_its_jpeg() -> None:
     from napari_specdip import estimate, restore
 

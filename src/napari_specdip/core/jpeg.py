@@ -176,6 +176,15 @@ BUDGET_SCALE_POWER = 1.0
 BUDGET_WIDTH_POWER = 0.5
 BUDGET_LEARNING_RATE = 1e-2
 BUDGET_LEARNING_RATE_POWER = 0.25
+#: The power of the quantisation scale shrinks with the step: it is
+#: ``BUDGET_SCALE_POWER x (learning_rate / BUDGET_LEARNING_RATE) ** BUDGET_SCALE_POWER_STEP``,
+#: 1 at the quick preset's step and 0.8 at the balanced preset's (3e-3). At that preset
+#: lightly compressed JPEGs peak sooner against the heavy ones than at the quick one
+#: (quality 50 at 128 px: 1135-1720 iterations against 1325-2310). 0.8 was chosen on the
+#: tuning half of the balanced recordings from 0.7-1 (1: 530 iterations past a peak;
+#: 0.8: 305, and the fewest in all of those within 0.02 dB of the best mean gap); on the
+#: held-out half the most past a peak went from 1015 to 425 iterations.
+BUDGET_SCALE_POWER_STEP = 0.185
 #: Without a quantisation found, at 128 px: the deblocking presets' cap until 2026-12-04
 #: (within 0.2 dB of the best at 128 px and quality 10, benchmarks/stopping.py).
 UNKNOWN_BUDGET = 1000
@@ -191,7 +200,8 @@ def deblock_budget(found: JpegEstimate | None, height: int, width_px: int, *, wi
     image and the lighter the compression (the less there is to undo): from about 100
     iterations for a 64 px image at quality 10 to past 2000 at 128 px and quality 50.
     The budget follows both, and the network's width and step, measured on the runs of
-    benchmarks/trajectories.py. Without a quantisation found (not a JPEG, a very light
+    benchmarks/trajectories.py; at a smaller step it grows less with the lightness of
+    the compression (:data:`BUDGET_SCALE_POWER_STEP`). Without a quantisation found (not a JPEG, a very light
     one, or too few blocks to read it from): :data:`UNKNOWN_BUDGET` at 128 px, the
     fixed budget used before, grown with the image's side alike.
 
@@ -201,14 +211,19 @@ def deblock_budget(found: JpegEstimate | None, height: int, width_px: int, *, wi
     >>> [deblock_budget(j, 128, 128, width=32, learning_rate=1e-2, cap=3000)
     ...  for j in (heavy, light, None)]
     [450, 2250, 1000]
+    >>> [deblock_budget(j, 128, 128, width=64, learning_rate=3e-3, cap=3000)
+    ...  for j in (heavy, light)]
+    [430, 1560]
     """
     side = float(np.sqrt(height * width_px))
     size = (side / BUDGET_SIDE) ** BUDGET_SIDE_POWER
     if found is None:
         budget = UNKNOWN_BUDGET * size
     else:
+        scale_power = (BUDGET_SCALE_POWER
+                       * (learning_rate / BUDGET_LEARNING_RATE) ** BUDGET_SCALE_POWER_STEP)
         budget = (BUDGET_ITERATIONS * size
-                  * (BUDGET_SCALE / max(found.scale, 1e-3)) ** BUDGET_SCALE_POWER
+                  * (BUDGET_SCALE / max(found.scale, 1e-3)) ** scale_power
                   * (BUDGET_WIDTH / width) ** BUDGET_WIDTH_POWER
                   * (BUDGET_LEARNING_RATE / learning_rate) ** BUDGET_LEARNING_RATE_POWER)
     return int(min(cap, max(1, round(budget / 5.0) * 5)))
