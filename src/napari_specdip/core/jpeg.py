@@ -201,9 +201,10 @@ def deblock_budget(found: JpegEstimate | None, height: int, width_px: int, *, wi
     iterations for a 64 px image at quality 10 to past 2000 at 128 px and quality 50.
     The budget follows both, and the network's width and step, measured on the runs of
     benchmarks/trajectories.py; at a smaller step it grows less with the lightness of
-    the compression (:data:`BUDGET_SCALE_POWER_STEP`). Without a quantisation found (not a JPEG, a very light
-    one, or too few blocks to read it from): :data:`UNKNOWN_BUDGET` at 128 px, the
-    fixed budget used before, grown with the image's side alike.
+    the compression (:data:`BUDGET_SCALE_POWER_STEP`). Without a quantisation found
+    (not a JPEG, a very light one, or too few blocks to read it from):
+    :data:`UNKNOWN_BUDGET` at 128 px, the fixed budget used before, grown with the
+    image's side alike.
 
     Examples
     --------
