@@ -22,6 +22,7 @@ python benchmarks/trajectories.py --plan smoke --device cpu --out /tmp/smoke.jso
 python benchmarks/trajectories.py --plan explore --device cuda --workers 12 --out explore.jsonl
 python benchmarks/trajectories.py --plan heldout --seed 1 --max-size 128 --out seed1.jsonl
 python benchmarks/trajectories.py --plan heldout --seed 2 --max-size 128 --stage --out staged.jsonl
+python benchmarks/trajectories.py --plan heldout-balanced --workers 2 --stage --out balanced.jsonl
 python benchmarks/trajectories.py --plan deblock --split held-out --seed 1 --out deblock1.jsonl
 python benchmarks/trajectories.py --plan deblock --device cpu --workers 2 --no-baselines --out deblock.jsonl
 python benchmarks/trajectories.py --plan deblock-long --workers 2 --no-baselines --out long.jsonl
@@ -111,6 +112,8 @@ def plan(name: str) -> list[Config]:
         return _heldout_plan()
     if name == "tune128":
         return _tune128_plan()
+    if name == "heldout-balanced":
+        return _heldout_balanced_plan()
     if name == "deblock":
         return _deblock_plan()
     if name == "deblock-long":
@@ -170,6 +173,19 @@ def _heldout_plan() -> list[Config]:
     configs += [at(n, 512, "sigma25", 16, 1200) for n in ("moon", "nuclei2")]
     configs += [at(n, 128, "sigma25", 128, 600) for n in ("nuclei2", "chelsea", "grass")]
     return configs
+
+
+def _heldout_balanced_plan() -> list[Config]:
+    """The held-out half at 128 px at the balanced preset (the default: width 64, Adam
+    3e-3), Gaussian sigma 25 on every image and Poisson-Gaussian noise on the three sparse
+    fluorescence ones, up to 1200 iterations (CPU-sized)."""
+    held = [n for n in _evalset.IMAGES if _evalset.split(n) == "held-out"]
+
+    def at(image: str, deg: str) -> Config:
+        return _optimised(image, 128, deg, 64, "lr3e-3", holdout=0.1, max_iterations=1200)
+
+    return ([at(n, "sigma25") for n in held]
+            + [at(n, "pg30r2") for n in ("nuclei2", "puncta2", "hubble")])
 
 
 def _deblock_plan() -> list[Config]:

@@ -335,6 +335,21 @@ def test_stopping_caps_the_budget_at_the_presets_iterations() -> None:
     assert 1500 < stopping.deblock_budget_of(balanced) < 3000
 
 
+def test_trajectories_plans_at_the_default_preset() -> None:
+    trajectories = load("trajectories")
+    for name in ("heldout-balanced", "deblock-balanced-light"):
+        configs = trajectories.plan(name)
+        assert len({c.key for c in configs}) == len(configs) > 0
+        # the balanced preset's width and step, held-out runs on the held-out half only
+        assert {(c.width, c.learning_rate, c.lr_warmup) for c in configs} == {(64, 3e-3, 50)}
+    held = trajectories.plan("heldout-balanced")
+    assert {c.degradation for c in held} == {"sigma25", "pg30r2"}
+    assert all(trajectories._evalset.split(c.image) == "held-out" for c in held)
+    light = trajectories.plan("deblock-balanced-light")
+    assert {c.degradation for c in light} == {"jpeg50", "jpeg30"}
+    assert {c.max_iterations for c in light} == {3000}  # the balanced preset's cap
+
+
 def test_trajectories_keeps_one_half(tmp_path: Path) -> None:
     trajectories = load("trajectories")
     runs = tmp_path / "runs.jsonl"
