@@ -67,6 +67,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import _common  # noqa: E402
 
+from napari_specdip.core.jpeg import CONSISTENT_EXCESS
+
 RULES = ("auto", "minimum", "plain", "ratio", "wmv")
 GOALS = {"mean_gap": 0.3, "max_gap": 0.6, "past_peak": 500, "over_nl_means": 1.0}
 
@@ -99,6 +101,9 @@ DRAW = "estimated"
 #: taking the one the run recorded (``--recompute-noise``: how a change of the estimator
 #: moves the stop)
 RECOMPUTE_NOISE = False
+#: the deblocking consistency rule's threshold in the replay (None: the budget alone; the
+#: engine's by default, ``--consistency``)
+CONSISTENCY: float | None = CONSISTENT_EXCESS
 
 
 _OBSERVED: dict[str, Any] = {}
@@ -232,6 +237,8 @@ def replay(record: dict[str, Any], rule: str, noise_scale: float = 1.0) -> Outco
     curves = record["curves"]
     iterations = _column(curves, "signal_iteration").astype(int)
     budget = deblock_budget_of(record) if rule in ("auto", "minimum", "plain") else None
+    if budget is not None:  # or the output's consistency with the JPEG, where it comes first
+        budget = min(budget, consistent_at(record) or budget)
     if budget is not None and budget < iterations[-1]:  # the budget ends the run there
         curves = {k: v[:int(np.searchsorted(iterations, budget, side="right"))]
                   if isinstance(v, list) and len(v) == len(iterations) else v
@@ -261,6 +268,30 @@ def replay(record: dict[str, Any], rule: str, noise_scale: float = 1.0) -> Outco
     chosen = len(iterations) - 1 if rule == "ratio" else _returned(made, iterations, returned)
     ended = bool(budget is not None and iterations[-1] >= budget)  # the budget is the rule's
     return Outcome(int(iterations[-1]), int(iterations[chosen]), float(psnr[chosen]), ended)
+
+
+def consistent_at(record: dict[str, Any]) -> int | None:
+    """The first evaluated step at which the engine's deblocking consistency rule
+    (``ConsistencyRule``) ends this run, at the threshold replayed (:data:`CONSISTENCY`,
+    at quality 10's quantisation scale, in proportion to the run's); None where it does not fire, is off, or the run was recorded
+    before the engine measured ``jpeg_excess_ema`` (2026-12-07)."""
+    if CONSISTENCY is None or record["task"] != "deblock":
+        return None
+    curves = record["curves"]
+    if "jpeg_excess_ema" not in curves:
+        return None
+    from napari_specdip.core.jpeg import consistency_threshold
+    from napari_specdip.stopping import ConsistencyRule
+
+    threshold = consistency_threshold(_job_of(record).jpeg, CONSISTENCY)
+    if threshold is None:
+        return None
+    rule = ConsistencyRule(threshold=threshold)
+    for iteration, value in zip(_column(curves, "signal_iteration"),
+                                _column(curves, "jpeg_excess_ema"), strict=True):
+        if rule.update(int(iteration), float(value)):
+            return int(iteration)
+    return None
 
 
 def _returned(rule: Any, iterations: np.ndarray, minimum: int) -> int:
@@ -426,13 +457,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--true-noise", action="store_true",
                         help="as --true-draw, and the image's noise level the one drawn too "
                              "(what a known noise_sigma gives)")
+    parser.add_argument("--consistency", type=float, default=CONSISTENT_EXCESS,
+                        help="the deblocking consistency rule's threshold replayed (grey "
+                             "levels at quality 10's quantisation, in proportion to a run's; "
+                             "default the engine's); negative: the budget alone")
     parser.add_argument("--recompute-noise", action="store_true",
                         help="recompute the noise variance (and the held-out pixels' draw) "
                              "from each run's observation with the current estimator instead "
                              "of the recorded one")
     args = parser.parse_args(argv)
-    global DRAW, RECOMPUTE_NOISE
+    global DRAW, RECOMPUTE_NOISE, CONSISTENCY
     RECOMPUTE_NOISE = args.recompute_noise
+    CONSISTENCY = None if args.consistency is None or args.consistency < 0 else args.consistency
     DRAW = ("none" if args.without_draw else "true-noise" if args.true_noise
             else "true" if args.true_draw else "estimated")
     runs, baselines = load(args.runs)

@@ -54,7 +54,8 @@ import _evalset  # noqa: E402
 #: history columns kept per evaluated step
 COLUMNS = ("signal_iteration", "psnr", "psnr_ema", "ssim_ema", "ratio", "variance",
            "holdout_loss", "holdout_loss_ema", "fit_loss", "fit_loss_ema", "error_estimate",
-           "error_estimate_ema", "fbc1", "fbc5", "blockiness", "blockiness_ema")
+           "error_estimate_ema", "fbc1", "fbc5", "blockiness", "blockiness_ema",
+           "jpeg_excess", "jpeg_excess_ema")
 
 
 @dataclass(frozen=True)
@@ -122,6 +123,10 @@ def plan(name: str) -> list[Config]:
         return _deblock_balanced_plan()
     if name == "deblock-balanced-light":
         return _deblock_balanced_light_plan()
+    if name == "deblock-consistency":
+        return _deblock_consistency_plan()
+    if name == "deblock-consistency-light":
+        return _deblock_consistency_light_plan()
     if name == "holdout":
         return [_optimised(n, 128, "sigma25", w, "lr1e-2", holdout=f, max_iterations=1000)
                 for n, w in (("cell", 32), ("camera", 16), ("brick", 64), ("nuclei1", 32),
@@ -273,6 +278,36 @@ def _deblock_balanced_light_plan() -> list[Config]:
 
     return ([at(n, 50) for n in ("nuclei2", "chelsea", "camera", "cell")]
             + [at("nuclei2", 30)])
+
+
+def _deblock_consistency_plan() -> list[Config]:
+    """JPEG deblocking at 128 px, recorded with the output's consistency with its JPEG
+    (``jpeg_excess_ema``, measured since 2026-12-07), just past the quick preset's
+    budget (the consistency rule only ever ends a run sooner): quality 10 on every image
+    of the deblocking plan, quality 30 on its three of each half, and quality 10 at the
+    balanced preset's optimiser on two images of each half."""
+    def at(image: str, quality: int, optimiser: str, width: int, cap: int) -> Config:
+        return _optimised(image, 128, f"jpeg{quality}", width, optimiser, holdout=0.1,
+                          max_iterations=cap)
+
+    tune = ("camera", "astronaut", "coffee", "nuclei1", "brick", "cell", "filaments1")
+    held = ("chelsea", "coins", "moon", "grass", "gravel", "nuclei2", "hubble", "rocket")
+    return ([at(n, 10, "lr3e-3", 64, 600) for n in ("moon", "nuclei2", "camera", "nuclei1")]
+            + [at(n, 30, "lr1e-2", 32, 1400)
+               for n in ("camera", "astronaut", "cell", "chelsea", "coins", "nuclei2")]
+            + [at(n, 10, "lr1e-2", 32, 500) for n in (*held, *tune)])
+
+
+def _deblock_consistency_light_plan() -> list[Config]:
+    """Lightly compressed JPEGs at the balanced preset (the default), recorded with the
+    output's consistency with its JPEG just past their budget: quality 50 on the cell
+    (tune), the cat and nuclei2 (held-out), nuclei2 at quality 30; 128 px."""
+    def at(image: str, quality: int, cap: int) -> Config:
+        return _optimised(image, 128, f"jpeg{quality}", 64, "lr3e-3", holdout=0.1,
+                          max_iterations=cap)
+
+    return [at("cell", 50, 1800), at("nuclei2", 50, 1800), at("chelsea", 50, 1800),
+            at("nuclei2", 30, 1300)]
 
 
 def _observation_blockiness(observation: np.ndarray) -> float:

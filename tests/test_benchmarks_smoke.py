@@ -320,6 +320,39 @@ def test_stopping_replays_the_deblocking_budget() -> None:
     assert stopping.deblock_budget_of({**record, "task": "denoise"}) is None
 
 
+def test_stopping_replays_the_consistency_with_the_jpeg(monkeypatch: pytest.MonkeyPatch
+                                                        ) -> None:
+    import numpy as np
+
+    stopping = load("stopping")
+    iterations = np.arange(5, 1505, 5)
+    record = {"task": "deblock", "kind": "gray photo", "split": "tune",
+              "stop_noise_variance": None, "stop_noise_shares": None,
+              "config": {"image": "camera", "size": 64, "degradation": "jpeg10", "width": 32,
+                         "learning_rate": 0.01, "seed": 0, "holdout": 0.1, "signal_every": 5},
+              "curves": {"signal_iteration": list(iterations),
+                         "psnr_ema": list(25.0 - iterations / 1e3),
+                         "psnr": list(25.0 - iterations / 1e3),
+                         "holdout_loss_ema": list(1.0 / iterations),
+                         # within the JPEG's intervals from iteration 100 on
+                         "jpeg_excess_ema": list(np.maximum(10.0 - iterations / 10.0, 0.0))}}
+    budget = stopping.deblock_budget_of(record)
+    assert budget is not None and budget > 100
+    monkeypatch.setattr(stopping, "CONSISTENCY", 0.2)
+    assert stopping.consistent_at(record) == 100
+    out = stopping.replay(record, "auto")
+    assert out.fired and out.stop == out.returned == 100
+    assert out.psnr == pytest.approx(24.9)
+    monkeypatch.setattr(stopping, "CONSISTENCY", None)  # --consistency -1: the budget alone
+    assert stopping.consistent_at(record) is None
+    assert stopping.replay(record, "auto").stop == budget - budget % 5
+    # recorded before the engine measured it: the budget alone
+    monkeypatch.setattr(stopping, "CONSISTENCY", 0.2)
+    older = {**record, "curves": {k: v for k, v in record["curves"].items()
+                                  if k != "jpeg_excess_ema"}}
+    assert stopping.consistent_at(older) is None
+
+
 def test_stopping_caps_the_budget_at_the_presets_iterations() -> None:
     stopping = load("stopping")
     assert stopping.preset_cap(1e-2) == 1500  # quick
@@ -348,6 +381,10 @@ def test_trajectories_plans_at_the_default_preset() -> None:
     light = trajectories.plan("deblock-balanced-light")
     assert {c.degradation for c in light} == {"jpeg50", "jpeg30"}
     assert {c.max_iterations for c in light} == {3000}  # the balanced preset's cap
+    consistency = trajectories.plan("deblock-consistency")
+    assert len({c.key for c in consistency}) == len(consistency) == 25
+    assert {c.size for c in consistency} == {128}
+    assert "jpeg_excess_ema" in trajectories.COLUMNS
 
 
 def test_trajectories_keeps_one_half(tmp_path: Path) -> None:

@@ -138,6 +138,7 @@ STOP_WORDS: dict[str, str] = {
     "wmv": "ES-WMV (variance) rule",
     "max_iterations": "iteration cap",
     "deblock_budget": "JPEG's budget",
+    "jpeg_consistent": "consistent with the JPEG",
     "stopped": "stopped by you",
 }
 

@@ -246,6 +246,40 @@ class WMVRule:
         return self._since_best >= self.patience
 
 
+class ConsistencyRule:
+    """Stop once a deblocking fit is consistent with its JPEG (ends the run; it returns
+    what the run would return there).
+
+    The compression left each 8 x 8 block's DCT coefficients somewhere within one
+    quantisation step of the JPEG's, and the original image lies inside those
+    intervals. The fit starts smooth, outside them, and draws back the detail the
+    JPEG kept; once its moving average lies within them (``jpeg_excess_ema``, the
+    RMS excess in grey levels, :func:`napari_specdip.core.jpeg.excess`, at most
+    ``threshold``) all that is left to fit is the JPEG's own block steps. Smooth
+    images get there long before the budget (the moon at 128 px and quality 10, quick
+    preset: 100 iterations, its best at 95, the budget 445); detailed ones near it or
+    after (benchmarks/README.md, *The output's consistency with its JPEG*).
+
+    Examples
+    --------
+    >>> rule = ConsistencyRule(threshold=0.2)
+    >>> [rule.update(i, v) for i, v in zip((10, 20, 30), (4.0, 0.5, 0.1))]
+    [False, False, True]
+    """
+
+    name = "jpeg_consistent"
+
+    def __init__(self, *, threshold: float, signal: str = "jpeg_excess_ema") -> None:
+        if not threshold >= 0.0:
+            raise ValueError(f"threshold must be >= 0, got {threshold}")
+        self.threshold = float(threshold)
+        self.signal = signal
+        self.signals: dict[str, float] = {}
+
+    def update(self, iteration: int, value: float) -> bool:
+        return math.isfinite(value) and value <= self.threshold
+
+
 class BudgetRule:
     """Never stops on its own: the run goes to its iteration budget."""
 
@@ -259,7 +293,7 @@ class BudgetRule:
         return False
 
 
-Rule = RatioRule | WMVRule | HoldoutRule
+Rule = RatioRule | WMVRule | HoldoutRule | ConsistencyRule
 
 
 def make_rules(name: str, *, window: int = 100, epsilon: float = 0.01, patience: int = 1000,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import io
 
 import imageio.v3 as iio
@@ -15,6 +16,7 @@ from napari_specdip.core.jpeg import (
     blockiness,
     deblock_budget,
     estimate_jpeg,
+    excess,
     likely_grid,
 )
 
@@ -39,7 +41,8 @@ def test_colour_is_read_through_its_luminance() -> None:
     assert found is not None and found.quality == 20 and found.grid == (0, 0)
     # [0, 1] floats are taken as levels / 255
     again = estimate_jpeg(decoded / 255.0)
-    assert again == found
+    assert again is not None and again.levels_per_unit == 255.0
+    assert dataclasses.replace(again, levels_per_unit=1.0) == found
 
 
 @pytest.mark.parametrize("image", [
@@ -89,8 +92,11 @@ def test_budget_grows_less_with_lighter_compression_at_a_smaller_step() -> None:
     assert 1.0 < growth(1e-4) < growth(1e-3) < growth(3e-3) < growth(1e-2) < growth(3e-2)
 
 
-def test_deblocking_stops_at_the_budget_of_its_jpeg() -> None:
+def test_deblocking_stops_at_the_budget_of_its_jpeg(monkeypatch: pytest.MonkeyPatch) -> None:
     from napari_specdip import estimate, restore
+    from napari_specdip.core import engine
+
+    monkeypatch.setattr(engine, "CONSISTENT_EXCESS", None)  # the budget alone
 
     decoded = _jpeg(data.camera()[100:148, 150:198], 10)
     options = {"preset": "quick", "width": 16, "seed": 0, "device": "cpu"}
@@ -120,8 +126,11 @@ def test_other_stops_and_tasks_have_no_budget() -> None:
     assert plain.parameters["jpeg"] is None and plain.iterations == 6
 
 
-def test_tiles_take_the_budget_of_their_own_size() -> None:
+def test_tiles_take_the_budget_of_their_own_size(monkeypatch: pytest.MonkeyPatch) -> None:
     from napari_specdip import estimate, restore
+    from napari_specdip.core import engine
+
+    monkeypatch.setattr(engine, "CONSISTENT_EXCESS", None)  # the budget alone
 
     decoded = _jpeg(data.camera()[100:200, 150:250], 10)
     result = restore(decoded, "deblock", preset="quick", width=8, tile=48, tile_overlap=8)
@@ -166,3 +175,86 @@ def test_a_deblocking_run_records_its_outputs_blockiness() -> None:
     # the device's measure is the numpy one
     last = result.image.astype(np.float64)
     assert signals[-1]["blockiness"] == pytest.approx(blockiness(last, (0, 0)), rel=0.05)
+
+
+def test_the_original_and_its_jpeg_are_consistent_with_it_a_smooth_fit_is_not() -> None:
+    from skimage.filters import gaussian
+
+    for clean, quality in ((data.camera()[100:228, 150:278], 10),
+                           (data.astronaut()[:136, 100:236], 30)):  # colour: 4:2:0 chroma
+        decoded = _jpeg(clean, quality)
+        found = estimate_jpeg(decoded)
+        assert found is not None
+        assert excess(decoded, decoded, found) == 0.0
+        # colour: within the decoder's rounding through RGB, not always exactly
+        assert excess(clean, decoded, found) <= (0.0 if clean.ndim == 2 else 0.05)
+        blurred = gaussian(clean.astype(float), sigma=2.0, channel_axis=-1 if clean.ndim == 3
+                           else None)
+        assert excess(blurred, decoded, found) > 1.0
+        # the same in [0, 1] units
+        unit = estimate_jpeg(decoded / 255.0)
+        assert unit is not None and unit.levels_per_unit == 255.0
+        assert excess(blurred / 255.0, decoded / 255.0, unit) == pytest.approx(
+            excess(blurred, decoded, found))
+        with pytest.raises(ValueError, match="differ in shape"):
+            excess(blurred[1:], decoded, found)
+
+
+def test_the_grid_seen_from_a_crop() -> None:
+    found = JpegEstimate((5, 3), 5.0, 11)
+    assert found.shifted(0, 0) == found
+    assert found.shifted(8, 16).grid == (5, 3)
+    assert found.shifted(6, 3).grid == (7, 0)
+    assert found.steps()[0, 0] == 80.0 and found.steps().max() == 255.0  # libjpeg's bound
+
+
+def _levels(result: object) -> npt.NDArray[np.float64]:
+    return np.asarray(result.history["jpeg_excess_ema"])  # type: ignore[attr-defined]
+
+
+def test_the_engine_measures_the_outputs_consistency_in_the_inputs_levels() -> None:
+    from napari_specdip import restore
+
+    decoded = _jpeg(data.camera()[100:164, 150:214], 10)
+    options = {"preset": "quick", "width": 8, "seed": 0, "device": "cpu", "stop": "none",
+               "max_iterations": 20, "output_dtype": "float64"}
+    result = restore(decoded, "deblock", **options)
+    found = estimate_jpeg(decoded)
+    assert found is not None
+    measured = _levels(result)
+    assert measured.shape == (4,) and measured[0] > measured[-1] > 0.0
+    # the last evaluated step's moving average is the result
+    assert measured[-1] == pytest.approx(excess(result.image, decoded, found), rel=1e-4)
+    # the same image in [0, 1] units: the same levels
+    again = restore(decoded / 255.0, "deblock", **options)
+    np.testing.assert_allclose(_levels(again), measured, rtol=1e-4)
+    # nothing to measure without a JPEG found
+    plain = restore(data.camera()[100:164, 150:214], "deblock", **options)
+    assert "jpeg_excess_ema" not in plain.history
+
+
+def test_deblocking_stops_once_consistent_with_its_jpeg(monkeypatch: pytest.MonkeyPatch) -> None:
+    from napari_specdip import restore
+    from napari_specdip.core import engine
+
+    decoded = _jpeg(data.camera()[100:148, 150:198], 10)
+    options = {"preset": "quick", "width": 8, "seed": 0, "device": "cpu"}
+    # a threshold every output meets: the rule ends the run at its first evaluated step
+    monkeypatch.setattr(engine, "CONSISTENT_EXCESS", 1e9)
+    result = restore(decoded, "deblock", **options)
+    assert result.stop_reason == "jpeg_consistent"
+    found = estimate_jpeg(decoded)
+    assert found is not None
+    # in the run record, in proportion to the JPEG's steps
+    assert result.parameters["jpeg_consistent_excess"] == pytest.approx(1e9 * found.scale / 5.0)
+    assert result.iterations == result.parameters["signal_every"] < result.parameters[
+        "deblock_budget"]
+    # none: the budget
+    monkeypatch.setattr(engine, "CONSISTENT_EXCESS", None)
+    budget = restore(decoded, "deblock", **options)
+    assert budget.stop_reason == "deblock_budget"
+    assert budget.parameters["jpeg_consistent_excess"] is None
+    # the rule belongs to the auto stop
+    monkeypatch.setattr(engine, "CONSISTENT_EXCESS", 1e9)
+    fixed = restore(decoded, "deblock", stop="none", max_iterations=12, **options)
+    assert fixed.stop_reason == "max_iterations" and fixed.iterations == 12

@@ -24,8 +24,9 @@ from napari_specdip.core.ensemble import (SnapshotWindow, ensemble_mean, spread_
                                           stack_decoders, std_to_user)
 from napari_specdip.core.imaging import (Layout, as_array, as_hwc, intensity_range, pad_amounts,
                                          pad_reflect)
-from napari_specdip.core.jpeg import (JpegEstimate, block_edges, deblock_budget, estimate_jpeg,
-                                      likely_grid)
+from napari_specdip.core.jpeg import (CONSISTENT_EXCESS, EXCESS_TOLERANCE, JpegEstimate,
+                                      block_edges, clipped_pixels, consistency_threshold,
+                                      deblock_budget, estimate_jpeg, likely_grid)
 from napari_specdip.core.low_rank import low_rank_estimate
 from napari_specdip.core.networks import Decoder, SkipNet, build_network
 from napari_specdip.core.noise import (WHITE_NOISE_PATCH, CameraEstimate, NoiseFit,
@@ -42,7 +43,7 @@ from napari_specdip.core.refine import (GROUPED_SHARE, LOW_RANK_SHARE, PILOT_NET
                                         PILOT_TRANSFORMS, clipped_ends, declip, wiener_refine)
 from napari_specdip.core.results import RestoreResult, StepReport
 from napari_specdip.core.tiling import BlendCanvas, Tile, tile_grid
-from napari_specdip.stopping import PLATEAU_MAX_KEPT, HoldoutRule, make_rules
+from napari_specdip.stopping import PLATEAU_MAX_KEPT, ConsistencyRule, HoldoutRule, make_rules
 
 RestoreGenerator = Generator[StepReport, None, RestoreResult]
 
@@ -70,7 +71,7 @@ class RestoreJob:
     interrupt: Interrupt | None
     warm_start: Mapping[str, torch.Tensor] | None = None
     keep_state: bool = False
-    # deblocking with the auto stop: the JPEG's quantisation, read from the input
+    # deblocking: the JPEG's quantisation, read from the input
     jpeg: JpegEstimate | None = None
     # a slice of a stack: the camera values estimated over the whole stack
     noise_camera: CameraEstimate | None = None
@@ -123,7 +124,9 @@ class RestoreJob:
             self, observation=observation, layout=layout, output_dtype=np.dtype(np.float64),
             known=None if self.known is None else self.known[rows, cols],
             reference=None if self.reference is None else self.reference[out_rows, out_cols],
-            params=self.params.replace(tile=0, noise_sigma=sigma))
+            params=self.params.replace(tile=0, noise_sigma=sigma),
+            jpeg=None if self.jpeg is None else self.jpeg.shifted(rows.start or 0,
+                                                                  cols.start or 0))
 
     def run(self) -> RestoreGenerator:
         """Generator of :class:`StepReport`; returns the :class:`RestoreResult`."""
@@ -316,8 +319,10 @@ def plan_restore(image: Any, task: str = "denoise", *, mask: Any = None, factor:
         raise TypeError("warm_start must be a network state: a previous result's .state "
                         "(run it with keep_state=True)")
     jpeg = None
-    if params.stops_at_jpeg_budget and values.shape[2] in (1, 3):
-        # in the input's own levels: a JPEG's quantisation lattice lives there
+    if params.task == "deblock" and values.shape[2] in (1, 3):
+        # in the input's own levels: a JPEG's quantisation lattice lives there (the auto
+        # stop's budget and consistency rule; the output's consistency is measured for
+        # every stop)
         jpeg = estimate_jpeg(values[..., 0] if values.shape[2] == 1 else values)
     job = RestoreJob(observation=observation, known=known, reference=ref, layout=layout,
                      params=params, output_dtype=out_dtype, interrupt=interrupt,
@@ -729,6 +734,54 @@ def _blockiness(gray: torch.Tensor, edges: tuple[torch.Tensor, torch.Tensor]) ->
     return across.mean() / within.mean().clamp_min(1e-30)
 
 
+_LUMA = (0.299, 0.587, 0.114)  # BT.601, as JPEG codes colour
+
+
+class _JpegExcess:
+    """:func:`core.jpeg.excess` of the fit's output on the device: the observation's
+    block coefficients are transformed once, each evaluated step's with two small
+    matrix products."""
+
+    def __init__(self, job: RestoreJob, device: torch.device) -> None:
+        found = job.jpeg
+        assert found is not None
+        obs = job.observation
+        # JPEG grey levels per unit of the fit's [0, 1], and the levels themselves
+        self.levels = found.levels_per_unit * (job.layout.high - job.layout.low)
+        values = found.levels_per_unit * job.layout.low + self.levels * obs
+        clipped = clipped_pixels(values)
+        height, width = obs.shape[:2]
+        dy, dx = found.grid
+        h, w = (height - dy) // 8 * 8, (width - dx) // 8 * 8
+        self.window = (slice(dy, dy + h), slice(dx, dx + w))
+        whole = ~clipped[self.window].reshape(h // 8, 8, w // 8, 8).any(axis=(1, 3))
+        self.whole = torch.from_numpy(whole.reshape(-1)).to(device)
+        k = np.arange(8)[:, None]
+        dct = np.sqrt(2.0 / 8.0) * np.cos(np.pi * (2 * np.arange(8)[None] + 1) * k / 16.0)
+        dct[0] /= np.sqrt(2.0)
+        self.dct = torch.from_numpy(dct).to(device, torch.float32)
+        self.weights = torch.tensor(_LUMA if obs.shape[2] == 3 else (1.0,), device=device)
+        self.half = torch.from_numpy(found.steps() / 2.0 + EXCESS_TOLERANCE).to(
+            device, torch.float32)
+        self.observed = self._coefficients(
+            torch.from_numpy(obs).to(device, torch.float32).permute(2, 0, 1)[None])
+
+    @property
+    def usable(self) -> bool:
+        return bool(self.whole.any())
+
+    def _coefficients(self, image: torch.Tensor) -> torch.Tensor:
+        luma = torch.einsum("c,chw->hw", self.weights, image[0])[self.window] * self.levels
+        h, w = luma.shape
+        blocks = luma.reshape(h // 8, 8, w // 8, 8).transpose(1, 2).reshape(-1, 8, 8)
+        return (self.dct @ blocks[self.whole] @ self.dct.T)
+
+    def __call__(self, image: torch.Tensor) -> torch.Tensor:
+        """The RMS excess, in grey levels, of a (1, C, H, W) output of the image's size."""
+        beyond = ((self._coefficients(image) - self.observed).abs() - self.half).clamp_min(0.0)
+        return beyond.square().mean().sqrt()
+
+
 class RunningVariance:
     """ES-WMV's windowed variance of outputs: mean over the window of
     ``mean((x_i - mean_window)^2)``, updated in O(pixels) per step with running
@@ -848,6 +901,12 @@ class _Signals:
             rows, cols = block_edges(h, w, grid)
             self.block_edges = (torch.from_numpy(rows).to(device),
                                 torch.from_numpy(cols).to(device))
+        # deblocking a JPEG whose quantisation was read: how far the output still lies
+        # outside the set of images with that JPEG (the auto stop's consistency rule)
+        self.jpeg_excess: _JpegExcess | None = None
+        if p.task == "deblock" and job.jpeg is not None and noise is None:
+            meter = _JpegExcess(job, device)
+            self.jpeg_excess = meter if meter.usable else None
 
     def _losses(self, out: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Mean squared error on the held-out pixels and on the fitted ones (of the
@@ -892,6 +951,12 @@ class _Signals:
                 names.append("blockiness_ema")
                 ema_gray = _gray(ema[(..., *self.crop)])
                 values.append(_blockiness(ema_gray, self.block_edges)[None])
+        if self.jpeg_excess is not None:
+            names.append("jpeg_excess")
+            values.append(self.jpeg_excess(canvas)[None])
+            if ema is not None:
+                names.append("jpeg_excess_ema")
+                values.append(self.jpeg_excess(ema[(..., *self.crop)])[None])
         if self.holdout is not None:
             outputs = [("", members)] + ([("_ema", members_ema)] if members_ema is not None
                                          else [])
@@ -1408,6 +1473,11 @@ def _fit(job: RestoreJob, device: torch.device, scale: int, start: float,
                        holdout_plateau=p.holdout_return == "plateau" and members == 1,
                        holdout_kept=trail_length(members * channels * height * width_px
                                                  * scale * scale))
+    consistency = (consistency_threshold(job.jpeg, CONSISTENT_EXCESS) if p.stops_at_jpeg_budget
+                   and signals_meter.jpeg_excess is not None else None)
+    if consistency is not None:
+        rules.append(ConsistencyRule(threshold=consistency, signal="jpeg_excess" + (
+            "_ema" if p.output == "ema" else "")))
     # the outputs the hold-out rule may still return (its plateau around the minimum)
     plateau = next((r for r in rules if isinstance(r, HoldoutRule) and r.plateau), None)
     trail: dict[int, torch.Tensor] = {}
@@ -1613,7 +1683,8 @@ def _fit(job: RestoreJob, device: torch.device, scale: int, start: float,
                         "stop_noise_shares": (None if stop_shares is None
                                               else list(stop_shares)),
                         **({} if refined is None else {"refined": refined}),
-                        **({"deblock_budget": limit, "jpeg": _jpeg_record(job.jpeg)}
+                        **({"deblock_budget": limit, "jpeg": _jpeg_record(job.jpeg),
+                            "jpeg_consistent_excess": consistency}
                            if p.stops_at_jpeg_budget else {}),
                         **({} if noise is None else {"noise_model": noise.record})},
             device=describe_device(device),

@@ -11,7 +11,7 @@ away: 5 at libjpeg's quality 10, 1.67 at 30, 1 at 50, 0.5 at 75.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -49,6 +49,17 @@ class JpegEstimate:
     grid: tuple[int, int]  # (row, column) of the first whole block
     scale: float  # the steps over the Annex K table's (libjpeg: 50 / quality below 50)
     frequencies: int  # frequencies whose step was read
+    # JPEG levels per unit of the values read (255 for values within [0, 1])
+    levels_per_unit: float = 1.0
+
+    def shifted(self, top: int, left: int) -> JpegEstimate:
+        """The same JPEG seen from a crop whose first pixel is (``top``, ``left``)."""
+        return replace(self, grid=((self.grid[0] - top) % 8, (self.grid[1] - left) % 8))
+
+    def steps(self) -> npt.NDArray[np.float64]:
+        """The 8 x 8 luminance steps of the table at this scale, as libjpeg rounds and
+        bounds them (baseline: 1-255)."""
+        return np.clip(np.floor(ANNEX_K_LUMINANCE * self.scale + 0.5), 1.0, 255.0)
 
     @property
     def quality(self) -> int:
@@ -56,6 +67,13 @@ class JpegEstimate:
         percent = 100.0 * self.scale
         quality = 5000.0 / percent if percent >= 100.0 else (200.0 - percent) / 2.0
         return int(np.clip(round(quality), 1, 100))
+
+
+def clipped_pixels(levels: npt.NDArray[np.float64]) -> npt.NDArray[np.bool_]:
+    """(H, W): where an (H, W, C) image of JPEG levels was clipped to 0 or 255 in some
+    channel (the clipping moved its block's coefficients off the lattice)."""
+    clipped: npt.NDArray[np.bool_] = np.any((levels <= 0.5) | (levels >= 254.5), axis=2)
+    return clipped
 
 
 def _blocks(z: npt.NDArray[Any], dy: int, dx: int) -> npt.NDArray[Any]:
@@ -133,12 +151,12 @@ def estimate_jpeg(image: npt.ArrayLike) -> JpegEstimate | None:
         raise ValueError(f"JPEG estimation needs a grey or RGB image, got shape {z.shape}")
     if min(rgb.shape[:2]) < 16 or not np.isfinite(rgb).all():
         return None
-    if np.max(rgb) <= 1.0:
-        rgb = rgb * 255.0
+    unit = 255.0 if np.max(rgb) <= 1.0 else 1.0
+    rgb = rgb * unit
     side = int(8 * np.sqrt(_MAX_BLOCKS))
     top, left = max(0, (rgb.shape[0] - side) // 2), max(0, (rgb.shape[1] - side) // 2)
     rgb = rgb[top:top + side + 8, left:left + side + 8]
-    clipped = np.asarray(((rgb <= 0.5) | (rgb >= 254.5)).any(axis=2))
+    clipped = clipped_pixels(rgb)
     # JPEG codes colour as luminance (ITU-R BT.601, as JFIF) and two chroma planes
     z = rgb[..., 0] if rgb.shape[2] == 1 else rgb @ np.array([0.299, 0.587, 0.114])
     evidence = np.zeros((8, 8))
@@ -157,7 +175,7 @@ def estimate_jpeg(image: npt.ArrayLike) -> JpegEstimate | None:
     if agreeing < 2:
         return None
     return JpegEstimate(grid=((dy + top) % 8, (dx + left) % 8), scale=scale,
-                        frequencies=agreeing)
+                        frequencies=agreeing, levels_per_unit=unit)
 
 
 #: The deblocking budget (:func:`deblock_budget`): iterations at 128 px, at the scale of
@@ -228,6 +246,88 @@ def deblock_budget(found: JpegEstimate | None, height: int, width_px: int, *, wi
                   * (BUDGET_WIDTH / width) ** BUDGET_WIDTH_POWER
                   * (BUDGET_LEARNING_RATE / learning_rate) ** BUDGET_LEARNING_RATE_POWER)
     return int(min(cap, max(1, round(budget / 5.0) * 5)))
+
+
+#: The deblocking auto stop's consistency rule (:class:`napari_specdip.stopping.ConsistencyRule`)
+#: ends the run once the moving average's :func:`excess` is at most this many grey levels
+#: at libjpeg's quality 10 (:data:`BUDGET_SCALE`), in proportion to the quantisation
+#: steps at others (:func:`consistency_threshold`; None: the budget alone). Chosen on
+#: the tuning half of benchmarks/trajectories.py's ``deblock-consistency`` plans (13
+#: runs, quality 10-50): benchmarks/README.md, *The output's consistency with its JPEG*.
+CONSISTENT_EXCESS: float | None = 0.25
+#: Grey levels by which a coefficient may stray beyond its quantisation interval and still
+#: count as the JPEG's: the decoder's rounding, through RGB for colour.
+EXCESS_TOLERANCE = _TOLERANCE
+
+
+def consistency_threshold(found: JpegEstimate | None, at_reference: float | None
+                          ) -> float | None:
+    """The :func:`excess` at which a deblocking run on this JPEG counts as consistent
+    with it: ``at_reference`` grey levels at the quantisation scale of libjpeg's quality
+    10, in proportion to the steps (an excess measured in steps: a lighter JPEG's
+    intervals are narrower, and a flat, sparse image lies within them early while its
+    few details are still being fitted). None without a JPEG or a threshold.
+
+    Examples
+    --------
+    >>> [consistency_threshold(JpegEstimate((0, 0), s, 11), 0.2) for s in (5.0, 1.0)]
+    [0.2, 0.04]
+    """
+    if found is None or at_reference is None:
+        return None
+    return at_reference * found.scale / BUDGET_SCALE
+
+
+def luma(image: npt.ArrayLike) -> npt.NDArray[np.float64]:
+    """(H, W) grey or (H, W, 1) as it is, (H, W, 3) RGB through BT.601 (JPEG's luminance)."""
+    z = np.asarray(image, dtype=np.float64)
+    if z.ndim == 3:
+        z = z[..., 0] if z.shape[2] == 1 else z @ np.array([0.299, 0.587, 0.114])
+    return z
+
+
+def excess(image: npt.ArrayLike, observation: npt.ArrayLike, found: JpegEstimate) -> float:
+    """How far ``image`` lies outside the set of images whose JPEG is ``observation``:
+    the RMS, in grey levels over every coefficient of the luminance blocks, of how far
+    each 8 x 8 DCT coefficient lies beyond its quantisation interval around the
+    observation's (widened by :data:`EXCESS_TOLERANCE`).
+
+    The original image lies inside that set (0; in colour within a few hundredths of
+    a level: the decoder's rounding through RGB), and so does the JPEG itself: a fit
+    that has drawn back the detail the compression kept reaches 0, and from then on
+    only moves towards the JPEG's own block steps. Blocks with a clipped pixel are
+    left out (their coefficients left the lattice). ``image`` and ``observation``
+    are (H, W) or (H, W, 3) in the units the estimate was read in; NaN when no whole
+    block holds.
+
+    Examples
+    --------
+    >>> import io, imageio.v3 as iio
+    >>> from skimage import data
+    >>> clean = data.camera()[100:164, 200:264]
+    >>> encoded = iio.imwrite("<bytes>", clean, extension=".jpg", quality=20)
+    >>> decoded = iio.imread(io.BytesIO(encoded), extension=".jpg")
+    >>> found = estimate_jpeg(decoded)
+    >>> excess(clean, decoded, found), excess(decoded, decoded, found)
+    (0.0, 0.0)
+    >>> bool(excess(np.full_like(clean, clean.mean()), decoded, found) > 1.0)
+    True
+    """
+    from scipy.fft import dctn
+
+    unit = found.levels_per_unit
+    z, obs = luma(image) * unit, luma(observation) * unit
+    if z.shape != obs.shape:
+        raise ValueError(f"image {z.shape} and observation {obs.shape} differ in shape")
+    dy, dx = found.grid
+    levels = np.asarray(observation, dtype=np.float64) * unit
+    clipped = clipped_pixels(levels if levels.ndim == 3 else levels[..., None])
+    whole = ~_blocks(clipped, dy, dx).any(axis=(1, 2))
+    if not whole.any():
+        return float("nan")
+    difference = dctn(_blocks(z - obs, dy, dx)[whole], axes=(1, 2), norm="ortho")
+    beyond = np.maximum(np.abs(difference) - found.steps() / 2.0 - EXCESS_TOLERANCE, 0.0)
+    return float(np.sqrt(np.mean(beyond**2)))
 
 
 def blockiness(gray: npt.ArrayLike, grid: tuple[int, int]) -> float:

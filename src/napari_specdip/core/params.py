@@ -508,7 +508,11 @@ class RestoreParameters:
         in every preset; only the width changes. JPEG deblocking's ``"auto"`` stop
         ends at a budget of iterations read from the JPEG's own quantisation
         (:func:`~napari_specdip.core.jpeg.deblock_budget`): its block errors are
-        shared by neighbouring pixels, which hides them from the hold-out rule.
+        shared by neighbouring pixels, which hides them from the hold-out rule. It
+        ends sooner once the output is consistent with the JPEG, within the
+        quantisation intervals of its block coefficients
+        (:class:`~napari_specdip.stopping.ConsistencyRule`): smooth images get
+        there long before the budget.
         """
         if task not in TASKS:
             raise ValueError(f"unknown task {task!r}; choose one of {', '.join(TASKS)}")
