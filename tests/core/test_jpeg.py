@@ -258,3 +258,17 @@ def test_deblocking_stops_once_consistent_with_its_jpeg(monkeypatch: pytest.Monk
     monkeypatch.setattr(engine, "CONSISTENT_EXCESS", 1e9)
     fixed = restore(decoded, "deblock", stop="none", max_iterations=12, **options)
     assert fixed.stop_reason == "max_iterations" and fixed.iterations == 12
+
+
+def test_tiles_measure_the_consistency_in_the_whole_images_levels() -> None:
+    from napari_specdip import restore
+
+    decoded = _jpeg(data.camera()[100:200, 150:250], 10)
+    options = {"preset": "quick", "width": 8, "seed": 0, "device": "cpu", "tile": 48,
+               "tile_overlap": 8}
+    # 8-bit levels and [0, 1] floats: the same levels in every tile, so the same stops
+    runs = [restore(image, "deblock", **options) for image in (decoded, decoded / 255.0)]
+    tiles = [[(t["iterations"], t["stop_reason"]) for t in r.parameters["tiles"]] for r in runs]
+    assert len(tiles[0]) > 1 and tiles[0] == tiles[1]
+    # and no tile is consistent at its first evaluated step (levels read as 1/255 would be)
+    assert all(iterations > 5 for iterations, _ in tiles[0])

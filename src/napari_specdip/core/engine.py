@@ -71,8 +71,10 @@ class RestoreJob:
     interrupt: Interrupt | None
     warm_start: Mapping[str, torch.Tensor] | None = None
     keep_state: bool = False
-    # deblocking: the JPEG's quantisation, read from the input
+    # deblocking: the JPEG's quantisation, read from the input, and its grey levels at
+    # the fit's 0 and per unit of the fit's [0, 1] (a tile's data keeps the whole's units)
     jpeg: JpegEstimate | None = None
+    jpeg_levels: tuple[float, float] = (0.0, 255.0)
     # a slice of a stack: the camera values estimated over the whole stack
     noise_camera: CameraEstimate | None = None
 
@@ -324,9 +326,11 @@ def plan_restore(image: Any, task: str = "denoise", *, mask: Any = None, factor:
         # stop's budget and consistency rule; the output's consistency is measured for
         # every stop)
         jpeg = estimate_jpeg(values[..., 0] if values.shape[2] == 1 else values)
+    unit = 1.0 if jpeg is None else jpeg.levels_per_unit
     job = RestoreJob(observation=observation, known=known, reference=ref, layout=layout,
                      params=params, output_dtype=out_dtype, interrupt=interrupt,
                      warm_start=warm_start, keep_state=bool(keep_state), jpeg=jpeg,
+                     jpeg_levels=(unit * layout.low, unit * (layout.high - layout.low)),
                      noise_camera=noise_camera)
     tiles = job.tiles
     if len(tiles) > 1 and (warm_start is not None or keep_state):
@@ -746,10 +750,8 @@ class _JpegExcess:
         found = job.jpeg
         assert found is not None
         obs = job.observation
-        # JPEG grey levels per unit of the fit's [0, 1], and the levels themselves
-        self.levels = found.levels_per_unit * (job.layout.high - job.layout.low)
-        values = found.levels_per_unit * job.layout.low + self.levels * obs
-        clipped = clipped_pixels(values)
+        offset, self.levels = job.jpeg_levels
+        clipped = clipped_pixels(offset + self.levels * obs)
         height, width = obs.shape[:2]
         dy, dx = found.grid
         h, w = (height - dy) // 8 * 8, (width - dx) // 8 * 8
