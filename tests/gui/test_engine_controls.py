@@ -569,6 +569,7 @@ def test_warm_start_carries_each_slice_to_the_next(viewer: Any, open_widget: Any
     # fresh network's first loss
     assert first[1] < 0.5 * first[0]
     assert widget.last_output.metadata["specdip"]["stop_reason"] == ["max_iterations"] * 2
+    assert "stop: iteration cap." in widget.status.value  # the chart's words, not the key
 
     widget.warm_start.value = False
     cold = _first_losses(widget, wait_for_run, session_reports)

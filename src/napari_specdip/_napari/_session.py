@@ -22,7 +22,7 @@ import numpy as np
 from napari_specdip._napari import _planning
 from napari_specdip._napari._eta import Progress
 from napari_specdip._napari._help import toast
-from napari_specdip.chart_panels import stop_marks
+from napari_specdip.chart_panels import STOP_WORDS, stop_marks
 from napari_specdip.core.results import CONSTANT, COPIED, NOTHING_TO_FILL
 
 if TYPE_CHECKING:
@@ -459,7 +459,9 @@ class RunSession:
         """A stop reason for the status line."""
         if reason == "holdout":
             return "the error estimated from the held-out pixels at its minimum"
-        return self._reason(reason)
+        if reason == "stopped":
+            return self._reason(reason)
+        return STOP_WORDS.get(reason, reason)
 
     def _reason(self, reason: str) -> str:
         if reason == "stopped" and self.interrupt.budget.is_set():
