@@ -514,6 +514,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=None,
                         help="run the plan with this seed (noise, held-out pixels, network) "
                              "instead of each run's own")
+    parser.add_argument("--max-iterations", type=int, default=None,
+                        help="record each run up to at most this many iterations (enough "
+                             "past a stop that comes before it: e.g. a deblocking budget)")
     parser.add_argument("--max-size", type=int, default=None,
                         help="leave out the plan's runs on larger images")
     parser.add_argument("--split", choices=("tune", "held-out"), default=None,
@@ -534,6 +537,9 @@ def main(argv: list[str] | None = None) -> int:
         configs = [replace(c, input_jitter=args.input_jitter) for c in configs]
     if args.max_size is not None:
         configs = [c for c in configs if c.size <= args.max_size]
+    if args.max_iterations is not None:
+        configs = [replace(c, max_iterations=min(c.max_iterations, args.max_iterations))
+                   for c in configs]
     if args.split is not None:
         configs = [c for c in configs if _evalset.split(c.image) == args.split]
     if args.degradations is not None:

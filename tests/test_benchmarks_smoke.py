@@ -387,6 +387,18 @@ def test_trajectories_plans_at_the_default_preset() -> None:
     assert "jpeg_excess_ema" in trajectories.COLUMNS
 
 
+def test_trajectories_records_up_to_a_lower_cap(tmp_path: Path) -> None:
+    import json
+
+    trajectories = load("trajectories")
+    runs = tmp_path / "runs.jsonl"
+    assert trajectories.main(["--plan", "smoke", "--max-iterations", "10", "--no-baselines",
+                              "--device", "cpu", "--out", str(runs)]) == 0
+    records = [json.loads(line) for line in runs.read_text().splitlines()]
+    assert len(records) == 2  # the smoke plan records 30 iterations; cut to 10 here
+    assert all(r["iterations"] == r["config"]["max_iterations"] == 10 for r in records)
+
+
 def test_trajectories_keeps_one_half(tmp_path: Path) -> None:
     trajectories = load("trajectories")
     runs = tmp_path / "runs.jsonl"
