@@ -24,7 +24,7 @@ from napari_specdip.core.ensemble import (SnapshotWindow, ensemble_mean, spread_
                                           stack_decoders, std_to_user)
 from napari_specdip.core.imaging import (Layout, as_array, as_hwc, intensity_range, pad_amounts,
                                          pad_reflect)
-from napari_specdip.core.jpeg import (CONSISTENT_EXCESS, EXCESS_TOLERANCE, JpegEstimate,
+from napari_specdip.core.jpeg import (CONSISTENT_EXCESS, EXCESS_TOLERANCE, LUMA, JpegEstimate,
                                       block_edges, clipped_pixels, consistency_threshold,
                                       deblock_budget, estimate_jpeg, likely_grid)
 from napari_specdip.core.low_rank import low_rank_estimate
@@ -40,7 +40,8 @@ from napari_specdip.core.params import (AUTO_TILE, AUTO_TILE_FROM, PAPER_DEPTH,
                                         RestoreParameters, auto_depth, ignored_option)
 from napari_specdip.core.refine import PATCH as REFINE_PATCH
 from napari_specdip.core.refine import (GROUPED_SHARE, LOW_RANK_SHARE, PILOT_NETWORK_SHARE,
-                                        PILOT_TRANSFORMS, clipped_ends, declip, wiener_refine)
+                                        PILOT_TRANSFORMS, clipped_ends, dct_matrix, declip,
+                                        wiener_refine)
 from napari_specdip.core.results import RestoreResult, StepReport
 from napari_specdip.core.tiling import BlendCanvas, Tile, tile_grid
 from napari_specdip.stopping import PLATEAU_MAX_KEPT, ConsistencyRule, HoldoutRule, make_rules
@@ -738,9 +739,6 @@ def _blockiness(gray: torch.Tensor, edges: tuple[torch.Tensor, torch.Tensor]) ->
     return across.mean() / within.mean().clamp_min(1e-30)
 
 
-_LUMA = (0.299, 0.587, 0.114)  # BT.601, as JPEG codes colour
-
-
 class _JpegExcess:
     """:func:`core.jpeg.excess` of the fit's output on the device: the observation's
     block coefficients are transformed once, each evaluated step's with two small
@@ -758,11 +756,8 @@ class _JpegExcess:
         self.window = (slice(dy, dy + h), slice(dx, dx + w))
         whole = ~clipped[self.window].reshape(h // 8, 8, w // 8, 8).any(axis=(1, 3))
         self.whole = torch.from_numpy(whole.reshape(-1)).to(device)
-        k = np.arange(8)[:, None]
-        dct = np.sqrt(2.0 / 8.0) * np.cos(np.pi * (2 * np.arange(8)[None] + 1) * k / 16.0)
-        dct[0] /= np.sqrt(2.0)
-        self.dct = torch.from_numpy(dct).to(device, torch.float32)
-        self.weights = torch.tensor(_LUMA if obs.shape[2] == 3 else (1.0,), device=device)
+        self.dct = torch.from_numpy(dct_matrix(8)).to(device, torch.float32)
+        self.weights = torch.tensor(LUMA if obs.shape[2] == 3 else (1.0,), device=device)
         self.half = torch.from_numpy(found.steps() / 2.0 + EXCESS_TOLERANCE).to(
             device, torch.float32)
         self.observed = self._coefficients(

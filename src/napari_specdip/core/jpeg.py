@@ -29,6 +29,10 @@ ANNEX_K_LUMINANCE = np.array([
     [49, 64, 78, 87, 103, 121, 120, 101],
     [72, 92, 95, 98, 112, 100, 103, 99]], dtype=np.float64)
 
+#: JPEG codes colour as luminance (ITU-R BT.601, as JFIF) and two chroma planes: the
+#: luminance's weights of R, G and B.
+LUMA = (0.299, 0.587, 0.114)
+
 # the lowest frequencies, the last to be zeroed (the mean, (0, 0), of every block)
 _FREQUENCIES = ((0, 0), (0, 1), (1, 0), (1, 1), (0, 2), (2, 0), (1, 2), (2, 1), (2, 2),
                 (0, 3), (3, 0))
@@ -157,8 +161,7 @@ def estimate_jpeg(image: npt.ArrayLike) -> JpegEstimate | None:
     top, left = max(0, (rgb.shape[0] - side) // 2), max(0, (rgb.shape[1] - side) // 2)
     rgb = rgb[top:top + side + 8, left:left + side + 8]
     clipped = clipped_pixels(rgb)
-    # JPEG codes colour as luminance (ITU-R BT.601, as JFIF) and two chroma planes
-    z = rgb[..., 0] if rgb.shape[2] == 1 else rgb @ np.array([0.299, 0.587, 0.114])
+    z = luma(rgb)
     evidence = np.zeros((8, 8))
     for dy in range(8):
         for dx in range(8):
@@ -279,10 +282,10 @@ def consistency_threshold(found: JpegEstimate | None, at_reference: float | None
 
 
 def luma(image: npt.ArrayLike) -> npt.NDArray[np.float64]:
-    """(H, W) grey or (H, W, 1) as it is, (H, W, 3) RGB through BT.601 (JPEG's luminance)."""
+    """(H, W) grey or (H, W, 1) as it is, (H, W, 3) RGB through :data:`LUMA`."""
     z = np.asarray(image, dtype=np.float64)
     if z.ndim == 3:
-        z = z[..., 0] if z.shape[2] == 1 else z @ np.array([0.299, 0.587, 0.114])
+        z = z[..., 0] if z.shape[2] == 1 else z @ np.array(LUMA)
     return z
 
 
