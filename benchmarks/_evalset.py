@@ -14,6 +14,11 @@ to 512 px:
   chelsea, rocket);
 - textured: brick, grass, gravel.
 
+Any image also comes ``-dark`` (``nuclei1-dark``): its lowest 5% of the range cut to
+black and the rest stretched, as a user's contrast setting exports fluorescence; a
+JPEG of it rings below 0 around every bright object, so the blocks with detail have
+clipped pixels.
+
 Degradations: Gaussian noise (sigma in /255), Poisson-Gaussian noise (peak
 photons and read noise in photons), JPEG (quality), inpainting (a Bernoulli mask
 of missing pixels).
@@ -55,12 +60,17 @@ IMAGES: dict[str, tuple[str, str]] = {
 }
 
 
+#: the suffix of an image's variant with its dark end cut to black, and how much is cut
+DARK = "-dark"
+DARK_CUT = 0.05
+
+
 def split(name: str) -> str:
-    return IMAGES[name][1]
+    return IMAGES[name.removesuffix(DARK)][1]
 
 
 def kind(name: str) -> str:
-    return IMAGES[name][0]
+    return IMAGES[name.removesuffix(DARK)][0]
 
 
 def _bundled(name: str) -> Array:
@@ -154,6 +164,9 @@ def _puncta(size: int, seed: int) -> Array:
 
 def load(name: str, size: int) -> Array:
     """The clean image ``name`` at ``size`` x ``size``, float64 in [0, 1] (H, W) or (H, W, 3)."""
+    if name.endswith(DARK):
+        image = load(name.removesuffix(DARK), size)
+        return np.clip((image - DARK_CUT) / (1.0 - DARK_CUT), 0.0, 1.0)
     if name.startswith("nuclei"):
         return _nuclei(size, int(name[-1]))
     if name.startswith("filaments"):

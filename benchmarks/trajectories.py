@@ -28,6 +28,7 @@ python benchmarks/trajectories.py --plan deblock --device cpu --workers 2 --no-b
 python benchmarks/trajectories.py --plan deblock-long --workers 2 --no-baselines --out long.jsonl
 python benchmarks/trajectories.py --plan deblock-balanced --workers 2 --no-baselines --out bal.jsonl
 python benchmarks/trajectories.py --plan deblock-balanced-light --workers 2 --no-baselines --out light.jsonl
+python benchmarks/trajectories.py --plan deblock-dark --workers 2 --no-baselines --out dark.jsonl
 """
 
 from __future__ import annotations
@@ -127,6 +128,8 @@ def plan(name: str) -> list[Config]:
         return _deblock_consistency_plan()
     if name == "deblock-consistency-light":
         return _deblock_consistency_light_plan()
+    if name == "deblock-dark":
+        return _deblock_dark_plan()
     if name == "holdout":
         return [_optimised(n, 128, "sigma25", w, "lr1e-2", holdout=f, max_iterations=1000)
                 for n, w in (("cell", 32), ("camera", 16), ("brick", 64), ("nuclei1", 32),
@@ -308,6 +311,20 @@ def _deblock_consistency_light_plan() -> list[Config]:
 
     return [at("cell", 50, 1800), at("nuclei2", 50, 1800), at("chelsea", 50, 1800),
             at("nuclei2", 30, 1300)]
+
+
+def _deblock_dark_plan() -> list[Config]:
+    """JPEG deblocking of the sparse fluorescence images with their dark end cut to black
+    (``-dark``: the JPEG rings below 0 around every bright object, so the blocks with
+    detail have clipped pixels), at the quick preset's optimiser: quality 10 and 30 at
+    128 px, quality 10 at 64 px, just past the budget."""
+    def at(image: str, size: int, quality: int, cap: int) -> Config:
+        return _optimised(f"{image}{_evalset.DARK}", size, f"jpeg{quality}", 32, "lr1e-2",
+                          holdout=0.1, max_iterations=cap)
+
+    images = ("nuclei1", "filaments1", "puncta1", "nuclei2", "filaments2", "puncta2", "hubble")
+    return ([at(n, 128, 10, 700) for n in images] + [at(n, 128, 30, 1500) for n in images]
+            + [at(n, 64, 10, 400) for n in images])
 
 
 def _observation_blockiness(observation: np.ndarray) -> float:

@@ -10,6 +10,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from types import ModuleType
 
+import numpy as np
 import pytest
 import torch
 
@@ -385,6 +386,22 @@ def test_trajectories_plans_at_the_default_preset() -> None:
     assert len({c.key for c in consistency}) == len(consistency) == 25
     assert {c.size for c in consistency} == {128}
     assert "jpeg_excess_ema" in trajectories.COLUMNS
+
+
+def test_the_dark_variant_and_its_deblocking_plan() -> None:
+    trajectories = load("trajectories")
+    evalset = trajectories._evalset
+    image, dark = evalset.load("nuclei1", 64), evalset.load("nuclei1-dark", 64)
+    assert evalset.split("nuclei1-dark") == "tune" and evalset.kind("puncta2-dark") == (
+        "fluorescence")
+    # the dark end cut to black, the rest stretched over the range
+    cut = image <= evalset.DARK_CUT
+    assert cut.any() and np.all(dark[cut] == 0.0)
+    np.testing.assert_allclose(dark[~cut], (image[~cut] - 0.05) / 0.95)
+    configs = trajectories.plan("deblock-dark")
+    assert len({c.key for c in configs}) == len(configs) == 21
+    assert all(c.image.endswith("-dark") for c in configs)
+    assert {c.degradation for c in configs} == {"jpeg10", "jpeg30"}
 
 
 def test_trajectories_records_up_to_a_lower_cap(tmp_path: Path) -> None:

@@ -55,6 +55,54 @@ def test_no_quantisation_where_there_is_none(image: npt.NDArray[np.float64]) -> 
     assert estimate_jpeg(image) is None
 
 
+def _dark_cells(size: int = 64) -> npt.NDArray[np.uint8]:
+    """Bright blobs on a black background, their cores saturated: a contrast-stretched
+    fluorescence image, whose JPEG rings below 0 around every blob."""
+    rng = np.random.default_rng(3)
+    y, x = np.mgrid[:size, :size]
+    image = np.zeros((size, size))
+    for cy, cx, r in rng.uniform((0, 0, 2), (size, size, 5), (10, 3)):
+        image += 400.0 * np.exp(-((y - cy) ** 2 + (x - cx) ** 2) / (2 * r**2))
+    return np.clip(image, 0, 255).astype(np.uint8)
+
+
+def test_a_dark_jpeg_is_read_from_its_clipped_blocks(monkeypatch: pytest.MonkeyPatch) -> None:
+    from napari_specdip.core import jpeg
+
+    decoded = _jpeg(_dark_cells(), 10)
+    found = estimate_jpeg(decoded[3:, 5:])
+    assert found is not None and found.grid == (5, 3) and found.quality == 10
+    # the blocks without a clipped pixel alone do not tell
+    monkeypatch.setattr(jpeg, "_clipped_blocks_table", lambda *_: None)
+    assert estimate_jpeg(decoded[3:, 5:]) is None
+
+
+@pytest.mark.parametrize("noise", [0.0, 6.0])
+def test_a_dark_image_never_compressed_has_no_quantisation(noise: float) -> None:
+    rng = np.random.default_rng(0)
+    image = np.clip(_dark_cells() + rng.normal(0.0, noise, (64, 64)), 0, 255).round()
+    assert estimate_jpeg(image) is None
+
+
+def test_clipped_blocks_count_where_their_coefficients_can_be_restored() -> None:
+    from skimage.filters import gaussian
+
+    from napari_specdip.core.jpeg import block_references, clipped_pixels
+
+    clean = _dark_cells()
+    decoded = _jpeg(clean, 10)
+    found = estimate_jpeg(decoded)
+    assert found is not None
+    levels = decoded[..., None].astype(np.float64)
+    usable, centres = block_references(levels, found)
+    whole = ~clipped_pixels(levels).reshape(8, 8, 8, 8).any(axis=(1, 3)).reshape(-1)
+    assert usable.sum() > whole.sum() + 10 and centres.shape == (usable.sum(), 8, 8)
+    # the restored centres lie on the lattice, and the original within their intervals
+    assert excess(clean, decoded, found) == 0.0
+    assert excess(decoded, decoded, found) == 0.0
+    assert excess(gaussian(clean.astype(float), sigma=2.0), decoded, found) > 1.0
+
+
 def test_resampled_jpeg_has_lost_its_grid() -> None:
     from skimage.transform import rescale
 
@@ -231,6 +279,19 @@ def test_the_engine_measures_the_outputs_consistency_in_the_inputs_levels() -> N
     # nothing to measure without a JPEG found
     plain = restore(data.camera()[100:164, 150:214], "deblock", **options)
     assert "jpeg_excess_ema" not in plain.history
+
+
+def test_the_engine_measures_clipped_blocks_as_the_numpy_measure_does() -> None:
+    from napari_specdip import restore
+
+    decoded = _jpeg(_dark_cells(), 10)
+    found = estimate_jpeg(decoded)
+    assert found is not None
+    result = restore(decoded, "deblock", preset="quick", width=8, seed=0, device="cpu",
+                     stop="none", max_iterations=20, output_dtype="float64")
+    measured = _levels(result)
+    assert measured[0] > measured[-1] > 0.0
+    assert measured[-1] == pytest.approx(excess(result.image, decoded, found), rel=1e-3)
 
 
 def test_deblocking_stops_once_consistent_with_its_jpeg(monkeypatch: pytest.MonkeyPatch) -> None:

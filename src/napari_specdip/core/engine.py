@@ -25,7 +25,7 @@ from napari_specdip.core.ensemble import (SnapshotWindow, ensemble_mean, spread_
 from napari_specdip.core.imaging import (Layout, as_array, as_hwc, intensity_range, pad_amounts,
                                          pad_reflect)
 from napari_specdip.core.jpeg import (CONSISTENT_EXCESS, EXCESS_TOLERANCE, LUMA, JpegEstimate,
-                                      block_edges, clipped_pixels, consistency_threshold,
+                                      block_edges, block_references, consistency_threshold,
                                       deblock_budget, estimate_jpeg, likely_grid)
 from napari_specdip.core.low_rank import low_rank_estimate
 from napari_specdip.core.networks import Decoder, SkipNet, build_network
@@ -741,34 +741,33 @@ def _blockiness(gray: torch.Tensor, edges: tuple[torch.Tensor, torch.Tensor]) ->
 
 class _JpegExcess:
     """:func:`core.jpeg.excess` of the fit's output on the device: the observation's
-    block coefficients are transformed once, each evaluated step's with two small
-    matrix products."""
+    block references (:func:`core.jpeg.block_references`, clipped blocks restored) are
+    found once, each evaluated step's coefficients with two small matrix products."""
 
     def __init__(self, job: RestoreJob, device: torch.device) -> None:
         found = job.jpeg
         assert found is not None
         obs = job.observation
-        offset, self.levels = job.jpeg_levels
-        clipped = clipped_pixels(offset + self.levels * obs)
+        self.offset, self.levels = job.jpeg_levels
         height, width = obs.shape[:2]
         dy, dx = found.grid
         h, w = (height - dy) // 8 * 8, (width - dx) // 8 * 8
         self.window = (slice(dy, dy + h), slice(dx, dx + w))
-        whole = ~clipped[self.window].reshape(h // 8, 8, w // 8, 8).any(axis=(1, 3))
-        self.whole = torch.from_numpy(whole.reshape(-1)).to(device)
+        whole, centres = block_references(self.offset + self.levels * obs, found)
+        self.whole = torch.from_numpy(whole).to(device)
         self.dct = torch.from_numpy(dct_matrix(8)).to(device, torch.float32)
         self.weights = torch.tensor(LUMA if obs.shape[2] == 3 else (1.0,), device=device)
         self.half = torch.from_numpy(found.steps() / 2.0 + EXCESS_TOLERANCE).to(
             device, torch.float32)
-        self.observed = self._coefficients(
-            torch.from_numpy(obs).to(device, torch.float32).permute(2, 0, 1)[None])
+        self.observed = torch.from_numpy(centres).to(device, torch.float32)
 
     @property
     def usable(self) -> bool:
         return bool(self.whole.any())
 
     def _coefficients(self, image: torch.Tensor) -> torch.Tensor:
-        luma = torch.einsum("c,chw->hw", self.weights, image[0])[self.window] * self.levels
+        luma = torch.einsum("c,chw->hw", self.weights, image[0])[self.window]
+        luma = luma * self.levels + self.offset
         h, w = luma.shape
         blocks = luma.reshape(h // 8, 8, w // 8, 8).transpose(1, 2).reshape(-1, 8, 8)
         return (self.dct @ blocks[self.whole] @ self.dct.T)

@@ -44,6 +44,10 @@ _SIGNIFICANT = 6.0  # z-score of the share on the lattice against chance
 _AGREEMENT = 0.25  # how far a frequency's step may stray from the table's scale
 _GRID_FREQUENCIES = _FREQUENCIES[:3]  # enough to find the grid, a third of the time
 _MAX_BLOCKS = 1024  # a central crop of larger images: plenty, and under a second
+_RESTORE_ROUNDS = 30  # alternating projections per clipped block: most settle in ten
+_SEARCH_BLOCKS = 256  # clipped blocks a table is tried on: enough to tell tables apart
+_GRID_BLOCKS = 16  # clipped blocks each grid is tried on first
+_QUALITY_SEARCHED = 90  # finer tables fit too much to be told from chance
 
 
 @dataclass(frozen=True)
@@ -120,6 +124,97 @@ def _steps(blocks: npt.NDArray[np.float64], clipped: npt.NDArray[np.bool_],
     return found
 
 
+def _level_shift() -> npt.NDArray[np.float64]:
+    shift = np.zeros((8, 8))
+    shift[0, 0] = 8.0 * 128.0  # JPEG centres the levels before the transform
+    return shift
+
+
+def _unclipped_coefficients(blocks: npt.NDArray[np.float64], steps: npt.NDArray[np.float64]
+                            ) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.bool_]]:
+    """The coefficients a decoder had before it clipped (N, 8, 8) grey blocks of levels
+    to [0, 255], on the lattice of ``steps`` ((8, 8), or (T, 1, 8, 8) for T tables at
+    once): alternating projections between that lattice and the blocks that agree with
+    the observed pixels and lie at or beyond the clipped ones' bound. Returns the
+    coefficients ((..., N, 8, 8), level shift included, as the blocks' own transform)
+    and which blocks reached a consistent point (within the decoder's rounding): on
+    the wrong table almost none do."""
+    from scipy.fft import dct
+
+    basis = dct(np.eye(8), norm="ortho", axis=0)
+    low, high = blocks <= 0.5, blocks >= 254.5
+    shift = _level_shift()
+    values = np.broadcast_to(blocks, np.broadcast_shapes(blocks.shape, steps.shape))
+    lattice = np.full(values.shape, np.nan)
+    for _ in range(_RESTORE_ROUNDS):
+        c = basis @ values @ basis.T - shift
+        previous, lattice = lattice, steps * np.round(c / steps) + shift
+        decoded = basis.T @ lattice @ basis
+        if np.array_equal(previous, lattice):
+            break
+        values = np.where(low, np.minimum(decoded, 0.0),
+                          np.where(high, np.maximum(decoded, 255.0), blocks))
+    off = np.where(low | high, 0.0, np.abs(decoded - blocks)).max(axis=(-2, -1))
+    beyond = np.maximum(np.where(low, decoded - 0.5, 0.0),
+                        np.where(high, 254.5 - decoded, 0.0)).max(axis=(-2, -1))
+    return lattice, (off <= _TOLERANCE) & (beyond <= _TOLERANCE)
+
+
+def _libjpeg_tables() -> list[tuple[float, npt.NDArray[np.float64]]]:
+    """(scale, steps) of libjpeg's qualities 1 to :data:`_QUALITY_SEARCHED`, coarsest
+    first; of qualities that round to the same table, the highest."""
+    tables: list[tuple[float, npt.NDArray[np.float64]]] = []
+    for quality in range(1, _QUALITY_SEARCHED + 1):
+        scale = 50.0 / quality if quality < 50 else (200.0 - 2.0 * quality) / 100.0
+        steps = JpegEstimate((0, 0), scale, 0).steps()
+        if tables and np.array_equal(tables[-1][1], steps):
+            tables.pop()
+        tables.append((scale, steps))
+    return tables
+
+
+def _clipped_blocks_table(z: npt.NDArray[np.float64], clipped: npt.NDArray[np.bool_]
+                          ) -> JpegEstimate | None:
+    """The grid and scale of a grey JPEG read from its clipped blocks, where its whole
+    ones hold too little to read (dark fluorescence: every block with detail has a
+    pixel clipped at 0 by the ringing around it). The coarsest of libjpeg's tables on
+    whose lattice the clipped blocks can be restored (:func:`_unclipped_coefficients`);
+    a finer table than the JPEG's fits only where its steps divide the JPEG's. The
+    grids are tried blockiest first (clipping hides the blocks' edges), each on a few
+    blocks, and the first that fits is checked on more."""
+    sums = _EdgeSums(z)
+    grids = sorted(((dy, dx) for dy in range(8) for dx in range(8)),
+                   key=lambda g: -sums.blockiness(g))
+    for grid in grids:
+        cut = _blocks(clipped, *grid)
+        partly = np.flatnonzero(cut.any(axis=(1, 2)) & ~cut.all(axis=(1, 2)))
+        if partly.size < _MIN_NONZERO:
+            continue
+        blocks = _blocks(z, *grid)
+        few = _coarsest_fitting_table(blocks[partly[:: max(1, partly.size // _GRID_BLOCKS)]])
+        if few is None:
+            continue
+        spread = np.linspace(0, partly.size - 1, min(partly.size, _SEARCH_BLOCKS)).astype(int)
+        found = _coarsest_fitting_table(blocks[partly[spread]])
+        if found is not None:
+            return replace(found, grid=grid)
+    return None
+
+
+def _coarsest_fitting_table(blocks: npt.NDArray[np.float64]) -> JpegEstimate | None:
+    scales, tables = zip(*_libjpeg_tables(), strict=True)
+    steps = np.stack(tables)[:, None]
+    lattice, consistent = _unclipped_coefficients(blocks, steps)
+    fitting = np.flatnonzero(consistent.mean(axis=1) >= _ON_LATTICE)
+    if not fitting.size:
+        return None
+    first = int(fitting[0])
+    multiples = np.round((lattice[first][consistent[first]] - _level_shift()) / steps[first])
+    # a table scales the standard's as a whole: more than one frequency must be used
+    used = sum(bool(np.any(multiples[:, u, v] != 0)) for u, v in _FREQUENCIES[1:])
+    return JpegEstimate((0, 0), scales[first], used) if used >= 2 else None
+
+
 def estimate_jpeg(image: npt.ArrayLike) -> JpegEstimate | None:
     """The block grid and quantisation strength of a decoded JPEG.
 
@@ -135,6 +230,15 @@ def estimate_jpeg(image: npt.ArrayLike) -> JpegEstimate | None:
         None when no 8x8 grid holds quantised coefficients: not a JPEG, resampled or
         rescaled since, or compressed so lightly (libjpeg quality above about 85)
         that its steps cannot be told from the decoder's rounding.
+
+    Notes
+    -----
+    The steps are read per frequency from the blocks without a clipped pixel. Where
+    those hold too little (a dark grey image, whose detail sits in blocks that the
+    ringing clipped at 0), libjpeg's tables are tried instead, coarsest first, on the
+    clipped blocks: the first on whose lattice 80% of them can be restored is taken,
+    the grids tried blockiest first. On a grey image that is not a JPEG but has
+    clipped pixels, trying every grid and table takes up to about 2 s.
 
     Examples
     --------
@@ -170,15 +274,40 @@ def estimate_jpeg(image: npt.ArrayLike) -> JpegEstimate | None:
     dy, dx = (int(i) for i in np.unravel_index(np.argmax(evidence), evidence.shape))
     found = _steps(_blocks(z, dy, dx), _blocks(clipped, dy, dx))
     ratios = np.array([step / ANNEX_K_LUMINANCE[f] for f, (step, _) in found.items()])
-    if ratios.size == 0:
-        return None
-    scale = float(np.median(ratios))
+    scale = float(np.median(ratios)) if ratios.size else 1.0
     # a quantisation table scales the standard's as a whole: the frequencies agree
     agreeing = int(np.sum(np.abs(ratios / scale - 1.0) <= _AGREEMENT))
     if agreeing < 2:
-        return None
+        read = _clipped_blocks_table(z, clipped) if rgb.shape[2] == 1 else None
+        if read is None:
+            return None
+        (dy, dx), scale, agreeing = read.grid, read.scale, read.frequencies
     return JpegEstimate(grid=((dy + top) % 8, (dx + left) % 8), scale=scale,
                         frequencies=agreeing, levels_per_unit=unit)
+
+
+def block_references(levels: npt.NDArray[np.float64], found: JpegEstimate
+                     ) -> tuple[npt.NDArray[np.bool_], npt.NDArray[np.float64]]:
+    """Which 8 x 8 blocks of a decoded JPEG's luminance (on ``found``'s grid, row by
+    row) tell where its quantisation intervals lie, and their centres: the blocks' own
+    DCT coefficients (level shift included) where no pixel was clipped; in grey images
+    also the coefficients the decoder had before it clipped a block, where they can be
+    restored on the lattice of ``found``'s steps (in colour the clipping happened in
+    RGB, after the transform back from YCbCr). ``levels`` is (H, W, C) in JPEG levels.
+    Blocks clipped throughout say little and are left out with the rest."""
+    from scipy.fft import dctn
+
+    clipped = clipped_pixels(levels)
+    z = luma(levels)
+    blocks, cut = _blocks(z, *found.grid), _blocks(clipped, *found.grid)
+    usable: npt.NDArray[np.bool_] = np.asarray(~cut.any(axis=(1, 2)))
+    centres = dctn(blocks, axes=(1, 2), norm="ortho")
+    if levels.shape[2] == 1:
+        partly = np.flatnonzero(~usable & ~cut.all(axis=(1, 2)))
+        lattice, consistent = _unclipped_coefficients(blocks[partly], found.steps())
+        centres[partly[consistent]] = lattice[consistent]
+        usable[partly[consistent]] = True
+    return usable, centres[usable]
 
 
 #: The deblocking budget (:func:`deblock_budget`): iterations at 128 px, at the scale of
@@ -255,9 +384,11 @@ def deblock_budget(found: JpegEstimate | None, height: int, width_px: int, *, wi
 #: ends the run once the moving average's :func:`excess` is at most this many grey levels
 #: at libjpeg's quality 10 (:data:`BUDGET_SCALE`), in proportion to the quantisation
 #: steps at others (:func:`consistency_threshold`; None: the budget alone). Chosen on
-#: the tuning half of benchmarks/trajectories.py's ``deblock-consistency`` plans (13
-#: runs, quality 10-50): benchmarks/README.md, *The output's consistency with its JPEG*.
-CONSISTENT_EXCESS: float | None = 0.25
+#: the tuning half of benchmarks/trajectories.py's ``deblock-consistency`` and
+#: ``deblock-dark`` plans (22 runs, quality 10-50, 64 and 128 px) once clipped blocks
+#: counted (:func:`block_references`): benchmarks/README.md, *The output's consistency
+#: with its JPEG* and *Clipped blocks*.
+CONSISTENT_EXCESS: float | None = 0.4
 #: Grey levels by which a coefficient may stray beyond its quantisation interval and still
 #: count as the JPEG's: the decoder's rounding, through RGB for colour.
 EXCESS_TOLERANCE = _TOLERANCE
@@ -298,10 +429,11 @@ def excess(image: npt.ArrayLike, observation: npt.ArrayLike, found: JpegEstimate
     The original image lies inside that set (0; in colour within a few hundredths of
     a level: the decoder's rounding through RGB), and so does the JPEG itself: a fit
     that has drawn back the detail the compression kept reaches 0, and from then on
-    only moves towards the JPEG's own block steps. Blocks with a clipped pixel are
-    left out (their coefficients left the lattice). ``image`` and ``observation``
-    are (H, W) or (H, W, 3) in the units the estimate was read in; NaN when no whole
-    block holds.
+    only moves towards the JPEG's own block steps. A block with a clipped pixel counts
+    where the coefficients it had before the clipping can be restored
+    (:func:`block_references`: grey images), and is left out otherwise. ``image``
+    and ``observation`` are (H, W) or (H, W, 3) in the units the estimate was read
+    in; NaN when no block holds.
 
     Examples
     --------
@@ -322,13 +454,12 @@ def excess(image: npt.ArrayLike, observation: npt.ArrayLike, found: JpegEstimate
     z, obs = luma(image) * unit, luma(observation) * unit
     if z.shape != obs.shape:
         raise ValueError(f"image {z.shape} and observation {obs.shape} differ in shape")
-    dy, dx = found.grid
     levels = np.asarray(observation, dtype=np.float64) * unit
-    clipped = clipped_pixels(levels if levels.ndim == 3 else levels[..., None])
-    whole = ~_blocks(clipped, dy, dx).any(axis=(1, 2))
-    if not whole.any():
+    usable, centres = block_references(levels if levels.ndim == 3 else levels[..., None],
+                                       found)
+    if not usable.any():
         return float("nan")
-    difference = dctn(_blocks(z - obs, dy, dx)[whole], axes=(1, 2), norm="ortho")
+    difference = dctn(_blocks(z, *found.grid)[usable], axes=(1, 2), norm="ortho") - centres
     beyond = np.maximum(np.abs(difference) - found.steps() / 2.0 - EXCESS_TOLERANCE, 0.0)
     return float(np.sqrt(np.mean(beyond**2)))
 
