@@ -12,6 +12,7 @@ away: 5 at libjpeg's quality 10, 1.67 at 30, 1 at 50, 0.5 at 75.
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
+from functools import cache
 from typing import Any
 
 import numpy as np
@@ -160,17 +161,24 @@ def _unclipped_coefficients(blocks: npt.NDArray[np.float64], steps: npt.NDArray[
     return lattice, (off <= _TOLERANCE) & (beyond <= _TOLERANCE)
 
 
-def _libjpeg_tables() -> list[tuple[float, npt.NDArray[np.float64]]]:
-    """(scale, steps) of libjpeg's qualities 1 to :data:`_QUALITY_SEARCHED`, coarsest
-    first; of qualities that round to the same table, the highest."""
-    tables: list[tuple[float, npt.NDArray[np.float64]]] = []
+@cache
+def _libjpeg_tables() -> tuple[tuple[float, ...], npt.NDArray[np.float64]]:
+    """The scales and (T, 1, 8, 8) steps of libjpeg's qualities 1 to
+    :data:`_QUALITY_SEARCHED`, coarsest first; of qualities that round to the same
+    table, the highest."""
+    scales: list[float] = []
+    tables: list[npt.NDArray[np.float64]] = []
     for quality in range(1, _QUALITY_SEARCHED + 1):
         scale = 50.0 / quality if quality < 50 else (200.0 - 2.0 * quality) / 100.0
         steps = JpegEstimate((0, 0), scale, 0).steps()
-        if tables and np.array_equal(tables[-1][1], steps):
+        if tables and np.array_equal(tables[-1], steps):
+            scales.pop()
             tables.pop()
-        tables.append((scale, steps))
-    return tables
+        scales.append(scale)
+        tables.append(steps)
+    stacked = np.stack(tables)[:, None]
+    stacked.flags.writeable = False
+    return tuple(scales), stacked
 
 
 def _clipped_blocks_table(z: npt.NDArray[np.float64], clipped: npt.NDArray[np.bool_]
@@ -202,8 +210,9 @@ def _clipped_blocks_table(z: npt.NDArray[np.float64], clipped: npt.NDArray[np.bo
 
 
 def _coarsest_fitting_table(blocks: npt.NDArray[np.float64]) -> JpegEstimate | None:
-    scales, tables = zip(*_libjpeg_tables(), strict=True)
-    steps = np.stack(tables)[:, None]
+    """The coarsest of libjpeg's tables on whose lattice 80% of these partly clipped
+    blocks can be restored, if it uses more than one frequency (grid left at (0, 0))."""
+    scales, steps = _libjpeg_tables()
     lattice, consistent = _unclipped_coefficients(blocks, steps)
     fitting = np.flatnonzero(consistent.mean(axis=1) >= _ON_LATTICE)
     if not fitting.size:
@@ -274,7 +283,7 @@ def estimate_jpeg(image: npt.ArrayLike) -> JpegEstimate | None:
     dy, dx = (int(i) for i in np.unravel_index(np.argmax(evidence), evidence.shape))
     found = _steps(_blocks(z, dy, dx), _blocks(clipped, dy, dx))
     ratios = np.array([step / ANNEX_K_LUMINANCE[f] for f, (step, _) in found.items()])
-    scale = float(np.median(ratios)) if ratios.size else 1.0
+    scale = float(np.median(ratios)) if ratios.size else 1.0  # none read: none agree
     # a quantisation table scales the standard's as a whole: the frequencies agree
     agreeing = int(np.sum(np.abs(ratios / scale - 1.0) <= _AGREEMENT))
     if agreeing < 2:
