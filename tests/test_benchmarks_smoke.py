@@ -323,8 +323,6 @@ def test_stopping_replays_the_deblocking_budget() -> None:
 
 def test_stopping_replays_the_consistency_with_the_jpeg(monkeypatch: pytest.MonkeyPatch
                                                         ) -> None:
-    import numpy as np
-
     stopping = load("stopping")
     iterations = np.arange(5, 1505, 5)
     record = {"task": "deblock", "kind": "gray photo", "split": "tune",
@@ -397,7 +395,8 @@ def test_the_dark_variant_and_its_deblocking_plan() -> None:
     # the dark end cut to black, the rest stretched over the range
     cut = image <= evalset.DARK_CUT
     assert cut.any() and np.all(dark[cut] == 0.0)
-    np.testing.assert_allclose(dark[~cut], (image[~cut] - 0.05) / 0.95)
+    np.testing.assert_allclose(dark[~cut], (image[~cut] - evalset.DARK_CUT)
+                               / (1.0 - evalset.DARK_CUT))
     configs = trajectories.plan("deblock-dark")
     assert len({c.key for c in configs}) == len(configs) == 21
     assert all(c.image.endswith("-dark") for c in configs)

@@ -257,7 +257,7 @@ class ConsistencyRule:
     RMS excess in grey levels, :func:`napari_specdip.core.jpeg.excess`, at most
     ``threshold``) all that is left to fit is the JPEG's own block steps. Smooth
     images get there long before the budget (the moon at 128 px and quality 10, quick
-    preset: 100 iterations, its best at 95, the budget 445); detailed ones near it or
+    preset: 80 iterations, its best at 95, the budget 445); detailed ones near it or
     after (benchmarks/README.md, *The output's consistency with its JPEG*).
 
     Examples

@@ -49,6 +49,8 @@ _RESTORE_ROUNDS = 30  # alternating projections per clipped block: most settle i
 _SEARCH_BLOCKS = 256  # clipped blocks a table is tried on: enough to tell tables apart
 _GRID_BLOCKS = 16  # clipped blocks each grid is tried on first
 _QUALITY_SEARCHED = 90  # finer tables fit too much to be told from chance
+# levels at or beyond which a decoded pixel was clipped to 0 or 255
+_CLIPPED_LOW, _CLIPPED_HIGH = 0.5, 254.5
 
 
 @dataclass(frozen=True)
@@ -81,7 +83,8 @@ class JpegEstimate:
 def clipped_pixels(levels: npt.NDArray[np.float64]) -> npt.NDArray[np.bool_]:
     """(H, W): where an (H, W, C) image of JPEG levels was clipped to 0 or 255 in some
     channel (the clipping moved its block's coefficients off the lattice)."""
-    clipped: npt.NDArray[np.bool_] = np.any((levels <= 0.5) | (levels >= 254.5), axis=2)
+    clipped: npt.NDArray[np.bool_] = np.any((levels <= _CLIPPED_LOW) | (levels >= _CLIPPED_HIGH),
+                                            axis=2)
     return clipped
 
 
@@ -102,7 +105,7 @@ def _steps(blocks: npt.NDArray[np.float64], clipped: npt.NDArray[np.bool_],
     # a clipped pixel moved its block's coefficients off the lattice
     whole = ~clipped.any(axis=(1, 2))
     coefficients = dctn(blocks[whole], axes=(1, 2), norm="ortho")
-    coefficients[:, 0, 0] -= 8.0 * 128.0  # JPEG centres the levels before the transform
+    coefficients -= _level_shift()
     chance = np.minimum(2.0 * _TOLERANCE / _STEPS, 1.0 - 1e-9)
     found = {}
     for u, v in frequencies:
@@ -143,7 +146,7 @@ def _unclipped_coefficients(blocks: npt.NDArray[np.float64], steps: npt.NDArray[
     from scipy.fft import dct
 
     basis = dct(np.eye(8), norm="ortho", axis=0)
-    low, high = blocks <= 0.5, blocks >= 254.5
+    low, high = blocks <= _CLIPPED_LOW, blocks >= _CLIPPED_HIGH
     shift = _level_shift()
     values = np.broadcast_to(blocks, np.broadcast_shapes(blocks.shape, steps.shape))
     lattice = np.full(values.shape, np.nan)
@@ -156,8 +159,8 @@ def _unclipped_coefficients(blocks: npt.NDArray[np.float64], steps: npt.NDArray[
         values = np.where(low, np.minimum(decoded, 0.0),
                           np.where(high, np.maximum(decoded, 255.0), blocks))
     off = np.where(low | high, 0.0, np.abs(decoded - blocks)).max(axis=(-2, -1))
-    beyond = np.maximum(np.where(low, decoded - 0.5, 0.0),
-                        np.where(high, 254.5 - decoded, 0.0)).max(axis=(-2, -1))
+    beyond = np.maximum(np.where(low, decoded - _CLIPPED_LOW, 0.0),
+                        np.where(high, _CLIPPED_HIGH - decoded, 0.0)).max(axis=(-2, -1))
     return lattice, (off <= _TOLERANCE) & (beyond <= _TOLERANCE)
 
 
@@ -190,10 +193,7 @@ def _clipped_blocks_table(z: npt.NDArray[np.float64], clipped: npt.NDArray[np.bo
     a finer table than the JPEG's fits only where its steps divide the JPEG's. The
     grids are tried blockiest first (clipping hides the blocks' edges), each on a few
     blocks, and the first that fits is checked on more."""
-    sums = _EdgeSums(z)
-    grids = sorted(((dy, dx) for dy in range(8) for dx in range(8)),
-                   key=lambda g: -sums.blockiness(g))
-    for grid in grids:
+    for grid in _grids_blockiest_first(z):
         cut = _blocks(clipped, *grid)
         partly = np.flatnonzero(cut.any(axis=(1, 2)) & ~cut.all(axis=(1, 2)))
         if partly.size < _MIN_NONZERO:
@@ -460,10 +460,10 @@ def excess(image: npt.ArrayLike, observation: npt.ArrayLike, found: JpegEstimate
     from scipy.fft import dctn
 
     unit = found.levels_per_unit
-    z, obs = luma(image) * unit, luma(observation) * unit
-    if z.shape != obs.shape:
-        raise ValueError(f"image {z.shape} and observation {obs.shape} differ in shape")
+    z = luma(image) * unit
     levels = np.asarray(observation, dtype=np.float64) * unit
+    if z.shape != levels.shape[:2]:
+        raise ValueError(f"image {z.shape} and observation {levels.shape[:2]} differ in shape")
     usable, centres = block_references(levels if levels.ndim == 3 else levels[..., None],
                                        found)
     if not usable.any():
@@ -521,10 +521,15 @@ class _EdgeSums:
         return float(across / max(within, 1e-30))
 
 
+def _grids_blockiest_first(gray: npt.ArrayLike) -> list[tuple[int, int]]:
+    """The 64 grid offsets, the one at which ``gray`` is blockiest first (ties in row
+    order)."""
+    sums = _EdgeSums(np.asarray(gray, dtype=np.float64))
+    return sorted(((dy, dx) for dy in range(8) for dx in range(8)),
+                  key=lambda grid: -sums.blockiness(grid))
+
+
 def likely_grid(gray: npt.ArrayLike) -> tuple[int, int]:
     """The 8x8 grid offset at which ``gray`` is blockiest: a JPEG's grid where
     :func:`estimate_jpeg` could not read the quantisation (too few blocks)."""
-    sums = _EdgeSums(np.asarray(gray, dtype=np.float64))
-    scores = [[sums.blockiness((dy, dx)) for dx in range(8)] for dy in range(8)]
-    dy, dx = np.unravel_index(int(np.argmax(scores)), (8, 8))
-    return int(dy), int(dx)
+    return _grids_blockiest_first(gray)[0]
