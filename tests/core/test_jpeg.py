@@ -21,6 +21,14 @@ from napari_specdip.core.jpeg import (
 )
 
 
+@pytest.fixture(autouse=True)
+def _read_afresh() -> None:
+    """Each test reads its images itself (:func:`estimate_jpeg` remembers what it read)."""
+    from napari_specdip.core import jpeg
+
+    jpeg._READ.clear()
+
+
 def _jpeg(image: npt.NDArray[np.uint8], quality: int) -> npt.NDArray[np.uint8]:
     encoded = iio.imwrite("<bytes>", image, extension=".jpg", quality=quality)
     return np.asarray(iio.imread(io.BytesIO(encoded), extension=".jpg"))
@@ -74,7 +82,26 @@ def test_a_dark_jpeg_is_read_from_its_clipped_blocks(monkeypatch: pytest.MonkeyP
     assert found is not None and found.grid == (5, 3) and found.quality == 10
     # the blocks without a clipped pixel alone do not tell
     monkeypatch.setattr(jpeg, "_clipped_blocks_table", lambda *_: None)
+    jpeg._READ.clear()  # read again, not remembered
     assert estimate_jpeg(decoded[3:, 5:]) is None
+
+
+def test_an_image_is_read_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    from napari_specdip.core import jpeg
+
+    reads: list[tuple[int, ...]] = []
+    read_crop = jpeg._read_crop
+    monkeypatch.setattr(jpeg, "_read_crop", lambda rgb: reads.append(rgb.shape) or read_crop(rgb))
+    decoded = _jpeg(_dark_cells(), 10)
+    first = estimate_jpeg(decoded[3:, 5:])
+    # estimated, then run: the same pixels are not searched again, in any units
+    assert estimate_jpeg(decoded[3:, 5:]) == first
+    again = estimate_jpeg(decoded[3:, 5:] / 255.0)
+    assert again is not None and again.levels_per_unit == 255.0
+    assert dataclasses.replace(again, levels_per_unit=1.0) == first
+    assert len(reads) == 1
+    # other pixels are
+    assert estimate_jpeg(decoded[2:, 5:]) is not None and len(reads) == 2
 
 
 @pytest.mark.parametrize("noise", [0.0, 6.0])

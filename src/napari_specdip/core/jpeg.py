@@ -11,6 +11,9 @@ away: 5 at libjpeg's quality 10, 1.67 at 30, 1 at 50, 0.5 at 75.
 
 from __future__ import annotations
 
+import hashlib
+import threading
+from collections import OrderedDict
 from dataclasses import dataclass, replace
 from functools import cache
 from typing import Any
@@ -247,7 +250,9 @@ def estimate_jpeg(image: npt.ArrayLike) -> JpegEstimate | None:
     ringing clipped at 0), libjpeg's tables are tried instead, coarsest first, on the
     clipped blocks: the first on whose lattice 80% of them can be restored is taken,
     the grids tried blockiest first. On a grey image that is not a JPEG but has
-    clipped pixels, trying every grid and table takes up to about 2 s.
+    clipped pixels, trying every grid and table takes up to about 2 s; the last few
+    images read are remembered (by their pixels), so that a run after its estimate
+    does not search again.
 
     Examples
     --------
@@ -272,7 +277,33 @@ def estimate_jpeg(image: npt.ArrayLike) -> JpegEstimate | None:
     rgb = rgb * unit
     side = int(8 * np.sqrt(_MAX_BLOCKS))
     top, left = max(0, (rgb.shape[0] - side) // 2), max(0, (rgb.shape[1] - side) // 2)
-    rgb = rgb[top:top + side + 8, left:left + side + 8]
+    rgb = np.ascontiguousarray(rgb[top:top + side + 8, left:left + side + 8])
+    # the same image is read again when it is run after its time was estimated, and the
+    # clipped-block search can take a second or two: read it once
+    key = (rgb.shape, hashlib.blake2b(rgb.tobytes(), digest_size=16).digest())
+    with _READ_LOCK:
+        known = key in _READ
+        read = _READ.get(key)
+    if not known:
+        read = _read_crop(rgb)
+        with _READ_LOCK:
+            _READ[key] = read
+            while len(_READ) > _READ_KEPT:
+                _READ.popitem(last=False)
+    if read is None:
+        return None
+    dy, dx = read.grid
+    return replace(read, grid=((dy + top) % 8, (dx + left) % 8), levels_per_unit=unit)
+
+
+_READ: OrderedDict[tuple[tuple[int, ...], bytes], JpegEstimate | None] = OrderedDict()
+_READ_LOCK = threading.Lock()
+_READ_KEPT = 8
+
+
+def _read_crop(rgb: npt.NDArray[np.float64]) -> JpegEstimate | None:
+    """:func:`estimate_jpeg` of an (H, W, C) crop of levels, its grid from the crop's
+    corner."""
     clipped = clipped_pixels(rgb)
     z = luma(rgb)
     evidence = np.zeros((8, 8))
@@ -286,13 +317,9 @@ def estimate_jpeg(image: npt.ArrayLike) -> JpegEstimate | None:
     scale = float(np.median(ratios)) if ratios.size else 1.0  # none read: none agree
     # a quantisation table scales the standard's as a whole: the frequencies agree
     agreeing = int(np.sum(np.abs(ratios / scale - 1.0) <= _AGREEMENT))
-    if agreeing < 2:
-        read = _clipped_blocks_table(z, clipped) if rgb.shape[2] == 1 else None
-        if read is None:
-            return None
-        (dy, dx), scale, agreeing = read.grid, read.scale, read.frequencies
-    return JpegEstimate(grid=((dy + top) % 8, (dx + left) % 8), scale=scale,
-                        frequencies=agreeing, levels_per_unit=unit)
+    if agreeing >= 2:
+        return JpegEstimate(grid=(dy, dx), scale=scale, frequencies=agreeing)
+    return _clipped_blocks_table(z, clipped) if rgb.shape[2] == 1 else None
 
 
 def block_references(levels: npt.NDArray[np.float64], found: JpegEstimate
