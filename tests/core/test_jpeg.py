@@ -12,6 +12,7 @@ import pytest
 from skimage import data
 
 from napari_specdip.core.jpeg import (
+    CONSISTENCY_SCALE_POWER,
     JpegEstimate,
     blockiness,
     deblock_budget,
@@ -333,8 +334,9 @@ def test_deblocking_stops_once_consistent_with_its_jpeg(monkeypatch: pytest.Monk
     assert result.stop_reason == "jpeg_consistent"
     found = estimate_jpeg(decoded)
     assert found is not None
-    # in the run record, in proportion to the JPEG's steps
-    assert result.parameters["jpeg_consistent_excess"] == pytest.approx(1e9 * found.scale / 5.0)
+    # in the run record, scaled with the JPEG's steps
+    assert result.parameters["jpeg_consistent_excess"] == pytest.approx(
+        1e9 * (found.scale / 5.0) ** CONSISTENCY_SCALE_POWER)
     assert result.iterations == result.parameters["signal_every"] < result.parameters[
         "deblock_budget"]
     # none: the budget
