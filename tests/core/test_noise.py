@@ -19,6 +19,7 @@ from napari_specdip.core.noise import (
     CameraEstimate,
     anscombe,
     clipped_moments,
+    clipped_noise_variance,
     estimate_camera,
     estimate_poisson_gaussian,
     estimate_white_noise_variance,
@@ -155,6 +156,62 @@ def test_clipped_moments_match_clipped_draws(low: bool, high: bool) -> None:
     if not (low and high):
         far = x > 1.1 if low else x < -0.1
         np.testing.assert_allclose(variance[far], sigma[far] ** 2, rtol=1e-6)
+
+
+def filaments(size: int, seed: int = 0) -> np.ndarray:
+    """Thin blurred random curves on black, in [0, 1]: sparse fluorescence."""
+    rng = np.random.default_rng(seed)
+    image = np.zeros((size, size))
+    for _ in range(14):
+        y, x = rng.uniform(0, size, 2)
+        angle, brightness = rng.uniform(0, 2 * np.pi), rng.uniform(0.4, 1.0)
+        for _ in range(3 * size):
+            angle += rng.normal(0, 0.08)
+            y, x = y + np.sin(angle) * 0.5, x + np.cos(angle) * 0.5
+            if not (0 <= y < size and 0 <= x < size):
+                break
+            image[int(y), int(x)] = max(image[int(y), int(x)], brightness)
+    image = ndi.gaussian_filter(image, 1.3)
+    return image / image.max()
+
+
+@pytest.mark.parametrize("sigma", [25.0, 50.0])
+def test_clipped_noise_level_from_the_intensity_levels(sigma: float) -> None:
+    """Filaments on black, the noise clipped at 0 (over a third of the pixels): the
+    patches away from the clipped values find half the noise, the clipped moments of the
+    intensity levels nearly all of it."""
+    clean = filaments(128)
+    noisy = np.clip(clean + np.random.default_rng(4).normal(0, sigma / 255, clean.shape), 0, 1)
+    assert np.mean(noisy == 0.0) > 0.3
+    true = (sigma / 255) ** 2
+    fitted = clipped_noise_variance(noisy, low=True, high=False)
+    assert fitted is not None and fitted == pytest.approx(true, rel=0.1)
+    assert estimate_white_noise_variance(noisy[..., None], texture_ratio=0.0) < 0.6 * true
+    # too few levels to fit
+    assert clipped_noise_variance(noisy[:24, :24], low=True, high=False) is None
+
+
+def test_the_stage_level_on_clipped_noise_takes_both_estimates() -> None:
+    from napari_specdip.core.refine import clipped_ends
+
+    clean = filaments(96, seed=1)
+    noisy = np.clip(clean + np.random.default_rng(5).normal(0, 40 / 255, clean.shape), 0, 1)
+    low, high = clipped_ends(noisy)
+    patches = estimate_white_noise_variance(noisy[..., None], texture_ratio=0.0)
+    levels = clipped_noise_variance(noisy, low=low, high=high)
+    assert levels is not None and levels > 1.3 * patches
+    record = restore(noisy, "denoise", max_iterations=10, **FAST).parameters["refined"]
+    assert record["noise_variance"] == pytest.approx(math.sqrt(patches * levels), rel=1e-6)
+    assert "clipped noise's moments" in record["noise_from"]
+    # photon noise, clipped at black: no one level to fit, the patches' estimate alone
+    clean = np.clip(nuclei(128) - 0.03, 0.0, None)
+    rng = np.random.default_rng(3)
+    counts = np.clip((rng.poisson(clean * 30) + rng.normal(0, 2.0, clean.shape)) / 30, 0, 1)
+    record = restore(counts, "denoise", max_iterations=10, **FAST).parameters["refined"]
+    assert "signal_dependent" in record
+    assert record["noise_from"] == "estimated from the image away from its clipped values"
+    assert record["noise_variance"] == pytest.approx(
+        estimate_white_noise_variance(counts[..., None], texture_ratio=0.0), rel=1e-6)
 
 
 @pytest.mark.parametrize("peak", [10.0, 30.0])

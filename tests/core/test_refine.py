@@ -316,7 +316,8 @@ def test_a_clipped_dark_background_is_declipped() -> None:
     # its noise estimated: from the patches away from the clipped values, which the
     # whole image's estimate takes for less noise
     estimated = restore(noisy, "denoise", **FAST).parameters["refined"]
-    assert estimated["noise_from"] == "estimated from the image away from its clipped values"
+    assert estimated["noise_from"].startswith(
+        "estimated from the image away from its clipped values")
     assert 0.7 < np.sqrt(estimated["noise_variance"]) / (40 / 255) < 1.3
     # the same scene on a grey floor: never clipped, never declipped
     floor = restore(np.clip(noisy * 0.5 + 0.25, 0, 1), "denoise", **FAST)

@@ -32,7 +32,7 @@ from napari_specdip.core.networks import Decoder, SkipNet, build_network
 from napari_specdip.core.noise import (WHITE_NOISE_PATCH, CameraEstimate, NoiseFit,
                                        PoissonGaussian,
                                        check_camera_units, check_noise_estimable,
-                                       check_sigma_units,
+                                       check_sigma_units, clipped_noise_variance,
                                        estimate_white_noise_variance, held_out_noise,
                                        plan_noise, signal_dependence)
 from napari_specdip.core.operators import Downsampling, Identity, Inpainting, Operator
@@ -1162,15 +1162,25 @@ CAMERA_SHARE_SPAN = 1.0  # variance over the level: 1 + span and up, the camera 
 CAMERA_SHARE_SMOOTH = 2.0  # px
 
 
-def _stage_level(job: RestoreJob, stop_noise: float | None, low: bool, high: bool
-                 ) -> tuple[float | None, str]:
-    """The Gaussian stage's noise variance and where it came from (None: too small)."""
+def _stage_level(job: RestoreJob, stop_noise: float | None, low: bool, high: bool, *,
+                 photon: bool = False) -> tuple[float | None, str]:
+    """The Gaussian stage's noise variance and where it came from (None: too small);
+    ``photon``: the noise was found to grow with the signal."""
     p, obs = job.params, job.observation
     if (low or high) and p.noise_sigma is None and min(obs.shape[:2]) >= WHITE_NOISE_PATCH:
         # clipped pixels carry less noise and pull the whole image's estimate low (the
-        # nuclei at sigma 50: 36/255): the weakly textured patches away from them say more
-        return (estimate_white_noise_variance(obs, texture_ratio=0.0),
-                "estimated from the image away from its clipped values")
+        # nuclei at sigma 50: 36/255). The weakly textured patches away from them still err
+        # low on small sparse images, the clipped moments of the intensity levels high on
+        # fine structure at low noise: their geometric mean lost least on the tuning half
+        # (benchmarks/README.md, *The stage's level on clipped noise*). Photon noise has no
+        # one level to fit: the camera share is weighed against the dark background's
+        patches = estimate_white_noise_variance(obs, texture_ratio=0.0)
+        levels = None if photon else clipped_noise_variance(obs, job.known, low=low, high=high)
+        if levels is None or patches <= 0.0:
+            return patches, "estimated from the image away from its clipped values"
+        source = ("estimated from the image away from its clipped values and from its "
+                  "intensity levels through the clipped noise's moments (geometric mean)")
+        return math.sqrt(patches * levels), source
     found = stop_noise if stop_noise is not None else _white_noise_variance(p, obs, job.layout)
     return found, "given" if p.noise_sigma is not None else "estimated from the image"
 
@@ -1290,7 +1300,7 @@ def _refined(job: RestoreJob, output: npt.NDArray[np.float64], noise: NoiseFit |
             return result, record, None
         record["declipped"] = [end for end, on in (("low", low), ("high", high)) if on]
         return declip(result, camera_deviation, low=low, high=high), record, result
-    level, source = _stage_level(job, stop_noise, low, high)
+    level, source = _stage_level(job, stop_noise, low, high, photon=grows is not None)
     if level is None:
         return output, {"method": "none", "reason": "image too small to estimate its noise"}, None
     result, parts = _gaussian_stage(obs, output, level, device)
