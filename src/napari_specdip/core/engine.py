@@ -1173,7 +1173,7 @@ def _stage_level(job: RestoreJob, stop_noise: float | None, low: bool, high: boo
         # low on small sparse images, the clipped moments of the intensity levels high on
         # fine structure at low noise: their geometric mean lost least on the tuning half
         # (benchmarks/README.md, *The stage's level on clipped noise*). Photon noise has no
-        # one level to fit: the camera share is weighed against the dark background's
+        # one level to fit, and the camera share is weighed against the dark background's level
         patches = estimate_white_noise_variance(obs, texture_ratio=0.0)
         levels = None if photon else clipped_noise_variance(obs, job.known, low=low, high=high)
         if levels is None or patches <= 0.0:
