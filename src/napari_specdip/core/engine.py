@@ -753,8 +753,8 @@ class _JpegExcess:
         dy, dx = found.grid
         h, w = (height - dy) // 8 * 8, (width - dx) // 8 * 8
         self.window = (slice(dy, dy + h), slice(dx, dx + w))
-        whole, centres = block_references(self.offset + self.levels * obs, found)
-        self.whole = torch.from_numpy(whole).to(device)
+        used, centres = block_references(self.offset + self.levels * obs, found)
+        self.used = torch.from_numpy(used).to(device)
         self.dct = torch.from_numpy(dct_matrix(8)).to(device, torch.float32)
         self.weights = torch.tensor(LUMA if obs.shape[2] == 3 else (1.0,), device=device)
         self.half = torch.from_numpy(found.steps() / 2.0 + EXCESS_TOLERANCE).to(
@@ -763,14 +763,14 @@ class _JpegExcess:
 
     @property
     def usable(self) -> bool:
-        return bool(self.whole.any())
+        return bool(self.used.any())
 
     def _coefficients(self, image: torch.Tensor) -> torch.Tensor:
         luma = torch.einsum("c,chw->hw", self.weights, image[0])[self.window]
         luma = luma * self.levels + self.offset
         h, w = luma.shape
         blocks = luma.reshape(h // 8, 8, w // 8, 8).transpose(1, 2).reshape(-1, 8, 8)
-        return (self.dct @ blocks[self.whole] @ self.dct.T)
+        return (self.dct @ blocks[self.used] @ self.dct.T)
 
     def __call__(self, image: torch.Tensor) -> torch.Tensor:
         """The RMS excess, in grey levels, of a (1, C, H, W) output of the image's size."""
