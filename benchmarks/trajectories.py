@@ -23,6 +23,7 @@ python benchmarks/trajectories.py --plan explore --device cuda --workers 12 --ou
 python benchmarks/trajectories.py --plan heldout --seed 1 --max-size 128 --out seed1.jsonl
 python benchmarks/trajectories.py --plan heldout --seed 2 --max-size 128 --stage --out staged.jsonl
 python benchmarks/trajectories.py --plan heldout-balanced --workers 2 --stage --out balanced.jsonl
+python benchmarks/trajectories.py --plan heldout --seed 2 --max-size 128 --stage --widths 128 --cap 1500 --out w128.jsonl
 python benchmarks/trajectories.py --plan deblock --split held-out --seed 1 --out deblock1.jsonl
 python benchmarks/trajectories.py --plan deblock --device cpu --workers 2 --no-baselines --out deblock.jsonl
 python benchmarks/trajectories.py --plan deblock-long --workers 2 --no-baselines --out long.jsonl
@@ -534,12 +535,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--max-iterations", type=int, default=None,
                         help="record each run up to at most this many iterations (enough "
                              "past a stop that comes before it: e.g. a deblocking budget)")
+    parser.add_argument("--cap", type=int, default=None,
+                        help="record each run to this many iterations instead of the plan's "
+                             "cap (e.g. a preset's, where the plan's is CPU-sized)")
     parser.add_argument("--max-size", type=int, default=None,
                         help="leave out the plan's runs on larger images")
     parser.add_argument("--split", choices=("tune", "held-out"), default=None,
                         help="only the runs on that half's images")
     parser.add_argument("--degradations", nargs="+", default=None,
                         help="only the runs with these degradations (e.g. pg30r2)")
+    parser.add_argument("--images", nargs="+", default=None,
+                        help="only the runs on these images (e.g. nuclei2 chelsea)")
+    parser.add_argument("--widths", nargs="+", type=int, default=None,
+                        help="only the runs at these network widths")
     parser.add_argument("--stage", action="store_true",
                         help="denoising runs also record the PSNR of the engine's stage after "
                              "the fit (refine) applied at every evaluated step")
@@ -554,6 +562,8 @@ def main(argv: list[str] | None = None) -> int:
         configs = [replace(c, input_jitter=args.input_jitter) for c in configs]
     if args.max_size is not None:
         configs = [c for c in configs if c.size <= args.max_size]
+    if args.cap is not None:
+        configs = [replace(c, max_iterations=args.cap) for c in configs]
     if args.max_iterations is not None:
         configs = [replace(c, max_iterations=min(c.max_iterations, args.max_iterations))
                    for c in configs]
@@ -561,6 +571,10 @@ def main(argv: list[str] | None = None) -> int:
         configs = [c for c in configs if _evalset.split(c.image) == args.split]
     if args.degradations is not None:
         configs = [c for c in configs if c.degradation in args.degradations]
+    if args.images is not None:
+        configs = [c for c in configs if c.image in args.images]
+    if args.widths is not None:
+        configs = [c for c in configs if c.width in args.widths]
     done: set[str] = set()
     if args.out.exists():
         for line in args.out.read_text().splitlines():

@@ -104,6 +104,17 @@ def test_trajectories_then_stopping_replay(capsys: pytest.CaptureFixture[str],
     # a second call resumes: nothing left to do
     assert trajectories.main(["--plan", "smoke", "--device", "cpu", "--out", str(runs)]) == 0
     assert len(runs.read_text().splitlines()) == 4
+    # some runs again, to another cap: the camera man's alone
+    again = tmp_path / "again.jsonl"
+    assert trajectories.main(["--plan", "smoke", "--device", "cpu", "--images", "camera",
+                              "--widths", "8", "--cap", "10", "--no-baselines",
+                              "--out", str(again)]) == 0
+    (rerun,) = [json.loads(line) for line in again.read_text().splitlines()]
+    assert (rerun["config"]["image"], rerun["iterations"]) == ("camera", 10)
+    assert rerun["curves"]["signal_iteration"] == [5, 10]
+    assert trajectories.main(["--plan", "smoke", "--device", "cpu", "--widths", "16",
+                              "--out", str(tmp_path / "none.jsonl")]) == 0
+    assert (tmp_path / "none.jsonl").read_text() == ""
     capsys.readouterr()
 
     stopping = load("stopping")
