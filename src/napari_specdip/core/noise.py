@@ -498,6 +498,9 @@ LINE_SHARE_MAX = 0.1
 STRUCTURE_MAX = 1.3
 
 
+_SIGMA_FLOOR = 1e-100  # squares of the ends stay finite: (2 / 1e-100)**2 = 4e200
+
+
 def clipped_moments(x: npt.ArrayLike, sigma: float | npt.ArrayLike, *, low: bool, high: bool
                     ) -> tuple[Array, Array]:
     """Mean and variance of ``x + n`` clipped to [0, 1] at the ends marked, ``n`` Gaussian
@@ -514,7 +517,9 @@ def clipped_moments(x: npt.ArrayLike, sigma: float | npt.ArrayLike, *, low: bool
     from scipy.special import ndtr
 
     y = np.asarray(x, dtype=np.float64)
-    s = np.broadcast_to(np.asarray(sigma, dtype=np.float64), y.shape)
+    # a vanishing deviation (a fit's search reaching zero noise) is a step at the ends,
+    # not a division by zero
+    s = np.broadcast_to(np.maximum(np.asarray(sigma, dtype=np.float64), _SIGMA_FLOOR), y.shape)
     # the standardised ends, infinite where that end is not clipped
     a = -y / s if low else np.full_like(y, -np.inf)
     b = (1.0 - y) / s if high else np.full_like(y, np.inf)
@@ -619,6 +624,12 @@ def _one_clipped_level(x: Array, v: Array, n: Array, *, low: bool, high: bool
     return math.exp(float(flat.x)), float(flat.fun)
 
 
+def _positive(log_value: float) -> float:
+    """``exp`` of a search's log-parameter, kept in float range wherever the search
+    wanders (``math.exp`` raises past about 709)."""
+    return math.exp(min(max(float(log_value), -700.0), 700.0))
+
+
 def _fit_clipped(x: Array, v: Array, n: Array, *, low: bool, high: bool
                  ) -> tuple[float, float, float, float]:
     """``(a, b, line chi-square, one level's chi-square)`` of noise clipped at the ends
@@ -630,13 +641,13 @@ def _fit_clipped(x: Array, v: Array, n: Array, *, low: bool, high: bool
     best: Any = None
     for slope in (0.1, 1.0, 10.0):  # the misfit has local minima: start from three slopes
         found = minimize(
-            lambda p: _clipped_misfit(math.exp(p[0]), math.exp(p[1]), x, v, n, low=low,
+            lambda p: _clipped_misfit(_positive(p[0]), _positive(p[1]), x, v, n, low=low,
                                       high=high),
             np.log([typical * slope, typical]), method="Nelder-Mead",
             options={"xatol": 1e-4, "fatol": 1e-3, "maxiter": 400})
         if best is None or found.fun < best.fun:
             best = found
-    a, b = (math.exp(float(t)) for t in best.x)
+    a, b = (_positive(t) for t in best.x)
     return a, b, float(best.fun), flat_square
 
 
