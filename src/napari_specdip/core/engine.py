@@ -36,8 +36,9 @@ from napari_specdip.core.noise import (WHITE_NOISE_PATCH, CameraEstimate, NoiseF
                                        estimate_white_noise_variance, held_out_noise,
                                        plan_noise, signal_dependence)
 from napari_specdip.core.operators import Downsampling, Identity, Inpainting, Operator
-from napari_specdip.core.params import (AUTO_TILE, AUTO_TILE_FROM, PAPER_DEPTH,
-                                        RestoreParameters, auto_depth, ignored_option)
+from napari_specdip.core.params import (AUTO_TILE, AUTO_TILE_FROM, ENHANCE_ITERATIONS,
+                                        PAPER_DEPTH, RestoreParameters, auto_depth,
+                                        ignored_option)
 from napari_specdip.core.refine import PATCH as REFINE_PATCH
 from napari_specdip.core.refine import (GROUPED_SHARE, LOW_RANK_SHARE, PILOT_NETWORK_SHARE,
                                         PILOT_TRANSFORMS, clipped_ends, dct_matrix, declip,
@@ -1113,10 +1114,14 @@ def _warn_if_clipped(job: RestoreJob, result: RestoreResult) -> None:
     clipped = float(np.mean((values <= low + tol) | (values >= high - tol)))
     before = float(np.mean((job.observation <= 1e-6) | (job.observation >= 1 - 1e-6)))
     if clipped > 0.5 and clipped > before + 0.1:
+        # a fit ended early is still blurry: its detail layer holds the edges too
+        short = (f", or let the fit run longer (it ended at iteration {result.iterations}, "
+                 f"the method fits {ENHANCE_ITERATIONS})"
+                 if result.iterations < ENHANCE_ITERATIONS else "")
         warnings.warn(
             f"enhance with gain {job.params.gain:g}: {100 * clipped:.0f}% of the output pixels "
             f"are clipped to the ends of the intensity range ({100 * before:.0f}% in the input); "
-            "use a smaller gain", UserWarning, stacklevel=2)
+            f"use a smaller gain{short}", UserWarning, stacklevel=2)
 
 
 def stop_noise_variance(job: RestoreJob) -> float | None:

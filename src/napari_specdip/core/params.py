@@ -145,13 +145,16 @@ def auto_depth(height: int, width: int) -> int:
 # Gaussian upsampling suppresses high frequencies itself, so the paper loosens lambda.
 GAUSSIAN_LIPSCHITZ = 1.8
 
+#: iterations of the detail-enhancement fit (METHOD.md: about 100 at lambda 1.0)
+ENHANCE_ITERATIONS = 100
+
 # the paper preset's caps (the reference runs 10000; inpainting's scripts 5000)
 _MAX_ITERATIONS = {
     "denoise": 10000,
     "deblock": 10000,
     "inpaint": 5000,
     "super-resolve": 10000,
-    "enhance": 100,
+    "enhance": ENHANCE_ITERATIONS,
 }
 
 
@@ -191,8 +194,8 @@ MIN_TILE = 32
 AUTO_TILE = 128
 AUTO_TILE_FROM = 4 * AUTO_TILE
 # detail enhancement is a fixed short fit at the paper's step size in every preset
-_ENHANCE = {"learning_rate": 1e-3, "lr_warmup": 0, "max_iterations": 100, "stop": "none",
-            "output": "last", "holdout": 0.0, "input_jitter": 0.0}
+_ENHANCE = {"learning_rate": 1e-3, "lr_warmup": 0, "max_iterations": ENHANCE_ITERATIONS,
+            "stop": "none", "output": "last", "holdout": 0.0, "input_jitter": 0.0}
 
 
 @dataclass(frozen=True, kw_only=True)
