@@ -175,6 +175,14 @@ def test_enhance_adds_both_signs_of_detail(camera64: np.ndarray) -> None:
     assert result.parameters["lipschitz"] == 1.0
 
 
+def test_enhance_warning_names_a_tiles_own_fit() -> None:
+    """A tiled run's iterations add up its tiles: the warning names one tile's fit."""
+    image = np.random.default_rng(0).random((150, 170))
+    with pytest.warns(UserWarning, match=r"it ended at iteration 20, the method fits 100"):
+        result = restore(image, "enhance", width=8, depth=3, max_iterations=20, tile=64, gain=3.0)
+    assert len(result.parameters["tiles"]) > 1 and result.iterations > 100
+
+
 @pytest.mark.filterwarnings("ignore:enhance with gain:UserWarning")  # 2 iterations fit nothing
 @pytest.mark.parametrize("task", ["deblock", "enhance"])
 def test_identity_tasks_run(task: str) -> None:

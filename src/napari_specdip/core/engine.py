@@ -1114,10 +1114,12 @@ def _warn_if_clipped(job: RestoreJob, result: RestoreResult) -> None:
     clipped = float(np.mean((values <= low + tol) | (values >= high - tol)))
     before = float(np.mean((job.observation <= 1e-6) | (job.observation >= 1 - 1e-6)))
     if clipped > 0.5 and clipped > before + 0.1:
-        # a fit ended early is still blurry: its detail layer holds the edges too
-        short = (f", or let the fit run longer (it ended at iteration {result.iterations}, "
-                 f"the method fits {ENHANCE_ITERATIONS})"
-                 if result.iterations < ENHANCE_ITERATIONS else "")
+        # a fit ended early is still blurry: its detail layer holds the edges too. A tiled
+        # run's iterations add up its tiles' fits: the shortest fit is the one to name
+        tiles = result.parameters.get("tiles") or [{"iterations": result.iterations}]
+        fitted = min(int(t["iterations"]) for t in tiles)
+        short = (f", or let the fit run longer (it ended at iteration {fitted}, "
+                 f"the method fits {ENHANCE_ITERATIONS})" if fitted < ENHANCE_ITERATIONS else "")
         warnings.warn(
             f"enhance with gain {job.params.gain:g}: {100 * clipped:.0f}% of the output pixels "
             f"are clipped to the ends of the intensity range ({100 * before:.0f}% in the input); "
