@@ -25,7 +25,7 @@ both loops afresh that many times, alternating which goes first.
    than the run, ``stop="none"``, no reference), as a fraction of the bare
    (signals off) step time. A direct estimate is printed too, stepped in the same
    interleaved rotation: the time of the engine's per-step measurement alone (its
-   private ``_Signals.measure`` with every signal on) over the bare step time;
+   ``core.signals.StepSignals.measure`` with every signal on) over the bare step time;
    with overheads of a few per cent it is far less noisy than the difference of
    two whole steps.
 3. A bare loop (the same decoder and optimiser, the engine's spectral norm,
@@ -195,12 +195,13 @@ def paired_ratio(a: list[list[float]], b: list[list[float]]) -> float:
 
 def measurement_loop(noisy: np.ndarray, clean: np.ndarray, *, device: str) -> Step | None:
     """Generator: one call of the engine's per-step measurement with every signal on
-    (private ``_Signals``; None if the engine changed)."""
+    (``core.signals.StepSignals``; None if the engine changed)."""
     try:
         import torch
 
         from napari_specdip.core import engine
         from napari_specdip.core.operators import Identity
+        from napari_specdip.core.signals import StepSignals
 
         job = engine.plan_restore(noisy, "denoise", channel_axis=-1, reference=clean,
                                   parameters=engine.RestoreParameters.for_task(
@@ -211,7 +212,7 @@ def measurement_loop(noisy: np.ndarray, clean: np.ndarray, *, device: str) -> St
         ref = engine._to_tensor(job.reference, dev)
         h, w = noisy.shape[:2]
         crop = (slice(0, h), slice(0, w))
-        meter = engine._Signals(job, y, Identity(), crop, crop, dev, ref, True, None)
+        meter = StepSignals(job, y, Identity(), crop, crop, dev, ref, True, None)
         out = torch.rand(y.shape, generator=torch.Generator().manual_seed(1)).to(dev)
         meter.measure(out, out)
     except Exception as exc:  # noqa: BLE001  (a benchmark extra, never fatal)

@@ -206,7 +206,7 @@ def auto_signal(record: dict[str, Any], noise_scale: float = 1.0) -> np.ndarray:
     (recomputing the estimate): how much a misestimated noise level moves the stop."""
     import torch
 
-    from napari_specdip.core.engine import error_estimate
+    from napari_specdip.core.signals import error_estimate
 
     curves = record["curves"]
     fit = _column(curves, "fit_loss_ema")

@@ -413,7 +413,7 @@ def _stage_psnrs(job: Any, outputs: dict[int, np.ndarray], iterations: list[Any]
     returns it)."""
     import torch
 
-    from napari_specdip.core import engine
+    from napari_specdip.core import stage
 
     if job.layout.natural_range() != (0.0, 1.0):
         raise ValueError("the stage replay needs an observation on [0, 1]")
@@ -425,8 +425,8 @@ def _stage_psnrs(job: Any, outputs: dict[int, np.ndarray], iterations: list[Any]
             if out is None:
                 psnrs.append(None)
                 continue
-            staged, _, _ = engine._refined(job, out.reshape(shape), None, stop_noise,
-                                           torch.device(device), 1)
+            staged, _, _ = stage.apply_stage(job, out.reshape(shape), None, stop_noise,
+                                             torch.device(device), 1)
             psnrs.append(_round(_evalset.psnr(staged.reshape(clean.shape), clean)))
     return psnrs
 
@@ -435,9 +435,9 @@ def _stage_psnrs(job: Any, outputs: dict[int, np.ndarray], iterations: list[Any]
 def _memoised_observation_filters() -> Iterator[None]:
     """The stage's block matching first step, WNNM and photon-noise check see only the
     observation: computed once per run instead of once per step."""
-    from napari_specdip.core import engine
+    from napari_specdip.core import stage
 
-    originals = {name: getattr(engine, name) for name in (
+    originals = {name: getattr(stage, name) for name in (
         "hard_threshold_estimate", "low_rank_estimate", "signal_dependence")}
     memo: dict[tuple[Any, ...], Any] = {}
 
@@ -452,12 +452,12 @@ def _memoised_observation_filters() -> Iterator[None]:
         return call
 
     for name in originals:
-        setattr(engine, name, memoised(name))
+        setattr(stage, name, memoised(name))
     try:
         yield
     finally:
         for name, function in originals.items():
-            setattr(engine, name, function)
+            setattr(stage, name, function)
 
 
 def baselines(image: str, size: int, degradation: str, seed: int = 0) -> dict[str, Any]:

@@ -108,7 +108,7 @@ class HoldoutRule:
     When denoising Gaussian noise, the engine feeds it an estimate of the whole
     output's error instead (``error_estimate_ema``: the held-out pixels' loss, and
     the fitted pixels' loss corrected by Stein's unbiased risk estimate with the
-    noise variance; see :func:`napari_specdip.core.engine.error_estimate`). The
+    noise variance; see :func:`napari_specdip.core.signals.error_estimate`). The
     held-out loss alone turns up as soon as the output interpolates worse between fitted
     pixels, which on textures comes long before the fitted pixels stop improving.
 

@@ -13,6 +13,7 @@ import napari_specdip
 from napari_specdip import estimate, plan_restore, restore
 from napari_specdip.core import engine
 from napari_specdip.core import estimate as est
+from napari_specdip.core.signals import StepSignals
 
 FAST = {"width": 8, "depth": 3, "stop": "none"}
 
@@ -192,7 +193,7 @@ def test_allocation_failures_become_memory_errors(text: str,
     def fail(*args: Any, **kwargs: Any) -> Any:
         raise RuntimeError(text)
 
-    monkeypatch.setattr(engine._Signals, "measure", fail)
+    monkeypatch.setattr(StepSignals, "measure", fail)
     image = np.random.default_rng(9).random((32, 32))
     with pytest.raises(MemoryError, match="out of memory on cpu restoring a 32x32 image") as info:
         restore(image, max_iterations=2, **FAST)
@@ -204,7 +205,7 @@ def test_other_runtime_errors_are_kept(monkeypatch: pytest.MonkeyPatch) -> None:
     def fail(*args: Any, **kwargs: Any) -> Any:
         raise RuntimeError("shape mismatch somewhere")
 
-    monkeypatch.setattr(engine._Signals, "measure", fail)
+    monkeypatch.setattr(StepSignals, "measure", fail)
     with pytest.raises(RuntimeError, match="shape mismatch"):
         restore(np.random.default_rng(9).random((32, 32)), max_iterations=2, **FAST)
 
@@ -315,7 +316,7 @@ def test_the_warm_up_is_small_and_only_the_timed_trial_runs_the_wiener_stage(
     """The untimed first step warms imports and kernels on a small crop; the Wiener stage
     (block matching: seconds at 512 px) runs once, in the timed trial whose setup it is
     part of."""
-    from napari_specdip.core import block_matching
+    from napari_specdip.core import block_matching, stage
 
     monkeypatch.setattr(est, "_WARM", set())
     monkeypatch.setattr(est, "_CALIBRATION", {})
@@ -326,7 +327,7 @@ def test_the_warm_up_is_small_and_only_the_timed_trial_runs_the_wiener_stage(
         stages.append(1)
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(engine, "hard_threshold_estimate", counting)
+    monkeypatch.setattr(stage, "hard_threshold_estimate", counting)
     trials: list[tuple[bool, tuple[int, ...]]] = []
     real_trial = est._trial
 

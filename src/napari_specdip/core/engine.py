@@ -9,7 +9,6 @@ import math
 import os
 import time
 import warnings
-from collections import deque
 from collections.abc import Callable, Generator, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -18,32 +17,24 @@ import numpy as np
 import numpy.typing as npt
 import torch
 
-from napari_specdip.core.block_matching import hard_threshold_estimate, wiener_estimate
 from napari_specdip.core.devices import describe_device, free_device_memory, resolve_device
 from napari_specdip.core.ensemble import (SnapshotWindow, ensemble_mean, spread_to_user,
                                           stack_decoders, std_to_user)
 from napari_specdip.core.imaging import (Layout, as_array, as_hwc, intensity_range, pad_amounts,
                                          pad_reflect)
-from napari_specdip.core.jpeg import (CONSISTENT_EXCESS, EXCESS_TOLERANCE, LUMA, JpegEstimate,
-                                      block_edges, block_references, consistency_threshold,
-                                      deblock_budget, estimate_jpeg, likely_grid)
-from napari_specdip.core.low_rank import low_rank_estimate
+from napari_specdip.core.jpeg import (CONSISTENT_EXCESS, JpegEstimate, consistency_threshold,
+                                      deblock_budget, estimate_jpeg)
 from napari_specdip.core.networks import Decoder, SkipNet, build_network
-from napari_specdip.core.noise import (WHITE_NOISE_PATCH, CameraEstimate, NoiseFit,
-                                       PoissonGaussian,
-                                       check_camera_units, check_noise_estimable,
-                                       check_sigma_units, clipped_noise_variance,
-                                       estimate_white_noise_variance, held_out_noise,
-                                       plan_noise, signal_dependence)
+from napari_specdip.core.noise import (CameraEstimate, NoiseFit, check_camera_units,
+                                       check_noise_estimable, check_sigma_units, held_out_noise,
+                                       plan_noise)
 from napari_specdip.core.operators import Downsampling, Identity, Inpainting, Operator
 from napari_specdip.core.params import (AUTO_TILE, AUTO_TILE_FROM, ENHANCE_ITERATIONS,
                                         PAPER_DEPTH, RestoreParameters, auto_depth,
                                         ignored_option)
-from napari_specdip.core.refine import PATCH as REFINE_PATCH
-from napari_specdip.core.refine import (GROUPED_SHARE, LOW_RANK_SHARE, PILOT_NETWORK_SHARE,
-                                        PILOT_TRANSFORMS, clipped_ends, dct_matrix, declip,
-                                        wiener_refine)
 from napari_specdip.core.results import RestoreResult, StepReport
+from napari_specdip.core.signals import StepSignals
+from napari_specdip.core.stage import apply_stage, white_noise_variance
 from napari_specdip.core.tiling import BlendCanvas, Tile, tile_grid
 from napari_specdip.stopping import PLATEAU_MAX_KEPT, ConsistencyRule, HoldoutRule, make_rules
 
@@ -723,275 +714,6 @@ def _to_tensor(hwc: npt.NDArray[Any], device: torch.device) -> torch.Tensor:
     return torch.from_numpy(np.ascontiguousarray(np.moveaxis(hwc, -1, 0))).float()[None].to(device)
 
 
-def _gray(x: torch.Tensor) -> torch.Tensor:
-    """(1, C, H, W) -> (H, W): luma for RGB, channel mean otherwise."""
-    from napari_specdip.metrics import to_gray_torch
-
-    return to_gray_torch(x[0])
-
-
-def _blockiness(gray: torch.Tensor, edges: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
-    """:func:`core.jpeg.blockiness` on the device; ``edges`` marks, per axis, the
-    neighbour differences that cross a block edge."""
-    rows, cols = edges
-    dv, dh = torch.diff(gray, dim=0).square(), torch.diff(gray, dim=1).square()
-    across = torch.cat([dv[rows].reshape(-1), dh[:, cols].reshape(-1)])
-    within = torch.cat([dv[~rows].reshape(-1), dh[:, ~cols].reshape(-1)])
-    return across.mean() / within.mean().clamp_min(1e-30)
-
-
-class _JpegExcess:
-    """:func:`core.jpeg.excess` of the fit's output on the device: the observation's
-    block references (:func:`core.jpeg.block_references`, clipped blocks restored) are
-    found once, each evaluated step's coefficients with two small matrix products."""
-
-    def __init__(self, job: RestoreJob, device: torch.device) -> None:
-        found = job.jpeg
-        assert found is not None
-        obs = job.observation
-        self.offset, self.levels = job.jpeg_levels
-        height, width = obs.shape[:2]
-        dy, dx = found.grid
-        h, w = (height - dy) // 8 * 8, (width - dx) // 8 * 8
-        self.window = (slice(dy, dy + h), slice(dx, dx + w))
-        used, centres = block_references(self.offset + self.levels * obs, found)
-        self.used = torch.from_numpy(used).to(device)
-        self.dct = torch.from_numpy(dct_matrix(8)).to(device, torch.float32)
-        self.weights = torch.tensor(LUMA if obs.shape[2] == 3 else (1.0,), device=device)
-        self.half = torch.from_numpy(found.steps() / 2.0 + EXCESS_TOLERANCE).to(
-            device, torch.float32)
-        self.observed = torch.from_numpy(centres).to(device, torch.float32)
-
-    @property
-    def usable(self) -> bool:
-        return bool(self.used.any())
-
-    def _coefficients(self, image: torch.Tensor) -> torch.Tensor:
-        luma = torch.einsum("c,chw->hw", self.weights, image[0])[self.window]
-        luma = luma * self.levels + self.offset
-        h, w = luma.shape
-        blocks = luma.reshape(h // 8, 8, w // 8, 8).transpose(1, 2).reshape(-1, 8, 8)
-        return (self.dct @ blocks[self.used] @ self.dct.T)
-
-    def __call__(self, image: torch.Tensor) -> torch.Tensor:
-        """The RMS excess, in grey levels, of a (1, C, H, W) output of the image's size."""
-        beyond = ((self._coefficients(image) - self.observed).abs() - self.half).clamp_min(0.0)
-        return beyond.square().mean().sqrt()
-
-
-class RunningVariance:
-    """ES-WMV's windowed variance of outputs: mean over the window of
-    ``mean((x_i - mean_window)^2)``, updated in O(pixels) per step with running
-    sums (float64 where the device has it), recomputed exactly once per window
-    so rounding cannot drift."""
-
-    def __init__(self, window: int) -> None:
-        self.window = window
-        self.items: deque[torch.Tensor] = deque()
-        self.total: torch.Tensor | None = None
-        self.squares: torch.Tensor | None = None
-        self.pushes = 0
-
-    @property
-    def full(self) -> bool:
-        """ES-WMV only reads the variance of a full window."""
-        return len(self.items) == self.window
-
-    def push(self, x: torch.Tensor) -> torch.Tensor:
-        wide = torch.float32 if x.device.type == "mps" else torch.float64
-        x = x.detach().to(wide)
-        self.items.append(x)
-        if len(self.items) > self.window:
-            old = self.items.popleft()
-            assert self.total is not None and self.squares is not None
-            self.total -= old
-            self.squares -= old * old
-        self.pushes += 1
-        if self.total is None or self.squares is None or self.pushes % self.window == 0:
-            stack = torch.stack(tuple(self.items))
-            self.total, self.squares = stack.sum(0), (stack * stack).sum(0)
-        else:
-            self.total += x
-            self.squares += x * x
-        n = len(self.items)
-        mean = self.total / n
-        return (self.squares / n - mean * mean).clamp_min(0).mean().float()
-
-
-def error_estimate(fit: torch.Tensor, held: torch.Tensor, noise_variance: float,
-                   held_fraction: float, *,
-                   noise_shares: tuple[float, float] | None = None) -> torch.Tensor:
-    """An output's mean squared error against the clean image, estimated from its loss
-    on the fitted pixels (``fit``), on the held-out ones (``held``, a share
-    ``held_fraction`` of the pixels) and the noise variance ``v``.
-
-    On a held-out pixel the output never saw the observation: its squared error is
-    the held-out loss less the noise there. On a fitted pixel the output is read as a
-    mix ``a * y + (1 - a) * p`` of the observation and such a prediction ``p``; then
-    the fitting loss is ``(1 - a)**2`` times what the held-out loss would be with the
-    fitted pixels' noise, which gives ``a`` (the output's self-influence), and Stein's
-    unbiased risk estimate for a smoother of divergence ``a`` gives the error there:
-    ``fit - v + 2 v a``. Unlike the held-out loss alone, this follows the fitted
-    pixels too, which on textures keep improving after the held-out pixels have
-    turned. ``noise_shares``: the noise variance on the held-out and on the fitted
-    pixels (:func:`~napari_specdip.core.noise.held_out_noise`; default ``v`` for both).
-
-    Examples
-    --------
-    >>> float(error_estimate(torch.tensor(0.5), torch.tensor(2.0), 1.0, 0.0))
-    0.5
-    """
-    v = float(noise_variance)
-    v_held, v_fit = noise_shares if noise_shares is not None else (v, v)
-    share = torch.sqrt((fit / (held - v_held + v_fit).clamp_min(1e-12)).clamp(0.0, 1.0))
-    fitted = fit - v_fit + 2.0 * v * (1.0 - share)
-    estimate: torch.Tensor = (1.0 - held_fraction) * fitted + held_fraction * (held - v_held)
-    return estimate
-
-
-class _Signals:
-    """Everything measured on an evaluated step, on the device; one host sync per step."""
-
-    def __init__(self, job: RestoreJob, target: torch.Tensor, op: Operator,
-                 crop: tuple[slice, slice], obs_crop: tuple[slice, slice], device: torch.device,
-                 reference: torch.Tensor | None, track_variance: bool,
-                 holdout: torch.Tensor | None, noise: NoiseFit | None = None,
-                 noise_variance: float | None = None,
-                 noise_shares: tuple[float, float] | None = None) -> None:
-        from napari_specdip.metrics import SignalMeter
-
-        p = job.params
-        self.op = op
-        self.crop = crop
-        self.obs_crop = obs_crop
-        self.target = target
-        self.target_gray = _gray(target[(..., *obs_crop)])
-        h, w = self.target_gray.shape
-        self.fbc_meter = SignalMeter(h, w, device=device)
-        self.fbc_meter.set_target(self.target_gray)  # its spectrum is computed once
-        hr_h = crop[0].stop - crop[0].start
-        hr_w = crop[1].stop - crop[1].start
-        self.hr_meter = self.fbc_meter if (hr_h, hr_w) == (h, w) else SignalMeter(hr_h, hr_w, device=device)
-        self.reference = reference
-        self.ref_gray = _gray(reference) if reference is not None else None
-        self.noise = noise  # the signals read the fitted space; PSNR/SSIM the data's
-        self.variance = (RunningVariance(max(1, round(p.wmv_window / p.signal_every)))
-                         if track_variance else None)
-        # held-out pixels of the original image only (not their reflected copies)
-        self.holdout = holdout[(..., *obs_crop)] if holdout is not None else None
-        self.noise_variance = noise_variance if holdout is not None else None
-        self.noise_shares = noise_shares
-        self.held_fraction = (float(self.holdout.mean()) if self.holdout is not None else 0.0)
-        # inpainting that keeps the known pixels: the quality against the reference is
-        # that of what the run returns, with them put back (the fit's own signals are not)
-        self.kept: tuple[torch.Tensor, torch.Tensor] | None = None
-        if reference is not None and job.kept_known is not None:
-            self.kept = (torch.from_numpy(job.kept_known).to(device)[None, None],
-                         torch.from_numpy(job.observation).to(device, reference.dtype)
-                         .permute(2, 0, 1)[None])
-        # deblocking: how blocky the output is on the JPEG's grid (the fit's drift into
-        # the compression's steps)
-        self.block_edges: tuple[torch.Tensor, torch.Tensor] | None = None
-        if p.task == "deblock":
-            grid = (job.jpeg.grid if job.jpeg is not None
-                    else likely_grid(self.target_gray.cpu().numpy()))
-            rows, cols = block_edges(h, w, grid)
-            self.block_edges = (torch.from_numpy(rows).to(device),
-                                torch.from_numpy(cols).to(device))
-        # deblocking a JPEG whose quantisation was read: how far the output still lies
-        # outside the set of images with that JPEG (the auto stop's consistency rule)
-        self.jpeg_excess: _JpegExcess | None = None
-        if p.task == "deblock" and job.jpeg is not None and noise is None:
-            meter = _JpegExcess(job, device)
-            self.jpeg_excess = meter if meter.usable else None
-
-    def _losses(self, out: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Mean squared error on the held-out pixels and on the fitted ones (of the
-        original image: not their reflected copies), each member's on its own mask
-        (the members' mean fits every pixel that some member holds out, so only the
-        members themselves are unfitted there), averaged over the members."""
-        assert self.holdout is not None
-        residual = (self.op(out) - self.target)[(..., *self.obs_crop)] ** 2
-        fitted = 1.0 - self.holdout
-        if isinstance(self.op, Inpainting):
-            fitted = fitted * self.op.known[(..., *self.obs_crop)]
-        losses = []
-        for mask in (self.holdout, fitted):
-            per_member = (residual * mask).flatten(1).sum(dim=1) / (
-                mask.flatten(1).sum(dim=1).clamp_min(1.0) * residual.shape[1])
-            losses.append(per_member.mean())
-        return losses[0], losses[1]
-
-    def measure(self, members: torch.Tensor, members_ema: torch.Tensor | None, *,
-                also: torch.Tensor | None = None) -> tuple[dict[str, float], list[float]]:
-        """Signals of the output (an ensemble's: its members' mean) and of its EMA,
-        and the values of ``also`` (1-D), all read back to the host in one go."""
-        from napari_specdip.metrics import psnr_torch, ssim_torch
-
-        out = ensemble_mean(members)
-        ema = None if members_ema is None else ensemble_mean(members_ema)
-        canvas = out[(..., *self.crop)]
-        gray = _gray(canvas)
-        observed = self.op(out)[(..., *self.obs_crop)] if self.op.scale > 1 else canvas
-        names = ["fbc1", "fbc2", "fbc3", "fbc4", "fbc5", "blur", "sharpness"]
-        values = [self.fbc_meter.fbc(_gray(observed)),
-                  self.hr_meter.blur(gray)[None], self.hr_meter.sharpness(gray)[None]]
-        if self.variance is not None:
-            variance = self.variance.push(canvas)
-            if self.variance.full:
-                names.append("variance")
-                values.append(variance[None])
-        if self.block_edges is not None:
-            names.append("blockiness")
-            values.append(_blockiness(gray, self.block_edges)[None])
-            if ema is not None:
-                names.append("blockiness_ema")
-                ema_gray = _gray(ema[(..., *self.crop)])
-                values.append(_blockiness(ema_gray, self.block_edges)[None])
-        if self.jpeg_excess is not None:
-            names.append("jpeg_excess")
-            values.append(self.jpeg_excess(canvas)[None])
-            if ema is not None:
-                names.append("jpeg_excess_ema")
-                values.append(self.jpeg_excess(ema[(..., *self.crop)])[None])
-        if self.holdout is not None:
-            outputs = [("", members)] + ([("_ema", members_ema)] if members_ema is not None
-                                         else [])
-            for suffix, each in outputs:
-                held, fit = self._losses(each)
-                names += [f"holdout_loss{suffix}", f"fit_loss{suffix}"]
-                values += [held[None], fit[None]]
-                if self.noise_variance is not None:
-                    names.append(f"error_estimate{suffix}")
-                    values.append(error_estimate(fit, held, self.noise_variance,
-                                                 self.held_fraction,
-                                                 noise_shares=self.noise_shares)[None])
-        if self.reference is not None and self.ref_gray is not None:
-            if self.noise is not None:
-                canvas = self.noise.to_data_torch(canvas)
-                gray = _gray(canvas)
-            if self.kept is not None:
-                canvas = torch.where(self.kept[0], self.kept[1], canvas)
-                gray = _gray(canvas)
-            names += ["psnr", "ssim", "fbc_clean1", "fbc_clean2", "fbc_clean3", "fbc_clean4", "fbc_clean5"]
-            values += [psnr_torch(canvas, self.reference)[None], ssim_torch(gray, self.ref_gray)[None],
-                       self.hr_meter.fbc(gray, self.ref_gray)]
-            if ema is not None:
-                ema_canvas = ema[(..., *self.crop)]
-                if self.noise is not None:
-                    ema_canvas = self.noise.to_data_torch(ema_canvas)
-                if self.kept is not None:
-                    ema_canvas = torch.where(self.kept[0], self.kept[1], ema_canvas)
-                names += ["psnr_ema", "ssim_ema"]
-                values += [psnr_torch(ema_canvas, self.reference)[None],
-                           ssim_torch(_gray(ema_canvas), self.ref_gray)[None]]
-        extra = [] if also is None else [also.reshape(-1).float()]
-        flat = torch.cat([v.reshape(-1).float() for v in values] + extra).tolist()
-        signals = dict(zip(names, flat[:len(names)], strict=True))
-        signals["ratio"] = signals["blur"] / max(signals["sharpness"], 1e-12)
-        return signals, flat[len(names):]
-
-
 def learning_rate_factor(params: RestoreParameters, iteration: int) -> float:
     """Multiplier of ``learning_rate`` at a 1-based ``iteration``: linear warm-up,
     then the schedule.
@@ -1144,194 +866,7 @@ def _stop_noise_variance(p: RestoreParameters, obs: npt.NDArray[np.float64],
     lost 1.9 dB on a 5-photon cell (64 px) where the held-out loss did not."""
     if p.task != "denoise" or p.holdout <= 0 or p.noise != "gaussian":
         return None
-    return _white_noise_variance(p, obs, layout)
-
-
-def _white_noise_variance(p: RestoreParameters, obs: npt.NDArray[np.float64],
-                          layout: Layout) -> float | None:
-    """Gaussian noise's variance on the [0, 1] scale: ``noise_sigma`` where given, else
-    estimated from ``obs``; None for images too small to estimate it."""
-    if p.noise_sigma is not None:
-        return float((p.noise_sigma / (layout.high - layout.low)) ** 2)
-    if min(obs.shape[:2]) < WHITE_NOISE_PATCH:
-        return None
-    return estimate_white_noise_variance(obs)
-
-
-# Photon noise left to the Gaussian model (noise.signal_dependence): the Gaussian stage
-# where the camera model's variance at the output is near the stage's level (read off the
-# flattest patches: the dark background), the camera stage where it is several times that,
-# a linear ramp between, smoothed over a few pixels. Block matching and WNNM, which need
-# one level, suit the sparse spots and the dark background; the camera stage's Wiener
-# filter alone keeps bright regions from their noise (benchmarks/README.md, *Clipped
-# camera data under the Gaussian model*).
-CAMERA_SHARE_SPAN = 1.0  # variance over the level: 1 + span and up, the camera stage alone
-CAMERA_SHARE_SMOOTH = 2.0  # px
-
-
-def _stage_level(job: RestoreJob, stop_noise: float | None, low: bool, high: bool, *,
-                 photon: bool = False) -> tuple[float | None, str]:
-    """The Gaussian stage's noise variance and where it came from (None: too small);
-    ``photon``: the noise was found to grow with the signal."""
-    p, obs = job.params, job.observation
-    if (low or high) and p.noise_sigma is None and min(obs.shape[:2]) >= WHITE_NOISE_PATCH:
-        # clipped pixels carry less noise and pull the whole image's estimate low (the
-        # nuclei at sigma 50: 36/255). The weakly textured patches away from them still err
-        # low on small sparse images, the clipped moments of the intensity levels high on
-        # fine structure at low noise: their geometric mean lost least on the tuning half
-        # (benchmarks/README.md, *The stage's level on clipped noise*). Photon noise has no
-        # one level to fit, and the camera share is weighed against the dark background's level
-        patches = estimate_white_noise_variance(obs, texture_ratio=0.0)
-        levels = None if photon else clipped_noise_variance(obs, job.known, low=low, high=high)
-        if levels is None or patches <= 0.0:
-            return patches, "estimated from the image away from its clipped values"
-        source = ("estimated from the image away from its clipped values and from its "
-                  "intensity levels through the clipped noise's moments (geometric mean)")
-        return math.sqrt(patches * levels), source
-    found = stop_noise if stop_noise is not None else _white_noise_variance(p, obs, job.layout)
-    return found, "given" if p.noise_sigma is not None else "estimated from the image"
-
-
-def _gaussian_stage(obs: npt.NDArray[np.float64], output: npt.NDArray[np.float64],
-                    level: float, device: torch.device
-                    ) -> tuple[npt.NDArray[np.float64], dict[str, str]]:
-    """The Wiener stage for noise of one variance ``level``, in [0, 1], and its record."""
-    pilot, share = output, 1.0  # the Wiener stage's first estimate, the network's share in it
-    deviation = math.sqrt(level)
-    matched = level > 0 and PILOT_NETWORK_SHARE < 1.0
-    if matched:
-        # block matching averages the repeated structure the early-stopped fit smooths:
-        # a better pilot than either alone
-        share = PILOT_NETWORK_SHARE
-        pilot = share * output + (1.0 - share) * hard_threshold_estimate(
-            obs, deviation, transforms=PILOT_TRANSFORMS, device=device)
-    filtered = wiener_refine(obs, pilot, level, device=device)
-    grouped = 0.0  # the share of BM3D's second step (groups matched on the pilot) in it
-    if matched and GROUPED_SHARE > 0.0:
-        grouped = GROUPED_SHARE
-        filtered = (grouped * wiener_estimate(obs, pilot, deviation, device=device)
-                    + (1.0 - grouped) * filtered)
-    low_rank = 0.0  # the share of WNNM's estimate (core/low_rank.py) in the output
-    if matched and LOW_RANK_SHARE > 0.0:
-        # low-rank groups keep repeated detail and sparse structure that both the fit and
-        # the block-transform filters smooth, and their errors lie elsewhere
-        low_rank = LOW_RANK_SHARE
-        filtered = (low_rank * low_rank_estimate(obs, deviation, device=device)
-                    + (1.0 - low_rank) * filtered)
-    record = {
-        "pilot": ("the network's output" if share == 1.0 else
-                  f"{share:g} x the network's output + {1 - share:g} x block matching "
-                  f"(BM3D's first step, blocks in {' and '.join(PILOT_TRANSFORMS)}, "
-                  "averaged)"),
-        "filter": ("the Wiener filter on every 8 x 8 patch" if grouped == 0.0 else
-                   f"{grouped:g} x BM3D's second step (groups matched on the pilot) + "
-                   f"{1 - grouped:g} x the Wiener filter on every 8 x 8 patch")}
-    if low_rank > 0.0:
-        record["low_rank"] = (f"{low_rank:g} x WNNM (weighted nuclear norm minimisation of "
-                              f"groups of similar patches) + {1 - low_rank:g} x the filter")
-    return np.clip(filtered, 0.0, 1.0), record
-
-
-def _camera_stage(obs: npt.NDArray[np.float64], output: npt.NDArray[np.float64],
-                  model: PoissonGaussian, device: torch.device
-                  ) -> tuple[npt.NDArray[np.float64],
-                             Callable[[npt.NDArray[np.float64]], npt.NDArray[np.float64]],
-                             npt.NDArray[np.float64]]:
-    """The Wiener stage for camera noise, variance ``model`` at the network's ``output``
-    (also its pilot): the filtered image in [0, 1], the noise deviation as a function of
-    the clean value, and the variance used."""
-    floor = max(model.read_variance, 1e-3 * model.a)
-
-    def deviation(mean: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
-        return np.sqrt(np.maximum(model.variance(mean), floor))
-
-    variance = np.maximum(model.variance(np.clip(output, 0.0, 1.0)), floor)
-    return np.clip(wiener_refine(obs, output, variance, device=device), 0.0, 1.0), deviation, \
-        variance
-
-
-def _camera_share(model: PoissonGaussian, estimate: npt.NDArray[np.float64], level: float
-                  ) -> npt.NDArray[np.float64]:
-    """Per pixel, the camera stage's share where the Gaussian model's stage found photon
-    noise: 0 where the camera model's variance at ``estimate`` is at most the Gaussian
-    stage's ``level``, 1 from ``1 + CAMERA_SHARE_SPAN`` times it, smoothed."""
-    from scipy.ndimage import gaussian_filter
-
-    ratio = model.variance(np.clip(estimate, 0.0, 1.0)) / max(level, 1e-30)
-    share = np.clip((ratio - 1.0) / CAMERA_SHARE_SPAN, 0.0, 1.0)
-    smooth: npt.NDArray[np.float64] = gaussian_filter(
-        share, (CAMERA_SHARE_SMOOTH, CAMERA_SHARE_SMOOTH, 0.0), mode="nearest")
-    return smooth
-
-
-def _refined(job: RestoreJob, output: npt.NDArray[np.float64], noise: NoiseFit | None,
-             stop_noise: float | None, device: torch.device, members: int
-             ) -> tuple[npt.NDArray[np.float64], dict[str, Any] | None,
-                        npt.NDArray[np.float64] | None]:
-    """The denoising result after the ``refine`` stage (the network's ``output`` where
-    there is none), its record (None: the task has no such stage) and, where the result
-    was declipped, the filter's output before that.
-
-    An ensemble's mean under the camera model is left as it is: on photon.py's 27 K=4 runs
-    (5-30 photons) the stage lowered it by 0.16 dB on average (the 5-photon cell by about
-    2 dB), where it raised single runs by 0.65; under Gaussian noise it raised K=4 means by
-    0.48 dB on the held-out half (benchmarks/README.md, *refine.py*). Under the Gaussian
-    model, noise that clearly grows with the intensity (``noise.signal_dependence``,
-    clipped or not) is filtered as camera noise with the growth found where the camera
-    model puts the variance well above the Gaussian stage's level (:func:`_camera_share`),
-    an ensemble's mean too (K=4 means of 13 fits: +0.7 to +2.8 dB on ten, -0.06 to -0.76
-    on three). An observation clipped at an end of its range is declipped after the
-    filter (``refine.declip``)."""
-    p = job.params
-    if p.task != "denoise":
-        return output, None, None
-    if p.refine == "none":
-        return output, {"method": "none"}, None
-    obs = job.observation
-    low, high = clipped_ends(obs)
-    # photon noise left to the Gaussian model: one level, read off the dark pixels, would
-    # leave the bright ones noisy (camera data at 30 photons: 5 dB under the network's own)
-    grows = (signal_dependence(obs, job.known, low=low, high=high)
-             if noise is None and p.noise_sigma is None else None)
-    if members > 1 and noise is not None:
-        return output, {"method": "none", "reason": "an ensemble's mean, camera noise"}, None
-    record: dict[str, Any] = {"method": p.refine, "patch": REFINE_PATCH}
-    colour = "opponent" if output.shape[2] == 3 else "per channel"
-    if noise is not None:
-        result, camera_deviation, variance = _camera_stage(obs, output, noise.model, device)
-        record.update({"noise_variance": float(np.mean(variance)),
-                       "noise_from": "the camera model at the output", "colour": colour,
-                       "pilot": "the network's output",
-                       "filter": "the Wiener filter on every 8 x 8 patch"})
-        if not (low or high):
-            return result, record, None
-        record["declipped"] = [end for end, on in (("low", low), ("high", high)) if on]
-        return declip(result, camera_deviation, low=low, high=high), record, result
-    level, source = _stage_level(job, stop_noise, low, high, photon=grows is not None)
-    if level is None:
-        return output, {"method": "none", "reason": "image too small to estimate its noise"}, None
-    result, parts = _gaussian_stage(obs, output, level, device)
-    record.update({"noise_variance": level, "noise_from": source, "colour": colour, **parts})
-    # noise clipped at an end of the range biased the data's mean there (a dark
-    # background, saturation), and the fit and the filter both return that mean
-    clipped = low or high
-    final = declip(result, math.sqrt(level), low=low, high=high) if clipped else result
-    if grows is not None:
-        camera, camera_deviation, _ = _camera_stage(obs, output, grows.model, device)
-        camera_final = (declip(camera, camera_deviation, low=low, high=high) if clipped
-                        else camera)
-        share = _camera_share(grows.model, camera_final, level)
-        result = share * camera + (1.0 - share) * result
-        final = share * camera_final + (1.0 - share) * final
-        record["signal_dependent"] = {**grows.record(), "camera_share": float(np.mean(share))}
-        record["camera_stage"] = (
-            "the Wiener filter with the noise's growth with intensity, estimated from the "
-            "image, at the output, where it puts the variance above that level (all of it "
-            f"from {1 + CAMERA_SHARE_SPAN:g}x): {np.mean(share):.0%} of the image's weight")
-    if not clipped:
-        return final, record, None
-    record["declipped"] = [end for end, on in (("low", low), ("high", high)) if on]
-    return final, record, result
+    return white_noise_variance(p, obs, layout)
 
 
 def stop_noise_shares(job: RestoreJob) -> tuple[float, float] | None:
@@ -1472,7 +1007,7 @@ def _fit(job: RestoreJob, device: torch.device, scale: int, start: float,
                      or (p.output == "best" and reference is None))
     stop_noise = _stop_noise_variance(p, obs, job.layout)
     stop_shares = _noise_shares(obs, held, stop_noise)
-    signals_meter = _Signals(job, y, op, crop, obs_crop, device, reference, need_variance, holdout,
+    signals_meter = StepSignals(job, y, op, crop, obs_crop, device, reference, need_variance, holdout,
                              noise, stop_noise, stop_shares)
     # with the noise variance known, the auto rule watches the estimated error of the
     # whole output; without it, the held-out pixels' loss
@@ -1648,7 +1183,7 @@ def _fit(job: RestoreJob, device: torch.device, scale: int, start: float,
                 if p.output == "best" and best is None:
                     best_iteration = iteration
             network_output = _composite(job, ensemble_mean(chosen), crop, noise)
-            composite, refined, before_declipping = _refined(
+            composite, refined, before_declipping = apply_stage(
                 job, network_output, noise, stop_noise, device, members)
         image = job.layout.to_user(composite, dtype=job.output_dtype)
         metrics = _metrics_of(job, composite)

@@ -711,7 +711,7 @@ def signal_dependence(image: npt.ArrayLike, known: npt.ArrayLike | None = None, 
     of the bright levels too. Noise clipped at an end of the range (``low``, ``high``)
     squeezes the variance there: the levels keep the clipped pixels and both the line
     and the one level are fitted through the clipped moments (:func:`clipped_moments`).
-    The Gaussian model's denoising stage calls it (``engine._refined``) to filter photon
+    The Gaussian model's denoising stage calls it (``stage.apply_stage``) to filter photon
     noise with the growth found.
 
     Parameters
