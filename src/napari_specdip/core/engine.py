@@ -1007,8 +1007,8 @@ def _fit(job: RestoreJob, device: torch.device, scale: int, start: float,
                      or (p.output == "best" and reference is None))
     stop_noise = _stop_noise_variance(p, obs, job.layout)
     stop_shares = _noise_shares(obs, held, stop_noise)
-    signals_meter = StepSignals(job, y, op, crop, obs_crop, device, reference, need_variance, holdout,
-                             noise, stop_noise, stop_shares)
+    signals_meter = StepSignals(job, y, op, crop, obs_crop, device, reference, need_variance,
+                                holdout, noise, stop_noise, stop_shares)
     # with the noise variance known, the auto rule watches the estimated error of the
     # whole output; without it, the held-out pixels' loss
     watched = "holdout_loss" if stop_noise is None else "error_estimate"

@@ -36,7 +36,7 @@ if TYPE_CHECKING:
 
 
 def white_noise_variance(p: RestoreParameters, obs: npt.NDArray[np.float64],
-                          layout: Layout) -> float | None:
+                         layout: Layout) -> float | None:
     """Gaussian noise's variance on the [0, 1] scale: ``noise_sigma`` where given, else
     estimated from ``obs``; None for images too small to estimate it."""
     if p.noise_sigma is not None:
@@ -58,7 +58,7 @@ CAMERA_SHARE_SMOOTH = 2.0  # px
 
 
 def stage_level(job: RestoreJob, stop_noise: float | None, low: bool, high: bool, *,
-                 photon: bool = False) -> tuple[float | None, str]:
+                photon: bool = False) -> tuple[float | None, str]:
     """The Gaussian stage's noise variance and where it came from (None: too small);
     ``photon``: the noise was found to grow with the signal."""
     p, obs = job.params, job.observation
@@ -81,8 +81,8 @@ def stage_level(job: RestoreJob, stop_noise: float | None, low: bool, high: bool
 
 
 def gaussian_stage(obs: npt.NDArray[np.float64], output: npt.NDArray[np.float64],
-                    level: float, device: torch.device
-                    ) -> tuple[npt.NDArray[np.float64], dict[str, str]]:
+                   level: float, device: torch.device
+                   ) -> tuple[npt.NDArray[np.float64], dict[str, str]]:
     """The Wiener stage for noise of one variance ``level``, in [0, 1], and its record."""
     pilot, share = output, 1.0  # the Wiener stage's first estimate, the network's share in it
     deviation = math.sqrt(level)
@@ -121,10 +121,10 @@ def gaussian_stage(obs: npt.NDArray[np.float64], output: npt.NDArray[np.float64]
 
 
 def camera_stage(obs: npt.NDArray[np.float64], output: npt.NDArray[np.float64],
-                  model: PoissonGaussian, device: torch.device
-                  ) -> tuple[npt.NDArray[np.float64],
-                             Callable[[npt.NDArray[np.float64]], npt.NDArray[np.float64]],
-                             npt.NDArray[np.float64]]:
+                 model: PoissonGaussian, device: torch.device
+                 ) -> tuple[npt.NDArray[np.float64],
+                            Callable[[npt.NDArray[np.float64]], npt.NDArray[np.float64]],
+                            npt.NDArray[np.float64]]:
     """The Wiener stage for camera noise, variance ``model`` at the network's ``output``
     (also its pilot): the filtered image in [0, 1], the noise deviation as a function of
     the clean value, and the variance used."""
@@ -139,7 +139,7 @@ def camera_stage(obs: npt.NDArray[np.float64], output: npt.NDArray[np.float64],
 
 
 def camera_share(model: PoissonGaussian, estimate: npt.NDArray[np.float64], level: float
-                  ) -> npt.NDArray[np.float64]:
+                 ) -> npt.NDArray[np.float64]:
     """Per pixel, the camera stage's share where the Gaussian model's stage found photon
     noise: 0 where the camera model's variance at ``estimate`` is at most the Gaussian
     stage's ``level``, 1 from ``1 + CAMERA_SHARE_SPAN`` times it, smoothed."""
@@ -153,9 +153,9 @@ def camera_share(model: PoissonGaussian, estimate: npt.NDArray[np.float64], leve
 
 
 def apply_stage(job: RestoreJob, output: npt.NDArray[np.float64], noise: NoiseFit | None,
-             stop_noise: float | None, device: torch.device, members: int
-             ) -> tuple[npt.NDArray[np.float64], dict[str, Any] | None,
-                        npt.NDArray[np.float64] | None]:
+                stop_noise: float | None, device: torch.device, members: int
+                ) -> tuple[npt.NDArray[np.float64], dict[str, Any] | None,
+                           npt.NDArray[np.float64] | None]:
     """The denoising result after the ``refine`` stage (the network's ``output`` where
     there is none), its record (None: the task has no such stage) and, where the result
     was declipped, the filter's output before that.
