@@ -17,7 +17,7 @@ def test_the_running_variance_is_the_windows_variance() -> None:
     for k, x in enumerate(steps):
         value = meter.push(x)
         window = torch.stack(steps[max(0, k - 6):k + 1]).double()
-        expected = window.var(dim=0, unbiased=False).mean()
+        expected = window.var(dim=0, correction=0).mean()
         assert meter.full == (k >= 6)
         assert float(value) == pytest.approx(float(expected), rel=1e-5)
 
