@@ -45,7 +45,7 @@ def test_the_camera_share_follows_the_models_variance_over_the_level() -> None:
     # away from the ramp's ends (the smoothing blurs them over a few pixels)
     assert share[20, :5, 0].max() < 0.01  # variance at most the level: the Gaussian stage
     full = (1.0 + CAMERA_SHARE_SPAN) * level
-    beyond = model.a * estimate[20, :, 0] + model.b > full
+    beyond = model.variance(estimate[20, :, 0]) > full
     assert share[20, beyond, 0][10:].min() > 0.99
 
 
