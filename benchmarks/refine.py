@@ -11,7 +11,7 @@ same observation. Printed per case
 and as means per split, kind and degradation: the network's PSNR, the refined one, the
 gain, and the margins over NL-means and BM3D.
 
-    python benchmarks/refine.py [--split tune|held-out|all] [--images ...] [--size 128]
+    python benchmarks/refine.py [--split tune|held-out|all|unseen] [--images ...] [--size 128]
         [--degradations sigma10 sigma25 sigma50] [--preset quick] [--jobs 1]
         [--max-iterations N] [--out PREFIX]
 """
@@ -86,7 +86,7 @@ def _summary(label: str, rows: list[dict[str, Any]]) -> list[Any]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--split", choices=("tune", "held-out", "all"), default="held-out")
+    parser.add_argument("--split", choices=("tune", "held-out", "all", "unseen"), default="held-out")
     parser.add_argument("--images", nargs="+", default=None)
     parser.add_argument("--size", type=int, default=128)
     parser.add_argument("--degradations", nargs="+", default=["sigma10", "sigma25", "sigma50"])
@@ -97,7 +97,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--jobs", type=int, default=1)
     parser.add_argument("--out", default=None, help="write PREFIX.md and PREFIX.json")
     args = parser.parse_args(argv)
-    images = args.images or [n for n in ev.IMAGES if args.split in ("all", ev.split(n))]
+    images = args.images or ([*ev.UNSEEN] if args.split == "unseen" else
+                             [n for n in ev.IMAGES if args.split in ("all", ev.split(n))])
     cases = [{"image": n, "degradation": d, "size": args.size, "preset": args.preset,
               "seed": args.seed, "max_iterations": args.max_iterations,
               "threads": args.threads} for n in images for d in args.degradations]
@@ -114,7 +115,7 @@ def main(argv: list[str] | None = None) -> int:
         for key in (f"split {r['split']}", f"kind {r['kind']}", f"noise {r['degradation']}"):
             groups.setdefault(key, []).append(r)
     summary = [_summary(k, v) for k, v in sorted(groups.items())]
-    lines = [*_common.machine_lines("cpu"), ev.describe(),
+    lines = [*_common.machine_lines("cpu"), ev.describe(unseen=args.split == "unseen"),
              f"preset {args.preset}, {args.size} px, seed {args.seed}", "",
              "## per case", _common.format_table(header, rows, markdown=True), "",
              "## means (gain: refined - network; worst margins over NL-means: network, refined)",

@@ -442,7 +442,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("runs", nargs="+", type=Path, help="JSON-lines files of trajectories.py")
-    parser.add_argument("--split", choices=("tune", "held-out", "all"), default="all")
+    parser.add_argument("--split", choices=("tune", "held-out", "unseen", "all"),
+                        default="all")
     parser.add_argument("--markdown", action="store_true")
     parser.add_argument("--json", type=Path, help="write every row here")
     parser.add_argument("--noise-scales", type=float, nargs="*", default=[],

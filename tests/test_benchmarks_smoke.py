@@ -380,7 +380,7 @@ def test_stopping_caps_the_budget_at_the_presets_iterations() -> None:
 
 def test_trajectories_plans_at_the_default_preset() -> None:
     trajectories = load("trajectories")
-    for name in ("heldout-balanced", "deblock-balanced-light"):
+    for name in ("heldout-balanced", "deblock-balanced-light", "unseen-balanced"):
         configs = trajectories.plan(name)
         assert len({c.key for c in configs}) == len(configs) > 0
         # the balanced preset's width and step, held-out runs on the held-out half only
@@ -388,6 +388,10 @@ def test_trajectories_plans_at_the_default_preset() -> None:
     held = trajectories.plan("heldout-balanced")
     assert {c.degradation for c in held} == {"sigma25", "pg30r2"}
     assert all(trajectories._evalset.split(c.image) == "held-out" for c in held)
+    unseen = trajectories.plan("unseen-balanced")
+    assert {c.image for c in unseen} == set(trajectories._evalset.UNSEEN)
+    assert {c.degradation for c in unseen} == {"sigma15", "sigma35"}
+    assert {c.max_iterations for c in unseen} == {1200, 2200}
     light = trajectories.plan("deblock-balanced-light")
     assert {c.degradation for c in light} == {"jpeg50", "jpeg30"}
     assert {c.max_iterations for c in light} == {3000}  # the balanced preset's cap
@@ -412,6 +416,19 @@ def test_the_dark_variant_and_its_deblocking_plan() -> None:
     assert len({c.key for c in configs}) == len(configs) == 21
     assert all(c.image.endswith("-dark") for c in configs)
     assert {c.degradation for c in configs} == {"jpeg10", "jpeg30"}
+
+
+def test_the_unseen_set_loads_offline_beside_the_evaluation_set() -> None:
+    evalset = load("_evalset")
+    assert not set(evalset.UNSEEN) & set(evalset.IMAGES)
+    for name, kind in evalset.UNSEEN.items():
+        image = evalset.load(name, 48)
+        assert image.shape[:2] == (48, 48) and image.ndim == (3 if "RGB" in kind else 2)
+        assert 0.0 <= image.min() < image.max() <= 1.0
+        assert evalset.split(name) == "unseen" and evalset.kind(name) == kind
+    blobs = evalset.load("blobs", 64)  # sparse: mostly dark background
+    assert np.mean(blobs <= 0.03) > 0.3
+    np.testing.assert_array_equal(blobs, evalset.load("blobs", 64))
 
 
 def test_trajectories_records_up_to_a_lower_cap(tmp_path: Path) -> None:
