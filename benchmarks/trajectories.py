@@ -24,6 +24,7 @@ python benchmarks/trajectories.py --plan heldout --seed 1 --max-size 128 --out s
 python benchmarks/trajectories.py --plan heldout --seed 2 --max-size 128 --stage --out staged.jsonl
 python benchmarks/trajectories.py --plan heldout-balanced --workers 2 --stage --out balanced.jsonl
 python benchmarks/trajectories.py --plan unseen-balanced --workers 2 --stage --out unseen.jsonl
+python benchmarks/trajectories.py --plan unseen-quick --workers 2 --stage --out unseen-quick.jsonl
 python benchmarks/trajectories.py --plan heldout --seed 2 --max-size 128 --stage --widths 128 --cap 1500 --out w128.jsonl
 python benchmarks/trajectories.py --plan deblock --split held-out --seed 1 --out deblock1.jsonl
 python benchmarks/trajectories.py --plan deblock --device cpu --workers 2 --no-baselines --out deblock.jsonl
@@ -120,6 +121,8 @@ def plan(name: str) -> list[Config]:
         return _heldout_balanced_plan()
     if name == "unseen-balanced":
         return _unseen_balanced_plan()
+    if name == "unseen-quick":
+        return _unseen_quick_plan()
     if name == "deblock":
         return _deblock_plan()
     if name == "deblock-long":
@@ -210,6 +213,19 @@ def _unseen_balanced_plan() -> list[Config]:
         return _optimised(image, 128, deg, 64, "lr3e-3", holdout=0.1, max_iterations=cap)
 
     return [at(n, d) for d in ("sigma15", "sigma35") for n in _evalset.UNSEEN]
+
+
+def _unseen_quick_plan() -> list[Config]:
+    """The unseen set at 128 px at the quick preset's step, as the held-out plan runs it:
+    widths 32 and 16 at Gaussian sigma 15 and 35 on every image, and width 128 on a
+    sparse and a smooth image, in priority order."""
+    def at(image: str, deg: str, width: int, cap: int) -> Config:
+        return _optimised(image, 128, deg, width, "lr1e-2", holdout=0.1, max_iterations=cap)
+
+    degradations = ("sigma15", "sigma35")
+    return ([at(n, d, 32, 1000) for d in degradations for n in _evalset.UNSEEN]
+            + [at(n, d, 16, 1200) for d in degradations for n in _evalset.UNSEEN]
+            + [at("blobs", "sigma35", 128, 1000), at("clock", "sigma15", 128, 1000)])
 
 
 def _deblock_plan() -> list[Config]:

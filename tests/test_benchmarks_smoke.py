@@ -392,6 +392,10 @@ def test_trajectories_plans_at_the_default_preset() -> None:
     assert {c.image for c in unseen} == set(trajectories._evalset.UNSEEN)
     assert {c.degradation for c in unseen} == {"sigma15", "sigma35"}
     assert {c.max_iterations for c in unseen} == {1200, 2200}
+    quick = trajectories.plan("unseen-quick")
+    assert len({c.key for c in quick}) == len(quick) == 34
+    assert {c.width for c in quick} == {16, 32, 128} and {c.learning_rate for c in quick} == {1e-2}
+    assert all(trajectories._evalset.split(c.image) == "unseen" for c in quick)
     light = trajectories.plan("deblock-balanced-light")
     assert {c.degradation for c in light} == {"jpeg50", "jpeg30"}
     assert {c.max_iterations for c in light} == {3000}  # the balanced preset's cap
