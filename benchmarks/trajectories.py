@@ -203,6 +203,10 @@ def _heldout_balanced_plan() -> list[Config]:
             + [at(n, "pg30r2") for n in ("nuclei2", "puncta2", "hubble")])
 
 
+#: the unseen set's noise: Gaussian levels that neither half was recorded at
+UNSEEN_DEGRADATIONS = ("sigma15", "sigma35")
+
+
 def _unseen_balanced_plan() -> list[Config]:
     """The unseen set (``_evalset.UNSEEN``: no default was chosen or reported on it) at
     128 px at the balanced preset, Gaussian sigma 15 and 35 (levels neither half was
@@ -212,7 +216,7 @@ def _unseen_balanced_plan() -> list[Config]:
         cap = 2200 if (image, deg) == ("motorcycle", "sigma15") else 1200
         return _optimised(image, 128, deg, 64, "lr3e-3", holdout=0.1, max_iterations=cap)
 
-    return [at(n, d) for d in ("sigma15", "sigma35") for n in _evalset.UNSEEN]
+    return [at(n, d) for d in UNSEEN_DEGRADATIONS for n in _evalset.UNSEEN]
 
 
 def _unseen_quick_plan() -> list[Config]:
@@ -222,9 +226,8 @@ def _unseen_quick_plan() -> list[Config]:
     def at(image: str, deg: str, width: int, cap: int) -> Config:
         return _optimised(image, 128, deg, width, "lr1e-2", holdout=0.1, max_iterations=cap)
 
-    degradations = ("sigma15", "sigma35")
-    return ([at(n, d, 32, 1000) for d in degradations for n in _evalset.UNSEEN]
-            + [at(n, d, 16, 1200) for d in degradations for n in _evalset.UNSEEN]
+    return ([at(n, d, 32, 1000) for d in UNSEEN_DEGRADATIONS for n in _evalset.UNSEEN]
+            + [at(n, d, 16, 1200) for d in UNSEEN_DEGRADATIONS for n in _evalset.UNSEEN]
             + [at("blobs", "sigma35", 128, 1000), at("clock", "sigma15", 128, 1000)])
 
 
