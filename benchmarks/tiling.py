@@ -2,7 +2,9 @@
 
 For each image, the same preset restores the whole image with one network
 (``tile=0``) and as overlapping tiles (``tile=N``), one run after the other in
-this process. The whole-image run gets a time budget (``--budget``; 0: none, it
+this process. ``--compare warm`` puts tiles fitted from scratch
+(``tile_warm_start=False``) in the whole image's place, against tiles that each
+start from the network the tile before ended with (the default). The whole-image run gets a time budget (``--budget``; 0: none, it
 runs to its own stop); the tiled run always runs to the tiles' own stops. Both
 PSNRs are against the clean image; ``seam`` is the PSNR of the tiled result on
 the pixels where tiles are blended minus its PSNR elsewhere, each relative to
@@ -56,7 +58,8 @@ def _run(observed: npt.NDArray[Any], clean: npt.NDArray[Any], options: dict[str,
 
 
 def case(spec: dict[str, Any]) -> dict[str, Any]:
-    """One image: the whole-image run, the tiled run, NL-means."""
+    """One image: the baseline run (the whole image, or cold tiles), the tiled run,
+    NL-means."""
     _common.set_threads(spec["threads"])
     name, label = spec["case"].split("/")
     size, tile, overlap = spec["size"], spec["tile"], spec["overlap"]
@@ -69,8 +72,13 @@ def case(spec: dict[str, Any]) -> dict[str, Any]:
                **ev.engine_options(degradation, spec["max_iterations"])}
     if spec["width"] is not None:
         options["width"] = spec["width"]
-    whole = _run(observed, clean, options, spec["budget"])
-    tiled = _run(observed, clean, {**options, "tile": tile, "tile_overlap": overlap}, 0.0)
+    tiles = {**options, "tile": tile, "tile_overlap": overlap}
+    if spec.get("compare", "whole") == "warm":  # tiles from scratch, then warm-started
+        whole = _run(observed, clean, {**tiles, "tile_warm_start": False}, spec["budget"])
+        tiled = _run(observed, clean, {**tiles, "tile_warm_start": True}, 0.0)
+    else:
+        whole = _run(observed, clean, options, spec["budget"])
+        tiled = _run(observed, clean, tiles, 0.0)
     band = blend_band(size, size, tile, overlap)
     a, b = tiled.pop("image"), whole.pop("image")
     seam = ((ev.psnr(a[band], clean[band]) - ev.psnr(b[band], clean[band]))
@@ -82,11 +90,13 @@ def case(spec: dict[str, Any]) -> dict[str, Any]:
     if known is not None or ev.estimated_sigma(observed) is not None:
         nlm = ev.psnr(np.clip(ev.nl_means(observed, known), 0, 1), clean)
     row = {"image": name, "noise": label, "kind": ev.kind(name), "size": size,
-           "preset": spec["preset"], "tile": tile, "overlap": overlap, "budget": spec["budget"],
+           "preset": spec["preset"], "compare": spec.get("compare", "whole"), "tile": tile,
+           "overlap": overlap, "budget": spec["budget"],
            "whole": whole, "tiled": tiled, "seam_db": seam, "nl_means": nlm,
            "nl_means_seconds": time.perf_counter() - start}
-    _common.echo(f"# {name}/{label} {size} px: whole {whole['psnr']:.2f} dB in "
-                 f"{whole['seconds']:.0f} s, tiles {tiled['psnr']:.2f} dB in "
+    base, new = ("whole", "tiles") if row["compare"] == "whole" else ("cold tiles", "warm tiles")
+    _common.echo(f"# {name}/{label} {size} px: {base} {whole['psnr']:.2f} dB in "
+                 f"{whole['seconds']:.0f} s, {new} {tiled['psnr']:.2f} dB in "
                  f"{tiled['seconds']:.0f} s, seam {seam:+.2f} dB, NL-means {nlm:.2f}")
     return row
 
@@ -104,17 +114,24 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--width", type=int, default=None, help="default: the preset's")
     parser.add_argument("--max-iterations", type=int, default=None,
                         help="default: the preset's")
+    parser.add_argument("--compare", choices=("whole", "warm"), default="whole",
+                        help="the baseline: whole (one network for the whole image) or warm "
+                             "(the same tiles, each fitted from scratch, against warm-started "
+                             "tiles)")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--jobs", type=int, default=1, help="cases run in this many processes")
     parser.add_argument("--out", default=str(RESULTS / "tiling_cpu256"))
     args = parser.parse_args(argv)
     cases = [{"case": c, "size": args.size, "preset": args.preset, "tile": args.tile,
               "overlap": args.overlap, "budget": args.budget, "threads": args.threads,
-              "width": args.width, "max_iterations": args.max_iterations}
+              "width": args.width, "max_iterations": args.max_iterations,
+              "compare": args.compare}
              for c in args.cases]
     rows = _common.map_cases(case, cases, args.jobs)
-    header = ["image", "noise", "kind", "px", "whole dB", "whole s (it, stop)", "tiles dB",
-              "tiles s (it)", "tiles - whole dB", "time ratio", "seam dB", "NL-means dB"]
+    base = "whole" if args.compare == "whole" else "cold tiles"
+    new = "tiles" if args.compare == "whole" else "warm tiles"
+    header = ["image", "noise", "kind", "px", f"{base} dB", f"{base} s (it, stop)", f"{new} dB",
+              f"{new} s (it)", f"{new} - {base} dB", "time ratio", "seam dB", "NL-means dB"]
     table = [[r["image"], r["noise"], r["kind"], r["size"], f"{r['whole']['psnr']:.2f}",
               f"{r['whole']['seconds']:.0f} ({r['whole']['iterations']}, {r['whole']['stop']})",
               f"{r['tiled']['psnr']:.2f}",
@@ -126,11 +143,11 @@ def main(argv: list[str] | None = None) -> int:
     ratio = [r["tiled"]["seconds"] / r["whole"]["seconds"] for r in rows]
     lines = [*_common.machine_lines("cpu"),
              f"settings: {args.size} px, preset {args.preset}, tiles of {args.tile} px with "
-             f"{args.overlap} px overlap; whole-image budget "
+             f"{args.overlap} px overlap; {base} against {new}; {base} budget "
              f"{'none (its own stop)' if not args.budget else f'{args.budget:.0f} s'}; torch "
              f"threads {args.threads}, {args.jobs} process(es)", "",
              _common.format_table(header, table, markdown=True), "",
-             f"mean tiles - whole: {np.mean(gain):+.2f} dB; mean time ratio (tiles / whole): "
+             f"mean {new} - {base}: {np.mean(gain):+.2f} dB; mean time ratio ({new} / {base}): "
              f"{np.mean(ratio):.2f}"]
     _common.write_report(args.out, lines, rows)
     return 0

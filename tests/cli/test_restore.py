@@ -383,6 +383,11 @@ def test_tile_takes_auto_or_a_side() -> None:
         assert engine_options(args)["tile"] == expected
     with pytest.raises(SystemExit):
         parser.parse_args(["restore", "in.png", "--tile", "big"])
+    # warm-started tiles: the engine's default unless switched off
+    assert "tile_warm_start" not in engine_options(parser.parse_args(["restore", "in.png"]))
+    for flag, expected in (("--no-tile-warm-start", False), ("--tile-warm-start", True)):
+        args = parser.parse_args(["restore", "in.png", "--tile", "64", flag])
+        assert engine_options(args)["tile_warm_start"] is expected
 
 
 def test_camera_noise_model_is_recorded(images: dict[str, Path], tmp_path: Path) -> None:

@@ -171,6 +171,14 @@ def test_tiling_benchmark_smoke(load: object, capsys: pytest.CaptureFixture[str]
     assert "mean tiles - whole" in capsys.readouterr().out
     band = bench.blend_band(48, 48, 32, 4)
     assert band[:, 20:28].all() and not band[:16, :16].any()
+    # cold tiles against warm ones: both tiled, the warm tiles after the first handed on
+    assert bench.main(["--size", "48", "--cases", "camera/sigma25", "--tile", "32",
+                       "--overlap", "4", "--width", "8", "--max-iterations", "30",
+                       "--compare", "warm", "--threads", "1", "--out", str(tmp_path / "w")]) == 0
+    (row,) = json.loads((tmp_path / "w.json").read_text())
+    assert row["compare"] == "warm" and np.isfinite(row["seam_db"])
+    assert 0 < row["tiled"]["iterations"] <= 4 * 30 and 0 < row["whole"]["iterations"] <= 4 * 30
+    assert "mean warm tiles - cold tiles" in capsys.readouterr().out
 
 
 def test_uncertainty_ceiling_of_a_known_error_scale(load: object) -> None:

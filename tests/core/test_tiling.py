@@ -208,3 +208,59 @@ def test_the_estimate_plans_auto_tiles_as_the_run_will() -> None:
     options = {"tile": "auto", "device": "cpu", "width": 4, "max_iterations": 10}
     assert estimate(image, **options).tiles == 4
     assert estimate(image, keep_state=True, **options).tiles == 1
+
+
+WARM = {"width": 8, "max_iterations": 40, "signal_every": 5, "seed": 3, "holdout_patience": 20,
+        "holdout_patience_warm": 10, "output_dtype": np.float64}
+
+
+def test_each_tile_after_the_first_starts_from_the_network_the_tile_before_ended_with(
+        ) -> None:
+    """Denoising with the auto stop: tile k is the run on its crop warm-started from tile
+    k - 1's kept network, with the warm patience; the record says which tiles were."""
+    rng = np.random.default_rng(6)
+    image = np.clip(0.5 + 0.3 * np.sin(np.arange(96) / 5)[None, :] + rng.normal(0, 0.1, (40, 96)),
+                    0, 1)
+    tiled = restore(image, tile=32, tile_overlap=4, **WARM)
+    tiles = tile_grid(40, 96, tile=32, overlap=4)
+    records = tiled.parameters["tiles"]
+    assert [t["warm_start"] for t in records] == [False, True, True]
+    assert tiled.parameters["tile_warm_start"] is True and tiled.state is None
+    first = restore(image[tiles[0].slices()], keep_state=True, **WARM)
+    second = restore(image[tiles[1].slices()], warm_start=first.state, **WARM)
+    assert records[1]["iterations"] == second.iterations
+    owned = slice(tiles[0].right, tiles[2].left)  # the second tile's pixels alone
+    np.testing.assert_allclose(tiled.image[:, owned],
+                               second.image[:, owned.start - tiles[1].left:
+                                            owned.stop - tiles[1].left], atol=1e-6)
+    np.testing.assert_array_equal(restore(image, tile=32, tile_overlap=4, **WARM).image,
+                                  tiled.image)  # the same seed, the same result
+
+    cold = restore(image, tile=32, tile_overlap=4, tile_warm_start=False, **WARM)
+    assert not any(t["warm_start"] for t in cold.parameters["tiles"])
+    alone = restore(image[tiles[1].slices()], **WARM)
+    assert cold.parameters["tiles"][1]["iterations"] == alone.iterations
+
+
+@pytest.mark.parametrize(("task", "stop"), [("denoise", "none"), ("denoise", "ratio"),
+                                          ("inpaint", "auto")])
+def test_tiles_start_from_scratch_where_warm_tiles_were_not_measured(task: str, stop: str
+                                                                     ) -> None:
+    image = np.random.default_rng(7).random((40, 96))
+    mask = np.zeros(image.shape, bool)
+    mask[10:14, 10:14] = True
+    result = restore(image, task, tile=32, tile_overlap=4, stop=stop,
+                     **({"mask": mask} if task == "inpaint" else {}),
+                     **{**WARM, "max_iterations": 6})
+    assert not any(t["warm_start"] for t in result.parameters["tiles"])
+    assert not RestoreParameters.for_task(task, stop=stop).warm_starts_tiles
+    assert RestoreParameters.for_task("denoise").warm_starts_tiles
+
+
+def test_a_tile_of_another_depth_starts_from_scratch() -> None:
+    """Tiles 28 and 32 px wide get decoders of 1 and 2 levels: no network to hand on."""
+    image = np.random.default_rng(8).random((40, 72))
+    result = restore(image, tile=32, tile_overlap=4, **WARM)
+    records = result.parameters["tiles"]
+    assert [t["depth"] for t in records] == [1, 2, 1]
+    assert [t["warm_start"] for t in records] == [False, False, False]

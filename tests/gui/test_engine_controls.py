@@ -588,6 +588,8 @@ def test_a_tiled_run_restores_the_whole_image_tile_by_tile(
     widget.tile_overlap.value = 20  # more than half a tile: refused before any work
     assert widget.start() is None and "tile_overlap" in widget.last_error
     widget.tile_overlap.value = 8
+    assert widget.tile_warm_start.value is True and widget.tile_warm_start.parent is not None
+    widget.tile_warm_start.value = False  # every tile from scratch
     seen: list[str] = []
     shown = widget.run_progress
 
@@ -604,6 +606,7 @@ def test_a_tiled_run_restores_the_whole_image_tile_by_tile(
     assert tuple(out.scale) == (0.5, 0.5)
     assert meta["parameters"]["tile"] == 32 and meta["parameters"]["tiles_restored"] == 9
     assert meta["parameters"]["tile_overlap"] == 8
+    assert meta["parameters"]["tile_warm_start"] is False
     assert meta["iterations"] == 9 * 4 and len(meta["parameters"]["tiles"]) == 9
     assert any("tile 9 of 9" in text for text in seen), seen
     # the charts show the last tile alone, on its own iterations, and where it stopped

@@ -324,10 +324,12 @@ class RestoreWidget(Container[Widget]):
         self.backtrack = CheckBox(text="backtrack on divergence", tooltip=tip["backtrack"])
         self.tile_overlap = SpinBox(label="tile overlap (px)", value=16, min=0, max=4096,
                                     step=4, tooltip=tip["tile_overlap"])
+        self.tile_warm_start = CheckBox(text="warm start tiles", value=True,
+                                        tooltip=tip["tile_warm_start"])
         self.advanced = Container(labels=True, widgets=[
             self.upsampler, self.sigmas, self.learning_rate, self.network, self.output,
             self.refine, self.stop_window, self.stop_epsilon, self.signal_every, self.holdout,
-            self.input_jitter, self.backtrack, self.tile_overlap,
+            self.input_jitter, self.backtrack, self.tile_overlap, self.tile_warm_start,
         ])
         self.advanced.visible = False
 
@@ -1076,6 +1078,7 @@ class RestoreWidget(Container[Widget]):
             "ensemble": int(self.ensemble.value),
             "tile": self.tile.value,
             "tile_overlap": int(self.tile_overlap.value),
+            "tile_warm_start": bool(self.tile_warm_start.value),
             "preview_every": int(self.preview_every.value),
             "upsampler": self.upsampler.value,
             "learning_rate": self._parse_learning_rate(),

@@ -262,6 +262,12 @@ def option_help() -> dict[str, str]:
                 f"({stated_default('tile')})",
         "tile_overlap": f"pixels each tile reaches into its neighbours, over which the tiles' "
                         f"outputs are blended ({stated_default('tile_overlap')})",
+        "tile_warm_start": "with tiles, denoising with the auto stop: start each tile from the "
+                           "network the tile before ended with, and wait the warm patience "
+                           "after its minimum (tiles of one image share its noise and "
+                           "structure: quick preset, 512 px, the same PSNR in 0.55-0.78 of "
+                           "the time; default); --no-tile-warm-start fits every tile from "
+                           "scratch",
         "noise": f"noise model: {_words(NOISE_WORDS, NOISE_MODELS)}; {noise_tasks} only; "
                  f"{stated_default('noise')}",
         "noise_sigma": "gaussian, denoise: the noise's standard deviation in input units, "
@@ -381,6 +387,7 @@ _ROWS: tuple[tuple[str, str | None, str], ...] = (
     ("--ensemble K", "ensemble", ""),
     ("--tile N|auto", "tile", ""),
     ("--tile-overlap P", "tile_overlap", ""),
+    ("--tile-warm-start, --no-tile-warm-start", "tile_warm_start", ""),
     (f"--noise {{{','.join(NOISE_MODELS)}}}", "noise", ""),
     ("--noise-sigma S", "noise_sigma", ""),
     ("--noise-gain G", "noise_gain", ""),

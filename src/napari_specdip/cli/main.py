@@ -198,6 +198,8 @@ def _add_engine_options(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--tile", type=_tile, metavar="N|auto", help=helps["tile"])
     g.add_argument("--tile-overlap", type=_non_negative_int, metavar="P",
                    help=helps["tile_overlap"])
+    g.add_argument("--tile-warm-start", action=argparse.BooleanOptionalAction, default=None,
+                   help=helps["tile_warm_start"])
     n = parser.add_argument_group("noise model (denoise and inpaint; microscopy cameras)")
     n.add_argument("--noise", choices=NOISE_MODELS, help=helps["noise"])
     n.add_argument("--noise-sigma", type=_positive_float, metavar="S", help=helps["noise_sigma"])

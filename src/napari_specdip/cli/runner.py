@@ -93,6 +93,7 @@ ENGINE_OPTIONS = {
     "ensemble": "ensemble",
     "tile": "tile",
     "tile_overlap": "tile_overlap",
+    "tile_warm_start": "tile_warm_start",
 }
 
 #: the uncertainty of an ensemble run goes next to the output as ``STEM`` + this + ``.tif``

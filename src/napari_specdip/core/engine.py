@@ -1262,9 +1262,16 @@ def _fit_tiled(job: RestoreJob, device: torch.device, scale: int, start: float,
     cap = sum(tile_iteration_limits(job))
     results: list[RestoreResult] = []
     done = 0  # iterations of the tiles before this one
+    handed: dict[str, torch.Tensor] | None = None  # the network the tile before ended with
     for index, tile in enumerate(tiles):
         if job.interrupt is not None and job.interrupt.is_set():
             break
+        tile_job = job.tile_job(tile)
+        if p.warm_starts_tiles:
+            if handed is not None and _tile_depth(tile_job, scale) != results[-1].parameters[
+                    "depth"]:
+                handed = None  # a tile of another depth has another network
+            tile_job = dataclasses.replace(tile_job, warm_start=handed, keep_state=True)
 
         # a tile's report as the whole image's: iterations over all tiles, the blend so far
         def whole_image(report: StepReport, tile: Tile = tile, index: int = index,
@@ -1277,10 +1284,10 @@ def _fit_tiled(job: RestoreJob, device: torch.device, scale: int, start: float,
                               elapsed=report.elapsed, signals=report.signals, preview=preview,
                               max_iterations=cap, tile=index, tiles=len(tiles))
 
-        result = yield from _relayed(_fit(job.tile_job(tile), device, scale, start, noise),
-                                     whole_image)
+        result = yield from _relayed(_fit(tile_job, device, scale, start, noise), whole_image)
         if result.iterations == 0:  # stopped before its first step: nothing to blend
             break
+        handed, result = result.state, dataclasses.replace(result, state=None)
         canvas.add(tile, result.image)
         if spread is not None and result.uncertainty is not None:
             spread.add(tile, result.uncertainty)  # [0, 1] units: the tile's layout
@@ -1302,7 +1309,7 @@ def _fit_tiled(job: RestoreJob, device: torch.device, scale: int, start: float,
                                 for r in dict.fromkeys(reasons))
     tile_records = [{"box": tile.as_list(), "iterations": r.iterations,
                      "stop_reason": r.stop_reason, "stop_iteration": r.stop_iteration,
-                     "depth": r.parameters["depth"],
+                     "depth": r.parameters["depth"], "warm_start": r.parameters["warm_start"],
                      "stop_noise_variance": r.parameters["stop_noise_variance"],
                      "stop_noise_shares": r.parameters["stop_noise_shares"],
                      **({"refined": r.parameters["refined"]} if "refined" in r.parameters
@@ -1332,6 +1339,13 @@ def _fit_tiled(job: RestoreJob, device: torch.device, scale: int, start: float,
         metrics=_metrics_of(job, final),
         uncertainty=uncertainty,
     )
+
+
+def _tile_depth(job: RestoreJob, scale: int) -> int:
+    """The upsampling levels of a tile's network (``_fit``'s choice)."""
+    height, width = job.observation.shape[:2]
+    p = job.params
+    return p.depth if p.depth is not None else auto_depth(height * scale, width * scale)
 
 
 def _relayed(run: RestoreGenerator,
