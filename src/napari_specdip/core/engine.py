@@ -30,8 +30,8 @@ from napari_specdip.core.noise import (CameraEstimate, NoiseFit, check_camera_un
                                        plan_noise)
 from napari_specdip.core.operators import Downsampling, Identity, Inpainting, Operator
 from napari_specdip.core.params import (AUTO_TILE, AUTO_TILE_FROM, ENHANCE_ITERATIONS,
-                                        PAPER_DEPTH, RestoreParameters, auto_depth,
-                                        ignored_option)
+                                        PAPER_DEPTH, RestoreParameters, ignored_option,
+                                        network_depth)
 from napari_specdip.core.results import RestoreResult, StepReport
 from napari_specdip.core.signals import StepSignals
 from napari_specdip.core.stage import apply_stage, white_noise_variance
@@ -424,8 +424,6 @@ def _check_warm_start(job: RestoreJob, state: Mapping[str, torch.Tensor]) -> Non
     """Refuse at the call a ``warm_start`` whose entries or shapes differ from this run's
     network, which ``load_state_dict`` would only find after the noise estimate and the
     network's construction. The network is built on the meta device: shapes, no memory."""
-    from napari_specdip.core.estimate import network_depth
-
     p = job.params
     height, width, channels = job.observation.shape
     with torch.device("meta"):
@@ -939,7 +937,7 @@ def _fit(job: RestoreJob, device: torch.device, scale: int, start: float,
     p = job.params
     obs = job.observation if noise is None else noise.to_fit(job.observation)
     height, width_px, channels = obs.shape
-    depth = p.depth if p.depth is not None else auto_depth(height * scale, width_px * scale)
+    depth = network_depth(p, height, width_px, scale)
     members = p.ensemble
     with torch.random.fork_rng(devices=[]):
         nets = []
@@ -1268,8 +1266,8 @@ def _fit_tiled(job: RestoreJob, device: torch.device, scale: int, start: float,
             break
         tile_job = job.tile_job(tile)
         if p.warm_starts_tiles:
-            if handed is not None and _tile_depth(tile_job, scale) != results[-1].parameters[
-                    "depth"]:
+            if handed is not None and (network_depth(p, *tile.shape, scale)
+                                       != results[-1].parameters["depth"]):
                 handed = None  # a tile of another depth has another network
             tile_job = dataclasses.replace(tile_job, warm_start=handed, keep_state=True)
 
@@ -1339,13 +1337,6 @@ def _fit_tiled(job: RestoreJob, device: torch.device, scale: int, start: float,
         metrics=_metrics_of(job, final),
         uncertainty=uncertainty,
     )
-
-
-def _tile_depth(job: RestoreJob, scale: int) -> int:
-    """The upsampling levels of a tile's network (``_fit``'s choice)."""
-    height, width = job.observation.shape[:2]
-    p = job.params
-    return p.depth if p.depth is not None else auto_depth(height * scale, width * scale)
 
 
 def _relayed(run: RestoreGenerator,

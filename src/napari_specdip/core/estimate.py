@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from napari_specdip.core.params import AUTO_TILE_FROM
+from napari_specdip.core.params import AUTO_TILE_FROM, network_depth
 
 if TYPE_CHECKING:
     import torch
@@ -195,14 +195,6 @@ def format_seconds(s: float) -> str:
 
 
 # --------------------------------------------------------------------------- sizes
-
-
-def network_depth(params: RestoreParameters, height: int, width: int, scale: int = 1) -> int:
-    """Upsampling levels the engine uses for an observation of ``height`` x ``width``."""
-    from napari_specdip.core.params import auto_depth
-
-    return params.depth if params.depth is not None else auto_depth(height * scale,
-                                                                      width * scale)
 
 
 def network_multiple(params: RestoreParameters, height: int, width: int, scale: int = 1) -> int:

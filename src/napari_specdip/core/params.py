@@ -142,6 +142,12 @@ def auto_depth(height: int, width: int) -> int:
     return max(1, levels)
 
 
+def network_depth(params: RestoreParameters, height: int, width: int, scale: int = 1) -> int:
+    """Upsampling levels the engine uses for an observation of ``height`` x ``width``."""
+    return params.depth if params.depth is not None else auto_depth(height * scale,
+                                                                      width * scale)
+
+
 # Gaussian upsampling suppresses high frequencies itself, so the paper loosens lambda.
 GAUSSIAN_LIPSCHITZ = 1.8
 
