@@ -4,14 +4,15 @@ For each image, the same preset restores the whole image with one network
 (``tile=0``) and as overlapping tiles (``tile=N``), one run after the other in
 this process. ``--compare warm`` puts tiles fitted from scratch
 (``tile_warm_start=False``) in the whole image's place, against tiles that each
-start from the network the tile before ended with (the default). The whole-image run gets a time budget (``--budget``; 0: none, it
-runs to its own stop); the tiled run always runs to the tiles' own stops. Both
-PSNRs are against the clean image; ``seam`` is the PSNR of the tiled result on
-the pixels where tiles are blended minus its PSNR elsewhere, each relative to
-the whole-image result on the same pixels (so that what lies in the bands does
-not count; a visible seam would make it clearly negative). NL-means (skimage, sigma estimated) is the
-classical point of reference (noise level estimated; without PyWavelets the
-true Gaussian sigma, and none for other noise).
+start from the network the tile before ended with (the default). The whole-image
+(or cold-tiles) run gets a time budget (``--budget``; 0: none, it runs to its own
+stop); the tiled run always runs to the tiles' own stops. Both PSNRs are against
+the clean image; ``seam`` is the PSNR of the tiled result on the pixels where
+tiles are blended minus its PSNR elsewhere, each relative to the whole-image
+result on the same pixels (so that what lies in the bands does not count; a
+visible seam would make it clearly negative). NL-means (skimage, sigma estimated)
+is the classical point of reference (noise level estimated; without PyWavelets
+the true Gaussian sigma, and none for other noise).
 
 Run ``python benchmarks/tiling.py --help`` for the options.
 """
@@ -37,6 +38,8 @@ RESULTS = Path(__file__).resolve().parent / "results"
 #: the tuning half's kinds (gray photo, fluorescence, RGB photo, texture); ``--cases`` takes
 #: others, e.g. the held-out half's moon, nuclei2, chelsea, grass
 CASES = ("camera/sigma25", "nuclei1/sigma25", "astronaut/sigma25", "brick/sigma25")
+#: per ``--compare``: the names of the baseline run and of the tiled run it is compared with
+LABELS = {"whole": ("whole", "tiles"), "warm": ("cold tiles", "warm tiles")}
 
 
 def blend_band(height: int, width: int, tile: int, overlap: int) -> npt.NDArray[np.bool_]:
@@ -73,7 +76,8 @@ def case(spec: dict[str, Any]) -> dict[str, Any]:
     if spec["width"] is not None:
         options["width"] = spec["width"]
     tiles = {**options, "tile": tile, "tile_overlap": overlap}
-    if spec.get("compare", "whole") == "warm":  # tiles from scratch, then warm-started
+    compare = spec.get("compare", "whole")
+    if compare == "warm":  # tiles from scratch, then warm-started
         whole = _run(observed, clean, {**tiles, "tile_warm_start": False}, spec["budget"])
         tiled = _run(observed, clean, {**tiles, "tile_warm_start": True}, 0.0)
     else:
@@ -90,11 +94,11 @@ def case(spec: dict[str, Any]) -> dict[str, Any]:
     if known is not None or ev.estimated_sigma(observed) is not None:
         nlm = ev.psnr(np.clip(ev.nl_means(observed, known), 0, 1), clean)
     row = {"image": name, "noise": label, "kind": ev.kind(name), "size": size,
-           "preset": spec["preset"], "compare": spec.get("compare", "whole"), "tile": tile,
+           "preset": spec["preset"], "compare": compare, "tile": tile,
            "overlap": overlap, "budget": spec["budget"],
            "whole": whole, "tiled": tiled, "seam_db": seam, "nl_means": nlm,
            "nl_means_seconds": time.perf_counter() - start}
-    base, new = ("whole", "tiles") if row["compare"] == "whole" else ("cold tiles", "warm tiles")
+    base, new = LABELS[compare]
     _common.echo(f"# {name}/{label} {size} px: {base} {whole['psnr']:.2f} dB in "
                  f"{whole['seconds']:.0f} s, {new} {tiled['psnr']:.2f} dB in "
                  f"{tiled['seconds']:.0f} s, seam {seam:+.2f} dB, NL-means {nlm:.2f}")
@@ -114,7 +118,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--width", type=int, default=None, help="default: the preset's")
     parser.add_argument("--max-iterations", type=int, default=None,
                         help="default: the preset's")
-    parser.add_argument("--compare", choices=("whole", "warm"), default="whole",
+    parser.add_argument("--compare", choices=tuple(LABELS), default="whole",
                         help="the baseline: whole (one network for the whole image) or warm "
                              "(the same tiles, each fitted from scratch, against warm-started "
                              "tiles)")
@@ -128,8 +132,7 @@ def main(argv: list[str] | None = None) -> int:
               "compare": args.compare}
              for c in args.cases]
     rows = _common.map_cases(case, cases, args.jobs)
-    base = "whole" if args.compare == "whole" else "cold tiles"
-    new = "tiles" if args.compare == "whole" else "warm tiles"
+    base, new = LABELS[args.compare]
     header = ["image", "noise", "kind", "px", f"{base} dB", f"{base} s (it, stop)", f"{new} dB",
               f"{new} s (it)", f"{new} - {base} dB", "time ratio", "seam dB", "NL-means dB"]
     table = [[r["image"], r["noise"], r["kind"], r["size"], f"{r['whole']['psnr']:.2f}",
